@@ -1,0 +1,121 @@
+"""Loading checkpoints of the original MS-RNN implementation (github.com/mazhf/MS-RNN).
+
+The original stores ``embed.conv_embed.*`` (1x1 embedding), ``rnns.lstm.<layer>.<submodule>.*`` (the
+cells), ``rnns.<shared>.*`` (a module shared by all layers, e.g. PredRNN-V2's adapter) and
+``fc.conv_fc.*`` (1x1 head), behind a ``module.`` prefix when saved from its DDP training. The
+translation of a cell's own submodule names belongs to the cell (:meth:`RecurrentCell.original_key`);
+this module only knows the frame around the cells.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .factory import build_config, split_tag
+from .network import Forecaster
+from .registry import get_cell, get_model
+
+_LAYER = re.compile(r"^rnns\.lstm\.(\d+)\.(.+)$")
+
+
+def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict from a mapping, a ``.pth``/``.pt`` file (read with ``weights_only=True``) or safetensors."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}: pass the original's .pth file or a state dict.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} could not be read as a PyTorch checkpoint with weights_only=True: {exc}") from exc
+    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path} holds a {type(data).__name__}, not a state dict of tensors.")
+    return dict(data)
+
+
+def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def infer_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """What the checkpoint itself tells about the model: channels and depth."""
+    try:
+        weight = state["embed.conv_embed.weight"]
+    except KeyError:
+        raise ValueError("Not an original MS-RNN checkpoint: it has no 'embed.conv_embed.weight' "
+                         f"(first keys: {sorted(state)[:5]}).") from None
+    layers = {int(m.group(1)) for k in state if (m := _LAYER.match(k))}
+    if not layers:
+        raise ValueError("Not an original MS-RNN checkpoint: no 'rnns.lstm.<layer>.*' keys.")
+    return {"hidden_channels": int(weight.shape[0]), "in_channels": int(weight.shape[1]),
+            "num_layers": max(layers) + 1}
+
+
+def translate(state: Mapping[str, torch.Tensor], cell_class: type) -> dict[str, torch.Tensor]:
+    """Original key names -> ours, for a model whose cells are of ``cell_class``."""
+    aux = cell_class.auxiliary_loss
+    ours: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("embed.conv_embed."):
+            new = "embed." + key[len("embed.conv_embed."):]
+        elif key.startswith("fc.conv_fc."):
+            new = "head." + key[len("fc.conv_fc."):]
+        elif m := _LAYER.match(key):
+            new = f"cells.{m.group(1)}.{cell_class.original_key(m.group(2))}"
+        elif key.startswith("rnns.") and aux is not None:
+            new = "aux_loss." + aux.original_key(key[len("rnns."):])
+        else:
+            new = "<unknown>." + key
+        ours[new] = value
+    return ours
+
+
+def from_original(state_dict_or_path: str | Path | Mapping[str, torch.Tensor], name: str,
+                  **config: Any) -> Forecaster:
+    """Build model ``name`` and load an original MS-RNN state dict into it, strictly.
+
+    Channels and depth are read from the checkpoint; other settings (``kernel_size``, cell options)
+    are passed as keyword arguments, as to :func:`msrnn_zoo.create`. A key left over or missing is an
+    error that names it: a silent partial load would give a model that merely looks converted.
+    """
+    model_name, _ = split_tag(name)
+    state = _strip_prefix(read_state_dict(state_dict_or_path))
+    inferred = infer_config(state)
+    for key, value in inferred.items():
+        if key in config and config[key] != value:
+            raise ValueError(f"The checkpoint has {key}={value}, but {key}={config[key]} was asked for.")
+    model = Forecaster(build_config(model_name, **{**config, **inferred}),
+                       get_cell(get_model(model_name).cell).cell)
+    ours = translate(state, model.cell_class)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(ours))
+    unexpected = sorted(k for k in ours if k not in expected)
+    if missing or unexpected:
+        back = dict(zip(ours, state))
+        problems = []
+        if unexpected:
+            problems.append("left over from the checkpoint: " + ", ".join(back.get(k, k) for k in unexpected[:8]))
+        if missing:
+            problems.append("missing for the model: " + ", ".join(missing[:8]))
+        raise ValueError(f"The checkpoint does not match {model_name!r} ({'; '.join(problems)}). "
+                         "Is it a checkpoint of this model, with these options?")
+    for key, tensor in ours.items():
+        if expected[key].shape != tensor.shape:
+            raise ValueError(f"Shape mismatch at {key}: checkpoint {tuple(tensor.shape)}, model "
+                             f"{tuple(expected[key].shape)}; check kernel_size and the cell options.")
+    model.load_state_dict(ours, strict=True)
+    return model

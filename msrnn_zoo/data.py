@@ -1,0 +1,126 @@
+"""Datasets: what a dataset plugin declares, and the user's own clips as a dataset.
+
+Every dataset yields clips as float tensors ``(T, C, H, W)`` in [0, 1]; the first ``in_frames`` are the
+context and the next ``out_frames`` the future to forecast. A plugin describes itself with a
+:class:`DatasetInfo` (data, shown by ``msrnn-zoo list``) and a factory that builds a split.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is: its clip geometry and where its data can come from."""
+
+    name: str
+    in_frames: int
+    out_frames: int
+    channels: int
+    height: int
+    width: int
+    sources: tuple[str, ...]
+    default_source: str
+    description: str = ""
+    url: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return self.in_frames + self.out_frames
+
+
+DatasetFactory = Callable[..., Dataset]
+"""``factory(split=..., source=..., root=Path, download=bool, **options) -> Dataset`` of clips."""
+
+
+def default_root() -> Path:
+    """Where datasets live unless told otherwise: ``$MSRNN_ZOO_DATA`` or ``~/.cache/msrnn_zoo/datasets``."""
+    env = os.environ.get("MSRNN_ZOO_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "msrnn_zoo" / "datasets"
+
+
+def to_unit_float(array: np.ndarray, what: str) -> np.ndarray:
+    """Frames as float32 in [0, 1]: uint8 is scaled by 1/255, floats must already lie in [0, 1]."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{what}: frames must be uint8 (0..255) or float in [0, 1], got dtype {array.dtype}.")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what}: the frames contain NaN or Inf; clean them before training or forecasting.")
+    lo, hi = float(array.min()), float(array.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{what}: float frames must lie in [0, 1], found values in [{lo:.3g}, {hi:.3g}]; "
+            "rescale them (or pass uint8 0..255)."
+        )
+    return array
+
+
+def load_clip_array(path: str | Path) -> np.ndarray:
+    """Read a user's ``.npy`` clips as (N, T, C, H, W); (N, T, H, W) gains a channel axis."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No clip file at {path}: pass a .npy array of shape (N, T, C, H, W) or (N, T, H, W).")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable .npy array ({exc}); save clips with numpy.save.") from exc
+    if array.ndim == 4:
+        array = array[:, :, None]
+    if array.ndim != 5:
+        raise ValueError(
+            f"{path}: expected an array of shape (N, T, C, H, W) or (N, T, H, W), got shape {tuple(array.shape)}."
+        )
+    return array
+
+
+class ClipArrayDataset(Dataset):
+    """Clips held in one array (N, T, C, H, W), uint8 or float in [0, 1], e.g. a user's ``--data clips.npy``."""
+
+    def __init__(self, array: np.ndarray, name: str = "clips") -> None:
+        if array.ndim != 5:
+            raise ValueError(f"{name}: clips must have shape (N, T, C, H, W), got {tuple(array.shape)}.")
+        if len(array) == 0:
+            raise ValueError(f"{name}: no clips in this split; give more clips or change the split fractions.")
+        self.array = array
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        clip = to_unit_float(np.asarray(self.array[index]), f"{self.name}[{index}]")
+        return torch.from_numpy(np.ascontiguousarray(clip))
+
+
+def split_clips(array: np.ndarray, split: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> np.ndarray:
+    """The contiguous block of clips belonging to ``split``: deterministic, so train and test never mix."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"Split fractions must be three non-negative numbers summing to 1, got {fractions}.")
+    n = len(array)
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round(fractions[1] * n))
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+    lo, hi = bounds[split]
+    return array[lo:hi]
+
+
+def clips_from_file(path: str | Path, split: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> ClipArrayDataset:
+    """A split of the user's own clip file as a dataset."""
+    array = load_clip_array(path)
+    return ClipArrayDataset(split_clips(array, split, fractions), name=f"{Path(path).name}:{split}")

@@ -1,0 +1,54 @@
+"""Downloading public files for dataset plugins: streamed, with a progress bar, never half-written.
+
+A download goes to a temporary file beside the destination and is renamed into place only when it is
+complete (and matches its checksum, when one is known), so an interrupted download leaves nothing that
+a later run could mistake for the real file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+CHUNK = 1 << 16
+
+
+def download_file(url: str, dest: str | Path, *, sha256: str | None = None, timeout: float = 60.0,
+                  show_progress: bool = True) -> Path:
+    """Fetch ``url`` into ``dest`` atomically; raise ``OSError`` naming the URL if it cannot be fetched."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    try:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except (urllib.error.URLError, OSError) as exc:
+            os.close(fd)
+            raise OSError(f"Could not download {url}: {exc}. Check the network, or place the file at {dest} by hand.") from exc
+        with response, os.fdopen(fd, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                          disable=not show_progress, transient=True) as progress:
+                task = progress.add_task(f"downloading {dest.name}", total=total)
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    progress.advance(task, len(chunk))
+        if total is not None and tmp.stat().st_size != total:
+            raise OSError(f"Download of {url} stopped after {tmp.stat().st_size} of {total} bytes; run it again.")
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise OSError(f"{url} downloaded with sha256 {digest.hexdigest()}, expected {sha256}: the mirror "
+                          "serves a different file. Nothing was written.")
+        os.replace(tmp, dest)
+        return dest
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,69 @@
+"""``create``: from a model name to a ready model, in one short path (the way timm's create_model reads)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .network import Forecaster, ForecasterConfig
+from .registry import get_cell, get_model
+
+CONFIG_FIELDS = ("in_channels", "hidden_channels", "num_layers", "kernel_size", "schedule_options", "cell_options")
+
+
+def split_tag(name: str) -> tuple[str, str | None]:
+    """``"ms-motionrnn.kth"`` -> ``("ms-motionrnn", "kth")``: a pretrained checkpoint is ``model.tag``."""
+    model, _, tag = name.partition(".")
+    return model, tag or None
+
+
+def cell_options(cell_class: type, options: dict[str, Any], cell_name: str) -> dict[str, Any]:
+    """Check keyword options against the cell's constructor, so a typo fails with the list of real ones."""
+    params = inspect.signature(cell_class.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    base = {"self", "in_channels", "hidden_channels", "kernel_size", "layer_index", "num_layers"}
+    allowed = sorted(set(params) - base)
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(
+            f"Cell {cell_name!r} has no option {', '.join(map(repr, bad))}. Model options: "
+            f"{', '.join(CONFIG_FIELDS[:4])}; cell options: {', '.join(allowed) or 'none'}."
+        )
+    return dict(options)
+
+
+def build_config(name: str, **kwargs: Any) -> ForecasterConfig:
+    """The config of model ``name`` with overrides; keys that are not config fields are cell options."""
+    entry = get_model(name)
+    cell = get_cell(entry.cell)
+    options = dict(kwargs.pop("cell_options", None) or {})
+    options.update({k: kwargs.pop(k) for k in list(kwargs) if k not in CONFIG_FIELDS})
+    schedule_options = {**entry.schedule_options, **(kwargs.pop("schedule_options", None) or {})}
+    return ForecasterConfig(cell=entry.cell, schedule=entry.schedule, schedule_options=schedule_options,
+                            cell_options=cell_options(cell.cell, options, entry.cell), **kwargs)
+
+
+def from_config(config: ForecasterConfig) -> Forecaster:
+    """Build the model a config describes (the cell is looked up in the registry by name)."""
+    return Forecaster(config, get_cell(config.cell).cell)
+
+
+def create(name: str, pretrained: bool | str | None = None, **kwargs: Any) -> Forecaster:
+    """Build model ``name`` (``"ms-convlstm"``), optionally with published or local weights.
+
+    ``pretrained`` is a tag of the model's published checkpoints (``"kth"``), ``True`` for its first
+    one, a local directory written by ``save_pretrained``, or a Hub repo id. ``name`` may carry the tag
+    itself: ``create("ms-motionrnn.kth")``. Other keyword arguments override the config; those that are
+    not config fields are the cell's own options (e.g. ``links=13`` for TrajGRU).
+    """
+    model_name, tag = split_tag(name)
+    if tag is not None:
+        if pretrained not in (None, True, tag):
+            raise ValueError(f"{name!r} already names the checkpoint {tag!r}; do not also pass pretrained={pretrained!r}.")
+        pretrained = tag
+    if pretrained:
+        from .hub import resolve_pretrained
+
+        return resolve_pretrained(model_name, pretrained, **kwargs)
+    return from_config(build_config(model_name, **kwargs))

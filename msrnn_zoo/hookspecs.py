@@ -1,0 +1,28 @@
+"""The hooks a plugin implements to add cells and datasets to the zoo.
+
+A plugin is any module or object registered under the entry-point group ``msrnn_zoo``; it decorates
+its functions with :data:`msrnn_zoo.hookimpl`. Each hook receives a ``register`` callable, so a plugin
+never imports the registry and cannot corrupt it: everything it adds goes through one validated door.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("msrnn_zoo")
+hookimpl = pluggy.HookimplMarker("msrnn_zoo")
+
+
+@hookspec
+def register_cells(register: Callable[..., Any]) -> None:
+    """Register recurrent cells: ``register(name, cell_class, paper=..., description=...)``.
+
+    Each cell ``X`` becomes two models, ``X`` (single scale) and ``ms-X`` (the mirror pyramid).
+    """
+
+
+@hookspec
+def register_datasets(register: Callable[..., Any]) -> None:
+    """Register datasets: ``register(info, factory)`` with a :class:`msrnn_zoo.data.DatasetInfo`."""

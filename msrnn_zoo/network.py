@@ -1,0 +1,266 @@
+"""The one network of the zoo: embedding, a stack of any cell laid out by any scale schedule, head.
+
+Nothing here knows a model by name. A cell says what it reads (zigzag memory, the layer below's previous
+output, an auxiliary loss) through :class:`~msrnn_zoo.cell.RecurrentCell`'s attributes; the schedule says
+where each layer runs. Everything is built on :meth:`Forecaster.step` -- one frame in, one forecast out --
+so the batch forward, the teacher-forced training path and streaming inference share one code path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from .cell import RecurrentCell, State
+from .schedule import ScaleSchedule, build_schedule
+
+
+@dataclass
+class ForecasterConfig:
+    """Everything needed to rebuild a model; round-trips through JSON (``config.json`` on the Hub)."""
+
+    cell: str
+    schedule: str = "single"
+    in_channels: int = 1
+    hidden_channels: int = 64
+    num_layers: int = 6
+    kernel_size: int = 3
+    schedule_options: dict[str, Any] = field(default_factory=dict)
+    cell_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForecasterConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown model config keys {unknown}; a config has: {', '.join(sorted(known))}.")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ForecasterConfig:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass
+class ForecastState:
+    """The recurrent state of the whole stack between two frames.
+
+    ``layers`` holds each cell's own state, ``memory`` the zigzag memory on its way from the top layer
+    back to the bottom one, ``outputs`` each layer's last output (kept only when a cell reads the
+    previous output of the layer below).
+    """
+
+    layers: list[State]
+    memory: torch.Tensor | None = None
+    outputs: list[torch.Tensor] | None = None
+
+    def map(self, fn: Any) -> ForecastState:
+        return ForecastState(
+            layers=[tuple(fn(t) for t in s) for s in self.layers],
+            memory=None if self.memory is None else fn(self.memory),
+            outputs=None if self.outputs is None else [fn(t) for t in self.outputs],
+        )
+
+    def to(self, *args: Any, **kwargs: Any) -> ForecastState:
+        """Move every tensor, like ``Tensor.to`` (device and/or dtype)."""
+        return self.map(lambda t: t.to(*args, **kwargs))
+
+    def detach(self) -> ForecastState:
+        """Cut the graph: for truncated back-propagation through long streams."""
+        return self.map(torch.Tensor.detach)
+
+
+class Forecaster(nn.Module):
+    """A stacked convolutional RNN: any :class:`RecurrentCell` along any :class:`ScaleSchedule`.
+
+    Frames are batch-first ``(B, T, C, H, W)`` in [0, 1]. The 1x1 embedding lifts ``C`` to the hidden
+    width, every layer runs one cell at its schedule's resolution, the 1x1 head maps the top layer back
+    to ``C`` channels: the forecast of the next frame.
+    """
+
+    def __init__(self, config: ForecasterConfig, cell_class: type[RecurrentCell]) -> None:
+        super().__init__()
+        if config.in_channels < 1 or config.hidden_channels < 1:
+            raise ValueError(f"Channels must be positive, got in_channels={config.in_channels}, "
+                             f"hidden_channels={config.hidden_channels}.")
+        self.config = config
+        self.cell_class = cell_class
+        self.schedule: ScaleSchedule = build_schedule(config.schedule, config.num_layers, config.schedule_options)
+        self.levels = self.schedule.levels()
+        hidden = config.hidden_channels
+        self.embed = nn.Conv2d(config.in_channels, hidden, kernel_size=1)
+        try:
+            self.cells = nn.ModuleList(
+                cell_class(hidden, hidden, config.kernel_size, layer_index=i, num_layers=config.num_layers,
+                           **config.cell_options)
+                for i in range(config.num_layers)
+            )
+        except TypeError as exc:
+            raise ValueError(f"Cell {config.cell!r} rejected its options {config.cell_options}: {exc}") from exc
+        self.head = nn.Conv2d(hidden, config.in_channels, kernel_size=1)
+        aux = cell_class.auxiliary_loss
+        self.aux_loss = aux(hidden) if aux is not None else None
+        self.keeps_outputs = any(c.uses_lower_previous for c in self.cells)
+        self.uses_memory = any(c.uses_memory for c in self.cells)
+
+    # ---------------------------------------------------------------- checks
+    def check_frames(self, frames: torch.Tensor, *, what: str = "frames") -> None:
+        """Raise ``ValueError`` saying what is wrong with an input clip, before any work is done."""
+        if not isinstance(frames, torch.Tensor):
+            raise ValueError(f"{what} must be a torch.Tensor of shape (B, T, C, H, W), got {type(frames).__name__}.")
+        if frames.dim() != 5:
+            raise ValueError(f"{what} must have shape (B, T, C, H, W) (batch-first), got {tuple(frames.shape)}.")
+        _, t, c, h, w = frames.shape
+        if t < 1:
+            raise ValueError(f"{what} must hold at least 1 input frame, got T={t}.")
+        if c != self.config.in_channels:
+            raise ValueError(f"{what} have {c} channels but this model was built for "
+                             f"in_channels={self.config.in_channels}.")
+        if not frames.is_floating_point():
+            raise ValueError(f"{what} must be floating point in [0, 1], got dtype {frames.dtype}; "
+                             "divide uint8 frames by 255.")
+        if not torch.isfinite(frames).all():
+            raise ValueError(f"{what} contain NaN or Inf values; clean or mask them before forecasting.")
+        self.check_size(h, w)
+
+    def check_size(self, height: int, width: int) -> None:
+        """Raise ``ValueError`` unless the schedule and every cell can run at ``height x width``."""
+        for cell, (h, w) in zip(self.cells, self.schedule.sizes(height, width)):
+            cell.check_size(h, w)
+
+    # ---------------------------------------------------------------- state
+    def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
+                   dtype: torch.dtype | None = None) -> ForecastState:
+        """The state before the first frame: zeros everywhere, at every layer's resolution."""
+        self.check_size(height, width)
+        device = device or self.embed.weight.device
+        dtype = dtype or self.embed.weight.dtype
+        sizes = self.schedule.sizes(height, width)
+        layers = [cell.init_state(batch, h, w, device=device, dtype=dtype) for cell, (h, w) in zip(self.cells, sizes)]
+        memory = None
+        if self.uses_memory:
+            h0, w0 = sizes[0]
+            memory = torch.zeros(batch, self.cells[0].memory_channels, h0, w0, device=device, dtype=dtype)
+        outputs = None
+        if self.keeps_outputs:
+            outputs = [torch.zeros(batch, self.config.hidden_channels, h, w, device=device, dtype=dtype)
+                       for h, w in sizes]
+        return ForecastState(layers, memory, outputs)
+
+    # ---------------------------------------------------------------- one step
+    def _step(self, frame: torch.Tensor, state: ForecastState) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
+        levels, move = self.levels, self.schedule.move
+        memory = state.memory
+        outputs: list[torch.Tensor] = []
+        layers: list[State] = []
+        aux_total: torch.Tensor | None = None
+        x = self.embed(frame)
+        for i, cell in enumerate(self.cells):
+            if i > 0:
+                x = move(outputs[i - 1], levels[i - 1], levels[i])
+                skip = self.schedule.skip_source(i)
+                if skip is not None:
+                    x = x + outputs[skip]
+            lower = None
+            if cell.uses_lower_previous and i > 0 and state.outputs is not None:
+                lower = move(state.outputs[i - 1], levels[i - 1], levels[i])
+            result = cell(x, state.layers[i], memory, lower)
+            outputs.append(result.output)
+            layers.append(result.state)
+            memory = result.memory
+            if memory is not None:
+                memory = move(memory, levels[i], levels[(i + 1) % len(levels)])
+            if self.aux_loss is not None and result.aux is not None:
+                term = self.aux_loss(result.aux)
+                aux_total = term if aux_total is None else aux_total + term
+        forecast = self.head(outputs[-1])
+        return forecast, ForecastState(layers, memory, outputs if self.keeps_outputs else None), aux_total
+
+    def step(self, frame: torch.Tensor, state: ForecastState | None = None) -> tuple[torch.Tensor, ForecastState]:
+        """Feed one frame ``(B, C, H, W)``; get the forecast of the next frame and the new state.
+
+        This is the streaming API: call it with each new radar frame as it arrives, then with its own
+        forecasts to look further ahead.
+        """
+        if state is None:
+            self.check_frames(frame.unsqueeze(1), what="frame")
+            state = self.init_state(frame.shape[0], frame.shape[-2], frame.shape[-1],
+                                    device=frame.device, dtype=frame.dtype)
+        forecast, state, _ = self._step(frame, state)
+        return forecast, state
+
+    # ---------------------------------------------------------------- whole clips
+    def forward(self, frames: torch.Tensor, horizon: int = 1) -> torch.Tensor:
+        """Forecast ``horizon`` frames after the context ``frames`` (B, T, C, H, W) -> (B, horizon, C, H, W)."""
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be an integer >= 1 (frames to forecast), got {horizon!r}.")
+        self.check_frames(frames)
+        b, t, _, h, w = frames.shape
+        state = self.init_state(b, h, w, device=frames.device, dtype=frames.dtype)
+        for i in range(t):
+            forecast, state, _ = self._step(frames[:, i], state)
+        future = [forecast]
+        for _ in range(horizon - 1):
+            forecast, state, _ = self._step(forecast, state)
+            future.append(forecast)
+        return torch.stack(future, dim=1)
+
+    def forward_train(self, frames: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The training path: predict frames 1..T-1 of ``frames``, mixing truth and own forecasts.
+
+        ``teacher`` has shape (B, T-1) with values in [0, 1]: at step ``t`` the input is
+        ``teacher[:, t] * frames[:, t] + (1 - teacher[:, t]) * previous forecast`` (step 0 always sees the
+        first frame). Scheduled sampling and its reverse are nothing but different ``teacher`` masks.
+        Returns the predictions (B, T-1, C, H, W) and the auxiliary loss (a scalar, ``None`` if the cell
+        has none), already averaged over steps and samples and scaled by its weight.
+        """
+        self.check_frames(frames)
+        b, t, _, h, w = frames.shape
+        if t < 2:
+            raise ValueError(f"Training needs clips of at least 2 frames, got T={t}.")
+        if teacher.shape != (b, t - 1):
+            raise ValueError(f"teacher mask must have shape (B, T-1) = {(b, t - 1)}, got {tuple(teacher.shape)}.")
+        teacher = teacher.to(frames.dtype)[:, :, None, None, None]
+        state = self.init_state(b, h, w, device=frames.device, dtype=frames.dtype)
+        predictions: list[torch.Tensor] = []
+        aux_terms: list[torch.Tensor] = []
+        x = frames[:, 0]
+        for i in range(t - 1):
+            if i > 0:
+                x = teacher[:, i] * frames[:, i] + (1 - teacher[:, i]) * predictions[-1]
+            forecast, state, aux = self._step(x, state)
+            predictions.append(forecast)
+            if aux is not None:
+                aux_terms.append(aux)
+        aux_loss = None
+        if aux_terms and self.aux_loss is not None:
+            aux_loss = torch.stack(aux_terms).mean() * self.aux_loss.weight
+        return torch.stack(predictions, dim=1), aux_loss
+
+    # ---------------------------------------------------------------- description
+    def describe(self) -> dict[str, Any]:
+        """What ``msrnn-zoo info`` shows: cell, schedule, data flow, parameter count."""
+        return {
+            "cell": self.config.cell,
+            "cell_class": f"{self.cell_class.__module__}.{self.cell_class.__qualname__}",
+            "schedule": self.schedule.describe(),
+            "layers": self.config.num_layers,
+            "scales": self.schedule.scales(),
+            "skips": [self.schedule.skip_source(i) for i in range(self.config.num_layers)],
+            "memory_flow": self.cell_class.memory_flow,
+            "zigzag_memory": self.uses_memory,
+            "reads_lower_previous": self.keeps_outputs,
+            "auxiliary_loss": None if self.aux_loss is None else type(self.aux_loss).__name__,
+            "sampling": self.cell_class.sampling,
+            "parameters": sum(p.numel() for p in self.parameters()),
+        }

@@ -1,0 +1,184 @@
+"""The zoo's catalogue, as data: cells and datasets from plugins, and the models they imply.
+
+It is rebuilt from the plugin manager whenever the set of registered plugins changes, so a plugin added
+at run time (a test, a notebook) shows up with no extra step. Every cell ``X`` yields one model per
+schedule variant: ``X`` on a single scale and ``ms-X`` on the mirror pyramid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cell import RecurrentCell
+from .data import DatasetFactory, DatasetInfo
+from .plugins import load_entry_points, pm, record_for
+
+MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "": ("single", {}),
+    "ms-": ("mirror", {}),
+}
+"""Name prefix -> (schedule, schedule options) of the models every cell yields."""
+
+_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class CellEntry:
+    name: str
+    cell: type[RecurrentCell]
+    plugin: str
+    paper: str = ""
+    description: str = ""
+    pretrained: dict[str, str] = field(default_factory=dict)
+    """``{"<model>.<tag>": "<hub repo id>"}``: checkpoints published for this cell's models."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    cell: str
+    schedule: str
+    schedule_options: dict[str, Any]
+    plugin: str
+    pretrained: dict[str, str]
+    """``{tag: hub repo id}``"""
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    info: DatasetInfo
+    factory: DatasetFactory
+    plugin: str
+
+
+@dataclass
+class Registry:
+    cells: dict[str, CellEntry] = field(default_factory=dict)
+    datasets: dict[str, DatasetEntry] = field(default_factory=dict)
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+
+
+_cache: tuple[tuple[int, ...], Registry] | None = None
+
+
+def _key() -> tuple[int, ...]:
+    return tuple(sorted(id(p) for p in pm.get_plugins()))
+
+
+def _collect(registry: Registry) -> None:
+    def call(hook_name: str, make_register: Any) -> None:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            record = record_for(impl.plugin_name)
+            try:
+                impl.function(register=make_register(impl.plugin_name, record))
+            except Exception as exc:  # one broken plugin must not hide the others
+                record.error = f"{hook_name}: {type(exc).__name__}: {exc}"
+
+    def cell_register(plugin: str, record: Any) -> Any:
+        def register(name: str, cell: type[RecurrentCell], *, paper: str = "", description: str = "",
+                     pretrained: dict[str, str] | None = None) -> None:
+            if not _NAME.match(name):
+                raise ValueError(f"cell name {name!r} must be lowercase words joined by '-'")
+            if not (isinstance(cell, type) and issubclass(cell, RecurrentCell)):
+                raise TypeError(f"cell {name!r} must be a RecurrentCell subclass, got {cell!r}")
+            if name in registry.cells:
+                raise ValueError(f"cell {name!r} is already registered by plugin {registry.cells[name].plugin!r}")
+            registry.cells[name] = CellEntry(name, cell, plugin, paper, description, dict(pretrained or {}))
+            record.cells.append(name)
+        return register
+
+    def dataset_register(plugin: str, record: Any) -> Any:
+        def register(info: DatasetInfo, factory: DatasetFactory) -> None:
+            if not isinstance(info, DatasetInfo):
+                raise TypeError(f"datasets are registered with a DatasetInfo, got {info!r}")
+            if info.name in registry.datasets:
+                raise ValueError(f"dataset {info.name!r} is already registered by "
+                                 f"plugin {registry.datasets[info.name].plugin!r}")
+            registry.datasets[info.name] = DatasetEntry(info, factory, plugin)
+            record.datasets.append(info.name)
+        return register
+
+    for name, _ in pm.list_name_plugin():
+        rec = record_for(name)
+        rec.cells.clear()
+        rec.datasets.clear()
+    call("register_cells", cell_register)
+    call("register_datasets", dataset_register)
+    for cell in registry.cells.values():
+        for prefix, (schedule, options) in MODEL_VARIANTS.items():
+            model = prefix + cell.name
+            tags = {key.split(".", 1)[1]: repo for key, repo in cell.pretrained.items()
+                    if key.split(".", 1)[0] == model}
+            registry.models[model] = ModelEntry(model, cell.name, schedule, options, cell.plugin, tags)
+
+
+def registry() -> Registry:
+    """The current catalogue (cached until the set of plugins changes)."""
+    global _cache
+    load_entry_points()
+    key = _key()
+    if _cache is None or _cache[0] != key:
+        reg = Registry()
+        _collect(reg)
+        _cache = (key, reg)
+    return _cache[1]
+
+
+def refresh() -> Registry:
+    """Forget the cached catalogue and rebuild it."""
+    global _cache
+    _cache = None
+    return registry()
+
+
+def unknown(kind: str, name: str, known: list[str]) -> ValueError:
+    """An error for an unknown name that suggests the closest known ones."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(f"Unknown {kind} {name!r}.{hint} Run `msrnn-zoo list` to see them all "
+                      f"({len(known)} {kind}s known).")
+
+
+def _match(names: list[str], pattern: str | None) -> list[str]:
+    return sorted(n for n in names if pattern is None or fnmatch.fnmatch(n, pattern))
+
+
+def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:
+    """Model names, optionally filtered by a glob (``"ms-*"``) or to those with published weights."""
+    models = registry().models
+    if pretrained:
+        return sorted(f"{m}.{t}" for m in _match(list(models), pattern) for t in models[m].pretrained)
+    return _match(list(models), pattern)
+
+
+def list_cells(pattern: str | None = None) -> list[str]:
+    return _match(list(registry().cells), pattern)
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    return _match(list(registry().datasets), pattern)
+
+
+def get_cell(name: str) -> CellEntry:
+    cells = registry().cells
+    if name not in cells:
+        raise unknown("cell", name, list(cells))
+    return cells[name]
+
+
+def get_model(name: str) -> ModelEntry:
+    models = registry().models
+    if name not in models:
+        raise unknown("model", name, list(models))
+    return models[name]
+
+
+def get_dataset(name: str) -> DatasetEntry:
+    datasets = registry().datasets
+    if name not in datasets:
+        raise unknown("dataset", name, list(datasets))
+    return datasets[name]

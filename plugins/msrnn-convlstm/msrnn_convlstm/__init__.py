@@ -1,0 +1,5 @@
+"""ConvLSTM for msrnn-zoo."""
+
+from .cell import ConvLSTMCell
+
+__all__ = ["ConvLSTMCell"]
