@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .cell import RecurrentCell, State
+from .hub import HubMixin
 from .schedule import ScaleSchedule, build_schedule
 
 
@@ -80,7 +81,7 @@ class ForecastState:
         return self.map(torch.Tensor.detach)
 
 
-class Forecaster(nn.Module):
+class Forecaster(HubMixin, nn.Module):
     """A stacked convolutional RNN: any :class:`RecurrentCell` along any :class:`ScaleSchedule`.
 
     Frames are batch-first ``(B, T, C, H, W)`` in [0, 1]. The 1x1 embedding lifts ``C`` to the hidden

@@ -1,0 +1,276 @@
+"""Training: the paper's recipe, resumable to the bit.
+
+Adam (through timm's optimizer factory) at lr 3e-4; loss = MSE + MAE, each summed over the pixels of a
+frame and averaged over frames and batch, on the predictions of frames 1..T-1 (as the original trains),
+plus the cell's auxiliary loss if it has one; the cell's own input schedule (scheduled sampling from 1 to 0
+over training, or PredRNN-V2's reverse schedule).
+
+Determinism: the batch order of epoch ``e`` comes from a generator seeded with ``(seed, e)`` and the
+sampling mask of step ``s`` from one seeded with ``(seed, s)``, so a run resumed from any checkpoint
+draws exactly what the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from timm.optim import create_optimizer_v2
+from torch.utils.data import DataLoader, Dataset
+
+from .factory import build_config, from_config
+from .hub import CONFIG_NAME, WEIGHTS_NAME
+from .io import atomic_write, read_json, refuse_overwrite, write_json
+from .network import Forecaster, ForecasterConfig
+from .sampling import get_schedule
+
+TRAIN_CONFIG = "train_config.json"
+LATEST = "latest.json"
+CHECKPOINTS = "checkpoints"
+HISTORY = "history.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """What a run was asked to do; stored in the run directory so ``--resume`` needs nothing else."""
+
+    model: str
+    model_config: dict[str, Any]
+    dataset: str | None = None
+    source: str | None = None
+    data: str | None = None
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    in_frames: int = 10
+    out_frames: int = 10
+    epochs: int = 1
+    batch_size: int = 4
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    seed: int = 0
+    sampling: str | None = None
+    max_train_clips: int | None = None
+    max_eval_clips: int | None = None
+    checkpoint_every: int = 0
+    device: str = "cpu"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        if "split_fractions" in data:
+            data["split_fractions"] = tuple(data["split_fractions"])
+        return cls(**data)
+
+
+def frame_loss(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """MSE + MAE, each summed over a frame's pixels and channels, averaged over frames and batch."""
+    diff = prediction - truth
+    return diff.pow(2).sum(dim=(2, 3, 4)).mean() + diff.abs().sum(dim=(2, 3, 4)).mean()
+
+
+def open_split(cfg: TrainConfig, split: str) -> Dataset:
+    """The dataset split a run trains or evaluates on: a registered dataset or the user's clip file."""
+    from .data import clips_from_file
+    from .datasets import load_dataset
+
+    if cfg.data:
+        dataset: Dataset = clips_from_file(cfg.data, split, cfg.split_fractions)
+    elif cfg.dataset:
+        dataset = load_dataset(cfg.dataset, split=split, source=cfg.source, **cfg.dataset_options)
+    else:
+        raise ValueError("Say what to train on: a registered dataset (--dataset) or your own clips (--data).")
+    limit = cfg.max_train_clips if split == "train" else cfg.max_eval_clips
+    if limit is not None and limit < len(dataset):  # type: ignore[arg-type]
+        dataset = torch.utils.data.Subset(dataset, range(limit))
+    return dataset
+
+
+def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
+    first = dataset[0]
+    if first.dim() != 4:
+        raise ValueError(f"Clips must have shape (T, C, H, W), the dataset gives {tuple(first.shape)}.")
+    need = cfg.in_frames + cfg.out_frames
+    if first.shape[0] < need:
+        raise ValueError(f"Clips have {first.shape[0]} frames but in_frames + out_frames = {need}; "
+                         "lower --in-frames/--out-frames or use longer clips.")
+    if cfg.in_frames < 1 or cfg.out_frames < 1:
+        raise ValueError(f"in_frames and out_frames must be >= 1, got {cfg.in_frames} and {cfg.out_frames}.")
+    return tuple(first.shape)
+
+
+def _seeded(*parts: int) -> torch.Generator:
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p)) % (2**63 - 1)
+    return torch.Generator().manual_seed(seed)
+
+
+def epoch_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
+    """The batches of one epoch in their deterministic shuffled order (incomplete last batch dropped)."""
+    order = torch.randperm(len(dataset), generator=_seeded(seed, epoch, 1)).tolist()  # type: ignore[arg-type]
+    loader = DataLoader(torch.utils.data.Subset(dataset, order), batch_size=batch_size, shuffle=False,
+                        drop_last=True)
+    yield from loader
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    batch: int = 0  # batches done in the current epoch
+    step: int = 0  # optimizer steps done in total
+    losses: list[float] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains a model into a run directory; every checkpoint is a complete, loadable state."""
+
+    def __init__(self, run_dir: str | Path, cfg: TrainConfig, model: Forecaster | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device here; use --device cpu.")
+        torch.manual_seed(cfg.seed)
+        self.model = (model or from_config(ForecasterConfig.from_dict(cfg.model_config))).to(self.device)
+        self.schedule = get_schedule(cfg.sampling or self.model.cell_class.sampling)
+        self.optimizer = create_optimizer_v2(self.model, opt="adam", lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.train_set = open_split(cfg, "train")
+        shape = check_clip_length(self.train_set, cfg)
+        self.model.check_size(shape[-2], shape[-1])
+        if shape[1] != self.model.config.in_channels:
+            raise ValueError(f"The clips have {shape[1]} channels but the model was built for "
+                             f"{self.model.config.in_channels}; pass --in-channels {shape[1]}.")
+        self.steps_per_epoch = len(self.train_set) // cfg.batch_size  # type: ignore[arg-type]
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"The training split has {len(self.train_set)} clips, fewer than one batch of "  # type: ignore[arg-type]
+                             f"{cfg.batch_size}; lower --batch-size or give more clips.")
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.progress = Progress()
+
+    # -------------------------------------------------------------- run directory
+    @classmethod
+    def create(cls, run_dir: str | Path, cfg: TrainConfig, force: bool = False) -> Trainer:
+        """A new run: refuses a directory that holds anything unless ``force``."""
+        run_dir = Path(run_dir)
+        refuse_overwrite(run_dir, force, "run")
+        trainer = cls(run_dir, cfg)
+        if force and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / TRAIN_CONFIG, asdict(cfg))
+        write_json(run_dir / CONFIG_NAME, trainer.model.config.to_dict())
+        return trainer
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, epochs: int | None = None, device: str | None = None) -> Trainer:
+        """Continue a run from its latest checkpoint (optionally to more epochs, or on another device)."""
+        run_dir = Path(run_dir)
+        data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
+        cfg = TrainConfig.from_dict(data)
+        if epochs is not None:
+            if epochs < cfg.epochs:
+                raise ValueError(f"The run was set up for {cfg.epochs} epochs; --epochs can only raise that.")
+            cfg.epochs = epochs
+        if device is not None:
+            cfg.device = device
+        trainer = cls(run_dir, cfg)
+        if (run_dir / LATEST).exists():
+            trainer.load_checkpoint(run_dir / CHECKPOINTS / read_json(run_dir / LATEST, "checkpoint pointer")["name"])
+        write_json(run_dir / TRAIN_CONFIG, asdict(cfg))
+        return trainer
+
+    def save_checkpoint(self) -> Path:
+        """Write weights (safetensors) and training state into a fresh directory, then point ``latest`` at it."""
+        name = f"step-{self.progress.step:08d}"
+        final = self.run_dir / CHECKPOINTS / name
+        tmp = self.run_dir / CHECKPOINTS / f".{name}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(weights, str(tmp / WEIGHTS_NAME))
+        torch.save({"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
+                    "torch_rng": torch.get_rng_state()}, tmp / "training_state.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        write_json(self.run_dir / LATEST, {"name": name, "step": self.progress.step, "epoch": self.progress.epoch})
+        atomic_write(self.run_dir / WEIGHTS_NAME, lambda p: shutil.copyfile(final / WEIGHTS_NAME, p))
+        for old in (self.run_dir / CHECKPOINTS).iterdir():
+            if old.name != name and not old.name.startswith("."):
+                shutil.rmtree(old)
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        if not (path / WEIGHTS_NAME).is_file():
+            raise FileNotFoundError(f"Checkpoint {path} is incomplete (no {WEIGHTS_NAME}); the run cannot resume.")
+        self.model.load_state_dict(load_file(str(path / WEIGHTS_NAME), device=str(self.device)))
+        state = torch.load(path / "training_state.pt", map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress = Progress(**state["progress"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+
+    # -------------------------------------------------------------- the loop
+    def train_step(self, clips: torch.Tensor) -> float:
+        cfg = self.cfg
+        frames = clips[:, : cfg.in_frames + cfg.out_frames].to(self.device)
+        b, t = frames.shape[:2]
+        progress = self.progress.step / max(1, self.total_steps)
+        teacher = self.schedule(b, t, cfg.in_frames, progress, _seeded(cfg.seed, self.progress.step, 2))
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        prediction, aux = self.model.forward_train(frames, teacher.to(self.device))
+        loss = frame_loss(prediction, frames[:, 1:])
+        if aux is not None:
+            loss = loss + aux
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"The loss became {loss.item()} at step {self.progress.step}; "
+                                     "lower --lr or check the data for outliers.")
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def fit(self, on_step: Callable[[Trainer, float, float], None] | None = None,
+            stop_after: int | None = None) -> list[float]:
+        """Train to the configured number of epochs; ``stop_after`` ends early (to test resuming)."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        frames_seen = 0
+        while self.progress.epoch < cfg.epochs:
+            batches = epoch_batches(self.train_set, cfg.batch_size, cfg.seed, self.progress.epoch)
+            for index, clips in enumerate(batches):
+                if index < self.progress.batch:
+                    continue  # already trained on before the resume
+                loss = self.train_step(clips)
+                self.progress.step += 1
+                self.progress.batch += 1
+                self.progress.losses.append(loss)
+                frames_seen += clips.shape[0] * (cfg.in_frames + cfg.out_frames)
+                with open(self.run_dir / HISTORY, "a", encoding="utf-8") as log:
+                    log.write(json.dumps({"step": self.progress.step, "epoch": self.progress.epoch,
+                                          "loss": loss}) + "\n")
+                if on_step is not None:
+                    on_step(self, loss, frames_seen / max(1e-9, time.perf_counter() - start))
+                if cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if stop_after is not None and self.progress.step >= stop_after:
+                    self.save_checkpoint()
+                    return self.progress.losses
+            self.progress.epoch += 1
+            self.progress.batch = 0
+            self.save_checkpoint()
+        return self.progress.losses
+
+
+def new_train_config(model: str, *, model_options: dict[str, Any] | None = None, **options: Any) -> TrainConfig:
+    """A TrainConfig for ``model``; the model config is built (and validated) here, once."""
+    config = build_config(model, **(model_options or {}))
+    return TrainConfig(model=model, model_config=config.to_dict(), **options)
