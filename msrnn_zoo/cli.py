@@ -1,0 +1,286 @@
+"""``msrnn-zoo``: list, inspect, train, evaluate and forecast from the command line.
+
+Errors a user can cause (a bad name, a bad path, a run that exists) print one red line and exit 1;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, OSError)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a user's mistake into one red line (exit code 1) unless --debug asks for the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            if click.get_current_context().find_root().obj.get("debug"):
+                raise
+            err_console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(package_name="msrnn-zoo")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """The MS-RNN model zoo: multi-scale recurrent video prediction for any cell."""
+    ctx.obj = {"debug": debug}
+
+
+# ---------------------------------------------------------------------------------------------- catalogue
+@main.command("list")
+@click.argument("pattern", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def list_cmd(pattern: str | None, as_json: bool) -> None:
+    """Every model and dataset (optionally only names matching a glob such as 'ms-*')."""
+    from .registry import list_datasets, list_models, registry
+
+    reg = registry()
+    models = [{"name": m, "cell": reg.models[m].cell, "schedule": reg.models[m].schedule,
+               "plugin": reg.models[m].plugin, "pretrained": sorted(reg.models[m].pretrained),
+               "paper": reg.cells[reg.models[m].cell].paper} for m in list_models(pattern)]
+    datasets = []
+    for d in list_datasets(pattern):
+        entry = reg.datasets[d]
+        info = entry.info
+        datasets.append({"name": d, "plugin": entry.plugin, "frames": f"{info.in_frames} -> {info.out_frames}",
+                         "size": f"{info.channels}x{info.height}x{info.width}", "sources": list(info.sources),
+                         "default_source": info.default_source, "description": info.description})
+    if as_json:
+        click.echo(json.dumps({"models": models, "datasets": datasets}, indent=2))
+        return
+    table = Table(title=f"Models ({len(models)})")
+    for col in ("name", "cell", "schedule", "plugin", "pretrained"):
+        table.add_column(col)
+    for m in models:
+        table.add_row(m["name"], m["cell"], m["schedule"], m["plugin"], ", ".join(m["pretrained"]) or "-")
+    console.print(table)
+    dtable = Table(title=f"Datasets ({len(datasets)})")
+    for col in ("name", "frames", "C x H x W", "sources", "plugin"):
+        dtable.add_column(col)
+    for d in datasets:
+        dtable.add_row(d["name"], d["frames"], d["size"], ", ".join(d["sources"]), d["plugin"])
+    console.print(dtable)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--size", default=64, show_default=True, help="Frame height and width for the FLOPs count.")
+@click.option("--hidden", "hidden_channels", type=int, default=None, help="Hidden channels (default: the model's).")
+@click.option("--in-channels", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def info(name: str, size: int, hidden_channels: int | None, in_channels: int | None, as_json: bool) -> None:
+    """A model's cell, schedule (scale of every layer), data flow, parameters and FLOPs per frame."""
+    from .factory import create
+    from .profile import flops_per_frame
+    from .registry import get_cell, get_model
+
+    overrides = {k: v for k, v in {"hidden_channels": hidden_channels, "in_channels": in_channels}.items() if v}
+    model = create(name, **overrides)
+    described = model.describe()
+    entry = get_model(name)
+    cell = get_cell(entry.cell)
+    described.update({"model": name, "plugin": entry.plugin, "paper": cell.paper, "description": cell.description,
+                      "config": model.config.to_dict(), "size": size,
+                      "flops_per_frame": flops_per_frame(model, size, size),
+                      "layer_sizes": model.schedule.sizes(size, size)})
+    if as_json:
+        click.echo(json.dumps(described, indent=2, default=str))
+        return
+    table = Table(title=name, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("cell", f"{cell.name} ({described['cell_class']})")
+    table.add_row("paper", cell.paper or "-")
+    table.add_row("schedule", described["schedule"])
+    table.add_row(f"layer sizes at {size}x{size}", ", ".join(f"{h}x{w}" for h, w in described["layer_sizes"]))
+    skips = [f"{src}->{i}" for i, src in enumerate(described["skips"]) if src is not None]
+    table.add_row("skips", ", ".join(skips) or "none")
+    table.add_row("memory flow", described["memory_flow"])
+    table.add_row("zigzag memory M", "yes" if described["zigzag_memory"] else "no")
+    table.add_row("reads layer below at t-1", "yes" if described["reads_lower_previous"] else "no")
+    table.add_row("auxiliary loss", described["auxiliary_loss"] or "none")
+    table.add_row("training schedule", described["sampling"])
+    table.add_row("parameters", f"{described['parameters']:,}")
+    table.add_row(f"FLOPs per frame at {size}x{size}", f"{described['flops_per_frame'] / 1e9:.3f} G")
+    table.add_row("config", json.dumps(model.config.to_dict()))
+    console.print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--traceback", "show_tb", is_flag=True, help="Show the traceback of failed plugins.")
+def plugins(as_json: bool, show_tb: bool) -> None:
+    """Every entry-point plugin: its distribution, version, what it registered, or why it failed."""
+    from .plugins import records
+    from .registry import registry
+
+    registry()
+    recs = records()
+    if as_json:
+        click.echo(json.dumps([{"name": r.name, "distribution": r.distribution, "version": r.version,
+                                "cells": r.cells, "datasets": r.datasets, "error": r.error} for r in recs], indent=2))
+        return
+    table = Table(title=f"Plugins ({len(recs)})")
+    for col in ("plugin", "distribution", "version", "registered", "status"):
+        table.add_column(col)
+    for r in recs:
+        registered = ", ".join([*(f"cell {c}" for c in r.cells), *(f"dataset {d}" for d in r.datasets)]) or "-"
+        status = "[green]ok[/green]" if r.ok else f"[red]failed: {r.error}[/red]"
+        table.add_row(r.name, r.distribution or "-", r.version or "-", registered, status)
+    console.print(table)
+    if show_tb:
+        for r in recs:
+            if r.detail:
+                console.print(f"[bold]{r.name}[/bold]\n{r.detail}")
+
+
+# ---------------------------------------------------------------------------------------------- data
+@main.command()
+@click.argument("dataset")
+@click.option("--source", default=None, help="Which of the dataset's sources to fetch.")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help="Data directory ($MSRNN_ZOO_DATA).")
+@friendly
+def download(dataset: str, source: str | None, root: Path | None) -> None:
+    """Fetch a dataset's public files (with a progress bar) so it can be used offline."""
+    from .datasets import load_dataset
+
+    for split in ("test", "train"):
+        try:
+            ds = load_dataset(dataset, split=split, source=source, root=root, download=True)
+        except ValueError as exc:
+            if split == "train":  # some sources only provide a test split
+                continue
+            raise exc
+        console.print(f"{dataset} ({split}): {len(ds)} clips ready")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- training
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--option links=13`` -> ``{"links": 13}`` (values parsed as JSON where they can be)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option takes KEY=VALUE, got {pair!r}.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@main.command()
+@click.argument("model", required=False)
+@click.option("--dataset", default=None, help="A registered dataset (see `msrnn-zoo list`).")
+@click.option("--source", default=None, help="The dataset's source (default: its default source).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Your own clips: a .npy array (N, T, C, H, W) or (N, T, H, W), uint8 or float in [0, 1].")
+@click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True,
+              help="train,val,test fractions for --data.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory to create.")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue this run directory.")
+@click.option("--force", is_flag=True, help="Overwrite an existing run directory.")
+@click.option("--epochs", type=int, default=None, help="Epochs to train (default 1).")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--in-frames", type=int, default=None, help="Context frames (default: the dataset's).")
+@click.option("--out-frames", type=int, default=None, help="Frames to forecast (default: the dataset's).")
+@click.option("--hidden", "hidden_channels", type=int, default=64, show_default=True)
+@click.option("--layers", "num_layers", type=int, default=6, show_default=True)
+@click.option("--kernel-size", type=int, default=3, show_default=True)
+@click.option("--option", "options", multiple=True, help="A cell option KEY=VALUE (repeatable).")
+@click.option("--sampling", default=None, help="Input schedule: scheduled, reverse or none (default: the cell's).")
+@click.option("--max-train-clips", type=int, default=None, help="Use only this many training clips.")
+@click.option("--max-eval-clips", type=int, default=None, help="Use only this many validation/test clips.")
+@click.option("--checkpoint-every", type=int, default=0, help="Also checkpoint every N steps (0: each epoch).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@friendly
+def train(model: str | None, dataset: str | None, source: str | None, data: Path | None, split_fractions: str,
+          out: Path | None, resume: Path | None, force: bool, epochs: int | None, batch_size: int, lr: float,
+          seed: int, in_frames: int | None, out_frames: int | None, hidden_channels: int, num_layers: int,
+          kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
+          max_eval_clips: int | None, checkpoint_every: int, device: str) -> None:
+    """Train MODEL on a dataset or your own clips into a run directory (resumable with --resume)."""
+    from .train import Trainer, new_train_config
+
+    if resume is not None:
+        trainer = Trainer.resume(resume, epochs=epochs, device=device if device != "cpu" else None)
+        run_dir = resume
+    else:
+        if model is None:
+            raise ValueError("Name the model to train (e.g. `msrnn-zoo train ms-convlstm ...`), or --resume a run.")
+        if out is None:
+            raise ValueError("Say where the run goes: --out runs/NAME.")
+        if (dataset is None) == (data is None):
+            raise ValueError("Train on exactly one of --dataset NAME or --data clips.npy.")
+        fractions = tuple(float(f) for f in split_fractions.split(","))
+        in_channels = 1
+        if dataset is not None:
+            from .registry import get_dataset
+
+            info = get_dataset(dataset).info
+            in_frames = in_frames or info.in_frames
+            out_frames = out_frames or info.out_frames
+            in_channels = info.channels
+        else:
+            from .data import load_clip_array
+
+            array = load_clip_array(data)  # type: ignore[arg-type]
+            in_channels = int(array.shape[2])
+            in_frames = in_frames or array.shape[1] // 2
+            out_frames = out_frames or array.shape[1] - in_frames
+        cfg = new_train_config(
+            model, model_options={"hidden_channels": hidden_channels, "num_layers": num_layers,
+                                  "kernel_size": kernel_size, "in_channels": in_channels,
+                                  **_parse_options(options)},
+            dataset=dataset, source=source, data=str(data) if data else None,
+            split_fractions=fractions, in_frames=in_frames, out_frames=out_frames, epochs=epochs or 1,
+            batch_size=batch_size, lr=lr, seed=seed, sampling=sampling, max_train_clips=max_train_clips,
+            max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device)
+        trainer = Trainer.create(out, cfg, force=force)
+        run_dir = out
+    _fit_with_progress(trainer)
+    console.print(f"Run saved in [bold]{run_dir}[/bold] (final loss {trainer.progress.losses[-1]:.4f}). "
+                  f"Next: msrnn-zoo evaluate {run_dir}")
+
+
+def _fit_with_progress(trainer: Any) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[fps]:.0f} frames/s"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("train", total=trainer.total_steps, completed=trainer.progress.step,
+                            epoch=trainer.progress.epoch + 1, loss=float("nan"), fps=0.0)
+
+        def on_step(t: Any, loss: float, fps: float) -> None:
+            bar.update(task, completed=t.progress.step, loss=loss, fps=fps, epoch=t.progress.epoch + 1)
+
+        trainer.fit(on_step=on_step)
+    if not trainer.progress.losses:
+        raise ValueError("Nothing to train: the run already reached its epochs; pass a larger --epochs to go on.")
