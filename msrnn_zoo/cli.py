@@ -284,3 +284,102 @@ def _fit_with_progress(trainer: Any) -> None:
         trainer.fit(on_step=on_step)
     if not trainer.progress.losses:
         raise ValueError("Nothing to train: the run already reached its epochs; pass a larger --epochs to go on.")
+
+
+# ---------------------------------------------------------------------------------------------- results
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--batch-size", type=int, default=None, help="Default: the run's training batch size.")
+@click.option("--max-clips", type=int, default=None, help="Score only the first N clips of the split.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Where to write the JSON (default RUN_DIR/metrics-SPLIT.json).")
+@click.option("--force", is_flag=True, help="Overwrite an existing metrics file.")
+@click.option("--device", default="cpu", show_default=True)
+@friendly
+def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int | None, out: Path | None,
+             force: bool, device: str) -> None:
+    """Per-frame and mean MSE, MAE, SSIM, PSNR of a run, beside the copy-last-frame baseline."""
+    from .evaluate import evaluate_run, reports_to_dict
+    from .io import refuse_overwrite, write_json
+
+    out = out or run_dir / f"metrics-{split}.json"
+    refuse_overwrite(out, force, "metrics file")
+    reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device)
+    _print_reports(reports)
+    write_json(out, reports_to_dict(reports, run_dir, split))
+    console.print(f"Metrics written to [bold]{out}[/bold]")
+
+
+def _print_reports(reports: dict[str, Any]) -> None:
+    first = next(iter(reports.values()))
+    table = Table(title=f"{first.samples} clips, {first.frames} forecast frames (mean over frames)")
+    table.add_column("metric")
+    for name in reports:
+        table.add_column(name, justify="right")
+    table.add_column("convention")
+    for result in first:
+        arrow = "↑" if result.spec.higher_is_better else "↓"
+        table.add_row(f"{result.spec.label} {arrow}", *(f"{rep[result.name].mean:.4f}" for rep in reports.values()),
+                      result.spec.convention)
+    console.print(table)
+    per = Table(title="Per forecast frame (model / copy-last-frame)")
+    per.add_column("frame", justify="right")
+    names = [r.name for r in first if r.name in ("mse", "mae", "ssim", "psnr")]
+    for name in names:
+        per.add_column(first[name].spec.label, justify="right")
+    model, base = list(reports.values())[:2]
+    for t in range(first.frames):
+        per.add_row(str(t + 1), *(f"{model[n].per_frame[t]:.3f} / {base[n].per_frame[t]:.3f}" for n in names))
+    console.print(per)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("forecast.gif"), show_default=True,
+              help="The GIF to write; a PNG strip is written beside it.")
+@click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
+              help="Forecast from your own frames (.npy, (T, C, H, W) or (T, H, W)); no ground truth needed.")
+@click.option("--horizon", type=int, default=None, help="Frames to forecast (default: the run's).")
+@click.option("--index", type=int, default=0, show_default=True, help="Which test clip to show.")
+@click.option("--scale", type=int, default=2, show_default=True, help="Upscale frames for visibility.")
+@click.option("--force", is_flag=True, help="Overwrite existing pictures.")
+@click.option("--device", default="cpu", show_default=True)
+@friendly
+def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | None, index: int, scale: int,
+            force: bool, device: str) -> None:
+    """Write an input | truth | forecast strip (GIF and PNG) for a test clip or your own frames."""
+    import numpy as np
+
+    from .evaluate import forecast_clip, load_run, read_input_clip
+    from .io import atomic_write, refuse_overwrite
+    from .train import open_split
+    from .visualize import save_gif, save_png
+
+    png = out.with_suffix(".png")
+    for path in (out, png):
+        refuse_overwrite(path, force, "picture")
+    model, cfg = load_run(run_dir, device)
+    horizon = horizon or cfg.out_frames
+    if horizon < 1:
+        raise ValueError(f"--horizon must be at least 1, got {horizon}.")
+    if input_path is not None:
+        context, truth = read_input_clip(input_path), None
+    else:
+        dataset = open_split(cfg, "test")
+        if not 0 <= index < len(dataset):  # type: ignore[arg-type]
+            raise ValueError(f"--index {index} is outside the test split (0..{len(dataset) - 1}).")  # type: ignore[arg-type]
+        clip = dataset[index]
+        context = clip[: cfg.in_frames]
+        truth = clip[cfg.in_frames : cfg.in_frames + horizon]
+        if len(truth) < horizon:
+            truth = None
+    forecast = forecast_clip(model, context, horizon)
+    save_gif(out, context, truth, forecast, overwrite=force, scale=scale)
+    save_png(png, context, truth, forecast, overwrite=force, scale=scale)
+    console.print(f"Forecast of {horizon} frames written to [bold]{out}[/bold] and [bold]{png}[/bold]")
+    if input_path is not None:  # frames with no ground truth: the user wants the numbers, not only pictures
+        array_path = out.with_suffix(".npy")
+        refuse_overwrite(array_path, force, "forecast array")
+        atomic_write(array_path, lambda tmp: np.save(tmp.open("wb"), forecast.numpy()))
+        console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{array_path}[/bold]")

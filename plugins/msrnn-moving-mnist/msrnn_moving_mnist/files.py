@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from msrnn_zoo.download import download_file
 
 URL_ENV = "MSRNN_ZOO_MOVING_MNIST_URL"
@@ -53,6 +54,10 @@ MNIST_FILE = PublicFile(
 )
 
 
+FILES = {file.source: file for file in (STANDARD_FILE, MNIST_FILE)}
+"""The file each downloading source needs; ``synthetic`` needs none."""
+
+
 def data_dir(root: str | Path) -> Path:
     """The plugin's own folder under the zoo's data root."""
     return Path(root) / DIRNAME
@@ -81,8 +86,27 @@ def locate(file: PublicFile, root: str | Path, download: bool = False) -> Path:
         return download_file(url, path)
     except OSError as exc:
         raise OSError(
-            f"{exc} If {url} is unreachable, set {URL_ENV} to a mirror that serves {file.name}."
+            f"{exc} Or set {URL_ENV} to the base URL of a mirror that serves {file.name}."
         ) from exc
+
+
+def fetch(source: str, root: str | Path) -> Path | None:
+    """Make sure the file a source needs is on disk and intact, downloading it if missing.
+
+    This is what ``msrnn-zoo download moving-mnist --source ...`` needs: unlike the factory it involves
+    no split, so it also works for ``standard``, which has only a test split. ``None`` for ``synthetic``.
+    """
+    if source == "synthetic":
+        return None
+    if source not in FILES:
+        known = ", ".join(("synthetic", *FILES))
+        raise ValueError(f"Unknown source {source!r} for moving-mnist; expected one of {known}.")
+    path = locate(FILES[source], root, download=True)
+    if source == "standard":
+        open_test_sequences(path)
+    else:
+        read_idx_images(path)
+    return path
 
 
 def _corrupt(path: Path, file: PublicFile, problem: str) -> ValueError:
@@ -107,17 +131,18 @@ def _read_idx_images_cached(path_str: str, _mtime_ns: int, _size: int) -> np.nda
         if path.suffix == ".gz" or raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
-        raise _corrupt(path, MNIST_FILE, f"it cannot be read ({exc}); the download was probably cut short") from exc
+        problem = f"it cannot be read ({exc}); the download was probably cut short"
+        raise _corrupt(path, MNIST_FILE, problem) from exc
     if len(raw) < 16:
         raise _corrupt(path, MNIST_FILE, f"only {len(raw)} bytes, too short for an IDX header")
     magic, count, rows, cols = struct.unpack(">IIII", raw[:16])
     if magic != IDX_IMAGES_MAGIC:
-        raise _corrupt(path, MNIST_FILE, f"magic number {magic}, expected {IDX_IMAGES_MAGIC} (IDX3 uint8 images)")
+        raise _corrupt(path, MNIST_FILE, f"magic number {magic}, expected {IDX_IMAGES_MAGIC} (IDX3 images)")
     if count == 0 or not 0 < rows <= SEQUENCE_SIZE or not 0 < cols <= SEQUENCE_SIZE:
-        raise _corrupt(path, MNIST_FILE, f"header says {count} images of {rows}x{cols}; expected 28x28 digits")
+        raise _corrupt(path, MNIST_FILE, f"header says {count} images of {rows}x{cols}, not 28x28 digits")
     expected = count * rows * cols
     if len(raw) - 16 != expected:
-        raise _corrupt(path, MNIST_FILE, f"header promises {expected} pixel bytes, file holds {len(raw) - 16}")
+        raise _corrupt(path, MNIST_FILE, f"header promises {expected} pixel bytes, found {len(raw) - 16}")
     images = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(count, rows, cols)
     images.setflags(write=False)
     return images
@@ -136,6 +161,7 @@ def open_test_sequences(path: str | Path) -> np.ndarray:
     if array.dtype != np.uint8:
         raise _corrupt(path, STANDARD_FILE, f"dtype {array.dtype}, expected {expected}")
     shape = tuple(array.shape)
-    if len(shape) != 4 or shape[0] != SEQUENCE_FRAMES or shape[2:] != (SEQUENCE_SIZE, SEQUENCE_SIZE) or shape[1] == 0:
+    frame = (SEQUENCE_SIZE, SEQUENCE_SIZE)
+    if len(shape) != 4 or shape[0] != SEQUENCE_FRAMES or shape[2:] != frame or shape[1] == 0:
         raise _corrupt(path, STANDARD_FILE, f"shape {shape}, expected {expected}")
     return array

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pluggy
+
 from msrnn_zoo.data import DatasetInfo
 
 from .dataset import SOURCES, make_moving_mnist
-from .files import MNIST_FILE, STANDARD_FILE
+from .files import FILES
 
 # Same marker as ``msrnn_zoo.hookimpl``; taken from pluggy so the plugin does not depend on core import order.
 hookimpl = pluggy.HookimplMarker("msrnn_zoo")
@@ -29,10 +30,7 @@ INFO = DatasetInfo(
         "'standard' (the public 10,000-sequence test set, test split only)."
     ),
     url="https://www.cs.toronto.edu/~nitish/unsupervised_video/",
-    extra={
-        "files": {STANDARD_FILE.source: STANDARD_FILE.name, MNIST_FILE.source: MNIST_FILE.name},
-        "download_split": {"standard": "test", "generated": "train"},
-    },
+    extra={"files": {source: file.name for source, file in FILES.items()}},
 )
 
 
