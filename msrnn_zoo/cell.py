@@ -89,7 +89,9 @@ class RecurrentCell(nn.Module, ABC):
         if in_channels < 1 or hidden_channels < 1:
             raise ValueError(f"Channel counts must be positive, got in={in_channels}, hidden={hidden_channels}.")
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd number (so 'same' padding exists), got {kernel_size}.")
+            raise ValueError(
+                f"kernel_size must be a positive odd number (so 'same' padding exists), got {kernel_size}."
+            )
         if not 0 <= layer_index < num_layers:
             raise ValueError(f"layer_index {layer_index} is outside a stack of {num_layers} layers.")
         self.in_channels = in_channels

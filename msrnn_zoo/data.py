@@ -113,14 +113,15 @@ def split_clips(array: np.ndarray, split: str, fractions: tuple[float, float, fl
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"Split fractions must be three non-negative numbers summing to 1, got {fractions}.")
     n = len(array)
-    n_train = int(round(fractions[0] * n))
-    n_val = int(round(fractions[1] * n))
+    n_train = round(fractions[0] * n)
+    n_val = round(fractions[1] * n)
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
     lo, hi = bounds[split]
     return array[lo:hi]
 
 
-def clips_from_file(path: str | Path, split: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> ClipArrayDataset:
+def clips_from_file(path: str | Path, split: str,
+                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> ClipArrayDataset:
     """A split of the user's own clip file as a dataset."""
     array = load_clip_array(path)
     return ClipArrayDataset(split_clips(array, split, fractions), name=f"{Path(path).name}:{split}")

@@ -32,7 +32,8 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
             response = urllib.request.urlopen(url, timeout=timeout)
         except (urllib.error.URLError, OSError) as exc:
             os.close(fd)
-            raise OSError(f"Could not download {url}: {exc}. Check the network, or place the file at {dest} by hand.") from exc
+            raise OSError(f"Could not download {url}: {exc}. Check the network, "
+                          f"or place the file at {dest} by hand.") from exc
         with response, os.fdopen(fd, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

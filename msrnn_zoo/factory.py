@@ -60,7 +60,8 @@ def create(name: str, pretrained: bool | str | None = None, **kwargs: Any) -> Fo
     model_name, tag = split_tag(name)
     if tag is not None:
         if pretrained not in (None, True, tag):
-            raise ValueError(f"{name!r} already names the checkpoint {tag!r}; do not also pass pretrained={pretrained!r}.")
+            raise ValueError(f"{name!r} already names the checkpoint {tag!r}; "
+                             f"do not also pass pretrained={pretrained!r}.")
         pretrained = tag
     if pretrained:
         from .hub import resolve_pretrained

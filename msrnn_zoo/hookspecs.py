@@ -7,7 +7,8 @@ never imports the registry and cannot corrupt it: everything it adds goes throug
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from .io import atomic_write, read_json, refuse_overwrite, write_json, write_text
@@ -46,8 +45,9 @@ class HubMixin:
         return directory
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None,
-                        token: str | None = None, local_files_only: bool = False, map_location: str = "cpu") -> Any:
+    def from_pretrained(cls, source: str | Path, *, revision: str | None = None,
+                        cache_dir: str | Path | None = None, token: str | None = None,
+                        local_files_only: bool = False, map_location: str = "cpu") -> Any:
         """Load a model from a local directory or a Hub repo id (``user/repo``)."""
         from .factory import from_config
         from .network import ForecasterConfig
@@ -124,7 +124,8 @@ def resolve_pretrained(model_name: str, pretrained: bool | str, **overrides: Any
                          "pretrained= also takes a directory written by save_pretrained or a Hub repo id.")
     model = Forecaster.from_pretrained(source)
     if model.config.cell != entry.cell or model.config.schedule != entry.schedule:
-        raise ValueError(f"{source} holds a {model.config.schedule}-scale {model.config.cell} model, not {model_name!r}.")
+        raise ValueError(f"{source} holds a {model.config.schedule}-scale {model.config.cell} model, "
+                         f"not {model_name!r}.")
     if overrides:
         raise ValueError(f"Config overrides {sorted(overrides)} cannot be applied to pretrained weights; "
                          "load the checkpoint as it was trained.")

@@ -1,6 +1,7 @@
 """Registers the ConvLSTM cell with msrnn-zoo (entry point ``convlstm`` of group ``msrnn_zoo``)."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from msrnn_zoo import hookimpl
 

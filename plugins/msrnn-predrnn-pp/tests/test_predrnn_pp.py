@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+import msrnn_zoo
+from msrnn_zoo import testing
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_registered():
+    assert {"predrnn-pp", "ms-predrnn-pp"} <= set(msrnn_zoo.list_models())
+
+
+@pytest.mark.parametrize("name", ["predrnn-pp", "ms-predrnn-pp"])
+def test_parity_with_original(name):
+    assert testing.parity_error(DATA / f"{name}.safetensors") < 1e-4
+
+
+def test_conformance():
+    testing.run_conformance("predrnn-pp")
+
+
+def test_highway_only_in_second_layer():
+    model = testing.small("ms-predrnn-pp")
+    state = model.init_state(2, 16, 16)
+    assert [len(s) for s in state.layers] == [2, 3, 2, 2, 2, 2]
+    assert state.layers[1][2].shape == (2, 8, 8, 8)  # Z at the second layer's scale (1/2)
+    trainable = {n for n, _ in model.named_parameters() if ".highway." in n}
+    assert trainable == {f"cells.1.highway.conv_{s}.{p}" for s in "xz" for p in ("weight", "bias")}
+    # Every layer still names GHU weights, so the original's checkpoints (which have them) load strictly.
+    assert all(f"cells.{i}.highway.conv_z.weight" in model.state_dict() for i in range(6))
+
+
+def test_dormant_highway_weights_do_not_matter():
+    torch.manual_seed(0)
+    model = testing.small("predrnn-pp").eval()
+    frames = torch.rand(1, 3, 1, 16, 16)
+    with torch.no_grad():
+        before = model(frames, horizon=2)
+        model.cells[0].highway.conv_x.weight.normal_()
+        assert torch.equal(model(frames, horizon=2), before)
+        model.cells[1].highway.conv_x.weight.normal_()
+        assert not torch.equal(model(frames, horizon=2), before)
+
+
+def test_highway_layer_option():
+    model = testing.small("predrnn-pp", highway_layer=None)
+    assert not any(".highway." in n for n, _ in model.named_parameters())
+    assert all(len(s) == 2 for s in model.init_state(1, 8, 8).layers)
+    model = testing.small("predrnn-pp", highway_layer=3)
+    assert [len(s) for s in model.init_state(1, 8, 8).layers] == [2, 2, 2, 3, 2, 2]
+
+
+@pytest.mark.parametrize("bad", [6, -1, 1.0, True])
+def test_bad_highway_layer(bad):
+    with pytest.raises(ValueError, match="highway_layer"):
+        msrnn_zoo.create("predrnn-pp", highway_layer=bad)
+
+
+def test_single_layer_stack_needs_no_highway():
+    with pytest.raises(ValueError, match="highway_layer=None"):
+        msrnn_zoo.create("predrnn-pp", num_layers=1)
+    assert msrnn_zoo.create("predrnn-pp", num_layers=1, highway_layer=None, hidden_channels=4)
+
+
+def test_options_checked():
+    with pytest.raises(ValueError, match="odd"):
+        msrnn_zoo.create("predrnn-pp", kernel_size=4)
+    with pytest.raises(ValueError, match="no option 'bogus'"):
+        msrnn_zoo.create("predrnn-pp", bogus=1)

@@ -1,0 +1,54 @@
+"""Shared fixtures: a toy cell registered the way a third-party plugin would be, and small clip files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import msrnn_zoo
+from msrnn_zoo.cell import CellOutput, RecurrentCell, zeros
+from msrnn_zoo.plugins import forget, pm
+
+
+class ToyCell(RecurrentCell):
+    """A minimal gated cell: enough to prove the core needs nothing model-specific."""
+
+    memory_flow = "H through time"
+
+    def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1, gain=1.0):
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        self.conv = nn.Conv2d(in_channels + hidden_channels, hidden_channels, kernel_size, padding=kernel_size // 2)
+        self.gain = gain
+
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return (zeros(batch, self.hidden_channels, height, width, device, dtype),)
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        h = torch.tanh(self.gain * self.conv(torch.cat([x, state[0]], 1)))
+        return CellOutput(h, (h,))
+
+
+class ToyPlugin:
+    @msrnn_zoo.hookimpl
+    def register_cells(self, register):
+        register("toy", ToyCell, paper="none", description="test-only cell")
+
+
+@pytest.fixture
+def toy_plugin():
+    plugin = ToyPlugin()
+    pm.register(plugin, name="toy-plugin")
+    yield plugin
+    pm.unregister(plugin)
+    forget("toy-plugin")
+
+
+@pytest.fixture
+def clips_file(tmp_path):
+    """40 uint8 clips of 6 frames, 16x16, without a channel axis (the (N, T, H, W) form)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "clips.npy"
+    np.save(path, (rng.random((40, 6, 16, 16)) * 255).astype(np.uint8))
+    return path

@@ -1,0 +1,94 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from msrnn_zoo.cli import main
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def test_list_and_json():
+    assert "ms-convlstm" in run("list").output
+    data = json.loads(run("list", "--json").output)
+    names = {m["name"] for m in data["models"]}
+    assert {"convlstm", "ms-convlstm"} <= names
+    assert any(d["name"] == "moving-mnist" for d in data["datasets"])
+    only_ms = json.loads(run("list", "ms-*", "--json").output)
+    assert all(m["name"].startswith("ms-") for m in only_ms["models"])
+
+
+def test_info_shows_scales_parameters_and_flops():
+    out = run("info", "ms-convlstm", "--size", "32", "--hidden", "8").output
+    assert "1, 1/2, 1/4, 1/4, 1/2, 1" in out and "FLOPs" in out
+    data = json.loads(run("info", "ms-convlstm", "--size", "32", "--hidden", "8", "--json").output)
+    assert data["layer_sizes"] == [[32, 32], [16, 16], [8, 8], [8, 8], [16, 16], [32, 32]]
+    assert data["parameters"] > 0 and data["flops_per_frame"] > 0
+
+
+def test_plugins_lists_distributions():
+    data = json.loads(run("plugins", "--json").output)
+    convlstm = next(p for p in data if p["name"] == "convlstm")
+    assert convlstm["distribution"] == "msrnn-convlstm" and convlstm["cells"] == ["convlstm"]
+    assert convlstm["error"] is None
+
+
+def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
+    out = tmp_path / "run"
+    run("train", "ms-convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--in-frames", "3",
+        "--out-frames", "3", "--batch-size", "8")
+    assert (out / "model.safetensors").is_file()
+    again = run("train", "ms-convlstm", "--data", clips_file, "--out", out, ok=False)
+    assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
+    run("train", "--resume", out, "--epochs", "2")
+    assert json.loads((out / "latest.json").read_text())["epoch"] == 2
+    result = run("evaluate", out)
+    assert "copy-last-frame" in result.output and "sum over pixels" in result.output
+    metrics = json.loads((out / "metrics-test.json").read_text())
+    assert len(metrics["model"]["metrics"]["mse"]["per_frame"]) == 3
+    assert "sum over pixels" in metrics["model"]["metrics"]["mse"]["convention"]
+    gif = tmp_path / "f.gif"
+    run("predict", out, "--out", gif, "--scale", "1")
+    assert Image.open(gif).n_frames == 6 and gif.with_suffix(".png").is_file()
+    assert run("predict", out, "--out", gif, ok=False).exit_code == 1
+    context = tmp_path / "context.npy"
+    np.save(context, np.random.default_rng(1).random((2, 16, 16), dtype=np.float32))
+    run("predict", out, "--input", context, "--horizon", "4", "--out", tmp_path / "g.gif")
+    assert np.load(tmp_path / "g.npy").shape == (4, 1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["info", "ms-convlstmm"], "Did you mean 'ms-convlstm'"),
+        (["train", "convlstm", "--dataset", "nope", "--out", "{tmp}/r"], "Unknown dataset 'nope'"),
+        (["train", "convlstm", "--data", "{tmp}/missing.npy", "--out", "{tmp}/r"], "No clip file"),
+        (["train", "convlstm", "--out", "{tmp}/r"], "exactly one of --dataset"),
+        (["evaluate", "{tmp}/nothing"], "No run directory"),
+        (["predict", "{tmp}/nothing"], "No run directory"),
+        (["train", "--resume", "{tmp}/nothing"], "No run (train_config.json)"),
+    ],
+)
+def test_user_errors_are_one_red_line(tmp_path, args, message):
+    result = run(*[a.format(tmp=tmp_path) for a in args], ok=False)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_debug_shows_the_traceback():
+    result = CliRunner().invoke(main, ["--debug", "info", "nope"])
+    assert result.exit_code != 0 and isinstance(result.exception, ValueError)
+
+
+def test_bad_clip_values(tmp_path):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.full((10, 4, 8, 8), 3.0, dtype=np.float32))
+    result = run("train", "convlstm", "--data", bad, "--out", tmp_path / "r", "--hidden", "4", ok=False)
+    assert "must lie in [0, 1]" in result.output

@@ -1,0 +1,111 @@
+import json
+import math
+
+import pytest
+import torch
+
+import msrnn_zoo
+from msrnn_zoo import ForecasterConfig, MirrorPyramid, SingleScale
+from msrnn_zoo.schedule import ScaleSchedule
+
+
+def test_mirror_pyramid_levels_and_skips():
+    s = MirrorPyramid()
+    assert s.levels() == [0, 1, 2, 2, 1, 0]
+    assert [s.skip_source(i) for i in range(6)] == [None, None, None, None, 1, 0]
+    assert MirrorPyramid(8, 3).levels() == [0, 1, 2, 2, 2, 2, 1, 0]
+    assert MirrorPyramid(8, 4).levels() == [0, 1, 2, 3, 3, 2, 1, 0]
+    assert [MirrorPyramid(8, 3).skip_source(i) for i in range(8)] == [None] * 6 + [1, 0]
+    assert [MirrorPyramid(skips=False).skip_source(i) for i in range(6)] == [None] * 6
+    assert SingleScale(4).levels() == [0, 0, 0, 0]
+
+
+def test_schedule_rejects_bad_geometry():
+    with pytest.raises(ValueError, match="even number of layers"):
+        MirrorPyramid(5)
+    with pytest.raises(ValueError, match="1..3 levels"):
+        MirrorPyramid(6, 4)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        MirrorPyramid().check_size(18, 16)
+
+
+def test_move_is_maxpool_down_and_bilinear_up():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    down = ScaleSchedule.move(x, 0, 1)
+    torch.testing.assert_close(down, torch.nn.functional.max_pool2d(x, 2))
+    up = ScaleSchedule.move(down, 1, 0)
+    torch.testing.assert_close(up, torch.nn.functional.interpolate(down, scale_factor=2, mode="bilinear"))
+    assert ScaleSchedule.move(x, 0, 2).shape[-1] == 1
+
+
+def test_config_round_trips_through_json():
+    model = msrnn_zoo.create("ms-convlstm", hidden_channels=4, num_layers=4, schedule_options={"levels": 2})
+    text = model.config.to_json()
+    again = ForecasterConfig.from_json(text)
+    assert again == model.config
+    assert json.loads(text)["schedule_options"] == {"levels": 2}
+    assert msrnn_zoo.from_config(again).schedule.levels() == [0, 1, 1, 0]
+    with pytest.raises(ValueError, match="Unknown model config keys"):
+        ForecasterConfig.from_dict({"cell": "convlstm", "hiden": 3})
+
+
+def test_forward_runs_at_any_resolution_the_schedule_allows():
+    model = msrnn_zoo.create("ms-convlstm", hidden_channels=4)
+    for h, w in [(16, 16), (8, 24), (32, 12)]:
+        assert model(torch.rand(1, 2, 1, h, w), horizon=3).shape == (1, 3, 1, h, w)
+
+
+@pytest.mark.parametrize(
+    ("frames", "horizon", "message"),
+    [
+        (torch.rand(1, 2, 3, 16, 16), 1, "3 channels but this model was built for in_channels=1"),
+        (torch.rand(1, 2, 1, 18, 16), 1, "divisible by 4"),
+        (torch.rand(1, 0, 1, 16, 16), 1, "at least 1 input frame"),
+        (torch.rand(1, 2, 1, 16, 16), 0, "horizon must be an integer >= 1"),
+        (torch.rand(2, 1, 16, 16), 1, r"shape \(B, T, C, H, W\)"),
+        (torch.full((1, 2, 1, 16, 16), math.nan), 1, "NaN or Inf"),
+        (torch.zeros(1, 2, 1, 16, 16, dtype=torch.uint8), 1, "floating point"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(frames, horizon, message):
+    model = msrnn_zoo.create("ms-convlstm", hidden_channels=4)
+    with pytest.raises(ValueError, match=message):
+        model(frames, horizon=horizon)
+
+
+def test_streaming_state_detach_and_move():
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2)
+    frame = torch.rand(1, 1, 8, 8)
+    forecast, state = model.step(frame)
+    state = state.detach()
+    assert not any(t.requires_grad for s in state.layers for t in s)
+    assert state.to(torch.float64).layers[0][0].dtype == torch.float64
+    forecast2, _ = model.step(forecast, state)
+    assert forecast2.shape == frame.shape
+
+
+def test_teacher_mask_shape_checked():
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2)
+    with pytest.raises(ValueError, match="teacher mask"):
+        model.forward_train(torch.rand(2, 4, 1, 8, 8), torch.ones(2, 4))
+
+
+def test_without_skips_the_outputs_differ():
+    torch.manual_seed(0)
+    with_skips = msrnn_zoo.create("ms-convlstm", hidden_channels=4)
+    without = msrnn_zoo.create("ms-convlstm", hidden_channels=4, schedule_options={"skips": False})
+    without.load_state_dict(with_skips.state_dict())
+    x = torch.rand(1, 3, 1, 16, 16)
+    assert not torch.allclose(with_skips(x, horizon=1), without(x, horizon=1))
+
+
+def test_hub_round_trip(tmp_path):
+    model = msrnn_zoo.create("ms-convlstm", hidden_channels=4)
+    model.save_pretrained(tmp_path / "m", card="# card\n")
+    with pytest.raises(FileExistsError, match="--force"):
+        model.save_pretrained(tmp_path / "m")
+    again = msrnn_zoo.create("ms-convlstm", pretrained=str(tmp_path / "m"))
+    x = torch.rand(1, 2, 1, 16, 16)
+    torch.testing.assert_close(model(x, horizon=2), again(x, horizon=2))
+    with pytest.raises(ValueError, match="not 'convlstm'"):
+        msrnn_zoo.create("convlstm", pretrained=str(tmp_path / "m"))

@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+import msrnn_zoo
+from msrnn_zoo.plugins import forget, pm, records
+
+
+def test_toy_cell_gets_ms_twin_and_trains(toy_plugin):
+    assert {"toy", "ms-toy"} <= set(msrnn_zoo.list_models("*toy"))
+    assert "toy" in msrnn_zoo.list_cells()
+    model = msrnn_zoo.create("ms-toy", hidden_channels=4, gain=0.5)
+    assert model.config.cell_options == {"gain": 0.5}
+    assert model.schedule.scales() == [1, 0.5, 0.25, 0.25, 0.5, 1]
+    frames = torch.rand(2, 4, 1, 16, 16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    prediction, aux = model.forward_train(frames, torch.ones(2, 3))
+    assert aux is None
+    loss = (prediction - frames[:, 1:]).pow(2).mean()
+    loss.backward()
+    optimizer.step()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_toy_plugin_disappears_when_unregistered():
+    class P:
+        @msrnn_zoo.hookimpl
+        def register_cells(self, register):
+            register("gone", msrnn_zoo.RecurrentCell)
+
+    with pytest.raises(TypeError):  # abstract cell classes cannot be instantiated, but can be registered
+        msrnn_zoo.RecurrentCell(1, 1)
+    plugin = P()
+    pm.register(plugin, name="gone-plugin")
+    assert "gone" in msrnn_zoo.list_cells()
+    pm.unregister(plugin)
+    forget("gone-plugin")
+    assert "gone" not in msrnn_zoo.list_cells()
+
+
+def test_broken_plugin_is_reported_and_breaks_nothing():
+    class Broken:
+        @msrnn_zoo.hookimpl
+        def register_cells(self, register):
+            raise RuntimeError("boom")
+
+    class BadName:
+        @msrnn_zoo.hookimpl
+        def register_cells(self, register):
+            register("Bad Name", object)
+
+    broken, bad = Broken(), BadName()
+    pm.register(broken, name="broken-plugin")
+    pm.register(bad, name="bad-plugin")
+    try:
+        assert "convlstm" in msrnn_zoo.list_models()
+        by_name = {r.name: r for r in records()}
+        assert "boom" in by_name["broken-plugin"].error
+        assert "lowercase" in by_name["bad-plugin"].error
+        assert by_name["convlstm"].ok and by_name["convlstm"].cells == ["convlstm"]
+    finally:
+        pm.unregister(broken)
+        pm.unregister(bad)
+        forget("broken-plugin")
+        forget("bad-plugin")
+
+
+def test_unknown_names_suggest_close_matches():
+    with pytest.raises(ValueError, match="Did you mean 'ms-convlstm'"):
+        msrnn_zoo.create("ms-convlstmm")
+    with pytest.raises(ValueError, match="Unknown dataset 'moving-mnst'.*'moving-mnist'"):
+        msrnn_zoo.load_dataset("moving-mnst")
+
+
+def test_list_filters():
+    assert all(n.startswith("ms-") for n in msrnn_zoo.list_models("ms-*"))
+    assert "moving-mnist" in msrnn_zoo.list_datasets()
+
+
+def test_pretrained_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="no published checkpoint"):
+        msrnn_zoo.create("convlstm", pretrained=True)
+    with pytest.raises(ValueError, match="no checkpoint tagged 'kth'"):
+        msrnn_zoo.create("ms-convlstm", pretrained="kth")
+    with pytest.raises(ValueError, match="no checkpoint tagged 'kth'"):
+        msrnn_zoo.create("ms-convlstm.kth")
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        msrnn_zoo.create("ms-convlstm", pretrained=str(tmp_path))

@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import torch
+
+from msrnn_zoo.sampling import reverse, scheduled
+from msrnn_zoo.train import Trainer, frame_loss, new_train_config
+
+
+def config(clips_file, **kw):
+    return new_train_config("ms-convlstm", model_options={"hidden_channels": 4}, data=str(clips_file),
+                            in_frames=3, out_frames=3, epochs=2, batch_size=4, **kw)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, clips_file):
+    straight = Trainer.create(tmp_path / "a", config(clips_file))
+    losses = straight.fit()
+    interrupted = Trainer.create(tmp_path / "b", config(clips_file))
+    interrupted.fit(stop_after=5)  # mid-epoch: epoch 0 has 8 steps
+    resumed = Trainer.resume(tmp_path / "b")
+    assert resumed.progress.step == 5
+    assert resumed.fit() == losses
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert json.loads((tmp_path / "b" / "latest.json").read_text())["step"] == 16
+
+
+def test_run_directory_is_never_overwritten(tmp_path, clips_file):
+    Trainer.create(tmp_path / "run", config(clips_file)).fit(stop_after=1)
+    with pytest.raises(FileExistsError, match="--force"):
+        Trainer.create(tmp_path / "run", config(clips_file))
+    Trainer.create(tmp_path / "run", config(clips_file), force=True)
+
+
+def test_loss_is_sum_over_pixels_mean_over_frames_and_batch():
+    pred = torch.zeros(2, 3, 1, 4, 4)
+    truth = torch.full_like(pred, 0.5)
+    assert frame_loss(pred, truth).item() == pytest.approx(16 * 0.25 + 16 * 0.5)
+
+
+def test_sampling_masks():
+    g = torch.Generator().manual_seed(0)
+    start = scheduled(64, 20, 10, 0.0, g)
+    assert start.shape == (64, 19) and start.min() == 1
+    end = scheduled(64, 20, 10, 1.0, g)
+    assert end[:, :10].min() == 1 and end[:, 10:].max() == 0
+    late = reverse(64, 20, 10, 0.9, g)
+    assert late[:, :10].min() == 1 and late[:, 10:].max() == 0
+    early = reverse(256, 20, 10, 0.0, g)
+    assert 0.3 < early[:, 1:10].mean() < 0.7 and 0.3 < early[:, 10:].mean() < 0.7
+
+
+def test_bad_training_setups(tmp_path, clips_file):
+    with pytest.raises(ValueError, match="in_frames \\+ out_frames = 12"):
+        Trainer.create(tmp_path / "x", new_train_config("convlstm", model_options={"hidden_channels": 4},
+                                                        data=str(clips_file), in_frames=6, out_frames=6))
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        Trainer.create(tmp_path / "y", config(clips_file, max_train_clips=2))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_asked_without_cuda(tmp_path, clips_file):
+    with pytest.raises(ValueError, match="sees no CUDA"):
+        Trainer.create(tmp_path / "z", config(clips_file, device="cuda"))
