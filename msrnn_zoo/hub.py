@@ -60,8 +60,10 @@ class HubMixin:
                     raise FileNotFoundError(f"{directory} has no {path.name}: it is not a directory written by "
                                             "save_pretrained or `msrnn-zoo train`.")
         else:
-            config_path, weights_path = (Path(_download(str(source), name, revision, cache_dir, token, local_files_only))
-                                         for name in (CONFIG_NAME, WEIGHTS_NAME))
+            config_path, weights_path = (
+                Path(_download(str(source), name, revision, cache_dir, token, local_files_only))
+                for name in (CONFIG_NAME, WEIGHTS_NAME)
+            )
         config = ForecasterConfig.from_dict(read_json(config_path, "model config"))
         model = from_config(config)
         try:

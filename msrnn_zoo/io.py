@@ -46,7 +46,6 @@ def read_json(path: str | Path, what: str) -> Any:
 def refuse_overwrite(path: str | Path, force: bool, what: str = "file") -> None:
     """Raise ``FileExistsError`` if ``path`` holds something of the user's and ``force`` is not set."""
     path = Path(path)
-    if (path.is_dir() and any(path.iterdir())) or path.is_file():
-        if not force:
-            raise FileExistsError(f"{path} already exists and holds a {what}; choose another path or pass "
-                                  "--force (force=True) to overwrite it.")
+    if ((path.is_dir() and any(path.iterdir())) or path.is_file()) and not force:
+        raise FileExistsError(f"{path} already exists and holds a {what}; choose another path or pass "
+                              "--force (force=True) to overwrite it.")

@@ -159,7 +159,8 @@ class Forecaster(HubMixin, nn.Module):
         return ForecastState(layers, memory, outputs)
 
     # ---------------------------------------------------------------- one step
-    def _step(self, frame: torch.Tensor, state: ForecastState) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
+    def _step(self, frame: torch.Tensor,
+              state: ForecastState) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
         levels, move = self.levels, self.schedule.move
         memory = state.memory
         outputs: list[torch.Tensor] = []

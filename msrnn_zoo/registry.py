@@ -62,11 +62,12 @@ class Registry:
     models: dict[str, ModelEntry] = field(default_factory=dict)
 
 
-_cache: tuple[tuple[int, ...], Registry] | None = None
+_cache: tuple[tuple[Any, ...], Registry] | None = None
 
 
-def _key() -> tuple[int, ...]:
-    return tuple(sorted(id(p) for p in pm.get_plugins()))
+def _key() -> tuple[Any, ...]:
+    # The plugin objects themselves, not their ids: holding them keeps an id from being reused by a new plugin.
+    return tuple(sorted(pm.get_plugins(), key=id))
 
 
 def _collect(registry: Registry) -> None:
@@ -121,7 +122,7 @@ def registry() -> Registry:
     global _cache
     load_entry_points()
     key = _key()
-    if _cache is None or _cache[0] != key:
+    if _cache is None or len(_cache[0]) != len(key) or any(a is not b for a, b in zip(_cache[0], key)):
         reg = Registry()
         _collect(reg)
         _cache = (key, reg)

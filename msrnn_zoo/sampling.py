@@ -52,7 +52,8 @@ def reverse(batch: int, frames: int, in_frames: int, progress: float, generator:
     return mask
 
 
-def teacher_forcing(batch: int, frames: int, in_frames: int, progress: float, generator: torch.Generator) -> torch.Tensor:
+def teacher_forcing(batch: int, frames: int, in_frames: int, progress: float,
+                    generator: torch.Generator) -> torch.Tensor:
     """The evaluation-time mask: truth for the context, own forecasts for the future."""
     mask = torch.zeros(batch, frames - 1)
     mask[:, :in_frames] = 1.0
