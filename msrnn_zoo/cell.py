@@ -120,11 +120,15 @@ class RecurrentCell(nn.Module, ABC):
                 lower_previous: torch.Tensor | None = None) -> CellOutput:
         """One time step. ``lower_previous`` is ``None`` for the bottom layer (it has no layer below)."""
 
-    @classmethod
-    def original_key(cls, key: str) -> str:
-        """Translate a parameter key of the original implementation (relative to the cell) to ours."""
+    def original_key(self, key: str) -> str | None:
+        """Translate a parameter key of the original implementation (relative to this layer's cell) to ours.
+
+        ``None`` drops the key: for weights the original keeps in a layer but never uses there (a cell
+        that overrides this says why), so that strict conversion need not carry dead parameters.
+        """
         head, _, rest = key.partition(".")
-        return f"{cls.original_keys.get(head, head)}.{rest}" if rest else cls.original_keys.get(head, head)
+        ours = self.original_keys.get(head, head)
+        return f"{ours}.{rest}" if rest else ours
 
     def extra_repr(self) -> str:
         return (f"in={self.in_channels}, hidden={self.hidden_channels}, k={self.kernel_size}, "

@@ -65,22 +65,29 @@ def infer_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
             "num_layers": max(layers) + 1}
 
 
-def translate(state: Mapping[str, torch.Tensor], cell_class: type) -> dict[str, torch.Tensor]:
-    """Original key names -> ours, for a model whose cells are of ``cell_class``."""
-    aux = cell_class.auxiliary_loss
-    ours: dict[str, torch.Tensor] = {}
+def translate(state: Mapping[str, torch.Tensor], model: Forecaster) -> dict[str, tuple[str, torch.Tensor]]:
+    """Original key names -> ours for ``model``: ``{our key: (original key, tensor)}``.
+
+    Keys a cell declares unused in its layer are left out; keys nobody claims are kept under
+    ``<unknown>.`` so that the strict check reports them.
+    """
+    aux = model.cell_class.auxiliary_loss
+    ours: dict[str, tuple[str, torch.Tensor]] = {}
     for key, value in state.items():
+        new: str | None
         if key.startswith("embed.conv_embed."):
             new = "embed." + key[len("embed.conv_embed."):]
         elif key.startswith("fc.conv_fc."):
             new = "head." + key[len("fc.conv_fc."):]
-        elif m := _LAYER.match(key):
-            new = f"cells.{m.group(1)}.{cell_class.original_key(m.group(2))}"
+        elif (m := _LAYER.match(key)) and int(m.group(1)) < len(model.cells):
+            inner = model.cells[int(m.group(1))].original_key(m.group(2))
+            new = None if inner is None else f"cells.{m.group(1)}.{inner}"
         elif key.startswith("rnns.") and aux is not None:
             new = "aux_loss." + aux.original_key(key[len("rnns."):])
         else:
             new = "<unknown>." + key
-        ours[new] = value
+        if new is not None:
+            ours[new] = (key, value)
     return ours
 
 
@@ -100,22 +107,21 @@ def from_original(state_dict_or_path: str | Path | Mapping[str, torch.Tensor], n
             raise ValueError(f"The checkpoint has {key}={value}, but {key}={config[key]} was asked for.")
     model = Forecaster(build_config(model_name, **{**config, **inferred}),
                        get_cell(get_model(model_name).cell).cell)
-    ours = translate(state, model.cell_class)
+    ours = translate(state, model)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(ours))
     unexpected = sorted(k for k in ours if k not in expected)
     if missing or unexpected:
-        back = dict(zip(ours, state))
         problems = []
         if unexpected:
-            problems.append("left over from the checkpoint: " + ", ".join(back.get(k, k) for k in unexpected[:8]))
+            problems.append("left over from the checkpoint: " + ", ".join(ours[k][0] for k in unexpected[:8]))
         if missing:
             problems.append("missing for the model: " + ", ".join(missing[:8]))
         raise ValueError(f"The checkpoint does not match {model_name!r} ({'; '.join(problems)}). "
                          "Is it a checkpoint of this model, with these options?")
-    for key, tensor in ours.items():
+    for key, (original, tensor) in ours.items():
         if expected[key].shape != tensor.shape:
-            raise ValueError(f"Shape mismatch at {key}: checkpoint {tuple(tensor.shape)}, model "
+            raise ValueError(f"Shape mismatch at {original} -> {key}: checkpoint {tuple(tensor.shape)}, model "
                              f"{tuple(expected[key].shape)}; check kernel_size and the cell options.")
-    model.load_state_dict(ours, strict=True)
+    model.load_state_dict({key: tensor for key, (_, tensor) in ours.items()}, strict=True)
     return model

@@ -27,7 +27,7 @@ from torch import nn
 
 from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
 
-from .highway import GradientHighwayUnit, make_dormant
+from .highway import GradientHighwayUnit
 
 
 class CausalLSTMCell(RecurrentCell):
@@ -59,16 +59,20 @@ class CausalLSTMCell(RecurrentCell):
         self.highway_layer = highway_layer
         self.has_highway = layer_index == highway_layer
         hidden, pad = hidden_channels, kernel_size // 2
-        # Every layer holds GHU weights, as the original's checkpoints do; only the highway layer runs them.
-        self.highway = GradientHighwayUnit(in_channels, hidden, kernel_size)
-        if not self.has_highway:
-            make_dormant(self.highway)
+        if self.has_highway:
+            self.highway = GradientHighwayUnit(in_channels, hidden, kernel_size)
         x_channels = hidden if self.has_highway else in_channels
         self.conv_temporal = nn.Conv2d(x_channels + 2 * hidden, 3 * hidden, kernel_size, padding=pad)
         self.conv_spatial = nn.Conv2d(x_channels + 2 * hidden, 3 * hidden, kernel_size, padding=pad)
         self.conv_memory = nn.Conv2d(hidden, hidden, 1)
         self.conv_output = nn.Conv2d(x_channels + 2 * hidden, hidden, kernel_size, padding=pad)
         self.conv_hidden = nn.Conv2d(2 * hidden, hidden, 1)
+
+    def original_key(self, key: str) -> str | None:
+        """The original builds a GHU in every layer but runs only one: the others' weights are dropped."""
+        if key.split(".", 1)[0] in ("_conv_x", "_conv_z") and not self.has_highway:
+            return None
+        return super().original_key(key)
 
     def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> State:

@@ -33,17 +33,3 @@ class GradientHighwayUnit(nn.Module):
         p, s = torch.chunk(self.conv_x(x) + self.conv_z(z), 2, dim=1)
         s = torch.sigmoid(s)
         return s * torch.tanh(p) + (1 - s) * z
-
-
-def make_dormant(module: nn.Module) -> nn.Module:
-    """Replace every parameter of ``module`` by a zero buffer of the same name and shape, in place.
-
-    The MS-RNN implementation builds a GHU in every layer but runs only one; the others' weights are in
-    its checkpoints all the same. A dormant copy keeps those names in our state dict, so such checkpoints
-    load strictly, while the model has no parameter that could never receive a gradient.
-    """
-    for sub in module.modules():
-        for name, param in list(sub.named_parameters(recurse=False)):
-            delattr(sub, name)
-            sub.register_buffer(name, torch.zeros_like(param, requires_grad=False))
-    return module

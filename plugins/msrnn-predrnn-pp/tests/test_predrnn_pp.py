@@ -5,6 +5,7 @@ import torch
 
 import msrnn_zoo
 from msrnn_zoo import testing
+from msrnn_zoo.convert import from_original
 
 DATA = Path(__file__).parent / "data"
 
@@ -29,20 +30,21 @@ def test_highway_only_in_second_layer():
     assert state.layers[1][2].shape == (2, 8, 8, 8)  # Z at the second layer's scale (1/2)
     trainable = {n for n, _ in model.named_parameters() if ".highway." in n}
     assert trainable == {f"cells.1.highway.conv_{s}.{p}" for s in "xz" for p in ("weight", "bias")}
-    # Every layer still names GHU weights, so the original's checkpoints (which have them) load strictly.
-    assert all(f"cells.{i}.highway.conv_z.weight" in model.state_dict() for i in range(6))
+    assert {n for n in model.state_dict() if ".highway." in n} == trainable
 
 
-def test_dormant_highway_weights_do_not_matter():
-    torch.manual_seed(0)
-    model = testing.small("predrnn-pp").eval()
-    frames = torch.rand(1, 3, 1, 16, 16)
+def test_unused_original_highway_weights_are_dropped_on_conversion():
+    tensors, _ = testing.load_fixture(DATA / "predrnn-pp.safetensors")
+    weights = {k[len("weights."):]: v for k, v in tensors.items() if k.startswith("weights.")}
+    assert "rnns.lstm.0._conv_x.weight" in weights  # the original holds a GHU in every layer
+    model = from_original(weights, "predrnn-pp")
+    torch.testing.assert_close(model.cells[1].highway.conv_x.weight, weights["rnns.lstm.1._conv_x.weight"])
+    assert not hasattr(model.cells[0], "highway")
     with torch.no_grad():
-        before = model(frames, horizon=2)
-        model.cells[0].highway.conv_x.weight.normal_()
-        assert torch.equal(model(frames, horizon=2), before)
-        model.cells[1].highway.conv_x.weight.normal_()
-        assert not torch.equal(model(frames, horizon=2), before)
+        model.cells[1].highway.conv_x.weight.zero_()
+    weights["rnns.lstm.1._conv_x.weight"] = weights["rnns.lstm.1._conv_x.weight"] + 1
+    assert not torch.equal(from_original(weights, "predrnn-pp").cells[1].highway.conv_x.weight,
+                           model.cells[1].highway.conv_x.weight)
 
 
 def test_highway_layer_option():
