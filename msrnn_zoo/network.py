@@ -159,8 +159,8 @@ class Forecaster(HubMixin, nn.Module):
         return ForecastState(layers, memory, outputs)
 
     # ---------------------------------------------------------------- one step
-    def _step(self, frame: torch.Tensor,
-              state: ForecastState) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
+    def _step(self, frame: torch.Tensor, state: ForecastState,
+              with_aux: bool = False) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
         levels, move = self.levels, self.schedule.move
         memory = state.memory
         outputs: list[torch.Tensor] = []
@@ -182,7 +182,7 @@ class Forecaster(HubMixin, nn.Module):
             memory = result.memory
             if memory is not None:
                 memory = move(memory, levels[i], levels[(i + 1) % len(levels)])
-            if self.aux_loss is not None and result.aux is not None:
+            if with_aux and self.aux_loss is not None and result.aux is not None:
                 term = self.aux_loss(result.aux)
                 aux_total = term if aux_total is None else aux_total + term
         forecast = self.head(outputs[-1])
@@ -240,7 +240,7 @@ class Forecaster(HubMixin, nn.Module):
         for i in range(t - 1):
             if i > 0:
                 x = teacher[:, i] * frames[:, i] + (1 - teacher[:, i]) * predictions[-1]
-            forecast, state, aux = self._step(x, state)
+            forecast, state, aux = self._step(x, state, with_aux=True)
             predictions.append(forecast)
             if aux is not None:
                 aux_terms.append(aux)

@@ -1,0 +1,126 @@
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from msrnn_predrnn_v2 import DecouplingLoss, PredRNNV2Cell
+
+import msrnn_zoo
+from msrnn_zoo import sampling, testing
+from msrnn_zoo.convert import translate
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_registered():
+    assert {"predrnn-v2", "ms-predrnn-v2"} <= set(msrnn_zoo.list_models())
+    assert PredRNNV2Cell.uses_memory
+    assert PredRNNV2Cell.sampling == "reverse"
+    assert PredRNNV2Cell.auxiliary_loss is DecouplingLoss and DecouplingLoss.weight == 0.01
+
+
+@pytest.mark.parametrize("name", ["predrnn-v2", "ms-predrnn-v2"])
+def test_parity_with_original(name):
+    assert testing.parity_error(DATA / f"{name}.safetensors") < 1e-4
+
+
+def test_conformance():
+    testing.run_conformance("predrnn-v2")
+
+
+def test_one_adapter_shared_by_all_layers():
+    model = testing.small("ms-predrnn-v2")
+    assert {k for k in model.state_dict() if "adapter" in k} == {"aux_loss.adapter.weight", "aux_loss.adapter.bias"}
+    weights, _ = testing.load_fixture(DATA / "ms-predrnn-v2.safetensors")
+    original = {k[len("weights."):]: v for k, v in weights.items() if k.startswith("weights.")}
+    ours = translate(original, model)
+    source, tensor = ours["aux_loss.adapter.weight"]
+    assert source == "rnns.adapter.weight" and tensor is original["rnns.adapter.weight"]
+
+
+def test_bad_options_and_memory_rejected():
+    with pytest.raises(ValueError, match="odd"):
+        msrnn_zoo.create("predrnn-v2", kernel_size=2)
+    with pytest.raises(ValueError, match="no option 'bogus'"):
+        msrnn_zoo.create("predrnn-v2", bogus=1)
+    cell = PredRNNV2Cell(4, 4)
+    with pytest.raises(ValueError, match="spatiotemporal memory of shape"):
+        cell(torch.rand(1, 4, 8, 8), cell.init_state(1, 8, 8), torch.zeros(1, 2, 8, 8))
+
+
+def _increments(cell, x, state, memory):
+    """dC and dM recomputed from the cell's weights, gate by gate."""
+    w = {name: (conv.weight, conv.bias) for name, conv in cell.named_children()}
+
+    def conv(name, t):
+        return F.conv2d(t, *w[name], padding=cell.kernel_size // 2)
+
+    i, _, g, _ = conv("conv_x", x).add(conv("conv_h", state[0])).chunk(4, 1)
+    i_m, _, g_m = conv("conv_x_m", x).add(conv("conv_m", memory)).chunk(3, 1)
+    return torch.sigmoid(i) * torch.tanh(g), torch.sigmoid(i_m) * torch.tanh(g_m)
+
+
+@pytest.mark.parametrize("name", ["predrnn-v2", "ms-predrnn-v2"])
+def test_decoupling_loss_is_the_formula(name):
+    """0.01 * mean over steps and samples of sum over layers and channels of |cos(A dC, A dM)| over space."""
+    torch.manual_seed(0)
+    model = testing.small(name, hidden_channels=4)
+    inputs = []
+    for cell in model.cells:
+        cell.register_forward_pre_hook(lambda mod, args: inputs.append((mod, *args[:3])))
+    frames = torch.rand(2, 4, 1, 8, 8)
+    teacher = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    with torch.no_grad():
+        _, aux = model.forward_train(frames, teacher)
+
+    weight, bias = model.aux_loss.adapter.weight.detach()[:, :, 0, 0], model.aux_loss.adapter.bias.detach()
+    steps, layers, batch, channels = 3, len(model.cells), 2, 4
+    terms = torch.zeros(steps, layers, batch, channels, dtype=torch.float64)
+    for k, (cell, x, state, memory) in enumerate(inputs):
+        t, layer = divmod(k, layers)
+        with torch.no_grad():
+            d_c, d_m = _increments(cell, x, state, memory)
+        for b in range(batch):
+            a_c = torch.einsum("oc,chw->ohw", weight, d_c[b]) + bias[:, None, None]
+            a_m = torch.einsum("oc,chw->ohw", weight, d_m[b]) + bias[:, None, None]
+            for c in range(channels):
+                u, v = a_c[c].flatten(), a_m[c].flatten()
+                terms[t, layer, b, c] = abs(float(u @ v) / math.sqrt(float(u @ u) * float(v @ v)))
+    expected = (0.01 * terms.sum(dim=(1, 3)).mean()).float()
+    torch.testing.assert_close(aux, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_training_with_reverse_sampling_and_decoupling():
+    """The published recipe: reverse-sampled teacher masks, MSE + decoupling loss; the adapter learns."""
+    torch.manual_seed(0)
+    model = testing.small("ms-predrnn-v2")
+    frames = torch.rand(2, 6, 1, 16, 16)
+    schedule = sampling.get_schedule(model.cell_class.sampling)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    adapter_before = model.aux_loss.adapter.weight.detach().clone()
+    losses = []
+    for step in range(6):
+        teacher = schedule(2, 6, 3, step / 6, generator)
+        optimizer.zero_grad()
+        prediction, aux = model.forward_train(frames, teacher)
+        assert aux is not None and aux.ndim == 0 and aux > 0
+        loss = F.mse_loss(prediction, frames[:, 1:]) + aux
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+    assert not torch.equal(model.aux_loss.adapter.weight, adapter_before)
+
+
+def test_does_not_need_the_predrnn_plugin():
+    """A separate distribution: it must work where msrnn-predrnn is not installed."""
+    code = ("import sys; sys.modules['msrnn_predrnn'] = None\n"
+            "import msrnn_zoo, torch\n"
+            "m = msrnn_zoo.create('predrnn-v2', hidden_channels=4, num_layers=2)\n"
+            "print(m(torch.rand(1, 2, 1, 8, 8)).shape)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,5 @@
+"""PredRNN for msrnn-zoo."""
+
+from .cell import PredRNNCell
+
+__all__ = ["PredRNNCell"]
