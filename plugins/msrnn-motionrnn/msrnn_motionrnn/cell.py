@@ -1,0 +1,139 @@
+"""MotionRNN (Wu et al., CVPR 2021, arXiv:2103.02243), as the MS-RNN code runs it.
+
+Each layer is a MIM block (:mod:`.mim_block`) followed by a MotionGRU (:mod:`.motion_gru`) on the block's new
+hidden state, and the motion highway, which lets the layer's input past the block where the block's output
+gate is closed:
+
+    H_t, C_t, M', O_t = MIMBlock(X_t, H_{t-1}, C_{t-1}, M, X_t - H^{l-1}_{t-1}; N, S)
+    X'_t, F_t, D_t    = MotionGRU(H_t, F_{t-1}, D_{t-1})
+    out_t             = X'_t + (1 - O_t) . X_t        (every layer but the top)
+    out_t             = H_t                           (the top layer)
+
+``out_t`` goes up the stack and is also the ``H_{t-1}`` the block reads at the next step and the previous
+output that the layer above differences. ``M'`` zigzags on as in PredRNN.
+
+We follow the MS-RNN code's arrangement, so that its checkpoints load and agree: MotionGRU runs on the
+block's new hidden state, after the block (MS-RNN moved it there, so that MIM-N differences tensors of the
+same kind); the top layer has no highway, which leaves its MotionGRU without any effect (we build none
+there); and, as in MIM, the bottom layer's block has no MIM-N/MIM-S (the original computes them there but
+never reads them). Converting an original checkpoint drops those unused weights (see
+:meth:`MotionRNNCell.original_key`). A layer's state is therefore
+``(H, C)``, then ``N, S`` above the bottom layer, then ``F, D`` (at half resolution) below the top layer.
+The original MotionGRU also reshapes two tensors in a way that mixes samples and positions;
+``original_layout`` (default ``True``, needed for original checkpoints) keeps that, ``False`` follows the
+equations (see :mod:`.motion_gru`).
+
+Options: ``alpha`` (0.5), the trend's update rate; ``motion_kernel_size`` (3), ``k`` of the ``k x k``
+offsets MotionGRU learns per position; ``original_layout`` (``True``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
+
+from .mim_block import MIMBlock
+from .motion_gru import MotionGRU
+
+_BLOCK = {
+    "_conv_x2h_n": "conv_diff", "_conv_n2h_n": "conv_n", "_conv_diff2o": "conv_diff_o", "_conv_n2o": "conv_n_o",
+    "_conv_x2h_s": "conv_d", "_conv_c2h_s": "conv_c_s", "_conv_s2o": "conv_s_o",
+    "_conv_x2h": "conv_x", "_conv_h2h": "conv_h", "_conv_c2o": "conv_c_o",
+    "_conv_x2h_m": "conv_x_m", "_conv_m2h_m": "conv_m", "_conv_m2o": "conv_m_o", "_conv_c_m": "conv_fuse",
+}
+_MOTION = {
+    "_conv_enc": "encoder", "_conv_u": "conv_update", "_conv_r": "conv_reset", "_conv_z": "conv_candidate",
+    "_conv_hm": "conv_mask", "_conv_dec": "conv_merge", "_deconv_dec": "decoder", "_conv_g": "conv_gate",
+}
+_MIMS = ("_conv_x2h_n", "_conv_n2h_n", "_conv_diff2o", "_conv_n2o", "_conv_x2h_s", "_conv_c2h_s", "_conv_s2o")
+"""The original's MIM-N and MIM-S convolutions, which its bottom layer keeps but never uses."""
+
+
+class MotionRNNCell(RecurrentCell):
+    uses_memory = True
+    uses_lower_previous = True
+    memory_flow = ("H, C through time; N, S above the bottom layer and motion F, D (half resolution) below "
+                   "the top layer through time; H up the stack; M zigzags up, then top layer -> bottom at t+1")
+    original_keys = {**{k: f"block.{v}" for k, v in _BLOCK.items()},
+                     **{k: f"motion_gru.{v}" for k, v in _MOTION.items()}}
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *,
+                 layer_index: int = 0, num_layers: int = 1, alpha: float = 0.5, motion_kernel_size: int = 3,
+                 original_layout: bool = True) -> None:
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        if hidden_channels % 4:
+            raise ValueError(f"MotionRNN needs hidden_channels divisible by 4 (MotionGRU encodes the hidden "
+                             f"state to a quarter of its channels); got {hidden_channels}, try "
+                             f"{max(4, hidden_channels // 4 * 4)}.")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha, the trend's update rate, must lie in [0, 1]; got {alpha}.")
+        if isinstance(motion_kernel_size, bool) or not isinstance(motion_kernel_size, int) or motion_kernel_size < 1:
+            raise ValueError(f"motion_kernel_size (MotionGRU learns k x k offsets per position) must be a positive "
+                             f"integer; got {motion_kernel_size!r}.")
+        if (self.has_mims or self.has_motion) and in_channels != hidden_channels:
+            raise ValueError(f"MotionRNN layer {layer_index} differences its input against the layer below and "
+                             f"adds it back on the highway, so in_channels must equal hidden_channels; got "
+                             f"{in_channels} and {hidden_channels}.")
+        self.block = MIMBlock(in_channels, hidden_channels, kernel_size, has_mims=self.has_mims)
+        if self.has_motion:  # the top layer has no highway, so a MotionGRU there would change nothing
+            self.motion_gru = MotionGRU(hidden_channels, motion_kernel_size, alpha,
+                                        original_layout=original_layout)
+
+    @property
+    def has_mims(self) -> bool:
+        """Whether MIM-N and MIM-S run here: everywhere but the bottom layer, which has nothing below."""
+        return self.layer_index > 0
+
+    @property
+    def has_motion(self) -> bool:
+        """Whether MotionGRU and the highway run here: everywhere but the top layer."""
+        return self.layer_index < self.num_layers - 1
+
+    def original_key(self, key: str) -> str | None:
+        """Drops the original's weights that this layer keeps but never runs.
+
+        The original builds MIM-N, MIM-S and a MotionGRU in every layer. Its bottom layer computes MIM-N and
+        MIM-S but nothing reads them (``C_t`` there is the plain LSTM update), and its top layer has no motion
+        highway and outputs the block's ``H_t``, which leaves the MotionGRU there without any effect. The
+        original's checkpoints hold those weights; we build no such modules, so the keys are dropped.
+        """
+        head = key.split(".", 1)[0]
+        if (head in _MIMS and not self.has_mims) or (head in _MOTION and not self.has_motion):
+            return None
+        return super().original_key(key)
+
+    def check_size(self, height: int, width: int) -> None:
+        super().check_size(height, width)
+        if self.has_motion and (height % 2 or width % 2):
+            raise ValueError(f"MotionRNN layer {self.layer_index} would run at {height}x{width}, but its MotionGRU "
+                             "works at half resolution and needs an even height and width at every layer; crop "
+                             "or pad the frames (the 3-level multi-scale model needs a multiple of 8).")
+
+    def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
+                   dtype: torch.dtype | None = None) -> State:
+        h = zeros(batch, self.hidden_channels, height, width, device, dtype)
+        state: tuple[torch.Tensor, ...] = (h, torch.zeros_like(h))
+        if self.has_mims:
+            state += (torch.zeros_like(h), torch.zeros_like(h))
+        if self.has_motion:
+            f = zeros(batch, self.motion_gru.flow_channels, height // 2, width // 2, device, dtype)
+            state += (f, torch.zeros_like(f))
+        return state
+
+    def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
+                lower_previous: torch.Tensor | None = None) -> CellOutput:
+        h, c, *rest = state
+        n, s = rest[:2] if self.has_mims else (None, None)
+        f, d = rest[-2:] if self.has_motion else (None, None)
+        m = torch.zeros_like(h) if memory is None else memory
+        diff = x if lower_previous is None else x - lower_previous
+        out = self.block(x, h, c, m, diff, n, s)
+        h = out.h
+        mims = (out.n, out.s) if self.has_mims else ()
+        motion = ()
+        if self.has_motion:
+            moved, f, d = self.motion_gru(out.h, f, d)
+            h = moved + (1 - out.o) * x  # the motion highway
+            motion = (f, d)
+        return CellOutput(h, (h, out.c, *mims, *motion), out.m)
