@@ -383,3 +383,39 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
         refuse_overwrite(array_path, force, "forecast array")
         atomic_write(array_path, lambda tmp: np.save(tmp.open("wb"), forecast.numpy()))
         console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{array_path}[/bold]")
+
+
+# ---------------------------------------------------------------------------------------------- sharing
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--repo-id", default="user/model", show_default=True, help="The Hub repo the card will describe.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: RUN_DIR/README.md.")
+@click.option("--force", is_flag=True, help="Overwrite an existing card.")
+@friendly
+def card(run_dir: Path, repo_id: str, out: Path | None, force: bool) -> None:
+    """Render the model card of a run (architecture, training, measured metrics) to review before pushing."""
+    from .card import render_card
+    from .io import refuse_overwrite, write_text
+
+    out = out or run_dir / "README.md"
+    refuse_overwrite(out, force, "model card")
+    write_text(out, render_card(run_dir, repo_id))
+    console.print(f"Model card written to [bold]{out}[/bold]")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("repo_id")
+@click.option("--private", is_flag=True)
+@click.option("--token", default=None, help="Hub token (default: the one huggingface-cli login stored).")
+@friendly
+def push(run_dir: Path, repo_id: str, private: bool, token: str | None) -> None:
+    """Upload a run's weights (safetensors), config.json and model card to the Hugging Face Hub."""
+    from .card import render_card
+    from .evaluate import load_run
+
+    model, _ = load_run(run_dir)
+    card_path = run_dir / "README.md"
+    text = card_path.read_text(encoding="utf-8") if card_path.is_file() else render_card(run_dir, repo_id)
+    url = model.push_to_hub(repo_id, card=text, token=token, private=private)
+    console.print(f"Pushed to [bold]{url}[/bold]")

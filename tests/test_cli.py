@@ -92,3 +92,18 @@ def test_bad_clip_values(tmp_path):
     np.save(bad, np.full((10, 4, 8, 8), 3.0, dtype=np.float32))
     result = run("train", "convlstm", "--data", bad, "--out", tmp_path / "r", "--hidden", "4", ok=False)
     assert "must lie in [0, 1]" in result.output
+
+
+def test_model_card_from_a_run(tmp_path, clips_file):
+    out = tmp_path / "run"
+    run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
+    run("card", out, "--repo-id", "someone/convlstm-clips", "--out", tmp_path / "before.md")
+    assert "Not evaluated yet" in (tmp_path / "before.md").read_text()
+    run("evaluate", out)
+    run("card", out, "--repo-id", "someone/convlstm-clips")
+    text = (out / "README.md").read_text()
+    assert text.startswith("---\n") and "library_name: msrnn-zoo" in text
+    assert 'pretrained="someone/convlstm-clips"' in text and "copy-last-frame" in text
+    assert "sum over pixels and channels per frame" in text
+    assert run("card", out, ok=False).exit_code == 1  # never overwrites without --force
