@@ -381,7 +381,11 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     if input_path is not None:  # frames with no ground truth: the user wants the numbers, not only pictures
         array_path = out.with_suffix(".npy")
         refuse_overwrite(array_path, force, "forecast array")
-        atomic_write(array_path, lambda tmp: np.save(tmp.open("wb"), forecast.numpy()))
+        def write_array(tmp: Path) -> None:
+            with tmp.open("wb") as handle:  # a handle, since np.save would append .npy to a bare path
+                np.save(handle, forecast.numpy())
+
+        atomic_write(array_path, write_array)
         console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{array_path}[/bold]")
 
 
