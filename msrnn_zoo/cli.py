@@ -217,18 +217,18 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--max-train-clips", type=int, default=None, help="Use only this many training clips.")
 @click.option("--max-eval-clips", type=int, default=None, help="Use only this many validation/test clips.")
 @click.option("--checkpoint-every", type=int, default=0, help="Also checkpoint every N steps (0: each epoch).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default cpu; on --resume, the run's).")
 @friendly
 def train(model: str | None, dataset: str | None, source: str | None, data: Path | None, split_fractions: str,
           out: Path | None, resume: Path | None, force: bool, epochs: int | None, batch_size: int, lr: float,
           seed: int, in_frames: int | None, out_frames: int | None, hidden_channels: int, num_layers: int,
           kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
-          max_eval_clips: int | None, checkpoint_every: int, device: str) -> None:
+          max_eval_clips: int | None, checkpoint_every: int, device: str | None) -> None:
     """Train MODEL on a dataset or your own clips into a run directory (resumable with --resume)."""
     from .train import Trainer, new_train_config
 
     if resume is not None:
-        trainer = Trainer.resume(resume, epochs=epochs, device=device if device != "cpu" else None)
+        trainer = Trainer.resume(resume, epochs=epochs, device=device)
         run_dir = resume
     else:
         if model is None:
@@ -260,7 +260,7 @@ def train(model: str | None, dataset: str | None, source: str | None, data: Path
             dataset=dataset, source=source, data=str(data) if data else None,
             split_fractions=fractions, in_frames=in_frames, out_frames=out_frames, epochs=epochs or 1,
             batch_size=batch_size, lr=lr, seed=seed, sampling=sampling, max_train_clips=max_train_clips,
-            max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device)
+            max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu")
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
     _fit_with_progress(trainer)
@@ -269,6 +269,9 @@ def train(model: str | None, dataset: str | None, source: str | None, data: Path
 
 
 def _fit_with_progress(trainer: Any) -> None:
+    if trainer.progress.epoch >= trainer.cfg.epochs:
+        raise ValueError(f"The run already finished its {trainer.cfg.epochs} epoch(s); pass a larger --epochs "
+                         "to train it further.")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
@@ -282,8 +285,6 @@ def _fit_with_progress(trainer: Any) -> None:
             bar.update(task, completed=t.progress.step, loss=loss, fps=fps, epoch=t.progress.epoch + 1)
 
         trainer.fit(on_step=on_step)
-    if not trainer.progress.losses:
-        raise ValueError("Nothing to train: the run already reached its epochs; pass a larger --epochs to go on.")
 
 
 # ---------------------------------------------------------------------------------------------- results
