@@ -229,6 +229,9 @@ def train(model: str | None, dataset: str | None, source: str | None, data: Path
 
     if resume is not None:
         trainer = Trainer.resume(resume, epochs=epochs, device=device)
+        if model is not None and model != trainer.cfg.model:
+            raise ValueError(f"{resume} is a run of {trainer.cfg.model!r}, not {model!r}; resume it without "
+                             "naming a model, or start a new run with --out.")
         run_dir = resume
     else:
         if model is None:
