@@ -96,6 +96,8 @@ def _download(repo_id: str, filename: str, revision: str | None, cache_dir: str 
     if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")):
         raise FileNotFoundError(f"{repo_id!r} is neither a local directory nor a Hub repo id like 'user/model'.")
     try:
+        # HF_HUB_CACHE is read here, not at huggingface_hub's import, so a later setting still counts.
+        cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None
         return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
                                local_files_only=local_files_only, endpoint=hub_endpoint())
     except RepositoryNotFoundError as exc:

@@ -63,6 +63,7 @@ class Registry:
 
 
 _cache: tuple[tuple[Any, ...], Registry] | None = None
+_collecting = False
 
 
 def _key() -> tuple[Any, ...]:
@@ -107,6 +108,7 @@ def _collect(registry: Registry) -> None:
         rec = record_for(name)
         rec.cells.clear()
         rec.datasets.clear()
+        rec.error = rec.detail = None  # a registered plugin imported fine; its hooks are judged afresh
     call("register_cells", cell_register)
     call("register_datasets", dataset_register)
     for cell in registry.cells.values():
@@ -119,12 +121,19 @@ def _collect(registry: Registry) -> None:
 
 def registry() -> Registry:
     """The current catalogue (cached until the set of plugins changes)."""
-    global _cache
+    global _cache, _collecting
     load_entry_points()
     key = _key()
     if _cache is None or len(_cache[0]) != len(key) or any(a is not b for a, b in zip(_cache[0], key)):
-        reg = Registry()
-        _collect(reg)
+        if _collecting:
+            raise RuntimeError("A plugin used the zoo's catalogue (create, list_models, ...) while registering; "
+                               "a register_* hook may only call `register`.")
+        _collecting = True
+        try:
+            reg = Registry()
+            _collect(reg)
+        finally:
+            _collecting = False
         _cache = (key, reg)
     return _cache[1]
 

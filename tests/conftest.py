@@ -31,6 +31,8 @@ class ToyCell(RecurrentCell):
 
 
 class ToyPlugin:
+    cell = ToyCell
+
     @msrnn_zoo.hookimpl
     def register_cells(self, register):
         register("toy", ToyCell, paper="none", description="test-only cell")

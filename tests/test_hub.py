@@ -98,8 +98,7 @@ def test_published_tag_resolves_to_its_repo(hub, toy_plugin):
     class Tagged:
         @msrnn_zoo.hookimpl
         def register_cells(self, register):
-            register("tagged", type(msrnn_zoo.create("toy", hidden_channels=2).cells[0]),
-                     pretrained={"ms-tagged.demo": "zoo/ms-tagged-demo"})
+            register("tagged", toy_plugin.cell, pretrained={"ms-tagged.demo": "zoo/ms-tagged-demo"})
 
     plugin = Tagged()
     pm.register(plugin, name="tagged-plugin")

@@ -64,6 +64,24 @@ def test_broken_plugin_is_reported_and_breaks_nothing():
         forget("bad-plugin")
 
 
+def test_a_hook_that_uses_the_catalogue_is_reported_not_recursed():
+    class Greedy:
+        @msrnn_zoo.hookimpl
+        def register_cells(self, register):
+            msrnn_zoo.list_models()
+
+    plugin = Greedy()
+    pm.register(plugin, name="greedy-plugin")
+    try:
+        assert "convlstm" in msrnn_zoo.list_models()
+        by_name = {r.name: r for r in records()}
+        assert "while registering" in by_name["greedy-plugin"].error
+        assert by_name["convlstm"].ok
+    finally:
+        pm.unregister(plugin)
+        forget("greedy-plugin")
+
+
 def test_unknown_names_suggest_close_matches():
     with pytest.raises(ValueError, match="Did you mean 'ms-convlstm'"):
         msrnn_zoo.create("ms-convlstmm")
