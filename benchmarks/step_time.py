@@ -1,7 +1,7 @@
 """Training-step cost of every model, single-scale beside multi-scale: activation memory and seconds.
 
     python benchmarks/step_time.py [--size 32] [--hidden 32] [--in-frames 5] [--out-frames 5] [--batch 2]
-                                   [--repeat 3] [--device cpu] [cells ...]
+                                   [--repeat 3] [--device cpu] [--threads 1] [cells ...]
 
 Activation memory is the bytes of the tensors autograd keeps for the backward pass (each storage counted
 once), which is what multi-scale saves: it is exact and does not depend on the machine's load. Seconds
@@ -62,8 +62,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1 keeps timings steady on a shared machine)")
     parser.add_argument("--json", action="store_true", help="Print one JSON object per cell.")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     frames_count = args.in_frames + args.out_frames
     teacher = torch.ones(args.batch, frames_count - 1, device=args.device)

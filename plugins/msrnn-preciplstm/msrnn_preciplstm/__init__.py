@@ -1,0 +1,6 @@
+"""PrecipLSTM for msrnn-zoo."""
+
+from .cell import PrecipLSTMCell
+from .local_attention import LocalAttention, local_attention
+
+__all__ = ["LocalAttention", "PrecipLSTMCell", "local_attention"]

@@ -1,0 +1,113 @@
+"""PrecipLSTM (Ma et al., "PrecipLSTM: A Meteorological Spatiotemporal LSTM for Precipitation
+Nowcasting", IEEE TGRS 60, 2022), as the MS-RNN code runs it.
+
+Four memories share one input. The input first passes a local attention over its ``k x k``
+neighbourhood (:mod:`.local_attention`), added back as a residual; the temporal differencing memory
+reads instead how the input changed since the previous step:
+
+    X^ = X_t + W_a * LA(X_t)                                        local attention on the input
+    i, f, g, o       = split(W_xc * X^ + W_hc * H_{t-1})
+    C_t = sigmoid(f) . C_{t-1} + sigmoid(i) . tanh(g)               ConvLSTM memory
+    i', f', g'       = split(W_xm * X^ + W_mm * M)
+    M' = sigmoid(f') . M + sigmoid(i') . tanh(g')                   zigzag memory (PredRNN)
+    i'', f'', g''    = split(W_xs * X^ + W_ss * S_{t-1})
+    S_t = sigmoid(f'') . S_{t-1} + sigmoid(i'') . tanh(g'')          spatial memory (SLAM)
+    i''', f''', g''' = split(W_xt * (X_t - X_{t-1}) + W_tt * T_{t-1})
+    T_t = sigmoid(f''') . T_{t-1} + sigmoid(i''') . tanh(g''')       temporal differencing memory (TDM)
+    O   = sigmoid(o + W_oc * C_t + W_os * S_t + W_ot * T_t + W_om * M')
+    H_t = O . tanh(W_1x1 * [C_t, S_t, T_t, M'])
+
+``X_{t-1}`` is this layer's own input at the previous step, at the layer's own resolution (after the
+down/up-sampling and skip of the multi-scale stack), zero before the first frame; the cell keeps it in
+its state. Every convolution carries a bias except the attention's 1x1 projections.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
+
+from .local_attention import LocalAttention
+
+
+def _gates(pre: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """The input/forget/candidate update every PrecipLSTM memory shares: f . memory + i . g."""
+    i, f, g = torch.chunk(pre, 3, dim=1)
+    return torch.sigmoid(f) * memory + torch.sigmoid(i) * torch.tanh(g)
+
+
+class PrecipLSTMCell(RecurrentCell):
+    uses_memory = True
+    memory_flow = ("H, C, S (spatial), T (temporal differencing) and the previous input through time; "
+                   "M zigzags up the stack; H up the stack")
+    original_keys: ClassVar[dict[str, str]] = {
+        "LA": "attention", "_conv_x_x_att": "conv_attention",
+        "_conv_x2h": "conv_x", "_conv_h2h": "conv_h",
+        "_conv_x2h_m": "conv_x_m", "_conv_m2h_m": "conv_m",
+        "_conv_x2h_ms": "conv_x_s", "_conv_ms2h_ms": "conv_s",
+        "_conv_x2h_mt": "conv_x_t", "_conv_mt2h_mt": "conv_t",
+        "_conv_c2o": "out_c", "_conv_ms2o": "out_s", "_conv_mt2o": "out_t", "_conv_m2o": "out_m",
+        "c_m_ms_mt": "conv_fuse",
+    }
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *,
+                 layer_index: int = 0, num_layers: int = 1, window: int = 30) -> None:
+        """``window`` is the side of the local attention's neighbourhood, in pixels at the layer's scale."""
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        hid = hidden_channels
+
+        def conv(inp: int, out: int, size: int = kernel_size) -> nn.Conv2d:
+            return nn.Conv2d(inp, out, size, padding=size // 2)
+
+        self.attention = LocalAttention(in_channels, in_channels, window)
+        self.conv_attention = conv(in_channels, in_channels)
+        self.conv_x, self.conv_h = conv(in_channels, 4 * hid), conv(hid, 4 * hid)
+        self.conv_x_m, self.conv_m = conv(in_channels, 3 * hid), conv(hid, 3 * hid)
+        self.conv_x_s, self.conv_s = conv(in_channels, 3 * hid), conv(hid, 3 * hid)
+        self.conv_x_t, self.conv_t = conv(in_channels, 3 * hid), conv(hid, 3 * hid)
+        self.out_c, self.out_s, self.out_t, self.out_m = (conv(hid, hid) for _ in range(4))
+        self.conv_fuse = conv(4 * hid, hid, 1)
+
+    @property
+    def window(self) -> int:
+        return self.attention.window
+
+    def original_key(self, key: str) -> str | None:
+        """Also renames the attention's projections (``LA.conv1`` -> ``attention.query``, ...)."""
+        ours = super().original_key(key)
+        if ours is None:
+            return None
+        head, _, rest = ours.partition(".")
+        if head == "attention":
+            sub, _, leaf = rest.partition(".")
+            return f"attention.{LocalAttention.original_keys.get(sub, sub)}.{leaf}"
+        return ours
+
+    def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
+                   dtype: torch.dtype | None = None) -> State:
+        h = zeros(batch, self.hidden_channels, height, width, device, dtype)
+        previous_input = zeros(batch, self.in_channels, height, width, device, dtype)
+        return h, torch.zeros_like(h), torch.zeros_like(h), torch.zeros_like(h), previous_input
+
+    def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
+                lower_previous: torch.Tensor | None = None) -> CellOutput:
+        if memory is None:
+            raise ValueError("PrecipLSTM reads the zigzag memory M: pass the memory tensor "
+                             f"(B, {self.memory_channels}, H, W).")
+        h, c, s, t, x_previous = state
+        x_hat = x + self.conv_attention(self.attention(x))
+        i, f, g, o = torch.chunk(self.conv_x(x_hat) + self.conv_h(h), 4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        m = _gates(self.conv_x_m(x_hat) + self.conv_m(memory), memory)
+        s = _gates(self.conv_x_s(x_hat) + self.conv_s(s), s)
+        t = _gates(self.conv_x_t(x - x_previous) + self.conv_t(t), t)
+        gate = torch.sigmoid(o + self.out_c(c) + self.out_s(s) + self.out_t(t) + self.out_m(m))
+        h = gate * torch.tanh(self.conv_fuse(torch.cat([c, s, t, m], dim=1)))
+        return CellOutput(h, (h, c, s, t, x), memory=m)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, window={self.window}"

@@ -1,0 +1,132 @@
+from pathlib import Path
+
+import pytest
+import torch
+from msrnn_preciplstm.cell import PrecipLSTMCell
+from msrnn_preciplstm.local_attention import local_attention, local_attention_unfold
+
+import msrnn_zoo
+from msrnn_zoo import testing
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_registered():
+    assert {"preciplstm", "ms-preciplstm"} <= set(msrnn_zoo.list_models())
+
+
+@pytest.mark.parametrize("name", ["preciplstm", "ms-preciplstm"])
+def test_parity_with_original(name):
+    assert testing.parity_error(DATA / f"{name}.safetensors") < 1e-4
+
+
+def test_conformance():
+    testing.run_conformance("preciplstm")
+
+
+def test_options_checked():
+    assert msrnn_zoo.create("preciplstm", hidden_channels=8, window=5).cells[0].window == 5
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="window must be a positive"):
+            msrnn_zoo.create("preciplstm", hidden_channels=8, window=bad)
+    with pytest.raises(ValueError, match="odd"):
+        msrnn_zoo.create("preciplstm", kernel_size=4)
+    with pytest.raises(ValueError, match="no option 'bogus'"):
+        msrnn_zoo.create("preciplstm", bogus=1)
+
+
+def test_memory_is_required():
+    cell = PrecipLSTMCell(4, 4)
+    x = torch.rand(1, 4, 6, 6)
+    with pytest.raises(ValueError, match="zigzag memory"):
+        cell(x, cell.init_state(1, 6, 6))
+
+
+def test_original_attention_keys_are_renamed():
+    cell = PrecipLSTMCell(4, 4)
+    assert cell.original_key("LA.conv1.weight") == "attention.query.weight"
+    assert cell.original_key("LA.conv3.weight") == "attention.value.weight"
+    assert cell.original_key("_conv_mt2h_mt.bias") == "conv_t.bias"
+    assert cell.original_key("c_m_ms_mt.weight") == "conv_fuse.weight"
+    # every original key has a home, and every parameter of ours comes from one
+    original = {f"{k}.{leaf}" for k in ("_conv_x2h", "_conv_h2h", "_conv_c2o", "_conv_x2h_m", "_conv_m2h_m",
+                                       "_conv_m2o", "_conv_x2h_ms", "_conv_ms2h_ms", "_conv_ms2o",
+                                       "_conv_x2h_mt", "_conv_mt2h_mt", "_conv_mt2o", "c_m_ms_mt",
+                                       "_conv_x_x_att") for leaf in ("weight", "bias")}
+    original |= {f"LA.conv{i}.weight" for i in (1, 2, 3)}
+    assert {cell.original_key(k) for k in original} == set(cell.state_dict())
+
+
+def test_temporal_difference_reads_the_layers_own_previous_input():
+    torch.manual_seed(0)
+    cell = PrecipLSTMCell(4, 4, window=3).double()
+    x0, x1 = torch.rand(2, 1, 4, 5, 5, dtype=torch.float64)
+    memory = torch.zeros(1, 4, 5, 5, dtype=torch.float64)
+    state = cell.init_state(1, 5, 5, dtype=torch.float64)
+    first = cell(x0, state, memory)
+    assert torch.equal(first.state[-1], x0)  # kept for the next step's difference
+    # A step sees only x_t - x_{t-1} through the TDM: with the previous input swapped, T changes.
+    second = cell(x1, first.state, memory)
+    other = cell(x1, (*first.state[:-1], x1), memory)
+    assert not torch.allclose(second.state[3], other.state[3])
+    assert torch.equal(second.state[2], other.state[2])  # the spatial memory does not read it
+
+
+# ---------------------------------------------------------------- local attention
+
+CASES = [  # batch, channels, height, width, window
+    (2, 3, 5, 7, 3),
+    (1, 2, 5, 5, 4),     # even window: it leans up-left
+    (2, 4, 6, 6, 30),    # window wider than the image
+    (1, 3, 8, 5, 5),
+    (2, 2, 3, 3, 1),
+    (1, 2, 4, 40, 3),    # rows cut into several strips
+    (2, 3, 5, 37, 5),    # ... the last one padded
+    (1, 2, 6, 50, 20),
+]
+
+
+@pytest.mark.parametrize(("b", "c", "h", "w", "k"), CASES)
+def test_local_attention_matches_unfold(b, c, h, w, k):
+    torch.manual_seed(0)
+    q, key, v = (torch.randn(b, c, h, w, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    v_wide = torch.randn(b, c + 2, h, w, dtype=torch.float64, requires_grad=True)
+    for value in (v, v_wide):
+        ours = local_attention(q, key, value, k)
+        theirs = local_attention_unfold(q, key, value, k)
+        torch.testing.assert_close(ours, theirs)
+        grad = torch.randn_like(ours)
+        for a, b_ in zip(torch.autograd.grad(ours, (q, key, value), grad),
+                         torch.autograd.grad(theirs, (q, key, value), grad)):
+            torch.testing.assert_close(a, b_)
+
+
+def test_local_attention_outside_positions_score_zero():
+    # One pixel, window 3: the 8 neighbours lie outside, score 0 and carry 0.
+    q = torch.full((1, 1, 1, 1), 2.0)
+    v = torch.full((1, 1, 1, 1), 5.0)
+    expected = 5.0 * torch.exp(torch.tensor(4.0)) / (torch.exp(torch.tensor(4.0)) + 8)
+    torch.testing.assert_close(local_attention(q, q, v, 3), expected.view(1, 1, 1, 1))
+
+
+@pytest.mark.parametrize(("h", "w", "k"), [(5, 5, 3), (5, 5, 4), (3, 4, 7), (2, 37, 3)])
+def test_local_attention_gradcheck(h, w, k):
+    torch.manual_seed(0)
+    args = tuple(torch.randn(1, 2, h, w, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(lambda q, key, v: local_attention(q, key, v, k), args)
+
+
+def test_local_attention_keeps_only_weights_for_backward():
+    b, c, h, w, k = 2, 16, 12, 12, 9
+    q, key, v = (torch.randn(b, c, h, w, requires_grad=True) for _ in range(3))
+    out = local_attention(q, key, v, k)
+    saved = sum(t.numel() for t in out.grad_fn.saved_tensors)
+    assert saved == 3 * b * c * h * w + b * k * k * h * w
+
+
+def test_local_attention_rejects_bad_shapes():
+    x = torch.rand(1, 2, 4, 4)
+    with pytest.raises(ValueError, match="same batch and size"):
+        local_attention(x, x, torch.rand(1, 2, 5, 4), 3)
+    with pytest.raises(ValueError, match="positive number"):
+        local_attention(x, x, x, 0)
