@@ -98,6 +98,7 @@ class Forecaster(HubMixin, nn.Module):
         self.cell_class = cell_class
         self.schedule: ScaleSchedule = build_schedule(config.schedule, config.num_layers, config.schedule_options)
         self.levels = self.schedule.levels()
+        self.skips = [self.schedule.skip_source(i) for i in range(config.num_layers)]
         hidden = config.hidden_channels
         self.embed = nn.Conv2d(config.in_channels, hidden, kernel_size=1)
         try:
@@ -170,7 +171,7 @@ class Forecaster(HubMixin, nn.Module):
         for i, cell in enumerate(self.cells):
             if i > 0:
                 x = move(outputs[i - 1], levels[i - 1], levels[i])
-                skip = self.schedule.skip_source(i)
+                skip = self.skips[i]
                 if skip is not None:
                     x = x + outputs[skip]
             lower = None
@@ -258,7 +259,7 @@ class Forecaster(HubMixin, nn.Module):
             "schedule": self.schedule.describe(),
             "layers": self.config.num_layers,
             "scales": self.schedule.scales(),
-            "skips": [self.schedule.skip_source(i) for i in range(self.config.num_layers)],
+            "skips": list(self.skips),
             "memory_flow": self.cell_class.memory_flow,
             "zigzag_memory": self.uses_memory,
             "reads_lower_previous": self.keeps_outputs,
