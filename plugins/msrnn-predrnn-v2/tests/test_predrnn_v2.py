@@ -1,11 +1,10 @@
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from msrnn_predrnn import PredRNNCell
 from msrnn_predrnn_v2 import DecouplingLoss, PredRNNV2Cell
 
 import msrnn_zoo
@@ -116,11 +115,34 @@ def test_training_with_reverse_sampling_and_decoupling():
     assert not torch.equal(model.aux_loss.adapter.weight, adapter_before)
 
 
-def test_does_not_need_the_predrnn_plugin():
-    """A separate distribution: it must work where msrnn-predrnn is not installed."""
-    code = ("import sys; sys.modules['msrnn_predrnn'] = None\n"
-            "import msrnn_zoo, torch\n"
-            "m = msrnn_zoo.create('predrnn-v2', hidden_channels=4, num_layers=2)\n"
-            "print(m(torch.rand(1, 2, 1, 8, 8)).shape)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
+@pytest.mark.parametrize("prefix", ["", "ms-"])
+def test_is_the_predrnn_cell_plus_decoupling(prefix):
+    """V2's cell is PredRNN's: with the same weights both forecast the same frames; V2 only adds the loss."""
+    assert issubclass(PredRNNV2Cell, PredRNNCell) and PredRNNV2Cell.original_keys == PredRNNCell.original_keys
+    torch.manual_seed(0)
+    v2 = testing.small(f"{prefix}predrnn-v2").eval()
+    v1 = testing.small(f"{prefix}predrnn").eval()
+    weights = v2.state_dict()
+    loss_only = {k for k in weights if k.startswith("aux_loss.")}
+    assert loss_only == {"aux_loss.adapter.weight", "aux_loss.adapter.bias"}
+    v1.load_state_dict({k: v for k, v in weights.items() if k not in loss_only})  # strict: same names
+    frames = torch.rand(2, 5, 1, 16, 16)
+    teacher = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(v2(frames, horizon=3), v1(frames, horizon=3), rtol=0, atol=0)
+        (p2, aux2), (p1, aux1) = v2.forward_train(frames, teacher), v1.forward_train(frames, teacher)
+    torch.testing.assert_close(p2, p1, rtol=0, atol=0)
+    assert aux1 is None and aux2 is not None and aux2 > 0
+
+    # one step of one cell: PredRNN's outputs, plus the increments dC, dM as aux
+    cell_v2, cell_v1 = v2.cells[0], v1.cells[0]
+    x = torch.rand(2, cell_v2.in_channels, 16, 16)
+    state, memory = (torch.rand(2, 8, 16, 16), torch.rand(2, 8, 16, 16)), torch.rand(2, 8, 16, 16)
+    with torch.no_grad():
+        out2, out1 = cell_v2(x, state, memory), cell_v1(x, state, memory)
+        expected_aux = _increments(cell_v2, x, state, memory)
+    assert out1.aux is None
+    for a, b in zip((out2.output, *out2.state, out2.memory), (out1.output, *out1.state, out1.memory)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip(out2.aux, expected_aux):
+        torch.testing.assert_close(a, b)

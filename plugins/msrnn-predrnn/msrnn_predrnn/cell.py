@@ -12,17 +12,28 @@ Layer ``l`` at time ``t`` keeps a temporal memory ``C`` of its own and reads the
 
 Every convolution carries a bias and there is no forget-gate offset, as in the MS-RNN implementation;
 ``W_co`` and ``W_mo`` are full ``k x k`` convolutions there, not the paper's element-wise products.
+
+:meth:`PredRNNCell.st_lstm` computes one step and also hands back what the input gates add to the two
+memories, ``dC_t = sigmoid(i) . tanh(g)`` and ``dM_t = sigmoid(i') . tanh(g')``: PredRNN itself does not
+use them, PredRNN-V2 (plugin ``msrnn-predrnn-v2``) builds its decoupling loss on them.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
 
+Increments = tuple[torch.Tensor, torch.Tensor]
+"""``(dC_t, dM_t)``: what one step's input gates add to the temporal and the spatiotemporal memory."""
+
 
 class PredRNNCell(RecurrentCell):
+    """One ST-LSTM layer: temporal memory ``C`` in the state, spatiotemporal memory ``M`` zigzagging."""
+
     uses_memory = True
     memory_flow = "H, C through time; H up the stack; M zigzags up the stack, then top layer -> bottom at t+1"
     original_keys = {
@@ -34,6 +45,8 @@ class PredRNNCell(RecurrentCell):
         "_conv_m2o": "conv_m_o",
         "_conv_c_m": "conv_fuse",
     }
+    title: ClassVar[str] = "PredRNN"
+    """How error messages name the model."""
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *,
                  layer_index: int = 0, num_layers: int = 1) -> None:
@@ -57,19 +70,27 @@ class PredRNNCell(RecurrentCell):
         h = zeros(batch, self.hidden_channels, height, width, device, dtype)
         return h, torch.zeros_like(h)
 
-    def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
-                lower_previous: torch.Tensor | None = None) -> CellOutput:
+    def st_lstm(self, x: torch.Tensor, state: State,
+                memory: torch.Tensor | None = None) -> tuple[CellOutput, Increments]:
+        """One step of the equations of the module docstring, and the memories' increments ``(dC_t, dM_t)``."""
         h, c = state
         if memory is None:  # a cell run on its own starts, like the first step, from an empty M
             memory = torch.zeros_like(h)
         elif memory.shape != h.shape:
-            raise ValueError(f"PredRNN layer {self.layer_index} got a spatiotemporal memory of shape "
+            raise ValueError(f"{self.title} layer {self.layer_index} got a spatiotemporal memory of shape "
                              f"{tuple(memory.shape)}; it needs (B, hidden, H, W) = {tuple(h.shape)}, "
                              "the shape of its own hidden state.")
         i, f, g, o = torch.chunk(self.conv_x(x) + self.conv_h(h), 4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        delta_c = torch.sigmoid(i) * torch.tanh(g)
+        c = torch.sigmoid(f) * c + delta_c
         i_m, f_m, g_m = torch.chunk(self.conv_x_m(x) + self.conv_m(memory), 3, dim=1)
-        m = torch.sigmoid(f_m) * memory + torch.sigmoid(i_m) * torch.tanh(g_m)
+        delta_m = torch.sigmoid(i_m) * torch.tanh(g_m)
+        m = torch.sigmoid(f_m) * memory + delta_m
         o = torch.sigmoid(o + self.conv_c_o(c) + self.conv_m_o(m))
         h = o * torch.tanh(self.conv_fuse(torch.cat([c, m], dim=1)))
-        return CellOutput(h, (h, c), m)
+        return CellOutput(h, (h, c), m), (delta_c, delta_m)
+
+    def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
+                lower_previous: torch.Tensor | None = None) -> CellOutput:
+        output, _ = self.st_lstm(x, state, memory)
+        return output
