@@ -1,5 +1,5 @@
 """MIM (Memory In Memory) for msrnn-zoo."""
 
-from .cell import MIMCell
+from .cell import MIMCell, MIMStep
 
-__all__ = ["MIMCell"]
+__all__ = ["MIMCell", "MIMStep"]

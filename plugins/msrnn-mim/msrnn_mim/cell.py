@@ -33,9 +33,15 @@ dead work, so the bottom layer's state is ``(H, C)`` and the other layers' ``(H,
 layer has no MIM-N or MIM-S convolutions at all (converting an original checkpoint drops their weights there,
 see :meth:`MIMCell.original_key`). Every convolution carries a bias, and ``W_co``, ``W_mo``, ``W_no``,
 ``W_so`` are ``k x k`` convolutions, as in the MS-RNN implementation.
+
+Other cells built on the MIM block (MotionRNN) hold a ``MIMCell`` of their layer and call
+:meth:`MIMCell.step`, which also returns the output gate ``O_t``; the layer-0 rule, the state layout and
+the dropping of unused original weights then come with it.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -44,6 +50,19 @@ from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
 
 _MIMS_ORIGINAL = ("_conv_x2h_n", "_conv_n2h_n", "_conv_diff2o", "_conv_n2o", "_conv_x2h_s", "_conv_c2h_s", "_conv_s2o")
 """The original's MIM-N and MIM-S convolutions: built in every layer, but only run above the bottom one."""
+
+
+class MIMStep(NamedTuple):
+    """One step of the MIM block (:meth:`MIMCell.step`): a :class:`~msrnn_zoo.cell.CellOutput` plus ``O_t``."""
+
+    output: torch.Tensor
+    """``H_t``."""
+    state: State
+    """``(H_t, C_t)``, then ``N_t, S_t`` above the bottom layer."""
+    memory: torch.Tensor
+    """``M'``, handed on to the next layer."""
+    gate: torch.Tensor
+    """The output gate ``O_t`` (MotionRNN's highway lets the input through where it is closed)."""
 
 
 class MIMCell(RecurrentCell):
@@ -125,6 +144,12 @@ class MIMCell(RecurrentCell):
 
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
                 lower_previous: torch.Tensor | None = None) -> CellOutput:
+        out = self.step(x, state, memory, lower_previous)
+        return CellOutput(out.output, out.state, out.memory)
+
+    def step(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
+             lower_previous: torch.Tensor | None = None) -> MIMStep:
+        """One step of the block, as :meth:`forward`, that also returns the output gate ``O_t``."""
         h, c = state[:2]
         m = torch.zeros_like(h) if memory is None else memory
         i, f, g, o = torch.chunk(self.conv_x(x) + self.conv_h(h), 4, dim=1)
@@ -140,7 +165,7 @@ class MIMCell(RecurrentCell):
         m = torch.sigmoid(f_m) * m + torch.sigmoid(i_m) * torch.tanh(g_m)
         o = torch.sigmoid(o + self.conv_c_o(c) + self.conv_m_o(m))
         h = o * torch.tanh(self.conv_fuse(torch.cat([c, m], dim=1)))
-        return CellOutput(h, (h, c, n, s) if self.has_mims else (h, c), m)
+        return MIMStep(h, (h, c, n, s) if self.has_mims else (h, c), m, o)
 
     def _non_stationary(self, diff: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """MIM-N: the new ``N`` and its read-out ``D``, from the difference of the layer below."""

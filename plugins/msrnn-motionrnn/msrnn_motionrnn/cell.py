@@ -1,13 +1,18 @@
 """MotionRNN (Wu et al., CVPR 2021, arXiv:2103.02243), as the MS-RNN code runs it.
 
-Each layer is a MIM block (:mod:`.mim_block`) followed by a MotionGRU (:mod:`.motion_gru`) on the block's new
-hidden state, and the motion highway, which lets the layer's input past the block where the block's output
-gate is closed:
+MotionRNN is MIM with motion added. Each layer runs the MIM block of its layer unchanged -- a
+:class:`msrnn_mim.MIMCell`, held as ``block``: MIM-N and MIM-S on the difference of the layer below, the
+spatiotemporal LSTM update of ``C`` and the zigzag memory ``M``, the layer-0 rule (a plain spatiotemporal
+LSTM, no MIM-N/MIM-S) -- and adds two things after it:
 
-    H_t, C_t, M', O_t = MIMBlock(X_t, H_{t-1}, C_{t-1}, M, X_t - H^{l-1}_{t-1}; N, S)
-    X'_t, F_t, D_t    = MotionGRU(H_t, F_{t-1}, D_{t-1})
-    out_t             = X'_t + (1 - O_t) . X_t        (every layer but the top)
-    out_t             = H_t                           (the top layer)
+- a MotionGRU (:mod:`.motion_gru`) on the block's new hidden state, which learns transient and trend motion
+  (``F``, ``D``) and moves the hidden state along it;
+- the motion highway, which lets the layer's input past the block where the block's output gate is closed.
+
+    H_t, C_t, N_t, S_t, M', O_t = MIM(X_t, H_{t-1}, C_{t-1}, N_{t-1}, S_{t-1}, M, H^{l-1}_{t-1})
+    X'_t, F_t, D_t              = MotionGRU(H_t, F_{t-1}, D_{t-1})
+    out_t                       = X'_t + (1 - O_t) . X_t        (every layer but the top)
+    out_t                       = H_t                           (the top layer)
 
 ``out_t`` goes up the stack and is also the ``H_{t-1}`` the block reads at the next step and the previous
 output that the layer above differences. ``M'`` zigzags on as in PredRNN.
@@ -17,8 +22,8 @@ block's new hidden state, after the block (MS-RNN moved it there, so that MIM-N 
 same kind); the top layer has no highway, which leaves its MotionGRU without any effect (we build none
 there); and, as in MIM, the bottom layer's block has no MIM-N/MIM-S (the original computes them there but
 never reads them). Converting an original checkpoint drops those unused weights (see
-:meth:`MotionRNNCell.original_key`). A layer's state is therefore
-``(H, C)``, then ``N, S`` above the bottom layer, then ``F, D`` (at half resolution) below the top layer.
+:meth:`MotionRNNCell.original_key`). A layer's state is therefore MIM's, ``(H, C)``, then ``N, S`` above the
+bottom layer, followed by ``F, D`` (at half resolution) below the top layer.
 The original MotionGRU also reshapes two tensors in a way that mixes samples and positions;
 ``original_layout`` (default ``True``, needed for original checkpoints) keeps that, ``False`` follows the
 equations (see :mod:`.motion_gru`).
@@ -30,24 +35,17 @@ offsets MotionGRU learns per position; ``original_layout`` (``True``).
 from __future__ import annotations
 
 import torch
+from msrnn_mim import MIMCell
 
 from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
 
-from .mim_block import MIMBlock
 from .motion_gru import MotionGRU
 
-_BLOCK = {
-    "_conv_x2h_n": "conv_diff", "_conv_n2h_n": "conv_n", "_conv_diff2o": "conv_diff_o", "_conv_n2o": "conv_n_o",
-    "_conv_x2h_s": "conv_d", "_conv_c2h_s": "conv_c_s", "_conv_s2o": "conv_s_o",
-    "_conv_x2h": "conv_x", "_conv_h2h": "conv_h", "_conv_c2o": "conv_c_o",
-    "_conv_x2h_m": "conv_x_m", "_conv_m2h_m": "conv_m", "_conv_m2o": "conv_m_o", "_conv_c_m": "conv_fuse",
-}
 _MOTION = {
     "_conv_enc": "encoder", "_conv_u": "conv_update", "_conv_r": "conv_reset", "_conv_z": "conv_candidate",
     "_conv_hm": "conv_mask", "_conv_dec": "conv_merge", "_deconv_dec": "decoder", "_conv_g": "conv_gate",
 }
-_MIMS = ("_conv_x2h_n", "_conv_n2h_n", "_conv_diff2o", "_conv_n2o", "_conv_x2h_s", "_conv_c2h_s", "_conv_s2o")
-"""The original's MIM-N and MIM-S convolutions, which its bottom layer keeps but never uses."""
+"""The original's MotionGRU convolutions, built in every layer: ours for those our MotionGRU runs."""
 
 
 class MotionRNNCell(RecurrentCell):
@@ -55,7 +53,7 @@ class MotionRNNCell(RecurrentCell):
     uses_lower_previous = True
     memory_flow = ("H, C through time; N, S above the bottom layer and motion F, D (half resolution) below "
                    "the top layer through time; H up the stack; M zigzags up, then top layer -> bottom at t+1")
-    original_keys = {**{k: f"block.{v}" for k, v in _BLOCK.items()},
+    original_keys = {**{k: f"block.{v}" for k, v in MIMCell.original_keys.items()},
                      **{k: f"motion_gru.{v}" for k, v in _MOTION.items()}}
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *,
@@ -71,19 +69,16 @@ class MotionRNNCell(RecurrentCell):
         if isinstance(motion_kernel_size, bool) or not isinstance(motion_kernel_size, int) or motion_kernel_size < 1:
             raise ValueError(f"motion_kernel_size (MotionGRU learns k x k offsets per position) must be a positive "
                              f"integer; got {motion_kernel_size!r}.")
-        if (self.has_mims or self.has_motion) and in_channels != hidden_channels:
-            raise ValueError(f"MotionRNN layer {layer_index} differences its input against the layer below and "
-                             f"adds it back on the highway, so in_channels must equal hidden_channels; got "
-                             f"{in_channels} and {hidden_channels}.")
-        self.block = MIMBlock(in_channels, hidden_channels, kernel_size, has_mims=self.has_mims)
+        # the MIM block of this layer: it checks its own channels (MIM-N differences the input)
+        self.block = MIMCell(in_channels, hidden_channels, kernel_size, layer_index=layer_index,
+                             num_layers=num_layers)
         if self.has_motion:  # the top layer has no highway, so a MotionGRU there would change nothing
+            if in_channels != hidden_channels:
+                raise ValueError(f"MotionRNN layer {layer_index} adds its input back on the motion highway, so "
+                                 f"in_channels must equal hidden_channels; got {in_channels} and "
+                                 f"{hidden_channels}.")
             self.motion_gru = MotionGRU(hidden_channels, motion_kernel_size, alpha,
                                         original_layout=original_layout)
-
-    @property
-    def has_mims(self) -> bool:
-        """Whether MIM-N and MIM-S run here: everywhere but the bottom layer, which has nothing below."""
-        return self.layer_index > 0
 
     @property
     def has_motion(self) -> bool:
@@ -93,13 +88,16 @@ class MotionRNNCell(RecurrentCell):
     def original_key(self, key: str) -> str | None:
         """Drops the original's weights that this layer keeps but never runs.
 
-        The original builds MIM-N, MIM-S and a MotionGRU in every layer. Its bottom layer computes MIM-N and
-        MIM-S but nothing reads them (``C_t`` there is the plain LSTM update), and its top layer has no motion
-        highway and outputs the block's ``H_t``, which leaves the MotionGRU there without any effect. The
-        original's checkpoints hold those weights; we build no such modules, so the keys are dropped.
+        The original builds MIM-N, MIM-S and a MotionGRU in every layer. The MIM block's keys are its to
+        translate: the bottom layer's MIM-N and MIM-S weights are dropped there (see
+        :meth:`msrnn_mim.MIMCell.original_key`). The top layer has no motion highway and outputs the block's
+        ``H_t``, which leaves the MotionGRU there without any effect; we build none, so its keys are dropped.
         """
         head = key.split(".", 1)[0]
-        if (head in _MIMS and not self.has_mims) or (head in _MOTION and not self.has_motion):
+        if head in MIMCell.original_keys:
+            inner = self.block.original_key(key)
+            return None if inner is None else f"block.{inner}"
+        if head in _MOTION and not self.has_motion:
             return None
         return super().original_key(key)
 
@@ -112,10 +110,7 @@ class MotionRNNCell(RecurrentCell):
 
     def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> State:
-        h = zeros(batch, self.hidden_channels, height, width, device, dtype)
-        state: tuple[torch.Tensor, ...] = (h, torch.zeros_like(h))
-        if self.has_mims:
-            state += (torch.zeros_like(h), torch.zeros_like(h))
+        state = self.block.init_state(batch, height, width, device=device, dtype=dtype)
         if self.has_motion:
             f = zeros(batch, self.motion_gru.flow_channels, height // 2, width // 2, device, dtype)
             state += (f, torch.zeros_like(f))
@@ -123,17 +118,10 @@ class MotionRNNCell(RecurrentCell):
 
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
                 lower_previous: torch.Tensor | None = None) -> CellOutput:
-        h, c, *rest = state
-        n, s = rest[:2] if self.has_mims else (None, None)
-        f, d = rest[-2:] if self.has_motion else (None, None)
-        m = torch.zeros_like(h) if memory is None else memory
-        diff = x if lower_previous is None else x - lower_previous
-        out = self.block(x, h, c, m, diff, n, s)
-        h = out.h
-        mims = (out.n, out.s) if self.has_mims else ()
-        motion = ()
-        if self.has_motion:
-            moved, f, d = self.motion_gru(out.h, f, d)
-            h = moved + (1 - out.o) * x  # the motion highway
-            motion = (f, d)
-        return CellOutput(h, (h, out.c, *mims, *motion), out.m)
+        if not self.has_motion:
+            return self.block(x, state, memory, lower_previous)
+        *mim_state, f, d = state
+        out = self.block.step(x, tuple(mim_state), memory, lower_previous)
+        moved, f, d = self.motion_gru(out.output, f, d)
+        h = moved + (1 - out.gate) * x  # the motion highway
+        return CellOutput(h, (h, *out.state[1:], f, d), out.memory)
