@@ -9,7 +9,7 @@ DEMO ?= demo
 
 # Demo settings: small enough for 2 CPU cores in a few minutes, large enough to beat copy-last-frame.
 DEMO_MODEL ?= ms-convlstm
-DEMO_ARGS ?= --hidden 16 --batch-size 4 --max-train-clips 240 --max-eval-clips 32 --lr 1e-3 --seed 0
+DEMO_ARGS ?= --hidden 16 --batch-size 4 --max-train-clips 480 --max-eval-clips 32 --lr 1e-3 --seed 0
 
 .PHONY: install demo test lint bench clean
 
