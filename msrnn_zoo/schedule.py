@@ -92,7 +92,8 @@ class SingleScale(ScaleSchedule):
 class MirrorPyramid(ScaleSchedule):
     """The MS-RNN schedule: down the first half of the stack, back up the second, mirror-symmetric.
 
-    With the default 6 layers and 3 levels the layers run at 1, 1/2, 1/4, 1/4, 1/2, 1. The first half
+    With the default 6 layers and 3 levels the layers run at 1, 1/2, 1/4, 1/4, 1/2, 1 (a 4-layer stack
+    defaults to 2 levels: 1, 1/2, 1/2, 1). The first half
     climbs one level per layer until ``levels - 1`` and stays there; the second half mirrors it. On the
     way up, each layer that has just been upsampled receives, added to its input, the output of its mirror
     layer in the first half (same resolution): the paper's skips; ``skips=False`` is its WO-Skip ablation.
@@ -100,10 +101,12 @@ class MirrorPyramid(ScaleSchedule):
 
     name = "mirror"
 
-    def __init__(self, depth: int = 6, levels: int = 3, skips: bool = True) -> None:
+    def __init__(self, depth: int = 6, levels: int | None = None, skips: bool = True) -> None:
         super().__init__(depth)
         if depth % 2:
             raise ValueError(f"The mirror pyramid needs an even number of layers, got num_layers={depth}.")
+        if levels is None:  # the paper's three levels, or as many as a shallower stack can hold
+            levels = min(3, depth // 2)
         if not 1 <= levels <= depth // 2:
             raise ValueError(f"The mirror pyramid over {depth} layers supports 1..{depth // 2} levels, got {levels}.")
         self.num_levels = levels

@@ -18,6 +18,8 @@ def test_mirror_pyramid_levels_and_skips():
     assert [MirrorPyramid(8, 3).skip_source(i) for i in range(8)] == [None] * 6 + [1, 0]
     assert [MirrorPyramid(skips=False).skip_source(i) for i in range(6)] == [None] * 6
     assert SingleScale(4).levels() == [0, 0, 0, 0]
+    assert MirrorPyramid(4).levels() == [0, 1, 1, 0] and MirrorPyramid(2).levels() == [0, 0]
+    assert msrnn_zoo.create("ms-convlstm", num_layers=4, hidden_channels=2).schedule.options()["levels"] == 2
 
 
 def test_schedule_rejects_bad_geometry():
