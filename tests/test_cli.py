@@ -109,3 +109,30 @@ def test_model_card_from_a_run(tmp_path, clips_file):
     assert 'pretrained="someone/convlstm-clips"' in text and "copy-last-frame" in text
     assert "sum over pixels and channels per frame" in text
     assert run("card", out, ok=False).exit_code == 1  # never overwrites without --force
+
+
+def test_download_fetches_a_dataset_file_from_a_mirror(tmp_path, monkeypatch):
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    np.save(mirror / "mnist_test_seq.npy", np.zeros((20, 3, 64, 64), dtype=np.uint8))
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(mirror)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("MSRNN_ZOO_MOVING_MNIST_URL", f"http://127.0.0.1:{server.server_address[1]}/")
+        result = run("download", "moving-mnist", "--source", "standard", "--root", tmp_path / "data")
+        assert "3 clips ready" in result.output
+        assert (tmp_path / "data" / "moving-mnist" / "mnist_test_seq.npy").is_file()
+        (mirror / "mnist_test_seq.npy").unlink()
+        missing = run("download", "moving-mnist", "--source", "standard", "--root", tmp_path / "other", ok=False)
+        assert missing.exit_code == 1 and "Traceback" not in missing.output
+    finally:
+        server.shutdown()
