@@ -103,3 +103,33 @@ def test_pretrained_errors_are_clear(tmp_path):
         msrnn_zoo.create("ms-convlstm.kth")
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         msrnn_zoo.create("ms-convlstm", pretrained=str(tmp_path))
+
+
+def test_an_entry_point_that_fails_to_import_is_reported(monkeypatch):
+    import importlib.metadata
+
+    from click.testing import CliRunner
+
+    from msrnn_zoo import plugins
+    from msrnn_zoo.cli import main
+
+    real = importlib.metadata.entry_points
+
+    def with_a_broken_one(**kwargs):
+        found = list(real(**kwargs))
+        if kwargs.get("group") == plugins.ENTRY_POINT_GROUP:
+            group = plugins.ENTRY_POINT_GROUP
+            found.append(importlib.metadata.EntryPoint("broken-dist", "no_such_module.plugin", group))
+        return found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", with_a_broken_one)
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    try:
+        assert "convlstm" in msrnn_zoo.list_models()
+        record = {r.name: r for r in records()}["broken-dist"]
+        assert "ModuleNotFoundError" in record.error and "no_such_module" in record.error
+        result = CliRunner().invoke(main, ["plugins"])
+        assert result.exit_code == 0 and "broken-dist" in result.output and "failed" in result.output
+        assert CliRunner().invoke(main, ["list"]).exit_code == 0
+    finally:
+        forget("broken-dist")
