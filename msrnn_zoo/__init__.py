@@ -7,11 +7,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch.utils.data import Dataset
-
 from .cell import AuxiliaryLoss, CellOutput, RecurrentCell
+from .datasets import load_dataset
 from .factory import create, from_config
 from .hookspecs import hookimpl
 from .network import Forecaster, ForecasterConfig, ForecastState
@@ -19,13 +16,6 @@ from .registry import list_cells, list_datasets, list_models
 from .schedule import MirrorPyramid, ScaleSchedule, SingleScale
 
 __version__ = "0.1.0"
-
-
-def load_dataset(name: str, split: str = "train", source: str | None = None, **options: Any) -> Dataset:
-    """A split of a registered dataset; items are float clips (T, C, H, W) in [0, 1]."""
-    from .datasets import load_dataset as _load
-
-    return _load(name, split=split, source=source, **options)
 
 
 __all__ = [
