@@ -15,11 +15,22 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, OSError)
+# No emoji codes: a path or a message holding ":train:" must print as typed.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, OSError,
+               FloatingPointError)  # a diverging loss: the user chose the learning rate and the data
+
+
+def error_line(message: str) -> None:
+    """Print one red ``Error:`` line; the message is plain text (no markup, no emoji, no highlighting)."""
+    line = Text("Error: ", style="red")
+    line.append(" ".join(str(message).split()))
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,13 +43,56 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as exc:
             if click.get_current_context().find_root().obj.get("debug"):
                 raise
-            err_console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+            error_line(getattr(exc, "cli_message", None) or str(exc))
             sys.exit(1)
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ZooGroup(click.Group):
+    """Click's usage errors (a bad option value, a missing argument) as the same one red line and exit code 1."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            error_line("Aborted.")
+            sys.exit(1)
+        except click.ClickException as exc:
+            hint = ""
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None and isinstance(exc, click.UsageError):
+                hint = f" (see `{ctx.command_path} --help`)"
+            error_line(exc.format_message() + hint)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+POSITIVE = click.IntRange(min=1)
+"""An integer option that must be at least 1 (``--epochs 0`` is refused, never read as "the default")."""
+MAX_HORIZON = 1000
+"""predict's ceiling: a picture of more frames than this is not a picture; long rollouts belong to the API."""
+
+
+def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
+    parts = value.split(",")
+    try:
+        fractions = tuple(float(p) for p in parts)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not three numbers like 0.8,0.1,0.1 (train,val,test).") from None
+    import math
+
+    if len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions) \
+            or abs(sum(fractions) - 1.0) > 1e-6:
+        raise click.BadParameter(f"{value!r} must be three non-negative fractions summing to 1, "
+                                 "like 0.8,0.1,0.1 (train,val,test).")
+    return fractions  # type: ignore[return-value]
+
+
+@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.version_option(package_name="msrnn-zoo")
 @click.pass_context
@@ -154,7 +208,7 @@ def plugins(as_json: bool, show_tb: bool) -> None:
     if show_tb:
         for r in recs:
             if r.detail:
-                console.print(f"[bold]{r.name}[/bold]\n{r.detail}")
+                console.print(f"[bold]{escape(r.name)}[/bold]\n{escape(r.detail)}")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -198,28 +252,31 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--source", default=None, help="The dataset's source (default: its default source).")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Your own clips: a .npy array (N, T, C, H, W) or (N, T, H, W), uint8 or float in [0, 1].")
-@click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True,
+@click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, callback=_parse_split,
               help="train,val,test fractions for --data.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory to create.")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue this run directory.")
-@click.option("--force", is_flag=True, help="Overwrite an existing run directory.")
-@click.option("--epochs", type=int, default=None, help="Epochs to train (default 1).")
-@click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option("--lr", type=float, default=3e-4, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--in-frames", type=int, default=None, help="Context frames (default: the dataset's).")
-@click.option("--out-frames", type=int, default=None, help="Frames to forecast (default: the dataset's).")
-@click.option("--hidden", "hidden_channels", type=int, default=64, show_default=True)
-@click.option("--layers", "num_layers", type=int, default=6, show_default=True)
-@click.option("--kernel-size", type=int, default=3, show_default=True)
+@click.option("--force", is_flag=True,
+              help="Replace an existing run made by msrnn-zoo train (the old one stays until the new one completes).")
+@click.option("--epochs", type=POSITIVE, default=None, help="Epochs to train (default 1).")
+@click.option("--batch-size", type=POSITIVE, default=4, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--in-frames", type=POSITIVE, default=None, help="Context frames (default: the dataset's).")
+@click.option("--out-frames", type=POSITIVE, default=None, help="Frames to forecast (default: the dataset's).")
+@click.option("--hidden", "hidden_channels", type=POSITIVE, default=64, show_default=True)
+@click.option("--layers", "num_layers", type=POSITIVE, default=6, show_default=True)
+@click.option("--kernel-size", type=POSITIVE, default=3, show_default=True)
 @click.option("--option", "options", multiple=True, help="A cell option KEY=VALUE (repeatable).")
 @click.option("--sampling", default=None, help="Input schedule: scheduled, reverse or none (default: the cell's).")
-@click.option("--max-train-clips", type=int, default=None, help="Use only this many training clips.")
-@click.option("--max-eval-clips", type=int, default=None, help="Use only this many validation/test clips.")
-@click.option("--checkpoint-every", type=int, default=0, help="Also checkpoint every N steps (0: each epoch).")
+@click.option("--max-train-clips", type=POSITIVE, default=None, help="Use only this many training clips.")
+@click.option("--max-eval-clips", type=POSITIVE, default=None, help="Use only this many validation/test clips.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0,
+              help="Also checkpoint every N steps (0: each epoch).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default cpu; on --resume, the run's).")
 @friendly
-def train(model: str | None, dataset: str | None, source: str | None, data: Path | None, split_fractions: str,
+def train(model: str | None, dataset: str | None, source: str | None, data: Path | None,
+          split_fractions: tuple[float, float, float],
           out: Path | None, resume: Path | None, force: bool, epochs: int | None, batch_size: int, lr: float,
           seed: int, in_frames: int | None, out_frames: int | None, hidden_channels: int, num_layers: int,
           kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
@@ -240,35 +297,37 @@ def train(model: str | None, dataset: str | None, source: str | None, data: Path
             raise ValueError("Say where the run goes: --out runs/NAME.")
         if (dataset is None) == (data is None):
             raise ValueError("Train on exactly one of --dataset NAME or --data clips.npy.")
-        fractions = tuple(float(f) for f in split_fractions.split(","))
         in_channels = 1
         if dataset is not None:
             from .registry import get_dataset
 
             info = get_dataset(dataset).info
-            in_frames = in_frames or info.in_frames
-            out_frames = out_frames or info.out_frames
+            in_frames = info.in_frames if in_frames is None else in_frames
+            out_frames = info.out_frames if out_frames is None else out_frames
             in_channels = info.channels
         else:
             from .data import load_clip_array
 
             array = load_clip_array(data)  # type: ignore[arg-type]
             in_channels = int(array.shape[2])
-            in_frames = in_frames or array.shape[1] // 2
-            out_frames = out_frames or array.shape[1] - in_frames
+            if in_frames is None:
+                in_frames = max(1, array.shape[1] // 2)
+            if out_frames is None:
+                out_frames = max(1, array.shape[1] - in_frames)
         cfg = new_train_config(
             model, model_options={"hidden_channels": hidden_channels, "num_layers": num_layers,
                                   "kernel_size": kernel_size, "in_channels": in_channels,
                                   **_parse_options(options)},
             dataset=dataset, source=source, data=str(data) if data else None,
-            split_fractions=fractions, in_frames=in_frames, out_frames=out_frames, epochs=epochs or 1,
+            split_fractions=split_fractions, in_frames=in_frames, out_frames=out_frames,
+            epochs=1 if epochs is None else epochs,
             batch_size=batch_size, lr=lr, seed=seed, sampling=sampling, max_train_clips=max_train_clips,
             max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu")
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
     _fit_with_progress(trainer)
-    console.print(f"Run saved in [bold]{run_dir}[/bold] (final loss {trainer.progress.losses[-1]:.4f}). "
-                  f"Next: msrnn-zoo evaluate {run_dir}")
+    console.print(f"Run saved in [bold]{escape(str(run_dir))}[/bold] (final loss {trainer.progress.losses[-1]:.4f}). "
+                  f"Next: msrnn-zoo evaluate {escape(str(run_dir))}")
 
 
 def _fit_with_progress(trainer: Any) -> None:
@@ -294,11 +353,11 @@ def _fit_with_progress(trainer: Any) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
-@click.option("--batch-size", type=int, default=None, help="Default: the run's training batch size.")
-@click.option("--max-clips", type=int, default=None, help="Score only the first N clips of the split.")
+@click.option("--batch-size", type=POSITIVE, default=None, help="Default: the run's training batch size.")
+@click.option("--max-clips", type=POSITIVE, default=None, help="Score only the first N clips of the split.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where to write the JSON (default RUN_DIR/metrics-SPLIT.json).")
-@click.option("--force", is_flag=True, help="Overwrite an existing metrics file.")
+@click.option("--force", is_flag=True, help="Overwrite the metrics file named by --out (only that file).")
 @click.option("--device", default="cpu", show_default=True)
 @friendly
 def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int | None, out: Path | None,
@@ -312,7 +371,7 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device)
     _print_reports(reports)
     write_json(out, reports_to_dict(reports, run_dir, split))
-    console.print(f"Metrics written to [bold]{out}[/bold]")
+    console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
 
 
 def _print_reports(reports: dict[str, Any]) -> None:
@@ -341,18 +400,20 @@ def _print_reports(reports: dict[str, Any]) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("forecast.gif"), show_default=True,
-              help="The GIF to write; a PNG strip is written beside it.")
+              help="Picture to write: NAME.gif (an animation, plus a PNG strip beside it) or NAME.png (the strip).")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
               help="Forecast from your own frames (.npy, (T, C, H, W) or (T, H, W)); no ground truth needed.")
-@click.option("--horizon", type=int, default=None, help="Frames to forecast (default: the run's).")
-@click.option("--index", type=int, default=0, show_default=True, help="Which test clip to show.")
-@click.option("--scale", type=int, default=2, show_default=True, help="Upscale frames for visibility.")
-@click.option("--force", is_flag=True, help="Overwrite existing pictures.")
+@click.option("--horizon", type=click.IntRange(1, MAX_HORIZON), default=None,
+              help=f"Frames to forecast, 1..{MAX_HORIZON} (default: the run's).")
+@click.option("--index", type=click.IntRange(min=0), default=0, show_default=True, help="Which test clip to show.")
+@click.option("--scale", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Upscale frames for visibility.")
+@click.option("--force", is_flag=True, help="Overwrite the files this command writes (only those).")
 @click.option("--device", default="cpu", show_default=True)
 @friendly
 def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | None, index: int, scale: int,
             force: bool, device: str) -> None:
-    """Write an input | truth | forecast strip (GIF and PNG) for a test clip or your own frames."""
+    """Write an input | truth | forecast strip (GIF and/or PNG) for a test clip or your own frames."""
     import numpy as np
 
     from .evaluate import forecast_clip, load_run, read_input_clip
@@ -360,13 +421,18 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     from .train import open_split
     from .visualize import save_gif, save_png
 
-    png = out.with_suffix(".png")
-    for path in (out, png):
-        refuse_overwrite(path, force, "picture")
+    suffix = out.suffix.lower()
+    if suffix not in (".gif", ".png"):
+        raise ValueError(f"--out {out}: the picture's name must end in .gif (animation and PNG strip) or .png "
+                         "(strip only).")
+    gif = out if suffix == ".gif" else None
+    png = out.with_suffix(".png") if gif is not None else out
+    array_path = out.with_suffix(".npy") if input_path is not None else None
+    targets = [p for p in (gif, png, array_path) if p is not None]
+    for path in targets:  # every file is checked before any is written
+        refuse_overwrite(path, force, "picture" if path.suffix != ".npy" else "forecast array")
     model, cfg = load_run(run_dir, device)
-    horizon = horizon or cfg.out_frames
-    if horizon < 1:
-        raise ValueError(f"--horizon must be at least 1, got {horizon}.")
+    horizon = cfg.out_frames if horizon is None else horizon
     if input_path is not None:
         context, truth = read_input_clip(input_path), None
     else:
@@ -379,18 +445,18 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
         if len(truth) < horizon:
             truth = None
     forecast = forecast_clip(model, context, horizon)
-    save_gif(out, context, truth, forecast, overwrite=force, scale=scale)
+    if gif is not None:
+        save_gif(gif, context, truth, forecast, overwrite=force, scale=scale)
     save_png(png, context, truth, forecast, overwrite=force, scale=scale)
-    console.print(f"Forecast of {horizon} frames written to [bold]{out}[/bold] and [bold]{png}[/bold]")
-    if input_path is not None:  # frames with no ground truth: the user wants the numbers, not only pictures
-        array_path = out.with_suffix(".npy")
-        refuse_overwrite(array_path, force, "forecast array")
+    written = " and ".join(f"[bold]{escape(str(p))}[/bold]" for p in (gif, png) if p is not None)
+    console.print(f"Forecast of {horizon} frames written to {written}")
+    if array_path is not None:  # frames with no ground truth: the user wants the numbers, not only pictures
         def write_array(tmp: Path) -> None:
             with tmp.open("wb") as handle:  # a handle, since np.save would append .npy to a bare path
                 np.save(handle, forecast.numpy())
 
         atomic_write(array_path, write_array)
-        console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{array_path}[/bold]")
+        console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{escape(str(array_path))}[/bold]")
 
 
 # ---------------------------------------------------------------------------------------------- sharing
@@ -398,7 +464,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--repo-id", default="user/model", show_default=True, help="The Hub repo the card will describe.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: RUN_DIR/README.md.")
-@click.option("--force", is_flag=True, help="Overwrite an existing card.")
+@click.option("--force", is_flag=True, help="Overwrite the card named by --out (only that file).")
 @friendly
 def card(run_dir: Path, repo_id: str, out: Path | None, force: bool) -> None:
     """Render the model card of a run (architecture, training, measured metrics) to review before pushing."""
@@ -408,7 +474,7 @@ def card(run_dir: Path, repo_id: str, out: Path | None, force: bool) -> None:
     out = out or run_dir / "README.md"
     refuse_overwrite(out, force, "model card")
     write_text(out, render_card(run_dir, repo_id))
-    console.print(f"Model card written to [bold]{out}[/bold]")
+    console.print(f"Model card written to [bold]{escape(str(out))}[/bold]")
 
 
 @main.command()
@@ -426,4 +492,4 @@ def push(run_dir: Path, repo_id: str, private: bool, token: str | None) -> None:
     card_path = run_dir / "README.md"
     text = card_path.read_text(encoding="utf-8") if card_path.is_file() else render_card(run_dir, repo_id)
     url = model.push_to_hub(repo_id, card=text, token=token, private=private)
-    console.print(f"Pushed to [bold]{url}[/bold]")
+    console.print(f"Pushed to [bold]{escape(str(url))}[/bold]")

@@ -87,6 +87,42 @@ def load_clip_array(path: str | Path) -> np.ndarray:
     return array
 
 
+def scan_clip_array(array: np.ndarray, what: str, *, need_frames: int = 1, chunk_bytes: int = 1 << 26) -> None:
+    """Check a whole clip array before anything is written: shape, dtype, emptiness, then every value.
+
+    Training reads clips one by one; a NaN in clip 9000 would otherwise stop a run hours in. The scan reads
+    the array in chunks of about ``chunk_bytes`` (a memory-mapped file is never loaded whole). uint8 needs
+    no value check: every byte is a valid pixel.
+    """
+    if array.ndim != 5:
+        raise ValueError(f"{what}: expected clips of shape (N, T, C, H, W) or (N, T, H, W), got {tuple(array.shape)}.")
+    n, t, c, h, w = array.shape
+    if n == 0:
+        raise ValueError(f"{what} holds no clips (N = 0).")
+    if min(t, c, h, w) == 0:
+        raise ValueError(f"{what}: clips of shape (T, C, H, W) = {(t, c, h, w)} hold no pixels.")
+    if t < need_frames:
+        raise ValueError(f"{what}: clips have {t} frames, fewer than the {need_frames} the run needs "
+                         "(in-frames + out-frames); lower --in-frames/--out-frames or use longer clips.")
+    if array.dtype == np.uint8:
+        return
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{what}: frames must be uint8 (0..255) or float in [0, 1], got dtype {array.dtype}.")
+    per_clip = max(1, array[0].nbytes)
+    step = max(1, chunk_bytes // per_clip)
+    lo, hi = np.inf, -np.inf
+    for start in range(0, n, step):
+        block = np.asarray(array[start : start + step])
+        finite = np.isfinite(block)
+        if not finite.all():
+            first = start + int(np.argwhere(~finite)[0][0])
+            raise ValueError(f"{what}: clip {first} contains NaN or Inf; clean the data before training.")
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{what}: float frames must lie in [0, 1], found values in [{lo:.3g}, {hi:.3g}]; "
+                         "rescale them (or pass uint8 0..255).")
+
+
 class ClipArrayDataset(Dataset):
     """Clips held in one array (N, T, C, H, W), uint8 or float in [0, 1], e.g. a user's ``--data clips.npy``."""
 

@@ -1,24 +1,83 @@
-"""Writing files so that a crash never leaves a half-written one behind, and never clobbering a user's."""
+"""Writing files so that a crash never leaves a half-written one behind, and never clobbering a user's.
+
+Two rules hold for everything msrnn-zoo writes:
+
+* a file is written to a temporary name beside its destination, flushed to disk, and renamed into place,
+  so a crash leaves either the old file or the new one, never half of one;
+* ``force`` replaces only the one file that was named (never a directory), and a run directory only when
+  it carries :data:`RUN_MARKER`, which ``msrnn-zoo train`` writes: a folder of the user's that merely sits
+  at the path given is never deleted.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+RUN_MARKER = ".msrnn-zoo-run"
+"""The file that makes a directory a run of ours (and so replaceable with ``--force``)."""
+
+
+class OverwriteRefusedError(FileExistsError):
+    """A path holds something that must not be replaced (without ``force``, or at all).
+
+    ``str()`` speaks to Python callers (``force=True``); :attr:`cli_message` to the command line (``--force``),
+    so neither sees the other's vocabulary.
+    """
+
+    def __init__(self, message: str, *, python_hint: str = "", cli_hint: str = "") -> None:
+        super().__init__(f"{message}{python_hint}")
+        self.cli_message = f"{message}{cli_hint}"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode a plain ``open()`` / ``mkdir`` would give: 0666 / 0777 less the umask (0644 / 0755 usually)."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file or a directory entry to disk (directories: so that a rename inside them survives a crash)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() and hasattr(os, "O_DIRECTORY") else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # some platforms cannot open directories; the rename is then as durable as the OS makes it
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place."""
+    """Call ``write(tmp)`` on a temporary path beside ``path``, flush it to disk, then rename it into place.
+
+    The file gets the mode a plain ``open()`` would give (umask respected), not ``mkstemp``'s 0600.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; name a file to write.")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, default_mode())
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -39,13 +98,99 @@ def read_json(path: str | Path, what: str) -> Any:
         raise FileNotFoundError(f"No {what} at {path}.")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); it is not a {what} this version wrote.") from exc
 
 
 def refuse_overwrite(path: str | Path, force: bool, what: str = "file") -> None:
-    """Raise ``FileExistsError`` if ``path`` holds something of the user's and ``force`` is not set."""
+    """Raise unless writing the file ``path`` is safe: it does not exist, or it is a file and ``force`` is set.
+
+    A directory is never a file to overwrite, with or without ``force``.
+    """
     path = Path(path)
-    if ((path.is_dir() and any(path.iterdir())) or path.is_file()) and not force:
-        raise FileExistsError(f"{path} already exists and holds a {what}; choose another path or pass "
-                              "--force (force=True) to overwrite it.")
+    if path.is_dir():
+        raise OverwriteRefusedError(f"{path} is a directory, not a {what}; name a file to write.")
+    if path.exists() and not force:
+        raise OverwriteRefusedError(f"{path} already exists and holds a {what}; choose another path or ",
+                               python_hint="pass force=True to overwrite it.",
+                               cli_hint="pass --force to overwrite it.")
+
+
+# ---------------------------------------------------------------------------------------------- run directories
+def _protected(path: Path) -> str | None:
+    """Why ``path`` may never be replaced wholesale (the working directory, a parent of it, home, root)."""
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd:
+        return "it is the working directory"
+    if resolved in cwd.parents:
+        return "it holds the working directory"
+    if resolved == Path.home().resolve():
+        return "it is your home directory"
+    if resolved in Path.home().resolve().parents or resolved == Path(resolved.anchor):
+        return "it holds your home directory"
+    return None
+
+
+def check_replaceable(run_dir: str | Path, owned: Iterable[str]) -> None:
+    """Raise unless ``run_dir`` is a run of ours that may be replaced as a whole.
+
+    ``owned`` are the names (or ``fnmatch`` patterns) of what msrnn-zoo writes inside a run; anything else
+    there (a user's notes, their clip file) would be lost, so it refuses and names it.
+    """
+    import fnmatch
+
+    run_dir = Path(run_dir)
+    why = _protected(run_dir)
+    if why is not None:
+        raise OverwriteRefusedError(f"{run_dir} cannot be replaced: {why}. Choose a new directory for the run.")
+    if run_dir.is_symlink():
+        raise OverwriteRefusedError(f"{run_dir} is a symbolic link; give the real directory of the run.")
+    if not run_dir.is_dir():
+        raise OverwriteRefusedError(f"{run_dir} is a file, not a run directory; choose another path for the run.")
+    if not (run_dir / RUN_MARKER).is_file():
+        raise OverwriteRefusedError(
+            f"{run_dir} is not a run made by `msrnn-zoo train` (it has no {RUN_MARKER} marker), so it is not "
+            "replaced; choose another directory for the run, or empty this one yourself.")
+    patterns = list(owned)
+    foreign = sorted(p.name for p in run_dir.iterdir() if not any(fnmatch.fnmatch(p.name, pat) for pat in patterns))
+    if foreign:
+        raise OverwriteRefusedError(
+            f"{run_dir} holds files msrnn-zoo did not write ({', '.join(foreign[:5])}"
+            f"{', ...' if len(foreign) > 5 else ''}); move them out first, or choose another directory for the run.")
+
+
+def make_sibling_dir(path: str | Path, tag: str) -> Path:
+    """A new, uniquely named hidden directory beside ``path`` (never an existing one), with normal permissions."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sibling = Path(tempfile.mkdtemp(prefix=f".{path.name}.{tag}-", dir=path.parent))
+    os.chmod(sibling, default_mode(directory=True))
+    return sibling
+
+
+def swap_in(new: Path, target: Path, owned: Iterable[str]) -> None:
+    """Put the complete directory ``new`` at ``target``, deleting the old ``target`` only if it is a run of ours.
+
+    The old run is first renamed aside, so at every moment one complete run exists; if ``target`` stopped
+    being ours meanwhile, nothing is deleted and ``new`` stays where it is (the error says where).
+    """
+    owned = list(owned)
+    if target.exists() or target.is_symlink():
+        try:
+            check_replaceable(target, owned)
+        except OverwriteRefusedError as exc:
+            raise OverwriteRefusedError(f"{exc.cli_message} The new run was kept in {new}.") from exc
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        aside.rmdir()  # only its unique name is wanted
+        os.rename(target, aside)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(aside, target)
+            raise
+        fsync_path(target.parent)
+        shutil.rmtree(aside)
+    else:
+        os.rename(new, target)
+        fsync_path(target.parent)

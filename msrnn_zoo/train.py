@@ -27,7 +27,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from .factory import build_config, from_config
 from .hub import CONFIG_NAME, WEIGHTS_NAME
-from .io import atomic_write, read_json, refuse_overwrite, write_json
+from .io import (
+    RUN_MARKER,
+    OverwriteRefusedError,
+    atomic_write,
+    check_replaceable,
+    make_sibling_dir,
+    read_json,
+    swap_in,
+    write_json,
+)
 from .network import Forecaster, ForecasterConfig
 from .sampling import get_schedule
 
@@ -35,6 +44,9 @@ TRAIN_CONFIG = "train_config.json"
 LATEST = "latest.json"
 CHECKPOINTS = "checkpoints"
 HISTORY = "history.jsonl"
+RUN_FILES = (RUN_MARKER, TRAIN_CONFIG, CONFIG_NAME, WEIGHTS_NAME, HISTORY, LATEST, CHECKPOINTS, "README.md",
+             "metrics-*.json", ".*.tmp")
+"""What msrnn-zoo writes in a run directory (train, evaluate, card): ``--force`` replaces a run holding nothing else."""
 
 
 @dataclass
@@ -62,12 +74,44 @@ class TrainConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any], what: str = TRAIN_CONFIG) -> TrainConfig:
+        """A config read from JSON; every field's type and range is checked (``ValueError`` naming it)."""
+        from .validation import check_fields
+
+        check_fields(cls, data, what)
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         if "split_fractions" in data:
             data["split_fractions"] = tuple(data["split_fractions"])
-        return cls(**data)
+        cfg = cls(**data)
+        cfg.validate(what)
+        return cfg
+
+    def validate(self, what: str = "training config") -> None:
+        """Raise ``ValueError`` for a value no run can use (zero epochs, a batch of 0, a negative rate...)."""
+        from .validation import check_fields
+
+        check_fields(type(self), asdict(self), what)
+        at_least_one = {"epochs": self.epochs, "batch_size": self.batch_size, "in_frames": self.in_frames,
+                        "out_frames": self.out_frames}
+        for name, value in at_least_one.items():
+            if value < 1:
+                raise ValueError(f"{what}: {name} must be at least 1, got {value}.")
+        for name, limit in (("max_train_clips", self.max_train_clips), ("max_eval_clips", self.max_eval_clips)):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{what}: {name} must be at least 1 (or unset), got {limit}.")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"{what}: checkpoint_every must be 0 (each epoch) or more, got {self.checkpoint_every}.")
+        if not self.lr > 0:
+            raise ValueError(f"{what}: lr must be a positive number, got {self.lr}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"{what}: weight_decay must be 0 or more, got {self.weight_decay}.")
+        fractions = self.split_fractions
+        if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ValueError(f"{what}: split_fractions must be three non-negative numbers summing to 1 "
+                             f"(train,val,test), got {tuple(fractions)}.")
+        if (self.dataset is None) == (self.data is None):
+            raise ValueError(f"{what}: give exactly one of dataset (a registered dataset) or data (a clip file).")
 
 
 def frame_loss(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -134,10 +178,20 @@ class Trainer:
 
     def __init__(self, run_dir: str | Path, cfg: TrainConfig, model: Forecaster | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.final_dir: Path | None = None  # set while a new run is built beside the one it will replace
         self.cfg = cfg
-        self.device = torch.device(cfg.device)
+        cfg.validate()
+        try:
+            self.device = torch.device(cfg.device)
+        except RuntimeError as exc:
+            raise ValueError(f"--device {cfg.device!r} is not a device PyTorch knows; "
+                             "use cpu, cuda or cuda:N.") from exc
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device here; use --device cpu.")
+        if cfg.data:  # the whole file, before anything is written: a bad clip must not stop a run midway
+            from .data import load_clip_array, scan_clip_array
+
+            scan_clip_array(load_clip_array(cfg.data), str(cfg.data), need_frames=cfg.in_frames + cfg.out_frames)
         torch.manual_seed(cfg.seed)
         self.model = (model or from_config(ForecasterConfig.from_dict(cfg.model_config))).to(self.device)
         self.schedule = get_schedule(cfg.sampling or self.model.cell_class.sampling)
@@ -158,23 +212,50 @@ class Trainer:
     # -------------------------------------------------------------- run directory
     @classmethod
     def create(cls, run_dir: str | Path, cfg: TrainConfig, force: bool = False) -> Trainer:
-        """A new run: refuses a directory that holds anything unless ``force``."""
+        """A new run in ``run_dir``, which must be new or empty; ``force`` replaces a run of ours there.
+
+        Everything (config, data, model) is checked before anything is written. A replaced run is not
+        deleted first: the new one is built in a hidden directory beside it and swapped in when training
+        completes (:meth:`fit`), so a failed or interrupted new run leaves the old one whole.
+        """
         run_dir = Path(run_dir)
-        refuse_overwrite(run_dir, force, "run")
+        replace = False
+        if run_dir.is_symlink() or (run_dir.exists() and not (run_dir.is_dir() and not any(run_dir.iterdir()))):
+            if not force:
+                raise OverwriteRefusedError(
+                    f"{run_dir} already exists and is not empty; choose another directory for the run, or ",
+                    python_hint="pass force=True to replace it (only a run made by msrnn-zoo train is replaced).",
+                    cli_hint="pass --force to replace it (only a run made by msrnn-zoo train is replaced).")
+            check_replaceable(run_dir, RUN_FILES)
+            replace = True
         trainer = cls(run_dir, cfg)
-        if force and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / TRAIN_CONFIG, asdict(cfg))
-        write_json(run_dir / CONFIG_NAME, trainer.model.config.to_dict())
+        if replace:
+            trainer.final_dir = run_dir
+            trainer.run_dir = make_sibling_dir(run_dir, "new")
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(trainer.run_dir / RUN_MARKER, {"created_by": "msrnn-zoo train",
+                                                  "note": "marks a run that `train --force` may replace"})
+        write_json(trainer.run_dir / TRAIN_CONFIG, asdict(cfg))
+        write_json(trainer.run_dir / CONFIG_NAME, trainer.model.config.to_dict())
         return trainer
+
+    def _commit(self) -> None:
+        """Swap a completed replacement run into the place of the run it replaces."""
+        if self.final_dir is not None:
+            swap_in(self.run_dir, self.final_dir, RUN_FILES)
+            self.run_dir, self.final_dir = self.final_dir, None
+
+    def _discard(self) -> None:
+        """Drop an unfinished replacement run (the old run was never touched)."""
+        if self.final_dir is not None and (self.run_dir / RUN_MARKER).is_file():
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     @classmethod
     def resume(cls, run_dir: str | Path, epochs: int | None = None, device: str | None = None) -> Trainer:
         """Continue a run from its latest checkpoint (optionally to more epochs, or on another device)."""
         run_dir = Path(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
-        cfg = TrainConfig.from_dict(data)
+        cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
         if epochs is not None:
             if epochs < cfg.epochs:
                 raise ValueError(f"The run was set up for {cfg.epochs} epochs; --epochs can only raise that.")
@@ -241,6 +322,16 @@ class Trainer:
     def fit(self, on_step: Callable[[Trainer, float, float], None] | None = None,
             stop_after: int | None = None) -> list[float]:
         """Train to the configured number of epochs; ``stop_after`` ends early (to test resuming)."""
+        try:
+            losses = self._fit(on_step, stop_after)
+        except BaseException:
+            self._discard()
+            raise
+        if self.progress.epoch >= self.cfg.epochs:
+            self._commit()
+        return losses
+
+    def _fit(self, on_step: Callable[[Trainer, float, float], None] | None, stop_after: int | None) -> list[float]:
         cfg = self.cfg
         start = time.perf_counter()
         frames_seen = 0

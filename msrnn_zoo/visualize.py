@@ -9,7 +9,6 @@ often the only record of a run that took hours.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -215,19 +214,15 @@ def forecast_frames(
 
 def _write_atomically(path: str | os.PathLike[str], overwrite: bool, write: Callable[[str], None]) -> Path:
     """Write through a temporary file beside ``path`` so an interrupted run never leaves half a picture."""
+    from .io import OverwriteRefusedError, atomic_write
+
     target = Path(path)
+    if target.is_dir():
+        raise OverwriteRefusedError(f"{target} is a directory, not a picture; name a file to write.")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; pass --force (overwrite=True) to replace it.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        raise OverwriteRefusedError(f"{target} already exists; ", python_hint="pass overwrite=True to replace it.",
+                               cli_hint="pass --force to replace it.")
+    return atomic_write(target, lambda tmp: write(str(tmp)))
 
 
 def save_png(

@@ -104,7 +104,7 @@ def test_without_skips_the_outputs_differ():
 def test_hub_round_trip(tmp_path):
     model = msrnn_zoo.create("ms-convlstm", hidden_channels=4)
     model.save_pretrained(tmp_path / "m", card="# card\n")
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match="force=True"):
         model.save_pretrained(tmp_path / "m")
     again = msrnn_zoo.create("ms-convlstm", pretrained=str(tmp_path / "m"))
     x = torch.rand(1, 2, 1, 16, 16)

@@ -102,7 +102,7 @@ def test_refuses_to_overwrite_unless_told(tmp_path, save):
     path = tmp_path / "out.bin"
     path.write_bytes(b"keep me")
     context, forecast = _clip(2), _clip(2, seed=2)
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         save(path, context, None, forecast)
     assert path.read_bytes() == b"keep me"
     save(path, context, None, forecast, overwrite=True)

@@ -1,0 +1,85 @@
+"""Type checks for configs read from JSON, so a hand-edited file fails with the field's name, not deep inside.
+
+JSON has no integer/float distinction a user can see (``6.0``), quotes numbers by accident (``"8"``) and
+writes ``null`` for "nothing": each of these would otherwise surface as a ``TypeError`` in a convolution's
+constructor. :func:`check_fields` checks every field of a config dataclass against its annotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any, Union
+
+
+def _describe(value: Any) -> str:
+    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+    return f"{value!r} ({kind})"
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if origin in (tuple, list) or annotation in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        args = typing.get_args(annotation)
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args))
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True  # an annotation this checker does not know: leave it to the constructor
+
+
+def _expected(annotation: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_expected(a) for a in typing.get_args(annotation))
+    if annotation in names:
+        return names[annotation]
+    if origin is dict or annotation is dict:
+        return "an object"
+    if origin in (tuple, list):
+        args = typing.get_args(annotation)
+        if args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} values ({', '.join(_expected(a) for a in args)})"
+        return "a list"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def check_fields(cls: type, data: dict[str, Any], what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` and the field if a value in ``data`` does not fit ``cls``'s fields."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must hold a JSON object, got {_describe(data)}.")
+    hints = typing.get_type_hints(cls)
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"{what} lacks the field(s) {', '.join(map(repr, missing))}.")
+    for f in dataclasses.fields(cls):
+        if f.name in data and not _matches(data[f.name], hints[f.name]):
+            raise ValueError(f"{what}: field {f.name!r} must be {_expected(hints[f.name])}, "
+                             f"got {_describe(data[f.name])}.")

@@ -1,0 +1,252 @@
+"""Nothing a user owns is ever deleted or overwritten: every option that replaces something is tested here
+against what is *not* ours (the working directory, a parent, home, a folder without our marker, files beside
+a run, files inside it), and a replacement that fails leaves the old run whole."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from msrnn_zoo.cli import main
+from msrnn_zoo.io import RUN_MARKER, atomic_write, default_mode, write_text
+
+TINY = ("--hidden", "4", "--layers", "2", "--in-frames", "3", "--out-frames", "3", "--batch-size", "8",
+        "--max-train-clips", "8", "--max-eval-clips", "4")
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def train(clips, out, *extra):
+    return invoke("train", "convlstm", "--data", clips, "--out", out, *TINY, *extra)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and directory under ``root`` with a hash of its bytes: to prove nothing changed."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        tree[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return tree
+
+
+def refused(result, *words):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+@pytest.fixture
+def run_dir(tmp_path, clips_file):
+    out = tmp_path / "runs" / "a"
+    result = train(clips_file, out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def user_files(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "thesis.tex").write_text("years of work")
+    (folder / "sub").mkdir(exist_ok=True)
+    (folder / "sub" / "data.bin").write_bytes(b"\x00\x01")
+    return folder
+
+
+def test_force_never_replaces_the_working_directory(tmp_path, clips_file, monkeypatch):
+    work = user_files(tmp_path / "work")
+    monkeypatch.chdir(work)
+    before = snapshot(tmp_path)
+    refused(train(clips_file, ".", "--force"), "working directory")
+    refused(train(clips_file, work, "--force"), "working directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_force_never_replaces_the_working_directory_even_when_it_is_a_run(run_dir, clips_file, monkeypatch):
+    monkeypatch.chdir(run_dir)
+    before = snapshot(run_dir.parent)
+    refused(train(clips_file, ".", "--force"), "working directory")
+    assert snapshot(run_dir.parent) == before
+
+
+def test_force_never_replaces_a_parent_of_the_working_directory(tmp_path, clips_file, monkeypatch):
+    user_files(tmp_path / "project")
+    inner = tmp_path / "project" / "deep"
+    inner.mkdir()
+    (tmp_path / "project" / RUN_MARKER).write_text("{}")  # even a forged marker does not make a parent ours
+    monkeypatch.chdir(inner)
+    before = snapshot(tmp_path)
+    refused(train(clips_file, "..", "--force"), "holds the working directory")
+    refused(train(clips_file, "../..", "--force"), "holds the working directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_force_never_replaces_home(tmp_path, clips_file, monkeypatch):
+    home = user_files(tmp_path / "home")
+    (home / RUN_MARKER).write_text("{}")
+    monkeypatch.setenv("HOME", str(home))
+    before = snapshot(tmp_path)
+    refused(train(clips_file, home, "--force"), "home directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_force_never_replaces_a_folder_without_our_marker(tmp_path, clips_file):
+    mydata = user_files(tmp_path / "mydata")
+    before = snapshot(tmp_path)
+    refused(train(clips_file, mydata, "--force"), "no .msrnn-zoo-run marker")
+    refused(train(clips_file, mydata), "already exists", "--force")
+    assert snapshot(tmp_path) == before
+
+
+def test_force_never_replaces_a_file(tmp_path, clips_file):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    refused(train(clips_file, target, "--force"), "is a file")
+    refused(train(clips_file, target), "already exists")
+    assert target.read_text() == "mine"
+
+
+def test_force_refuses_a_run_holding_files_we_did_not_write(run_dir, clips_file):
+    (run_dir / "my-notes.md").write_text("mine")
+    before = snapshot(run_dir.parent)
+    refused(train(clips_file, run_dir, "--force"), "did not write", "my-notes.md")
+    assert snapshot(run_dir.parent) == before
+
+
+def test_force_replaces_our_run_and_nothing_beside_it(run_dir, clips_file, tmp_path):
+    beside = {run_dir.parent / name: name for name in ("a.bak", ".a.new", ".a.new-x", "a-old", ".a.old-1")}
+    for path, text in beside.items():
+        path.write_text(text)
+    (run_dir / "metrics-test.json").write_text("{}")  # evaluate writes this: ours
+    others = snapshot(tmp_path / "runs")
+    result = train(clips_file, run_dir, "--force", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert '"seed": 1' in (run_dir / "train_config.json").read_text()
+    assert not (run_dir / "metrics-test.json").exists()  # the old run is gone as a whole
+    for path, text in beside.items():
+        assert path.read_text() == text
+    after = snapshot(tmp_path / "runs")
+    assert {k: v for k, v in after.items() if not k.startswith("a/")} == \
+        {k: v for k, v in others.items() if not k.startswith("a/")}  # nothing new or lost beside the run
+
+
+def test_bad_new_data_is_refused_before_the_old_run_is_touched(run_dir, clips_file, tmp_path):
+    bad = np.load(clips_file).astype(np.float32) / 255
+    bad[-1, -1, 0, 0] = np.nan  # the very last value: only a full scan finds it
+    np.save(tmp_path / "bad.npy", bad)
+    before = snapshot(tmp_path / "runs")
+    refused(train(tmp_path / "bad.npy", run_dir, "--force"), "clip 39 contains NaN")
+    assert snapshot(tmp_path / "runs") == before
+
+
+def test_bad_data_anywhere_is_found_before_anything_is_written(tmp_path, clips_file):
+    bad = np.load(clips_file).astype(np.float32) / 255
+    bad[25, 2, 3, 3] = 1.5
+    np.save(tmp_path / "bad.npy", bad)
+    refused(train(tmp_path / "bad.npy", tmp_path / "new"), "must lie in [0, 1]")
+    assert not (tmp_path / "new").exists()
+    np.save(tmp_path / "empty.npy", np.zeros((0, 6, 16, 16), np.uint8))
+    refused(train(tmp_path / "empty.npy", tmp_path / "new"), "no clips")
+    np.save(tmp_path / "ints.npy", np.zeros((4, 6, 16, 16), np.int64))
+    refused(train(tmp_path / "ints.npy", tmp_path / "new"), "dtype int64")
+    np.save(tmp_path / "short.npy", np.zeros((4, 4, 16, 16), np.uint8))
+    refused(train(tmp_path / "short.npy", tmp_path / "new"), "4 frames")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_new_run_that_fails_midway_leaves_the_old_run_whole(run_dir, clips_file, tmp_path, monkeypatch):
+    from msrnn_zoo.train import Trainer
+
+    calls = []
+
+    def failing_step(self, clips):
+        calls.append(1)
+        raise FloatingPointError("The loss became nan at step 0; lower --lr or check the data for outliers.")
+
+    monkeypatch.setattr(Trainer, "train_step", failing_step)
+    before = snapshot(tmp_path / "runs")
+    result = train(clips_file, run_dir, "--force")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: The loss became nan")
+    assert calls and snapshot(tmp_path / "runs") == before  # no half-made sibling left either
+
+
+def test_the_python_api_replaces_the_same_way(run_dir, clips_file, tmp_path):
+    from msrnn_zoo.train import TrainConfig, Trainer
+
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "train_config.json").read_text()))
+    cfg.seed = 5
+    with pytest.raises(FileExistsError, match="force=True"):
+        Trainer.create(run_dir, cfg)
+    before = snapshot(run_dir)
+    trainer = Trainer.create(run_dir, cfg, force=True)
+    assert trainer.run_dir != run_dir and trainer.run_dir.parent == run_dir.parent
+    trainer.fit(stop_after=1)  # not complete: the old run is still in place
+    assert snapshot(run_dir) == before
+    trainer.fit()
+    assert trainer.run_dir == run_dir and '"seed": 5' in (run_dir / "train_config.json").read_text()
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["a"]
+
+
+def test_single_file_outputs_replace_only_the_file_they_name(run_dir, tmp_path):
+    user_files(tmp_path / "mine")
+    before = snapshot(tmp_path / "mine")
+    refused(invoke("evaluate", run_dir, "--out", tmp_path / "mine", "--force"), "is a directory")
+    refused(invoke("card", run_dir, "--out", tmp_path / "mine", "--force"), "is a directory")
+    refused(invoke("predict", run_dir, "--out", tmp_path / "mine", "--force"), ".gif")
+    assert snapshot(tmp_path / "mine") == before
+    target = tmp_path / "mine" / "metrics.json"
+    assert invoke("evaluate", run_dir, "--out", target).exit_code == 0
+    refused(invoke("evaluate", run_dir, "--out", target), "already exists", "--force")
+    assert "force=True" not in invoke("evaluate", run_dir, "--out", target).output
+    assert invoke("evaluate", run_dir, "--out", target, "--force").exit_code == 0
+    after = snapshot(tmp_path / "mine")
+    assert {k: v for k, v in after.items() if k != "metrics.json"} == before
+
+
+def test_predict_picks_the_format_from_the_suffix(run_dir, tmp_path):
+    png = tmp_path / "pic.png"
+    assert invoke("predict", run_dir, "--out", png, "--scale", "1").exit_code == 0
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("pic")) == ["pic.png"]
+    refused(invoke("predict", run_dir, "--out", png), "already exists", "--force")
+    gif = tmp_path / "anim.GIF"
+    assert invoke("predict", run_dir, "--out", gif, "--scale", "1").exit_code == 0
+    with Image.open(gif) as image:
+        assert image.format == "GIF"
+    refused(invoke("predict", run_dir, "--out", tmp_path / "pic.jpg"), "must end in .gif")
+    refused(invoke("predict", run_dir, "--horizon", "0"), "--horizon")
+    refused(invoke("predict", run_dir, "--horizon", "100000"), "--horizon")
+
+
+def test_predict_checks_every_file_before_writing_any(run_dir, tmp_path):
+    context = tmp_path / "context.npy"
+    np.save(context, np.zeros((3, 16, 16), np.uint8))
+    (tmp_path / "f.npy").write_text("an array the user already has")
+    refused(invoke("predict", run_dir, "--input", context, "--out", tmp_path / "f.gif"), "f.npy", "already exists")
+    assert not (tmp_path / "f.gif").exists() and not (tmp_path / "f.png").exists()
+
+
+def test_files_get_normal_permissions(tmp_path, run_dir):
+    old = os.umask(0o022)
+    try:
+        written = atomic_write(tmp_path / "x.bin", lambda p: p.write_bytes(b"1"))
+        assert stat.S_IMODE(written.stat().st_mode) == 0o644
+        assert stat.S_IMODE(write_text(tmp_path / "y.txt", "y").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.json", "train_config.json", "latest.json", RUN_MARKER):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == default_mode(), name
+    assert stat.S_IMODE(run_dir.stat().st_mode) == default_mode(directory=True)
