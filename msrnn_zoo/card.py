@@ -14,13 +14,16 @@ TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
-    """A markdown table of model vs copy-last-frame, each metric with its convention."""
-    model, baseline = metrics["model"]["metrics"], metrics["copy-last-frame"]["metrics"]
-    rows = ["| metric | model | copy-last-frame | convention |", "|---|---:|---:|---|"]
+    """A markdown table of the model beside every baseline it was scored with, each metric with its convention."""
+    names = metrics.get("forecasters") or [k for k in ("model", "copy-last-frame") if k in metrics]
+    model = metrics["model"]["metrics"]
+    rows = [f"| metric | {' | '.join(names)} | convention |", f"|---|{'---:|' * len(names)}---|"]
     for name, result in model.items():
         arrow = "↑" if result["higher_is_better"] else "↓"
-        rows.append(f"| {result['label']} {arrow} | {result['mean']:.4f} | {baseline[name]['mean']:.4f} | "
-                    f"{result['convention']} |")
+        values = " | ".join(f"{metrics[f]['metrics'][name]['mean']:.4f}" for f in names)
+        rows.append(f"| {result['label']} {arrow} | {values} | {result['convention']} |")
+    if "frames_scored" in metrics:
+        rows.append(f"\nScored frames: {metrics['frames_scored']}.")
     return "\n".join(rows)
 
 

@@ -120,7 +120,10 @@ def list_cmd(pattern: str | None, as_json: bool) -> None:
         info = entry.info
         datasets.append({"name": d, "plugin": entry.plugin, "frames": f"{info.in_frames} -> {info.out_frames}",
                          "size": f"{info.channels}x{info.height}x{info.width}", "sources": list(info.sources),
-                         "default_source": info.default_source, "description": info.description})
+                         "default_source": info.default_source, "description": info.description,
+                         "protocols": {p.name: p.to_dict() for p in info.protocols},
+                         "default_protocol": info.default_protocol,
+                         "prepare": entry.capabilities.prepare is not None})
     if as_json:
         click.echo(json.dumps({"models": models, "datasets": datasets}, indent=2))
         return
@@ -131,10 +134,15 @@ def list_cmd(pattern: str | None, as_json: bool) -> None:
         table.add_row(m["name"], m["cell"], m["schedule"], m["plugin"], ", ".join(m["pretrained"]) or "-")
     console.print(table)
     dtable = Table(title=f"Datasets ({len(datasets)})")
-    for col in ("name", "frames", "C x H x W", "sources", "plugin"):
+    for col in ("name", "protocol", "frames", "C x H x W", "sources", "plugin"):
         dtable.add_column(col)
     for d in datasets:
-        dtable.add_row(d["name"], d["frames"], d["size"], ", ".join(d["sources"]), d["plugin"])
+        for i, (pname, p) in enumerate(d["protocols"].items()):
+            label = f"{pname} (default)" if pname == d["default_protocol"] and len(d["protocols"]) > 1 else pname
+            sources = ", ".join(d["sources"]) or ("prepared store" if d["prepare"] else "-")
+            dtable.add_row(d["name"] if i == 0 else "", label, f"{p['in_frames']} -> {p['out_frames']}",
+                           f"{p['channels']}x{p['height']}x{p['width']}", sources if i == 0 else "",
+                           d["plugin"] if i == 0 else "")
     console.print(dtable)
 
 
@@ -231,6 +239,90 @@ def download(dataset: str, source: str | None, root: Path | None) -> None:
         console.print(f"{dataset} ({split}): {len(ds)} clips ready")  # type: ignore[arg-type]
 
 
+@main.group()
+def data() -> None:
+    """Prepare a dataset's public files once into a fast store, and describe a prepared store."""
+
+
+@data.command("prepare")
+@click.argument("dataset")
+@click.option("--source", "source", type=click.Path(path_type=Path), required=True,
+              help="The folder (or file) of raw public files you downloaded.")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="The folder to write the store into (default $MSRNN_ZOO_DATA/DATASET); new or empty.")
+@click.option("--force", is_flag=True, help="Rebuild a store that is already there.")
+@friendly
+def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> None:
+    """Decode a dataset's raw public files once into a memory-mapped store (resumable: just run it again)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .datasets import prepare_dataset
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bar.add_task(task, total=total)
+            bar.update(tasks[task], completed=done, total=total)
+
+        store = prepare_dataset(dataset, source, root, force=force, progress=progress)
+    sizes = ", ".join(f"{name} {tuple(rec['shape'])}" for name, rec in store.arrays.items())
+    console.print(f"Prepared {dataset} in [bold]{store.root}[/bold] ({sizes}). "
+                  f"Next: msrnn-zoo data info {dataset} --root {store.root}")
+
+
+@data.command("info")
+@click.argument("dataset")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="The prepared store (or data root) to describe (default $MSRNN_ZOO_DATA).")
+@click.option("--source", default=None, help="The dataset's named source, for datasets that have several.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def data_info(dataset: str, root: Path | None, source: str | None, as_json: bool) -> None:
+    """A dataset's protocols, clips per split and protocol, and statistics of its prepared store."""
+    from .datasets import describe_dataset
+
+    described = describe_dataset(dataset, root, source)
+    if as_json:
+        click.echo(json.dumps(described, indent=2, default=str))
+        return
+    console.print(f"[bold]{described['name']}[/bold]: {escape(described['description'])}", highlight=False)
+    for key in ("url", "license", "citation", "root", "unit", "scaling"):
+        if described.get(key):
+            console.print(escape(f"  {key}: {described[key]}"), highlight=False)
+    protocols = Table(title="Protocols")
+    for col in ("protocol", "frames", "C x H x W", *(f"{s} clips" for s in ("train", "val", "test")), "how"):
+        protocols.add_column(col)
+    for name, p in described["protocols"].items():
+        counts = described["clips"][name]
+        shown = [str(counts[s]) if isinstance(counts.get(s), int) else "-" for s in ("train", "val", "test")]
+        label = f"{name} (default)" if name == described["default_protocol"] else name
+        protocols.add_row(label, f"{p['in_frames']} -> {p['out_frames']}",
+                          f"{p['channels']}x{p['height']}x{p['width']}", *shown, escape(p["description"]))
+    console.print(protocols)
+    for name, p in described["protocols"].items():
+        if p["provenance"]:
+            table = Table(title=f"Where the settings of '{name}' come from", show_header=False)
+            table.add_column(style="bold")
+            table.add_column()
+            for setting, origin in p["provenance"].items():
+                table.add_row(escape(setting), escape(origin))
+            console.print(table)
+    for name, counts in described["clips"].items():
+        for split, count in counts.items():
+            if not isinstance(count, int):
+                console.print(f"[yellow]{escape(f'{name}/{split}: {count}')}[/yellow]", highlight=False)
+    if described.get("stats"):
+        stats = Table(title="Store statistics", show_header=False)
+        stats.add_column(style="bold")
+        stats.add_column()
+        for key, value in described["stats"].items():
+            stats.add_row(escape(key), escape(value if isinstance(value, str) else json.dumps(value, default=str)))
+        console.print(stats)
+
+
 # ---------------------------------------------------------------------------------------------- training
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     """``--option links=13`` -> ``{"links": 13}`` (values parsed as JSON where they can be)."""
@@ -250,6 +342,9 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.argument("model", required=False)
 @click.option("--dataset", default=None, help="A registered dataset (see `msrnn-zoo list`).")
 @click.option("--source", default=None, help="The dataset's source (default: its default source).")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="The dataset's prepared store (`msrnn-zoo data prepare`), or data root ($MSRNN_ZOO_DATA).")
+@click.option("--protocol", default=None, help="How clips are cut: paper, openstl... (default: the dataset's).")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Your own clips: a .npy array (N, T, C, H, W) or (N, T, H, W), uint8 or float in [0, 1].")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, callback=_parse_split,
@@ -275,8 +370,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
               help="Also checkpoint every N steps (0: each epoch).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default cpu; on --resume, the run's).")
 @friendly
-def train(model: str | None, dataset: str | None, source: str | None, data: Path | None,
-          split_fractions: tuple[float, float, float],
+def train(model: str | None, dataset: str | None, source: str | None, root: Path | None, protocol: str | None,
+          data: Path | None, split_fractions: tuple[float, float, float],
           out: Path | None, resume: Path | None, force: bool, epochs: int | None, batch_size: int, lr: float,
           seed: int, in_frames: int | None, out_frames: int | None, hidden_channels: int, num_layers: int,
           kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
@@ -297,14 +392,21 @@ def train(model: str | None, dataset: str | None, source: str | None, data: Path
             raise ValueError("Say where the run goes: --out runs/NAME.")
         if (dataset is None) == (data is None):
             raise ValueError("Train on exactly one of --dataset NAME or --data clips.npy.")
+        if dataset is None and (root is not None or protocol is not None):
+            raise ValueError("--root and --protocol belong to --dataset; --data clips.npy needs neither.")
         in_channels = 1
         if dataset is not None:
+            from .datasets import resolve_root
             from .registry import get_dataset
 
-            info = get_dataset(dataset).info
-            in_frames = info.in_frames if in_frames is None else in_frames
-            out_frames = info.out_frames if out_frames is None else out_frames
-            in_channels = info.channels
+            entry = get_dataset(dataset)
+            clip_protocol = entry.info.protocol(protocol)
+            protocol = clip_protocol.name
+            in_frames = clip_protocol.in_frames if in_frames is None else in_frames
+            out_frames = clip_protocol.out_frames if out_frames is None else out_frames
+            in_channels = clip_protocol.channels
+            if root is not None or entry.capabilities.prepare is not None:
+                root = resolve_root(entry, root).resolve()
         else:
             from .data import load_clip_array
 
@@ -318,7 +420,8 @@ def train(model: str | None, dataset: str | None, source: str | None, data: Path
             model, model_options={"hidden_channels": hidden_channels, "num_layers": num_layers,
                                   "kernel_size": kernel_size, "in_channels": in_channels,
                                   **_parse_options(options)},
-            dataset=dataset, source=source, data=str(data) if data else None,
+            dataset=dataset, source=source, root=str(root) if root else None, protocol=protocol,
+            data=str(data) if data else None,
             split_fractions=split_fractions, in_frames=in_frames, out_frames=out_frames,
             epochs=1 if epochs is None else epochs,
             batch_size=batch_size, lr=lr, seed=seed, sampling=sampling, max_train_clips=max_train_clips,
@@ -358,43 +461,52 @@ def _fit_with_progress(trainer: Any) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where to write the JSON (default RUN_DIR/metrics-SPLIT.json).")
 @click.option("--force", is_flag=True, help="Overwrite the metrics file named by --out (only that file).")
+@click.option("--frames", type=click.Choice(["future", "all"]), default="future", show_default=True,
+              help="future: forecast frames only (OpenSTL); all: all T-1 predicted frames, input "
+                   "reconstructions included (the MS-RNN code). Recorded in the metrics file.")
 @click.option("--device", default="cpu", show_default=True)
 @friendly
 def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int | None, out: Path | None,
-             force: bool, device: str) -> None:
-    """Per-frame and mean MSE, MAE, SSIM, PSNR of a run, beside the copy-last-frame baseline."""
+             force: bool, frames: str, device: str) -> None:
+    """Per-frame and mean scores of a run beside baselines (copy-last-frame, mean-frame, blank, the dataset's)."""
     from .evaluate import evaluate_run, reports_to_dict
     from .io import refuse_overwrite, write_json
 
     out = out or run_dir / f"metrics-{split}.json"
     refuse_overwrite(out, force, "metrics file")
-    reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device)
-    _print_reports(reports)
-    write_json(out, reports_to_dict(reports, run_dir, split))
+    reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device,
+                           frames=frames)  # type: ignore[arg-type]
+    _print_reports(reports, frames)
+    write_json(out, reports_to_dict(reports, run_dir, split, frames))  # type: ignore[arg-type]
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
 
 
-def _print_reports(reports: dict[str, Any]) -> None:
+def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
     first = next(iter(reports.values()))
-    table = Table(title=f"{first.samples} clips, {first.frames} forecast frames (mean over frames)")
-    table.add_column("metric")
+    what = "forecast frames" if frames == "future" else "predicted frames (inputs included)"
+    table = Table(title=f"{first.samples} clips, {first.frames} {what} (mean over frames)")
+    table.add_column("metric", no_wrap=True)
     for name in reports:
-        table.add_column(name, justify="right")
-    table.add_column("convention")
+        table.add_column(escape(name), justify="right", no_wrap=True)
     for result in first:
         arrow = "↑" if result.spec.higher_is_better else "↓"
-        table.add_row(f"{result.spec.label} {arrow}", *(f"{rep[result.name].mean:.4f}" for rep in reports.values()),
-                      result.spec.convention)
+        means = (f"{rep[result.name].mean:.4f}" for rep in reports.values())
+        table.add_row(escape(f"{result.spec.label} {arrow}"), *means)
     console.print(table)
-    per = Table(title="Per forecast frame (model / copy-last-frame)")
-    per.add_column("frame", justify="right")
-    names = [r.name for r in first if r.name in ("mse", "mae", "ssim", "psnr")]
-    for name in names:
-        per.add_column(first[name].spec.label, justify="right")
-    model, base = list(reports.values())[:2]
-    for t in range(first.frames):
-        per.add_row(str(t + 1), *(f"{model[n].per_frame[t]:.3f} / {base[n].per_frame[t]:.3f}" for n in names))
-    console.print(per)
+    console.print("Conventions:", highlight=False)
+    for result in first:
+        console.print(escape(f"  {result.spec.label}: {result.spec.convention}"), highlight=False)
+    for name in [r.name for r in first if r.name in ("mse", "ssim")]:
+        spec = first[name].spec
+        title = "forecast frame" if frames == "future" else "frame of the clip (2 = first predicted)"
+        per = Table(title=escape(f"{spec.label} per {title}"))
+        per.add_column("frame", justify="right")
+        for forecaster in reports:
+            per.add_column(escape(forecaster), justify="right", no_wrap=True)
+        for t in range(first.frames):
+            number = t + 1 if frames == "future" else t + 2
+            per.add_row(str(number), *(f"{rep[name].per_frame[t]:.3f}" for rep in reports.values()))
+        console.print(per)
 
 
 @main.command()

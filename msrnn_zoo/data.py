@@ -2,27 +2,39 @@
 
 Every dataset yields clips as float tensors ``(T, C, H, W)`` in [0, 1]; the first ``in_frames`` are the
 context and the next ``out_frames`` the future to forecast. A plugin describes itself with a
-:class:`DatasetInfo` (data, shown by ``msrnn-zoo list``) and a factory that builds a split.
+:class:`DatasetInfo` (data, shown by ``msrnn-zoo list``) and a factory that builds a split. How clips are
+cut from the same files is a :class:`ClipProtocol`; a dataset declares one or more (``paper``: the MS-RNN
+code's settings, ``openstl``: the field's benchmark settings), so users can compare against either
+without the core ever knowing which dataset it holds.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+if TYPE_CHECKING:
+    from .metrics import Baseline, ScoreAccumulator, ScoreContext
+    from .store import Store, StoreWriter
+
 SPLITS = ("train", "val", "test")
+DEFAULT_PROTOCOL = "paper"
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
-    """What a dataset is: its clip geometry and where its data can come from."""
+class ClipProtocol:
+    """One way of cutting clips from a dataset's files, and where each of its settings comes from.
+
+    ``provenance`` maps a setting (``"in_frames"``, ``"size"``, ``"stride"``...) to its source (a file and
+    line of the code it follows, a paper's section), so a reader can check every number against its origin.
+    """
 
     name: str
     in_frames: int
@@ -30,19 +42,138 @@ class DatasetInfo:
     channels: int
     height: int
     width: int
-    sources: tuple[str, ...]
-    default_source: str
-    description: str = ""
-    url: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    description: str
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    splits: tuple[str, ...] = SPLITS
+    """The splits this protocol defines; asking another one is an error that lists these."""
+
+    def __post_init__(self) -> None:
+        for what in ("in_frames", "out_frames", "channels", "height", "width"):
+            value = getattr(self, what)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"protocol {self.name!r}: {what} must be a positive integer, got {value!r}")
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if unknown or not self.splits:
+            raise ValueError(f"protocol {self.name!r}: splits must be some of {', '.join(SPLITS)}, got {self.splits}")
 
     @property
     def frames(self) -> int:
         return self.in_frames + self.out_frames
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "in_frames": self.in_frames, "out_frames": self.out_frames,
+                "channels": self.channels, "height": self.height, "width": self.width,
+                "description": self.description, "provenance": dict(self.provenance), "splits": list(self.splits)}
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How a dataset's [0, 1] values map back to physical units, so scores can be read in those units.
+
+    ``inverse(values, params)`` takes a tensor in [0, 1] and the parameters the prepared store recorded
+    (``StoreWriter.meta["scaling"]``: e.g. a min and max fitted on the training split; ``{}`` when the
+    scaling is a fixed formula or the dataset has no store) and returns physical values.
+    """
+
+    unit: str
+    inverse: Callable[[torch.Tensor, Mapping[str, Any]], torch.Tensor]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is: its protocols (clip geometry), where its data can come from, and how to cite it."""
+
+    name: str
+    protocols: tuple[ClipProtocol, ...]
+    default_protocol: str = DEFAULT_PROTOCOL
+    sources: tuple[str, ...] = ()
+    """Named variants of where clips come from (Moving MNIST: synthetic, generated, standard); empty for a
+    dataset read from one prepared store."""
+    default_source: str | None = None
+    description: str = ""
+    url: str = ""
+    license: str = ""
+    citation: str = ""
+    scaling: Scaling | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.protocols]
+        if not names:
+            raise ValueError(f"dataset {self.name!r} declares no protocol; give at least one ClipProtocol")
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset {self.name!r} declares a protocol name twice: {names}")
+        if self.default_protocol not in names:
+            raise ValueError(f"dataset {self.name!r}: default protocol {self.default_protocol!r} is not one of "
+                             f"{', '.join(names)}")
+        if self.sources and self.default_source not in self.sources:
+            raise ValueError(f"dataset {self.name!r}: default source {self.default_source!r} is not one of "
+                             f"{', '.join(self.sources)}")
+
+    def protocol(self, name: str | None = None) -> ClipProtocol:
+        """The protocol called ``name`` (the default one for ``None``); an unknown name lists the known."""
+        name = name or self.default_protocol
+        for protocol in self.protocols:
+            if protocol.name == name:
+                return protocol
+        raise ValueError(f"Dataset {self.name!r} has no protocol {name!r}; its protocols: "
+                         f"{', '.join(p.name for p in self.protocols)}.")
+
+    # The default protocol's geometry, for code that only needs "the" clip shape.
+    @property
+    def in_frames(self) -> int:
+        return self.protocol().in_frames
+
+    @property
+    def out_frames(self) -> int:
+        return self.protocol().out_frames
+
+    @property
+    def channels(self) -> int:
+        return self.protocol().channels
+
+    @property
+    def height(self) -> int:
+        return self.protocol().height
+
+    @property
+    def width(self) -> int:
+        return self.protocol().width
+
+    @property
+    def frames(self) -> int:
+        return self.protocol().frames
+
 
 DatasetFactory = Callable[..., Dataset]
-"""``factory(split=..., source=..., root=Path, download=bool, **options) -> Dataset`` of clips."""
+"""``factory(split=..., source=..., root=Path, download=bool, protocol=str, **options) -> Dataset`` of clips.
+
+``root`` is the prepared store for a dataset that has a ``prepare`` capability, the data root otherwise."""
+
+ProgressFn = Callable[[str, int, int], None]
+"""``progress(task, done, total)``: what ``prepare`` reports as it goes (the CLI draws a bar per task)."""
+
+PrepareFn = Callable[[Path, "StoreWriter", ProgressFn], None]
+"""``prepare(source, out, progress)``: read the raw public files under ``source`` and write arrays and
+``out.meta`` into the store being built. The core owns the temporary folder, the rename and ``--force``."""
+
+DescribeFn = Callable[["Store"], dict[str, Any]]
+"""``describe(store) -> {name: JSON-able value}``: frame statistics and anything else ``data info`` shows."""
+
+ScoresFn = Callable[["ScoreContext"], "ScoreAccumulator"]
+"""``scores(context) -> accumulator``: the dataset's own scores, added to every forecaster ``evaluate`` scores."""
+
+
+@dataclass(frozen=True)
+class DatasetCapabilities:
+    """Optional things a dataset can do beyond building splits; all given at registration as keywords."""
+
+    prepare: PrepareFn | None = None
+    describe: DescribeFn | None = None
+    scores: ScoresFn | None = None
+    baselines: Mapping[str, Baseline] = field(default_factory=dict)
+    """Forecasters ``fn(context, horizon) -> forecast`` that ``evaluate`` scores beside copy-last-frame."""
 
 
 def default_root() -> Path:

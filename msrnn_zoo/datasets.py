@@ -1,25 +1,115 @@
-"""Opening registered datasets by name, with their defaults filled in."""
+"""Opening registered datasets by name, with their defaults filled in; preparing and describing their stores."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 
-from .data import SPLITS, default_root
-from .registry import get_dataset
+from .data import ClipProtocol, ProgressFn, default_root
+from .registry import DatasetEntry, get_dataset
+from .store import Store, open_store, prepare_store, scaling_params
+
+
+def resolve_root(entry: DatasetEntry, root: str | Path | None) -> Path:
+    """Where a dataset's data lives: ``root`` as given, else under ``$MSRNN_ZOO_DATA``.
+
+    A dataset with a ``prepare`` capability reads one store, so its default is its own folder
+    ``<data root>/<name>``; the others get the data root and keep their own layout below it.
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    base = default_root()
+    return base / entry.info.name if entry.capabilities.prepare is not None else base
+
+
+def check_split(entry: DatasetEntry, protocol: ClipProtocol, split: str) -> None:
+    if split not in protocol.splits:
+        raise ValueError(f"{entry.info.name}/{protocol.name} has no {split!r} split; its splits: "
+                         f"{', '.join(protocol.splits)}.")
 
 
 def load_dataset(name: str, split: str = "train", source: str | None = None, root: str | Path | None = None,
-                 download: bool = False, **options: Any) -> Dataset:
-    """Open ``split`` of dataset ``name`` from ``source`` (its default if not given)."""
+                 download: bool = False, protocol: str | None = None, **options: Any) -> Dataset:
+    """Open ``split`` of dataset ``name`` cut by ``protocol`` (its default if not given).
+
+    ``root`` is the prepared store for datasets built by ``msrnn-zoo data prepare``, the data root for the
+    others; ``source`` picks one of a dataset's named sources (its default if not given).
+    """
     entry = get_dataset(name)
     info = entry.info
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r} for {name!r}; expected one of {', '.join(SPLITS)}.")
-    source = source or info.default_source
-    if source not in info.sources:
-        raise ValueError(f"Dataset {name!r} has no source {source!r}; its sources: {', '.join(info.sources)}.")
-    return entry.factory(split=split, source=source, root=Path(root) if root else default_root(),
-                         download=download, **options)
+    clip_protocol = info.protocol(protocol)
+    check_split(entry, clip_protocol, split)
+    if info.sources:
+        source = source or info.default_source
+        if source not in info.sources:
+            raise ValueError(f"Dataset {name!r} has no source {source!r}; its sources: {', '.join(info.sources)}.")
+    elif source is not None:
+        raise ValueError(f"Dataset {name!r} has no named sources; it reads the store at --root (leave --source out).")
+    return entry.factory(split=split, source=source, root=resolve_root(entry, root), download=download,
+                         protocol=clip_protocol.name, **options)
+
+
+def prepare_dataset(name: str, source: str | Path, root: str | Path | None = None, *, force: bool = False,
+                    progress: ProgressFn | None = None) -> Store:
+    """Decode a dataset's raw public files under ``source`` once, into a memory-mapped store at ``root``."""
+    entry = get_dataset(name)
+    prepare = entry.capabilities.prepare
+    if prepare is None:
+        raise ValueError(f"Dataset {name!r} reads its files as they are and has no prepare step; "
+                         f"fetch them with `msrnn-zoo download {name}` if it has public files.")
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise FileNotFoundError(f"No raw {name} files at {source}: --source must be the folder holding the "
+                                "public files you downloaded (see the dataset plugin's README).")
+    report = progress or (lambda task, done, total: None)
+    return prepare_store(resolve_root(entry, root), name, lambda out: prepare(source, out, report), force=force)
+
+
+def to_physical(name: str, root: str | Path | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The dataset's inverse scaling bound to the parameters its store recorded, or ``None``."""
+    entry = get_dataset(name)
+    scaling = entry.info.scaling
+    if scaling is None:
+        return None
+    params = scaling_params(resolve_root(entry, root)) if entry.capabilities.prepare is not None else {}
+    return lambda values: scaling.inverse(values, params)
+
+
+def describe_dataset(name: str, root: str | Path | None = None, source: str | None = None) -> dict[str, Any]:
+    """What ``msrnn-zoo data info`` shows: protocols, clips per split and protocol, the plugin's statistics."""
+    entry = get_dataset(name)
+    info = entry.info
+    store = None
+    if entry.capabilities.prepare is not None:
+        store = open_store(resolve_root(entry, root), name)  # one clear error before any split is tried
+    clips: dict[str, dict[str, int | str]] = {}
+    for protocol in info.protocols:
+        clips[protocol.name] = {}
+        for split in protocol.splits:
+            try:
+                dataset = load_dataset(name, split=split, source=source, root=root, protocol=protocol.name)
+                clips[protocol.name][split] = len(dataset)  # type: ignore[arg-type]
+            except (ValueError, FileNotFoundError) as exc:
+                clips[protocol.name][split] = f"unavailable: {exc}"
+    described = {
+        "name": info.name,
+        "description": info.description,
+        "url": info.url,
+        "license": info.license,
+        "citation": info.citation,
+        "root": str(resolve_root(entry, root).resolve()),
+        "default_protocol": info.default_protocol,
+        "protocols": {p.name: p.to_dict() for p in info.protocols},
+        "clips": clips,
+        "unit": info.scaling.unit if info.scaling else None,
+        "scaling": info.scaling.description if info.scaling else None,
+        "baselines": sorted(entry.capabilities.baselines),
+        "scores": entry.capabilities.scores is not None,
+    }
+    if entry.capabilities.describe is not None and store is not None:
+        described["stats"] = entry.capabilities.describe(store)
+    return described

@@ -1,18 +1,41 @@
-"""Scoring a trained run on its test split, beside the copy-last-frame baseline, and forecasting with it."""
+"""Scoring a trained run on its test split, beside baselines, and forecasting with it.
+
+Every forecaster (the model, copy-last-frame, mean-frame, blank and any baseline the dataset adds) is
+scored on the same clips by the same accumulators: the core metrics, MAE/RMSE in the dataset's physical
+unit when it declares one, and the dataset's own scores when it has a score hook.
+
+Two conventions for which frames count (``frames``):
+
+``future`` (default, as OpenSTL scores)
+    the ``out_frames`` forecast after the context.
+``all`` (as the MS-RNN code scores)
+    all T-1 frames predicted from frame 2 on: the input reconstructions made with the truth fed in
+    (teacher mask of ones over the context) and then the forecast fed its own output.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from .io import read_json
-from .metrics import MetricAccumulator, MetricReport, copy_last_frame
+from .metrics import BASELINES, Baseline, MetricAccumulator, MetricReport, PhysicalErrorAccumulator, ScoreContext
+from .metrics import merge_reports as merge
 from .network import Forecaster
+from .sampling import teacher_forcing
 from .train import TRAIN_CONFIG, TrainConfig, open_split
+
+FrameMode = Literal["future", "all"]
+FRAME_MODES: dict[str, str] = {
+    "future": "the forecast frames only (after the context), as OpenSTL scores",
+    "all": ("all T-1 predicted frames from frame 2 on, input reconstructions included (truth fed for the context), "
+            "as the MS-RNN code scores"),
+}
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Forecaster, TrainConfig]:
@@ -28,30 +51,91 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Forecaster, Trai
     return model, cfg
 
 
+def baseline_frames(baseline: Baseline, clips: torch.Tensor, in_frames: int, out_frames: int,
+                    frames: FrameMode) -> torch.Tensor:
+    """A baseline's forecast under a frame mode: in ``all``, frame ``k`` of the context comes from frames < k."""
+    context = clips[:, :in_frames]
+    future = baseline(context, out_frames)
+    if frames == "future":
+        return future
+    rebuilt = [baseline(clips[:, :k], 1) for k in range(1, in_frames)]
+    return torch.cat([*rebuilt, future], dim=1)
+
+
+class _Scorer:
+    """Every accumulator one forecaster is scored with."""
+
+    def __init__(self, physical: Callable[[], Any] | None, dataset_scores: Callable[[], Any] | None) -> None:
+        self.parts: list[Any] = [MetricAccumulator()]
+        if physical is not None:
+            self.parts.append(physical())
+        if dataset_scores is not None:
+            self.parts.append(dataset_scores())
+
+    def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None:
+        for part in self.parts:
+            part.update(pred, truth)
+
+    def result(self) -> MetricReport:
+        return merge([part.result() for part in self.parts])
+
+
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | None = None,
-                 max_clips: int | None = None, device: str = "cpu") -> dict[str, MetricReport]:
-    """Metrics of the run's model and of copy-last-frame on the same clips of ``split``."""
+                 max_clips: int | None = None, device: str = "cpu",
+                 frames: FrameMode = "future") -> dict[str, MetricReport]:
+    """Metrics of the run's model and of every baseline on the same clips of ``split``, model first."""
+    if frames not in FRAME_MODES:
+        raise ValueError(f"frames must be one of {', '.join(FRAME_MODES)}, got {frames!r}.")
     model, cfg = load_run(run_dir, device)
     if max_clips is not None:
         cfg.max_eval_clips = max_clips
     dataset = open_split(cfg, split)
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError(f"The {split} split of this run's data is empty; nothing to evaluate.")
+    baselines: dict[str, Baseline] = dict(BASELINES)
+    physical = dataset_scores = None
+    if cfg.dataset:
+        from .datasets import to_physical
+        from .registry import get_dataset
+
+        entry = get_dataset(cfg.dataset)
+        baselines.update(entry.capabilities.baselines)
+        scaling = entry.info.scaling
+        inverse = to_physical(cfg.dataset, cfg.root)
+        if scaling is not None and inverse is not None:
+            def physical() -> PhysicalErrorAccumulator:
+                return PhysicalErrorAccumulator(inverse, scaling.unit, scaling.description)
+        if entry.capabilities.scores is not None:
+            context = ScoreContext(entry.info.protocol(cfg.protocol), cfg.in_frames, cfg.out_frames, frames,
+                                   inverse, scaling.unit if scaling else "")
+            hook = entry.capabilities.scores
+
+            def dataset_scores() -> Any:
+                return hook(context)
+    scorers = {name: _Scorer(physical, dataset_scores) for name in ("model", *baselines)}
     loader = DataLoader(dataset, batch_size=batch_size or cfg.batch_size, shuffle=False)
-    ours, baseline = MetricAccumulator(), MetricAccumulator()
+    length = cfg.in_frames + cfg.out_frames
     for clips in loader:
-        clips = clips.to(device)
-        context = clips[:, : cfg.in_frames]
-        truth = clips[:, cfg.in_frames : cfg.in_frames + cfg.out_frames]
-        forecast = model(context, horizon=cfg.out_frames).clamp(0, 1)
-        ours.update(forecast, truth)
-        baseline.update(copy_last_frame(context, cfg.out_frames), truth)
-    return {"model": ours.result(), "copy-last-frame": baseline.result()}
+        clips = clips[:, :length].to(device)
+        if frames == "future":
+            truth = clips[:, cfg.in_frames:]
+            forecast = model(clips[:, : cfg.in_frames], horizon=cfg.out_frames)
+        else:
+            truth = clips[:, 1:]
+            mask = teacher_forcing(clips.shape[0], length, cfg.in_frames, 1.0, torch.Generator())
+            forecast = model.forward_train(clips, mask.to(device))[0]
+        scorers["model"].update(forecast.clamp(0, 1), truth)
+        for name, baseline in baselines.items():
+            scorers[name].update(baseline_frames(baseline, clips, cfg.in_frames, cfg.out_frames, frames), truth)
+    return {name: scorer.result() for name, scorer in scorers.items()}
 
 
-def reports_to_dict(reports: dict[str, MetricReport], run_dir: str | Path, split: str) -> dict[str, Any]:
-    return {"run": str(run_dir), "split": split, **{name: rep.to_dict() for name, rep in reports.items()}}
+def reports_to_dict(reports: dict[str, MetricReport], run_dir: str | Path, split: str,
+                    frames: FrameMode = "future") -> dict[str, Any]:
+    """The metrics file: which frames were scored, the forecasters in order, and each one's report."""
+    return {"run": str(run_dir), "split": split, "frames": frames, "frames_scored": FRAME_MODES[frames],
+            "forecasters": list(reports), **{name: rep.to_dict() for name, rep in reports.items()}}
 
 
 def read_input_clip(path: str | Path) -> torch.Tensor:

@@ -26,4 +26,11 @@ def register_cells(register: Callable[..., Any]) -> None:
 
 @hookspec
 def register_datasets(register: Callable[..., Any]) -> None:
-    """Register datasets: ``register(info, factory)`` with a :class:`msrnn_zoo.data.DatasetInfo`."""
+    """Register datasets: ``register(info, factory, *, prepare=None, describe=None, scores=None, baselines=None)``.
+
+    ``info`` is a :class:`msrnn_zoo.data.DatasetInfo` (its protocols, scaling, citation); ``factory(split=,
+    source=, root=, download=, protocol=, **options)`` builds a split. The keywords are optional
+    capabilities (see :class:`msrnn_zoo.data.DatasetCapabilities`): ``prepare(source, out, progress)`` raw
+    files -> store, ``describe(store)`` statistics for ``data info``, ``scores(context)`` an accumulator of
+    the dataset's own scores, ``baselines`` ``{name: fn(context, horizon)}`` scored beside copy-last-frame.
+    """

@@ -17,10 +17,13 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .data import ClipProtocol
 
 PSNR_CAP_DB = 100.0
 """PSNR of a perfect frame is infinite; it is reported as this many dB so that means stay finite."""
@@ -193,8 +196,7 @@ def psnr_per_frame(pred: torch.Tensor, truth: torch.Tensor, cap: float = PSNR_CA
     return _psnr(pred, truth, cap).mean(0)
 
 
-def copy_last_frame(context: torch.Tensor, horizon: int) -> torch.Tensor:
-    """The zero-effort baseline any model must beat: the last context frame, held for ``horizon`` steps."""
+def _check_context(context: torch.Tensor, horizon: int) -> None:
     if not isinstance(context, torch.Tensor) or context.ndim != 5:
         shape = tuple(context.shape) if isinstance(context, torch.Tensor) else type(context).__name__
         raise ValueError(f"context must be a tensor of shape (B, T, C, H, W), got {shape}.")
@@ -202,7 +204,61 @@ def copy_last_frame(context: torch.Tensor, horizon: int) -> torch.Tensor:
         raise ValueError("context must hold at least one frame.")
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1, got {horizon}.")
+
+
+def copy_last_frame(context: torch.Tensor, horizon: int) -> torch.Tensor:
+    """The zero-effort baseline any model must beat: the last context frame, held for ``horizon`` steps."""
+    _check_context(context, horizon)
     return context[:, -1:].repeat(1, horizon, 1, 1, 1)
+
+
+def mean_frame(context: torch.Tensor, horizon: int) -> torch.Tensor:
+    """Each clip's mean context frame, held: beats copy-last-frame where motion is noise around a mean."""
+    _check_context(context, horizon)
+    return context.mean(dim=1, keepdim=True).repeat(1, horizon, 1, 1, 1)
+
+
+def blank(context: torch.Tensor, horizon: int) -> torch.Tensor:
+    """All-zero frames: the score of predicting nothing, which sparse data (radar, digits) makes look good."""
+    _check_context(context, horizon)
+    return torch.zeros_like(context[:, :1]).repeat(1, horizon, 1, 1, 1)
+
+
+Baseline = Callable[[torch.Tensor, int], torch.Tensor]
+"""``baseline(context (B, T_in, C, H, W) in [0, 1], horizon) -> forecast (B, horizon, C, H, W)``.
+
+Must accept any context length >= 1: ``evaluate --frames all`` also asks it for frame ``k`` from the
+first ``k`` frames (the input reconstructions the MS-RNN code scores)."""
+
+BASELINES: Mapping[str, Baseline] = {
+    "copy-last-frame": copy_last_frame,
+    "mean-frame": mean_frame,
+    "blank": blank,
+}
+"""The baselines every evaluation scores beside the model; datasets may add their own."""
+
+
+@dataclass(frozen=True)
+class ScoreContext:
+    """What a dataset's score hook is told about an evaluation."""
+
+    protocol: ClipProtocol
+    """The protocol the run was trained with."""
+    in_frames: int
+    out_frames: int
+    frames: Literal["future", "all"]
+    """``future``: the forecast frames only; ``all``: the T-1 frames predicted from frame 2 on."""
+    to_physical: Callable[[torch.Tensor], torch.Tensor] | None
+    """The dataset's inverse scaling bound to its store, or ``None`` if it has no physical unit."""
+    unit: str = ""
+
+
+class ScoreAccumulator(Protocol):
+    """Running scores over a test set: ``update`` per batch on [0, 1] tensors (B, T, C, H, W)."""
+
+    def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None: ...
+
+    def result(self) -> MetricReport: ...
 
 
 @dataclass(frozen=True)
@@ -303,6 +359,60 @@ class MetricAccumulator:
         return MetricReport(results, self._samples, self._frames)
 
 
+class PhysicalErrorAccumulator:
+    """MAE and RMSE in a dataset's physical unit (flow counts, mm/h), per frame and averaged over clips."""
+
+    def __init__(self, to_physical: Callable[[torch.Tensor], torch.Tensor], unit: str, description: str = "") -> None:
+        self.to_physical = to_physical
+        where = f" ({description})" if description else ""
+        self.specs = {
+            "mae_physical": MetricSpec("mae_physical", f"MAE ({unit})", f"mean absolute error per pixel and channel "
+                                       f"in {unit}{where}, per frame, averaged over clips", False),
+            "rmse_physical": MetricSpec("rmse_physical", f"RMSE ({unit})", f"square root of each frame's mean "
+                                        f"squared error in {unit}{where}, averaged over clips", False),
+        }
+        self._sums: dict[str, torch.Tensor] = {}
+        self._samples = 0
+        self._frames: int | None = None
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None:
+        _check_pair(pred, truth)
+        p = self.to_physical(pred.detach().to(torch.float64))
+        t = self.to_physical(truth.detach().to(torch.float64))
+        diff = (p - t).flatten(2)
+        values = {"mae_physical": diff.abs().mean(-1).sum(0), "rmse_physical": diff.square().mean(-1).sqrt().sum(0)}
+        for name, total in values.items():
+            self._sums[name] = self._sums[name] + total if name in self._sums else total
+        self._samples += pred.shape[0]
+        self._frames = pred.shape[1]
+
+    def result(self) -> MetricReport:
+        if self._samples == 0 or self._frames is None:
+            raise RuntimeError("no batches were added; call update(pred, truth) first.")
+        results = {}
+        for name, spec in self.specs.items():
+            curve = (self._sums[name] / self._samples).cpu().tolist()
+            results[name] = MetricResult(spec, tuple(curve), math.fsum(curve) / len(curve))
+        return MetricReport(results, self._samples, self._frames)
+
+
+def merge_reports(reports: Sequence[MetricReport]) -> MetricReport:
+    """One report holding the metrics of several accumulators run on the same clips."""
+    if not reports:
+        raise ValueError("no reports to merge")
+    merged: dict[str, MetricResult] = {}
+    for report in reports:
+        if (report.samples, report.frames) != (reports[0].samples, reports[0].frames):
+            raise ValueError(f"reports scored different clips: {report.samples} clips x {report.frames} frames vs "
+                             f"{reports[0].samples} x {reports[0].frames}")
+        clash = sorted(set(merged) & set(report.metrics))
+        if clash:
+            raise ValueError(f"two score sets both define {', '.join(clash)}; a dataset's scores need their own names")
+        merged.update(report.metrics)
+    return MetricReport(merged, reports[0].samples, reports[0].frames)
+
+
 def evaluate(
     pred: torch.Tensor,
     truth: torch.Tensor,
@@ -317,6 +427,7 @@ def evaluate(
 
 
 __all__ = [
+    "BASELINES",
     "DEFAULT_METRICS",
     "METRICS",
     "PSNR_CAP_DB",
@@ -324,9 +435,15 @@ __all__ = [
     "MetricReport",
     "MetricResult",
     "MetricSpec",
+    "PhysicalErrorAccumulator",
+    "ScoreAccumulator",
+    "ScoreContext",
+    "blank",
     "copy_last_frame",
     "evaluate",
     "mae_per_frame",
+    "mean_frame",
+    "merge_reports",
     "mse_per_frame",
     "psnr_per_frame",
     "ssim_per_frame",

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cell import RecurrentCell
-from .data import DatasetFactory, DatasetInfo
+from .data import DatasetCapabilities, DatasetFactory, DatasetInfo
+from .metrics import BASELINES as CORE_BASELINES
 from .plugins import load_entry_points, pm, record_for
 
 MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -53,6 +54,7 @@ class DatasetEntry:
     info: DatasetInfo
     factory: DatasetFactory
     plugin: str
+    capabilities: DatasetCapabilities = field(default_factory=DatasetCapabilities)
 
 
 @dataclass
@@ -94,13 +96,27 @@ def _collect(registry: Registry) -> None:
         return register
 
     def dataset_register(plugin: str, record: Any) -> Any:
-        def register(info: DatasetInfo, factory: DatasetFactory) -> None:
+        def register(info: DatasetInfo, factory: DatasetFactory, *, prepare: Any = None, describe: Any = None,
+                     scores: Any = None, baselines: dict[str, Any] | None = None) -> None:
             if not isinstance(info, DatasetInfo):
                 raise TypeError(f"datasets are registered with a DatasetInfo, got {info!r}")
+            if not _NAME.match(info.name):
+                raise ValueError(f"dataset name {info.name!r} must be lowercase words joined by '-'")
+            for what, fn in (("factory", factory), ("prepare", prepare), ("describe", describe), ("scores", scores)):
+                if fn is not None and not callable(fn):
+                    raise TypeError(f"dataset {info.name!r}: {what} must be callable, got {fn!r}")
+            baselines = dict(baselines or {})
+            for name, fn in baselines.items():
+                if not _NAME.match(name) or name in CORE_BASELINES or name == "model":
+                    raise ValueError(f"dataset {info.name!r}: baseline name {name!r} must be lowercase words "
+                                     f"joined by '-' and differ from 'model' and {', '.join(CORE_BASELINES)}")
+                if not callable(fn):
+                    raise TypeError(f"dataset {info.name!r}: baseline {name!r} must be callable, got {fn!r}")
             if info.name in registry.datasets:
                 raise ValueError(f"dataset {info.name!r} is already registered by "
                                  f"plugin {registry.datasets[info.name].plugin!r}")
-            registry.datasets[info.name] = DatasetEntry(info, factory, plugin)
+            capabilities = DatasetCapabilities(prepare, describe, scores, baselines)
+            registry.datasets[info.name] = DatasetEntry(info, factory, plugin, capabilities)
             record.datasets.append(info.name)
         return register
 

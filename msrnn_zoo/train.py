@@ -57,6 +57,10 @@ class TrainConfig:
     model_config: dict[str, Any]
     dataset: str | None = None
     source: str | None = None
+    root: str | None = None
+    """The dataset's prepared store (or data root), absolute, so evaluate works from any directory."""
+    protocol: str | None = None
+    """How clips are cut (the dataset's ``paper``, ``openstl``...); filled with its default when training."""
     data: str | None = None
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     in_frames: int = 10
@@ -128,7 +132,8 @@ def open_split(cfg: TrainConfig, split: str) -> Dataset:
     if cfg.data:
         dataset: Dataset = clips_from_file(cfg.data, split, cfg.split_fractions)
     elif cfg.dataset:
-        dataset = load_dataset(cfg.dataset, split=split, source=cfg.source, **cfg.dataset_options)
+        dataset = load_dataset(cfg.dataset, split=split, source=cfg.source, root=cfg.root, protocol=cfg.protocol,
+                               **cfg.dataset_options)
     else:
         raise ValueError("Say what to train on: a registered dataset (--dataset) or your own clips (--data).")
     limit = cfg.max_train_clips if split == "train" else cfg.max_eval_clips

@@ -7,7 +7,7 @@ from typing import Any
 
 import pluggy
 
-from msrnn_zoo.data import DatasetInfo
+from msrnn_zoo.data import ClipProtocol, DatasetInfo
 
 from .dataset import SOURCES, make_moving_mnist
 from .files import FILES
@@ -15,13 +15,24 @@ from .files import FILES
 # Same marker as ``msrnn_zoo.hookimpl``; taken from pluggy so the plugin does not depend on core import order.
 hookimpl = pluggy.HookimplMarker("msrnn_zoo")
 
-INFO = DatasetInfo(
-    name="moving-mnist",
+PAPER = ClipProtocol(
+    name="paper",
     in_frames=10,
     out_frames=10,
     channels=1,
     height=64,
     width=64,
+    description="Two digits bouncing in a 64x64 box, 20-frame clips: 10 in, 10 out (the MS-RNN and OpenSTL setting).",
+    provenance={
+        "frames": "10 -> 10: Srivastava et al. 2015 (the public test set's 20-frame sequences); MS-RNN config "
+                  "in_len/out_len",
+        "size": "64x64, 2 digits: mnist_test_seq.npy, shape (20, 10000, 64, 64)",
+    },
+)
+
+INFO = DatasetInfo(
+    name="moving-mnist",
+    protocols=(PAPER,),
     sources=SOURCES,
     default_source="synthetic",
     description=(
@@ -30,6 +41,8 @@ INFO = DatasetInfo(
         "'standard' (the public 10,000-sequence test set, test split only)."
     ),
     url="https://www.cs.toronto.edu/~nitish/unsupervised_video/",
+    citation="Srivastava, Mansimov, Salakhutdinov. Unsupervised Learning of Video Representations using LSTMs. "
+             "ICML 2015.",
     extra={"files": {source: file.name for source, file in FILES.items()}},
 )
 

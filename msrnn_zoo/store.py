@@ -1,0 +1,226 @@
+"""Prepared stores: a dataset's raw public files decoded once into memory-mapped arrays.
+
+A store is a folder holding ``store.json`` and the data folder it names (``data-XXXXXXXX/``, ``.npy``
+arrays). ``store.json`` is written last and atomically, so a load trusts only a store that was finished:
+an interrupted ``prepare`` leaves a hidden ``.prepare-*`` folder (marked as ours) that the next run clears.
+Rebuilding with ``force`` writes the new data folder beside the old one and switches ``store.json`` to it
+before the old one is removed, so a kill at any moment leaves one complete store in charge.
+
+Only what the zoo wrote is ever deleted: ``store.json``, the data folders it named and folders holding
+our marker. A root with anything else in it is refused, even with ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import write_json
+
+STORE_FILE = "store.json"
+STORE_FORMAT = 1
+MARKER = ".msrnn-zoo-unfinished"
+"""Present in a data folder until ``store.json`` names it (or after it was retired): ours to delete."""
+_TMP_PREFIX = ".prepare-"
+
+
+def _root(root: str | Path) -> Path:
+    return Path(root).expanduser().resolve()
+
+
+def prepare_command(dataset: str, root: Path | str) -> str:
+    return f"msrnn-zoo data prepare {dataset} --source RAW_FILES --root {root}"
+
+
+@dataclass(frozen=True)
+class Store:
+    """A finished store: its dataset, the plugin's metadata and its memory-mapped arrays."""
+
+    root: Path
+    dataset: str
+    data_dir: Path
+    meta: dict[str, Any]
+    arrays: dict[str, dict[str, Any]]
+    """``{name: {"shape": [...], "dtype": "uint8"}}`` as written, checked on every open."""
+
+    def array(self, name: str) -> np.ndarray:
+        """Array ``name`` memory-mapped read-only: nothing is read from disk until a clip asks for it."""
+        if name not in self.arrays:
+            raise ValueError(f"The {self.dataset} store at {self.root} has no array {name!r} (it has "
+                             f"{', '.join(sorted(self.arrays)) or 'none'}); it was written by another version of "
+                             f"the plugin: rebuild it with `{prepare_command(self.dataset, self.root)} --force`.")
+        path = self.data_dir / f"{name}.npy"
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path} is damaged ({exc}); rebuild the store with "
+                             f"`{prepare_command(self.dataset, self.root)} --force`.") from exc
+        record = self.arrays[name]
+        if list(array.shape) != list(record["shape"]) or str(array.dtype) != record["dtype"]:
+            raise ValueError(f"{path} holds {array.dtype} {tuple(array.shape)} but the store recorded "
+                             f"{record['dtype']} {tuple(record['shape'])}; rebuild it with "
+                             f"`{prepare_command(self.dataset, self.root)} --force`.")
+        return array
+
+    def path(self, name: str) -> Path:
+        """A plain file the plugin wrote beside its arrays (``StoreWriter.path``)."""
+        return self.data_dir / name
+
+
+@dataclass
+class StoreWriter:
+    """What a plugin's ``prepare`` writes into: arrays and files in a temporary folder, plus ``meta``.
+
+    ``meta`` is any JSON-able dict (the clip index, fitted scaling under ``meta["scaling"]``...).
+    """
+
+    dir: Path
+    dataset: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def create_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A writable memory-mapped ``.npy`` to fill piece by piece (frames larger than memory stay on disk)."""
+        self._check_name(name)
+        array = np.lib.format.open_memmap(self.dir / f"{name}.npy", mode="w+", dtype=dtype, shape=tuple(shape))
+        self.arrays[name] = {"shape": [int(n) for n in shape], "dtype": str(np.dtype(dtype))}
+        return array
+
+    def save_array(self, name: str, array: np.ndarray) -> None:
+        self._check_name(name)
+        np.save(self.dir / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        self.arrays[name] = {"shape": [int(n) for n in array.shape], "dtype": str(array.dtype)}
+
+    def path(self, name: str) -> Path:
+        """Where to write a plain file that ``Store.path(name)`` finds later."""
+        self._check_name(name)
+        return self.dir / name
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"store entry names are plain file names, got {name!r}")
+
+
+def read_store_file(root: Path) -> dict[str, Any] | None:
+    path = root / STORE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable store description ({exc}).") from exc
+    if not isinstance(data, dict) or "dataset" not in data or "data" not in data:
+        raise ValueError(f"{path} is not a msrnn-zoo store description (no 'dataset'/'data' entries).")
+    return data
+
+
+def open_store(root: str | Path, dataset: str) -> Store:
+    """The finished store of ``dataset`` at ``root``, or one clear error saying what to run."""
+    root = _root(root)
+    if not root.exists():
+        raise FileNotFoundError(f"No prepared {dataset} data at {root}: the folder does not exist. Build it once "
+                                f"from the public files with `{prepare_command(dataset, root)}`.")
+    if not root.is_dir():
+        raise NotADirectoryError(f"--root {root} is a file; it must be the folder `msrnn-zoo data prepare "
+                                 f"{dataset}` wrote.")
+    data = read_store_file(root)
+    if data is None:
+        unfinished = any(p.name.startswith(_TMP_PREFIX) for p in root.iterdir())
+        why = ("a prepare was interrupted there; run it again" if unfinished else
+               "--root takes the folder `data prepare` wrote, not the raw files")
+        raise FileNotFoundError(f"{root} was never prepared for {dataset} (no {STORE_FILE}): {why}: "
+                                f"`{prepare_command(dataset, root)}`.")
+    if data["dataset"] != dataset:
+        raise ValueError(f"{root} holds a prepared {data['dataset']!r} store, not {dataset!r}; point --root at the "
+                         f"{dataset} store, or build one with `{prepare_command(dataset, 'NEW_FOLDER')}`.")
+    if int(data.get("format", 0)) > STORE_FORMAT:
+        raise ValueError(f"{root} was prepared by a newer msrnn-zoo (store format {data['format']}); upgrade "
+                         "msrnn-zoo or prepare the data again with this version into another folder.")
+    data_dir = root / str(data["data"])
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"The {dataset} store at {root} is incomplete ({data_dir.name}/ is missing); "
+                                f"rebuild it with `{prepare_command(dataset, root)} --force`.")
+    return Store(root, dataset, data_dir, dict(data.get("meta", {})), dict(data.get("arrays", {})))
+
+
+def _ours(root: Path, current: dict[str, Any] | None) -> set[str]:
+    """Names in ``root`` the zoo wrote: the store file, the data folder it names, marked folders."""
+    names = set()
+    if current is not None:
+        names |= {STORE_FILE, str(current["data"])}
+    for entry in root.iterdir():
+        if entry.is_dir() and not entry.is_symlink() and (entry / MARKER).is_file():
+            names.add(entry.name)
+        elif entry.name.startswith(f".{STORE_FILE}.") and entry.name.endswith(".tmp") and entry.is_file():
+            names.add(entry.name)  # io.atomic_write's temporary, left by a kill while store.json was written
+    return names
+
+
+def _clear_leftovers(root: Path, current: dict[str, Any] | None) -> None:
+    """Delete folders of an interrupted prepare (marked, and not the one the store names)."""
+    keep = str(current["data"]) if current is not None else None
+    for entry in root.iterdir():
+        if entry.name != keep and entry.is_dir() and not entry.is_symlink() and (entry / MARKER).is_file():
+            shutil.rmtree(entry)
+        elif entry.name.startswith(f".{STORE_FILE}.") and entry.name.endswith(".tmp") and entry.is_file():
+            entry.unlink()
+
+
+def prepare_store(root: str | Path, dataset: str, build: Callable[[StoreWriter], None], *,
+                  force: bool = False) -> Store:
+    """Build a store at ``root`` with ``build(writer)``: in a temporary folder, renamed only when complete.
+
+    Refuses a root that holds a store unless ``force``, and a root holding anything not ours always.
+    """
+    root = _root(root)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"--root {root} is a file; give a new or empty folder for the prepared data.")
+    root.mkdir(parents=True, exist_ok=True)
+    current = read_store_file(root)
+    foreign = sorted(set(os.listdir(root)) - _ours(root, current))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise FileExistsError(f"--root {root} holds files the zoo did not write ({shown}); prepare into a new or "
+                              "empty folder (the raw files go to --source). Nothing was changed.")
+    if current is not None and not force:
+        raise FileExistsError(f"{root} already holds a prepared {current['dataset']} store; pass --force "
+                              "(force=True) to rebuild it, or choose another --root.")
+    _clear_leftovers(root, current)
+    tmp = root / f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    (tmp / MARKER).write_text("an unfinished msrnn-zoo store; safe to delete\n", encoding="utf-8")
+    try:
+        writer = StoreWriter(tmp, dataset)
+        build(writer)
+        json.dumps(writer.meta)  # fail here, not after the rename, if the plugin's meta is not JSON
+        final = root / f"data-{uuid.uuid4().hex[:8]}"
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if current is not None:  # retire the old data folder first, so a kill after the switch leaves it ours
+        old = root / str(current["data"])
+        if old.is_dir():
+            (old / MARKER).write_text("a replaced msrnn-zoo store; safe to delete\n", encoding="utf-8")
+    write_json(root / STORE_FILE, {"format": STORE_FORMAT, "dataset": dataset, "data": final.name,
+                                   "meta": writer.meta, "arrays": writer.arrays})
+    (final / MARKER).unlink()
+    _clear_leftovers(root, read_store_file(root))
+    return open_store(root, dataset)
+
+
+def scaling_params(root: str | Path | None) -> dict[str, Any]:
+    """The scaling parameters a store recorded (``meta["scaling"]``), ``{}`` where there is no store."""
+    if root is None:
+        return {}
+    data = read_store_file(_root(root)) if _root(root).is_dir() else None
+    return dict((data or {}).get("meta", {}).get("scaling", {}))

@@ -1,0 +1,352 @@
+"""The dataset interface: protocols, prepared stores, capabilities, and how train/evaluate use them.
+
+A toy dataset registered at run time (the way a third-party plugin would be) exercises every capability,
+so these tests need no real dataset plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.utils.data import Dataset
+
+import msrnn_zoo
+from msrnn_zoo.cli import main
+from msrnn_zoo.data import ClipProtocol, DatasetInfo, Scaling
+from msrnn_zoo.datasets import describe_dataset, load_dataset, prepare_dataset, to_physical
+from msrnn_zoo.evaluate import baseline_frames
+from msrnn_zoo.metrics import MetricReport, MetricResult, MetricSpec, blank, copy_last_frame, mean_frame
+from msrnn_zoo.plugins import forget, pm
+from msrnn_zoo.store import MARKER, STORE_FILE, open_store, prepare_store
+
+PAPER = ClipProtocol("paper", 3, 3, 1, 16, 16, "6-frame windows, stride 1", {"stride": "test fixture"},
+                     splits=("train", "test"))
+SHORT = ClipProtocol("short", 2, 2, 1, 16, 16, "4-frame windows, stride 2", splits=("train", "test"))
+
+
+class Windows(Dataset):
+    def __init__(self, frames: np.ndarray, length: int, stride: int) -> None:
+        self.frames, self.length = frames, length
+        self.starts = list(range(0, len(frames) - length + 1, stride))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        s = self.starts[i]
+        return torch.from_numpy(self.frames[s:s + self.length, None].astype(np.float32) / 255.0)
+
+
+def toy_factory(split, source, root, download, protocol, **options):
+    store = open_store(root, "toy-store")
+    frames = store.array("frames")
+    cut = int(len(frames) * 0.7)
+    part = frames[:cut] if split == "train" else frames[cut:]
+    clip = {"paper": PAPER, "short": SHORT}[protocol]
+    return Windows(part, clip.frames, 1 if protocol == "paper" else 2)
+
+
+def toy_prepare(source: Path, out, progress) -> None:
+    files = sorted(source.glob("*.npy"))
+    if not files:
+        raise ValueError(f"{source} holds no .npy files; expected frames (N, 16, 16) uint8.")
+    frames = np.concatenate([np.load(f) for f in files])
+    array = out.create_array("frames", frames.shape, np.uint8)
+    for i in range(len(frames)):
+        array[i] = frames[i]
+        progress("frames", i + 1, len(frames))
+    array.flush()
+    out.meta["scaling"] = {"max": 50.0}
+
+
+class CountAbove:
+    """A dataset score: how often the forecast exceeds 0.5 where the truth does (per frame)."""
+
+    def __init__(self, context):
+        self.context = context
+        self.sums = None
+        self.n = 0
+
+    def update(self, pred, truth):
+        hits = ((pred > 0.5) & (truth > 0.5)).flatten(2).double().mean(-1).sum(0)
+        self.sums = hits if self.sums is None else self.sums + hits
+        self.n += pred.shape[0]
+
+    def result(self):
+        curve = (self.sums / self.n).tolist()
+        spec = MetricSpec("hits", "hits", f"fraction of pixels above 0.5 in both ({self.context.frames})", True)
+        return MetricReport({"hits": MetricResult(spec, tuple(curve), sum(curve) / len(curve))}, self.n, len(curve))
+
+
+INFO = DatasetInfo(name="toy-store", protocols=(PAPER, SHORT), description="test-only stored dataset",
+                   scaling=Scaling("counts", lambda x, p: x * p["max"], "x * max fitted on train"))
+
+
+class ToyDatasetPlugin:
+    @msrnn_zoo.hookimpl
+    def register_datasets(self, register):
+        register(INFO, toy_factory, prepare=toy_prepare, describe=lambda store: {"frames": len(store.array("frames"))},
+                 scores=CountAbove, baselines={"half": lambda context, horizon: torch.full_like(
+                     context[:, :1], 0.5).repeat(1, horizon, 1, 1, 1)})
+
+
+@pytest.fixture
+def toy_dataset():
+    plugin = ToyDatasetPlugin()
+    pm.register(plugin, name="toy-dataset-plugin")
+    yield plugin
+    pm.unregister(plugin)
+    forget("toy-dataset-plugin")
+
+
+@pytest.fixture
+def raw(tmp_path):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(folder / "a.npy", (rng.random((30, 16, 16)) * 255).astype(np.uint8))
+    np.save(folder / "b.npy", (rng.random((20, 16, 16)) * 255).astype(np.uint8))
+    return folder
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ protocols
+def test_info_validates_its_protocols():
+    with pytest.raises(ValueError, match="no protocol"):
+        DatasetInfo(name="x", protocols=())
+    with pytest.raises(ValueError, match="default protocol 'paper'"):
+        DatasetInfo(name="x", protocols=(SHORT,))
+    with pytest.raises(ValueError, match="twice"):
+        DatasetInfo(name="x", protocols=(PAPER, PAPER))
+    with pytest.raises(ValueError, match="positive integer"):
+        ClipProtocol("p", 0, 1, 1, 8, 8, "")
+    assert INFO.in_frames == 3 and INFO.protocol("short").frames == 4
+    with pytest.raises(ValueError, match="its protocols: paper, short"):
+        INFO.protocol("openstl")
+
+
+def test_load_dataset_takes_a_protocol(toy_dataset, raw, tmp_path):
+    prepare_dataset("toy-store", raw, tmp_path / "store")
+    paper = msrnn_zoo.load_dataset("toy-store", split="test", root=tmp_path / "store")
+    short = load_dataset("toy-store", split="test", root=tmp_path / "store", protocol="short")
+    assert paper[0].shape == (6, 1, 16, 16) and short[0].shape == (4, 1, 16, 16)
+    assert (len(paper), len(short)) == (15 - 6 + 1, (15 - 4) // 2 + 1)
+    with pytest.raises(ValueError, match="no 'val' split; its splits: train, test"):
+        load_dataset("toy-store", split="val", root=tmp_path / "store")
+    with pytest.raises(ValueError, match="no protocol 'openstl'"):
+        load_dataset("toy-store", root=tmp_path / "store", protocol="openstl")
+    with pytest.raises(ValueError, match="has no named sources"):
+        load_dataset("toy-store", root=tmp_path / "store", source="standard")
+
+
+def test_moving_mnist_declares_its_paper_protocol():
+    info = msrnn_zoo.registry.get_dataset("moving-mnist").info
+    assert [p.name for p in info.protocols] == ["paper"] and info.protocol().frames == 20
+    clip = msrnn_zoo.load_dataset("moving-mnist", split="test", protocol="paper", num_clips=1)[0]
+    assert clip.shape == (20, 1, 64, 64)
+
+
+# ------------------------------------------------------------------------------------------------ stores
+def test_prepare_writes_a_store_and_refuses_to_overwrite(toy_dataset, raw, tmp_path):
+    root = tmp_path / "store"
+    seen = []
+    store = prepare_dataset("toy-store", raw, root, progress=lambda task, done, total: seen.append((task, done, total)))
+    assert seen[-1] == ("frames", 50, 50) and store.array("frames").shape == (50, 16, 16)
+    assert isinstance(store.array("frames"), np.memmap)  # loading never reads the whole array
+    assert sorted(p.name for p in root.iterdir()) == sorted([STORE_FILE, store.data_dir.name])
+    assert not (store.data_dir / MARKER).exists()
+    with pytest.raises(FileExistsError, match="already holds a prepared toy-store store; pass --force"):
+        prepare_dataset("toy-store", raw, root)
+    old = store.data_dir
+    again = prepare_dataset("toy-store", raw, root, force=True)
+    assert not old.exists() and again.data_dir.exists()
+    assert sorted(p.name for p in root.iterdir()) == sorted([STORE_FILE, again.data_dir.name])
+
+
+def test_force_never_touches_what_is_not_ours(toy_dataset, raw, tmp_path):
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "thesis.tex").write_text("precious")
+    for force in (False, True):
+        with pytest.raises(FileExistsError, match="holds files the zoo did not write"):
+            prepare_dataset("toy-store", raw, root, force=force)
+    assert [p.name for p in root.iterdir()] == ["thesis.tex"] and (root / "thesis.tex").read_text() == "precious"
+    # beside a store, a user's file is refused too, and the store survives
+    store_root = tmp_path / "store"
+    prepare_dataset("toy-store", raw, store_root)
+    (store_root / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        prepare_dataset("toy-store", raw, store_root, force=True)
+    assert open_store(store_root, "toy-store").array("frames").shape == (50, 16, 16)
+
+
+def test_an_interrupted_prepare_is_cleared_by_the_next(toy_dataset, raw, tmp_path):
+    root = tmp_path / "store"
+
+    def interrupted(source, out, progress):
+        toy_prepare(source, out, progress)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare_store(root, "toy-store", lambda out: interrupted(raw, out, lambda *a: None))
+    assert list(root.iterdir()) == []  # the temporary folder went with the exception
+    # a kill leaves a marked folder behind: never trusted, cleared by the next prepare
+    stale = root / ".prepare-dead"
+    stale.mkdir()
+    (stale / MARKER).write_text("")
+    (stale / "frames.npy").write_bytes(b"half")
+    with pytest.raises(FileNotFoundError, match="a prepare was interrupted there; run it again"):
+        open_store(root, "toy-store")
+    prepare_dataset("toy-store", raw, root)
+    assert not stale.exists()
+
+
+def test_prepare_failure_leaves_nothing(toy_dataset, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="holds no .npy files"):
+        prepare_dataset("toy-store", empty, tmp_path / "store")
+    assert list((tmp_path / "store").iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="No raw toy-store files at"):
+        prepare_dataset("toy-store", tmp_path / "nowhere", tmp_path / "store")
+
+
+def test_dot_as_root(toy_dataset, raw, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    prepare_dataset("toy-store", raw, ".")
+    assert len(load_dataset("toy-store", root=".")) > 0
+    monkeypatch.chdir(raw)  # a folder of the user's files: refused, untouched
+    with pytest.raises(FileExistsError, match="did not write"):
+        prepare_dataset("toy-store", raw, ".", force=True)
+    assert sorted(os.listdir(raw)) == ["a.npy", "b.npy"]
+
+
+def test_open_store_errors(toy_dataset, raw, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*msrnn-zoo data prepare toy-store"):
+        open_store(tmp_path / "nothing", "toy-store")
+    with pytest.raises(FileNotFoundError, match="never prepared.*not the raw files"):
+        open_store(raw, "toy-store")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        open_store(tmp_path / "file", "toy-store")
+    store = prepare_dataset("toy-store", raw, tmp_path / "store")
+    with pytest.raises(ValueError, match="holds a prepared 'toy-store' store, not 'other'"):
+        open_store(tmp_path / "store", "other")
+    with pytest.raises(ValueError, match="no array 'labels'"):
+        store.array("labels")
+    (store.data_dir / "frames.npy").write_bytes(b"\x93NUMPY truncated")
+    with pytest.raises(ValueError, match="damaged"):
+        store.array("frames")
+
+
+# ------------------------------------------------------------------------------------------------ capabilities
+def test_describe_and_physical_units(toy_dataset, raw, tmp_path):
+    prepare_dataset("toy-store", raw, tmp_path / "store")
+    described = describe_dataset("toy-store", tmp_path / "store")
+    assert described["clips"] == {"paper": {"train": 30, "test": 10}, "short": {"train": 16, "test": 6}}
+    assert described["stats"] == {"frames": 50} and described["unit"] == "counts"
+    assert described["protocols"]["paper"]["provenance"] == {"stride": "test fixture"}
+    inverse = to_physical("toy-store", tmp_path / "store")
+    assert float(inverse(torch.tensor(0.5))) == 25.0
+
+
+def test_core_baselines():
+    context = torch.rand(2, 3, 1, 4, 4)
+    assert torch.equal(copy_last_frame(context, 2)[:, 1], context[:, -1])
+    assert torch.allclose(mean_frame(context, 2)[:, 0], context.mean(1))
+    assert blank(context, 4).shape == (2, 4, 1, 4, 4) and blank(context, 1).abs().sum() == 0
+    clips = torch.rand(2, 5, 1, 4, 4)
+    every = baseline_frames(copy_last_frame, clips, 3, 2, "all")
+    assert every.shape == (2, 4, 1, 4, 4)  # frames 2..5 of the clip
+    assert torch.equal(every[:, :2], clips[:, :2]) and torch.equal(every[:, 2:], clips[:, 2:3].repeat(1, 2, 1, 1, 1))
+    assert torch.allclose(baseline_frames(mean_frame, clips, 3, 2, "all")[:, 1], clips[:, :2].mean(1))
+
+
+def test_registration_rejects_bad_capabilities():
+    from msrnn_zoo.registry import refresh
+
+    class Bad:
+        @msrnn_zoo.hookimpl
+        def register_datasets(self, register):
+            register(INFO, toy_factory, baselines={"copy-last-frame": copy_last_frame})
+
+    pm.register(Bad(), name="bad-baseline")
+    try:
+        refresh()
+        record = next(r for r in msrnn_zoo.plugins.records() if r.name == "bad-baseline")
+        assert "baseline name 'copy-last-frame'" in record.error
+    finally:
+        pm.unregister(name="bad-baseline")
+        forget("bad-baseline")
+
+
+# ------------------------------------------------------------------------------------------------ CLI end to end
+def test_cli_prepare_info_train_evaluate(toy_dataset, raw, tmp_path):
+    root = tmp_path / "store"
+    out = run("data", "prepare", "toy-store", "--source", raw, "--root", root).output
+    assert "Prepared toy-store" in out
+    again = run("data", "prepare", "toy-store", "--source", raw, "--root", root, ok=False)
+    assert again.exit_code == 1 and "--force" in again.output and "Traceback" not in again.output
+    info = run("data", "info", "toy-store", "--root", root).output
+    assert "short" in info and "test fixture" in info
+    assert json.loads(run("data", "info", "toy-store", "--root", root, "--json").output)["clips"]["paper"]["test"] == 10
+    assert "toy-store" in run("list").output
+
+    rundir = tmp_path / "run"
+    run("train", "convlstm", "--dataset", "toy-store", "--root", root, "--protocol", "short", "--out", rundir,
+        "--hidden", "4", "--layers", "2", "--max-train-clips", "8")
+    cfg = json.loads((rundir / "train_config.json").read_text())
+    assert (cfg["protocol"], cfg["in_frames"], cfg["out_frames"]) == ("short", 2, 2)
+    assert cfg["root"] == str(root.resolve())
+
+    result = run("evaluate", rundir)
+    for name in ("copy-last-frame", "mean-frame", "blank", "half", "hits", "MAE (counts)"):
+        assert name in result.output
+    future = json.loads((rundir / "metrics-test.json").read_text())
+    assert future["frames"] == "future" and future["forecasters"] == ["model", "copy-last-frame", "mean-frame",
+                                                                        "blank", "half"]
+    assert len(future["model"]["metrics"]["hits"]["per_frame"]) == 2
+    mse = future["blank"]["metrics"]["mse_pixel"]["mean"]
+    assert future["blank"]["metrics"]["rmse_physical"]["mean"] == pytest.approx(50 * mse ** 0.5, rel=0.2)
+
+    run("evaluate", rundir, "--frames", "all", "--out", tmp_path / "all.json")
+    every = json.loads((tmp_path / "all.json").read_text())
+    assert every["frames"] == "all" and every["model"]["frames"] == 3
+    # the forecast frames of 'all' are exactly the 'future' scores: same teacher-forced context, same forecast
+    forecast_part = every["model"]["metrics"]["mse"]["per_frame"][1:]
+    assert forecast_part == pytest.approx(future["model"]["metrics"]["mse"]["per_frame"])
+    assert "MSE" in run("card", rundir, "--out", tmp_path / "card.md").output + (tmp_path / "card.md").read_text()
+    assert "| half |" in (tmp_path / "card.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data", "info", "toy-store", "--root", "{tmp}/nothing"], "does not exist"),
+        (["data", "info", "toy-store", "--root", "{raw}"], "never prepared"),
+        (["data", "prepare", "toy-store", "--source", "{tmp}/nothing", "--root", "{tmp}/s"], "No raw toy-store files"),
+        (["data", "prepare", "toy-store", "--source", "{raw}", "--root", "{raw}"], "did not write"),
+        (["data", "prepare", "moving-mnist", "--source", "{raw}", "--root", "{tmp}/s"], "has no prepare step"),
+        (["train", "convlstm", "--dataset", "toy-store", "--root", "{tmp}/nothing", "--out", "{tmp}/r"],
+         "does not exist"),
+        (["train", "convlstm", "--dataset", "toy-store", "--protocol", "nope", "--out", "{tmp}/r"], "no protocol"),
+    ],
+)
+def test_newcomer_mistakes_are_one_red_line(toy_dataset, raw, tmp_path, args, message):
+    result = run(*[a.format(tmp=tmp_path, raw=raw) for a in args], ok=False)
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
