@@ -202,16 +202,23 @@ def plugins(as_json: bool, show_tb: bool) -> None:
     registry()
     recs = records()
     if as_json:
-        click.echo(json.dumps([{"name": r.name, "distribution": r.distribution, "version": r.version,
-                                "cells": r.cells, "datasets": r.datasets, "error": r.error} for r in recs], indent=2))
+        click.echo(json.dumps([{"name": r.name, "key": r.key, "distribution": r.distribution, "version": r.version,
+                                "builtin": r.builtin, "cells": r.cells, "datasets": r.datasets,
+                                "conflicts": r.conflicts, "error": r.error} for r in recs], indent=2))
         return
-    table = Table(title=f"Plugins ({len(recs)})")
+    table = Table(title=f"Plugins ({len(recs)}), in the order they claim names")
     for col in ("plugin", "distribution", "version", "registered", "status"):
         table.add_column(col)
     for r in recs:
         registered = ", ".join([*(f"cell {c}" for c in r.cells), *(f"dataset {d}" for d in r.datasets)]) or "-"
-        status = "[green]ok[/green]" if r.ok else f"[red]failed: {r.error}[/red]"
-        table.add_row(r.name, r.distribution or "-", r.version or "-", registered, status)
+        if not r.ok:
+            status = Text(f"failed: {r.error}", style="red")
+        elif r.conflicts:
+            status = Text("ok; name conflict: " + "; ".join(r.conflicts), style="yellow")
+        else:
+            status = Text("ok", style="green")
+        dist = (r.distribution or "-") + (" (built-in)" if r.builtin else "")
+        table.add_row(Text(r.key), Text(dist), r.version or "-", Text(registered), status)
     console.print(table)
     if show_tb:
         for r in recs:

@@ -2,13 +2,22 @@
 
 Plugins are loaded one by one so that a plugin which fails to import, or whose hook raises, is
 recorded with its error (``msrnn-zoo plugins`` shows it) and never takes the others down with it.
+
+Names are first come, first served, in an order that does not depend on how or when anything was
+installed: the distributions released with the zoo (:data:`BUILTIN_DISTRIBUTIONS`) first, then every other
+distribution sorted by name, then plugins registered at run time (tests, notebooks) in registration order.
+So a built-in cell can never be replaced, and a clash is reported on both sides, never resolved by
+silently dropping one. Every entry point is its own record, keyed by distribution and entry-point name,
+so two distributions that happen to pick the same entry-point name both load and both show.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
 
@@ -16,8 +25,30 @@ from . import hookspecs
 
 ENTRY_POINT_GROUP = "msrnn_zoo"
 
+BUILTIN_DISTRIBUTIONS: tuple[str, ...] = (
+    "msrnn-convlstm",
+    "msrnn-mim",
+    "msrnn-motionrnn",
+    "msrnn-moving-mnist",
+    "msrnn-preciplstm",
+    "msrnn-predrnn",
+    "msrnn-predrnn-pp",
+    "msrnn-predrnn-v2",
+    "msrnn-trajgru",
+)
+"""The plugin distributions released with the zoo (``plugins/`` of its repository, kept equal by a test):
+their names come first, so no other distribution can take them."""
+
 pm = pluggy.PluginManager("msrnn_zoo")
 pm.add_hookspecs(hookspecs)
+
+
+def normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares them (``Msrnn_ConvLSTM`` == ``msrnn-convlstm``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+_BUILTIN = frozenset(normalize(n) for n in BUILTIN_DISTRIBUTIONS)
 
 
 @dataclass
@@ -31,14 +62,30 @@ class PluginRecord:
     datasets: list[str] = field(default_factory=list)
     error: str | None = None
     detail: str | None = None
+    key: str = ""
+    """The plugin's name in the plugin manager: the entry-point name, or ``name@distribution`` when an
+    earlier distribution already uses that entry-point name."""
+    builtin: bool = False
+    rank: tuple[Any, ...] = ()
+    conflicts: list[str] = field(default_factory=list)
+    """Names this plugin asked for that another plugin holds (or that another asked for and this one holds)."""
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    def __post_init__(self) -> None:
+        self.key = self.key or self.name
+
 
 _records: dict[str, PluginRecord] = {}
 _entry_points_loaded = False
+
+
+def entry_point_rank(distribution: str | None, name: str, value: str) -> tuple[Any, ...]:
+    """The fixed order in which entry points claim names: built-ins, then other distributions by name."""
+    dist = normalize(distribution) if distribution else None
+    return (0 if dist in _BUILTIN else 1 if dist else 2, dist or "", name, value)
 
 
 def load_entry_points() -> None:
@@ -47,19 +94,32 @@ def load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    found = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
-        record = PluginRecord(
-            name=ep.name,
-            distribution=dist.metadata["Name"] if dist is not None else None,
-            version=dist.version if dist is not None else None,
-        )
-        _records[ep.name] = record
-        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        found.append((entry_point_rank(dist_name, ep.name, ep.value), ep, dist, dist_name))
+    for rank, ep, dist, dist_name in sorted(found, key=lambda item: item[0]):
+        key = ep.name
+        if key in _records or pm.has_plugin(key) or pm.is_blocked(key):
+            key = f"{ep.name}@{dist_name or ep.value}"
+        if key in _records:  # the very same entry point seen twice: nothing new
+            continue
+        record = PluginRecord(name=ep.name, distribution=dist_name, version=dist.version if dist is not None else None,
+                              key=key, builtin=rank[0] == 0, rank=rank)
+        _records[key] = record
+        if pm.is_blocked(ep.name):
+            record.error = "blocked (pm.set_blocked)"
             continue
         try:
             plugin = ep.load()
-            pm.register(plugin, name=ep.name)
+            holder = pm.get_name(plugin)
+            if holder is not None:
+                record.error = (f"points at the same plugin object as {holder!r} "
+                                f"({_records[holder].distribution if holder in _records else 'registered directly'})"
+                                "; loaded once only")
+                continue
+            pm.register(plugin, name=key)
         except Exception as exc:  # a broken third-party plugin must not break the zoo
             record.error = f"{type(exc).__name__}: {exc}"
             record.detail = traceback.format_exc()
@@ -68,16 +128,31 @@ def load_entry_points() -> None:
 def record_for(plugin_name: str) -> PluginRecord:
     """The record of a plugin, creating one for plugins registered directly (tests, notebooks)."""
     if plugin_name not in _records:
-        _records[plugin_name] = PluginRecord(name=plugin_name)
+        _records[plugin_name] = PluginRecord(name=plugin_name, key=plugin_name)
     return _records[plugin_name]
 
 
+def plugin_order() -> list[str]:
+    """The plugin manager's plugins in the order they claim names (see the module docstring)."""
+    registered = [name for name, _ in pm.list_name_plugin()]
+    position = {name: i for i, name in enumerate(registered)}
+
+    def rank(name: str) -> tuple[Any, ...]:
+        record = _records.get(name)
+        if record is not None and record.rank:
+            return (0, record.rank)
+        return (1, position[name])
+
+    return sorted(registered, key=rank)
+
+
 def records() -> list[PluginRecord]:
-    """Every plugin known so far, loaded or failed, in a stable order."""
+    """Every plugin known so far, loaded or failed, in the order names are claimed."""
     load_entry_points()
     for name, _plugin in pm.list_name_plugin():
         record_for(name)
-    return sorted(_records.values(), key=lambda r: r.name)
+    order = {name: i for i, name in enumerate(plugin_order())}
+    return sorted(_records.values(), key=lambda r: (r.rank == (), r.rank, order.get(r.key, 0), r.key))
 
 
 def forget(plugin_name: str) -> None:

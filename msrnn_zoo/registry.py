@@ -16,7 +16,7 @@ from typing import Any
 from .cell import RecurrentCell
 from .data import DatasetCapabilities, DatasetFactory, DatasetInfo
 from .metrics import BASELINES as CORE_BASELINES
-from .plugins import load_entry_points, pm, record_for
+from .plugins import load_entry_points, plugin_order, pm, record_for
 
 MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "": ("single", {}),
@@ -73,9 +73,25 @@ def _key() -> tuple[Any, ...]:
     return tuple(sorted(pm.get_plugins(), key=id))
 
 
+def _describe_plugin(plugin: str) -> str:
+    record = record_for(plugin)
+    if record.distribution:
+        return f"{record.distribution} (built-in)" if record.builtin else record.distribution
+    return f"plugin {plugin!r}"
+
+
+def _clash(kind: str, name: str, holder: str, claimant: str) -> None:
+    """Record on both sides that ``claimant`` asked for a name ``holder`` already has: nothing is replaced."""
+    record_for(claimant).conflicts.append(f"{kind} {name!r} is taken by {_describe_plugin(holder)}; not added")
+    record_for(holder).conflicts.append(f"{kind} {name!r} also claimed by {_describe_plugin(claimant)}; kept")
+
+
 def _collect(registry: Registry) -> None:
+    order = {name: i for i, name in enumerate(plugin_order())}
+
     def call(hook_name: str, make_register: Any) -> None:
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        impls = sorted(getattr(pm.hook, hook_name).get_hookimpls(), key=lambda impl: order[impl.plugin_name])
+        for impl in impls:
             record = record_for(impl.plugin_name)
             try:
                 impl.function(register=make_register(impl.plugin_name, record))
@@ -90,7 +106,8 @@ def _collect(registry: Registry) -> None:
             if not (isinstance(cell, type) and issubclass(cell, RecurrentCell)):
                 raise TypeError(f"cell {name!r} must be a RecurrentCell subclass, got {cell!r}")
             if name in registry.cells:
-                raise ValueError(f"cell {name!r} is already registered by plugin {registry.cells[name].plugin!r}")
+                _clash("cell", name, registry.cells[name].plugin, plugin)
+                return
             registry.cells[name] = CellEntry(name, cell, plugin, paper, description, dict(pretrained or {}))
             record.cells.append(name)
         return register
@@ -113,8 +130,8 @@ def _collect(registry: Registry) -> None:
                 if not callable(fn):
                     raise TypeError(f"dataset {info.name!r}: baseline {name!r} must be callable, got {fn!r}")
             if info.name in registry.datasets:
-                raise ValueError(f"dataset {info.name!r} is already registered by "
-                                 f"plugin {registry.datasets[info.name].plugin!r}")
+                _clash("dataset", info.name, registry.datasets[info.name].plugin, plugin)
+                return
             capabilities = DatasetCapabilities(prepare, describe, scores, baselines)
             registry.datasets[info.name] = DatasetEntry(info, factory, plugin, capabilities)
             record.datasets.append(info.name)
@@ -125,11 +142,15 @@ def _collect(registry: Registry) -> None:
         rec.cells.clear()
         rec.datasets.clear()
         rec.error = rec.detail = None  # a registered plugin imported fine; its hooks are judged afresh
+        rec.conflicts.clear()
     call("register_cells", cell_register)
     call("register_datasets", dataset_register)
-    for cell in registry.cells.values():
+    for cell in registry.cells.values():  # in the order cells were claimed, so model names are too
         for prefix, (schedule, options) in MODEL_VARIANTS.items():
             model = prefix + cell.name
+            if model in registry.models:  # e.g. a cell named "ms-x" against the multi-scale twin of "x"
+                _clash("model", model, registry.models[model].plugin, cell.plugin)
+                continue
             tags = {key.split(".", 1)[1]: repo for key, repo in cell.pretrained.items()
                     if key.split(".", 1)[0] == model}
             registry.models[model] = ModelEntry(model, cell.name, schedule, options, cell.plugin, tags)

@@ -1,0 +1,143 @@
+"""Names are first come, first served in a fixed order: built-ins cannot be replaced, the order of sys.path
+(install order) changes nothing, and a clash is shown on both sides without removing anything."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import pluggy
+import pytest
+from click.testing import CliRunner
+
+from msrnn_zoo import cli, hookspecs, plugins, registry
+from msrnn_zoo.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+CELL_MODULE = '''
+import torch
+from torch import nn
+
+import msrnn_zoo
+from msrnn_zoo.cell import CellOutput, RecurrentCell, zeros
+
+
+class {cls}(RecurrentCell):
+    def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1):
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        self.conv = nn.Conv2d(in_channels + hidden_channels, hidden_channels, kernel_size, padding=kernel_size // 2)
+
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return (zeros(batch, self.hidden_channels, height, width, device, dtype),)
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        h = torch.tanh(self.conv(torch.cat([x, state[0]], 1)))
+        return CellOutput(h, (h,))
+
+
+@msrnn_zoo.hookimpl
+def register_cells(register):
+    for name in {cells!r}:
+        register(name, {cls}, description="from {dist}")
+'''
+
+
+def fake_distribution(site: Path, dist: str, entry_point: str, cells: list[str]) -> str:
+    """An installed distribution (dist-info + module) in ``site``, the way pip would leave it."""
+    module = dist.replace("-", "_") + "_plugin"
+    (site / f"{module}.py").write_text(CELL_MODULE.format(cls="Cell" + module.title().replace("_", ""),
+                                                          cells=cells, dist=dist))
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{plugins.ENTRY_POINT_GROUP}]\n{entry_point} = {module}\n")
+    return module
+
+
+@pytest.fixture
+def fresh_zoo(monkeypatch):
+    """A plugin manager and catalogue of their own, so entry points are loaded again from sys.path."""
+    pm = pluggy.PluginManager("msrnn_zoo")
+    pm.add_hookspecs(hookspecs)
+    monkeypatch.setattr(plugins, "pm", pm)
+    monkeypatch.setattr(registry, "pm", pm)
+    monkeypatch.setattr(plugins, "_records", {})
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_cache", None)
+    before = set(sys.modules)
+    yield pm
+    for name in set(sys.modules) - before:
+        if name.endswith("_plugin") and not name.startswith("msrnn"):
+            del sys.modules[name]
+    registry._cache = None
+
+
+def install(monkeypatch, tmp_path, specs, reverse=False):
+    """Each spec in its own site directory; ``reverse`` flips their order on sys.path."""
+    sites = []
+    for i, (dist, ep, cells) in enumerate(specs):
+        site = tmp_path / f"site{i}"
+        site.mkdir()
+        fake_distribution(site, dist, ep, cells)
+        sites.append(site)
+    for site in (sites if reverse else reversed(sites)):
+        monkeypatch.syspath_prepend(str(site))
+
+
+def by_key():
+    return {r.key: r for r in plugins.records()}
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_builtin_cell_cannot_be_taken(fresh_zoo, monkeypatch, tmp_path, reverse):
+    # "aaa-evil" sorts before every msrnn-* distribution, and its entry point has the built-in's name too.
+    install(monkeypatch, tmp_path, [("aaa-evil", "convlstm", ["convlstm", "evilcell"])], reverse)
+    reg = registry.registry()
+    assert reg.cells["convlstm"].cell.__module__ == "msrnn_convlstm.cell"
+    assert {"convlstm", "ms-convlstm", "evilcell", "ms-evilcell"} <= set(reg.models)
+    records = by_key()
+    builtin, evil = records["convlstm"], records["convlstm@aaa-evil"]
+    assert builtin.distribution == "msrnn-convlstm" and builtin.builtin and builtin.ok
+    assert builtin.cells == ["convlstm"] and evil.cells == ["evilcell"] and evil.ok
+    assert "taken by msrnn-convlstm (built-in)" in evil.conflicts[0]
+    assert "also claimed by aaa-evil" in builtin.conflicts[0]
+    result = CliRunner().invoke(main, ["plugins", "--json"])
+    shown = {(p["name"], p["distribution"]) for p in json.loads(result.output)}
+    assert {("convlstm", "msrnn-convlstm"), ("convlstm", "aaa-evil")} <= shown
+    monkeypatch.setattr(cli.console, "width", 250)
+    table = CliRunner().invoke(main, ["plugins"]).output
+    assert "failed" not in table and "aaa-evil" in table and "name conflict" in table
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_between_third_parties_the_order_is_by_distribution_name(fresh_zoo, monkeypatch, tmp_path, reverse):
+    install(monkeypatch, tmp_path, [("zeta-cells", "shared", ["shared", "zeta"]),
+                                    ("alpha-cells", "shared", ["shared", "alpha"])], reverse)
+    reg = registry.registry()
+    assert reg.cells["shared"].cell.__module__ == "alpha_cells_plugin"
+    assert {"alpha", "zeta", "ms-alpha", "ms-zeta"} <= set(reg.models)
+    records = by_key()
+    assert records["shared"].distribution == "alpha-cells"
+    assert records["shared@zeta-cells"].cells == ["zeta"]
+    assert "taken by alpha-cells" in records["shared@zeta-cells"].conflicts[0]
+
+
+def test_a_cell_named_like_a_multiscale_twin_does_not_replace_it(fresh_zoo, monkeypatch, tmp_path):
+    install(monkeypatch, tmp_path, [("twin-maker", "twin", ["ms-convlstm"])])
+    reg = registry.registry()
+    assert reg.models["ms-convlstm"].cell == "convlstm" and reg.models["ms-convlstm"].schedule == "mirror"
+    assert "ms-ms-convlstm" in reg.models
+    assert "model 'ms-convlstm' is taken by msrnn-convlstm (built-in)" in by_key()["twin"].conflicts[0]
+
+
+def test_builtin_distributions_are_the_plugins_shipped_here():
+    shipped = {re.search(r'^name = "([^"]+)"', p.read_text(), re.M).group(1)
+               for p in (REPO / "plugins").glob("*/pyproject.toml")}
+    assert set(plugins.BUILTIN_DISTRIBUTIONS) == shipped, textwrap.dedent(f"""
+        msrnn_zoo.plugins.BUILTIN_DISTRIBUTIONS must list exactly the distributions under plugins/:
+        add {sorted(shipped - set(plugins.BUILTIN_DISTRIBUTIONS))}, remove
+        {sorted(set(plugins.BUILTIN_DISTRIBUTIONS) - shipped)}.""")
