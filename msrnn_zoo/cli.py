@@ -309,12 +309,17 @@ def data_info(dataset: str, root: Path | None, source: str | None, as_json: bool
         protocols.add_row(label, f"{p['in_frames']} -> {p['out_frames']}",
                           f"{p['channels']}x{p['height']}x{p['width']}", *shown, escape(p["description"]))
     console.print(protocols)
-    for name, p in described["protocols"].items():
-        if p["provenance"]:
-            table = Table(title=f"Where the settings of '{name}' come from", show_header=False)
+    first_name, first = "", {}
+    for i, (name, p) in enumerate(described["protocols"].items()):
+        own = {k: v for k, v in p["provenance"].items() if i == 0 or first.get(k) != v}
+        if i == 0:
+            first_name, first = name, dict(p["provenance"])
+        if own:
+            shared = "" if len(own) == len(p["provenance"]) else f" (the others as in '{first_name}')"
+            table = Table(title=escape(f"Where the settings of '{name}' come from{shared}"), show_header=False)
             table.add_column(style="bold")
             table.add_column()
-            for setting, origin in p["provenance"].items():
+            for setting, origin in own.items():
                 table.add_row(escape(setting), escape(origin))
             console.print(table)
     for name, counts in described["clips"].items():
