@@ -34,6 +34,7 @@ BUILTIN_DISTRIBUTIONS: tuple[str, ...] = (
     "msrnn-predrnn",
     "msrnn-predrnn-pp",
     "msrnn-predrnn-v2",
+    "msrnn-taxibj",
     "msrnn-trajgru",
 )
 """The plugin distributions released with the zoo (``plugins/`` of its repository, kept equal by a test):
