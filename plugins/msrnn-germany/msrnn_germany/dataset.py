@@ -1,0 +1,102 @@
+"""The germany dataset read from its prepared store, and the statistics ``msrnn-zoo data info`` shows."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from msrnn_zoo.store import Store, open_store
+
+from .clips import RadarClips, paper_clips
+from .prepare import FRAMES, STORE_VERSION, TIMES
+from .scaling import unit_to_rain
+
+NAME = "germany"
+PROTOCOLS = ("paper",)
+NO_OPENSTL = ("not offered: OpenSTL has no German radar benchmark and the field has no standard split of the DWD "
+              "RADOLAN archive, so there is no 'field's usual setting' to reproduce; use 'paper' (the MS-RNN code's)")
+STATS_SAMPLE = 512
+"""Frames read for the statistics of ``data info``: evenly spread, so a 19 GB store is described in seconds."""
+
+
+def _check_store(store: Store) -> None:
+    version = store.meta.get("version")
+    if version != STORE_VERSION or "splits" not in store.meta:
+        raise ValueError(f"The germany store at {store.root} was written by another version of msrnn-germany "
+                         f"(store version {version!r}, this one reads {STORE_VERSION}); rebuild it with "
+                         f"`msrnn-zoo data prepare germany --source RAW_FILES --root {store.root} --force`.")
+
+
+def _map_frames(root: str) -> np.ndarray:
+    """The frames of the store at ``root``, memory-mapped; picklable by name, so workers map it themselves."""
+    return open_store(root, NAME).array(FRAMES)
+
+
+def make_germany(split: str, source: str | None = None, root: str | Path | None = None, download: bool = False,
+                 protocol: str = "paper", **ignored: Any) -> Dataset:
+    """One split of the prepared store at ``root``: clips ``(10, 1, 124, 124)`` float32 in [0, 1].
+
+    Options other datasets take (``num_clips``...) are accepted and ignored, so the zoo can pass one set of
+    options to every dataset; ``download`` is refused because DWD's archive is fetched by hand.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"germany has no protocol {protocol!r}; it has {', '.join(PROTOCOLS)}. OpenSTL: {NO_OPENSTL}.")
+    if download:
+        raise ValueError("germany cannot download its data: fetch DWD RADOLAN RY files (opendata.dwd.de) or the "
+                         "MS-RNN PNG folders yourself, then run `msrnn-zoo data prepare germany --source FOLDER "
+                         "--root STORE`.")
+    if root is None:
+        raise ValueError("germany reads a prepared store: pass root= (--root) the folder `msrnn-zoo data prepare "
+                         "germany` wrote.")
+    store = open_store(root, NAME)
+    _check_store(store)
+    if split not in store.meta["splits"]:
+        raise ValueError(f"The germany store at {store.root} has no {split!r} split; it has "
+                         f"{', '.join(store.meta['splits'])}.")
+    times = store.array(TIMES) if TIMES in store.arrays else None
+    index = paper_clips(store.meta, times, split)
+    frames = store.array(FRAMES)
+    return RadarClips(frames, index, reopen=functools.partial(_map_frames, str(store.root)),
+                      name=f"germany/{protocol}/{split}")
+
+
+def _utc(seconds: int) -> str:
+    return np.datetime_as_string(np.datetime64(int(seconds), "s"), unit="m") + " UTC"
+
+
+def describe(store: Store) -> dict[str, Any]:
+    """Frames per split, how they were split, and rain statistics of an even sample of frames."""
+    _check_store(store)
+    meta = store.meta
+    frames = store.array(FRAMES)
+    stats: dict[str, Any] = {
+        "raw files": "MS-RNN PNG folders" if meta["kind"] == "png" else "DWD RADOLAN RY composites",
+        "prepared from": meta.get("source", "?"),
+        "split rule": meta["split_rule"],
+        "frames per split": {s: r["count"] for s, r in meta["splits"].items()},
+        "stored values": meta["values"],
+        "openstl protocol": NO_OPENSTL,
+    }
+    if meta.get("skipped"):
+        stats["files left out"] = meta["skipped"]
+    if TIMES in store.arrays:
+        times = store.array(TIMES)
+        stats["time range"] = {s: f"{_utc(times[r['start']])} .. {_utc(times[r['start'] + r['count'] - 1])}"
+                               for s, r in meta["splits"].items() if r["count"]}
+        stats["no-data pixels"] = f"{meta.get('nodata_pixels', 0)} ({meta.get('nodata_note', '')})"
+    if len(frames):
+        picks = np.unique(np.linspace(0, len(frames) - 1, num=min(STATS_SAMPLE, len(frames))).round().astype(int))
+        sample = np.asarray(frames[picks], dtype=np.float64)
+        pixels = sample / 255.0 if frames.dtype == np.uint8 else sample
+        rain = unit_to_rain(pixels)
+        stats[f"pixel stats ({len(picks)} of {len(frames)} frames)"] = {
+            "mean pixel": round(float(pixels.mean()), 4),
+            "mean rain mm/h": round(float(rain.mean()), 4),
+            "wet (>= 0.5 mm/h)": f"{float((rain >= 0.5).mean()):.2%}",
+            "max rain mm/h": round(float(rain.max()), 2),
+        }
+    return stats
