@@ -27,6 +27,7 @@ ENTRY_POINT_GROUP = "msrnn_zoo"
 
 BUILTIN_DISTRIBUTIONS: tuple[str, ...] = (
     "msrnn-convlstm",
+    "msrnn-germany",
     "msrnn-mim",
     "msrnn-motionrnn",
     "msrnn-moving-mnist",
