@@ -16,7 +16,11 @@ Frames are kept as exactly as their source allows:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import itertools
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,9 @@ TIMES = "times"
 STORE_VERSION = 1
 PNG_MODES = ("L", "LA", "P", "RGB", "RGBA")
 """8-bit modes Pillow turns into grayscale as OpenCV's ``imread(flags=0)`` does for the MS-RNN loader."""
+
+WORKERS = min(8, os.cpu_count() or 1)
+"""Files decoded at once. Threads suffice: bz2, numpy and torch release the GIL for the heavy parts."""
 
 Progress = Callable[[str, int, int], None]
 
@@ -89,7 +96,31 @@ def radolan_frame(raw: RawFile) -> tuple[np.ndarray, int]:
     return pixels.astype(np.float16), frame.nodata
 
 
-def prepare(source: Path, out: Any, progress: Progress) -> None:
+def decoded(decode: Callable[[RawFile], Any], files: Iterable[RawFile], workers: int = WORKERS) -> Iterator[Any]:
+    """``decode(file)`` of every file, in order, ``workers`` at a time with a short queue ahead.
+
+    The first failure (in file order) is raised; on any exit the queued files are cancelled and the few
+    running ones finish before this returns, so nothing decodes on after an interrupt.
+    """
+    if workers <= 1:
+        yield from map(decode, files)
+        return
+    remaining = iter(files)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="germany-decode") as pool:
+        pending: deque[Future[Any]] = deque(pool.submit(decode, f) for f in itertools.islice(remaining, 2 * workers))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                following = next(remaining, None)
+                if following is not None:
+                    pending.append(pool.submit(decode, following))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def prepare(source: Path, out: Any, progress: Progress, workers: int = WORKERS) -> None:
     """The ``prepare`` capability: decode ``source`` into ``out`` (the core's store writer).
 
     ``out.create_array`` gives memory-mapped arrays filled frame by frame, so an archive larger than
@@ -112,11 +143,12 @@ def prepare(source: Path, out: Any, progress: Progress) -> None:
     task = f"decoding {len(files)} {'PNG' if raw.kind == 'png' else 'RADOLAN RY'} files"
     progress(task, 0, len(files))
     nodata = 0
-    for index, item in enumerate(files):
+    decode = png_frame if raw.kind == "png" else radolan_frame
+    for index, result in enumerate(decoded(decode, files, workers)):
         if raw.kind == "png":
-            frames[index] = png_frame(item)
+            frames[index] = result
         else:
-            frames[index], missing = radolan_frame(item)
+            frames[index], missing = result
             nodata += missing
         progress(task, index + 1, len(files))
     frames.flush()

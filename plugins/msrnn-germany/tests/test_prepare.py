@@ -288,3 +288,32 @@ def test_full_archive_clip_counts() -> None:
     # 2016 is a leap year: 366 + 365 days -> 210,528 files -> 3,508 clips
     assert clip_rules.archive_clips([2016, 2017]) == (210_528, 3_508)
     assert clip_rules.archive_clips(range(2006, 2015)) == (3287 * 288, 3287 * 288 // 60)
+
+
+def test_parallel_decoding_keeps_file_order_and_stops_at_the_first_bad_file() -> None:
+    import random
+    import threading
+    import time
+
+    from msrnn_germany.prepare import decoded
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def slow(n: int) -> int:
+        with lock:
+            started.append(n)
+        time.sleep(random.uniform(0, 0.01))
+        if n == 5:
+            raise SourceError(f"file {n} is bad")
+        return n * n
+
+    assert list(decoded(slow, range(5), workers=3)) == [0, 1, 4, 9, 16]
+    started.clear()
+    got = []
+    with pytest.raises(SourceError, match="file 5 is bad"):
+        for value in decoded(slow, range(1000), workers=3):
+            got.append(value)
+    assert got == [n * n for n in range(5)]
+    assert len(started) < 20  # only a short queue ran ahead; the rest was never started
+    assert list(decoded(lambda n: -n, range(3), workers=1)) == [0, -1, -2]
