@@ -317,3 +317,20 @@ def test_parallel_decoding_keeps_file_order_and_stops_at_the_first_bad_file() ->
     assert got == [n * n for n in range(5)]
     assert len(started) < 20  # only a short queue ran ahead; the rest was never started
     assert list(decoded(lambda n: -n, range(3), workers=1)) == [0, -1, -2]
+
+
+def test_an_interrupted_prepare_leaves_nothing_that_loads_and_can_be_run_again(png_source: Path,
+                                                                                tmp_path: Path) -> None:
+    root = tmp_path / "store"
+
+    def interrupt(task: str, done: int, total: int) -> None:
+        if done == 30:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare_store(root, "germany", lambda out: prepare(png_source, out, interrupt, workers=2))
+    with pytest.raises(FileNotFoundError, match="never prepared"):
+        make_germany("train", root=root)
+    store, _ = build(png_source, root)  # the same command again, no --force needed
+    assert len(make_germany("train", root=store.root)) == 2
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith("data-")) == ["store.json"]
