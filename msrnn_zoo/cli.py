@@ -45,6 +45,15 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             error_line(getattr(exc, "cli_message", None) or str(exc))
             sys.exit(1)
+        except (MemoryError, RuntimeError) as exc:  # sizes the user chose (--hidden, --batch-size) that do not fit
+            text = str(exc)
+            if not isinstance(exc, MemoryError) and "out of memory" not in text and "not enough memory" not in text:
+                raise
+            if click.get_current_context().find_root().obj.get("debug"):
+                raise
+            error_line("Ran out of memory; lower --hidden, --layers or --batch-size, or use smaller clips "
+                       f"({type(exc).__name__}: {text.splitlines()[0] if text else 'no detail'}).")
+            sys.exit(1)
 
     return wrapper
 
@@ -380,6 +389,11 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--max-eval-clips", type=POSITIVE, default=None, help="Use only this many validation/test clips.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0,
               help="Also checkpoint every N steps (0: each epoch).")
+@click.option("--keep-checkpoints", type=POSITIVE, default=None,
+              help="How many of the latest checkpoints to keep on disk (default 2).")
+@click.option("--sampling-steps", type=POSITIVE, default=None,
+              help="Steps over which scheduled sampling goes from the truth to own forecasts (default: the steps "
+                   "of --epochs; fixed for the run, so a resumed run with more epochs continues the same schedule).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default cpu; on --resume, the run's).")
 @friendly
 def train(model: str | None, dataset: str | None, source: str | None, root: Path | None, protocol: str | None,
@@ -387,15 +401,27 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
           out: Path | None, resume: Path | None, force: bool, epochs: int | None, batch_size: int, lr: float,
           seed: int, in_frames: int | None, out_frames: int | None, hidden_channels: int, num_layers: int,
           kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
-          max_eval_clips: int | None, checkpoint_every: int, device: str | None) -> None:
+          max_eval_clips: int | None, checkpoint_every: int, keep_checkpoints: int | None,
+          sampling_steps: int | None, device: str | None) -> None:
     """Train MODEL on a dataset or your own clips into a run directory (resumable with --resume)."""
     from .train import Trainer, new_train_config
 
     if resume is not None:
-        trainer = Trainer.resume(resume, epochs=epochs, device=device)
-        if model is not None and model != trainer.cfg.model:
-            raise ValueError(f"{resume} is a run of {trainer.cfg.model!r}, not {model!r}; resume it without "
-                             "naming a model, or start a new run with --out.")
+        if out is not None or data is not None or dataset is not None:
+            raise ValueError("--resume continues a run as it was set up; it takes no --out, --data or --dataset "
+                             "(only --epochs, --device and --keep-checkpoints).")
+        if sampling_steps is not None:
+            raise ValueError("--sampling-steps is fixed when a run is created; --resume continues its schedule.")
+        if model is not None:
+            from .io import read_json
+            from .train import TRAIN_CONFIG, TrainConfig
+
+            trained = TrainConfig.from_dict(read_json(resume / TRAIN_CONFIG, "run (train_config.json)"),
+                                            str(resume / TRAIN_CONFIG)).model
+            if model != trained:
+                raise ValueError(f"{resume} is a run of {trained!r}, not {model!r}; resume it without "
+                                 "naming a model, or start a new run with --out.")
+        trainer = Trainer.resume(resume, epochs=epochs, device=device, keep_checkpoints=keep_checkpoints)
         run_dir = resume
     else:
         if model is None:
@@ -437,7 +463,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             split_fractions=split_fractions, in_frames=in_frames, out_frames=out_frames,
             epochs=1 if epochs is None else epochs,
             batch_size=batch_size, lr=lr, seed=seed, sampling=sampling, max_train_clips=max_train_clips,
-            max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu")
+            max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu",
+            keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints, sampling_steps=sampling_steps)
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
     _fit_with_progress(trainer)

@@ -40,10 +40,14 @@ FRAME_MODES: dict[str, str] = {
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Forecaster, TrainConfig]:
     """The trained model of a run directory and the configuration it was trained with."""
+    from .validation import parse_device
+
     run_dir = Path(run_dir)
+    parse_device(device)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`.")
-    cfg = TrainConfig.from_dict(read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)"))
+    cfg = TrainConfig.from_dict(read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)"),
+                                str(run_dir / TRAIN_CONFIG))
     if not (run_dir / "model.safetensors").is_file():
         raise FileNotFoundError(f"{run_dir} has no trained weights yet (model.safetensors); let training finish "
                                 f"an epoch, or resume it with `msrnn-zoo train --resume {run_dir}`.")

@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .io import atomic_write, read_json, refuse_overwrite, write_json, write_text
+from .weights import load_weights
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -47,8 +48,12 @@ class HubMixin:
     @classmethod
     def from_pretrained(cls, source: str | Path, *, revision: str | None = None,
                         cache_dir: str | Path | None = None, token: str | None = None,
-                        local_files_only: bool = False, map_location: str = "cpu") -> Any:
-        """Load a model from a local directory or a Hub repo id (``user/repo``)."""
+                        local_files_only: bool = False, map_location: str = "cpu", cast: bool = False) -> Any:
+        """Load a model from a local directory or a Hub repo id (``user/repo``).
+
+        Weights must match the config exactly (names, shapes, float32, finite); ``cast=True`` accepts
+        floating-point weights of another precision, converted on load.
+        """
         from .factory import from_config
         from .network import ForecasterConfig
 
@@ -64,13 +69,9 @@ class HubMixin:
                 Path(_download(str(source), name, revision, cache_dir, token, local_files_only))
                 for name in (CONFIG_NAME, WEIGHTS_NAME)
             )
-        config = ForecasterConfig.from_dict(read_json(config_path, "model config"))
+        config = ForecasterConfig.from_dict(read_json(config_path, "model config"), what=str(config_path))
         model = from_config(config)
-        try:
-            state = load_file(str(weights_path), device=map_location)
-        except Exception as exc:
-            raise ValueError(f"{weights_path} is not a readable safetensors file ({exc}).") from exc
-        model.load_state_dict(state, strict=True)
+        load_weights(model, weights_path, device=map_location, cast=cast)
         return model
 
     def push_to_hub(self, repo_id: str, *, card: str | None = None, token: str | None = None, private: bool = False,
@@ -81,10 +82,16 @@ class HubMixin:
         from huggingface_hub import HfApi
 
         api = HfApi(endpoint=hub_endpoint(), token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, card=card)
-            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+            try:
+                api.create_repo(repo_id, private=private, exist_ok=True)
+                info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+            except Exception as exc:  # the HTTP library's errors are not OSErrors: say what failed, in one line
+                where = hub_endpoint() or "the Hugging Face Hub"
+                raise OSError(f"Could not push to {repo_id!r} on {where} ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Check the network, the "
+                              "repo id and your token (huggingface-cli login); nothing was published.") from exc
         return str(getattr(info, "commit_url", info))
 
 

@@ -9,7 +9,7 @@ so the batch forward, the teacher-forced training path and streaming inference s
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -33,6 +33,18 @@ class ForecasterConfig:
     schedule_options: dict[str, Any] = field(default_factory=dict)
     cell_options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, what: str = "model config") -> None:
+        """Raise ``ValueError`` naming the field for a value of the wrong type or out of range."""
+        from .validation import check_fields
+
+        check_fields(type(self), {f.name: getattr(self, f.name) for f in fields(self)}, what)
+        for name in ("in_channels", "hidden_channels", "num_layers", "kernel_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{what}: {name} must be at least 1, got {getattr(self, name)}.")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -40,12 +52,22 @@ class ForecasterConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ForecasterConfig:
+    def from_dict(cls, data: dict[str, Any], what: str = "model config") -> ForecasterConfig:
+        """A config read from JSON; unknown keys and values of the wrong type are ``ValueError`` naming them."""
+        from .validation import check_fields
+
+        check_fields(cls, data, what)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"Unknown model config keys {unknown}; a config has: {', '.join(sorted(known))}.")
-        return cls(**data)
+            raise ValueError(f"Unknown model config keys {unknown} in {what}; "
+                             f"a config has: {', '.join(sorted(known))}.")
+        config = cls.__new__(cls)
+        for f in fields(cls):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+            setattr(config, f.name, data.get(f.name, default))
+        config.validate(what)
+        return config
 
     @classmethod
     def from_json(cls, text: str) -> ForecasterConfig:
@@ -109,6 +131,9 @@ class Forecaster(HubMixin, nn.Module):
             )
         except TypeError as exc:
             raise ValueError(f"Cell {config.cell!r} rejected its options {config.cell_options}: {exc}") from exc
+        except RuntimeError as exc:  # sizes that cannot be allocated
+            raise ValueError(f"Cell {config.cell!r} could not be built with hidden_channels={hidden}, "
+                             f"kernel_size={config.kernel_size}: {str(exc).splitlines()[0]}") from exc
         self.head = nn.Conv2d(hidden, config.in_channels, kernel_size=1)
         aux = cell_class.auxiliary_loss
         self.aux_loss = aux(hidden) if aux is not None else None
@@ -199,8 +224,50 @@ class Forecaster(HubMixin, nn.Module):
             self.check_frames(frame.unsqueeze(1), what="frame")
             state = self.init_state(frame.shape[0], frame.shape[-2], frame.shape[-1],
                                     device=frame.device, dtype=frame.dtype)
+        else:
+            self.check_step(frame, state)
         forecast, state, _ = self._step(frame, state)
         return forecast, state
+
+    check_step_inputs: bool = True
+    """Set to ``False`` (per model or on the class) to skip :meth:`check_step` on a hot path whose inputs are
+    already known to be right, e.g. a compiled streaming loop feeding its own forecasts back."""
+
+    def check_step(self, frame: torch.Tensor, state: ForecastState) -> None:
+        """Raise ``ValueError`` if ``frame`` cannot continue ``state``: other device, batch, size, or NaN values.
+
+        Cheap on purpose (it runs every step): metadata of the first layer's state, and one ``isfinite``
+        reduction over the frame.
+        """
+        if not self.check_step_inputs:
+            return
+        if not isinstance(frame, torch.Tensor) or frame.dim() != 4:
+            shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
+            raise ValueError(f"frame must be a tensor of shape (B, C, H, W), got {shape}.")
+        weight = self.embed.weight
+        if frame.device != weight.device:
+            raise ValueError(f"frame is on {frame.device} but the model is on {weight.device}; move one of them "
+                             "(frame.to(device) or model.to(device)).")
+        if not isinstance(state, ForecastState) or not state.layers or not state.layers[0]:
+            raise ValueError("state must be the ForecastState that init_state or a previous step returned.")
+        first = state.layers[0][0]
+        if first.device != frame.device:
+            raise ValueError(f"state is on {first.device} but the frame is on {frame.device}; "
+                             "move the state with state.to(device).")
+        if first.shape[0] != frame.shape[0]:
+            raise ValueError(f"frame has batch size {frame.shape[0]} but the state was made for {first.shape[0]}; "
+                             "start a new state (state=None) for a different batch.")
+        if frame.shape[1] != self.config.in_channels:
+            raise ValueError(f"frame has {frame.shape[1]} channels but this model was built for "
+                             f"in_channels={self.config.in_channels}.")
+        size = self.schedule.sizes(frame.shape[-2], frame.shape[-1])[0]
+        if tuple(first.shape[-2:]) != tuple(size):
+            raise ValueError(f"frame is {frame.shape[-2]}x{frame.shape[-1]} but the state was made for another "
+                             "size; start a new state (state=None) for frames of another size.")
+        if not frame.is_floating_point():
+            raise ValueError(f"frame must be floating point in [0, 1], got dtype {frame.dtype}; divide uint8 by 255.")
+        if not torch.isfinite(frame).all():
+            raise ValueError("frame contains NaN or Inf values; clean or mask it before forecasting.")
 
     # ---------------------------------------------------------------- whole clips
     def forward(self, frames: torch.Tensor, horizon: int = 1) -> torch.Tensor:

@@ -13,6 +13,8 @@ draws exactly what the uninterrupted run would have drawn.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from timm.optim import create_optimizer_v2
 from torch.utils.data import DataLoader, Dataset
 
@@ -32,18 +34,25 @@ from .io import (
     OverwriteRefusedError,
     atomic_write,
     check_replaceable,
+    default_mode,
+    fsync_path,
     make_sibling_dir,
     read_json,
     swap_in,
     write_json,
+    write_text,
 )
 from .network import Forecaster, ForecasterConfig
 from .sampling import get_schedule
+from .validation import parse_device
+from .weights import load_weights
 
 TRAIN_CONFIG = "train_config.json"
 LATEST = "latest.json"
 CHECKPOINTS = "checkpoints"
 HISTORY = "history.jsonl"
+TRAINING_STATE = "training_state.pt"
+CHECKPOINT_NAME = re.compile(r"step-\d{8}")
 RUN_FILES = (RUN_MARKER, TRAIN_CONFIG, CONFIG_NAME, WEIGHTS_NAME, HISTORY, LATEST, CHECKPOINTS, "README.md",
              "metrics-*.json", ".*.tmp")
 """What msrnn-zoo writes in a run directory (train, evaluate, card): ``--force`` replaces a run holding nothing else."""
@@ -76,6 +85,12 @@ class TrainConfig:
     checkpoint_every: int = 0
     device: str = "cpu"
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    keep_checkpoints: int = 2
+    """How many of the latest checkpoints stay on disk (the older ones are deleted as new ones complete)."""
+    sampling_steps: int | None = None
+    """Optimizer steps over which the input schedule runs (scheduled sampling: truth to own forecasts). Fixed
+    when the run is created (default: the steps of the epochs asked for then), never recomputed when
+    ``--resume`` raises the epochs, so a run extended later continues the schedule it started."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = TRAIN_CONFIG) -> TrainConfig:
@@ -104,6 +119,10 @@ class TrainConfig:
         for name, limit in (("max_train_clips", self.max_train_clips), ("max_eval_clips", self.max_eval_clips)):
             if limit is not None and limit < 1:
                 raise ValueError(f"{what}: {name} must be at least 1 (or unset), got {limit}.")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"{what}: keep_checkpoints must be at least 1, got {self.keep_checkpoints}.")
+        if self.sampling_steps is not None and self.sampling_steps < 1:
+            raise ValueError(f"{what}: sampling_steps must be at least 1 (or unset), got {self.sampling_steps}.")
         if self.checkpoint_every < 0:
             raise ValueError(f"{what}: checkpoint_every must be 0 (each epoch) or more, got {self.checkpoint_every}.")
         if not self.lr > 0:
@@ -186,13 +205,7 @@ class Trainer:
         self.final_dir: Path | None = None  # set while a new run is built beside the one it will replace
         self.cfg = cfg
         cfg.validate()
-        try:
-            self.device = torch.device(cfg.device)
-        except RuntimeError as exc:
-            raise ValueError(f"--device {cfg.device!r} is not a device PyTorch knows; "
-                             "use cpu, cuda or cuda:N.") from exc
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device here; use --device cpu.")
+        self.device = parse_device(cfg.device)
         if cfg.data:  # the whole file, before anything is written: a bad clip must not stop a run midway
             from .data import load_clip_array, scan_clip_array
 
@@ -212,6 +225,7 @@ class Trainer:
             raise ValueError(f"The training split has {len(self.train_set)} clips, fewer than one batch of "  # type: ignore[arg-type]
                              f"{cfg.batch_size}; lower --batch-size or give more clips.")
         self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.sampling_steps = cfg.sampling_steps or self.total_steps
         self.progress = Progress()
 
     # -------------------------------------------------------------- run directory
@@ -234,6 +248,7 @@ class Trainer:
             check_replaceable(run_dir, RUN_FILES)
             replace = True
         trainer = cls(run_dir, cfg)
+        cfg.sampling_steps = trainer.sampling_steps  # fixed from now on: --resume --epochs N does not stretch it
         if replace:
             trainer.final_dir = run_dir
             trainer.run_dir = make_sibling_dir(run_dir, "new")
@@ -256,60 +271,128 @@ class Trainer:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, epochs: int | None = None, device: str | None = None) -> Trainer:
+    def resume(cls, run_dir: str | Path, epochs: int | None = None, device: str | None = None,
+               keep_checkpoints: int | None = None) -> Trainer:
         """Continue a run from its latest checkpoint (optionally to more epochs, or on another device)."""
         run_dir = Path(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
+        planned = cfg.epochs
         if epochs is not None:
             if epochs < cfg.epochs:
                 raise ValueError(f"The run was set up for {cfg.epochs} epochs; --epochs can only raise that.")
             cfg.epochs = epochs
         if device is not None:
             cfg.device = device
+        if keep_checkpoints is not None:
+            cfg.keep_checkpoints = keep_checkpoints
         trainer = cls(run_dir, cfg)
+        if cfg.sampling_steps is None:  # a run written before the horizon was stored: it was the planned epochs
+            cfg.sampling_steps = trainer.sampling_steps = trainer.steps_per_epoch * planned
         if (run_dir / LATEST).exists():
-            trainer.load_checkpoint(run_dir / CHECKPOINTS / read_json(run_dir / LATEST, "checkpoint pointer")["name"])
+            trainer.load_checkpoint(trainer.latest_checkpoint())
+        trainer.rollback_history()
         write_json(run_dir / TRAIN_CONFIG, asdict(cfg))
         return trainer
 
+    def latest_checkpoint(self) -> Path:
+        """The checkpoint ``latest.json`` names, checked to be a checkpoint directory of this run."""
+        pointer = read_json(self.run_dir / LATEST, "checkpoint pointer (latest.json)")
+        name = pointer.get("name") if isinstance(pointer, dict) else None
+        if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
+            raise ValueError(f"{self.run_dir / LATEST} is damaged (no checkpoint name like step-00000012 in it); "
+                             f"point it at one of {self._checkpoint_names() or 'the checkpoints'} or train again.")
+        return self.run_dir / CHECKPOINTS / name
+
+    def _checkpoint_names(self) -> list[str]:
+        folder = self.run_dir / CHECKPOINTS
+        names = [p.name for p in folder.iterdir() if CHECKPOINT_NAME.fullmatch(p.name)] if folder.is_dir() else []
+        return sorted(names)
+
+    def rollback_history(self) -> None:
+        """Keep only the loss log lines up to the checkpoint's step: the steps after it will be trained again."""
+        path = self.run_dir / HISTORY
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                step = json.loads(line)["step"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut short by a kill
+            if isinstance(step, int) and step <= self.progress.step:
+                kept.append(line + "\n")
+        write_text(path, "".join(kept))
+
     def save_checkpoint(self) -> Path:
-        """Write weights (safetensors) and training state into a fresh directory, then point ``latest`` at it."""
+        """Write weights (safetensors) and training state into a fresh directory, then point ``latest`` at it.
+
+        Every file and the directory holding it are flushed to disk before each rename, so after a crash
+        (even of the machine) ``latest.json`` names a complete checkpoint. The newest ``keep_checkpoints``
+        stay; older ones are deleted only after the new one is in place.
+        """
         name = f"step-{self.progress.step:08d}"
-        final = self.run_dir / CHECKPOINTS / name
-        tmp = self.run_dir / CHECKPOINTS / f".{name}.tmp"
+        folder = self.run_dir / CHECKPOINTS
+        final = folder / name
+        tmp = folder / f".{name}.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(weights, str(tmp / WEIGHTS_NAME))
         torch.save({"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
-                    "torch_rng": torch.get_rng_state()}, tmp / "training_state.pt")
+                    "torch_rng": torch.get_rng_state()}, tmp / TRAINING_STATE)
+        for path in (tmp / WEIGHTS_NAME, tmp / TRAINING_STATE, tmp):
+            os.chmod(path, default_mode(directory=path.is_dir()))
+            fsync_path(path)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
+        fsync_path(folder)
         write_json(self.run_dir / LATEST, {"name": name, "step": self.progress.step, "epoch": self.progress.epoch})
         atomic_write(self.run_dir / WEIGHTS_NAME, lambda p: shutil.copyfile(final / WEIGHTS_NAME, p))
-        for old in (self.run_dir / CHECKPOINTS).iterdir():
-            if old.name != name and not old.name.startswith("."):
-                shutil.rmtree(old)
+        kept = [n for n in self._checkpoint_names() if n <= name][-self.cfg.keep_checkpoints :]
+        for old in self._checkpoint_names():  # older ones, and any left from steps a resume rolled back
+            if old not in kept:
+                shutil.rmtree(folder / old)
         return final
 
     def load_checkpoint(self, path: Path) -> None:
-        if not (path / WEIGHTS_NAME).is_file():
-            raise FileNotFoundError(f"Checkpoint {path} is incomplete (no {WEIGHTS_NAME}); the run cannot resume.")
-        self.model.load_state_dict(load_file(str(path / WEIGHTS_NAME), device=str(self.device)))
-        state = torch.load(path / "training_state.pt", map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.progress = Progress(**state["progress"])
-        torch.set_rng_state(state["torch_rng"].cpu())
+        """Restore weights, optimizer, progress and RNG; a damaged file is a ``ValueError`` that names it."""
+        if not (path / WEIGHTS_NAME).is_file() or not (path / TRAINING_STATE).is_file():
+            raise FileNotFoundError(f"Checkpoint {path} is incomplete (it needs {WEIGHTS_NAME} and {TRAINING_STATE}); "
+                                    f"{self._earlier(path)}")
+        try:
+            load_weights(self.model, path / WEIGHTS_NAME, device=self.device)
+        except ValueError as exc:
+            raise ValueError(f"{exc} {self._earlier(path)}") from exc
+        state_path = path / TRAINING_STATE
+        try:
+            state = torch.load(state_path, map_location=self.device, weights_only=True)
+            progress = Progress(**state["progress"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            rng = state["torch_rng"].cpu()
+        except Exception as exc:  # unpickling a damaged file raises many types; all mean the same to the user
+            raise ValueError(f"{state_path} is damaged or not a training state msrnn-zoo wrote "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+                             f"{self._earlier(path)}") from exc
+        self.progress = progress
+        torch.set_rng_state(rng)
+
+    def _earlier(self, broken: Path) -> str:
+        """What to do when the checkpoint ``broken`` cannot be read: name the checkpoints that remain."""
+        others = [n for n in self._checkpoint_names() if n != broken.name]
+        if others:
+            return (f"Earlier checkpoint(s) of this run: {', '.join(others)}; to resume from one, write its name "
+                    f"into {self.run_dir / LATEST} as {{\"name\": \"{others[-1]}\"}}.")
+        return "No earlier checkpoint is kept; train the run again."
 
     # -------------------------------------------------------------- the loop
     def train_step(self, clips: torch.Tensor) -> float:
         cfg = self.cfg
         frames = clips[:, : cfg.in_frames + cfg.out_frames].to(self.device)
         b, t = frames.shape[:2]
-        progress = self.progress.step / max(1, self.total_steps)
+        progress = self.progress.step / self.sampling_steps
         teacher = self.schedule(b, t, cfg.in_frames, progress, _seeded(cfg.seed, self.progress.step, 2))
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -346,23 +429,30 @@ class Trainer:
                 if index < self.progress.batch:
                     continue  # already trained on before the resume
                 loss = self.train_step(clips)
+                epoch = self.progress.epoch
                 self.progress.step += 1
                 self.progress.batch += 1
                 self.progress.losses.append(loss)
+                epoch_done = self.progress.batch >= self.steps_per_epoch
+                if epoch_done:  # one checkpoint per step: the epoch's end is recorded in the step's own checkpoint
+                    self.progress.epoch += 1
+                    self.progress.batch = 0
                 frames_seen += clips.shape[0] * (cfg.in_frames + cfg.out_frames)
                 with open(self.run_dir / HISTORY, "a", encoding="utf-8") as log:
-                    log.write(json.dumps({"step": self.progress.step, "epoch": self.progress.epoch,
-                                          "loss": loss}) + "\n")
+                    log.write(json.dumps({"step": self.progress.step, "epoch": epoch, "loss": loss}) + "\n")
                 if on_step is not None:
                     on_step(self, loss, frames_seen / max(1e-9, time.perf_counter() - start))
-                if cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0:
+                stop = stop_after is not None and self.progress.step >= stop_after
+                if epoch_done or stop or (cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0):
                     self.save_checkpoint()
-                if stop_after is not None and self.progress.step >= stop_after:
-                    self.save_checkpoint()
+                if stop:
                     return self.progress.losses
-            self.progress.epoch += 1
-            self.progress.batch = 0
-            self.save_checkpoint()
+                if epoch_done:
+                    break
+            else:  # a checkpoint written after an epoch's last batch by an older version: close that epoch
+                self.progress.epoch += 1
+                self.progress.batch = 0
+                self.save_checkpoint()
         return self.progress.losses
 
 

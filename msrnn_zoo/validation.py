@@ -83,3 +83,25 @@ def check_fields(cls: type, data: dict[str, Any], what: str) -> None:
         if f.name in data and not _matches(data[f.name], hints[f.name]):
             raise ValueError(f"{what}: field {f.name!r} must be {_expected(hints[f.name])}, "
                              f"got {_describe(data[f.name])}.")
+
+
+def parse_device(name: str) -> Any:
+    """``torch.device(name)``, or a ``ValueError`` that says which devices exist here."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"--device {name!r} is not a device PyTorch knows; use cpu, cuda or cuda:N.") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device here; use --device cpu.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0.")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("--device mps was asked for, but this machine has no Apple GPU; use --device cpu.")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name!r}: msrnn-zoo runs on cpu, cuda[:N] or mps.")
+    return device

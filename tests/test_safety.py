@@ -187,6 +187,7 @@ def test_the_python_api_replaces_the_same_way(run_dir, clips_file, tmp_path):
 
     cfg = TrainConfig.from_dict(json.loads((run_dir / "train_config.json").read_text()))
     cfg.seed = 5
+    cfg.max_train_clips = 16  # two steps, so that stopping after one leaves the new run unfinished
     with pytest.raises(FileExistsError, match="force=True"):
         Trainer.create(run_dir, cfg)
     before = snapshot(run_dir)

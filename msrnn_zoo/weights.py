@@ -1,0 +1,73 @@
+"""Loading weights from a file the user handed us, refusing what would load silently wrong.
+
+``load_state_dict`` casts int32, float16 and float64 tensors into float32 parameters without a word and
+copies NaN like any other number; a truncated file or one from another model fails with a PyTorch
+traceback. Here each of those is one ``ValueError`` that names the file and what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; a damaged or foreign file is a ``ValueError`` naming it."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No weights file at {path}.")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        raise ValueError(f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc}); it is damaged "
+                         "or was not written by msrnn-zoo. Restore it, or train again.") from exc
+
+
+def _names(keys: list[str], limit: int = 4) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def check_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, *, cast: bool = False) -> None:
+    """Raise ``ValueError`` unless ``state`` holds exactly ``model``'s tensors: names, shapes, dtypes, finite values.
+
+    ``cast=True`` accepts floating-point weights of another precision (converted on load); integer weights
+    are never cast, because they are never the weights of a network.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks {len(missing)} weight(s) the model has ({_names(missing)})")
+        if extra:
+            parts.append(f"holds {len(extra)} weight(s) the model does not have ({_names(extra)})")
+        raise ValueError(f"{source} {' and '.join(parts)}: it belongs to another model or configuration than "
+                         "its config.json describes.")
+    for name, tensor in state.items():
+        want = expected[name]
+        if tuple(tensor.shape) != tuple(want.shape):
+            raise ValueError(f"{source}: weight {name} has shape {tuple(tensor.shape)} but the model built from "
+                             f"config.json needs {tuple(want.shape)}; the weights and config.json do not match.")
+        castable = cast and tensor.is_floating_point() and want.is_floating_point()
+        if tensor.dtype != want.dtype and not castable:
+            hint = ("pass cast=True to convert them" if tensor.is_floating_point()
+                    else "integer weights are never converted")
+            raise ValueError(f"{source}: weight {name} is {str(tensor.dtype).replace('torch.', '')} but the model "
+                             f"is {str(want.dtype).replace('torch.', '')}; {hint}.")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"{source}: weight {name} contains NaN or Inf; these weights cannot forecast anything. "
+                             "Use an earlier checkpoint, or train again with a lower learning rate.")
+
+
+def load_weights(model: nn.Module, path: str | Path, *, device: str | torch.device = "cpu",
+                 cast: bool = False) -> None:
+    """Read, check and load the weights at ``path`` into ``model`` (see :func:`check_weights`)."""
+    state = read_safetensors(path, device)
+    check_weights(model, state, str(path), cast=cast)
+    model.load_state_dict(state, strict=True)

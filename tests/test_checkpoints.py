@@ -1,0 +1,100 @@
+"""Checkpoints: the last K kept, flushed to disk before they are renamed into place, the loss log rolled back
+with a resume, and a run extended to more epochs continuing the very run it would have been."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+import torch
+
+from msrnn_zoo.io import default_mode
+from msrnn_zoo.train import Trainer, new_train_config
+
+
+def config(clips_file, **kw):
+    options = {"in_frames": 3, "out_frames": 3, "epochs": 2, "batch_size": 4, **kw}
+    return new_train_config("ms-convlstm", model_options={"hidden_channels": 4, "num_layers": 2},
+                            data=str(clips_file), **options)
+
+
+def checkpoints(run):
+    return sorted(p.name for p in (run / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_the_last_k_checkpoints_are_kept(tmp_path, clips_file, keep):
+    trainer = Trainer.create(tmp_path / "run", config(clips_file, epochs=1, checkpoint_every=2,
+                                                      keep_checkpoints=keep))
+    trainer.fit()  # 8 steps: checkpoints at 2, 4, 6, 8 (and 8 again at the epoch's end)
+    expected = [f"step-{s:08d}" for s in (2, 4, 6, 8)][-keep:]
+    assert checkpoints(tmp_path / "run") == expected
+    assert json.loads((tmp_path / "run" / "latest.json").read_text())["name"] == expected[-1]
+
+
+def test_default_keeps_two(tmp_path, clips_file):
+    Trainer.create(tmp_path / "run", config(clips_file, checkpoint_every=3)).fit()
+    assert len(checkpoints(tmp_path / "run")) == 2
+
+
+def test_files_and_directories_are_flushed_before_the_rename(tmp_path, clips_file, monkeypatch):
+    import msrnn_zoo.train as train_module
+
+    trainer = Trainer.create(tmp_path / "run", config(clips_file, epochs=1))
+    events = []
+    monkeypatch.setattr(train_module, "fsync_path", lambda p: events.append(("fsync", str(p))))
+    real_rename = type(tmp_path).rename
+    monkeypatch.setattr(type(tmp_path), "rename", lambda self, t: (events.append(("rename", str(self))),
+                                                                   real_rename(self, t))[1])
+    trainer.fit(stop_after=1)
+    rename = next(i for i, e in enumerate(events) if e[0] == "rename")
+    flushed = {p for kind, p in events[:rename] if kind == "fsync"}
+    tmp = events[rename][1]
+    assert {f"{tmp}/model.safetensors", f"{tmp}/training_state.pt", tmp} <= flushed
+    assert ("fsync", str(tmp_path / "run" / "checkpoints")) in events[rename:]
+    for path in (tmp_path / "run" / "checkpoints").rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == default_mode(directory=path.is_dir()), path
+
+
+def test_resume_rolls_the_loss_log_back_to_the_checkpoint(tmp_path, clips_file):
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file)).fit(stop_after=5)
+    with (run / "history.jsonl").open("a") as log:  # steps trained after the checkpoint, then a kill mid-line
+        log.write('{"step": 6, "epoch": 0, "loss": 1.0}\n{"step": 7, "epoch": 0, "loss": 1.0}\n{"step": 8, "ep')
+    resumed = Trainer.resume(run)
+    assert [json.loads(line)["step"] for line in (run / "history.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+    resumed.fit()
+    steps = [json.loads(line)["step"] for line in (run / "history.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 17))
+
+
+def test_one_epoch_resumed_to_two_equals_two_epochs_straight(tmp_path, clips_file):
+    # scheduled sampling over 12 steps: a horizon fixed for the run, not recomputed from the epochs
+    straight = Trainer.create(tmp_path / "straight", config(clips_file, epochs=2, sampling_steps=12))
+    straight_losses = straight.fit()
+    short = Trainer.create(tmp_path / "short", config(clips_file, epochs=1, sampling_steps=12))
+    short.fit()
+    extended = Trainer.resume(tmp_path / "short", epochs=2)
+    assert extended.fit() == straight_losses
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, extended.model.state_dict()[key]), key
+    assert (tmp_path / "short" / "history.jsonl").read_text() == (tmp_path / "straight" / "history.jsonl").read_text()
+
+
+def test_the_schedule_horizon_is_fixed_when_the_run_is_created(tmp_path, clips_file):
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file, epochs=1)).fit()
+    assert json.loads((run / "train_config.json").read_text())["sampling_steps"] == 8  # one epoch of 8 steps
+    extended = Trainer.resume(run, epochs=3)
+    assert extended.sampling_steps == 8 and extended.total_steps == 24
+    assert json.loads((run / "train_config.json").read_text())["sampling_steps"] == 8
+
+
+def test_a_run_from_before_the_horizon_was_stored_keeps_its_planned_schedule(tmp_path, clips_file):
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file, epochs=1)).fit()
+    cfg = json.loads((run / "train_config.json").read_text())
+    del cfg["sampling_steps"], cfg["keep_checkpoints"]
+    (run / "train_config.json").write_text(json.dumps(cfg))
+    assert Trainer.resume(run, epochs=2).sampling_steps == 8

@@ -1,0 +1,290 @@
+"""Every mistake a user can make reaches the command line as one red line naming the option or the file
+(the traceback only with --debug), and the Python API refuses what would otherwise run silently wrong."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file, save_file
+
+import msrnn_zoo
+from msrnn_zoo import Forecaster
+from msrnn_zoo.cli import main
+
+TINY = ("--hidden", "4", "--layers", "2", "--in-frames", "3", "--out-frames", "3", "--batch-size", "8",
+        "--max-train-clips", "16", "--max-eval-clips", "4")
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_red_line(result, *words):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert "=True" not in lines[0]  # Python keyword arguments never reach the command line
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One small run, copied by each test that damages it."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("trained")
+    clips = root / "clips.npy"
+    np.save(clips, (np.random.default_rng(0).random((40, 6, 16, 16)) * 255).astype(np.uint8))
+    result = invoke("train", "convlstm", "--data", clips, "--out", root / "run", *TINY, "--checkpoint-every", "1")
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--epochs", "-1"], "--epochs"),
+        (["--in-frames", "0"], "--in-frames"),
+        (["--out-frames", "0"], "--out-frames"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--hidden", "0"], "--hidden"),
+        (["--lr", "0"], "--lr"),
+        (["--keep-checkpoints", "0"], "--keep-checkpoints"),
+        (["--split", "abc"], "--split"),
+        (["--split", "0.5,0.5"], "--split"),
+        (["--split", "0.9,0.9,-0.8"], "--split"),
+        (["--epochs", "two"], "--epochs"),
+        (["--device", "gpu"], "--device"),
+    ],
+)
+def test_bad_training_options_name_themselves(tmp_path, clips_file, args, option):
+    out = tmp_path / "r"
+    one_red_line(invoke("train", "convlstm", "--data", clips_file, "--out", out, *TINY, *args), option)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (["predict", "{run}", "--horizon", "0"], "--horizon"),
+        (["predict", "{run}", "--horizon", "-3"], "--horizon"),
+        (["predict", "{run}", "--index", "-1"], "--index"),
+        (["evaluate", "{run}", "--batch-size", "0"], "--batch-size"),
+        (["evaluate", "{run}", "--split", "abc"], "--split"),
+        (["evaluate", "{run}", "--device", "tpu"], "--device"),
+        (["train", "--resume", "{run}", "--epochs", "0"], "--epochs"),
+    ],
+)
+def test_bad_options_of_other_commands(run, command, option):
+    one_red_line(invoke(*[c.format(run=run) for c in command]), option)
+
+
+def test_rich_markup_and_emoji_codes_print_as_typed():
+    line = one_red_line(invoke("info", ":train:[bold]x[/bold]"))
+    assert ":train:[bold]x[/bold]" in line
+
+
+def test_debug_shows_the_traceback_for_option_errors_too(run):
+    result = CliRunner().invoke(main, ["--debug", "evaluate", str(run / "nothing")])
+    assert result.exit_code != 0 and isinstance(result.exception, FileNotFoundError)
+
+
+def test_corrupt_weights_file(run):
+    (run / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    one_red_line(invoke("evaluate", run), "model.safetensors", "not a readable safetensors file")
+
+
+def test_corrupt_checkpoint_on_resume(run):
+    latest = json.loads((run / "latest.json").read_text())["name"]
+    state = run / "checkpoints" / latest / "training_state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    config = (run / "train_config.json").read_bytes()
+    line = one_red_line(invoke("train", "--resume", run, "--epochs", "2"), "training_state.pt", "damaged")
+    assert "Earlier checkpoint" in line
+    assert (run / "train_config.json").read_bytes() == config  # nothing was written
+
+
+def test_corrupt_checkpoint_weights_on_resume(run):
+    latest = json.loads((run / "latest.json").read_text())["name"]
+    (run / "checkpoints" / latest / "model.safetensors").write_bytes(b"{}")
+    one_red_line(invoke("train", "--resume", run, "--epochs", "2"), "model.safetensors")
+
+
+@pytest.mark.parametrize("pointer", ['{"name": "../../etc"}', '{"nom": 1}', "[1, 2]", "not json"])
+def test_damaged_latest_pointer(run, pointer):
+    (run / "latest.json").write_text(pointer)
+    one_red_line(invoke("train", "--resume", run, "--epochs", "2"), "latest.json")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("hidden_channels", "8", ["hidden_channels", "'8' (a string)"]),
+        ("num_layers", 6.0, ["num_layers", "an integer"]),
+        ("num_layers", None, ["num_layers", "null"]),
+        ("kernel_size", True, ["kernel_size", "a boolean"]),
+        ("in_channels", 0, ["in_channels", "at least 1"]),
+        ("cell_options", [], ["cell_options", "an object"]),
+    ],
+)
+def test_wrong_types_in_config_json(run, field, value, words):
+    config = json.loads((run / "config.json").read_text())
+    config[field] = value
+    (run / "config.json").write_text(json.dumps(config))
+    one_red_line(invoke("evaluate", run), "config.json", *words)
+    one_red_line(invoke("predict", run, "--out", run.parent / "p.gif"), "config.json", *words)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("epochs", "2", ["epochs", "'2' (a string)"]),
+        ("batch_size", None, ["batch_size", "null"]),
+        ("in_frames", 3.0, ["in_frames", "an integer"]),
+        ("batch_size", 0, ["batch_size", "at least 1"]),
+        ("split_fractions", [0.5], ["split_fractions"]),
+        ("model_config", "x", ["model_config"]),
+        ("model", None, ["model"]),
+    ],
+)
+def test_wrong_types_in_train_config_json(run, field, value, words):
+    config = json.loads((run / "train_config.json").read_text())
+    config[field] = value
+    (run / "train_config.json").write_text(json.dumps(config))
+    one_red_line(invoke("train", "--resume", run, "--epochs", "3"), "train_config.json", *words)
+    one_red_line(invoke("evaluate", run), "train_config.json", *words)
+
+
+def test_train_config_json_that_is_not_an_object(run):
+    (run / "train_config.json").write_text("[]")
+    one_red_line(invoke("evaluate", run), "train_config.json", "JSON object")
+
+
+@pytest.mark.parametrize("damage", ["missing", "extra", "shape"])
+def test_weights_that_do_not_fit_the_config(run, damage):
+    weights = load_file(str(run / "model.safetensors"))
+    name = sorted(weights)[0]
+    if damage == "missing":
+        del weights[name]
+    elif damage == "extra":
+        weights["surplus.weight"] = torch.zeros(1)
+    else:
+        weights[name] = torch.zeros(3, 3)
+    save_file(weights, str(run / "model.safetensors"))
+    words = {"missing": ["lacks 1 weight", name], "extra": ["surplus.weight"], "shape": [name, "shape (3, 3)"]}
+    one_red_line(invoke("evaluate", run), "model.safetensors", *words[damage])
+
+
+def _model_dir(tmp_path: Path, transform) -> Path:
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    model.save_pretrained(tmp_path / "m")
+    weights = {k: transform(v) for k, v in load_file(str(tmp_path / "m" / "model.safetensors")).items()}
+    save_file(weights, str(tmp_path / "m" / "model.safetensors"))
+    return tmp_path / "m"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64, torch.bfloat16])
+def test_weights_of_another_precision_are_cast_only_when_asked(tmp_path, dtype):
+    directory = _model_dir(tmp_path, lambda t: t.to(dtype))
+    with pytest.raises(ValueError, match=f"is {str(dtype).replace('torch.', '')} but the model is float32"):
+        Forecaster.from_pretrained(directory)
+    model = Forecaster.from_pretrained(directory, cast=True)
+    assert model.embed.weight.dtype == torch.float32
+
+
+def test_integer_weights_are_never_cast(tmp_path):
+    directory = _model_dir(tmp_path, lambda t: (t * 100).to(torch.int32))
+    with pytest.raises(ValueError, match="int32.*never converted"):
+        Forecaster.from_pretrained(directory, cast=True)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    directory = _model_dir(tmp_path, lambda t: t.clone().fill_(float("nan")) if t.dim() == 4 else t)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        Forecaster.from_pretrained(directory)
+
+
+def test_config_dataclasses_check_their_types():
+    with pytest.raises(ValueError, match="hidden_channels.*'8'"):
+        msrnn_zoo.ForecasterConfig(cell="convlstm", hidden_channels="8")
+    with pytest.raises(ValueError, match="num_layers must be at least 1"):
+        msrnn_zoo.create("convlstm", num_layers=0)
+    from msrnn_zoo.train import TrainConfig
+
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        TrainConfig.from_dict({"model": "convlstm", "model_config": {}, "data": "x.npy", "epochs": 0})
+
+
+def test_push_with_the_hub_down(run, monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    one_red_line(invoke("push", run, "someone/model", "--token", "hf_x"), "Could not push", "someone/model")
+
+
+class TestStep:
+    """``step`` with a state checks what ``forward`` checks: device, batch, size, dtype, finite values."""
+
+    @pytest.fixture
+    def model(self):
+        torch.manual_seed(0)
+        return msrnn_zoo.create("ms-convlstm", hidden_channels=4, num_layers=2)
+
+    @pytest.fixture
+    def state(self, model):
+        _, state = model.step(torch.rand(2, 1, 16, 16))
+        return state
+
+    def test_batch_size(self, model, state):
+        with pytest.raises(ValueError, match="batch size 3 but the state was made for 2"):
+            model.step(torch.rand(3, 1, 16, 16), state)
+
+    def test_nan_frame_with_a_state(self, model, state):
+        frame = torch.rand(2, 1, 16, 16)
+        frame[1, 0, 3, 3] = float("nan")
+        with pytest.raises(ValueError, match="NaN"):
+            model.step(frame, state)
+
+    def test_device(self, model, state):
+        with pytest.raises(ValueError, match="frame is on meta but the model is on cpu"):
+            model.step(torch.empty(2, 1, 16, 16, device="meta"), state)
+        with pytest.raises(ValueError, match="state is on meta"):
+            model.step(torch.rand(2, 1, 16, 16), state.to("meta"))
+
+    def test_size_and_dtype(self, model, state):
+        with pytest.raises(ValueError, match="32x32 but the state was made for another size"):
+            model.step(torch.rand(2, 1, 32, 32), state)
+        with pytest.raises(ValueError, match="floating point"):
+            model.step(torch.zeros(2, 1, 16, 16, dtype=torch.uint8), state)
+        with pytest.raises(ValueError, match="2 channels"):
+            model.step(torch.rand(2, 2, 16, 16), state)
+
+    def test_the_check_can_be_skipped_on_a_hot_path(self, model, state):
+        frame = torch.rand(2, 1, 16, 16)
+        expected, _ = model.step(frame, state)
+        model.check_step_inputs = False
+        fast, _ = model.step(frame, state)
+        torch.testing.assert_close(fast, expected)
+        bad = frame.clone()
+        bad[0, 0, 0, 0] = float("nan")
+        assert torch.isnan(model.step(bad, state)[0]).any()  # unchecked, as asked
