@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
 STAMP := $(VENV)/.installed
+# A plugin whose pyproject declares a `test` extra (optional dependencies its tests exercise, such as
+# msrnn-germany's pysteps baseline) is installed with it, so CI tests what users can install.
+TEST_EXTRA = $(if $(shell grep -ls '^test = ' $(p)),[test])
 DEMO ?= demo
 
 # Demo settings: small enough for 2 CPU cores in a few minutes, large enough to beat copy-last-frame.
@@ -18,7 +21,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt $(PLUGINS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' $(foreach p,$(PLUGINS),-e '$(dir $(p))$(TEST_EXTRA)')
 	touch $(STAMP)
 
 demo: install
