@@ -28,6 +28,7 @@ ENTRY_POINT_GROUP = "msrnn_zoo"
 BUILTIN_DISTRIBUTIONS: tuple[str, ...] = (
     "msrnn-convlstm",
     "msrnn-germany",
+    "msrnn-kth",
     "msrnn-mim",
     "msrnn-motionrnn",
     "msrnn-moving-mnist",

@@ -192,7 +192,8 @@ def prepare_store(root: str | Path, dataset: str, build: Callable[[StoreWriter],
         raise FileExistsError(f"--root {root} holds files the zoo did not write ({shown}); prepare into a new or "
                               "empty folder (the raw files go to --source). Nothing was changed.")
     if current is not None and not force:
-        raise FileExistsError(f"{root} already holds a prepared {current['dataset']} store; pass --force "
+        other = "" if current["dataset"] == dataset else f" (you are preparing {dataset}: --force would replace it)"
+        raise FileExistsError(f"{root} already holds a prepared {current['dataset']} store{other}; pass --force "
                               "(force=True) to rebuild it, or choose another --root.")
     _clear_leftovers(root, current)
     tmp = root / f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}"
