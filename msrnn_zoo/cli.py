@@ -244,7 +244,13 @@ def plugins(as_json: bool, show_tb: bool) -> None:
 def download(dataset: str, source: str | None, root: Path | None) -> None:
     """Fetch a dataset's public files (with a progress bar) so it can be used offline."""
     from .datasets import load_dataset
+    from .registry import get_dataset
 
+    entry = get_dataset(dataset)
+    if entry.capabilities.prepare is not None:
+        where = entry.info.url or "see its plugin's README"
+        raise ValueError(f"{dataset} is built from public files you download yourself ({where}); then run "
+                         f"`msrnn-zoo data prepare {dataset} --source FOLDER --root ROOT`.")
     for split in ("test", "train"):
         try:
             ds = load_dataset(dataset, split=split, source=source, root=root, download=True)

@@ -341,6 +341,7 @@ def test_cli_prepare_info_train_evaluate(toy_dataset, raw, tmp_path):
         (["data", "prepare", "toy-store", "--source", "{tmp}/nothing", "--root", "{tmp}/s"], "No raw toy-store files"),
         (["data", "prepare", "toy-store", "--source", "{raw}", "--root", "{raw}"], "did not write"),
         (["data", "prepare", "moving-mnist", "--source", "{raw}", "--root", "{tmp}/s"], "has no prepare step"),
+        (["download", "toy-store"], "then run `msrnn-zoo data prepare toy-store"),
         (["train", "convlstm", "--dataset", "toy-store", "--root", "{tmp}/nothing", "--out", "{tmp}/r"],
          "does not exist"),
         (["train", "convlstm", "--dataset", "toy-store", "--protocol", "nope", "--out", "{tmp}/r"], "no protocol"),
