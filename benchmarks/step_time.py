@@ -2,6 +2,13 @@
 
     python benchmarks/step_time.py [--size 32] [--hidden 32] [--in-frames 5] [--out-frames 5] [--batch 2]
                                    [--repeat 3] [--device cpu] [--threads 1] [cells ...]
+    python benchmarks/step_time.py --grad-checkpointing [...] [models ...]
+
+``--grad-checkpointing`` compares, per model (``ms-convlstm``, ``predrnn``, ...; all 16 by default), the
+plain training step with ``model.set_grad_checkpointing(True)``: the memory the forward pass leaves
+allocated for the backward (``retained``, measured by the PyTorch profiler's allocation records on the
+CPU and by ``torch.cuda.memory_allocated`` on a GPU, so that the per-step inputs a checkpoint keeps are
+counted too) and the seconds of forward + backward.
 
 Activation memory is the bytes of the tensors autograd keeps for the backward pass (each storage counted
 once), which is what multi-scale saves: it is exact and does not depend on the machine's load. Seconds
@@ -13,9 +20,13 @@ from one run, never across machines or runs. The same measure of the original im
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import statistics
 import time
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's complaint that there is no GPU is not news
 
 import torch
 
@@ -40,6 +51,52 @@ def saved_bytes(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torc
     return total
 
 
+def retained_bytes(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torch.Tensor) -> int:
+    """Bytes allocated by ``forward_train`` and still held when it returns: what waits for the backward."""
+    gc.collect()
+    if frames.is_cuda:
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        prediction, aux = model.forward_train(frames, teacher)
+        torch.cuda.synchronize()
+        return torch.cuda.memory_allocated() - before
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        prediction, aux = model.forward_train(frames, teacher)
+    del prediction, aux
+    # allocations are booked on the op that made them, frees on '[memory]' events: their sum is what is held
+    return sum(event.self_cpu_memory_usage for event in prof.events())
+
+
+def checkpointing_rows(args: argparse.Namespace, teacher: torch.Tensor) -> None:
+    frames_count = args.in_frames + args.out_frames
+    names = args.cells or [m for c in msrnn_zoo.list_cells() for m in (c, f"ms-{c}")]
+    for name in names:
+        model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(args.device).train()
+        frames = torch.rand(args.batch, frames_count, 1, args.size, args.size, device=args.device)
+        row: dict[str, object] = {"model": name}
+        for key, enable in (("plain", False), ("checkpointed", True)):
+            model.set_grad_checkpointing(enable)
+            row[f"{key}_mib"] = retained_bytes(model, frames, teacher) / 2**20
+        seconds: dict[str, list[float]] = {"plain": [], "checkpointed": []}
+        # interleaved, so that a change of the machine's load hits both
+        for _ in range(args.repeat + 1 if args.repeat else 0):
+            for key, enable in (("plain", False), ("checkpointed", True)):
+                model.set_grad_checkpointing(enable)
+                seconds[key].append(step_seconds(model, frames, teacher))
+        for key, values in seconds.items():
+            row[f"{key}_s"] = statistics.median(values[1:]) if values else float("nan")  # the first: warm-up
+        row["memory_ratio"] = row["checkpointed_mib"] / row["plain_mib"]  # type: ignore[operator]
+        row["time_ratio"] = row["checkpointed_s"] / row["plain_s"]  # type: ignore[operator]
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{name:16s} plain {row['plain_mib']:8.1f} MiB {row['plain_s']:6.2f}s | checkpointed "
+                  f"{row['checkpointed_mib']:8.1f} MiB {row['checkpointed_s']:6.2f}s | memory "
+                  f"{row['memory_ratio']:.2f} time {row['time_ratio']:.2f}", flush=True)
+
+
 def step_seconds(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torch.Tensor) -> float:
     if frames.is_cuda:
         torch.cuda.synchronize()
@@ -60,11 +117,13 @@ def main() -> None:
     parser.add_argument("--in-frames", type=int, default=5)
     parser.add_argument("--out-frames", type=int, default=5)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="timed steps (0: memory only, with --grad-checkpointing)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1 keeps timings steady on a shared machine)")
     parser.add_argument("--json", action="store_true", help="Print one JSON object per cell.")
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="Compare each model (positional names: models) plain and with gradient checkpointing.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -72,6 +131,9 @@ def main() -> None:
     teacher = torch.ones(args.batch, frames_count - 1, device=args.device)
     print(f"# {args.size}x{args.size}, hidden {args.hidden}, {args.in_frames}->{args.out_frames} frames, "
           f"batch {args.batch}, device {args.device}, torch threads {torch.get_num_threads()}")
+    if args.grad_checkpointing:
+        checkpointing_rows(args, teacher)
+        return
     for cell in args.cells or msrnn_zoo.list_cells():
         row = {"cell": cell}
         for name in (cell, f"ms-{cell}"):

@@ -401,6 +401,9 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
               help="Steps over which scheduled sampling goes from the truth to own forecasts (default: the steps "
                    "of --epochs; fixed for the run, so a resumed run with more epochs continues the same schedule).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default cpu; on --resume, the run's).")
+@click.option("--grad-checkpointing/--no-grad-checkpointing", default=None,
+              help="Recompute each time step in the backward pass: far less memory, about 1.3x the time, "
+                   "same numbers (default off; on --resume, the run's).")
 @friendly
 def train(model: str | None, dataset: str | None, source: str | None, root: Path | None, protocol: str | None,
           data: Path | None, split_fractions: tuple[float, float, float],
@@ -408,14 +411,15 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
           seed: int, in_frames: int | None, out_frames: int | None, hidden_channels: int, num_layers: int,
           kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
           max_eval_clips: int | None, checkpoint_every: int, keep_checkpoints: int | None,
-          sampling_steps: int | None, device: str | None) -> None:
+          sampling_steps: int | None, device: str | None, grad_checkpointing: bool | None) -> None:
     """Train MODEL on a dataset or your own clips into a run directory (resumable with --resume)."""
     from .train import Trainer, new_train_config
 
     if resume is not None:
         if out is not None or data is not None or dataset is not None:
             raise ValueError("--resume continues a run as it was set up; it takes no --out, --data or --dataset "
-                             "(only --epochs, --device and --keep-checkpoints).")
+                             "(only --epochs, --device, --keep-checkpoints and the speed options such as "
+                             "--grad-checkpointing).")
         if sampling_steps is not None:
             raise ValueError("--sampling-steps is fixed when a run is created; --resume continues its schedule.")
         if model is not None:
@@ -427,7 +431,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             if model != trained:
                 raise ValueError(f"{resume} is a run of {trained!r}, not {model!r}; resume it without "
                                  "naming a model, or start a new run with --out.")
-        trainer = Trainer.resume(resume, epochs=epochs, device=device, keep_checkpoints=keep_checkpoints)
+        trainer = Trainer.resume(resume, epochs=epochs, device=device, keep_checkpoints=keep_checkpoints,
+                                 grad_checkpointing=grad_checkpointing)
         run_dir = resume
     else:
         if model is None:
@@ -470,7 +475,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             epochs=1 if epochs is None else epochs,
             batch_size=batch_size, lr=lr, seed=seed, sampling=sampling, max_train_clips=max_train_clips,
             max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu",
-            keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints, sampling_steps=sampling_steps)
+            keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints, sampling_steps=sampling_steps,
+            grad_checkpointing=bool(grad_checkpointing))
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
     _fit_with_progress(trainer)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .cell import RecurrentCell, State
 from .hub import HubMixin
@@ -139,6 +140,18 @@ class Forecaster(HubMixin, nn.Module):
         self.aux_loss = aux(hidden) if aux is not None else None
         self.keeps_outputs = any(c.uses_lower_previous for c in self.cells)
         self.uses_memory = any(c.uses_memory for c in self.cells)
+        self.grad_checkpointing = False
+
+    # ---------------------------------------------------------------- options
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each time step in the backward pass instead of keeping its activations (timm's name).
+
+        Training then keeps, per step, only what flows between steps (the recurrent state and the
+        forecast) instead of every gate of every layer, at the cost of a second forward pass of each step
+        during the backward. Losses and gradients are exactly those of the plain path; it applies wherever
+        autograd records a clip (``forward_train``, or ``forward`` with gradients on).
+        """
+        self.grad_checkpointing = bool(enable)
 
     # ---------------------------------------------------------------- checks
     def check_frames(self, frames: torch.Tensor, *, what: str = "frames") -> None:
@@ -214,6 +227,13 @@ class Forecaster(HubMixin, nn.Module):
         forecast = self.head(outputs[-1])
         return forecast, ForecastState(layers, memory, outputs if self.keeps_outputs else None), aux_total
 
+    def _run_step(self, frame: torch.Tensor, state: ForecastState,
+                  with_aux: bool = False) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
+        """One step of a clip, with the options in force (gradient checkpointing)."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(self._step, frame, state, with_aux, use_reentrant=False)
+        return self._step(frame, state, with_aux)
+
     def step(self, frame: torch.Tensor, state: ForecastState | None = None) -> tuple[torch.Tensor, ForecastState]:
         """Feed one frame ``(B, C, H, W)``; get the forecast of the next frame and the new state.
 
@@ -278,10 +298,10 @@ class Forecaster(HubMixin, nn.Module):
         b, t, _, h, w = frames.shape
         state = self.init_state(b, h, w, device=frames.device, dtype=frames.dtype)
         for i in range(t):
-            forecast, state, _ = self._step(frames[:, i], state)
+            forecast, state, _ = self._run_step(frames[:, i], state)
         future = [forecast]
         for _ in range(horizon - 1):
-            forecast, state, _ = self._step(forecast, state)
+            forecast, state, _ = self._run_step(forecast, state)
             future.append(forecast)
         return torch.stack(future, dim=1)
 
@@ -308,7 +328,7 @@ class Forecaster(HubMixin, nn.Module):
         for i in range(t - 1):
             if i > 0:
                 x = teacher[:, i] * frames[:, i] + (1 - teacher[:, i]) * predictions[-1]
-            forecast, state, aux = self._step(x, state, with_aux=True)
+            forecast, state, aux = self._run_step(x, state, with_aux=True)
             predictions.append(forecast)
             if aux is not None:
                 aux_terms.append(aux)

@@ -91,6 +91,7 @@ class TrainConfig:
     """Optimizer steps over which the input schedule runs (scheduled sampling: truth to own forecasts). Fixed
     when the run is created (default: the steps of the epochs asked for then), never recomputed when
     ``--resume`` raises the epochs, so a run extended later continues the schedule it started."""
+    grad_checkpointing: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = TRAIN_CONFIG) -> TrainConfig:
@@ -212,6 +213,7 @@ class Trainer:
             scan_clip_array(load_clip_array(cfg.data), str(cfg.data), need_frames=cfg.in_frames + cfg.out_frames)
         torch.manual_seed(cfg.seed)
         self.model = (model or from_config(ForecasterConfig.from_dict(cfg.model_config))).to(self.device)
+        self.model.set_grad_checkpointing(cfg.grad_checkpointing)
         self.schedule = get_schedule(cfg.sampling or self.model.cell_class.sampling)
         self.optimizer = create_optimizer_v2(self.model, opt="adam", lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.train_set = open_split(cfg, "train")
@@ -272,8 +274,9 @@ class Trainer:
 
     @classmethod
     def resume(cls, run_dir: str | Path, epochs: int | None = None, device: str | None = None,
-               keep_checkpoints: int | None = None) -> Trainer:
-        """Continue a run from its latest checkpoint (optionally to more epochs, or on another device)."""
+               keep_checkpoints: int | None = None, grad_checkpointing: bool | None = None) -> Trainer:
+        """Continue a run from its latest checkpoint (optionally to more epochs, on another device, or with
+        gradient checkpointing switched: it changes memory and time, never the numbers)."""
         run_dir = Path(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
@@ -286,6 +289,8 @@ class Trainer:
             cfg.device = device
         if keep_checkpoints is not None:
             cfg.keep_checkpoints = keep_checkpoints
+        if grad_checkpointing is not None:
+            cfg.grad_checkpointing = grad_checkpointing
         trainer = cls(run_dir, cfg)
         if cfg.sampling_steps is None:  # a run written before the horizon was stored: it was the planned epochs
             cfg.sampling_steps = trainer.sampling_steps = trainer.steps_per_epoch * planned

@@ -111,3 +111,26 @@ def test_hub_round_trip(tmp_path):
     torch.testing.assert_close(model(x, horizon=2), again(x, horizon=2))
     with pytest.raises(ValueError, match="not 'convlstm'"):
         msrnn_zoo.create("convlstm", pretrained=str(tmp_path / "m"))
+
+
+def test_grad_checkpointing_recomputes_each_step_in_the_backward():
+    """Every layer runs once per step in the forward and once more per step in the backward; not without grad."""
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-convlstm", hidden_channels=4)
+    calls = []
+    for cell in model.cells:
+        cell.register_forward_hook(lambda *_: calls.append(1))
+    frames, teacher = torch.rand(1, 4, 1, 16, 16), torch.ones(1, 3)
+    model.set_grad_checkpointing(True)
+    assert model.grad_checkpointing
+    prediction, _ = model.forward_train(frames, teacher)
+    assert len(calls) == 6 * 3
+    prediction.sum().backward()
+    assert len(calls) == 2 * 6 * 3
+    calls.clear()
+    with torch.no_grad():
+        model(frames, horizon=2)
+    assert len(calls) == 6 * 5
+    model.set_grad_checkpointing(False)
+    model.forward_train(frames, teacher)[0].sum().backward()
+    assert len(calls) == 6 * 5 + 6 * 3

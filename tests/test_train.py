@@ -9,7 +9,7 @@ from msrnn_zoo.train import Trainer, frame_loss, new_train_config
 
 def config(clips_file, **kw):
     return new_train_config("ms-convlstm", model_options={"hidden_channels": 4}, data=str(clips_file),
-                            in_frames=3, out_frames=3, epochs=2, batch_size=4, **kw)
+                            **{"in_frames": 3, "out_frames": 3, "epochs": 2, "batch_size": 4, **kw})
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, clips_file):
@@ -62,3 +62,14 @@ def test_bad_training_setups(tmp_path, clips_file):
 def test_cuda_asked_without_cuda(tmp_path, clips_file):
     with pytest.raises(ValueError, match="sees no CUDA"):
         Trainer.create(tmp_path / "z", config(clips_file, device="cuda"))
+
+
+def test_grad_checkpointing_changes_no_number_and_can_be_switched_on_resume(tmp_path, clips_file):
+    plain = Trainer.create(tmp_path / "a", config(clips_file, epochs=1)).fit()
+    run = Trainer.create(tmp_path / "b", config(clips_file, epochs=1, grad_checkpointing=True))
+    assert run.model.grad_checkpointing
+    run.fit(stop_after=3)
+    resumed = Trainer.resume(tmp_path / "b", grad_checkpointing=False)
+    assert not resumed.model.grad_checkpointing
+    assert resumed.fit() == plain
+    assert json.loads((tmp_path / "b" / "train_config.json").read_text())["grad_checkpointing"] is False
