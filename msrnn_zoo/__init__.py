@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .cell import AuxiliaryLoss, CellOutput, RecurrentCell
+from .cell import AuxiliaryLoss, CellOutput, JointConv2d, RecurrentCell
 from .datasets import load_dataset
 from .factory import create, from_config
 from .hookspecs import hookimpl
@@ -24,6 +24,7 @@ __all__ = [
     "ForecastState",
     "Forecaster",
     "ForecasterConfig",
+    "JointConv2d",
     "MirrorPyramid",
     "RecurrentCell",
     "ScaleSchedule",

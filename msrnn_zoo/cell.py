@@ -9,9 +9,11 @@ implements its paper's equations in :meth:`RecurrentCell.forward`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, MutableMapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 State = tuple[torch.Tensor, ...]
@@ -99,6 +101,8 @@ class RecurrentCell(nn.Module, ABC):
         self.kernel_size = kernel_size
         self.layer_index = layer_index
         self.num_layers = num_layers
+        # weights saved as separate convolutions (older checkpoints, converted originals) load into joint ones
+        self.register_load_state_dict_pre_hook(_fold_joint_convs_hook)
 
     @property
     def memory_channels(self) -> int:
@@ -139,3 +143,144 @@ def zeros(batch: int, channels: int, height: int, width: int, device: torch.devi
           dtype: torch.dtype | None) -> torch.Tensor:
     """A zero tensor of the given geometry: the start of every recurrent state."""
     return torch.zeros(batch, channels, height, width, device=device, dtype=dtype or torch.get_default_dtype())
+
+
+class _JointConv(torch.autograd.Function):
+    """``conv2d(cat(inputs), weight, bias)`` that keeps the inputs for the backward, not their concatenation.
+
+    Autograd would keep the concatenated copy of every gate's inputs through the whole clip; the inputs
+    themselves are kept anyway (other gates read them), so keeping them instead costs no memory, and the
+    backward concatenates them once more. Under autocast the forward's convolution runs in the autocast
+    dtype; the backward computes in the dtype of the gradient it receives (that same dtype).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
+                *inputs: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight, *inputs)
+        ctx.padding = padding
+        ctx.has_bias = bias is not None
+        return F.conv2d(torch.cat(inputs, dim=1), weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        weight, *inputs = ctx.saved_tensors
+        need_weight, need_bias = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_inputs = any(ctx.needs_input_grad[3:])
+        x = torch.cat([t.to(grad.dtype) for t in inputs], dim=1)
+        grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad, x, weight.to(grad.dtype), [weight.shape[0]] if ctx.has_bias else None, [1, 1],
+            [ctx.padding, ctx.padding], [1, 1], False, [0, 0], 1, [need_inputs, need_weight, need_bias])
+        grad_inputs: list[torch.Tensor | None] = [None] * len(inputs)
+        if need_inputs:
+            parts = torch.split(grad_x, [t.shape[1] for t in inputs], dim=1)
+            grad_inputs = [g.to(t.dtype) if need else None
+                           for g, t, need in zip(parts, inputs, ctx.needs_input_grad[3:])]
+        return (None if grad_weight is None else grad_weight.to(weight.dtype),
+                None if grad_bias is None else grad_bias.to(weight.dtype), None, *grad_inputs)
+
+
+class JointConv2d(nn.Module):
+    """The sum of convolutions of several inputs, ``W_a * a + W_b * b + ...``, as one convolution over ``[a, b, ...]``.
+
+    Recurrent gates add a convolution of the input to one of the state (``W_x * X_t + W_h * H_{t-1}``). One
+    convolution over the inputs concatenated along channels, with the weights side by side and the biases
+    added, is the same sum in one kernel instead of one per input plus the additions in between.
+
+    ``parts`` names the convolution of each input, in call order, with the input's channels:
+    ``JointConv2d({"conv_x": in_channels, "conv_h": hidden}, 4 * hidden, k)`` computes
+    ``conv_x(x) + conv_h(h)`` as ``joint(x, h)``. Those names are how separately stored weights load: a state
+    dict holding ``conv_x.weight``, ``conv_x.bias``, ``conv_h.*`` beside this module (in its parent, as older
+    checkpoints and converted checkpoints of the original implementation have them) is folded into this
+    module's ``weight`` and ``bias`` when a :class:`RecurrentCell` holding it loads (see :func:`fold_joint_convs`).
+    Each part is initialised as its own ``nn.Conv2d`` would be, in the order given.
+    """
+
+    def __init__(self, parts: dict[str, int], out_channels: int, kernel_size: int, *, bias: bool = True) -> None:
+        super().__init__()
+        if not parts or any(c < 1 for c in parts.values()):
+            raise ValueError(f"A joint convolution needs at least one input with positive channels, got {parts}.")
+        self.parts = dict(parts)
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.padding = kernel_size // 2
+        convs = [nn.Conv2d(c, out_channels, kernel_size, bias=bias) for c in self.parts.values()]
+        self.weight = nn.Parameter(torch.cat([c.weight.detach() for c in convs], dim=1))
+        self.bias = nn.Parameter(sum(c.bias.detach() for c in convs)) if bias else None  # type: ignore[misc]
+        self.split = False
+        """Compute the sum part by part instead (as separate convolutions would): only to measure what joining saves."""
+
+    @property
+    def in_channels(self) -> int:
+        return sum(self.parts.values())
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """``conv_a(a) + conv_b(b) + ...``; a single input is taken as ``[a, b, ...]`` already concatenated."""
+        if len(inputs) == 1 and len(self.parts) > 1 and inputs[0].shape[1] == self.in_channels:
+            inputs = tuple(torch.split(inputs[0], list(self.parts.values()), dim=1)) if self.split else inputs
+        elif len(inputs) != len(self.parts):
+            raise ValueError(f"This joint convolution sums {len(self.parts)} inputs ({', '.join(self.parts)}), "
+                             f"got {len(inputs)}.")
+        if self.split:
+            start, total = 0, None
+            for x in inputs:
+                term = F.conv2d(x, self.weight[:, start:start + x.shape[1]], None, padding=self.padding)
+                total = term if total is None else total + term
+                start += x.shape[1]
+            return total if self.bias is None else total + self.bias[:, None, None]  # type: ignore[return-value]
+        if len(inputs) == 1:
+            return F.conv2d(inputs[0], self.weight, self.bias, padding=self.padding)
+        return _JointConv.apply(self.weight, self.bias, self.padding, *inputs)
+
+    def fold(self, state: MutableMapping[str, torch.Tensor], prefix: str,
+             name: Callable[[str], str] = str) -> dict[str, list[str]]:
+        """Replace the separate parts' weights in ``state`` by the joint ones; returns ``{joint key: part keys}``.
+
+        ``prefix`` is this module's (``"cells.0.conv_xh."``); the parts are looked for in its parent. ``name``
+        says how an error names a key that is present (a converter gives the original's name).
+        """
+        parent = prefix[: prefix.rstrip(".").rfind(".") + 1]
+        folded: dict[str, list[str]] = {}
+        for param in ("weight", "bias"):
+            keys = [f"{parent}{name}.{param}" for name in self.parts]
+            present = [k for k in keys if k in state]
+            if not present:
+                continue
+            if len(present) != len(keys):
+                missing = sorted(set(keys) - set(present))
+                raise ValueError(f"{', '.join(map(name, present))} load into the joint convolution "
+                                 f"{prefix}{param}, which also needs {', '.join(missing)}; the checkpoint is "
+                                 "incomplete.")
+            if f"{prefix}{param}" in state:
+                raise ValueError(f"The checkpoint holds both {prefix}{param} and its parts "
+                                 f"{', '.join(map(name, keys))}; keep one of the two.")
+            tensors = [state.pop(k) for k in keys]
+            if param == "weight":
+                state[f"{prefix}{param}"] = torch.cat(tensors, dim=1)
+            else:
+                state[f"{prefix}{param}"] = torch.stack(tensors).sum(0)
+            folded[f"{prefix}{param}"] = keys
+        return folded
+
+    def extra_repr(self) -> str:
+        parts = " + ".join(f"{name}({c})" for name, c in self.parts.items())
+        return f"{parts} -> {self.out_channels}, k={self.kernel_size}, bias={self.bias is not None}"
+
+
+def fold_joint_convs(module: nn.Module, state: MutableMapping[str, torch.Tensor], prefix: str = "",
+                     name: Callable[[str], str] = str) -> dict[str, list[str]]:
+    """Fold separately stored part weights into every :class:`JointConv2d` under ``module`` (keys under ``prefix``).
+
+    Returns ``{joint key: [part keys]}`` for what was folded, so that a converter can say where a weight came from;
+    ``name`` is how errors name the keys present (see :meth:`JointConv2d.fold`).
+    """
+    folded: dict[str, list[str]] = {}
+    for path, sub in module.named_modules():
+        if isinstance(sub, JointConv2d):
+            folded.update(sub.fold(state, f"{prefix}{path}." if path else prefix, name))
+    return folded
+
+
+def _fold_joint_convs_hook(module: nn.Module, state: MutableMapping[str, torch.Tensor], prefix: str,
+                           *_: Any) -> None:
+    fold_joint_convs(module, state, prefix)

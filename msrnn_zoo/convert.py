@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .cell import fold_joint_convs
 from .factory import build_config, split_tag
 from .network import Forecaster
 from .registry import get_cell, get_model
@@ -69,7 +70,8 @@ def translate(state: Mapping[str, torch.Tensor], model: Forecaster) -> dict[str,
     """Original key names -> ours for ``model``: ``{our key: (original key, tensor)}``.
 
     Keys a cell declares unused in its layer are left out; keys nobody claims are kept under
-    ``<unknown>.`` so that the strict check reports them.
+    ``<unknown>.`` so that the strict check reports them. Separate convolutions that a cell joins into one
+    (:class:`~msrnn_zoo.cell.JointConv2d`) arrive folded, their original keys joined by ``+``.
     """
     aux = model.cell_class.auxiliary_loss
     ours: dict[str, tuple[str, torch.Tensor]] = {}
@@ -88,7 +90,13 @@ def translate(state: Mapping[str, torch.Tensor], model: Forecaster) -> dict[str,
             new = "<unknown>." + key
         if new is not None:
             ours[new] = (key, value)
-    return ours
+    # separate convolutions of the original that a cell computes as one joint convolution are folded into it
+    tensors = {k: v for k, (_, v) in ours.items()}
+    origin = {k: o for k, (o, _) in ours.items()}
+    folded = fold_joint_convs(model, tensors, name=lambda ours: f"{origin[ours]} (ours: {ours})")
+    for joint, parts in folded.items():
+        origin[joint] = " + ".join(origin.pop(part) for part in parts)
+    return {k: (origin[k], v) for k, v in tensors.items()}
 
 
 def from_original(state_dict_or_path: str | Path | Mapping[str, torch.Tensor], name: str,

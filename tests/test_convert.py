@@ -30,7 +30,9 @@ def test_ddp_prefix_and_pth_file(tmp_path):
 def test_missing_and_leftover_keys_are_named():
     weights = original_weights()
     weights.pop("rnns.lstm.2._conv_h2h.bias")
-    with pytest.raises(ValueError, match=r"missing for the model: cells\.2\.conv_h\.bias"):
+    with pytest.raises(ValueError, match=r"rnns\.lstm\.2\._conv_x2h\.bias \(ours: cells\.2\.conv_x\.bias\) load into "
+                                         r"the joint convolution cells\.2\.conv_xh\.bias, which also needs "
+                                         r"cells\.2\.conv_h\.bias"):
         from_original(weights, "ms-convlstm")
     weights = original_weights()
     weights["rnns.lstm.0.extra.weight"] = torch.zeros(1)

@@ -4,15 +4,16 @@
     C_t = sigmoid(f) . C_{t-1} + sigmoid(i) . tanh(g)
     H_t = sigmoid(o) . tanh(C_t)
 
-As in the MS-RNN implementation there are no peephole terms, and both convolutions carry a bias.
+As in the MS-RNN implementation there are no peephole terms, and both convolutions carry a bias. The sum
+``W_x * X_t + W_h * H_{t-1}`` is computed as one convolution over ``[X_t, H_{t-1}]``
+(:class:`~msrnn_zoo.cell.JointConv2d`); weights stored as the two convolutions ``conv_x``, ``conv_h`` load into it.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
 
 
 class ConvLSTMCell(RecurrentCell):
@@ -22,9 +23,8 @@ class ConvLSTMCell(RecurrentCell):
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *,
                  layer_index: int = 0, num_layers: int = 1) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
-        pad = kernel_size // 2
-        self.conv_x = nn.Conv2d(in_channels, 4 * hidden_channels, kernel_size, padding=pad)
-        self.conv_h = nn.Conv2d(hidden_channels, 4 * hidden_channels, kernel_size, padding=pad)
+        self.conv_xh = JointConv2d({"conv_x": in_channels, "conv_h": hidden_channels}, 4 * hidden_channels,
+                                   kernel_size)
 
     def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> State:
@@ -34,7 +34,7 @@ class ConvLSTMCell(RecurrentCell):
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
                 lower_previous: torch.Tensor | None = None) -> CellOutput:
         h, c = state
-        i, f, g, o = torch.chunk(self.conv_x(x) + self.conv_h(h), 4, dim=1)
+        i, f, g, o = torch.chunk(self.conv_xh(x, h), 4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return CellOutput(h, (h, c))

@@ -32,7 +32,9 @@ and MIM-S there (on ``X_t - 0``) and carries ``N``, ``S`` through time, but noth
 dead work, so the bottom layer's state is ``(H, C)`` and the other layers' ``(H, C, N, S)``, and the bottom
 layer has no MIM-N or MIM-S convolutions at all (converting an original checkpoint drops their weights there,
 see :meth:`MIMCell.original_key`). Every convolution carries a bias, and ``W_co``, ``W_mo``, ``W_no``,
-``W_so`` are ``k x k`` convolutions, as in the MS-RNN implementation.
+``W_so`` are ``k x k`` convolutions, as in the MS-RNN implementation. Each sum of two convolutions above is
+computed as one convolution over its two inputs side by side (:class:`~msrnn_zoo.cell.JointConv2d`); weights
+stored as the separate convolutions (``conv_x``, ``conv_h``, ...) load into it.
 
 Other cells built on the MIM block (MotionRNN) hold a ``MIMCell`` of their layer and call
 :meth:`MIMCell.step`, which also returns the output gate ``O_t``; the layer-0 rule, the state layout and
@@ -46,7 +48,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
 
 _MIMS_ORIGINAL = ("_conv_x2h_n", "_conv_n2h_n", "_conv_diff2o", "_conv_n2o", "_conv_x2h_s", "_conv_c2h_s", "_conv_s2o")
 """The original's MIM-N and MIM-S convolutions: built in every layer, but only run above the bottom one."""
@@ -99,25 +101,22 @@ class MIMCell(RecurrentCell):
         def conv(cin: int, cout: int) -> nn.Conv2d:
             return nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2)
 
+        def joint(parts: dict[str, int], cout: int) -> JointConv2d:
+            return JointConv2d(parts, cout, kernel_size)
+
         if self.has_mims:  # the bottom layer has nothing below to difference: no MIM-N, no MIM-S
             # MIM-N: gates i_n, f_n, g_n from the difference and N; its output gate
-            self.conv_diff = conv(in_channels, 3 * hid)
-            self.conv_n = conv(hid, 3 * hid)
-            self.conv_diff_o = conv(in_channels, hid)
-            self.conv_n_o = conv(hid, hid)
+            self.conv_dn = joint({"conv_diff": in_channels, "conv_n": hid}, 3 * hid)
+            self.conv_dn_o = joint({"conv_diff_o": in_channels, "conv_n_o": hid}, hid)
             # MIM-S: gates i_s, f_s, g_s, o_s from D and C_{t-1}; S's share of the output gate
-            self.conv_d = conv(hid, 4 * hid)
-            self.conv_c_s = conv(hid, 4 * hid)
+            self.conv_dc = joint({"conv_d": hid, "conv_c_s": hid}, 4 * hid)
             self.conv_s_o = conv(hid, hid)
         # temporal memory C: gates i, f, g and the output gate's share o
-        self.conv_x = conv(in_channels, 4 * hid)
-        self.conv_h = conv(hid, 4 * hid)
+        self.conv_xh = joint({"conv_x": in_channels, "conv_h": hid}, 4 * hid)
         # spatiotemporal memory M: gates i', f', g'
-        self.conv_x_m = conv(in_channels, 3 * hid)
-        self.conv_m = conv(hid, 3 * hid)
+        self.conv_xm = joint({"conv_x_m": in_channels, "conv_m": hid}, 3 * hid)
         # the output gate also looks at both new memories; H is read out of both together
-        self.conv_c_o = conv(hid, hid)
-        self.conv_m_o = conv(hid, hid)
+        self.conv_o = joint({"conv_c_o": hid, "conv_m_o": hid}, hid)
         self.conv_fuse = nn.Conv2d(2 * hid, hid, kernel_size=1)
 
     @property
@@ -152,7 +151,7 @@ class MIMCell(RecurrentCell):
         """One step of the block, as :meth:`forward`, that also returns the output gate ``O_t``."""
         h, c = state[:2]
         m = torch.zeros_like(h) if memory is None else memory
-        i, f, g, o = torch.chunk(self.conv_x(x) + self.conv_h(h), 4, dim=1)
+        i, f, g, o = torch.chunk(self.conv_xh(x, h), 4, dim=1)
         if self.has_mims:
             _, _, n, s = state
             diff = x if lower_previous is None else x - lower_previous
@@ -161,22 +160,23 @@ class MIMCell(RecurrentCell):
             c = t + torch.sigmoid(i) * torch.tanh(g)
         else:
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        i_m, f_m, g_m = torch.chunk(self.conv_x_m(x) + self.conv_m(m), 3, dim=1)
+        i_m, f_m, g_m = torch.chunk(self.conv_xm(x, m), 3, dim=1)
         m = torch.sigmoid(f_m) * m + torch.sigmoid(i_m) * torch.tanh(g_m)
-        o = torch.sigmoid(o + self.conv_c_o(c) + self.conv_m_o(m))
-        h = o * torch.tanh(self.conv_fuse(torch.cat([c, m], dim=1)))
+        c_m = torch.cat([c, m], dim=1)
+        o = torch.sigmoid(o + self.conv_o(c_m))  # W_co * C_t + W_mo * M'
+        h = o * torch.tanh(self.conv_fuse(c_m))
         return MIMStep(h, (h, c, n, s) if self.has_mims else (h, c), m, o)
 
     def _non_stationary(self, diff: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """MIM-N: the new ``N`` and its read-out ``D``, from the difference of the layer below."""
-        i, f, g = torch.chunk(self.conv_diff(diff) + self.conv_n(n), 3, dim=1)
+        i, f, g = torch.chunk(self.conv_dn(diff, n), 3, dim=1)
         n = torch.sigmoid(f) * n + torch.sigmoid(i) * torch.tanh(g)
-        d = torch.sigmoid(self.conv_diff_o(diff) + self.conv_n_o(n)) * torch.tanh(n)
+        d = torch.sigmoid(self.conv_dn_o(diff, n)) * torch.tanh(n)
         return d, n
 
     def _stationary(self, d: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """MIM-S: the new ``S`` and its read-out ``T``, which stands in for the forget path of ``C``."""
-        i, f, g, o = torch.chunk(self.conv_d(d) + self.conv_c_s(c), 4, dim=1)
+        i, f, g, o = torch.chunk(self.conv_dc(d, c), 4, dim=1)
         s = torch.sigmoid(f) * s + torch.sigmoid(i) * torch.tanh(g)
         t = torch.sigmoid(o + self.conv_s_o(s)) * torch.tanh(s)
         return t, s

@@ -18,7 +18,7 @@ def test_registered():
 
 @pytest.mark.parametrize("name", ["motionrnn", "ms-motionrnn"])
 def test_parity_with_original(name):
-    assert testing.parity_error(DATA / f"{name}.safetensors") < 1e-4
+    assert testing.parity_error(DATA / f"{name}.safetensors") < 1e-5
 
 
 def test_conformance():
@@ -49,7 +49,7 @@ def test_bad_options():
         msrnn_zoo.create("motionrnn", motion_kernel_size=0)
 
 
-MIMS = ("conv_diff", "conv_n", "conv_diff_o", "conv_n_o", "conv_d", "conv_c_s", "conv_s_o")
+MIMS = ("conv_dn", "conv_dn_o", "conv_dc", "conv_s_o")  # MIM-N's and MIM-S's convolutions (joint where summed)
 MIMS_ORIGINAL = ("_conv_x2h_n", "_conv_n2h_n", "_conv_diff2o", "_conv_n2o", "_conv_x2h_s", "_conv_c2h_s", "_conv_s2o")
 MOTION_ORIGINAL = ("_conv_enc", "_conv_u", "_conv_r", "_conv_z", "_conv_hm", "_conv_dec", "_deconv_dec", "_conv_g")
 
@@ -75,7 +75,7 @@ def test_layer_roles_and_state_layout():
 
 def test_single_layer_has_neither():
     cell = MotionRNNCell(3, 8, layer_index=0, num_layers=1)
-    assert not hasattr(cell, "motion_gru") and not hasattr(cell.block, "conv_diff")
+    assert not hasattr(cell, "motion_gru") and not hasattr(cell.block, "conv_dn")
     assert len(cell.init_state(1, 6, 6)) == 2
 
 
@@ -87,7 +87,7 @@ def test_state_dict_holds_parameters_only(name):
     assert list(model.named_buffers()) == []
     assert set(model.state_dict()) == {n for n, _ in model.named_parameters()}
     assert not [k for k in model.state_dict() if k.startswith("cells.") and unused_in(k, top)]
-    assert "cells.1.block.conv_diff.weight" in model.state_dict()
+    assert "cells.1.block.conv_dn.weight" in model.state_dict()
     assert f"cells.{top - 1}.motion_gru.encoder.weight" in model.state_dict()
 
 
@@ -104,12 +104,14 @@ def test_unused_original_weights_are_dropped_on_conversion(name):
     assert len(unused) == 2 * (len(MIMS_ORIGINAL) + len(MOTION_ORIGINAL))  # a weight and a bias each
     model = from_original(weights, name)  # strict: raises on anything left over or missing
     assert len(model.cells) == top + 1
-    assert {original for original, _ in translate(weights, model).values()} == set(weights) - unused
+    origins = [original.split(" + ") for original, _ in translate(weights, model).values()]
+    assert {key for keys in origins for key in keys} == set(weights) - unused
     ours = set(model.state_dict())
     assert not [k for k in ours if k.startswith("cells.") and unused_in(k, top)]
-    assert len(ours) == len(weights) - len(unused)
-    torch.testing.assert_close(model.cells[1].block.conv_diff.weight, weights["rnns.lstm.1._conv_x2h_n.weight"],
-                               rtol=0, atol=0)
+    assert sum(len(keys) for keys in origins) == len(weights) - len(unused)
+    # the joint convolution over [difference, N] holds the original's two weights side by side
+    joint = torch.cat([weights["rnns.lstm.1._conv_x2h_n.weight"], weights["rnns.lstm.1._conv_n2h_n.weight"]], 1)
+    torch.testing.assert_close(model.cells[1].block.conv_dn.weight, joint, rtol=0, atol=0)
     torch.testing.assert_close(model.cells[top - 1].motion_gru.encoder.weight,
                                weights[f"rnns.lstm.{top - 1}._conv_enc.weight"], rtol=0, atol=0)
 

@@ -19,7 +19,10 @@ reads instead how the input changed since the previous step:
 
 ``X_{t-1}`` is this layer's own input at the previous step, at the layer's own resolution (after the
 down/up-sampling and skip of the multi-scale stack), zero before the first frame; the cell keeps it in
-its state. Every convolution carries a bias except the attention's 1x1 projections.
+its state. Every convolution carries a bias except the attention's 1x1 projections. Each sum of
+convolutions is one convolution over its inputs side by side (:class:`~msrnn_zoo.cell.JointConv2d`; the
+output gate's four reads ``W_oc * C_t + W_os * S_t + W_ot * T_t + W_om * M'`` are one convolution over
+``[C_t, S_t, T_t, M']``, the input of ``W_1x1`` too); weights stored as the separate convolutions load into it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
 
 from .local_attention import LocalAttention
 
@@ -63,13 +66,16 @@ class PrecipLSTMCell(RecurrentCell):
         def conv(inp: int, out: int, size: int = kernel_size) -> nn.Conv2d:
             return nn.Conv2d(inp, out, size, padding=size // 2)
 
+        def joint(x_name: str, x_channels: int, memory: str, out: int) -> JointConv2d:
+            return JointConv2d({x_name: x_channels, memory: hid}, out, kernel_size)
+
         self.attention = LocalAttention(in_channels, in_channels, window)
         self.conv_attention = conv(in_channels, in_channels)
-        self.conv_x, self.conv_h = conv(in_channels, 4 * hid), conv(hid, 4 * hid)
-        self.conv_x_m, self.conv_m = conv(in_channels, 3 * hid), conv(hid, 3 * hid)
-        self.conv_x_s, self.conv_s = conv(in_channels, 3 * hid), conv(hid, 3 * hid)
-        self.conv_x_t, self.conv_t = conv(in_channels, 3 * hid), conv(hid, 3 * hid)
-        self.out_c, self.out_s, self.out_t, self.out_m = (conv(hid, hid) for _ in range(4))
+        self.conv_xh = joint("conv_x", in_channels, "conv_h", 4 * hid)
+        self.conv_xm = joint("conv_x_m", in_channels, "conv_m", 3 * hid)
+        self.conv_xs = joint("conv_x_s", in_channels, "conv_s", 3 * hid)
+        self.conv_xt = joint("conv_x_t", in_channels, "conv_t", 3 * hid)
+        self.conv_o = JointConv2d({"out_c": hid, "out_s": hid, "out_t": hid, "out_m": hid}, hid, kernel_size)
         self.conv_fuse = conv(4 * hid, hid, 1)
 
     @property
@@ -100,13 +106,14 @@ class PrecipLSTMCell(RecurrentCell):
                              f"(B, {self.memory_channels}, H, W).")
         h, c, s, t, x_previous = state
         x_hat = x + self.conv_attention(self.attention(x))
-        i, f, g, o = torch.chunk(self.conv_x(x_hat) + self.conv_h(h), 4, dim=1)
+        i, f, g, o = torch.chunk(self.conv_xh(x_hat, h), 4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        m = _gates(self.conv_x_m(x_hat) + self.conv_m(memory), memory)
-        s = _gates(self.conv_x_s(x_hat) + self.conv_s(s), s)
-        t = _gates(self.conv_x_t(x - x_previous) + self.conv_t(t), t)
-        gate = torch.sigmoid(o + self.out_c(c) + self.out_s(s) + self.out_t(t) + self.out_m(m))
-        h = gate * torch.tanh(self.conv_fuse(torch.cat([c, s, t, m], dim=1)))
+        m = _gates(self.conv_xm(x_hat, memory), memory)
+        s = _gates(self.conv_xs(x_hat, s), s)
+        t = _gates(self.conv_xt(x - x_previous, t), t)
+        memories = torch.cat([c, s, t, m], dim=1)
+        gate = torch.sigmoid(o + self.conv_o(memories))  # W_oc * C_t + W_os * S_t + W_ot * T_t + W_om * M'
+        h = gate * torch.tanh(self.conv_fuse(memories))
         return CellOutput(h, (h, c, s, t, x), memory=m)
 
     def extra_repr(self) -> str:

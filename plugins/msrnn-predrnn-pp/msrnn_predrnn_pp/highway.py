@@ -11,7 +11,8 @@ and, when the switch gate ``S`` is closed, passes its previous value on unchange
 In PredRNN++ it sits between the first and the second Causal LSTM layer: ``X_t`` is the first layer's
 output, and ``Z_t`` replaces it as the second layer's input. As in the MS-RNN implementation, both
 convolutions carry a bias, and each produces the pre-activations of P and S stacked along channels
-(P first).
+(P first). ``W_x * X_t + W_z * Z_{t-1}`` is one convolution over ``[X_t, Z_{t-1}]``
+(:class:`~msrnn_zoo.cell.JointConv2d`); weights stored as the two convolutions ``conv_x``, ``conv_z`` load into it.
 """
 
 from __future__ import annotations
@@ -19,17 +20,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from msrnn_zoo.cell import JointConv2d
+
 
 class GradientHighwayUnit(nn.Module):
     """One GHU: ``forward(x, z) -> z_next``; the caller keeps ``z`` as part of its recurrent state."""
 
     def __init__(self, in_channels: int, channels: int, kernel_size: int = 3) -> None:
         super().__init__()
-        pad = kernel_size // 2
-        self.conv_x = nn.Conv2d(in_channels, 2 * channels, kernel_size, padding=pad)
-        self.conv_z = nn.Conv2d(channels, 2 * channels, kernel_size, padding=pad)
+        self.conv_xz = JointConv2d({"conv_x": in_channels, "conv_z": channels}, 2 * channels, kernel_size)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        p, s = torch.chunk(self.conv_x(x) + self.conv_z(z), 2, dim=1)
+        p, s = torch.chunk(self.conv_xz(x, z), 2, dim=1)
         s = torch.sigmoid(s)
         return s * torch.tanh(p) + (1 - s) * z

@@ -16,7 +16,7 @@ def test_registered():
 
 @pytest.mark.parametrize("name", ["predrnn-pp", "ms-predrnn-pp"])
 def test_parity_with_original(name):
-    assert testing.parity_error(DATA / f"{name}.safetensors") < 1e-4
+    assert testing.parity_error(DATA / f"{name}.safetensors") < 1e-5
 
 
 def test_conformance():
@@ -29,7 +29,7 @@ def test_highway_only_in_second_layer():
     assert [len(s) for s in state.layers] == [2, 3, 2, 2, 2, 2]
     assert state.layers[1][2].shape == (2, 8, 8, 8)  # Z at the second layer's scale (1/2)
     trainable = {n for n, _ in model.named_parameters() if ".highway." in n}
-    assert trainable == {f"cells.1.highway.conv_{s}.{p}" for s in "xz" for p in ("weight", "bias")}
+    assert trainable == {f"cells.1.highway.conv_xz.{p}" for p in ("weight", "bias")}
     assert {n for n in model.state_dict() if ".highway." in n} == trainable
 
 
@@ -38,13 +38,15 @@ def test_unused_original_highway_weights_are_dropped_on_conversion():
     weights = {k[len("weights."):]: v for k, v in tensors.items() if k.startswith("weights.")}
     assert "rnns.lstm.0._conv_x.weight" in weights  # the original holds a GHU in every layer
     model = from_original(weights, "predrnn-pp")
-    torch.testing.assert_close(model.cells[1].highway.conv_x.weight, weights["rnns.lstm.1._conv_x.weight"])
+    # the GHU's joint convolution over [X, Z] holds the original's W_x and W_z side by side
+    joint = torch.cat([weights["rnns.lstm.1._conv_x.weight"], weights["rnns.lstm.1._conv_z.weight"]], 1)
+    torch.testing.assert_close(model.cells[1].highway.conv_xz.weight, joint)
     assert not hasattr(model.cells[0], "highway")
     with torch.no_grad():
-        model.cells[1].highway.conv_x.weight.zero_()
+        model.cells[1].highway.conv_xz.weight.zero_()
     weights["rnns.lstm.1._conv_x.weight"] = weights["rnns.lstm.1._conv_x.weight"] + 1
-    assert not torch.equal(from_original(weights, "predrnn-pp").cells[1].highway.conv_x.weight,
-                           model.cells[1].highway.conv_x.weight)
+    assert not torch.equal(from_original(weights, "predrnn-pp").cells[1].highway.conv_xz.weight,
+                           model.cells[1].highway.conv_xz.weight)
 
 
 def test_highway_layer_option():

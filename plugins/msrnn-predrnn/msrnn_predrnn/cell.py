@@ -11,7 +11,10 @@ Layer ``l`` at time ``t`` keeps a temporal memory ``C`` of its own and reads the
     H_t           = O_t . tanh(W_1x1 * [C_t, M^l_t])
 
 Every convolution carries a bias and there is no forget-gate offset, as in the MS-RNN implementation;
-``W_co`` and ``W_mo`` are full ``k x k`` convolutions there, not the paper's element-wise products.
+``W_co`` and ``W_mo`` are full ``k x k`` convolutions there, not the paper's element-wise products. Each sum of
+convolutions (``W_x * X_t + W_h * H_{t-1}``, ``W'_x * X_t + W_m * M``, ``W_co * C_t + W_mo * M^l_t``) is one
+convolution over the inputs side by side (:class:`~msrnn_zoo.cell.JointConv2d`); weights stored as the
+separate convolutions (``conv_x``, ``conv_h``, ...) load into it.
 
 :meth:`PredRNNCell.st_lstm` computes one step and also hands back what the input gates add to the two
 memories, ``dC_t = sigmoid(i) . tanh(g)`` and ``dM_t = sigmoid(i') . tanh(g')``: PredRNN itself does not
@@ -25,7 +28,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
 
 Increments = tuple[torch.Tensor, torch.Tensor]
 """``(dC_t, dM_t)``: what one step's input gates add to the temporal and the spatiotemporal memory."""
@@ -51,17 +54,13 @@ class PredRNNCell(RecurrentCell):
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *,
                  layer_index: int = 0, num_layers: int = 1) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
-        pad = kernel_size // 2
         hid = hidden_channels
         # temporal memory C: gates i, f, g and the output gate's share o
-        self.conv_x = nn.Conv2d(in_channels, 4 * hid, kernel_size, padding=pad)
-        self.conv_h = nn.Conv2d(hid, 4 * hid, kernel_size, padding=pad)
+        self.conv_xh = JointConv2d({"conv_x": in_channels, "conv_h": hid}, 4 * hid, kernel_size)
         # spatiotemporal memory M: gates i', f', g'
-        self.conv_x_m = nn.Conv2d(in_channels, 3 * hid, kernel_size, padding=pad)
-        self.conv_m = nn.Conv2d(hid, 3 * hid, kernel_size, padding=pad)
+        self.conv_xm = JointConv2d({"conv_x_m": in_channels, "conv_m": hid}, 3 * hid, kernel_size)
         # the output gate also looks at both new memories
-        self.conv_c_o = nn.Conv2d(hid, hid, kernel_size, padding=pad)
-        self.conv_m_o = nn.Conv2d(hid, hid, kernel_size, padding=pad)
+        self.conv_o = JointConv2d({"conv_c_o": hid, "conv_m_o": hid}, hid, kernel_size)
         # H is read out of both memories together
         self.conv_fuse = nn.Conv2d(2 * hid, hid, kernel_size=1)
 
@@ -80,14 +79,15 @@ class PredRNNCell(RecurrentCell):
             raise ValueError(f"{self.title} layer {self.layer_index} got a spatiotemporal memory of shape "
                              f"{tuple(memory.shape)}; it needs (B, hidden, H, W) = {tuple(h.shape)}, "
                              "the shape of its own hidden state.")
-        i, f, g, o = torch.chunk(self.conv_x(x) + self.conv_h(h), 4, dim=1)
+        i, f, g, o = torch.chunk(self.conv_xh(x, h), 4, dim=1)
         delta_c = torch.sigmoid(i) * torch.tanh(g)
         c = torch.sigmoid(f) * c + delta_c
-        i_m, f_m, g_m = torch.chunk(self.conv_x_m(x) + self.conv_m(memory), 3, dim=1)
+        i_m, f_m, g_m = torch.chunk(self.conv_xm(x, memory), 3, dim=1)
         delta_m = torch.sigmoid(i_m) * torch.tanh(g_m)
         m = torch.sigmoid(f_m) * memory + delta_m
-        o = torch.sigmoid(o + self.conv_c_o(c) + self.conv_m_o(m))
-        h = o * torch.tanh(self.conv_fuse(torch.cat([c, m], dim=1)))
+        c_m = torch.cat([c, m], dim=1)
+        o = torch.sigmoid(o + self.conv_o(c_m))  # W_co * C_t + W_mo * M^l_t
+        h = o * torch.tanh(self.conv_fuse(c_m))
         return CellOutput(h, (h, c), m), (delta_c, delta_m)
 
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,

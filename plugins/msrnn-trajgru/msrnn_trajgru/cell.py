@@ -15,6 +15,8 @@ trajectories, re-estimated at every step from the input and the previous state:
 ``leaky`` is a leaky ReLU of slope 0.2. As in the MS-RNN implementation every convolution carries a bias
 (so the reset gate also scales the projection's bias), the flow-generating network uses the cell's
 kernel size throughout, and the warp keeps that code's grid convention (see :mod:`msrnn_trajgru.warp`).
+``W_xf * X_t + W_hf * H_{t-1}`` is one convolution over ``[X_t, H_{t-1}]`` (:class:`~msrnn_zoo.cell.JointConv2d`);
+weights stored as the two convolutions ``flow_conv_x``, ``flow_conv_h`` load into it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
 
 from .warp import warp
 
@@ -61,8 +63,8 @@ class TrajGRUCell(RecurrentCell):
         self.warp_align_corners = bool(warp_align_corners)
         pad = kernel_size // 2
         self.conv_x = nn.Conv2d(in_channels, 3 * hidden_channels, kernel_size, padding=pad)
-        self.flow_conv_x = nn.Conv2d(in_channels, hidden_channels, kernel_size, padding=pad)
-        self.flow_conv_h = nn.Conv2d(hidden_channels, hidden_channels, kernel_size, padding=pad)
+        self.flow_conv_xh = JointConv2d({"flow_conv_x": in_channels, "flow_conv_h": hidden_channels},
+                                        hidden_channels, kernel_size)
         self.flow_conv_out = nn.Conv2d(hidden_channels, 2 * links, kernel_size, padding=pad)
         self.conv_warped = nn.Conv2d(links * hidden_channels, 3 * hidden_channels, kernel_size=1)
 
@@ -72,7 +74,7 @@ class TrajGRUCell(RecurrentCell):
 
     def flows(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The structure-generating network: ``L`` flow fields (B, L, 2, H, W) from the input and state."""
-        hidden = F.leaky_relu(self.flow_conv_x(x) + self.flow_conv_h(h), LEAKY_SLOPE)
+        hidden = F.leaky_relu(self.flow_conv_xh(x, h), LEAKY_SLOPE)
         out = self.flow_conv_out(hidden)
         return out.view(out.shape[0], self.links, 2, *out.shape[-2:])
 

@@ -1,0 +1,118 @@
+"""JointConv2d: a sum of convolutions of several inputs as one convolution, loading separately stored weights."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, _JointConv, fold_joint_convs, zeros
+
+
+def test_is_the_sum_of_the_separate_convolutions():
+    torch.manual_seed(0)
+    joint = JointConv2d({"conv_x": 3, "conv_h": 5}, 8, 3)
+    x, h = torch.randn(2, 3, 6, 7), torch.randn(2, 5, 6, 7)
+    w_x, w_h = joint.weight[:, :3], joint.weight[:, 3:]
+    expected = F.conv2d(x, w_x, padding=1) + F.conv2d(h, w_h, padding=1) + joint.bias[:, None, None]
+    torch.testing.assert_close(joint(x, h), expected)
+    torch.testing.assert_close(joint(torch.cat([x, h], 1)), expected)  # the concatenation, when one has it
+    joint.split = True  # the part-by-part sum that the benchmark compares with
+    torch.testing.assert_close(joint(x, h), expected)
+    torch.testing.assert_close(joint(torch.cat([x, h], 1)), expected)
+    with pytest.raises(ValueError, match="sums 2 inputs"):
+        joint(x)
+
+
+def test_initialised_as_the_separate_convolutions_would_be():
+    torch.manual_seed(0)
+    joint = JointConv2d({"a": 2, "b": 4}, 6, 3)
+    torch.manual_seed(0)
+    a, b = nn.Conv2d(2, 6, 3), nn.Conv2d(4, 6, 3)
+    assert torch.equal(joint.weight, torch.cat([a.weight, b.weight], 1))
+    assert torch.equal(joint.bias, a.bias + b.bias)
+
+
+class TwoGateCell(RecurrentCell):
+    """A cell whose gates sum two convolutions, with a nested module holding another joint convolution."""
+
+    def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1):
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        self.conv_xh = JointConv2d({"conv_x": in_channels, "conv_h": hidden_channels}, hidden_channels, kernel_size)
+        self.inner = nn.Module()
+        self.inner.conv_ab = JointConv2d({"conv_a": hidden_channels, "conv_b": hidden_channels}, hidden_channels, 1)
+
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return (zeros(batch, self.hidden_channels, height, width, device, dtype),)
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        h = torch.tanh(self.conv_xh(x, state[0]))
+        return CellOutput(self.inner.conv_ab(h, state[0]), (h,))
+
+
+def separate_state(cell):
+    """The state dict the cell would have with separate convolutions (as older checkpoints hold it)."""
+    state = {}
+    for joint_name, prefix in ((cell.conv_xh, ""), (cell.inner.conv_ab, "inner.")):
+        start = 0
+        for part, channels in joint_name.parts.items():
+            state[f"{prefix}{part}.weight"] = joint_name.weight[:, start:start + channels].detach().clone()
+            state[f"{prefix}{part}.bias"] = joint_name.bias.detach() / len(joint_name.parts)
+            start += channels
+    return state
+
+
+def test_separately_stored_weights_load_into_the_joint_convolution():
+    torch.manual_seed(0)
+    cell = TwoGateCell(2, 4)
+    again = TwoGateCell(2, 4)
+    again.load_state_dict(separate_state(cell), strict=True)
+    for key, value in cell.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value)
+    # inside a bigger module (a network's cells): the keys carry the cell's prefix
+    holder, copy = nn.ModuleList([TwoGateCell(2, 4)]), nn.ModuleList([TwoGateCell(2, 4)])
+    copy.load_state_dict({f"0.{k}": v for k, v in separate_state(holder[0]).items()}, strict=True)
+    torch.testing.assert_close(copy[0].inner.conv_ab.weight, holder[0].inner.conv_ab.weight)
+
+
+def test_fold_reports_where_each_joint_weight_came_from_and_rejects_half_a_pair():
+    cell = TwoGateCell(2, 4)
+    state = {f"cells.0.{k}": v for k, v in separate_state(cell).items()}
+    folded = fold_joint_convs(cell, state, "cells.0.")
+    assert folded["cells.0.conv_xh.weight"] == ["cells.0.conv_x.weight", "cells.0.conv_h.weight"]
+    assert folded["cells.0.inner.conv_ab.bias"] == ["cells.0.inner.conv_a.bias", "cells.0.inner.conv_b.bias"]
+    assert set(state) == {f"cells.0.{k}" for k in cell.state_dict()}
+    half = separate_state(cell)
+    del half["conv_h.weight"]
+    with pytest.raises(ValueError, match=r"also needs conv_h\.weight"):
+        TwoGateCell(2, 4).load_state_dict(half)
+    both = {**cell.state_dict(), "conv_x.weight": half["conv_x.weight"], "conv_h.weight": half["conv_x.weight"]}
+    with pytest.raises(ValueError, match="both conv_xh.weight and its parts"):
+        TwoGateCell(2, 4).load_state_dict(both)
+
+
+def test_gradients_are_those_of_the_separate_convolutions():
+    """The joint convolution keeps its inputs, not their concatenation, and writes its own backward: checked."""
+    torch.manual_seed(0)
+    weight = torch.randn(4, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w, b, x, h: _JointConv.apply(w, b, 1, x, h), (weight, bias, x, h))
+    joint = JointConv2d({"conv_x": 2, "conv_h": 3}, 4, 3).double()
+    only_h = torch.autograd.grad(joint(x.detach(), h).sum(), h)[0]  # an input that needs no gradient
+    torch.testing.assert_close(only_h, torch.autograd.grad(joint(x, h).sum(), h)[0])
+
+
+def test_under_autocast_the_backward_runs_in_the_autocast_dtype():
+    torch.manual_seed(0)
+    joint = JointConv2d({"conv_x": 2, "conv_h": 3}, 4, 3)
+    x, h = torch.randn(1, 2, 5, 5, requires_grad=True), torch.randn(1, 3, 5, 5, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = joint(x, h)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and joint.weight.grad.dtype == torch.float32
+    reference = JointConv2d({"conv_x": 2, "conv_h": 3}, 4, 3)
+    reference.load_state_dict(joint.state_dict())
+    reference(x.detach(), h.detach()).sum().backward()
+    torch.testing.assert_close(joint.weight.grad, reference.weight.grad, rtol=0.05, atol=0.05)
