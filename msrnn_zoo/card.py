@@ -34,7 +34,7 @@ def render_card(run_dir: str | Path, repo_id: str, split: str = "test") -> str:
     from .evaluate import load_run
 
     run_dir = Path(run_dir)
-    model, cfg = load_run(run_dir)
+    model, cfg = load_run(run_dir, "cpu")
     config = model.config
     cell = get_cell(config.cell)
     metrics_path = run_dir / f"metrics-{split}.json"

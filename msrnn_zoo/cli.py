@@ -404,6 +404,12 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--grad-checkpointing/--no-grad-checkpointing", default=None,
               help="Recompute each time step in the backward pass: far less memory, about 1.3x the time, "
                    "same numbers (default off; on --resume, the run's).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="fp32 (exact), or bf16 / fp16 autocast with the loss kept in fp32 (fp16 also scales the loss); "
+                   "default fp32, on --resume the run's.")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="Keep weights and states in the NHWC layout (may help half precision on GPUs; default off, "
+                   "on --resume the run's).")
 @friendly
 def train(model: str | None, dataset: str | None, source: str | None, root: Path | None, protocol: str | None,
           data: Path | None, split_fractions: tuple[float, float, float],
@@ -411,7 +417,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
           seed: int, in_frames: int | None, out_frames: int | None, hidden_channels: int, num_layers: int,
           kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
           max_eval_clips: int | None, checkpoint_every: int, keep_checkpoints: int | None,
-          sampling_steps: int | None, device: str | None, grad_checkpointing: bool | None) -> None:
+          sampling_steps: int | None, device: str | None, grad_checkpointing: bool | None,
+          precision: str | None, channels_last: bool | None) -> None:
     """Train MODEL on a dataset or your own clips into a run directory (resumable with --resume)."""
     from .train import Trainer, new_train_config
 
@@ -432,7 +439,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
                 raise ValueError(f"{resume} is a run of {trained!r}, not {model!r}; resume it without "
                                  "naming a model, or start a new run with --out.")
         trainer = Trainer.resume(resume, epochs=epochs, device=device, keep_checkpoints=keep_checkpoints,
-                                 grad_checkpointing=grad_checkpointing)
+                                 grad_checkpointing=grad_checkpointing, precision=precision,
+                                 channels_last=channels_last)
         run_dir = resume
     else:
         if model is None:
@@ -476,7 +484,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             batch_size=batch_size, lr=lr, seed=seed, sampling=sampling, max_train_clips=max_train_clips,
             max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu",
             keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints, sampling_steps=sampling_steps,
-            grad_checkpointing=bool(grad_checkpointing))
+            grad_checkpointing=bool(grad_checkpointing), precision=precision or "fp32",
+            channels_last=bool(channels_last))
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
     _fit_with_progress(trainer)
@@ -515,21 +524,38 @@ def _fit_with_progress(trainer: Any) -> None:
 @click.option("--frames", type=click.Choice(["future", "all"]), default="future", show_default=True,
               help="future: forecast frames only (OpenSTL); all: all T-1 predicted frames, input "
                    "reconstructions included (the MS-RNN code). Recorded in the metrics file.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="bf16 / fp16: forecast under autocast (faster on GPUs; metrics differ slightly from fp32's).")
 @friendly
 def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int | None, out: Path | None,
-             force: bool, frames: str, device: str) -> None:
+             force: bool, frames: str, device: str | None, precision: str) -> None:
     """Per-frame and mean scores of a run beside baselines (copy-last-frame, mean-frame, blank, the dataset's)."""
     from .evaluate import evaluate_run, reports_to_dict
     from .io import refuse_overwrite, write_json
 
     out = out or run_dir / f"metrics-{split}.json"
     refuse_overwrite(out, force, "metrics file")
+    device = _run_device(run_dir, device)
     reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device,
-                           frames=frames)  # type: ignore[arg-type]
+                           frames=frames, precision=precision)  # type: ignore[arg-type]
     _print_reports(reports, frames)
     write_json(out, reports_to_dict(reports, run_dir, split, frames))  # type: ignore[arg-type]
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
+
+
+def _run_device(run_dir: Path, device: str | None) -> str | None:
+    """The device a run's model is used on (``--device``, else the run's own), saying so when it falls back."""
+    if device is not None or not (run_dir / "train_config.json").is_file():
+        return device  # loading the run reports a missing or broken directory itself
+    from .evaluate import run_device
+    from .io import read_json
+    from .train import TrainConfig
+
+    chosen, note = run_device(TrainConfig.from_dict(read_json(run_dir / "train_config.json", "run")))
+    if note:
+        err_console.print(f"[yellow]Note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+    return chosen
 
 
 def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
@@ -572,10 +598,12 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
 @click.option("--scale", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Upscale frames for visibility.")
 @click.option("--force", is_flag=True, help="Overwrite the files this command writes (only those).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="bf16 / fp16: forecast under autocast (faster on GPUs).")
 @friendly
 def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | None, index: int, scale: int,
-            force: bool, device: str) -> None:
+            force: bool, device: str | None, precision: str) -> None:
     """Write an input | truth | forecast strip (GIF and/or PNG) for a test clip or your own frames."""
     import numpy as np
 
@@ -594,7 +622,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     targets = [p for p in (gif, png, array_path) if p is not None]
     for path in targets:  # every file is checked before any is written
         refuse_overwrite(path, force, "picture" if path.suffix != ".npy" else "forecast array")
-    model, cfg = load_run(run_dir, device)
+    model, cfg = load_run(run_dir, _run_device(run_dir, device))
     horizon = cfg.out_frames if horizon is None else horizon
     if input_path is not None:
         context, truth = read_input_clip(input_path), None
@@ -607,7 +635,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
         truth = clip[cfg.in_frames : cfg.in_frames + horizon]
         if len(truth) < horizon:
             truth = None
-    forecast = forecast_clip(model, context, horizon)
+    forecast = forecast_clip(model, context, horizon, precision)
     if gif is not None:
         save_gif(gif, context, truth, forecast, overwrite=force, scale=scale)
     save_png(png, context, truth, forecast, overwrite=force, scale=scale)
@@ -651,7 +679,7 @@ def push(run_dir: Path, repo_id: str, private: bool, token: str | None) -> None:
     from .card import render_card
     from .evaluate import load_run
 
-    model, _ = load_run(run_dir)
+    model, _ = load_run(run_dir, "cpu")
     card_path = run_dir / "README.md"
     text = card_path.read_text(encoding="utf-8") if card_path.is_file() else render_card(run_dir, repo_id)
     url = model.push_to_hub(repo_id, card=text, token=token, private=private)

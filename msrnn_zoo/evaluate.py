@@ -15,6 +15,7 @@ Two conventions for which frames count (``frames``):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from .io import read_json
 from .metrics import BASELINES, Baseline, MetricAccumulator, MetricReport, PhysicalErrorAccumulator, ScoreContext
 from .metrics import merge_reports as merge
 from .network import Forecaster
+from .precision import autocast, check_precision
 from .sampling import teacher_forcing
 from .train import TRAIN_CONFIG, TrainConfig, open_split
 
@@ -38,16 +40,40 @@ FRAME_MODES: dict[str, str] = {
 }
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Forecaster, TrainConfig]:
-    """The trained model of a run directory and the configuration it was trained with."""
+def run_device(cfg: TrainConfig, device: str | None = None) -> tuple[str, str | None]:
+    """Where to run a trained model: ``device`` if given, else the device the run trained on when it is here.
+
+    Returns the device and a note for the user when the run trained on a GPU this machine does not have
+    (the CPU is used instead), else ``None``.
+    """
+    if device is not None:
+        return device, None
+    trained = torch.device(cfg.device)
+    if trained.type != "cuda":
+        return cfg.device, None
+    if not torch.cuda.is_available():
+        return "cpu", f"The run trained on {cfg.device}, but PyTorch sees no GPU here: running on the CPU."
+    if trained.index is not None and trained.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        return "cuda", f"The run trained on {cfg.device}; this machine has {count} GPU(s): using cuda."
+    return cfg.device, None
+
+
+def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Forecaster, TrainConfig]:
+    """The trained model of a run directory, on ``device`` (default: :func:`run_device`), and its configuration."""
     from .validation import parse_device
 
     run_dir = Path(run_dir)
-    parse_device(device)
+    if device is not None:
+        parse_device(device)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`.")
     cfg = TrainConfig.from_dict(read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)"),
                                 str(run_dir / TRAIN_CONFIG))
+    device, note = run_device(cfg, device)
+    parse_device(device)
+    if note:
+        warnings.warn(note, stacklevel=2)
     if not (run_dir / "model.safetensors").is_file():
         raise FileNotFoundError(f"{run_dir} has no trained weights yet (model.safetensors); let training finish "
                                 f"an epoch, or resume it with `msrnn-zoo train --resume {run_dir}`.")
@@ -86,12 +112,18 @@ class _Scorer:
 
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | None = None,
-                 max_clips: int | None = None, device: str = "cpu",
-                 frames: FrameMode = "future") -> dict[str, MetricReport]:
-    """Metrics of the run's model and of every baseline on the same clips of ``split``, model first."""
+                 max_clips: int | None = None, device: str | None = None,
+                 frames: FrameMode = "future", precision: str = "fp32") -> dict[str, MetricReport]:
+    """Metrics of the run's model and of every baseline on the same clips of ``split``, model first.
+
+    ``device`` defaults to the run's (see :func:`run_device`); ``precision`` ``bf16``/``fp16`` forecasts under
+    autocast (faster on GPUs; the metrics then differ slightly from fp32's).
+    """
     if frames not in FRAME_MODES:
         raise ValueError(f"frames must be one of {', '.join(FRAME_MODES)}, got {frames!r}.")
+    check_precision(precision)
     model, cfg = load_run(run_dir, device)
+    device = str(model.embed.weight.device)
     if max_clips is not None:
         cfg.max_eval_clips = max_clips
     dataset = open_split(cfg, split)
@@ -122,14 +154,15 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
     length = cfg.in_frames + cfg.out_frames
     for clips in loader:
         clips = clips[:, :length].to(device)
-        if frames == "future":
-            truth = clips[:, cfg.in_frames:]
-            forecast = model(clips[:, : cfg.in_frames], horizon=cfg.out_frames)
-        else:
-            truth = clips[:, 1:]
-            mask = teacher_forcing(clips.shape[0], length, cfg.in_frames, 1.0, torch.Generator())
-            forecast = model.forward_train(clips, mask.to(device))[0]
-        scorers["model"].update(forecast.clamp(0, 1), truth)
+        with autocast(precision, device):
+            if frames == "future":
+                truth = clips[:, cfg.in_frames:]
+                forecast = model(clips[:, : cfg.in_frames], horizon=cfg.out_frames)
+            else:
+                truth = clips[:, 1:]
+                mask = teacher_forcing(clips.shape[0], length, cfg.in_frames, 1.0, torch.Generator())
+                forecast = model.forward_train(clips, mask.to(device))[0]
+        scorers["model"].update(forecast.float().clamp(0, 1), truth)
         for name, baseline in baselines.items():
             scorers[name].update(baseline_frames(baseline, clips, cfg.in_frames, cfg.out_frames, frames), truth)
     return {name: scorer.result() for name, scorer in scorers.items()}
@@ -161,7 +194,9 @@ def read_input_clip(path: str | Path) -> torch.Tensor:
 
 
 @torch.no_grad()
-def forecast_clip(model: Forecaster, context: torch.Tensor, horizon: int) -> torch.Tensor:
-    """Forecast ``horizon`` frames after one clip (T, C, H, W); values clamped to [0, 1]."""
+def forecast_clip(model: Forecaster, context: torch.Tensor, horizon: int, precision: str = "fp32") -> torch.Tensor:
+    """Forecast ``horizon`` frames after one clip (T, C, H, W) on the model's device; values clamped to [0, 1]."""
     device = model.embed.weight.device
-    return model(context.unsqueeze(0).to(device), horizon=horizon)[0].clamp(0, 1).cpu()
+    with autocast(precision, device):
+        forecast = model(context.unsqueeze(0).to(device), horizon=horizon)
+    return forecast[0].float().clamp(0, 1).cpu()

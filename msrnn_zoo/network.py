@@ -141,6 +141,7 @@ class Forecaster(HubMixin, nn.Module):
         self.keeps_outputs = any(c.uses_lower_previous for c in self.cells)
         self.uses_memory = any(c.uses_memory for c in self.cells)
         self.grad_checkpointing = False
+        self.channels_last = False
 
     # ---------------------------------------------------------------- options
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -152,6 +153,15 @@ class Forecaster(HubMixin, nn.Module):
         autograd records a clip (``forward_train``, or ``forward`` with gradients on).
         """
         self.grad_checkpointing = bool(enable)
+
+    def set_channels_last(self, enable: bool = True) -> Forecaster:
+        """Keep weights and every recurrent state in the channels-last memory layout (NHWC).
+
+        The same computation in another layout: on GPUs, convolutions in half precision can run faster in it;
+        on the CPU it measured no faster (``benchmarks/precision.py``). Returns the model, like ``to``.
+        """
+        self.channels_last = bool(enable)
+        return self.to(memory_format=torch.channels_last if enable else torch.contiguous_format)
 
     # ---------------------------------------------------------------- checks
     def check_frames(self, frames: torch.Tensor, *, what: str = "frames") -> None:
@@ -195,7 +205,10 @@ class Forecaster(HubMixin, nn.Module):
         if self.keeps_outputs:
             outputs = [torch.zeros(batch, self.config.hidden_channels, h, w, device=device, dtype=dtype)
                        for h, w in sizes]
-        return ForecastState(layers, memory, outputs)
+        state = ForecastState(layers, memory, outputs)
+        if self.channels_last:
+            state = state.map(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
+        return state
 
     # ---------------------------------------------------------------- one step
     def _step(self, frame: torch.Tensor, state: ForecastState,

@@ -43,6 +43,7 @@ from .io import (
     write_text,
 )
 from .network import Forecaster, ForecasterConfig
+from .precision import PRECISIONS, autocast, grad_scaler
 from .sampling import get_schedule
 from .validation import parse_device
 from .weights import load_weights
@@ -92,6 +93,8 @@ class TrainConfig:
     when the run is created (default: the steps of the epochs asked for then), never recomputed when
     ``--resume`` raises the epochs, so a run extended later continues the schedule it started."""
     grad_checkpointing: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = TRAIN_CONFIG) -> TrainConfig:
@@ -134,6 +137,8 @@ class TrainConfig:
         if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(f"{what}: split_fractions must be three non-negative numbers summing to 1 "
                              f"(train,val,test), got {tuple(fractions)}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"{what}: Unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}.")
         if (self.dataset is None) == (self.data is None):
             raise ValueError(f"{what}: give exactly one of dataset (a registered dataset) or data (a clip file).")
 
@@ -214,6 +219,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = (model or from_config(ForecasterConfig.from_dict(cfg.model_config))).to(self.device)
         self.model.set_grad_checkpointing(cfg.grad_checkpointing)
+        self.model.set_channels_last(cfg.channels_last)
+        self.scaler = grad_scaler(cfg.precision, self.device)
         self.schedule = get_schedule(cfg.sampling or self.model.cell_class.sampling)
         self.optimizer = create_optimizer_v2(self.model, opt="adam", lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.train_set = open_split(cfg, "train")
@@ -274,9 +281,11 @@ class Trainer:
 
     @classmethod
     def resume(cls, run_dir: str | Path, epochs: int | None = None, device: str | None = None,
-               keep_checkpoints: int | None = None, grad_checkpointing: bool | None = None) -> Trainer:
-        """Continue a run from its latest checkpoint (optionally to more epochs, on another device, or with
-        gradient checkpointing switched: it changes memory and time, never the numbers)."""
+               keep_checkpoints: int | None = None, grad_checkpointing: bool | None = None,
+               precision: str | None = None, channels_last: bool | None = None) -> Trainer:
+        """Continue a run from its latest checkpoint: optionally to more epochs, on another device, in another
+        precision, or with gradient checkpointing or the channels-last layout switched (which change memory
+        and time, not the model)."""
         run_dir = Path(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
@@ -291,6 +300,10 @@ class Trainer:
             cfg.keep_checkpoints = keep_checkpoints
         if grad_checkpointing is not None:
             cfg.grad_checkpointing = grad_checkpointing
+        if precision is not None:
+            cfg.precision = precision
+        if channels_last is not None:
+            cfg.channels_last = channels_last
         trainer = cls(run_dir, cfg)
         if cfg.sampling_steps is None:  # a run written before the horizon was stored: it was the planned epochs
             cfg.sampling_steps = trainer.sampling_steps = trainer.steps_per_epoch * planned
@@ -345,8 +358,11 @@ class Trainer:
         tmp.mkdir(parents=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(weights, str(tmp / WEIGHTS_NAME))
-        torch.save({"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
-                    "torch_rng": torch.get_rng_state()}, tmp / TRAINING_STATE)
+        state = {"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
+                 "torch_rng": torch.get_rng_state()}
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
+        torch.save(state, tmp / TRAINING_STATE)
         for path in (tmp / WEIGHTS_NAME, tmp / TRAINING_STATE, tmp):
             os.chmod(path, default_mode(directory=path.is_dir()))
             fsync_path(path)
@@ -377,6 +393,8 @@ class Trainer:
             progress = Progress(**state["progress"])
             self.optimizer.load_state_dict(state["optimizer"])
             rng = state["torch_rng"].cpu()
+            if self.scaler is not None and "grad_scaler" in state:
+                self.scaler.load_state_dict(state["grad_scaler"])
         except Exception as exc:  # unpickling a damaged file raises many types; all mean the same to the user
             raise ValueError(f"{state_path} is damaged or not a training state msrnn-zoo wrote "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
@@ -401,15 +419,21 @@ class Trainer:
         teacher = self.schedule(b, t, cfg.in_frames, progress, _seeded(cfg.seed, self.progress.step, 2))
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        prediction, aux = self.model.forward_train(frames, teacher.to(self.device))
-        loss = frame_loss(prediction, frames[:, 1:])
+        with autocast(cfg.precision, self.device):
+            prediction, aux = self.model.forward_train(frames, teacher.to(self.device))
+        loss = frame_loss(prediction.float(), frames[:, 1:])  # the loss in fp32, whatever the precision
         if aux is not None:
-            loss = loss + aux
+            loss = loss + aux.float()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"The loss became {loss.item()} at step {self.progress.step}; "
                                      "lower --lr or check the data for outliers.")
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return loss.item()
 
     def fit(self, on_step: Callable[[Trainer, float, float], None] | None = None,

@@ -67,7 +67,14 @@ def check_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str,
 
 def load_weights(model: nn.Module, path: str | Path, *, device: str | torch.device = "cpu",
                  cast: bool = False) -> None:
-    """Read, check and load the weights at ``path`` into ``model`` (see :func:`check_weights`)."""
+    """Read, check and load the weights at ``path`` into ``model`` (see :func:`check_weights`).
+
+    Convolutions stored separately that the model computes as one (:class:`~msrnn_zoo.cell.JointConv2d`, e.g.
+    in checkpoints written before the cells joined them) are folded together first.
+    """
+    from .cell import fold_joint_convs
+
     state = read_safetensors(path, device)
+    fold_joint_convs(model, state)
     check_weights(model, state, str(path), cast=cast)
     model.load_state_dict(state, strict=True)

@@ -47,8 +47,9 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
     assert (out / "model.safetensors").is_file()
     again = run("train", "ms-convlstm", "--data", clips_file, "--out", out, ok=False)
     assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
-    run("train", "--resume", out, "--epochs", "2", "--grad-checkpointing")
-    assert json.loads((out / "train_config.json").read_text())["grad_checkpointing"] is True
+    run("train", "--resume", out, "--epochs", "2", "--grad-checkpointing", "--channels-last")
+    resumed = json.loads((out / "train_config.json").read_text())
+    assert resumed["grad_checkpointing"] is True and resumed["channels_last"] is True
     done = run("train", "--resume", out, ok=False)
     assert done.exit_code == 1 and "already finished its 2 epoch(s)" in done.output
     assert json.loads((out / "latest.json").read_text())["epoch"] == 2
@@ -137,3 +138,22 @@ def test_download_fetches_a_dataset_file_from_a_mirror(tmp_path, monkeypatch):
         assert missing.exit_code == 1 and "Traceback" not in missing.output
     finally:
         server.shutdown()
+
+
+def test_evaluate_and_predict_run_on_the_runs_device(tmp_path, clips_file, monkeypatch):
+    """A run trained on a GPU is used on the GPU by default; where there is none, on the CPU, with a note."""
+    import torch
+
+    out = tmp_path / "run"
+    run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2", "--in-frames", "2",
+        "--out-frames", "2", "--batch-size", "8", "--precision", "bf16")
+    assert json.loads((out / "train_config.json").read_text())["precision"] == "bf16"
+    config = json.loads((out / "train_config.json").read_text())
+    config["device"] = "cuda"
+    (out / "train_config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run("evaluate", out, "--precision", "bf16")
+    assert "trained on cuda, but PyTorch sees no GPU here: running on the CPU" in result.output
+    result = run("predict", out, "--out", tmp_path / "f.gif", "--scale", "1")
+    assert "running on the CPU" in result.output and (tmp_path / "f.gif").is_file()
+    assert "Note" not in run("evaluate", out, "--device", "cpu", "--force").output

@@ -134,3 +134,23 @@ def test_grad_checkpointing_recomputes_each_step_in_the_backward():
     model.set_grad_checkpointing(False)
     model.forward_train(frames, teacher)[0].sum().backward()
     assert len(calls) == 6 * 5 + 6 * 3
+
+
+def test_channels_last_is_the_same_computation():
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-predrnn", hidden_channels=4)
+    frames, teacher = torch.rand(2, 4, 1, 16, 16), torch.ones(2, 3)
+    prediction, _ = model.forward_train(frames, teacher)
+    prediction.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    assert model.set_channels_last() is model
+    state = model.init_state(2, 16, 16)
+    assert all(t.is_contiguous(memory_format=torch.channels_last) for s in state.layers for t in s)
+    again, _ = model.forward_train(frames, teacher)
+    torch.testing.assert_close(again, prediction)
+    again.sum().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5)
+    model.set_channels_last(False)
+    assert model.cells[0].conv_xh.weight.is_contiguous()

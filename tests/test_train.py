@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -73,3 +74,25 @@ def test_grad_checkpointing_changes_no_number_and_can_be_switched_on_resume(tmp_
     assert not resumed.model.grad_checkpointing
     assert resumed.fit() == plain
     assert json.loads((tmp_path / "b" / "train_config.json").read_text())["grad_checkpointing"] is False
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_training_keeps_the_loss_in_fp32_and_resumes_exactly(tmp_path, clips_file, precision):
+    straight = Trainer.create(tmp_path / "a", config(clips_file, epochs=1, precision=precision))
+    assert (straight.scaler is not None) == (precision == "fp16")
+    losses = straight.fit()
+    assert all(math.isfinite(v) for v in losses)
+    full = Trainer.create(tmp_path / "c", config(clips_file, epochs=1)).fit()
+    assert losses != full  # autocast changed the arithmetic...
+    assert abs(losses[0] - full[0]) < 0.02 * full[0]  # ...not the model
+    run = Trainer.create(tmp_path / "b", config(clips_file, epochs=1, precision=precision))
+    run.fit(stop_after=3)
+    resumed = Trainer.resume(tmp_path / "b")
+    if precision == "fp16":
+        assert resumed.scaler.get_scale() == run.scaler.get_scale()  # the loss scale is part of the checkpoint
+    assert resumed.fit() == losses
+
+
+def test_unknown_precision(tmp_path, clips_file):
+    with pytest.raises(ValueError, match="Unknown precision 'fp8'; use one of fp32, bf16, fp16"):
+        Trainer.create(tmp_path / "a", config(clips_file, precision="fp8"))
