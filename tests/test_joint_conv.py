@@ -116,3 +116,33 @@ def test_under_autocast_the_backward_runs_in_the_autocast_dtype():
     reference.load_state_dict(joint.state_dict())
     reference(x.detach(), h.detach()).sum().backward()
     torch.testing.assert_close(joint.weight.grad, reference.weight.grad, rtol=0.05, atol=0.05)
+
+
+def test_a_saved_model_with_separate_convolutions_loads(tmp_path):
+    """Weights written before the cells joined their convolutions load through save_pretrained's reader."""
+    from safetensors.torch import save_file
+
+    import msrnn_zoo
+
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-predrnn", hidden_channels=4)
+    model.save_pretrained(tmp_path)
+    old = {}
+    for key, value in model.state_dict().items():
+        module_path, _, param = key.rpartition(".")
+        joint = model.get_submodule(module_path)
+        if not isinstance(joint, JointConv2d):
+            old[key] = value
+            continue
+        parent = module_path.rpartition(".")[0]
+        start = 0
+        for part, channels in joint.parts.items():
+            if param == "weight":
+                old[f"{parent}.{part}.weight"] = value[:, start:start + channels].contiguous()
+            else:
+                old[f"{parent}.{part}.bias"] = value / len(joint.parts)
+            start += channels
+    save_file(old, str(tmp_path / "model.safetensors"))
+    again = msrnn_zoo.Forecaster.from_pretrained(tmp_path)
+    frames = torch.rand(1, 3, 1, 16, 16)
+    torch.testing.assert_close(again(frames, horizon=2), model(frames, horizon=2))
