@@ -650,6 +650,24 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
         console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{escape(str(array_path))}[/bold]")
 
 
+# ---------------------------------------------------------------------------------------------- authoring
+@main.command("new-cell")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="Where to create the distribution folder msrnn-NAME (it must not exist yet).")
+@friendly
+def new_cell_cmd(name: str, parent: Path) -> None:
+    """Start a plugin distribution for a new cell NAME: pyproject, cell, plugin, README, card, tests."""
+    from .scaffold import names, new_cell
+
+    target = new_cell(name, parent)
+    package = names(name)["package"]
+    console.print(f"Wrote [bold]{escape(str(target))}[/bold]: a working ConvGRU named {escape(name)} whose equations "
+                  f"you replace in {escape(package)}/cell.py.", highlight=False)
+    console.print(f"Next: pip install -e {escape(str(target))} && pytest {escape(str(target / 'tests'))} "
+                  f"&& msrnn-zoo list '*{escape(name)}'", highlight=False)
+
+
 # ---------------------------------------------------------------------------------------------- sharing
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))

@@ -82,6 +82,7 @@ class PluginRecord:
 
 
 _records: dict[str, PluginRecord] = {}
+_seen: set[tuple[Any, ...]] = set()
 _entry_points_loaded = False
 
 
@@ -103,11 +104,12 @@ def load_entry_points() -> None:
         dist_name = dist.metadata["Name"] if dist is not None else None
         found.append((entry_point_rank(dist_name, ep.name, ep.value), ep, dist, dist_name))
     for rank, ep, dist, dist_name in sorted(found, key=lambda item: item[0]):
+        if rank in _seen:  # the very same entry point, seen by an earlier call: nothing new
+            continue
+        _seen.add(rank)
         key = ep.name
         if key in _records or pm.has_plugin(key) or pm.is_blocked(key):
             key = f"{ep.name}@{dist_name or ep.value}"
-        if key in _records:  # the very same entry point seen twice: nothing new
-            continue
         record = PluginRecord(name=ep.name, distribution=dist_name, version=dist.version if dist is not None else None,
                               key=key, builtin=rank[0] == 0, rank=rank)
         _records[key] = record

@@ -9,17 +9,134 @@ helpers compare against fixtures of the original implementation (safetensors hol
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
+from .cell import RecurrentCell
 from .factory import create
 from .network import Forecaster
+
+
+class ConformanceError(AssertionError):
+    """A cell breaks the contract of :class:`~msrnn_zoo.cell.RecurrentCell`; the message says what and how to fix it."""
+
+
+def _fail(subject: str, problem: str, fix: str) -> NoReturn:
+    raise ConformanceError(f"{subject}: {problem}. How to fix: {fix}")
+
+
+INIT_SIGNATURE = ("def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *, "
+                  "layer_index: int = 0, num_layers: int = 1, <your options with defaults>)")
+INIT_STATE_SIGNATURE = ("def init_state(self, batch: int, height: int, width: int, *, device=None, dtype=None) "
+                        "-> tuple[torch.Tensor, ...]")
 
 
 def small(name: str, **overrides: Any) -> Forecaster:
     """A small model of ``name`` for fast checks (hidden 8 unless told otherwise)."""
     return create(name, **{"hidden_channels": 8, **overrides})
+
+
+def _build_cell(cell: str, cls: type, layer_index: int, num_layers: int, **options: Any) -> RecurrentCell:
+    try:
+        built = cls(8, 8, 3, layer_index=layer_index, num_layers=num_layers, **options)  # the network's in == hidden
+    except TypeError as exc:
+        _fail(f"cell {cell!r}", f"its constructor cannot be called the way the network calls it ({exc})",
+              f"give it the signature `{INIT_SIGNATURE}` and call `super().__init__(in_channels, hidden_channels, "
+              "kernel_size, layer_index=layer_index, num_layers=num_layers)` first")
+    except AttributeError as exc:
+        _fail(f"cell {cell!r}", f"its constructor failed ({exc})",
+              "call `super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, "
+              "num_layers=num_layers)` before creating any submodule")
+    for attr in ("in_channels", "hidden_channels", "kernel_size", "layer_index", "num_layers"):
+        if not hasattr(built, attr):
+            _fail(f"cell {cell!r}", f"it has no attribute {attr!r} after construction",
+                  "call `super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, "
+                  "num_layers=num_layers)` in __init__")
+    return built
+
+
+def _check_state(subject: str, state: Any, batch: int, device: torch.device, dtype: torch.dtype, what: str) -> None:
+    if isinstance(state, torch.Tensor):
+        _fail(subject, f"{what} is a bare tensor of shape {tuple(state.shape)}",
+              "return a tuple of tensors, even for one: `return (h,)`")
+    if not isinstance(state, tuple) or not all(isinstance(t, torch.Tensor) for t in state) or not state:
+        _fail(subject, f"{what} is {type(state).__name__}, not a non-empty tuple of tensors",
+              "return a tuple of tensors: `return (h, c)`; the network maps over it to move and detach states")
+    for i, tensor in enumerate(state):
+        if tensor.dim() < 1 or tensor.shape[0] != batch:
+            _fail(subject, f"{what}[{i}] has shape {tuple(tensor.shape)}, its first dimension is not the batch "
+                  f"({batch})", "make every state tensor batch-first, (B, channels, H, W)")
+        if tensor.device.type != device.type:
+            _fail(subject, f"{what}[{i}] is on {tensor.device} but {device} was asked for",
+                  "pass `device=device` to every tensor init_state creates (msrnn_zoo.cell.zeros does)")
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            _fail(subject, f"{what}[{i}] is {tensor.dtype} but {dtype} was asked for",
+                  "pass `dtype=dtype` to every tensor init_state creates (msrnn_zoo.cell.zeros does)")
+
+
+def check_cell_contract(cell: str) -> None:
+    """The cell class alone, before any network: constructor, class attributes, init_state and one forward.
+
+    Each failure names what is wrong and the fix (see CONTRIBUTING.md, "The cell contract").
+    """
+    from .cell import AuxiliaryLoss, CellOutput
+    from .registry import get_cell
+    from .sampling import SCHEDULES
+
+    cls = get_cell(cell).cell
+    subject = f"cell {cell!r} ({cls.__module__}.{cls.__qualname__})"
+    for attr in ("uses_memory", "uses_lower_previous"):
+        if not isinstance(getattr(cls, attr), bool):
+            _fail(subject, f"{attr} is {getattr(cls, attr)!r}", f"set the class attribute {attr} to True or False")
+    if cls.sampling not in SCHEDULES:
+        _fail(subject, f"sampling is {cls.sampling!r}", f"use one of {', '.join(sorted(SCHEDULES))}")
+    if not isinstance(cls.memory_flow, str) or not cls.memory_flow.strip():
+        _fail(subject, "memory_flow is empty", "describe in one line which states flow where (shown by `info`)")
+    aux = cls.auxiliary_loss
+    if aux is not None and not (isinstance(aux, type) and issubclass(aux, AuxiliaryLoss)):
+        _fail(subject, f"auxiliary_loss is {aux!r}", "set it to a subclass of msrnn_zoo.AuxiliaryLoss, or None")
+    keys = cls.original_keys
+    if not isinstance(keys, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+        _fail(subject, "original_keys is not a dict of str to str", "map {their submodule name: ours}")
+    batch, height, width = 2, 8, 12  # not square, to catch swapped axes; even, as some cells need
+    for layer_index, num_layers in ((0, 2), (1, 2)):
+        layer = _build_cell(cell, cls, layer_index, num_layers)
+        where = f"{subject}, layer {layer_index} of {num_layers}"
+        try:
+            state = layer.init_state(batch, height, width, device=torch.device("meta"), dtype=torch.float64)
+        except TypeError as exc:
+            _fail(where, f"init_state cannot be called as the network calls it ({exc})",
+                  f"give it the signature `{INIT_STATE_SIGNATURE}`")
+        _check_state(where, state, batch, torch.device("meta"), torch.float64, "init_state(...)")
+        state = layer.init_state(batch, height, width, device=torch.device("cpu"), dtype=torch.float32)
+        _check_state(where, state, batch, torch.device("cpu"), torch.float32, "init_state(...)")
+        x = torch.rand(batch, 8, height, width)
+        memory = torch.zeros(batch, layer.memory_channels, height, width) if cls.uses_memory else None
+        lower = torch.zeros(batch, 8, height, width) if cls.uses_lower_previous and layer_index > 0 else None
+        result = layer(x, state, memory, lower)
+        if not isinstance(result, CellOutput):
+            _fail(where, f"forward returned {type(result).__name__}",
+                  "return msrnn_zoo.CellOutput(output, state, memory, aux)")
+        if not isinstance(result.output, torch.Tensor) or tuple(result.output.shape) != (batch, 8, height, width):
+            shape = tuple(result.output.shape) if isinstance(result.output, torch.Tensor) else result.output
+            _fail(where, f"forward's output is {shape}, not (B, hidden_channels, H, W) = {(batch, 8, height, width)}",
+                  "return the layer's hidden output, which goes up the stack, as CellOutput.output")
+        _check_state(where, result.state, batch, torch.device("cpu"), torch.float32, "forward's state")
+        if len(result.state) != len(state) or any(a.shape != b.shape for a, b in zip(result.state, state)):
+            _fail(where, "forward's state does not have the shapes init_state gives",
+                  "return the state in the same layout init_state creates: the network feeds one into the other")
+        if cls.uses_memory and (result.memory is None or tuple(result.memory.shape) != tuple(memory.shape)):
+            _fail(where, "uses_memory is True but forward did not return the memory M in the shape it received",
+                  "return the updated memory as CellOutput.memory, shape (B, memory_channels, H, W)")
+        if not cls.uses_memory and result.memory is not None:
+            _fail(where, "forward returned a memory but uses_memory is False",
+                  "set uses_memory = True if the cell reads and writes the zigzag memory, or return memory=None")
+
+
+def _check(ok: bool, subject: str, problem: str, fix: str) -> None:
+    if not ok:
+        _fail(subject, problem, fix)
 
 
 def check_shapes(name: str, size: int = 16, **overrides: Any) -> None:
@@ -28,13 +145,15 @@ def check_shapes(name: str, size: int = 16, **overrides: Any) -> None:
     model = small(name, **overrides)
     frames = torch.rand(2, 3, model.config.in_channels, size, size)
     future = model(frames, horizon=2)
-    assert future.shape == (2, 2, model.config.in_channels, size, size), future.shape
+    want = (2, 2, model.config.in_channels, size, size)
+    _check(future.shape == want, f"model {name!r}",
+           f"a forecast of 2 frames has shape {tuple(future.shape)}, not {want}",
+           "return CellOutput.output with hidden_channels channels at the size the cell received")
     state = model.init_state(2, size, size)
     _, state = model.step(frames[:, 0], state)
     for i, (h, w) in enumerate(model.schedule.sizes(size, size)):
-        for tensor in state.layers[i]:
-            assert tensor.shape[0] == 2, (i, tensor.shape)
-        assert state.layers[i][0].shape[-2:] == (h, w), (i, state.layers[i][0].shape, (h, w))
+        subject = f"model {name!r}, layer {i} (runs at {h}x{w})"
+        _check_state(subject, state.layers[i], 2, frames.device, frames.dtype, "the state after one step")
 
 
 def check_step_equals_forward(name: str, size: int = 16, **overrides: Any) -> None:
@@ -48,7 +167,11 @@ def check_step_equals_forward(name: str, size: int = 16, **overrides: Any) -> No
         for t in range(3):
             forecast, state = model.step(frames[:, t], state)
         second, _ = model.step(forecast, state)
-    torch.testing.assert_close(torch.stack([forecast, second], 1), batch)
+    streamed = torch.stack([forecast, second], 1)
+    _check(torch.allclose(streamed, batch, rtol=1.3e-6, atol=1e-5), f"model {name!r}",
+           f"frame-by-frame step() and forward() differ by {float((streamed - batch).abs().max()):.3g}",
+           "keep everything a step needs in the state it returns (no hidden attributes on self that change "
+           "between calls), and do not behave differently in train() and eval() beyond dropout")
 
 
 def check_dtype_and_device(name: str, size: int = 16, **overrides: Any) -> None:
@@ -57,15 +180,19 @@ def check_dtype_and_device(name: str, size: int = 16, **overrides: Any) -> None:
     model = small(name, **overrides).double()
     frames = torch.rand(1, 2, model.config.in_channels, size, size, dtype=torch.float64)
     state = model.init_state(1, size, size)
-    for tensor in state.layers[0]:
-        assert tensor.dtype == torch.float64
+    for i, (h, w) in enumerate(model.schedule.sizes(size, size)):
+        _check_state(f"model {name!r} in float64, layer {i} ({h}x{w})", state.layers[i], 1, frames.device,
+                     torch.float64, "init_state(...)")
     forecast, state = model.step(frames[:, 0], state)
-    assert forecast.dtype == torch.float64
+    _check(forecast.dtype == torch.float64, f"model {name!r} in float64", f"the forecast is {forecast.dtype}",
+           "create every intermediate tensor with the dtype of the input (torch.zeros_like, x.new_zeros)")
     moved = state.to(torch.float32)
-    assert all(t.dtype == torch.float32 for s in moved.layers for t in s)
+    _check(all(t.dtype == torch.float32 for s in moved.layers for t in s), f"model {name!r}",
+           "ForecastState.to(float32) left tensors in another dtype", "return the state as a tuple of tensors")
     if torch.cuda.is_available():
         cuda = small(name, **overrides).cuda()
-        assert cuda(frames.float().cuda(), horizon=1).is_cuda
+        _check(cuda(frames.float().cuda(), horizon=1).is_cuda, f"model {name!r} on CUDA",
+               "the forecast is not on the GPU", "create every intermediate tensor on the input's device")
 
 
 def check_training_step(name: str, size: int = 16, steps: int = 5, **overrides: Any) -> list[float]:
@@ -85,11 +212,16 @@ def check_training_step(name: str, size: int = 16, steps: int = 5, **overrides: 
         loss.backward()
         if step == 0:
             for pname, p in model.named_parameters():
-                assert p.grad is not None, f"{pname} received no gradient"
-                assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
+                _check(p.grad is not None, f"model {name!r}", f"parameter {pname} received no gradient",
+                       "use every submodule you create in forward, or do not create it for layers that skip it "
+                       "(branch on self.layer_index / self.num_layers in __init__)")
+                _check(bool(torch.isfinite(p.grad).all()), f"model {name!r}",
+                       f"parameter {pname} has a non-finite gradient",
+                       "look for divisions by zero, log of 0 or sqrt of 0 in forward")
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < losses[0], f"loss did not go down: {losses}"
+    _check(losses[-1] < losses[0], f"model {name!r}", f"the loss did not go down in {steps} Adam steps: {losses}",
+           "check that the output depends on the input and the state (gates wired to the right tensors)")
     return losses
 
 
@@ -121,7 +253,9 @@ def check_grad_checkpointing(name: str, size: int = 16, **overrides: Any) -> Non
 
 
 def run_conformance(cell: str, size: int = 16, **overrides: Any) -> None:
-    """Every check, on both the single-scale and the multi-scale model of ``cell``."""
+    """Every check, on the cell alone and on both the single-scale and the multi-scale model of ``cell``."""
+    if not overrides:
+        check_cell_contract(cell)
     for name in (cell, f"ms-{cell}"):
         check_shapes(name, size, **overrides)
         check_step_equals_forward(name, size, **overrides)

@@ -54,3 +54,30 @@ def clips_file(tmp_path):
     path = tmp_path / "clips.npy"
     np.save(path, (rng.random((40, 6, 16, 16)) * 255).astype(np.uint8))
     return path
+
+
+@pytest.fixture
+def fresh_zoo(monkeypatch):
+    """A plugin manager and catalogue of their own, so entry points are loaded again from sys.path."""
+    import sys
+    import tempfile
+
+    import pluggy
+
+    from msrnn_zoo import hookspecs, plugins, registry
+
+    pm = pluggy.PluginManager("msrnn_zoo")
+    pm.add_hookspecs(hookspecs)
+    monkeypatch.setattr(plugins, "pm", pm)
+    monkeypatch.setattr(registry, "pm", pm)
+    monkeypatch.setattr(plugins, "_records", {})
+    monkeypatch.setattr(plugins, "_seen", set())
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_cache", None)
+    before = set(sys.modules)
+    yield pm
+    temp = tempfile.gettempdir()
+    for name in set(sys.modules) - before:  # modules of the test's fake distributions, all under a temp dir
+        if (getattr(sys.modules[name], "__file__", None) or "").startswith(temp):
+            del sys.modules[name]
+    registry._cache = None

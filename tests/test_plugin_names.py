@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import textwrap
 from pathlib import Path
 
-import pluggy
 import pytest
 from click.testing import CliRunner
 
-from msrnn_zoo import cli, hookspecs, plugins, registry
+from msrnn_zoo import cli, plugins, registry
 from msrnn_zoo.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,24 +54,6 @@ def fake_distribution(site: Path, dist: str, entry_point: str, cells: list[str])
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[{plugins.ENTRY_POINT_GROUP}]\n{entry_point} = {module}\n")
     return module
-
-
-@pytest.fixture
-def fresh_zoo(monkeypatch):
-    """A plugin manager and catalogue of their own, so entry points are loaded again from sys.path."""
-    pm = pluggy.PluginManager("msrnn_zoo")
-    pm.add_hookspecs(hookspecs)
-    monkeypatch.setattr(plugins, "pm", pm)
-    monkeypatch.setattr(registry, "pm", pm)
-    monkeypatch.setattr(plugins, "_records", {})
-    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
-    monkeypatch.setattr(registry, "_cache", None)
-    before = set(sys.modules)
-    yield pm
-    for name in set(sys.modules) - before:
-        if name.endswith("_plugin") and not name.startswith("msrnn"):
-            del sys.modules[name]
-    registry._cache = None
 
 
 def install(monkeypatch, tmp_path, specs, reverse=False):
@@ -141,3 +121,11 @@ def test_builtin_distributions_are_the_plugins_shipped_here():
         msrnn_zoo.plugins.BUILTIN_DISTRIBUTIONS must list exactly the distributions under plugins/:
         add {sorted(shipped - set(plugins.BUILTIN_DISTRIBUTIONS))}, remove
         {sorted(set(plugins.BUILTIN_DISTRIBUTIONS) - shipped)}.""")
+
+
+def test_loading_entry_points_again_adds_nothing(fresh_zoo, monkeypatch, tmp_path):
+    install(monkeypatch, tmp_path, [("aaa-evil", "convlstm", ["evilcell"])])
+    before = sorted(r.key for r in plugins.records())
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    assert sorted(r.key for r in plugins.records()) == before
+    assert all(r.ok for r in plugins.records())

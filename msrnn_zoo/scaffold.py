@@ -1,0 +1,84 @@
+"""``msrnn-zoo new-cell``: a complete plugin distribution for a new cell, working from the first minute.
+
+The files come from ``templates/new_cell`` (``$name``-style placeholders, so the Python in them needs no
+escaping). The cell starts as a ConvGRU that passes the conformance kit; its author replaces the equations.
+The distribution is written into a hidden sibling and renamed into place, so a failure leaves nothing, and
+an existing directory is never written into.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from importlib.resources import files
+from pathlib import Path
+from string import Template
+
+from .io import atomic_write, make_sibling_dir
+
+NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+def names(name: str) -> dict[str, str]:
+    """The names a cell ``name`` implies: distribution, package, class."""
+    package = "msrnn_" + name.replace("-", "_")
+    cls = "".join(part.capitalize() for part in name.split("-")) + "Cell"
+    return {"name": name, "dist": f"msrnn-{name}", "package": package, "cls": cls}
+
+
+def check_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` can be a new cell: well formed and not taken."""
+    from .registry import list_cells, list_models
+
+    if not NAME.match(name):
+        raise ValueError(f"{name!r} cannot name a cell: use lowercase letters and digits, words joined by '-', "
+                         "starting with a letter (e.g. 'convgru' or 'my-cell').")
+    if name.startswith("ms-"):
+        raise ValueError(f"{name!r} starts with 'ms-', which names the multi-scale twin of every cell; "
+                         f"name the cell {name[3:]!r} and the zoo adds {name!r} itself.")
+    if name in list_cells() or name in list_models():
+        raise ValueError(f"{name!r} is already registered (see `msrnn-zoo list`); choose another name.")
+
+
+def new_cell(name: str, parent: str | Path = ".") -> Path:
+    """Write the distribution ``msrnn-NAME`` under ``parent``; returns its path. Never touches an existing one."""
+    from . import __version__
+
+    check_name(name)
+    values = {**names(name), "zoo_version": __version__}
+    target = Path(parent) / values["dist"]
+    if target.exists() or target.is_symlink():
+        raise FileExistsError(f"{target} already exists; choose another --dir (nothing was written).")
+    template = files("msrnn_zoo") / "templates" / "new_cell"
+    staging = make_sibling_dir(target, "new")
+    try:
+        for source in _walk(template):
+            relative = source.relative_to_template
+            relative = relative.replace("package/", values["package"] + "/").replace(
+                "tests/test_cell.py", f"tests/test_{values['package']}.py")
+            text = Template(source.read_text(encoding="utf-8")).substitute(values)
+            atomic_write(staging / relative.removesuffix(".tmpl"), lambda tmp, t=text: tmp.write_text(t, "utf-8"))
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+class _Source:
+    def __init__(self, resource: object, relative: str) -> None:
+        self.resource = resource
+        self.relative_to_template = relative
+
+    def read_text(self, encoding: str) -> str:
+        return self.resource.read_text(encoding=encoding)  # type: ignore[attr-defined]
+
+
+def _walk(root: object, prefix: str = "") -> list[_Source]:
+    found = []
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):  # type: ignore[attr-defined]
+        if entry.is_dir():
+            found.extend(_walk(entry, f"{prefix}{entry.name}/"))
+        elif entry.name.endswith(".tmpl"):
+            found.append(_Source(entry, prefix + entry.name))
+    return found

@@ -1,0 +1,140 @@
+"""The conformance kit's failures say in words what is wrong with a cell and how to fix it, for each rule of
+the cell contract that CONTRIBUTING.md states (never a bare AssertionError)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import msrnn_zoo
+from msrnn_zoo import testing
+from msrnn_zoo.cell import CellOutput, RecurrentCell, zeros
+from msrnn_zoo.plugins import forget, pm
+
+
+class Good(RecurrentCell):
+    memory_flow = "H through time"
+
+    def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1):
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        self.conv = nn.Conv2d(in_channels + hidden_channels, hidden_channels, kernel_size, padding=kernel_size // 2)
+
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return (zeros(batch, self.hidden_channels, height, width, device, dtype),)
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        h = torch.tanh(self.conv(torch.cat([x, state[0]], 1)))
+        return CellOutput(h, (h,))
+
+
+class BareTensorState(Good):
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return zeros(batch, self.hidden_channels, height, width, device, dtype)
+
+
+class ListState(Good):
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return [zeros(batch, self.hidden_channels, height, width, device, dtype)]
+
+
+class IgnoresDtype(Good):
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return (torch.zeros(batch, self.hidden_channels, height, width, device=device),)
+
+
+class IgnoresDevice(Good):
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return (torch.zeros(batch, self.hidden_channels, height, width, dtype=dtype),)
+
+
+class OldInitState(Good):
+    def init_state(self, batch, height, width):
+        return (torch.zeros(batch, self.hidden_channels, height, width),)
+
+
+class NoLayerArguments(Good):
+    def __init__(self, in_channels, hidden_channels, kernel_size=3):
+        super().__init__(in_channels, hidden_channels, kernel_size)
+
+
+class NoSuperInit(Good):
+    def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1):
+        self.conv = nn.Conv2d(in_channels, hidden_channels, kernel_size)
+
+
+class ReturnsATuple(Good):
+    def forward(self, x, state, memory=None, lower_previous=None):
+        out = super().forward(x, state)
+        return out.output, out.state
+
+
+class WrongOutputWidth(Good):
+    def forward(self, x, state, memory=None, lower_previous=None):
+        out = super().forward(x, state)
+        return CellOutput(out.output[:, :1], out.state)
+
+
+class ForgetsMemory(Good):
+    uses_memory = True
+
+
+class UnusedWeights(Good):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unused = nn.Conv2d(1, 1, 1)
+
+
+class BadSampling(Good):
+    sampling = "sometimes"
+
+
+CASES = [
+    (BareTensorState, "bare tensor", "return (h,)"),
+    (ListState, "list, not a non-empty tuple", "tuple of tensors"),
+    (IgnoresDtype, "torch.float64 was asked for", "dtype=dtype"),
+    (IgnoresDevice, "meta was asked for", "device=device"),
+    (OldInitState, "init_state cannot be called", "def init_state(self, batch: int, height: int, width: int, *"),
+    (NoLayerArguments, "constructor cannot be called", "layer_index: int = 0, num_layers: int = 1"),
+    (NoSuperInit, "constructor failed", "super().__init__"),
+    (ReturnsATuple, "forward returned tuple", "CellOutput(output, state, memory, aux)"),
+    (WrongOutputWidth, "not (B, hidden_channels, H, W)", "hidden output"),
+    (ForgetsMemory, "uses_memory is True", "CellOutput.memory"),
+    (UnusedWeights, "unused.weight received no gradient", "use every submodule"),
+    (BadSampling, "sampling is 'sometimes'", "scheduled"),
+]
+
+
+@pytest.fixture
+def register_cell():
+    registered = []
+
+    def register(cls):
+        class Plugin:
+            @msrnn_zoo.hookimpl
+            def register_cells(self, register):
+                register("broken", cls)
+
+        plugin = Plugin()
+        pm.register(plugin, name="broken-kit-plugin")
+        registered.append(plugin)
+
+    yield register
+    for plugin in registered:
+        pm.unregister(plugin)
+    forget("broken-kit-plugin")
+
+
+@pytest.mark.parametrize(("cls", "problem", "fix"), CASES, ids=[c[0].__name__ for c in CASES])
+def test_each_broken_rule_is_explained(register_cell, cls, problem, fix):
+    register_cell(cls)
+    with pytest.raises(testing.ConformanceError) as caught:
+        testing.run_conformance("broken")
+    message = str(caught.value)
+    assert problem in message and "How to fix:" in message and fix in message, message
+    assert message.startswith(("cell 'broken'", "model 'broken'")), message
+
+
+def test_a_good_cell_passes(register_cell):
+    register_cell(Good)
+    testing.run_conformance("broken")
