@@ -507,7 +507,8 @@ def _fit_with_progress(trainer: Any) -> None:
                             epoch=trainer.progress.epoch + 1, loss=float("nan"), fps=0.0)
 
         def on_step(t: Any, loss: float, fps: float) -> None:
-            bar.update(task, completed=t.progress.step, loss=loss, fps=fps, epoch=t.progress.epoch + 1)
+            epoch = min(t.progress.epoch + 1, t.cfg.epochs)  # after the last step, still the last epoch
+            bar.update(task, completed=t.progress.step, loss=loss, fps=fps, epoch=epoch)
 
         trainer.fit(on_step=on_step)
 

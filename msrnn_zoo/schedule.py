@@ -137,7 +137,18 @@ def build_schedule(name: str, depth: int, options: dict[str, Any] | None = None)
     """The schedule called ``name`` for a stack of ``depth`` layers."""
     if name not in SCHEDULES:
         raise ValueError(f"Unknown scale schedule {name!r}; known: {', '.join(sorted(SCHEDULES))}.")
-    return SCHEDULES[name](depth=depth, **(options or {}))
+    import inspect
+
+    cls = SCHEDULES[name]
+    allowed = sorted(set(inspect.signature(cls).parameters) - {"self", "depth"})
+    unknown = sorted(set(options or {}) - set(allowed))
+    if unknown:
+        raise ValueError(f"Scale schedule {name!r} has no option {', '.join(map(repr, unknown))}; "
+                         f"its options: {', '.join(allowed) or 'none'}.")
+    try:
+        return cls(depth=depth, **(options or {}))
+    except TypeError as exc:  # an option of the wrong type (a string where a number belongs)
+        raise ValueError(f"Scale schedule {name!r} rejected its options {options}: {exc}") from exc
 
 
 def describe_levels(levels: Sequence[int]) -> str:
