@@ -70,7 +70,10 @@ class HubMixin:
                 for name in (CONFIG_NAME, WEIGHTS_NAME)
             )
         config = ForecasterConfig.from_dict(read_json(config_path, "model config"), what=str(config_path))
-        model = from_config(config)
+        try:
+            model = from_config(config)
+        except ValueError as exc:  # an unknown cell, options it rejects: name the file they came from
+            raise ValueError(f"{config_path}: {exc}") from exc
         load_weights(model, weights_path, device=map_location, cast=cast)
         return model
 

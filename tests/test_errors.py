@@ -143,6 +143,10 @@ def test_damaged_latest_pointer(run, pointer):
         ("kernel_size", True, ["kernel_size", "a boolean"]),
         ("in_channels", 0, ["in_channels", "at least 1"]),
         ("cell_options", [], ["cell_options", "an object"]),
+        ("cell_options", {"bogus": 1}, ["rejected its options", "bogus"]),
+        ("schedule_options", {"0": None}, ["no option '0'"]),
+        ("schedule_options", {"levels": "two"}, ["schedule"]),
+        ("cell", "nocell", ["Unknown cell 'nocell'"]),
     ],
 )
 def test_wrong_types_in_config_json(run, field, value, words):
