@@ -1,9 +1,19 @@
-"""Model cards rendered from ``cards/model_card.md`` with huggingface_hub's ModelCard (YAML metadata the
-Hub indexes, plus the run's architecture, training recipe and measured metrics)."""
+"""Model cards rendered from ``cards/model_card.md`` with huggingface_hub's ModelCard.
+
+The YAML header is what the Hub indexes: ``library_name``, tags, license, the Hub ids of the data where
+they exist, and a ``model-index`` whose results carry each metric's value with its convention (MSE summed
+over a frame's pixels and MSE per pixel differ by a factor of 4096 on 64x64 frames). The body says what
+the model is (cell, scale of every layer, size, cost), what it was trained on and how (the recipe and
+the budget, if it was reproduced), the measured metrics frame by frame beside the baselines, a plot of
+them and a forecast, how to load it, and what to cite. Nothing in a card names a local path: a card is
+meant to be published.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,49 +21,349 @@ from .io import read_json
 from .registry import get_cell
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+METRICS_PNG = "metrics.png"
+FORECAST_PNG = "forecast.png"
+RECIPE_JSON = "recipe.json"
+PROFILE_JSON = "profile.json"
+CARD_METRICS = ("mse", "mae", "ssim", "psnr")
+"""The metrics a card reports (the per-pixel variants stay in the metrics file)."""
+LOCAL_SOURCE = "path/to/this/folder"
+NOT_SETTINGS = ("data_note", "description", "prepare", "metric_convention", "loss", "checkpoint", "download",
+                "hub_datasets", "root_required")
+"""Recipe entries that are prose or plumbing, shown elsewhere in the card or not at all."""
+
+
+def _fmt(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}" if abs(value) < 1 else f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
+
+
+def _series(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The scored series of a metrics file, the model first: ``{name: {metric: result}}``."""
+    order = metrics.get("forecasters") or [k for k, v in metrics.items() if isinstance(v, dict) and "metrics" in v]
+    order = sorted(order, key=lambda name: name != "model")
+    return {name: metrics[name]["metrics"] for name in order if isinstance(metrics.get(name), dict)}
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
-    """A markdown table of the model beside every baseline it was scored with, each metric with its convention."""
-    names = metrics.get("forecasters") or [k for k in ("model", "copy-last-frame") if k in metrics]
-    model = metrics["model"]["metrics"]
-    rows = [f"| metric | {' | '.join(names)} | convention |", f"|---|{'---:|' * len(names)}---|"]
-    for name, result in model.items():
+    """A markdown table of the model's mean metrics beside each baseline's, each with its convention."""
+    series = _series(metrics)
+    model = series["model"]
+    names = list(series)
+    rows = ["| metric | " + " | ".join(names) + " | convention |", "|---|" + "---:|" * len(names) + "---|"]
+    for name in CARD_METRICS:
+        if name not in model:
+            continue
+        result = model[name]
         arrow = "↑" if result["higher_is_better"] else "↓"
-        values = " | ".join(f"{metrics[f]['metrics'][name]['mean']:.4f}" for f in names)
+        values = " | ".join(_fmt(series[s][name]["mean"]) if name in series[s] else "-" for s in names)
         rows.append(f"| {result['label']} {arrow} | {values} | {result['convention']} |")
-    if "frames_scored" in metrics:
-        rows.append(f"\nScored frames: {metrics['frames_scored']}.")
     return "\n".join(rows)
 
 
-def render_card(run_dir: str | Path, repo_id: str, split: str = "test") -> str:
-    """The model card of a trained run, to be pushed as the repo's README.md."""
-    from huggingface_hub import ModelCard, ModelCardData
+def per_frame_table(metrics: dict[str, Any]) -> str:
+    """The model's metrics at every forecast frame, and each baseline's MSE beside them."""
+    series = _series(metrics)
+    model = series["model"]
+    names = [n for n in CARD_METRICS if n in model]
+    baselines = [s for s in series if s != "model" and "mse" in series[s]]
+    header = ["frame", *(model[n]["label"] for n in names), *(f"MSE {b}" for b in baselines)]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for t in range(len(model[names[0]]["per_frame"])):
+        cells = [str(t + 1), *(_fmt(model[n]["per_frame"][t]) for n in names),
+                 *(_fmt(series[b]["mse"]["per_frame"][t]) for b in baselines)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def metric_panels(metrics: dict[str, Any]) -> list[Any]:
+    from .plot import Panel
+
+    series = _series(metrics)
+    model = series["model"]
+    panels = []
+    for name in ("mse", "ssim"):
+        if name in model:
+            arrow = "higher is better" if model[name]["higher_is_better"] else "lower is better"
+            curves = {s: series[s][name]["per_frame"] for s in series if name in series[s]}
+            panels.append(Panel(f"{model[name]['label']} per forecast frame ({arrow})", curves))
+    return panels
+
+
+def _frames_scored(metrics: dict[str, Any]) -> str:
+    """Which frames a metrics file scored: ``future`` (forecasts only) or ``all`` (every predicted frame)."""
+    value = metrics.get("frames")
+    return value if value in ("future", "all") else "future"
+
+
+def eval_results(metrics: dict[str, Any], dataset_type: str, dataset_name: str, dataset_config: str | None,
+                 task_name: str) -> list[Any]:
+    """The model's mean metrics as huggingface_hub EvalResults, each with its convention in metric_args."""
+    from huggingface_hub import EvalResult
+
+    model = _series(metrics)["model"]
+    frames = _frames_scored(metrics)
+    results = []
+    for name in CARD_METRICS:
+        if name not in model:
+            continue
+        result = model[name]
+        results.append(EvalResult(
+            task_type="video-prediction", task_name=task_name, dataset_type=dataset_type,
+            dataset_name=dataset_name, dataset_config=dataset_config, dataset_split=metrics.get("split", "test"),
+            metric_type=name, metric_name=result["label"], metric_value=round(float(result["mean"]), 6),
+            metric_config=f"{frames} frames",
+            metric_args={"convention": result["convention"], "frames": frames,
+                         "clips": int(metrics["model"].get("samples", 0)),
+                         "higher_is_better": bool(result["higher_is_better"])}))
+    return results
+
+
+def _public_config(cfg: Any) -> dict[str, Any]:
+    """The training config without anything that names a place on this machine."""
+    data = dict(cfg.__dict__)
+    if data.get("data"):
+        data["data"] = Path(str(data["data"])).name
+    if data.get("root"):
+        data["root"] = f"DATA/{cfg.dataset or 'root'}"  # where the user keeps it is theirs
+    options = {k: v for k, v in (data.get("dataset_options") or {}).items()
+               if not (isinstance(v, str) and (os.path.isabs(v) or os.sep in v or k == "root"))}
+    data["dataset_options"] = options
+    data.pop("device", None)
+    return data
+
+
+def _recipe_dataset(dataset: str | None) -> dict[str, Any]:
+    from .catalogue import recipe_tables
+
+    return dict(recipe_tables()["datasets"].get(dataset or "", {}))
+
+
+def _schedule_text(model: Any) -> str:
+    return "multi-scale" if len(set(model.levels)) > 1 else "single-scale"
+
+
+def _common(model: Any, repo_id: str | None) -> dict[str, Any]:
+    from .catalogue import paper
+
+    config = model.config
+    cell = get_cell(config.cell)
+    info = paper()
+    return dict(
+        model_name=_model_name(model), cell=config.cell,
+        cell_paper=cell.paper or "see its plugin", schedule=model.schedule.describe(),
+        schedule_text=_schedule_text(model), num_layers=config.num_layers, hidden_channels=config.hidden_channels,
+        kernel_size=config.kernel_size, in_channels=config.in_channels,
+        cell_options=json.dumps(config.cell_options) if config.cell_options else "none",
+        parameters=f"{sum(p.numel() for p in model.parameters()):,}", arxiv=info["arxiv"], bibtex=info["bibtex"],
+        load_source=repo_id or LOCAL_SOURCE)
+
+
+def _model_name(model: Any) -> str:
+    """The zoo name of a model (``ms-convlstm``) from its config."""
+    from .registry import registry
+
+    for name, entry in registry().models.items():
+        if entry.cell == model.config.cell and entry.schedule == model.config.schedule:
+            return name
+    return model.config.cell
+
+
+def _card(card_data: Any, **values: Any) -> str:
+    from huggingface_hub import ModelCard
+
+    defaults = dict(dataset=None, budget_note=None, layer_sizes=None, flops=None, training_memory=None,
+                    metrics_table=None, forecast_png=False, out_frames=None, frame_size=None)
+    card = ModelCard.from_template(card_data, template_path=str(TEMPLATE), **{**defaults, **values})
+    return str(card)
+
+
+def render_model_card(model: Any, repo_id: str | None) -> str:
+    """The card of a model saved from Python: what it is and how to load it (no training is recorded)."""
+    from huggingface_hub import ModelCardData
+
+    values = _common(model, repo_id)
+    card_data = ModelCardData(library_name="msrnn-zoo", license="apache-2.0",
+                              tags=["video-prediction", "spatiotemporal", "msrnn-zoo", model.config.cell,
+                                    values["schedule_text"]])
+    return _card(card_data, **values)
+
+
+def _memory_text(profile: dict[str, Any]) -> str | None:
+    memory = profile.get("training_memory")
+    if not memory:
+        return None
+    text = (f"{memory['activation_bytes'] / 2**20:.1f} MiB of activations kept for the backward pass per training "
+            f"step (batch {memory['batch']}, {memory['frames']} frames; counted exactly with autograd's "
+            "saved-tensor hooks)")
+    if memory.get("peak_cuda_bytes"):
+        text += f"; {memory['peak_cuda_bytes'] / 2**30:.2f} GiB peak CUDA memory while training"
+    return text
+
+
+def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -> str:
+    """The model card of a trained run; ``repo_id`` is the Hub repo it will be pushed to (None: local)."""
+    from huggingface_hub import ModelCardData
 
     from .evaluate import load_run
+    from .profile import flops_per_frame
 
     run_dir = Path(run_dir)
     model, cfg = load_run(run_dir, "cpu")
     config = model.config
-    cell = get_cell(config.cell)
     metrics_path = run_dir / f"metrics-{split}.json"
     metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else None
-    dataset = cfg.dataset or f"own clips ({Path(cfg.data or '').name})"
-    card_data = ModelCardData(library_name="msrnn-zoo", license="apache-2.0", datasets=[cfg.dataset] if cfg.dataset
-                              else None, tags=["video-prediction", "spatiotemporal", "msrnn-zoo", config.cell],
-                              metrics=["mse", "mae", "ssim", "psnr"], pipeline_tag=None)
-    training = (f"{cfg.epochs} epoch(s), batch {cfg.batch_size}, Adam lr {cfg.lr}, seed {cfg.seed}, "
-                f"input schedule `{cfg.sampling or model.cell_class.sampling}`; loss MSE + MAE summed over pixels "
-                f"(+ the cell's auxiliary loss). Training config: `{json.dumps(cfg.__dict__, default=str)}`")
-    card = ModelCard.from_template(
-        card_data, template_path=str(TEMPLATE), model_name=cfg.model, repo_id=repo_id, cell=config.cell,
-        paper=cell.paper or "see its plugin", schedule=model.schedule.describe(),
-        schedule_text="multi-scale" if len(set(model.levels)) > 1 else "single-scale",
-        num_layers=config.num_layers, hidden_channels=config.hidden_channels, kernel_size=config.kernel_size,
-        in_channels=config.in_channels, cell_options=json.dumps(config.cell_options) or "{}",
-        parameters=f"{sum(p.numel() for p in model.parameters()):,}", dataset=dataset,
-        in_frames=cfg.in_frames, out_frames=cfg.out_frames, training=training, split=split,
-        samples=metrics["model"]["samples"] if metrics else 0,
-        metrics_table=metrics_table(metrics) if metrics else "")
-    return str(card)
+    recipe = read_json(run_dir / RECIPE_JSON, "recipe file") if (run_dir / RECIPE_JSON).is_file() else None
+    profile = read_json(run_dir / PROFILE_JSON, "profile file") if (run_dir / PROFILE_JSON).is_file() else {}
+    latest = read_json(run_dir / "latest.json", "checkpoint pointer") if (run_dir / "latest.json").is_file() else {}
+    public = _public_config(cfg)
+
+    values = _common(model, repo_id)
+    values["model_name"] = cfg.model
+    height, width = _frame_size(run_dir, cfg, profile)
+    frame_size = f"{height}x{width}" if height else None
+    recipe_dataset = _recipe_dataset(cfg.dataset)
+    source = cfg.source or recipe_dataset.get("source")
+    hub_datasets = list((recipe_dataset.get("hub_datasets") or {}).get(source or "", []))
+    if cfg.dataset:
+        dataset_label = f"{cfg.dataset} ({', '.join(x for x in (source, cfg.protocol) if x)})"
+    else:
+        dataset_label = f"own clips ({public['data']})"
+    flops = profile.get("flops_per_frame")
+    if flops is None and height:
+        flops = flops_per_frame(model, height, width)
+    values.update(
+        dataset=dataset_label, in_frames=cfg.in_frames, out_frames=cfg.out_frames, frame_size=frame_size,
+        layer_sizes=", ".join(f"{h}x{w}" for h, w in model.schedule.sizes(height, width)) if height else None,
+        flops=f"{flops / 1e9:.3f} GFLOPs (2 per multiply-add), one frame in and one forecast out" if flops else None,
+        training_memory=_memory_text(profile))
+    values["data_text"] = _data_text(cfg, recipe_dataset, source, hub_datasets, metrics, public)
+    values["training_text"], values["budget_note"] = _training_text(cfg, recipe, latest, public)
+    tags = ["video-prediction", "spatiotemporal", "msrnn-zoo", config.cell, values["schedule_text"]]
+    if cfg.dataset:
+        tags.append(cfg.dataset)
+    eval_list = None
+    if metrics is not None:
+        frames_scored = _frames_scored(metrics)
+        values.update(
+            metrics_table=metrics_table(metrics), per_frame_table=per_frame_table(metrics),
+            forecast_png=True,
+            evaluation_text=(f"Measured with `msrnn-zoo evaluate --frames {frames_scored}` on "
+                             f"{metrics['model']['samples']} clips of the {metrics.get('split', split)} split, scoring "
+                             f"{metrics.get('frames_scored') or 'the forecast frames'}, beside baselines that need "
+                             "no training. Means over the frames here, a row per frame below."))
+        task = f"video prediction, {cfg.in_frames} -> {cfg.out_frames} frames"
+        eval_list = eval_results(metrics, hub_datasets[0] if hub_datasets else (cfg.dataset or "own-clips"),
+                                 dataset_label, cfg.protocol or source, task)
+    model_index_name = repo_id.split("/")[-1] if repo_id else cfg.model
+    card_data = ModelCardData(library_name="msrnn-zoo", license="apache-2.0", tags=tags,
+                              datasets=hub_datasets or None, model_name=model_index_name if eval_list else None,
+                              eval_results=eval_list)
+    return _card(card_data, **values)
+
+
+def _frame_size(run_dir: Path, cfg: Any, profile: dict[str, Any]) -> tuple[int | None, int | None]:
+    if profile.get("frame_size"):
+        h, w = profile["frame_size"]
+        return int(h), int(w)
+    if cfg.dataset:
+        from .registry import get_dataset
+
+        try:
+            info = get_dataset(cfg.dataset).info
+            return info.height, info.width
+        except ValueError:
+            return None, None
+    return None, None
+
+
+def _data_text(cfg: Any, recipe_dataset: dict[str, Any], source: str | None, hub_datasets: list[str],
+               metrics: dict[str, Any] | None, public: dict[str, Any]) -> str:
+    if not cfg.dataset:
+        return (f"The user's own clips (`{public['data']}`), split {public['split_fractions']} into train, "
+                "validation and test in file order.")
+    lines = [f"**{cfg.dataset}**" + (f": {recipe_dataset['description']}" if recipe_dataset.get("description") else "")
+             + f". Source `{source}`" + (f", protocol `{cfg.protocol}`" if cfg.protocol else "") + "."]
+    if hub_datasets:
+        lines.append("On the Hub: " + ", ".join(f"[{d}](https://huggingface.co/datasets/{d})" for d in hub_datasets)
+                     + ".")
+    if recipe_dataset.get("data_note") and source == recipe_dataset.get("source"):
+        lines.append(recipe_dataset["data_note"])
+    limits = []
+    if cfg.max_train_clips:
+        limits.append(f"the first {cfg.max_train_clips} training clips")
+    if cfg.max_eval_clips or metrics:
+        clips = metrics["model"]["samples"] if metrics else cfg.max_eval_clips
+        limits.append(f"{clips} test clips")
+    if limits:
+        lines.append("This run used " + " and ".join(limits) + ".")
+    return "\n\n".join(lines)
+
+
+def _training_text(cfg: Any, recipe: dict[str, Any] | None, latest: dict[str, Any],
+                   public: dict[str, Any]) -> tuple[str, str | None]:
+    steps = latest.get("step")
+    done = f"{steps} optimizer steps" if steps is not None else "an unknown number of steps"
+    summary = (f"Adam, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epoch(s) = {done}, seed {cfg.seed}, input "
+               f"schedule `{cfg.sampling or 'the cell default'}`; loss MSE + MAE summed over the pixels of a frame "
+               "(+ the cell's auxiliary loss).")
+    config_line = f"Training config: `{json.dumps(public, default=str, sort_keys=True)}`"
+    if recipe is None:
+        return f"{summary}\n\n{config_line}", None
+    budget = recipe.get("budget") or {}
+    deviations = recipe.get("deviations") or {}
+    rows = ["| setting | value | source |", "|---|---|---|"]
+    for key, value in recipe["settings"].items():
+        if key in NOT_SETTINGS:
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value)
+        if key in deviations:
+            used = deviations[key]["used"]
+            shown = f"**{used if isinstance(used, str) else json.dumps(used)}** (recipe: {shown})"
+        rows.append(f"| {key} | {shown} | {recipe['sources'].get(key, '')} |")
+    text = (f"Trained by the recipe `{recipe['recipe']}` (`{recipe['command']}`), the settings of the MS-RNN paper "
+            f"as its code ran them (github.com/mazhf/MS-RNN at {recipe.get('code_commit', '')[:7]}):\n\n"
+            + "\n".join(rows) + f"\n\nLoss: {recipe['settings'].get('loss', '')}. Metrics: "
+            f"{recipe['settings'].get('metric_convention', '')}.\n\n{summary}\n\n{config_line}")
+    note = None
+    if deviations:
+        changed = ", ".join(f"{k} {v['used']} (recipe: {v['recipe']})" for k, v in deviations.items())
+        note = f"Deviates from the recipe: {changed}."
+    if budget.get("limited"):
+        limited = (f"Budget-limited: trained {budget['steps']} steps ({budget['epochs']} epoch(s) over "
+                   f"{budget['train_clips']} clips) of the recipe's {budget['recipe_steps']} "
+                   f"({budget['recipe_epochs']} epochs over {budget['recipe_train_clips']} clips).")
+        note = f"{note} {limited}" if note else limited
+    if note:
+        note += " Its numbers show what this run reaches, not the paper's setting."
+    return text, note
+
+
+def write_card(run_dir: str | Path, out_dir: str | Path, repo_id: str | None, split: str = "test") -> dict[str, Path]:
+    """Render the card of a run into ``out_dir`` with the pictures it shows: ``{name in repo: path}``."""
+    from .io import write_text
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"README.md": write_text(out_dir / "README.md", render_card(run_dir, repo_id, split))}
+    metrics_path = run_dir / f"metrics-{split}.json"
+    if metrics_path.is_file():
+        from .plot import save_metric_chart
+
+        files[METRICS_PNG] = save_metric_chart(out_dir / METRICS_PNG, metric_panels(read_json(metrics_path, "metrics")))
+        files[FORECAST_PNG] = save_forecast_png(run_dir, out_dir / FORECAST_PNG)
+    return files
+
+
+def save_forecast_png(run_dir: str | Path, path: str | Path, index: int = 0) -> Path:
+    """The input | truth | forecast strip of test clip ``index``, for the card."""
+    from .evaluate import forecast_clip, load_run
+    from .train import open_split
+    from .visualize import save_png
+
+    model, cfg = load_run(run_dir)
+    clip = open_split(cfg, "test")[index]
+    context, truth = clip[: cfg.in_frames], clip[cfg.in_frames: cfg.in_frames + cfg.out_frames]
+    forecast = forecast_clip(model, context, cfg.out_frames)
+    return save_png(path, context, truth, forecast, overwrite=True, scale=2)

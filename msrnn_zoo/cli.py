@@ -113,15 +113,20 @@ def main(ctx: click.Context, debug: bool) -> None:
 # ---------------------------------------------------------------------------------------------- catalogue
 @main.command("list")
 @click.argument("pattern", required=False)
+@click.option("--pretrained", is_flag=True, help="List the pretrained catalogue: every checkpoint and its status.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly
-def list_cmd(pattern: str | None, as_json: bool) -> None:
+def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
     """Every model and dataset (optionally only names matching a glob such as 'ms-*')."""
     from .registry import list_datasets, list_models, registry
 
+    if pretrained:
+        _list_pretrained(pattern, as_json)
+        return
     reg = registry()
     models = [{"name": m, "cell": reg.models[m].cell, "schedule": reg.models[m].schedule,
-               "plugin": reg.models[m].plugin, "pretrained": sorted(reg.models[m].pretrained),
+               "plugin": reg.models[m].plugin,
+               "pretrained": [t for t, r in reg.models[m].pretrained.items() if r.published],
                "paper": reg.cells[reg.models[m].cell].paper} for m in list_models(pattern)]
     datasets = []
     for d in list_datasets(pattern):
@@ -153,6 +158,30 @@ def list_cmd(pattern: str | None, as_json: bool) -> None:
                            f"{p['channels']}x{p['height']}x{p['width']}", sources if i == 0 else "",
                            d["plugin"] if i == 0 else "")
     console.print(dtable)
+
+
+def _list_pretrained(pattern: str | None, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from .registry import list_pretrained
+
+    records = list_pretrained(pattern)
+    if as_json:
+        click.echo(json.dumps([{"name": r.name, **asdict(r)} for r in records], indent=2))
+        return
+    published = sum(r.published for r in records)
+    table = Table(title=f"Pretrained catalogue ({len(records)} checkpoints, {published} published)")
+    for col in ("checkpoint", "dataset", "protocol", "Hub repo", "revision", "status", "metrics"):
+        table.add_column(col)
+    for r in records:
+        status = "[green]published[/green]" if r.published else "[yellow]recipe-only[/yellow]"
+        metrics = ", ".join(f"{k} {v:g}" for k, v in r.metrics.items()) or "-"
+        table.add_row(escape(r.name), escape(r.dataset or "-"), escape(r.protocol or "-"), escape(r.repo_id),
+                      r.revision[:7] or "-", status, escape(metrics))
+    console.print(table)
+    if published < len(records):
+        console.print("A recipe-only checkpoint has no weights yet: `msrnn_zoo.create(MODEL, pretrained=TAG)` prints "
+                      "the `reproduce` and `push` commands that would create it.", highlight=False)
 
 
 @main.command()
@@ -351,13 +380,13 @@ def data_info(dataset: str, root: Path | None, source: str | None, as_json: bool
 
 
 # ---------------------------------------------------------------------------------------------- training
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, Any]:
     """``--option links=13`` -> ``{"links": 13}`` (values parsed as JSON where they can be)."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--option takes KEY=VALUE, got {pair!r}.")
+            raise ValueError(f"{flag} takes KEY=VALUE, got {pair!r}.")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -669,37 +698,228 @@ def new_cell_cmd(name: str, parent: Path) -> None:
                   f"&& msrnn-zoo list '*{escape(name)}'", highlight=False)
 
 
+# ---------------------------------------------------------------------------------------------- recipes
+@main.command()
+@click.argument("model", required=False)
+@click.argument("dataset", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
+    """The MS-RNN paper's setting for MODEL on DATASET, each value with its source (no arguments: list them)."""
+    from .catalogue import get_recipe, list_recipes, paper
+
+    if model is None or dataset is None:
+        if model is not None:
+            raise ValueError("Name both the model and the dataset (e.g. `msrnn-zoo recipe ms-motionrnn kth`), "
+                             "or neither to list every recipe.")
+        recipes = list_recipes()
+        if as_json:
+            click.echo(json.dumps([r.to_dict() for r in recipes], indent=2))
+            return
+        table = Table(title=f"Recipes ({len(recipes)}): the MS-RNN paper's settings, arXiv {paper()['arxiv']}")
+        for col in ("recipe", "frames", "size", "epochs", "batch", "lr", "sampling", "reproduce"):
+            table.add_column(col)
+        for r in recipes:
+            table.add_row(r.key, f"{r['in_frames']} -> {r['out_frames']}", f"{r['height']}x{r['width']}",
+                          str(r["epochs"]), str(r["batch_size"]), f"{r['lr']:g}", r["sampling"],
+                          escape(r.reproduce_command()))
+        console.print(table)
+        return
+    found = get_recipe(model, dataset)
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=2))
+        return
+    table = Table(title=f"Recipe {found.key}: {paper()['title']} (arXiv {paper()['arxiv']})")
+    for col in ("setting", "value", "source"):
+        table.add_column(col)
+    for key, value in found.settings.items():
+        table.add_row(escape(key), escape(value if isinstance(value, str) else json.dumps(value)),
+                      escape(found.sources.get(key, "")))
+    console.print(table)
+    console.print(escape(f"Sources name lines of {paper()['code']} at commit {paper()['code_commit'][:7]}; run it "
+                         f"with `{found.reproduce_command()}`."), highlight=False)
+
+
+@main.command()
+@click.argument("model", required=False)
+@click.argument("dataset", required=False)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory to create.")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="The dataset's data directory (a prepared store for kth, taxibj, germany).")
+@click.option("--source", default=None, help="Another source of the dataset than the recipe's (e.g. synthetic).")
+@click.option("--budget-steps", type=int, default=None,
+              help="Train at most this many steps (the card then says the run is budget-limited).")
+@click.option("--max-eval-clips", type=int, default=None, help="Score only the first N test clips.")
+@click.option("--set", "settings", multiple=True,
+              help="Change a recipe setting KEY=VALUE (hidden_channels, num_layers, kernel_size, lr, batch_size, "
+                   "seed, epochs, sampling); the card lists every change.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--force", is_flag=True, help="Replace an existing run directory.")
+@click.option("--resume", type=click.Path(path_type=Path), default=None,
+              help="Finish an interrupted reproduction in this directory.")
+@friendly
+def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Path | None, source: str | None,
+              budget_steps: int | None, max_eval_clips: int | None, settings: tuple[str, ...], device: str,
+              force: bool, resume: Path | None) -> None:
+    """Train MODEL on DATASET by the MS-RNN paper's recipe, evaluate it and write its model card."""
+    from . import reproduce as repro
+
+    if resume is not None:
+        files = repro.resume(resume, device=device if device != "cpu" else None, max_eval_clips=max_eval_clips,
+                             fit=_fit_with_progress)
+        run_dir = resume
+    else:
+        if model is None or dataset is None:
+            raise ValueError("Name the model and the dataset: `msrnn-zoo reproduce ms-convlstm moving-mnist --out "
+                             "runs/a` (`msrnn-zoo recipe` lists them), or --resume RUN.")
+        if out is None:
+            raise ValueError("Say where the run goes: --out runs/NAME.")
+        overrides = {k: v for k, v in _parse_options(settings, "--set").items()}
+        plan = repro.make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
+                               overrides=overrides, out=out)
+        budget = plan.budget
+        console.print(f"Recipe [bold]{plan.recipe.key}[/bold]: {budget['steps']} steps ({budget['epochs']} epoch(s) "
+                      f"over {budget['train_clips']} clips)" + (f", budget-limited from {budget['recipe_steps']}"
+                                                               if budget["limited"] else ""), highlight=False)
+        trainer = repro.start(plan, out, force=force)
+        _fit_with_progress(trainer)
+        files = repro.finish(trainer, device=device, max_eval_clips=max_eval_clips, report=_print_reports)
+        run_dir = out
+    console.print(f"Model card written to [bold]{escape(str(files['README.md']))}[/bold] "
+                  f"({', '.join(sorted(n for n in files if n != 'README.md'))} beside it). "
+                  f"Next: msrnn-zoo push {escape(str(run_dir))} --repo-id YOU/NAME", highlight=False)
+
+
 # ---------------------------------------------------------------------------------------------- sharing
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--repo-id", default="user/model", show_default=True, help="The Hub repo the card will describe.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: RUN_DIR/README.md.")
-@click.option("--force", is_flag=True, help="Overwrite the card named by --out (only that file).")
+@click.option("--repo-id", required=True, help="The Hub repo the card will describe (its load lines use it).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Directory for README.md and its pictures (default: RUN_DIR).")
+@click.option("--force", is_flag=True, help="Overwrite an existing card.")
 @friendly
 def card(run_dir: Path, repo_id: str, out: Path | None, force: bool) -> None:
-    """Render the model card of a run (architecture, training, measured metrics) to review before pushing."""
-    from .card import render_card
-    from .io import refuse_overwrite, write_text
+    """Render the model card of a run (and its pictures) to review; `push` renders it again for its repo."""
+    from .card import write_card
+    from .io import refuse_overwrite
 
-    out = out or run_dir / "README.md"
-    refuse_overwrite(out, force, "model card")
-    write_text(out, render_card(run_dir, repo_id))
-    console.print(f"Model card written to [bold]{escape(str(out))}[/bold]")
+    out = out or run_dir
+    refuse_overwrite(out / "README.md", force, "model card")
+    files = write_card(run_dir, out, repo_id)
+    console.print(f"Model card written to [bold]{escape(str(files['README.md']))}[/bold]")
+
+
+def _public_metrics(path: Path, tmp: Path) -> Path:
+    """A copy of a metrics file without the run's local path, fit to publish."""
+    from .io import read_json, write_json
+
+    data = read_json(path, "metrics file")
+    data["run"] = Path(str(data.get("run", ""))).name
+    return write_json(tmp / path.name, data)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.argument("repo_id")
-@click.option("--private", is_flag=True)
-@click.option("--token", default=None, help="Hub token (default: the one huggingface-cli login stored).")
+@click.argument("repo_id_arg", metavar="[REPO_ID]", required=False)
+@click.option("--repo-id", "repo_id", default=None, help="The Hub repo to push to (user/name).")
+@click.option("--private", is_flag=True, help="Create the repo private.")
+@click.option("--token", default=None, help="Hub token (default: the one `hf auth login` stored, or $HF_TOKEN).")
+@click.option("--card", "card_path", type=click.Path(path_type=Path), default=None,
+              help="Push this card (e.g. one rendered by `msrnn-zoo card` and edited) instead of rendering it.")
 @friendly
-def push(run_dir: Path, repo_id: str, private: bool, token: str | None) -> None:
-    """Upload a run's weights (safetensors), config.json and model card to the Hugging Face Hub."""
-    from .card import render_card
-    from .evaluate import load_run
+def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: bool, token: str | None,
+         card_path: Path | None) -> None:
+    """Upload a run's weights (safetensors), config.json, model card and its pictures to the Hub, in one commit."""
+    import tempfile
 
-    model, _ = load_run(run_dir, "cpu")
-    card_path = run_dir / "README.md"
-    text = card_path.read_text(encoding="utf-8") if card_path.is_file() else render_card(run_dir, repo_id)
-    url = model.push_to_hub(repo_id, card=text, token=token, private=private)
-    console.print(f"Pushed to [bold]{escape(str(url))}[/bold]")
+    from .card import write_card
+    from .evaluate import load_run
+    from .hub import CONFIG_NAME, WEIGHTS_NAME, upload_files
+
+    if repo_id and repo_id_arg and repo_id != repo_id_arg:
+        raise ValueError(f"Two repo ids given ({repo_id_arg!r} and --repo-id {repo_id!r}); give one.")
+    repo_id = repo_id or repo_id_arg
+    if not repo_id:
+        raise ValueError("Say where to push: --repo-id USER/NAME.")
+    load_run(run_dir)  # a clear error for a directory that is not a finished run
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        files = write_card(run_dir, tmp, repo_id)
+        if card_path is not None:
+            text = card_path.read_text(encoding="utf-8")
+            if f'pretrained="{repo_id}"' not in text:
+                raise ValueError(f"{card_path} does not load from {repo_id!r}: it was rendered for another repo. "
+                                 f"Render it again with `msrnn-zoo card {run_dir} --repo-id {repo_id} --force`.")
+            files["README.md"] = card_path
+        files.update({WEIGHTS_NAME: run_dir / WEIGHTS_NAME, CONFIG_NAME: run_dir / CONFIG_NAME})
+        for extra in ("recipe.json", "profile.json"):
+            if (run_dir / extra).is_file():
+                files[extra] = run_dir / extra
+        if (run_dir / "metrics-test.json").is_file():
+            files["metrics-test.json"] = _public_metrics(run_dir / "metrics-test.json", tmp)
+        url = upload_files(repo_id, files, token=token, private=private,
+                           commit_message=f"Upload {run_dir.name} with msrnn-zoo")
+    console.print(f"Pushed {len(files)} files to [bold]{escape(url)}[/bold]", highlight=False)
+    console.print(escape(f'Load it with: msrnn_zoo.create("{load_run(run_dir)[1].model}", pretrained="{repo_id}")'),
+                  highlight=False)
+
+
+@main.command()
+@click.argument("repo_id")
+@click.option("--revision", default=None, help="A branch, tag or commit id (default: main).")
+@click.option("--token", default=None, help="Hub token for private repos.")
+@click.option("--force", is_flag=True, help="Download again even if the cache holds the files.")
+@friendly
+def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> None:
+    """Download a Hub repo's model into the local cache (checked), so it loads offline afterwards."""
+    from .card import _model_name
+    from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, download_files
+    from .network import Forecaster
+
+    paths, commit = download_files(repo_id, (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME), revision=revision, token=token,
+                                   force_download=force, optional=(CARD_NAME,))
+    model = Forecaster.from_pretrained(repo_id, revision=commit or revision, token=token, local_files_only=True)
+    name = _model_name(model)
+    where = paths[WEIGHTS_NAME].parent
+    console.print(f"Pulled [bold]{escape(repo_id)}[/bold]" + (f" at commit {commit[:7]}" if commit else "") +
+                  escape(f" into {where}: {name}, {sum(p.numel() for p in model.parameters()):,} parameters."),
+                  highlight=False)
+    pin = f', revision="{revision}"' if revision else ""
+    console.print(escape(f'Load it (offline too) with: msrnn_zoo.create("{name}", pretrained="{repo_id}"{pin})'),
+                  highlight=False)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--model", "model_name", required=True, help="The zoo model the checkpoint is of (e.g. ms-predrnn).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the model into.")
+@click.option("--hidden", "hidden_channels", type=int, default=None,
+              help="Hidden channels (read from the checkpoint; given, it must agree).")
+@click.option("--layers", "num_layers", type=int, default=None, help="Layers (read from the checkpoint).")
+@click.option("--in-channels", type=int, default=None, help="Frame channels (read from the checkpoint).")
+@click.option("--kernel-size", type=int, default=3, show_default=True)
+@click.option("--option", "options", multiple=True, help="A cell option KEY=VALUE (repeatable).")
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="A safetensors file with `input` (T, B, C, H, W) and the original's `output` (T-1, B, C, H, W) "
+                   "to check parity against (the format of the zoo's parity fixtures).")
+@click.option("--in-len", type=int, default=None, help="Context frames of --reference (default: its metadata).")
+@click.option("--size", type=int, default=64, show_default=True, help="Frame size of the forward check.")
+@click.option("--force", is_flag=True, help="Overwrite a model already in --out.")
+@friendly
+def convert(checkpoint: Path, model_name: str, out: Path, hidden_channels: int | None, num_layers: int | None,
+            in_channels: int | None, kernel_size: int, options: tuple[str, ...], reference: Path | None,
+            in_len: int | None, size: int, force: bool) -> None:
+    """Convert a checkpoint of the original MS-RNN code (.pth) into a folder `create(pretrained=DIR)` loads."""
+    from .convert import check_conversion, from_original
+
+    config = {k: v for k, v in {"hidden_channels": hidden_channels, "num_layers": num_layers,
+                                "in_channels": in_channels}.items() if v is not None}
+    model = from_original(checkpoint, model_name, kernel_size=kernel_size, **config, **_parse_options(options))
+    report = check_conversion(model, model_name, out, size=size, reference=reference, in_len=in_len, force=force)
+    table = Table(title=escape(f"{checkpoint.name} -> {out}"), show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in report.items():
+        table.add_row(escape(key), escape(str(value)))
+    console.print(table)
+    console.print(escape(f'Load it with: msrnn_zoo.create("{model_name}", pretrained="{out}")'), highlight=False)

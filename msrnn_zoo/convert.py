@@ -133,3 +133,59 @@ def from_original(state_dict_or_path: str | Path | Mapping[str, torch.Tensor], n
                              f"{tuple(expected[key].shape)}; check kernel_size and the cell options.")
     model.load_state_dict({key: tensor for key, (_, tensor) in ours.items()}, strict=True)
     return model
+
+
+PARITY_TOLERANCE = 1e-4
+"""Max |difference| from the original's outputs that counts as parity (float32 reordering is ~1e-7)."""
+
+
+def check_conversion(model: Forecaster, name: str, out: str | Path, *, size: int = 64,
+                     reference: str | Path | None = None, in_len: int | None = None,
+                     force: bool = False) -> dict[str, str]:
+    """Check a converted model, save it to ``out`` and check that the saved folder loads to the same model.
+
+    The forward check feeds 4 frames of ``torch.rand`` from a generator seeded with 0 and asks for 4 forecast
+    frames, so the same input can be given to the original code; ``reference`` (a file with ``input`` and
+    the original's ``output``, as the zoo's parity fixtures) compares with the original's own numbers.
+    Nothing is written unless every check before the save passes. Returns what was checked, in words.
+    """
+    from .factory import create
+    from .testing import load_fixture, parity_against
+
+    model = model.eval()
+    model.check_size(size, size)
+    report = {"model": name, "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
+              "config": model.config.to_json()}
+    if reference is not None:
+        tensors, meta = load_fixture(reference)
+        if "input" not in tensors or "output" not in tensors:
+            raise ValueError(f"{reference} has no 'input' and 'output' tensors to check parity against.")
+        steps = in_len or int(meta.get("in_len", 0))
+        if steps < 1:
+            raise ValueError(f"Say how many of {reference}'s frames are context: --in-len N.")
+        error = parity_against(model, tensors["input"], tensors["output"], steps)
+        if not error <= PARITY_TOLERANCE:
+            raise ValueError(f"Parity check failed: the converted model differs from {Path(reference).name}'s outputs "
+                             f"by up to {error:.3g} (tolerance {PARITY_TOLERANCE:g}). Check --model and the cell "
+                             "options.")
+        shape = tuple(tensors["input"].shape)
+        report["parity with the reference"] = (f"max |difference| {error:.2e} over input {shape} (T, B, C, H, W), "
+                                               f"{steps} context frames")
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(1, 4, model.config.in_channels, size, size, generator=generator)
+    with torch.no_grad():
+        forecast = model(frames, horizon=4)
+    if not torch.isfinite(forecast).all():
+        raise ValueError("The converted model forecasts NaN or Inf on a random input: the checkpoint is damaged.")
+    report["forward check"] = (f"input torch.rand(1, 4, {model.config.in_channels}, {size}, {size}) from "
+                               f"torch.Generator().manual_seed(0) -> 4 forecast frames, finite, mean "
+                               f"{forecast.mean().item():.6f}, std {forecast.std().item():.6f}")
+    model.save_pretrained(out, force=force)
+    loaded = create(name, pretrained=str(out)).eval()
+    with torch.no_grad():
+        again = loaded(frames, horizon=4)
+    if not torch.equal(again, forecast):
+        raise ValueError(f"{out} does not load back to the converted model (forecasts differ by "
+                         f"{(again - forecast).abs().max().item():.3g}).")
+    report["reload"] = f"create({name!r}, pretrained={str(out)!r}) forecasts bit-identically"
+    return report

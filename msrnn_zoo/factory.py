@@ -9,6 +9,8 @@ from .network import Forecaster, ForecasterConfig
 from .registry import get_cell, get_model
 
 CONFIG_FIELDS = ("in_channels", "hidden_channels", "num_layers", "kernel_size", "schedule_options", "cell_options")
+HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
+"""Keyword arguments of ``create`` that say where pretrained weights come from, not what the model is."""
 
 
 def split_tag(name: str) -> tuple[str, str | None]:
@@ -52,10 +54,12 @@ def from_config(config: ForecasterConfig) -> Forecaster:
 def create(name: str, pretrained: bool | str | None = None, **kwargs: Any) -> Forecaster:
     """Build model ``name`` (``"ms-convlstm"``), optionally with published or local weights.
 
-    ``pretrained`` is a tag of the model's published checkpoints (``"kth"``), ``True`` for its first
-    one, a local directory written by ``save_pretrained``, or a Hub repo id. ``name`` may carry the tag
-    itself: ``create("ms-motionrnn.kth")``. Other keyword arguments override the config; those that are
-    not config fields are the cell's own options (e.g. ``links=13`` for TrajGRU).
+    ``pretrained`` is a tag of the pretrained catalogue (``"kth"``), ``True`` for the model's default
+    one, a local directory written by ``save_pretrained``, or a Hub repo id; ``revision=`` pins a branch,
+    tag or commit of the repo (``token``, ``cache_dir``, ``local_files_only`` and ``force_download`` are
+    passed to the download too). ``name`` may carry the tag itself: ``create("ms-motionrnn.kth")``. Other
+    keyword arguments override the config; those that are not config fields are the cell's own options
+    (e.g. ``links=13`` for TrajGRU).
     """
     model_name, tag = split_tag(name)
     if tag is not None:
@@ -67,4 +71,8 @@ def create(name: str, pretrained: bool | str | None = None, **kwargs: Any) -> Fo
         from .hub import resolve_pretrained
 
         return resolve_pretrained(model_name, pretrained, **kwargs)
+    hub_options = sorted(k for k in kwargs if k in HUB_OPTIONS)
+    if hub_options:
+        raise ValueError(f"{', '.join(hub_options)} only apply with pretrained= (a catalogue tag, a directory or "
+                         "a Hub repo id).")
     return from_config(build_config(model_name, **kwargs))

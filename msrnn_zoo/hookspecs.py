@@ -34,3 +34,13 @@ def register_datasets(register: Callable[..., Any]) -> None:
     files -> store, ``describe(store)`` statistics for ``data info``, ``scores(context)`` an accumulator of
     the dataset's own scores, ``baselines`` ``{name: fn(context, horizon)}`` scored beside copy-last-frame.
     """
+
+
+@hookspec
+def register_checkpoints(register: Callable[..., Any]) -> None:
+    """Add pretrained checkpoints to the catalogue: ``register(model=..., tag=..., repo_id=..., revision=...,
+    dataset=..., protocol=..., recipe=..., status="published", metrics={...}, metrics_command=...)``.
+
+    The same fields as a record of the zoo's ``pretrained.toml``; ``create(model, pretrained=tag)`` then loads
+    ``repo_id`` at ``revision``. A ``model.tag`` already in the catalogue is refused.
+    """

@@ -4,11 +4,18 @@ The layout is the one ``huggingface_hub.ModelHubMixin`` writes (``model.safetens
 ``README.md``), so the Hub renders and counts our repos like any other; the mixin itself is not used
 because a model is rebuilt from its config through the plugin registry (the cell class is looked up by
 name), which ModelHubMixin's init-argument capture cannot express.
+
+Talking to the Hub fails in a handful of ways a user can cause or meet: offline with nothing cached, no
+network, an unknown or private repo, a revision that does not exist, a repo that is not ours, a download
+that arrived damaged. Each becomes one :class:`HubError` that names the repo and the cause, and none waits
+on huggingface_hub's retries: one metadata request decides, before any download starts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +27,224 @@ from .weights import load_weights
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NETWORK_ERRORS = {"ConnectError", "ConnectTimeout", "ConnectionError", "NetworkError", "ReadTimeout",
+                   "TimeoutException", "Timeout", "ProxyError", "SSLError", "RemoteProtocolError", "ReadError",
+                   "WriteError", "PoolTimeout", "WriteTimeout"}
+
+
+class HubError(OSError):
+    """A Hub operation failed; the message names the repo and the cause, and what to do."""
+
+
+class HubRepoNotFoundError(HubError, FileNotFoundError):
+    """The repo (or the revision, or a file in it) does not exist, or cannot be seen without a token."""
 
 
 def hub_endpoint() -> str | None:
     """The Hub to talk to: ``$MSRNN_ZOO_HUB_ENDPOINT`` or ``$HF_ENDPOINT`` (mirrors, tests), else the default."""
     return os.environ.get("MSRNN_ZOO_HUB_ENDPOINT") or os.environ.get("HF_ENDPOINT") or None
+
+
+def hub_offline() -> bool:
+    """Whether offline mode is on, read now (huggingface_hub reads ``HF_HUB_OFFLINE`` once, at import)."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in {"1", "ON", "YES", "TRUE"} or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def hub_cache(cache_dir: str | Path | None = None) -> str:
+    """The cache huggingface_hub downloads into (``$HF_HUB_CACHE`` is read now, not at its import)."""
+    from huggingface_hub import constants
+
+    return str(cache_dir or os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+
+
+def network_cause(exc: BaseException) -> str | None:
+    """If ``exc`` (or what caused it) is a connection failure, a short description of it; else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names = {cls.__name__ for cls in type(current).__mro__}
+        if names & _NETWORK_ERRORS or isinstance(current, (ConnectionError, TimeoutError)):
+            if type(current).__name__ == "OfflineModeIsEnabled":
+                return "offline mode is on"
+            text = str(current).strip() or type(current).__name__
+            refused = "refused" in text.lower()
+            return "connection refused" if refused else f"{type(current).__name__}: {text.splitlines()[0][:200]}"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _where(repo_id: str, revision: str | None) -> str:
+    return f"Hub repo {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
+
+
+def _endpoint_name() -> str:
+    return hub_endpoint() or DEFAULT_ENDPOINT
+
+
+def _has_token(token: str | bool | None) -> bool:
+    if isinstance(token, str):
+        return bool(token)
+    if token is False:
+        return False
+    from huggingface_hub import get_token
+
+    return get_token() is not None
+
+
+def explain(exc: BaseException, repo_id: str, revision: str | None, action: str, token: str | bool | None,
+            filename: str | None = None) -> HubError:
+    """One plain error for a failed Hub call: which repo, what went wrong, what to do."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = _where(repo_id, revision)
+    endpoint = _endpoint_name()
+    cause = network_cause(exc)
+    if cause is not None:
+        return HubError(f"Cannot reach the Hub at {endpoint} to {action} {where} ({cause}). Check the network "
+                        "connection (or HF_ENDPOINT / MSRNN_ZOO_HUB_ENDPOINT if you use a mirror).")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    server_message = ""
+    response = getattr(exc, "response", None)
+    if response is not None:
+        server_message = response.headers.get("X-Error-Message", "") or ""
+    if status == 401 and "credentials" in server_message.lower():
+        return HubError(f"The Hub at {endpoint} rejected the token while trying to {action} {where} (HTTP 401: "
+                        "invalid credentials). Log in again with `hf auth login`, or pass a valid --token / token=.")
+    if isinstance(exc, GatedRepoError):
+        return HubRepoNotFoundError(f"{where} is gated (HTTP 403): accept its conditions on the Hub with the "
+                                    "account of your token, then try again.")
+    if isinstance(exc, RevisionNotFoundError):
+        return HubRepoNotFoundError(f"{where}: no such revision on the Hub at {endpoint} (HTTP 404). A revision is a "
+                                    "branch, a tag or a commit id of the repo.")
+    if isinstance(exc, RepositoryNotFoundError) or status == 401:
+        if not _has_token(token):
+            return HubRepoNotFoundError(
+                f"{where} was not found on the Hub at {endpoint} (HTTP {status or 401}): it does not exist, or it is "
+                "private or gated and no token was sent (the Hub answers both alike). Check the repo id, or log in "
+                "with `hf auth login` (or pass --token / token=).")
+        return HubRepoNotFoundError(f"{where} was not found on the Hub at {endpoint} (HTTP {status or 404}), or the "
+                                    "token's account cannot see it. Check the repo id and the token's access.")
+    if isinstance(exc, EntryNotFoundError) and filename is not None:
+        return HubRepoNotFoundError(
+            f"{where} has no {filename}: it is not an msrnn-zoo model. An msrnn-zoo repo holds {CONFIG_NAME} and "
+            f"{WEIGHTS_NAME}, as `msrnn-zoo push` and push_to_hub write them.")
+    if status == 403:
+        return HubError(f"The Hub at {endpoint} refused to let this token {action} {where} (HTTP 403: no write "
+                        f"access{': ' + server_message if server_message else ''}). Use a token with write access "
+                        "to that namespace, or push to your own (--repo-id YOU/NAME).")
+    if isinstance(exc, HfHubHTTPError) and status is not None:
+        detail = f": {server_message}" if server_message else ""
+        later = " Try again later." if status >= 500 else ""
+        return HubError(f"The Hub at {endpoint} answered HTTP {status} when asked to {action} {where}{detail}.{later}")
+    return HubError(f"Could not {action} {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def verify_cached(path: str | Path, repo_id: str, revision: str | None) -> None:
+    """Check a cached file against the hash the Hub gave for it (its blob is named by it).
+
+    huggingface_hub stores each download as ``blobs/<etag>`` -- the sha256 of an LFS file, the git object
+    id of a regular one -- and links the snapshot to it, so a damaged download or cache is caught here
+    instead of loading as garbage weights.
+    """
+    real = Path(os.path.realpath(path))
+    name = real.name
+    if _HEX64.match(name):
+        algorithm, digest = "sha256", _file_hash(real, hashlib.sha256())
+    elif _HEX40.match(name):
+        algorithm = "git object id"
+        digest = _file_hash(real, hashlib.sha1(b"blob %d\0" % real.stat().st_size))
+    else:
+        return  # no symlinked blob (e.g. a copy on Windows): nothing to compare with
+    if digest != name:
+        filename = Path(path).name
+        again = f"msrnn-zoo pull {repo_id}" + (f" --revision {revision}" if revision else "") + " --force"
+        raise HubError(f"The {filename} of {_where(repo_id, revision)} is corrupt in the cache ({real}): its "
+                       f"{algorithm} is {digest[:12]}..., the Hub's is {name[:12]}.... Download it again with "
+                       f"`{again}` (or force_download=True).")
+
+
+def _file_hash(path: Path, digest: Any) -> str:
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | None = None,
+                   cache_dir: str | Path | None = None, token: str | bool | None = None,
+                   local_files_only: bool = False, force_download: bool = False,
+                   optional: tuple[str, ...] = ()) -> tuple[dict[str, Path], str | None]:
+    """Files of a Hub repo from the cache, or downloaded into it: ``({name: path}, commit id)``.
+
+    One metadata request (no retries) decides whether the Hub can be reached; if it cannot, the cache is
+    used, and if the cache lacks the files the error says so at once. Files named in ``optional`` may be
+    absent from the repo. Every file is checked against the Hub's hash before it is returned.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")) or repo_id.endswith("/"):
+        raise FileNotFoundError(f"{repo_id!r} is neither a local directory nor a Hub repo id like 'user/model'.")
+    cache = hub_cache(cache_dir)
+    endpoint = hub_endpoint()
+    offline = local_files_only or hub_offline()
+    if offline and force_download:
+        raise HubError(f"Cannot download {_where(repo_id, revision)} again: offline mode is on (HF_HUB_OFFLINE=1).")
+    unreachable: str | None = None
+    if not offline:
+        url = hf_hub_url(repo_id, filenames[0], revision=revision, endpoint=endpoint)
+        try:
+            get_hf_file_metadata(url, token=token)
+        except Exception as exc:  # every failure is explained below, or by the cache fallback
+            cause = network_cause(exc)
+            if cause is None:
+                raise explain(exc, repo_id, revision, "download", token, filenames[0]) from exc
+            unreachable = cause
+    use_cache_only = offline or unreachable is not None
+    paths: dict[str, Path] = {}
+    commit: str | None = None
+    for name in filenames:
+        pinned = commit or revision  # after the first file, stay on its commit
+        try:
+            path = Path(hf_hub_download(repo_id, name, revision=pinned, cache_dir=cache, token=token,
+                                        local_files_only=use_cache_only, force_download=force_download,
+                                        endpoint=endpoint))
+        except LocalEntryNotFoundError as exc:
+            if name in optional:
+                continue
+            where = _where(repo_id, revision)
+            if unreachable is not None:
+                raise HubError(f"Cannot reach the Hub at {_endpoint_name()} to download {where} ({unreachable}), and "
+                               f"its {name} is not in the cache ({cache}). Check the network connection, or pull it "
+                               f"once while online: `msrnn-zoo pull {repo_id}`.") from exc
+            reason = "offline mode is on (HF_HUB_OFFLINE=1)" if hub_offline() else "local_files_only=True was asked"
+            raise HubError(f"Cannot load {where}: {reason} and its {name} is not in the cache ({cache}). Pull it "
+                           f"once while online (`msrnn-zoo pull {repo_id}`), or unset HF_HUB_OFFLINE.") from exc
+        except EntryNotFoundError as exc:
+            if name in optional:
+                continue
+            raise explain(exc, repo_id, revision, "download", token, name) from exc
+        except Exception as exc:
+            raise explain(exc, repo_id, revision, "download", token, name) from exc
+        verify_cached(path, repo_id, revision)
+        paths[name] = path
+        snapshot = path.parent.name
+        if commit is None and _HEX40.match(snapshot):
+            commit = snapshot
+    return paths, commit
 
 
 class HubMixin:
@@ -33,7 +253,11 @@ class HubMixin:
     config: Any
 
     def save_pretrained(self, directory: str | Path, *, card: str | None = None, force: bool = False) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and, if given, the model card into ``directory``."""
+        """Write ``model.safetensors``, ``config.json`` and a model card into ``directory``.
+
+        As huggingface_hub's mixins do, a card is written even when none is given: one generated from the
+        config (architecture, size, how to load it), unless the directory already holds a README.md.
+        """
         directory = Path(directory)
         refuse_overwrite(directory / WEIGHTS_NAME, force, "model")
         directory.mkdir(parents=True, exist_ok=True)
@@ -41,15 +265,20 @@ class HubMixin:
         meta = {"format": "pt", "library": "msrnn-zoo"}
         atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata=meta))
         write_json(directory / CONFIG_NAME, self.config.to_dict())
+        if card is None and not (directory / CARD_NAME).exists():
+            from .card import render_model_card
+
+            card = render_model_card(self, None)
         if card is not None:
             write_text(directory / CARD_NAME, card)
         return directory
 
     @classmethod
     def from_pretrained(cls, source: str | Path, *, revision: str | None = None,
-                        cache_dir: str | Path | None = None, token: str | None = None,
-                        local_files_only: bool = False, map_location: str = "cpu", cast: bool = False) -> Any:
-        """Load a model from a local directory or a Hub repo id (``user/repo``).
+                        cache_dir: str | Path | None = None, token: str | bool | None = None,
+                        local_files_only: bool = False, force_download: bool = False,
+                        map_location: str = "cpu", cast: bool = False) -> Any:
+        """Load a model from a local directory or a Hub repo id (``user/repo``), optionally at ``revision``.
 
         Weights must match the config exactly (names, shapes, float32, finite); ``cast=True`` accepts
         floating-point weights of another precision, converted on load.
@@ -58,89 +287,117 @@ class HubMixin:
         from .network import ForecasterConfig
 
         directory = Path(source)
+        origin: str | None = None
         if directory.is_dir():
+            if revision is not None:
+                raise ValueError(f"revision={revision!r} applies to Hub repos, but {directory} is a local directory.")
             config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
             for path in (config_path, weights_path):
                 if not path.is_file():
                     raise FileNotFoundError(f"{directory} has no {path.name}: it is not a directory written by "
                                             "save_pretrained or `msrnn-zoo train`.")
         else:
-            config_path, weights_path = (
-                Path(_download(str(source), name, revision, cache_dir, token, local_files_only))
-                for name in (CONFIG_NAME, WEIGHTS_NAME)
-            )
-        config = ForecasterConfig.from_dict(read_json(config_path, "model config"), what=str(config_path))
+            paths, commit = download_files(str(source), (CONFIG_NAME, WEIGHTS_NAME), revision=revision,
+                                           cache_dir=cache_dir, token=token, local_files_only=local_files_only,
+                                           force_download=force_download)
+            config_path, weights_path = paths[CONFIG_NAME], paths[WEIGHTS_NAME]
+            origin = _where(str(source), revision) + (f" (commit {commit[:7]})" if commit else "")
+        try:
+            config = ForecasterConfig.from_dict(read_json(config_path, "model config"), what=str(config_path))
+        except (ValueError, TypeError, KeyError) as exc:
+            if origin is None:
+                raise
+            raise HubError(f"{origin}: {CONFIG_NAME} is not an msrnn-zoo model config ({exc}).") from exc
         try:
             model = from_config(config)
-        except ValueError as exc:  # an unknown cell, options it rejects: name the file they came from
-            raise ValueError(f"{config_path}: {exc}") from exc
+        except ValueError as exc:  # an unknown cell, options it rejects: name the file (or repo) they came from
+            raise ValueError(f"{origin or config_path}: {exc}") from exc
         load_weights(model, weights_path, device=map_location, cast=cast)
         return model
 
     def push_to_hub(self, repo_id: str, *, card: str | None = None, token: str | None = None, private: bool = False,
-                    commit_message: str = "Upload msrnn-zoo model") -> str:
-        """Create ``repo_id`` if needed and upload weights, config and card in one commit; returns its URL."""
+                    commit_message: str = "Upload msrnn-zoo model",
+                    extra_files: dict[str, str | Path] | None = None) -> str:
+        """Create ``repo_id`` if needed and upload weights, config, card (and ``extra_files``, path in repo ->
+        local file) in one commit; returns the commit's URL. Without ``card``, one is generated for the repo."""
         import tempfile
 
-        from huggingface_hub import HfApi
+        if card is None:
+            from .card import render_model_card
 
-        api = HfApi(endpoint=hub_endpoint(), token=token)
+            card = render_model_card(self, repo_id)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, card=card)
-            try:
-                api.create_repo(repo_id, private=private, exist_ok=True)
-                info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
-            except Exception as exc:  # the HTTP library's errors are not OSErrors: say what failed, in one line
-                where = hub_endpoint() or "the Hugging Face Hub"
-                raise OSError(f"Could not push to {repo_id!r} on {where} ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Check the network, the "
-                              "repo id and your token (huggingface-cli login); nothing was published.") from exc
-        return str(getattr(info, "commit_url", info))
+            files = {name: Path(tmp) / name for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)}
+            files.update({name: Path(path) for name, path in (extra_files or {}).items()})
+            return upload_files(repo_id, files, token=token, private=private, commit_message=commit_message)
 
 
-def _download(repo_id: str, filename: str, revision: str | None, cache_dir: str | Path | None, token: str | None,
-              local_files_only: bool) -> str:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = None, private: bool = False,
+                 commit_message: str = "Upload msrnn-zoo model") -> str:
+    """Create ``repo_id`` if needed and commit ``files`` (path in repo -> local file) at once; the commit URL.
 
-    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")):
-        raise FileNotFoundError(f"{repo_id!r} is neither a local directory nor a Hub repo id like 'user/model'.")
+    One ``create_commit`` rather than ``upload_folder``: exactly these files, in a single commit, and the
+    first failure (server down, no token, no write access) becomes one plain error.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")) or repo_id.endswith("/"):
+        raise ValueError(f"{repo_id!r} is not a Hub repo id like 'user/model'.")
+    if hub_offline():
+        raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on (HF_HUB_OFFLINE=1).")
+    for name, path in files.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Cannot push {name}: {path} does not exist.")
+    api = HfApi(endpoint=hub_endpoint(), token=token)
     try:
-        # HF_HUB_CACHE is read here, not at huggingface_hub's import, so a later setting still counts.
-        cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None
-        return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
-                               local_files_only=local_files_only, endpoint=hub_endpoint())
-    except RepositoryNotFoundError as exc:
-        raise FileNotFoundError(f"No Hub repo {repo_id!r} (or no access to it: pass a token).") from exc
-    except EntryNotFoundError as exc:
-        raise FileNotFoundError(f"Hub repo {repo_id!r} has no {filename}: it is not an msrnn-zoo model.") from exc
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+        info = api.create_commit(repo_id, operations, commit_message=commit_message)
+    except ValueError as exc:  # e.g. the Hub's YAML validation of the card
+        raise HubError(f"The Hub at {_endpoint_name()} refused the upload to {_where(repo_id, None)}: "
+                       f"{' '.join(str(exc).split())}") from exc
+    except Exception as exc:
+        raise explain(exc, repo_id, None, "push to", token) from exc
+    return str(getattr(info, "commit_url", info))
 
 
-def resolve_pretrained(model_name: str, pretrained: bool | str, **overrides: Any) -> Any:
-    """The model ``model_name`` with weights from a published tag, a local directory or a Hub repo."""
+def resolve_pretrained(model_name: str, pretrained: bool | str, *, revision: str | None = None,
+                       token: str | bool | None = None, cache_dir: str | Path | None = None,
+                       local_files_only: bool = False, force_download: bool = False, **overrides: Any) -> Any:
+    """The model ``model_name`` with weights from a catalogue tag, a local directory or a Hub repo."""
     from .network import Forecaster
     from .registry import get_model
 
     entry = get_model(model_name)
+    if overrides:
+        raise ValueError(f"Config overrides {sorted(overrides)} cannot be applied to pretrained weights; "
+                         "load the checkpoint as it was trained (Hub options: revision, token, cache_dir, "
+                         "local_files_only, force_download).")
+    record = None
     if pretrained is True:
         if not entry.pretrained:
-            raise ValueError(f"{model_name!r} has no published checkpoint yet; train one with `msrnn-zoo train "
-                             f"{model_name}` or pass a directory/Hub repo as pretrained=.")
-        pretrained = next(iter(entry.pretrained))
-    assert isinstance(pretrained, str)
-    if pretrained in entry.pretrained:
-        source: str = entry.pretrained[pretrained]
-    elif Path(pretrained).is_dir() or "/" in pretrained:
-        source = pretrained
-    else:
-        tags = ", ".join(entry.pretrained) or "none yet"
-        raise ValueError(f"{model_name!r} has no checkpoint tagged {pretrained!r} (published tags: {tags}); "
-                         "pretrained= also takes a directory written by save_pretrained or a Hub repo id.")
-    model = Forecaster.from_pretrained(source)
+            raise ValueError(f"{model_name!r} has no checkpoint in the pretrained catalogue; train one with "
+                             f"`msrnn-zoo train {model_name}` or pass a directory or Hub repo id as pretrained=.")
+        record = next(iter(entry.pretrained.values()))
+    elif not isinstance(pretrained, str):
+        raise TypeError(f"pretrained= takes True, a tag, a directory or a Hub repo id, not {pretrained!r}.")
+    elif pretrained in entry.pretrained:
+        record = entry.pretrained[pretrained]
+    elif not (Path(pretrained).is_dir() or "/" in pretrained):
+        tags = ", ".join(entry.pretrained) or "none"
+        raise ValueError(f"{model_name!r} has no checkpoint tagged {pretrained!r} (catalogue tags: {tags}; see "
+                         "`msrnn-zoo list --pretrained`); pretrained= also takes a directory written by "
+                         "save_pretrained or a Hub repo id.")
+    source: str = pretrained  # type: ignore[assignment]
+    if record is not None:
+        if not record.published:
+            raise ValueError(record.not_published_message())
+        source = record.repo_id
+        revision = revision or record.revision or None
+    model = Forecaster.from_pretrained(source, revision=revision, cache_dir=cache_dir, token=token,
+                                       local_files_only=local_files_only, force_download=force_download)
     if model.config.cell != entry.cell or model.config.schedule != entry.schedule:
         raise ValueError(f"{source} holds a {model.config.schedule}-scale {model.config.cell} model, "
                          f"not {model_name!r}.")
-    if overrides:
-        raise ValueError(f"Config overrides {sorted(overrides)} cannot be applied to pretrained weights; "
-                         "load the checkpoint as it was trained.")
     return model

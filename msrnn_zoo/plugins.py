@@ -63,6 +63,7 @@ class PluginRecord:
     version: str | None = None
     cells: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
     error: str | None = None
     detail: str | None = None
     key: str = ""

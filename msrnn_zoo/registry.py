@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .catalogue import Checkpoint, builtin_checkpoints, make_checkpoint
 from .cell import RecurrentCell
 from .data import DatasetCapabilities, DatasetFactory, DatasetInfo
 from .metrics import BASELINES as CORE_BASELINES
@@ -34,8 +35,6 @@ class CellEntry:
     plugin: str
     paper: str = ""
     description: str = ""
-    pretrained: dict[str, str] = field(default_factory=dict)
-    """``{"<model>.<tag>": "<hub repo id>"}``: checkpoints published for this cell's models."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,8 @@ class ModelEntry:
     schedule: str
     schedule_options: dict[str, Any]
     plugin: str
-    pretrained: dict[str, str]
-    """``{tag: hub repo id}``"""
+    pretrained: dict[str, Checkpoint]
+    """``{tag: record}`` from the pretrained catalogue, in catalogue order (the first is the default)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,8 @@ class Registry:
     cells: dict[str, CellEntry] = field(default_factory=dict)
     datasets: dict[str, DatasetEntry] = field(default_factory=dict)
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    """Every record of the pretrained catalogue whose model is registered: the zoo's, then plugins'."""
 
 
 _cache: tuple[tuple[Any, ...], Registry] | None = None
@@ -99,8 +100,7 @@ def _collect(registry: Registry) -> None:
                 record.error = f"{hook_name}: {type(exc).__name__}: {exc}"
 
     def cell_register(plugin: str, record: Any) -> Any:
-        def register(name: str, cell: type[RecurrentCell], *, paper: str = "", description: str = "",
-                     pretrained: dict[str, str] | None = None) -> None:
+        def register(name: str, cell: type[RecurrentCell], *, paper: str = "", description: str = "") -> None:
             if not _NAME.match(name):
                 raise ValueError(f"cell name {name!r} must be lowercase words joined by '-'")
             if not (isinstance(cell, type) and issubclass(cell, RecurrentCell)):
@@ -108,7 +108,7 @@ def _collect(registry: Registry) -> None:
             if name in registry.cells:
                 _clash("cell", name, registry.cells[name].plugin, plugin)
                 return
-            registry.cells[name] = CellEntry(name, cell, plugin, paper, description, dict(pretrained or {}))
+            registry.cells[name] = CellEntry(name, cell, plugin, paper, description)
             record.cells.append(name)
         return register
 
@@ -137,23 +137,43 @@ def _collect(registry: Registry) -> None:
             record.datasets.append(info.name)
         return register
 
+    records: list[Checkpoint] = list(builtin_checkpoints())
+
+    def checkpoint_register(plugin: str, record: Any) -> Any:
+        def register(**fields: Any) -> None:
+            checkpoint = make_checkpoint(plugin, **fields)
+            clash = next((r for r in records if r.name == checkpoint.name), None)
+            if clash is not None:  # first come, first served, as for cells and datasets: nothing is replaced
+                if clash.origin == "msrnn-zoo":
+                    record.conflicts.append(f"pretrained {checkpoint.name!r} is in the zoo's own catalogue; not added")
+                else:
+                    _clash("pretrained", checkpoint.name, clash.origin, plugin)
+                return
+            records.append(checkpoint)
+            record.checkpoints.append(checkpoint.name)
+        return register
+
     for name, _ in pm.list_name_plugin():
         rec = record_for(name)
         rec.cells.clear()
         rec.datasets.clear()
+        rec.checkpoints.clear()
         rec.error = rec.detail = None  # a registered plugin imported fine; its hooks are judged afresh
         rec.conflicts.clear()
     call("register_cells", cell_register)
     call("register_datasets", dataset_register)
+    call("register_checkpoints", checkpoint_register)
     for cell in registry.cells.values():  # in the order cells were claimed, so model names are too
         for prefix, (schedule, options) in MODEL_VARIANTS.items():
             model = prefix + cell.name
             if model in registry.models:  # e.g. a cell named "ms-x" against the multi-scale twin of "x"
                 _clash("model", model, registry.models[model].plugin, cell.plugin)
                 continue
-            tags = {key.split(".", 1)[1]: repo for key, repo in cell.pretrained.items()
-                    if key.split(".", 1)[0] == model}
-            registry.models[model] = ModelEntry(model, cell.name, schedule, options, cell.plugin, tags)
+            registry.models[model] = ModelEntry(model, cell.name, schedule, options, cell.plugin, {})
+    for checkpoint in records:  # records of models whose plugin is not installed are left out
+        if checkpoint.model in registry.models:
+            registry.models[checkpoint.model].pretrained[checkpoint.tag] = checkpoint
+            registry.checkpoints.append(checkpoint)
 
 
 def registry() -> Registry:
@@ -195,11 +215,20 @@ def _match(names: list[str], pattern: str | None) -> list[str]:
 
 
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:
-    """Model names, optionally filtered by a glob (``"ms-*"``) or to those with published weights."""
+    """Model names, optionally filtered by a glob (``"ms-*"``); ``pretrained=True`` lists the
+    ``model.tag`` of every published checkpoint instead (recipe-only ones have no weights to load)."""
     models = registry().models
     if pretrained:
-        return sorted(f"{m}.{t}" for m in _match(list(models), pattern) for t in models[m].pretrained)
+        return sorted(f"{m}.{t}" for m in _match(list(models), pattern) for t, r in models[m].pretrained.items()
+                      if r.published)
     return _match(list(models), pattern)
+
+
+def list_pretrained(pattern: str | None = None) -> list[Checkpoint]:
+    """Every record of the pretrained catalogue, published or recipe-only, in catalogue order."""
+    from .catalogue import match
+
+    return match(registry().checkpoints, pattern)
 
 
 def list_cells(pattern: str | None = None) -> list[str]:

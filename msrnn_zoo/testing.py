@@ -284,13 +284,24 @@ def parity_error(path: str | Path, name: str | None = None, **options: Any) -> f
     name = name or meta["model"]
     weights = {k[len("weights."):]: v for k, v in tensors.items() if k.startswith("weights.")}
     model = from_original(weights, name, kernel_size=int(meta.get("kernel_size", 3)), **options).eval()
-    frames = tensors["input"].transpose(0, 1).contiguous()
-    in_len = int(meta["in_len"])
+    return parity_against(model, tensors["input"], tensors["output"], int(meta["in_len"]))
+
+
+def parity_against(model: Forecaster, inputs: torch.Tensor, outputs: torch.Tensor, in_len: int) -> float:
+    """Max |difference| between ``model`` and the original's outputs on the same inputs.
+
+    ``inputs`` (T, B, C, H, W) and ``outputs`` (T-1, B, C, H, W) are time-major, as the original stores them.
+    """
+    model = model.eval()
+    frames = inputs.transpose(0, 1).contiguous().to(model.embed.weight.dtype)
     b, t = frames.shape[:2]
     teacher = torch.zeros(b, t - 1)
     teacher[:, :in_len] = 1.0
     with torch.no_grad():
         prediction, _ = model.forward_train(frames, teacher)
         future = model(frames[:, :in_len], horizon=t - in_len)
-    reference = tensors["output"].transpose(0, 1)
+    reference = outputs.transpose(0, 1).to(prediction.dtype)
+    if reference.shape != prediction.shape:
+        raise ValueError(f"The reference outputs have shape {tuple(outputs.shape)}, but the model predicts "
+                         f"{tuple(prediction.transpose(0, 1).shape)} from its inputs (T-1, B, C, H, W).")
     return max(float((prediction - reference).abs().max()), float((future - reference[:, in_len - 1:]).abs().max()))

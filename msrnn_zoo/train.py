@@ -55,8 +55,9 @@ HISTORY = "history.jsonl"
 TRAINING_STATE = "training_state.pt"
 CHECKPOINT_NAME = re.compile(r"step-\d{8}")
 RUN_FILES = (RUN_MARKER, TRAIN_CONFIG, CONFIG_NAME, WEIGHTS_NAME, HISTORY, LATEST, CHECKPOINTS, "README.md",
-             "metrics-*.json", ".*.tmp")
-"""What msrnn-zoo writes in a run directory (train, evaluate, card): ``--force`` replaces a run holding nothing else."""
+             "metrics-*.json", ".*.tmp", "recipe.json", "profile.json", "metrics.png", "forecast.png")
+"""What msrnn-zoo writes in a run directory (train, evaluate, card, reproduce): ``--force`` replaces a run holding
+nothing else."""
 
 
 @dataclass

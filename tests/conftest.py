@@ -48,6 +48,26 @@ def toy_plugin():
 
 
 @pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A Hub on 127.0.0.1 (users "me" and "other", tokens "tok-me" and "tok-other"), an empty cache, no token
+    from the environment or a login, offline mode off."""
+    import huggingface_hub
+
+    from msrnn_zoo.hubserver import HubServer
+
+    server = HubServer({"tok-me": "me", "tok-other": "other"}).start()
+    monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_OIDC_RESOURCE", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def clips_file(tmp_path):
     """40 uint8 clips of 6 frames, 16x16, without a channel axis (the (N, T, H, W) form)."""
     rng = np.random.default_rng(0)

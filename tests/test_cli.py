@@ -102,15 +102,16 @@ def test_model_card_from_a_run(tmp_path, clips_file):
     out = tmp_path / "run"
     run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
         "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
-    run("card", out, "--repo-id", "someone/convlstm-clips", "--out", tmp_path / "before.md")
-    assert "Not evaluated yet" in (tmp_path / "before.md").read_text()
+    run("card", out, "--repo-id", "someone/convlstm-clips", "--out", tmp_path / "before")
+    assert "Not evaluated yet" in (tmp_path / "before" / "README.md").read_text()
     run("evaluate", out)
     run("card", out, "--repo-id", "someone/convlstm-clips")
     text = (out / "README.md").read_text()
     assert text.startswith("---\n") and "library_name: msrnn-zoo" in text
     assert 'pretrained="someone/convlstm-clips"' in text and "copy-last-frame" in text
     assert "sum over pixels and channels per frame" in text
-    assert run("card", out, ok=False).exit_code == 1  # never overwrites without --force
+    assert (out / "metrics.png").is_file() and (out / "forecast.png").is_file()
+    assert run("card", out, "--repo-id", "someone/convlstm-clips", ok=False).exit_code == 1  # never overwrites
 
 
 def test_download_fetches_a_dataset_file_from_a_mirror(tmp_path, monkeypatch):

@@ -47,3 +47,50 @@ def test_wrong_model_or_file():
         from_original("/nonexistent.pth", "convlstm")
     with pytest.raises(ValueError, match="hidden_channels=8, but hidden_channels=16"):
         from_original(original_weights(), "ms-convlstm", hidden_channels=16)
+
+
+PREDRNN_FIXTURE = Path(__file__).parents[1] / "plugins" / "msrnn-predrnn" / "tests" / "data" / "ms-predrnn.safetensors"
+
+
+@pytest.mark.parametrize("fixture", [FIXTURE, PREDRNN_FIXTURE], ids=lambda p: p.stem)
+def test_cli_convert_writes_a_folder_create_loads(tmp_path, fixture):
+    """`msrnn-zoo convert` on a .pth made from the original's weights: checked, saved, loadable, at parity."""
+    from click.testing import CliRunner
+
+    import msrnn_zoo
+    from msrnn_zoo.cli import main
+    from msrnn_zoo.testing import parity_against
+
+    tensors, meta = load_fixture(fixture)
+    checkpoint = tmp_path / "original.pth"
+    torch.save({"module." + k[len("weights."):]: v for k, v in tensors.items() if k.startswith("weights.")},
+               checkpoint)
+    out = tmp_path / "converted"
+    result = CliRunner().invoke(main, ["convert", str(checkpoint), "--model", meta["model"], "--hidden", "8",
+                                       "--out", str(out), "--reference", str(fixture), "--size", "16"])
+    assert result.exit_code == 0, result.output
+    assert "max |difference|" in result.output and "bit-identically" in result.output
+    assert "torch.Generator().manual_seed(0)" in result.output  # the forward check's input, to rerun elsewhere
+    model = msrnn_zoo.create(meta["model"], pretrained=str(out))
+    assert parity_against(model, tensors["input"], tensors["output"], int(meta["in_len"])) < 1e-4
+    again = CliRunner().invoke(main, ["convert", str(checkpoint), "--model", meta["model"], "--out", str(out)])
+    assert again.exit_code == 1 and "--force" in again.output  # never overwrites
+
+
+def test_cli_convert_failures_are_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from msrnn_zoo.cli import main
+
+    checkpoint = tmp_path / "original.pth"
+    torch.save(original_weights(), checkpoint)
+    cases = [
+        (["--model", "ms-predrnn"], "does not match 'ms-predrnn'"),
+        (["--model", "ms-convlstm", "--hidden", "64"], "hidden_channels=8, but hidden_channels=64"),
+        (["--model", "ms-convlstm", "--reference", str(PREDRNN_FIXTURE), "--size", "16"], "Parity check failed"),
+    ]
+    for options, message in cases:
+        out = tmp_path / "out"
+        result = CliRunner().invoke(main, ["convert", str(checkpoint), *options, "--out", str(out)])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+        assert not (out / "model.safetensors").exists()  # nothing written when a check fails

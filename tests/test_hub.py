@@ -1,114 +1,291 @@
-"""Pulling weights from a Hub: a server on 127.0.0.1 that answers the way the Hugging Face Hub's
-``resolve`` endpoint does (HEAD for metadata, GET for the bytes, error codes in ``X-Error-Code``)."""
+"""Push to and pull from a Hub: msrnn_zoo.hubserver on 127.0.0.1, talked to by the real huggingface_hub client.
+
+Covers the round trip (Python and CLI, into an empty cache, in a fresh process), revision pinning, the card
+the Hub receives, and every failure a user meets -- each one message that names the repo and the cause,
+fast (no retries)."""
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
+from click.testing import CliRunner
+from huggingface_hub import ModelCard
 
 import msrnn_zoo
+from msrnn_zoo.cli import main
+from msrnn_zoo.hub import HubError, HubRepoNotFoundError
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-class FakeHub(BaseHTTPRequestHandler):
-    def __init__(self, *args, root: Path, **kwargs):
-        self.root = root
-        super().__init__(*args, **kwargs)
-
-    def log_message(self, *args):  # keep the test output clean
-        pass
-
-    def _answer(self, body: bool) -> None:
-        parts = self.path.split("?")[0].strip("/").split("/")
-        # /{org}/{repo}/resolve/{revision}/{filename}
-        if len(parts) != 5 or parts[2] != "resolve":
-            self.send_response(404)
-            self.end_headers()
-            return
-        repo = self.root / parts[0] / parts[1]
-        if not repo.is_dir():
-            self.send_response(404)
-            self.send_header("X-Error-Code", "RepoNotFound")
-            self.end_headers()
-            return
-        path = repo / parts[4]
-        if not path.is_file():
-            self.send_response(404)
-            self.send_header("X-Error-Code", "EntryNotFound")
-            self.end_headers()
-            return
-        data = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-        self.send_header("X-Repo-Commit", COMMIT)
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-    def do_HEAD(self):
-        self._answer(body=False)
-
-    def do_GET(self):
-        self._answer(body=True)
+TOKEN, OTHER = "tok-me", "tok-other"  # the tokens of users "me" and "other" on the `hub` fixture's server
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    root = tmp_path / "hub"
-    root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(FakeHub, root=root))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    yield root
-    server.shutdown()
+def tiny(seed: int = 0) -> msrnn_zoo.Forecaster:
+    torch.manual_seed(seed)
+    return msrnn_zoo.create("ms-convlstm", hidden_channels=4)
 
 
-def test_pretrained_from_a_hub_repo(hub, tmp_path):
-    model = msrnn_zoo.create("ms-convlstm", hidden_channels=4)
-    model.save_pretrained(hub / "zoo" / "ms-convlstm-tiny")
-    pulled = msrnn_zoo.create("ms-convlstm", pretrained="zoo/ms-convlstm-tiny")
-    frames = torch.rand(1, 3, 1, 16, 16)
-    torch.testing.assert_close(pulled(frames, horizon=2), model(frames, horizon=2))
+FRAMES = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+def forecast(model: msrnn_zoo.Forecaster) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(FRAMES, horizon=2)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:
+        return exc, time.perf_counter() - start
+    raise AssertionError("expected an error")
+
+
+# ---------------------------------------------------------------------------------------------- round trip
+def test_python_push_writes_a_card_and_pulls_bit_equal(hub, tmp_path):
+    model = tiny()
+    url = model.push_to_hub("me/tiny", token=TOKEN)
+    assert "/me/tiny/commit/" in url
+    files = hub.state.repos["me/tiny"].resolve("main").files
+    assert set(files) == {"model.safetensors", "config.json", "README.md"}
+    card = ModelCard(files["README.md"].data.decode())
+    assert card.data.library_name == "msrnn-zoo"
+    assert 'pretrained="me/tiny"' in card.text
+    pulled = msrnn_zoo.create("ms-convlstm", pretrained="me/tiny")
+    assert torch.equal(forecast(pulled), forecast(model))
     assert any((tmp_path / "cache").rglob("model.safetensors"))
+    # and loads from the cache when the Hub is gone
+    hub.stop()
+    again = msrnn_zoo.create("ms-convlstm", pretrained="me/tiny")
+    assert torch.equal(forecast(again), forecast(model))
 
 
-def test_missing_repo_and_file_are_clear(hub):
-    with pytest.raises(FileNotFoundError, match="No Hub repo 'zoo/absent'"):
-        msrnn_zoo.create("ms-convlstm", pretrained="zoo/absent")
-    (hub / "zoo" / "empty").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="has no config.json"):
-        msrnn_zoo.create("ms-convlstm", pretrained="zoo/empty")
+def test_save_pretrained_writes_a_card_but_keeps_the_users(tmp_path):
+    model = tiny()
+    model.save_pretrained(tmp_path / "a")
+    text = (tmp_path / "a" / "README.md").read_text()
+    assert "library_name: msrnn-zoo" in text and "ms-convlstm" in text
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "README.md").write_text("my notes")
+    model.save_pretrained(tmp_path / "b")
+    assert (tmp_path / "b" / "README.md").read_text() == "my notes"
 
 
-def test_published_tag_resolves_to_its_repo(hub, toy_plugin):
+def test_revision_pins_a_commit(hub, tmp_path):
+    first, second = tiny(0), tiny(1)
+    url = first.push_to_hub("me/pinned", token=TOKEN)
+    commit = url.rsplit("/", 1)[1]
+    second.push_to_hub("me/pinned", token=TOKEN)
+    assert torch.equal(forecast(msrnn_zoo.create("ms-convlstm", pretrained="me/pinned")), forecast(second))
+    pinned = msrnn_zoo.create("ms-convlstm", pretrained="me/pinned", revision=commit)
+    assert torch.equal(forecast(pinned), forecast(first))
+    pull = CliRunner().invoke(main, ["pull", "me/pinned", "--revision", commit[:40]])
+    assert pull.exit_code == 0 and f"at commit {commit[:7]}" in pull.output, pull.output
+    with pytest.raises(ValueError, match="only apply with pretrained="):
+        msrnn_zoo.create("ms-convlstm", revision=commit)
+    with pytest.raises(ValueError, match=r"Config overrides \['hidden_channels'\]"):
+        msrnn_zoo.create("ms-convlstm", pretrained="me/pinned", hidden_channels=8)
+
+
+def test_catalogue_record_pins_its_revision(hub, toy_plugin):
     from msrnn_zoo.plugins import forget, pm
 
-    # A registered checkpoint is `model.tag` -> Hub repo, as timm's pretrained tags.
-    class Tagged:
-        @msrnn_zoo.hookimpl
-        def register_cells(self, register):
-            register("tagged", toy_plugin.cell, pretrained={"ms-tagged.demo": "zoo/ms-tagged-demo"})
+    old, new = msrnn_zoo.create("ms-toy", hidden_channels=4), msrnn_zoo.create("ms-toy", hidden_channels=4)
+    hub.state.tokens["tok-zoo"] = "zoo"
+    commit = old.push_to_hub("zoo/ms-toy-demo", token="tok-zoo").rsplit("/", 1)[1]
+    new.push_to_hub("zoo/ms-toy-demo", token="tok-zoo")
 
-    plugin = Tagged()
-    pm.register(plugin, name="tagged-plugin")
+    class Published:
+        @msrnn_zoo.hookimpl
+        def register_checkpoints(self, register):
+            register(model="ms-toy", tag="demo", repo_id="zoo/ms-toy-demo", revision=commit, dataset="toys",
+                     metrics={"mse": 1.5}, metrics_command="msrnn-zoo evaluate runs/toy")
+
+    plugin = Published()
+    pm.register(plugin, name="published-plugin")
     try:
-        assert msrnn_zoo.list_models("*tagged", pretrained=True) == ["ms-tagged.demo"]
-        trained = msrnn_zoo.create("ms-tagged", hidden_channels=4)
-        trained.save_pretrained(hub / "zoo" / "ms-tagged-demo")
-        for model in (msrnn_zoo.create("ms-tagged", pretrained="demo"), msrnn_zoo.create("ms-tagged.demo"),
-                      msrnn_zoo.create("ms-tagged", pretrained=True)):
-            torch.testing.assert_close(model.head.weight, trained.head.weight)
+        assert msrnn_zoo.list_models("ms-toy", pretrained=True) == ["ms-toy.demo"]
+        for model in (msrnn_zoo.create("ms-toy", pretrained="demo"), msrnn_zoo.create("ms-toy.demo"),
+                      msrnn_zoo.create("ms-toy", pretrained=True)):
+            torch.testing.assert_close(model.head.weight, old.head.weight)
+        latest = msrnn_zoo.create("ms-toy", pretrained="demo", revision="main")
+        torch.testing.assert_close(latest.head.weight, new.head.weight)
     finally:
         pm.unregister(plugin)
-        forget("tagged-plugin")
+        forget("published-plugin")
+
+
+# ---------------------------------------------------------------------------------------------- failures
+def test_offline_with_an_empty_cache_is_immediate(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    exc, seconds = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/absent")
+    assert isinstance(exc, HubError)
+    assert "'me/absent'" in str(exc) and "offline mode is on (HF_HUB_OFFLINE=1)" in str(exc)
+    assert "msrnn-zoo pull me/absent" in str(exc)
+    assert seconds < 3
+    assert hub.state.requests == []
+
+
+def test_no_network_is_one_message_without_retries(hub, monkeypatch):
+    monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    exc, seconds = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/tiny")
+    assert isinstance(exc, HubError)
+    assert "Cannot reach the Hub" in str(exc) and "connection refused" in str(exc) and "'me/tiny'" in str(exc)
+    assert seconds < 3
+
+
+def test_unknown_private_and_gated_names(hub):
+    tiny().push_to_hub("me/secret", token=TOKEN, private=True)
+    for repo in ("me/absent", "me/secret"):  # anonymous: the Hub answers 401 to both
+        exc, seconds = timed(msrnn_zoo.create, "ms-convlstm", pretrained=repo)
+        assert isinstance(exc, HubRepoNotFoundError)
+        assert f"'{repo}'" in str(exc) and "HTTP 401" in str(exc) and "private" in str(exc)
+        assert "no token was sent" in str(exc)
+        assert seconds < 3
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/absent", token=TOKEN)
+    assert "HTTP 404" in str(exc) and "'me/absent'" in str(exc)
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/secret", token=OTHER)
+    assert "HTTP 404" in str(exc) and "cannot see it" in str(exc)
+    assert msrnn_zoo.create("ms-convlstm", pretrained="me/secret", token=TOKEN) is not None
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/secret", token="forged")
+    assert "rejected the token" in str(exc)
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/secret", token=TOKEN, revision="nope")
+    assert "'me/secret' at revision 'nope'" in str(exc) and "no such revision" in str(exc)
+
+
+def test_a_repo_not_in_our_format(hub):
+    hub.state.put_files("me/bert", {"README.md": b"# a language model", "pytorch_model.bin": b"x"})
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/bert")
+    assert "'me/bert' has no config.json: it is not an msrnn-zoo model" in str(exc)
+    hub.state.put_files("me/other", {"config.json": b'{"model_type": "bert"}', "model.safetensors": b"x"})
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/other")
+    assert "'me/other'" in str(exc) and "config.json is not an msrnn-zoo model config" in str(exc)
+
+
+def test_a_corrupt_download_is_caught_and_pull_force_repairs_it(hub, tmp_path):
+    model = tiny()
+    model.push_to_hub("me/fragile", token=TOKEN)
+    hub.state.corrupt.add(("me/fragile", "model.safetensors"))
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/fragile")
+    assert isinstance(exc, HubError)
+    assert "model.safetensors of Hub repo 'me/fragile' is corrupt" in str(exc)
+    assert "msrnn-zoo pull me/fragile --force" in str(exc)
+    hub.state.corrupt.clear()
+    result = CliRunner().invoke(main, ["pull", "me/fragile", "--force"])
+    assert result.exit_code == 0, result.output
+    assert torch.equal(forecast(msrnn_zoo.create("ms-convlstm", pretrained="me/fragile")), forecast(model))
+
+
+def test_push_failures_are_one_line(hub, tmp_path, monkeypatch):
+    model = tiny()
+    model.save_pretrained(tmp_path / "m")
+    monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    exc, seconds = timed(model.push_to_hub, "me/x", token=TOKEN)
+    assert "Cannot reach the Hub" in str(exc) and "push to Hub repo 'me/x'" in str(exc)
+    assert seconds < 3
+    monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", hub.endpoint)
+    exc, _ = timed(model.push_to_hub, "me/x")
+    assert "'me/x'" in str(exc) and "HTTP 401" in str(exc)
+    exc, _ = timed(model.push_to_hub, "other/x", token=TOKEN)
+    assert "HTTP 403" in str(exc) and "'other/x'" in str(exc)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+@pytest.fixture
+def run(tmp_path, clips_file):
+    """A tiny trained and evaluated run of ms-convlstm on 16x16 clips."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "ms-convlstm", "--data", str(clips_file), "--hidden", "4",
+                                       "--in-frames", "3", "--out-frames", "3", "--max-train-clips", "8",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["evaluate", str(out), "--max-clips", "4"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_cli_push_pull_and_a_fresh_process_forecast_bit_equal(hub, run, tmp_path):
+    runner = CliRunner(env={"HF_TOKEN": TOKEN})
+    (run / "README.md").write_text("stale card for user/model")
+    result = runner.invoke(main, ["push", str(run), "--repo-id", "me/run"])
+    assert result.exit_code == 0, result.output
+    files = hub.state.repos["me/run"].resolve("main").files
+    assert {"model.safetensors", "config.json", "README.md", "metrics.png", "forecast.png"} <= set(files)
+    card_text = files["README.md"].data.decode()
+    assert 'pretrained="me/run"' in card_text and "user/model" not in card_text
+    assert str(tmp_path) not in card_text and str(tmp_path) not in files["metrics-test.json"].data.decode()
+    card = ModelCard(card_text)  # the model-index parses into EvalResults with values and conventions
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert set(results) == {"mse", "mae", "ssim", "psnr"}
+    assert all(isinstance(r.metric_value, float) for r in results.values())
+    assert "sum over pixels" in results["mse"].metric_args["convention"]
+    assert ("POST", "/api/validate-yaml") in hub.state.requests  # the Hub's own check passed
+
+    cache = tmp_path / "fresh-cache"
+    pulled = CliRunner(env={"HF_HUB_CACHE": str(cache)}).invoke(main, ["pull", "me/run"])
+    assert pulled.exit_code == 0, pulled.output
+    assert "Pulled me/run at commit" in pulled.output
+    local = msrnn_zoo.create("ms-convlstm", pretrained=str(run))
+    expected = forecast(local)
+    script = ("import torch, msrnn_zoo\n"
+              "m = msrnn_zoo.create('ms-convlstm', pretrained='me/run').eval()\n"
+              "x = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(1))\n"
+              "with torch.no_grad(): y = m(x, horizon=2)\n"
+              "torch.save(y, 'forecast.pt')\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "home")}
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True, timeout=120)
+    assert torch.equal(torch.load(tmp_path / "forecast.pt"), expected)
+
+
+def test_cli_push_with_the_server_down_is_one_red_line(run, monkeypatch):
+    monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    start = time.perf_counter()
+    result = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(main, ["push", str(run), "--repo-id", "me/run"])
+    assert time.perf_counter() - start < 3
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: Cannot reach the Hub"), result.output
+
+
+def test_cli_card_needs_the_repo_and_pull_names_the_failure(hub, run):
+    result = CliRunner().invoke(main, ["card", str(run)])
+    assert result.exit_code != 0 and "--repo-id" in result.output
+    result = CliRunner().invoke(main, ["pull", "me/absent"])
+    assert result.exit_code == 1 and "'me/absent'" in result.output and "Traceback" not in result.output
+
+
+def test_list_pretrained_shows_every_record_and_its_status():
+    result = CliRunner().invoke(main, ["list", "--pretrained", "--json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)
+    assert len(records) == 64 and {r["status"] for r in records} == {"recipe-only"}
+    assert {r["name"] for r in records} >= {"ms-motionrnn.kth", "convlstm.moving-mnist", "ms-preciplstm.germany"}
+    table = CliRunner().invoke(main, ["list", "--pretrained", "ms-motionrnn"])
+    assert "Pretrained catalogue (4 checkpoints, 0 published)" in table.output
+
+
+def test_recipe_only_tags_answer_with_the_commands():
+    for call in (lambda: msrnn_zoo.create("ms-motionrnn", pretrained="kth"),
+                 lambda: msrnn_zoo.create("ms-motionrnn.kth")):
+        with pytest.raises(ValueError) as info:
+            call()
+        message = str(info.value)
+        assert "'ms-motionrnn.kth' is recipe-only" in message
+        assert "msrnn-zoo reproduce ms-motionrnn kth --root DATA/kth --out runs/ms-motionrnn-kth" in message
+        assert "msrnn-zoo push runs/ms-motionrnn-kth --repo-id msrnn-zoo/ms-motionrnn-kth" in message
+    with pytest.raises(ValueError, match="'ms-convlstm.moving-mnist' is recipe-only"):
+        msrnn_zoo.create("ms-convlstm", pretrained=True)  # the first record is the default
+    with pytest.raises(ValueError, match="no checkpoint tagged 'nope'"):
+        msrnn_zoo.create("ms-convlstm", pretrained="nope")

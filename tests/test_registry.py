@@ -95,12 +95,12 @@ def test_list_filters():
 
 
 def test_pretrained_errors_are_clear(tmp_path):
-    with pytest.raises(ValueError, match="no published checkpoint"):
+    with pytest.raises(ValueError, match="'convlstm.moving-mnist' is recipe-only"):
         msrnn_zoo.create("convlstm", pretrained=True)
-    with pytest.raises(ValueError, match="no checkpoint tagged 'kth'"):
-        msrnn_zoo.create("ms-convlstm", pretrained="kth")
-    with pytest.raises(ValueError, match="no checkpoint tagged 'kth'"):
-        msrnn_zoo.create("ms-convlstm.kth")
+    with pytest.raises(ValueError, match="no checkpoint tagged 'kth2'"):
+        msrnn_zoo.create("ms-convlstm", pretrained="kth2")
+    with pytest.raises(ValueError, match="no checkpoint tagged 'kth2'"):
+        msrnn_zoo.create("ms-convlstm.kth2")
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         msrnn_zoo.create("ms-convlstm", pretrained=str(tmp_path))
 

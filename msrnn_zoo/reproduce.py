@@ -1,0 +1,190 @@
+"""From a recipe to a card: train a model by the paper's settings, evaluate it, measure it, describe it.
+
+``msrnn-zoo reproduce MODEL DATASET --out RUN`` is this module. The run directory it leaves is an ordinary
+run (``train --resume``, ``evaluate``, ``predict`` and ``push`` work on it) plus ``recipe.json`` (the
+settings, where each comes from, and the budget), ``profile.json`` (parameters, FLOPs, training memory),
+``metrics-test.json``, and the card with its pictures (``README.md``, ``metrics.png``, ``forecast.png``).
+
+A smaller ``budget_steps`` keeps the recipe's shape -- the same model, data, optimizer and loss, and the
+whole input schedule from teacher forcing to free running -- over fewer steps and training clips, and the
+card says so in its first lines.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .card import PROFILE_JSON, RECIPE_JSON, write_card
+from .catalogue import Recipe, get_recipe, paper
+from .io import read_json, write_json
+
+MODEL_OPTIONS = ("hidden_channels", "num_layers", "kernel_size")
+OVERRIDABLE = (*MODEL_OPTIONS, "lr", "batch_size", "seed", "epochs", "sampling")
+"""Recipe settings a user may change (``--set KEY=VALUE``); the card lists every change beside the recipe's value."""
+
+
+@dataclass
+class Plan:
+    """What a reproduction will run: the recipe, the training config, and how the budget shaped it."""
+
+    recipe: Recipe
+    cfg: Any
+    budget: dict[str, Any]
+    command: str
+    deviations: dict[str, dict[str, Any]]
+
+
+def make_plan(model: str, dataset: str, *, root: str | Path | None = None, source: str | None = None,
+              budget_steps: int | None = None, device: str = "cpu", overrides: dict[str, Any] | None = None,
+              out: str | Path | None = None) -> Plan:
+    """Compose the recipe and turn it into a training config, shrunk to ``budget_steps`` if that is smaller.
+
+    ``overrides`` change recipe settings (those in :data:`OVERRIDABLE`); they are recorded as deviations.
+    """
+    from .registry import get_dataset
+    from .train import new_train_config, open_split
+
+    recipe = get_recipe(model, dataset)
+    overrides = dict(overrides or {})
+    bad = sorted(set(overrides) - set(OVERRIDABLE))
+    if bad:
+        raise ValueError(f"--set cannot change {', '.join(bad)}; it can change {', '.join(OVERRIDABLE)}.")
+    deviations = {k: {"recipe": recipe.get(k), "used": v} for k, v in overrides.items() if recipe.get(k) != v}
+    recipe = Recipe(recipe.model, recipe.dataset, {**recipe.settings, **overrides}, recipe.sources)
+    try:
+        get_dataset(dataset)
+    except ValueError:
+        raise ValueError(f"The recipe {recipe.key} trains on {dataset!r}, but no installed plugin registers that "
+                         "dataset; install its plugin (see `msrnn-zoo plugins`).") from None
+    if recipe.get("root_required") and root is None:
+        raise ValueError(f"The recipe {recipe.key} reads a prepared {dataset} store: pass --root DIR "
+                         f"(prepare it first: {recipe.get('prepare') or 'see the dataset plugin README'}).")
+    if budget_steps is not None and budget_steps < 1:
+        raise ValueError(f"--budget-steps must be at least 1, got {budget_steps}.")
+    options = {k: recipe[k] for k in MODEL_OPTIONS}
+    options.update(recipe.get("options") or {})
+    if source and recipe.get("source") and source != recipe["source"]:
+        deviations["source"] = {"recipe": recipe["source"], "used": source}
+    source = source or recipe.get("source")
+    base = dict(dataset=dataset, source=source, in_frames=recipe["in_frames"], out_frames=recipe["out_frames"],
+                epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
+                weight_decay=recipe.get("weight_decay", 0.0), seed=recipe["seed"],
+                sampling=recipe.get("sampling"), device=device,
+                root=str(Path(root).expanduser().resolve()) if root is not None else None,
+                protocol=recipe.get("protocol"))
+    if recipe.get("download"):  # fetch what the source needs once, with a progress bar, before training
+        from .datasets import load_dataset
+
+        for split in ("train", "test"):
+            load_dataset(dataset, split=split, source=source, root=base["root"], download=True,
+                         protocol=base["protocol"])
+    probe = new_train_config(model, model_options={**options, "in_channels": 1}, **base)
+    train_set = open_split(probe, "train")
+    clips = len(train_set)  # type: ignore[arg-type]
+    channels = int(train_set[0].shape[1])
+    per_epoch = clips // recipe["batch_size"]
+    if per_epoch == 0:
+        raise ValueError(f"The {dataset} training split has {clips} clips, fewer than one batch of "
+                         f"{recipe['batch_size']}.")
+    full = per_epoch * recipe["epochs"]
+    budget = {"limited": False, "steps": full, "epochs": recipe["epochs"], "train_clips": clips,
+              "recipe_steps": full, "recipe_epochs": recipe["epochs"], "recipe_train_clips": clips}
+    if budget_steps is not None and budget_steps < full:
+        epochs = math.ceil(budget_steps / per_epoch)
+        steps_per_epoch = budget_steps // epochs
+        base["epochs"] = epochs
+        base["max_train_clips"] = steps_per_epoch * recipe["batch_size"]
+        budget.update(limited=True, steps=steps_per_epoch * epochs, epochs=epochs,
+                      train_clips=base["max_train_clips"])
+    cfg = new_train_config(model, model_options={**options, "in_channels": channels}, **base)
+    parts = ["msrnn-zoo", "reproduce", model, dataset]
+    if root is not None:
+        parts += ["--root", f"DATA/{dataset}"]  # the card never names a local path
+    if source and source != recipe.get("source"):
+        parts += ["--source", source]
+    for key, change in deviations.items():
+        if key != "source":
+            parts += ["--set", f"{key}={change['used']}"]
+    if budget["limited"]:
+        parts += ["--budget-steps", str(budget_steps)]
+    if device != "cpu":
+        parts += ["--device", device]
+    parts += ["--out", Path(out).name if out is not None else recipe.run_dir()]
+    return Plan(get_recipe(model, dataset), cfg, budget, shlex.join(parts), deviations)
+
+
+def measure(model: Any, cfg: Any, height: int, width: int, peak_cuda: int | None = None) -> dict[str, Any]:
+    """Parameters, FLOPs per frame, and the activations one training step keeps for its backward pass."""
+    from .profile import flops_per_frame, training_memory
+
+    frames = cfg.in_frames + cfg.out_frames
+    memory = {"activation_bytes": training_memory(model, cfg.batch_size, frames, height, width),
+              "batch": cfg.batch_size, "frames": frames}
+    if peak_cuda:
+        memory["peak_cuda_bytes"] = peak_cuda
+    return {"parameters": sum(p.numel() for p in model.parameters()), "frame_size": [height, width],
+            "flops_per_frame": flops_per_frame(model, height, width), "training_memory": memory}
+
+
+def start(plan: Plan, out: str | Path, *, force: bool = False) -> Any:
+    """Create the run directory and its trainer, with ``recipe.json`` written before the first step."""
+    from .train import Trainer
+
+    trainer = Trainer.create(out, plan.cfg, force=force)
+    write_json(Path(out) / RECIPE_JSON, {"recipe": plan.recipe.key, "settings": plan.recipe.settings,
+                                        "sources": plan.recipe.sources, "budget": plan.budget,
+                                        "deviations": plan.deviations,
+                                        "command": plan.command, "code_commit": paper()["code_commit"]})
+    return trainer
+
+
+def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = None,
+           report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Path]:
+    """After training: measure the model, evaluate it on the test split, render the card and its pictures."""
+    from .evaluate import evaluate_run, load_run, reports_to_dict
+
+    run_dir = trainer.run_dir
+    peak = torch.cuda.max_memory_allocated(trainer.device) if trainer.device.type == "cuda" else None
+    model, cfg = load_run(run_dir)
+    clip = trainer.train_set[0]
+    write_json(run_dir / PROFILE_JSON, measure(model.train(), cfg, int(clip.shape[-2]), int(clip.shape[-1]), peak))
+    frames = read_json(run_dir / RECIPE_JSON, "recipe file")["settings"].get("eval_frames", "future")
+    reports = evaluate_run(run_dir, split="test", max_clips=max_eval_clips, device=device, frames=frames)
+    if report is not None:
+        report(reports)
+    write_json(run_dir / "metrics-test.json", reports_to_dict(reports, run_dir.name, "test", frames))
+    return write_card(run_dir, run_dir, repo_id=None)
+
+
+def reproduce(model: str, dataset: str, out: str | Path, *, root: str | Path | None = None,
+              source: str | None = None, budget_steps: int | None = None, device: str = "cpu",
+              max_eval_clips: int | None = None, force: bool = False, overrides: dict[str, Any] | None = None,
+              fit: Callable[[Any], Any] | None = None) -> dict[str, Path]:
+    """Train ``model`` on ``dataset`` by the paper's recipe into ``out``, evaluate it and write its card."""
+    plan = make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
+                     overrides=overrides, out=out)
+    trainer = start(plan, out, force=force)
+    (fit or (lambda t: t.fit()))(trainer)
+    return finish(trainer, device=device, max_eval_clips=max_eval_clips)
+
+
+def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | None = None,
+           fit: Callable[[Any], Any] | None = None) -> dict[str, Path]:
+    """Finish an interrupted reproduction: train from its last checkpoint, then evaluate and render."""
+    from .train import Trainer
+
+    out = Path(out)
+    if not (out / RECIPE_JSON).is_file():
+        raise FileNotFoundError(f"{out} is not a run started by `msrnn-zoo reproduce` (no {RECIPE_JSON}).")
+    read_json(out / RECIPE_JSON, "recipe file")
+    trainer = Trainer.resume(out, device=device)
+    if trainer.progress.epoch < trainer.cfg.epochs:
+        (fit or (lambda t: t.fit()))(trainer)
+    return finish(trainer, device=str(trainer.device), max_eval_clips=max_eval_clips)

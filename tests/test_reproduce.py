@@ -1,0 +1,64 @@
+"""`msrnn-zoo reproduce` end to end on Moving MNIST with a tiny budget, then pushed, pulled and compared."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from click.testing import CliRunner
+from huggingface_hub import ModelCard
+
+import msrnn_zoo
+from msrnn_zoo.cli import main
+
+
+def test_reproduce_tiny_budget_then_push_and_pull(hub, tmp_path):
+    out = tmp_path / "runs" / "a"
+    result = CliRunner().invoke(main, [
+        "reproduce", "ms-convlstm", "moving-mnist", "--source", "synthetic", "--budget-steps", "2",
+        "--set", "hidden_channels=4", "--max-eval-clips", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "budget-limited from 10000" in result.output
+    for name in ("README.md", "metrics.png", "forecast.png", "recipe.json", "profile.json", "metrics-test.json"):
+        assert (out / name).is_file(), name
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["budget"]["limited"] and recipe["budget"]["steps"] == 2
+    assert recipe["deviations"] == {"hidden_channels": {"recipe": 64, "used": 4},
+                                    "source": {"recipe": "generated", "used": "synthetic"}}
+    train = json.loads((out / "train_config.json").read_text())
+    assert (train["lr"], train["batch_size"], train["seed"], train["epochs"], train["max_train_clips"]) == (
+        3e-4, 4, 2022, 1, 8)
+    card = (out / "README.md").read_text()
+    assert "Budget-limited: trained 2 steps" in card and "hidden_channels 4 (recipe: 64)" in card
+    assert str(tmp_path) not in card and "pretrained=\"path/to/this/folder\"" in card
+    assert "config.py: cfg.lstm_hidden_state = 64" in card  # every setting with its source
+
+    pushed = CliRunner(env={"HF_TOKEN": "tok-me"}).invoke(main, ["push", str(out), "--repo-id", "me/ms-convlstm-mm"])
+    assert pushed.exit_code == 0, pushed.output
+    files = hub.state.repos["me/ms-convlstm-mm"].resolve("main").files
+    card = ModelCard(files["README.md"].data.decode())
+    assert {r.metric_type for r in card.data.eval_results} == {"mse", "mae", "ssim", "psnr"}
+    assert 'pretrained="me/ms-convlstm-mm"' in card.text
+    assert str(tmp_path) not in files["recipe.json"].data.decode() + files["metrics-test.json"].data.decode()
+
+    local = msrnn_zoo.create("ms-convlstm", pretrained=str(out)).eval()
+    remote = msrnn_zoo.create("ms-convlstm", pretrained="me/ms-convlstm-mm").eval()
+    frames = torch.rand(1, 10, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(remote(frames, horizon=10), local(frames, horizon=10))
+
+
+def test_reproduce_refuses_what_it_cannot_run(tmp_path):
+    kth = "pass --root DIR" if "kth" in msrnn_zoo.list_datasets() else "no installed plugin registers that dataset"
+    cases = [
+        (["ms-convlstm", "kth", "--out", str(tmp_path / "k")], kth),
+        (["ms-convlstm", "moving-mnist", "--source", "synthetic", "--set", "loss=mse", "--out", str(tmp_path / "x")],
+         "--set cannot change loss"),
+        (["ms-convlstm", "moving-mnist", "--budget-steps", "0", "--out", str(tmp_path / "x")],
+         "--budget-steps must be at least 1"),
+        (["ms-convlstm", "moving-mnist"], "--out runs/NAME"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(main, ["reproduce", *args])
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert not (tmp_path / "x").exists()
