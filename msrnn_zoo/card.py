@@ -52,14 +52,17 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     model = series["model"]
     names = list(series)
     rows = ["| metric | " + " | ".join(names) + " | convention |", "|---|" + "---:|" * len(names) + "---|"]
-    for name in CARD_METRICS:
-        if name not in model:
-            continue
+    for name in _ordered(model):
         result = model[name]
         arrow = "↑" if result["higher_is_better"] else "↓"
         values = " | ".join(_fmt(series[s][name]["mean"]) if name in series[s] else "-" for s in names)
         rows.append(f"| {result['label']} {arrow} | {values} | {result['convention']} |")
     return "\n".join(rows)
+
+
+def _ordered(model: dict[str, Any]) -> list[str]:
+    """The card's four metrics first, then the rest (per-pixel variants, physical units, the dataset's own)."""
+    return [n for n in CARD_METRICS if n in model] + [n for n in model if n not in CARD_METRICS]
 
 
 def per_frame_table(metrics: dict[str, Any]) -> str:
@@ -105,10 +108,10 @@ def eval_results(metrics: dict[str, Any], dataset_type: str, dataset_name: str, 
     model = _series(metrics)["model"]
     frames = _frames_scored(metrics)
     results = []
-    for name in CARD_METRICS:
-        if name not in model:
-            continue
+    for name in _ordered(model):
         result = model[name]
+        if not math.isfinite(float(result["mean"])):
+            continue  # the Hub's model-index takes numbers; the card's table still shows it
         results.append(EvalResult(
             task_type="video-prediction", task_name=task_name, dataset_type=dataset_type,
             dataset_name=dataset_name, dataset_config=dataset_config, dataset_split=metrics.get("split", "test"),
@@ -340,19 +343,29 @@ def _training_text(cfg: Any, recipe: dict[str, Any] | None, latest: dict[str, An
     return text, note
 
 
-def write_card(run_dir: str | Path, out_dir: str | Path, repo_id: str | None, split: str = "test") -> dict[str, Path]:
-    """Render the card of a run into ``out_dir`` with the pictures it shows: ``{name in repo: path}``."""
-    from .io import write_text
+def write_card(run_dir: str | Path, card_path: str | Path, repo_id: str | None, split: str = "test",
+               force: bool = True) -> dict[str, Path]:
+    """Render the card of a run to ``card_path``, with the pictures it shows beside it: ``{name in repo: path}``.
 
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"README.md": write_text(out_dir / "README.md", render_card(run_dir, repo_id, split))}
+    The pictures are ``metrics.png`` and ``forecast.png`` in the card's folder (the card links them by those
+    names). Without ``force`` none of the three files may exist yet; with it, exactly those are replaced.
+    """
+    from .io import refuse_overwrite, write_text
+
+    run_dir, card_path = Path(run_dir), Path(card_path)
     metrics_path = run_dir / f"metrics-{split}.json"
+    folder = card_path.parent
+    targets = [card_path] + ([folder / METRICS_PNG, folder / FORECAST_PNG] if metrics_path.is_file() else [])
+    for target in targets:
+        refuse_overwrite(target, force, "model card" if target == card_path else "picture")
+    text = render_card(run_dir, repo_id, split)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"README.md": write_text(card_path, text)}
     if metrics_path.is_file():
         from .plot import save_metric_chart
 
-        files[METRICS_PNG] = save_metric_chart(out_dir / METRICS_PNG, metric_panels(read_json(metrics_path, "metrics")))
-        files[FORECAST_PNG] = save_forecast_png(run_dir, out_dir / FORECAST_PNG)
+        files[METRICS_PNG] = save_metric_chart(folder / METRICS_PNG, metric_panels(read_json(metrics_path, "metrics")))
+        files[FORECAST_PNG] = save_forecast_png(run_dir, folder / FORECAST_PNG)
     return files
 
 

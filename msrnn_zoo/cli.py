@@ -795,17 +795,14 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--repo-id", required=True, help="The Hub repo the card will describe (its load lines use it).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Directory for README.md and its pictures (default: RUN_DIR).")
-@click.option("--force", is_flag=True, help="Overwrite an existing card.")
+              help="The card file to write (default RUN_DIR/README.md); metrics.png and forecast.png go beside it.")
+@click.option("--force", is_flag=True, help="Overwrite the card and its two pictures (only those files).")
 @friendly
 def card(run_dir: Path, repo_id: str, out: Path | None, force: bool) -> None:
     """Render the model card of a run (and its pictures) to review; `push` renders it again for its repo."""
     from .card import write_card
-    from .io import refuse_overwrite
 
-    out = out or run_dir
-    refuse_overwrite(out / "README.md", force, "model card")
-    files = write_card(run_dir, out, repo_id)
+    files = write_card(run_dir, out or run_dir / "README.md", repo_id, force=force)
     console.print(f"Model card written to [bold]{escape(str(files['README.md']))}[/bold]")
 
 
@@ -844,7 +841,7 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
     load_run(run_dir)  # a clear error for a directory that is not a finished run
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        files = write_card(run_dir, tmp, repo_id)
+        files = write_card(run_dir, tmp / "README.md", repo_id)
         if card_path is not None:
             text = card_path.read_text(encoding="utf-8")
             if f'pretrained="{repo_id}"' not in text:

@@ -160,7 +160,7 @@ def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = No
     if report is not None:
         report(reports)
     write_json(run_dir / "metrics-test.json", reports_to_dict(reports, run_dir.name, "test", frames))
-    return write_card(run_dir, run_dir, repo_id=None)
+    return write_card(run_dir, run_dir / "README.md", repo_id=None)
 
 
 def reproduce(model: str, dataset: str, out: str | Path, *, root: str | Path | None = None,

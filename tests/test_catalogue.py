@@ -100,3 +100,15 @@ def test_cli_recipe_prints_settings_with_sources():
     assert listing.exit_code == 0 and listing.output.count('"recipe":') == 64
     bad = CliRunner().invoke(main, ["recipe", "ms-convlstm"])
     assert bad.exit_code == 1 and "Name both" in bad.output
+
+
+def test_recipes_agree_with_the_installed_dataset_plugins():
+    from msrnn_zoo.registry import get_dataset
+
+    for dataset in recipe_datasets():
+        if dataset not in msrnn_zoo.list_datasets():
+            continue  # its plugin is not installed here; its own tests check its recipe
+        recipe = get_recipe("ms-convlstm", dataset)
+        protocol = get_dataset(dataset).info.protocol(recipe.get("protocol"))
+        assert (protocol.in_frames, protocol.out_frames, protocol.height, protocol.width) == (
+            recipe["in_frames"], recipe["out_frames"], recipe["height"], recipe["width"]), dataset

@@ -102,8 +102,8 @@ def test_model_card_from_a_run(tmp_path, clips_file):
     out = tmp_path / "run"
     run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
         "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
-    run("card", out, "--repo-id", "someone/convlstm-clips", "--out", tmp_path / "before")
-    assert "Not evaluated yet" in (tmp_path / "before" / "README.md").read_text()
+    run("card", out, "--repo-id", "someone/convlstm-clips", "--out", tmp_path / "before.md")
+    assert "Not evaluated yet" in (tmp_path / "before.md").read_text()
     run("evaluate", out)
     run("card", out, "--repo-id", "someone/convlstm-clips")
     text = (out / "README.md").read_text()
@@ -158,3 +158,20 @@ def test_evaluate_and_predict_run_on_the_runs_device(tmp_path, clips_file, monke
     result = run("predict", out, "--out", tmp_path / "f.gif", "--scale", "1")
     assert "running on the CPU" in result.output and (tmp_path / "f.gif").is_file()
     assert "Note" not in run("evaluate", out, "--device", "cpu", "--force").output
+
+
+def test_card_pictures_never_replace_a_users_files(tmp_path, clips_file):
+    out = tmp_path / "run"
+    run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
+    run("evaluate", out)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.png").write_bytes(b"my plot")
+    (mine / "notes.txt").write_text("keep")
+    refused = run("card", out, "--repo-id", "me/a", "--out", mine / "card.md", ok=False)
+    assert refused.exit_code == 1 and "metrics.png already exists" in refused.output
+    assert not (mine / "card.md").exists() and (mine / "metrics.png").read_bytes() == b"my plot"
+    run("card", out, "--repo-id", "me/a", "--out", mine / "card.md", "--force")
+    assert sorted(p.name for p in mine.iterdir()) == ["card.md", "forecast.png", "metrics.png", "notes.txt"]
+    assert (mine / "notes.txt").read_text() == "keep"

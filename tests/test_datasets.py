@@ -329,7 +329,8 @@ def test_cli_prepare_info_train_evaluate(toy_dataset, raw, tmp_path):
     # the forecast frames of 'all' are exactly the 'future' scores: same teacher-forced context, same forecast
     forecast_part = every["model"]["metrics"]["mse"]["per_frame"][1:]
     assert forecast_part == pytest.approx(future["model"]["metrics"]["mse"]["per_frame"])
-    assert "MSE" in run("card", rundir, "--out", tmp_path / "card.md").output + (tmp_path / "card.md").read_text()
+    card = run("card", rundir, "--repo-id", "me/toy", "--out", tmp_path / "card.md").output
+    assert "MSE" in card + (tmp_path / "card.md").read_text()
     assert "| half |" in (tmp_path / "card.md").read_text()
 
 

@@ -204,7 +204,7 @@ def test_single_file_outputs_replace_only_the_file_they_name(run_dir, tmp_path):
     user_files(tmp_path / "mine")
     before = snapshot(tmp_path / "mine")
     refused(invoke("evaluate", run_dir, "--out", tmp_path / "mine", "--force"), "is a directory")
-    refused(invoke("card", run_dir, "--out", tmp_path / "mine", "--force"), "is a directory")
+    refused(invoke("card", run_dir, "--repo-id", "me/a", "--out", tmp_path / "mine", "--force"), "is a directory")
     refused(invoke("predict", run_dir, "--out", tmp_path / "mine", "--force"), ".gif")
     assert snapshot(tmp_path / "mine") == before
     target = tmp_path / "mine" / "metrics.json"
