@@ -243,7 +243,7 @@ def test_push_with_the_hub_down(run, monkeypatch):
         port = s.getsockname()[1]
     monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    one_red_line(invoke("push", run, "someone/model", "--token", "hf_x"), "Could not push", "someone/model")
+    one_red_line(invoke("push", run, "someone/model", "--token", "hf_x"), "Cannot reach the Hub", "someone/model")
 
 
 class TestStep:
