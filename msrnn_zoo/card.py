@@ -375,7 +375,7 @@ def save_forecast_png(run_dir: str | Path, path: str | Path, index: int = 0) -> 
     from .train import open_split
     from .visualize import save_png
 
-    model, cfg = load_run(run_dir)
+    model, cfg = load_run(run_dir, "cpu")
     clip = open_split(cfg, "test")[index]
     context, truth = clip[: cfg.in_frames], clip[cfg.in_frames: cfg.in_frames + cfg.out_frames]
     forecast = forecast_clip(model, context, cfg.out_frames)

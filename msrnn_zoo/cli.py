@@ -838,7 +838,7 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
     repo_id = repo_id or repo_id_arg
     if not repo_id:
         raise ValueError("Say where to push: --repo-id USER/NAME.")
-    load_run(run_dir)  # a clear error for a directory that is not a finished run
+    _, run_cfg = load_run(run_dir, "cpu")  # a clear error for a directory that is not a finished run
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         files = write_card(run_dir, tmp / "README.md", repo_id)
@@ -857,7 +857,7 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
         url = upload_files(repo_id, files, token=token, private=private,
                            commit_message=f"Upload {run_dir.name} with msrnn-zoo")
     console.print(f"Pushed {len(files)} files to [bold]{escape(url)}[/bold]", highlight=False)
-    console.print(escape(f'Load it with: msrnn_zoo.create("{load_run(run_dir)[1].model}", pretrained="{repo_id}")'),
+    console.print(escape(f'Load it with: msrnn_zoo.create("{run_cfg.model}", pretrained="{repo_id}")'),
                   highlight=False)
 
 

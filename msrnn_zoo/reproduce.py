@@ -152,7 +152,7 @@ def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = No
 
     run_dir = trainer.run_dir
     peak = torch.cuda.max_memory_allocated(trainer.device) if trainer.device.type == "cuda" else None
-    model, cfg = load_run(run_dir)
+    model, cfg = load_run(run_dir, "cpu")
     clip = trainer.train_set[0]
     write_json(run_dir / PROFILE_JSON, measure(model.train(), cfg, int(clip.shape[-2]), int(clip.shape[-1]), peak))
     frames = read_json(run_dir / RECIPE_JSON, "recipe file")["settings"].get("eval_frames", "future")
