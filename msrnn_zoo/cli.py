@@ -436,6 +436,9 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, 
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="fp32 (exact), or bf16 / fp16 autocast with the loss kept in fp32 (fp16 also scales the loss); "
                    "default fp32, on --resume the run's.")
+@click.option("--fast-path", type=click.Choice(["none", "compile", "cudagraph"]), default=None,
+              help="Run each time step compiled (torch.compile of one step; cudagraph also replays it as CUDA "
+                   "graphs, GPU only). The first steps pay the compilation. Default none, on --resume the run's.")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="Keep weights and states in the NHWC layout (may help half precision on GPUs; default off, "
                    "on --resume the run's).")
@@ -447,7 +450,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
           kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
           max_eval_clips: int | None, checkpoint_every: int, keep_checkpoints: int | None,
           sampling_steps: int | None, device: str | None, grad_checkpointing: bool | None,
-          precision: str | None, channels_last: bool | None) -> None:
+          precision: str | None, channels_last: bool | None, fast_path: str | None) -> None:
     """Train MODEL on a dataset or your own clips into a run directory (resumable with --resume)."""
     from .train import Trainer, new_train_config
 
@@ -469,7 +472,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
                                  "naming a model, or start a new run with --out.")
         trainer = Trainer.resume(resume, epochs=epochs, device=device, keep_checkpoints=keep_checkpoints,
                                  grad_checkpointing=grad_checkpointing, precision=precision,
-                                 channels_last=channels_last)
+                                 channels_last=channels_last, fast_path=fast_path)
         run_dir = resume
     else:
         if model is None:
@@ -514,7 +517,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu",
             keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints, sampling_steps=sampling_steps,
             grad_checkpointing=bool(grad_checkpointing), precision=precision or "fp32",
-            channels_last=bool(channels_last))
+            channels_last=bool(channels_last), fast_path=None if fast_path in (None, "none") else fast_path)
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
     _fit_with_progress(trainer)
@@ -557,9 +560,11 @@ def _fit_with_progress(trainer: Any) -> None:
 @click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="bf16 / fp16: forecast under autocast (faster on GPUs; metrics differ slightly from fp32's).")
+@click.option("--fast-path", type=click.Choice(["none", "compile", "cudagraph"]), default="none", show_default=True,
+              help="Run each time step compiled (pays off over many clips; cudagraph: GPU only).")
 @friendly
 def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int | None, out: Path | None,
-             force: bool, frames: str, device: str | None, precision: str) -> None:
+             force: bool, frames: str, device: str | None, precision: str, fast_path: str) -> None:
     """Per-frame and mean scores of a run beside baselines (copy-last-frame, mean-frame, blank, the dataset's)."""
     from .evaluate import evaluate_run, reports_to_dict
     from .io import refuse_overwrite, write_json
@@ -568,7 +573,8 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     refuse_overwrite(out, force, "metrics file")
     device = _run_device(run_dir, device)
     reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device,
-                           frames=frames, precision=precision)  # type: ignore[arg-type]
+                           frames=frames, precision=precision,  # type: ignore[arg-type]
+                           fast_path=None if fast_path == "none" else fast_path)
     _print_reports(reports, frames)
     write_json(out, reports_to_dict(reports, run_dir, split, frames))  # type: ignore[arg-type]
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
@@ -631,9 +637,11 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
 @click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="bf16 / fp16: forecast under autocast (faster on GPUs).")
+@click.option("--fast-path", type=click.Choice(["none", "compile", "cudagraph"]), default="none", show_default=True,
+              help="Run each time step compiled (pays off over many clips; cudagraph: GPU only).")
 @friendly
 def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | None, index: int, scale: int,
-            force: bool, device: str | None, precision: str) -> None:
+            force: bool, device: str | None, precision: str, fast_path: str) -> None:
     """Write an input | truth | forecast strip (GIF and/or PNG) for a test clip or your own frames."""
     import numpy as np
 
@@ -653,6 +661,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     for path in targets:  # every file is checked before any is written
         refuse_overwrite(path, force, "picture" if path.suffix != ".npy" else "forecast array")
     model, cfg = load_run(run_dir, _run_device(run_dir, device))
+    model.set_fast_path(None if fast_path == "none" else fast_path)
     horizon = cfg.out_frames if horizon is None else horizon
     if input_path is not None:
         context, truth = read_input_clip(input_path), None

@@ -113,16 +113,19 @@ class _Scorer:
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | None = None,
                  max_clips: int | None = None, device: str | None = None,
-                 frames: FrameMode = "future", precision: str = "fp32") -> dict[str, MetricReport]:
+                 frames: FrameMode = "future", precision: str = "fp32",
+                 fast_path: str | None = None) -> dict[str, MetricReport]:
     """Metrics of the run's model and of every baseline on the same clips of ``split``, model first.
 
     ``device`` defaults to the run's (see :func:`run_device`); ``precision`` ``bf16``/``fp16`` forecasts under
-    autocast (faster on GPUs; the metrics then differ slightly from fp32's).
+    autocast (faster on GPUs; the metrics then differ slightly from fp32's); ``fast_path`` runs each step
+    compiled (see ``Forecaster.set_fast_path``).
     """
     if frames not in FRAME_MODES:
         raise ValueError(f"frames must be one of {', '.join(FRAME_MODES)}, got {frames!r}.")
     check_precision(precision)
     model, cfg = load_run(run_dir, device)
+    model.set_fast_path(fast_path)
     device = str(model.embed.weight.device)
     if max_clips is not None:
         cfg.max_eval_clips = max_clips

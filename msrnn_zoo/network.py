@@ -20,6 +20,9 @@ from .cell import RecurrentCell, State
 from .hub import HubMixin
 from .schedule import ScaleSchedule, build_schedule
 
+FAST_PATHS: tuple[str | None, ...] = (None, "compile", "cudagraph")
+"""How a step may run: eagerly, compiled, or compiled and replayed as CUDA graphs (see ``set_fast_path``)."""
+
 
 @dataclass
 class ForecasterConfig:
@@ -142,6 +145,8 @@ class Forecaster(HubMixin, nn.Module):
         self.uses_memory = any(c.uses_memory for c in self.cells)
         self.grad_checkpointing = False
         self.channels_last = False
+        self.fast_path: str | None = None
+        self._fast_step: Any = None
 
     # ---------------------------------------------------------------- options
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -153,6 +158,28 @@ class Forecaster(HubMixin, nn.Module):
         autograd records a clip (``forward_train``, or ``forward`` with gradients on).
         """
         self.grad_checkpointing = bool(enable)
+
+    def set_fast_path(self, mode: str | None) -> Forecaster:
+        """Run each time step through a compiled graph: ``"compile"``, ``"cudagraph"`` or ``None`` (eager).
+
+        What is compiled is one step of the whole stack (:meth:`_step`), not the unrolled clip, so the
+        compile time does not grow with the number of frames and one compiled step serves training,
+        ``forward`` and ``step``. ``"compile"`` is ``torch.compile`` (inductor fuses each cell's element-wise
+        gate arithmetic into a few kernels; works on the CPU and on GPUs); ``"cudagraph"`` also records
+        every step as a CUDA graph and replays it (``mode="reduce-overhead"``), which removes the per-kernel
+        launch cost on a GPU; it needs CUDA and cannot be combined with gradient checkpointing. The first
+        steps pay the compilation (and the capture); the numbers are those of the eager path up to float
+        rounding. Returns the model, like ``to``.
+        """
+        if mode not in FAST_PATHS:
+            raise ValueError(f"Unknown fast path {mode!r}; use one of {', '.join(map(repr, FAST_PATHS))}.")
+        if mode == "cudagraph" and not torch.cuda.is_available():
+            raise ValueError("The 'cudagraph' fast path records CUDA graphs and needs a GPU; PyTorch sees none "
+                             "here. Use fast path 'compile' (or none) on the CPU.")
+        self.fast_path = mode
+        self._fast_step = None if mode is None else torch.compile(
+            self._step, dynamic=False, mode="reduce-overhead" if mode == "cudagraph" else None)
+        return self
 
     def set_channels_last(self, enable: bool = True) -> Forecaster:
         """Keep weights and every recurrent state in the channels-last memory layout (NHWC).
@@ -242,10 +269,21 @@ class Forecaster(HubMixin, nn.Module):
 
     def _run_step(self, frame: torch.Tensor, state: ForecastState,
                   with_aux: bool = False) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
-        """One step of a clip, with the options in force (gradient checkpointing)."""
+        """One step of a clip, with the options in force (fast path, gradient checkpointing)."""
+        step = self._step
+        if self._fast_step is not None:
+            step, frame = self._fast_step, frame.contiguous()  # one layout: no recompilation for a strided frame
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(self._step, frame, state, with_aux, use_reentrant=False)
-        return self._step(frame, state, with_aux)
+            if self.fast_path == "cudagraph":
+                raise ValueError("Gradient checkpointing recomputes each step in the backward pass, which recorded "
+                                 "CUDA graphs cannot do; use fast path 'compile' with it, or turn one of them off.")
+            return checkpoint(step, frame, state, with_aux, use_reentrant=False)
+        return step(frame, state, with_aux)
+
+    def _begin_clip(self) -> None:
+        """Tell recorded CUDA graphs that a new clip (a new training iteration) starts."""
+        if self.fast_path == "cudagraph":
+            torch.compiler.cudagraph_mark_step_begin()
 
     def step(self, frame: torch.Tensor, state: ForecastState | None = None) -> tuple[torch.Tensor, ForecastState]:
         """Feed one frame ``(B, C, H, W)``; get the forecast of the next frame and the new state.
@@ -259,7 +297,7 @@ class Forecaster(HubMixin, nn.Module):
                                     device=frame.device, dtype=frame.dtype)
         else:
             self.check_step(frame, state)
-        forecast, state, _ = self._step(frame, state)
+        forecast, state, _ = self._run_step(frame, state)
         return forecast, state
 
     check_step_inputs: bool = True
@@ -309,6 +347,7 @@ class Forecaster(HubMixin, nn.Module):
             raise ValueError(f"horizon must be an integer >= 1 (frames to forecast), got {horizon!r}.")
         self.check_frames(frames)
         b, t, _, h, w = frames.shape
+        self._begin_clip()
         state = self.init_state(b, h, w, device=frames.device, dtype=frames.dtype)
         for i in range(t):
             forecast, state, _ = self._run_step(frames[:, i], state)
@@ -334,6 +373,7 @@ class Forecaster(HubMixin, nn.Module):
         if teacher.shape != (b, t - 1):
             raise ValueError(f"teacher mask must have shape (B, T-1) = {(b, t - 1)}, got {tuple(teacher.shape)}.")
         teacher = teacher.to(frames.dtype)[:, :, None, None, None]
+        self._begin_clip()
         state = self.init_state(b, h, w, device=frames.device, dtype=frames.dtype)
         predictions: list[torch.Tensor] = []
         aux_terms: list[torch.Tensor] = []

@@ -42,7 +42,7 @@ from .io import (
     write_json,
     write_text,
 )
-from .network import Forecaster, ForecasterConfig
+from .network import FAST_PATHS, Forecaster, ForecasterConfig
 from .precision import PRECISIONS, autocast, grad_scaler
 from .sampling import get_schedule
 from .validation import parse_device
@@ -96,6 +96,8 @@ class TrainConfig:
     grad_checkpointing: bool = False
     precision: str = "fp32"
     channels_last: bool = False
+    fast_path: str | None = None
+    """``"compile"`` or ``"cudagraph"``: each time step runs compiled (see ``Forecaster.set_fast_path``)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = TRAIN_CONFIG) -> TrainConfig:
@@ -138,6 +140,8 @@ class TrainConfig:
         if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(f"{what}: split_fractions must be three non-negative numbers summing to 1 "
                              f"(train,val,test), got {tuple(fractions)}.")
+        if self.fast_path not in FAST_PATHS:
+            raise ValueError(f"{what}: Unknown fast path {self.fast_path!r}; use compile, cudagraph or none.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"{what}: Unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}.")
         if (self.dataset is None) == (self.data is None):
@@ -221,6 +225,7 @@ class Trainer:
         self.model = (model or from_config(ForecasterConfig.from_dict(cfg.model_config))).to(self.device)
         self.model.set_grad_checkpointing(cfg.grad_checkpointing)
         self.model.set_channels_last(cfg.channels_last)
+        self.model.set_fast_path(cfg.fast_path)
         self.scaler = grad_scaler(cfg.precision, self.device)
         self.schedule = get_schedule(cfg.sampling or self.model.cell_class.sampling)
         self.optimizer = create_optimizer_v2(self.model, opt="adam", lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -283,10 +288,11 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: str | Path, epochs: int | None = None, device: str | None = None,
                keep_checkpoints: int | None = None, grad_checkpointing: bool | None = None,
-               precision: str | None = None, channels_last: bool | None = None) -> Trainer:
+               precision: str | None = None, channels_last: bool | None = None,
+               fast_path: str | None = None) -> Trainer:
         """Continue a run from its latest checkpoint: optionally to more epochs, on another device, in another
-        precision, or with gradient checkpointing or the channels-last layout switched (which change memory
-        and time, not the model)."""
+        precision, or with gradient checkpointing, the channels-last layout or the fast path switched (which
+        change memory and time, not the model). ``fast_path="none"`` turns a run's fast path off."""
         run_dir = Path(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
@@ -305,6 +311,8 @@ class Trainer:
             cfg.precision = precision
         if channels_last is not None:
             cfg.channels_last = channels_last
+        if fast_path is not None:
+            cfg.fast_path = None if fast_path == "none" else fast_path
         trainer = cls(run_dir, cfg)
         if cfg.sampling_steps is None:  # a run written before the horizon was stored: it was the planned epochs
             cfg.sampling_steps = trainer.sampling_steps = trainer.steps_per_epoch * planned

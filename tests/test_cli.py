@@ -47,9 +47,10 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
     assert (out / "model.safetensors").is_file()
     again = run("train", "ms-convlstm", "--data", clips_file, "--out", out, ok=False)
     assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
-    run("train", "--resume", out, "--epochs", "2", "--grad-checkpointing", "--channels-last")
+    run("train", "--resume", out, "--epochs", "2", "--grad-checkpointing", "--channels-last", "--fast-path", "none")
     resumed = json.loads((out / "train_config.json").read_text())
     assert resumed["grad_checkpointing"] is True and resumed["channels_last"] is True
+    assert resumed["fast_path"] is None
     done = run("train", "--resume", out, ok=False)
     assert done.exit_code == 1 and "already finished its 2 epoch(s)" in done.output
     assert json.loads((out / "latest.json").read_text())["epoch"] == 2

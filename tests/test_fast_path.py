@@ -1,0 +1,111 @@
+"""The compiled-step fast path: same numbers as the eager path; CUDA graphs where a GPU is present."""
+
+import pytest
+import torch
+
+import msrnn_zoo
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def loss_and_grads(model, frames, teacher):
+    model.zero_grad(set_to_none=True)
+    prediction, aux = model.forward_train(frames, teacher)
+    loss = (prediction - frames[:, 1:]).pow(2).mean() + (aux if aux is not None else 0)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def check_same_as_eager(model, frames, teacher, rtol=1e-5, atol=1e-6):
+    """Training loss, gradients and a forecast, with the model's fast path against the eager path."""
+    mode = model.fast_path
+    fast_loss, fast_grads = loss_and_grads(model, frames, teacher)
+    with torch.no_grad():
+        fast_forecast = model(frames[:, :2], horizon=2)
+    model.set_fast_path(None)
+    loss, grads = loss_and_grads(model, frames, teacher)
+    with torch.no_grad():
+        forecast = model(frames[:, :2], horizon=2)
+    model.set_fast_path(mode)
+    torch.testing.assert_close(fast_loss, loss, rtol=rtol, atol=atol)
+    torch.testing.assert_close(fast_forecast, forecast, rtol=rtol, atol=atol)
+    for name, grad in grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=rtol, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_options_are_checked():
+    model = msrnn_zoo.create("convlstm", hidden_channels=2, num_layers=1)
+    with pytest.raises(ValueError, match="Unknown fast path 'fast'"):
+        model.set_fast_path("fast")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="needs a GPU"):
+            model.set_fast_path("cudagraph")
+    assert model.set_fast_path(None) is model and model.fast_path is None
+
+
+@pytest.fixture
+def trace_only(monkeypatch):
+    """torch.compile with the aot_eager backend: Dynamo and AOTAutograd trace as for inductor, nothing is compiled."""
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="aot_eager", dynamic=False))
+
+
+def test_the_compiled_step_traces_training_and_forecasting(trace_only):
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).set_fast_path("compile")
+    frames, teacher = torch.rand(2, 4, 1, 8, 8), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    check_same_as_eager(model, frames, teacher, rtol=0, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_the_compiled_step_traces_memory_scales_auxiliary_loss_and_checkpointing(trace_only):
+    """Zigzag memory moved between scales, PredRNN-V2's loss, a step recomputed in the backward: one graph each."""
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-predrnn-v2", hidden_channels=4, num_layers=4).set_fast_path("compile")
+    frames, teacher = torch.rand(2, 4, 1, 8, 8), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    check_same_as_eager(model, frames, teacher, rtol=0, atol=1e-7)
+    model.set_grad_checkpointing(True)
+    check_same_as_eager(model, frames, teacher, rtol=0, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_inductor_compiled_step_on_the_cpu():
+    """The real thing: inductor generates and compiles C++ for one step (tens of seconds on a busy machine)."""
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1).set_fast_path("compile")
+    check_same_as_eager(model, torch.rand(2, 4, 1, 8, 8), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]))
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["compile", "cudagraph"])
+def test_fast_paths_on_the_gpu(mode):
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-predrnn", hidden_channels=8).cuda().set_fast_path(mode)
+    frames = torch.rand(2, 5, 1, 16, 16, device="cuda")
+    teacher = torch.ones(2, 4, device="cuda")
+    for _ in range(2):  # the second round replays what the first compiled and recorded
+        check_same_as_eager(model, frames, teacher, rtol=1e-4, atol=1e-5)
+
+
+@cuda
+def test_cuda_graphs_refuse_gradient_checkpointing():
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).cuda().set_fast_path("cudagraph")
+    model.set_grad_checkpointing(True)
+    with pytest.raises(ValueError, match="use fast path 'compile'"):
+        model.forward_train(torch.rand(1, 3, 1, 8, 8, device="cuda"), torch.ones(1, 2, device="cuda"))
+
+
+def test_a_run_trained_on_the_fast_path_takes_the_same_steps(trace_only, tmp_path, clips_file):
+    from msrnn_zoo.train import Trainer, new_train_config
+
+    def config(**kw):
+        return new_train_config("convlstm", model_options={"hidden_channels": 4, "num_layers": 2},
+                                data=str(clips_file), in_frames=2, out_frames=2, batch_size=8, **kw)
+
+    plain = Trainer.create(tmp_path / "a", config()).fit()
+    fast = Trainer.create(tmp_path / "b", config(fast_path="compile"))
+    assert fast.model.fast_path == "compile"
+    assert fast.fit() == pytest.approx(plain, rel=1e-6)
+    assert Trainer.resume(tmp_path / "b", epochs=2, fast_path="none").model.fast_path is None
+    with pytest.raises(ValueError, match="Unknown fast path 'jit'"):
+        Trainer.create(tmp_path / "c", config(fast_path="jit"))
