@@ -124,6 +124,13 @@ class RecurrentCell(nn.Module, ABC):
                 lower_previous: torch.Tensor | None = None) -> CellOutput:
         """One time step. ``lower_previous`` is ``None`` for the bottom layer (it has no layer below)."""
 
+    def set_fast_path(self, mode: str | None) -> None:
+        """Called by the network when its fast path changes (``None``, ``"compile"``, ``"cudagraph"``).
+
+        A cell with a formulation that only pays inside compiled steps switches to it here; most cells
+        have none and need not override this.
+        """
+
     def original_key(self, key: str) -> str | None:
         """Translate a parameter key of the original implementation (relative to this layer's cell) to ours.
 

@@ -177,6 +177,8 @@ class Forecaster(HubMixin, nn.Module):
             raise ValueError("The 'cudagraph' fast path records CUDA graphs and needs a GPU; PyTorch sees none "
                              "here. Use fast path 'compile' (or none) on the CPU.")
         self.fast_path = mode
+        for cell in self.cells:
+            cell.set_fast_path(mode)
         self._fast_step = None if mode is None else torch.compile(
             self._step, dynamic=False, mode="reduce-overhead" if mode == "cudagraph" else None)
         return self

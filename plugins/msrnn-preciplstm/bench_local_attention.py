@@ -28,9 +28,9 @@ def _rss_peak_bytes() -> int:
 
 
 def measure(impl: str, batch: int, channels: int, size: int, window: int, device: str, repeat: int) -> dict:
-    from msrnn_preciplstm.local_attention import local_attention, local_attention_unfold
+    from msrnn_preciplstm.local_attention import local_attention, local_attention_flex, local_attention_unfold
 
-    fn = local_attention if impl == "ours" else local_attention_unfold
+    fn = {"ours": local_attention, "unfold": local_attention_unfold, "flex": local_attention_flex}[impl]
     dev = torch.device(device)
     torch.manual_seed(0)
     q, k, v = (torch.randn(batch, channels, size, size, device=dev, requires_grad=True) for _ in range(3))
@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=30)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeat", type=int, default=1, help="runs per implementation; the fastest is shown")
-    parser.add_argument("--impl", choices=["ours", "unfold", "both"], default="both")
+    parser.add_argument("--impl", choices=["ours", "unfold", "flex", "both", "all"], default="both",
+                        help="both: ours and unfold; all: also flex (FlexAttention, GPU only: no CPU backward)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (0: torch's default); 1 is steadier on a busy machine")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -79,7 +80,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     print(f"  size of the attention weights (B, k², H, W): {b * k * k * s * s * 4 / 2**20:9.1f} MiB")
     print(f"  size of one unfolded map (B, C, k², H, W):   {b * c * k * k * s * s * 4 / 2**20:9.1f} MiB")
-    for impl in (["ours", "unfold"] if args.impl == "both" else [args.impl]):
+    impls = {"both": ["ours", "unfold"], "all": ["ours", "unfold", "flex"]}.get(args.impl, [args.impl])
+    for impl in impls:
         cmd = [sys.executable, __file__, "--child", "--impl", impl, "--batch", str(b), "--channels", str(c),
                "--size", str(s), "--window", str(k), "--device", args.device, "--repeat", str(args.repeat),
                "--threads", str(args.threads)]

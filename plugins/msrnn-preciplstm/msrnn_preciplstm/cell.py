@@ -23,6 +23,8 @@ its state. Every convolution carries a bias except the attention's 1x1 projectio
 convolutions is one convolution over its inputs side by side (:class:`~msrnn_zoo.cell.JointConv2d`; the
 output gate's four reads ``W_oc * C_t + W_os * S_t + W_ot * T_t + W_om * M'`` are one convolution over
 ``[C_t, S_t, T_t, M']``, the input of ``W_1x1`` too); weights stored as the separate convolutions load into it.
+On a fast path (``model.set_fast_path``) the local attention runs on GPUs as FlexAttention
+(:func:`~msrnn_preciplstm.local_attention.local_attention_flex`), the same numbers in one fused kernel.
 """
 
 from __future__ import annotations
@@ -92,6 +94,10 @@ class PrecipLSTMCell(RecurrentCell):
             sub, _, leaf = rest.partition(".")
             return f"attention.{LocalAttention.original_keys.get(sub, sub)}.{leaf}"
         return ours
+
+    def set_fast_path(self, mode: str | None) -> None:
+        """On a fast path the local attention runs as FlexAttention on GPUs (one fused kernel per direction)."""
+        self.attention.implementation = "reference" if mode is None else "flex"
 
     def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> State:

@@ -23,7 +23,8 @@ enter the softmax's denominator, by count.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import functools
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -205,7 +206,75 @@ def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                          f"{tuple(key.shape)}, {tuple(value.shape)}.")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"The attention window must be a positive number of pixels, got {window!r}.")
-    return _LocalAttention.apply(query.contiguous(), key.contiguous(), value.contiguous(), window)
+    return _reference(query.contiguous(), key.contiguous(), value.contiguous(), window)
+
+
+@torch.compiler.disable
+def _reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, window: int) -> torch.Tensor:
+    # a compiled step runs this as it is: its strided views and hand-written backward are not for tracing
+    return _LocalAttention.apply(query, key, value, window)
+
+
+@functools.cache
+def _flex_layout(height: int, width: int, window: int, device: torch.device) -> tuple[Any, torch.Tensor]:
+    """The 2D-neighbourhood block mask over the flattened image, and each pixel's count of offsets outside it."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    first, last = window_offsets(window)
+
+    def neighbourhood(b: Any, h: Any, q: Any, kv: Any) -> Any:
+        dy = kv // width - q // width
+        dx = kv % width - q % width
+        return (dy >= first) & (dy <= last) & (dx >= first) & (dx <= last)
+
+    pixels = height * width
+    mask = create_block_mask(neighbourhood, None, None, pixels, pixels, device=device)
+    offsets = torch.arange(first, last + 1)
+
+    def inside(size: int) -> torch.Tensor:  # per position along one axis: how many offsets stay in the image
+        reached = torch.arange(size)[:, None] + offsets[None]
+        return ((reached >= 0) & (reached < size)).sum(1)
+
+    outside = window * window - inside(height)[:, None] * inside(width)[None, :]
+    return mask, outside.flatten().to(device=device, dtype=torch.float32)
+
+
+@functools.cache
+def _compiled_flex_attention() -> Any:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def local_attention_flex(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, window: int) -> torch.Tensor:
+    """:func:`local_attention` through FlexAttention, for GPUs: one fused kernel, forward and backward.
+
+    The image is flattened to a sequence of pixels and each pixel attends, through a block mask, to the
+    pixels of its ``window x window`` neighbourhood that lie inside the image. The offsets that fall outside
+    score 0 and carry a zero value in the original, so they only add ``exp(0)`` each to the softmax's
+    denominator: with ``L`` the log-sum-exp FlexAttention returns over the inside positions and ``n`` the
+    count of outside offsets,
+
+        out(p) = flex(p) * e^L / (e^L + n) = flex(p) / (1 + n e^{-L})
+
+    which is exact, and differentiable through ``L``. On a GPU the kernel is compiled (the first call per
+    image size pays it); on the CPU FlexAttention runs its unfused reference, forward only (PyTorch has no
+    CPU backward for it), which is what the tests compare against :func:`local_attention`.
+    """
+    from torch.nn.attention.flex_attention import AuxRequest, flex_attention
+
+    b, _, height, width = query.shape
+    mask, outside = _flex_layout(height, width, window, query.device)
+
+    def pixels(x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, 1 head, H*W, C)
+        return x.flatten(2).transpose(1, 2).unsqueeze(1)
+
+    attend = _compiled_flex_attention() if query.is_cuda else flex_attention
+    out, aux = attend(pixels(query), pixels(key), pixels(value), block_mask=mask, scale=1.0,
+                      return_aux=AuxRequest(lse=True))
+    share_inside = 1.0 / (1.0 + outside * torch.exp(-aux.lse.float()))  # (B, 1, H*W)
+    out = out * share_inside.unsqueeze(-1).to(out.dtype)
+    return out.squeeze(1).transpose(1, 2).reshape(b, -1, height, width)
 
 
 def local_attention_unfold(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -227,7 +296,12 @@ def local_attention_unfold(query: torch.Tensor, key: torch.Tensor, value: torch.
 
 
 class LocalAttention(nn.Module):
-    """Local self-attention on a feature map, with 1x1 query, key and value projections (no bias)."""
+    """Local self-attention on a feature map, with 1x1 query, key and value projections (no bias).
+
+    ``implementation`` chooses how the attention is computed on a GPU: ``"reference"``
+    (:func:`local_attention`, pure PyTorch) or ``"flex"`` (:func:`local_attention_flex`, FlexAttention). The
+    CPU always runs the reference (FlexAttention has no fused CPU kernel with a backward).
+    """
 
     original_keys: ClassVar[dict[str, str]] = {"conv1": "query", "conv2": "key", "conv3": "value"}
     """The CUDA module of the PrecipLSTM code names its projections conv1..3."""
@@ -237,12 +311,16 @@ class LocalAttention(nn.Module):
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"The attention window must be a positive number of pixels, got {window!r}.")
         self.window = window
+        self.implementation = "reference"
         self.query = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.key = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.value = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return local_attention(self.query(x), self.key(x), self.value(x), self.window)
+        query, key, value = self.query(x), self.key(x), self.value(x)
+        if self.implementation == "flex" and x.is_cuda:
+            return local_attention_flex(query, key, value, self.window)
+        return local_attention(query, key, value, self.window)
 
     def extra_repr(self) -> str:
-        return f"window={self.window}"
+        return f"window={self.window}, implementation={self.implementation}"

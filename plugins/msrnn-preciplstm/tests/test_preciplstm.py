@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 from msrnn_preciplstm.cell import PrecipLSTMCell
-from msrnn_preciplstm.local_attention import local_attention, local_attention_unfold
+from msrnn_preciplstm.local_attention import local_attention, local_attention_flex, local_attention_unfold
 
 import msrnn_zoo
 from msrnn_zoo import testing
@@ -134,3 +134,65 @@ def test_local_attention_rejects_bad_shapes():
         local_attention(x, x, torch.rand(1, 2, 5, 4), 3)
     with pytest.raises(ValueError, match="positive number"):
         local_attention(x, x, x, 0)
+
+
+# ---------------------------------------------------------------- the FlexAttention formulation
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.filterwarnings("ignore:.*flex_attention.*:UserWarning")
+@pytest.mark.parametrize(("b", "c", "h", "w", "k"), CASES)
+def test_flex_formulation_matches_the_reference_on_the_cpu(b, c, h, w, k):
+    """Out-of-image offsets enter through the log-sum-exp: the same numbers as the reference (forward; PyTorch
+    has no CPU backward for FlexAttention, the gradients are checked on a GPU)."""
+    torch.manual_seed(0)
+    q, key, v = (torch.randn(b, c, h, w, dtype=torch.float64) for _ in range(3))
+    with torch.no_grad():
+        torch.testing.assert_close(local_attention_flex(q, key, v, k), local_attention(q, key, v, k))
+
+
+def test_fast_path_switches_the_attention_and_the_cpu_keeps_the_reference():
+    model = msrnn_zoo.create("preciplstm", hidden_channels=4, num_layers=2, window=3)
+    assert all(cell.attention.implementation == "reference" for cell in model.cells)
+    model.cells[0].set_fast_path("compile")
+    assert model.cells[0].attention.implementation == "flex"
+    x = torch.rand(1, 4, 6, 6, requires_grad=True)  # on the CPU the reference runs, with its backward
+    model.cells[0].attention(x).sum().backward()
+    assert x.grad is not None
+    model.cells[0].set_fast_path(None)
+    assert model.cells[0].attention.implementation == "reference"
+
+
+@cuda
+@pytest.mark.parametrize(("h", "w", "k"), [(16, 16, 5), (32, 32, 30), (8, 24, 30), (20, 12, 4)])
+def test_flex_formulation_matches_the_reference_on_the_gpu(h, w, k):
+    torch.manual_seed(0)
+    q, key, v = (torch.randn(2, 16, h, w, device="cuda", requires_grad=True) for _ in range(3))
+    ours = local_attention_flex(q, key, v, k)
+    reference = local_attention(q, key, v, k)
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
+    grad = torch.randn_like(ours)
+    for a, b_ in zip(torch.autograd.grad(ours, (q, key, v), grad), torch.autograd.grad(reference, (q, key, v), grad)):
+        torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-4)
+
+
+@cuda
+def test_a_preciplstm_step_with_flex_attention_trains_like_the_reference():
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-preciplstm", hidden_channels=16, window=30).cuda()
+    frames, teacher = torch.rand(2, 4, 1, 32, 32, device="cuda"), torch.ones(2, 3, device="cuda")
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        prediction, _ = model.forward_train(frames, teacher)
+        prediction.pow(2).mean().backward()
+        return prediction.detach(), [p.grad.clone() for p in model.parameters()]
+
+    reference, reference_grads = loss_and_grads()
+    for cell in model.cells:
+        cell.attention.implementation = "flex"
+    flex, flex_grads = loss_and_grads()
+    torch.testing.assert_close(flex, reference, rtol=1e-4, atol=1e-5)
+    for a, b_ in zip(flex_grads, reference_grads):
+        torch.testing.assert_close(a, b_, rtol=1e-3, atol=1e-4)
