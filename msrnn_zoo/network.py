@@ -208,6 +208,9 @@ class Forecaster(HubMixin, nn.Module):
         if not frames.is_floating_point():
             raise ValueError(f"{what} must be floating point in [0, 1], got dtype {frames.dtype}; "
                              "divide uint8 frames by 255.")
+        if frames.device != self.embed.weight.device:
+            raise ValueError(f"{what} are on {frames.device} but the model is on {self.embed.weight.device}; "
+                             "move one of them (frames.to(device) or model.to(device)).")
         if not torch.isfinite(frames).all():
             raise ValueError(f"{what} contain NaN or Inf values; clean or mask them before forecasting.")
         self.check_size(h, w)

@@ -292,3 +292,25 @@ class TestStep:
         bad = frame.clone()
         bad[0, 0, 0, 0] = float("nan")
         assert torch.isnan(model.step(bad, state)[0]).any()  # unchecked, as asked
+
+
+def test_forward_checks_the_device_too():
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    with pytest.raises(ValueError, match="frames are on meta but the model is on cpu"):
+        model(torch.empty(1, 2, 1, 8, 8, device="meta"), horizon=1)
+
+
+def test_save_pretrained_never_overwrites_a_config_or_readme_it_did_not_write(tmp_path):
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    (tmp_path / "config.json").write_text('{"my": "project"}')
+    with pytest.raises(FileExistsError, match="config.json already exists"):
+        model.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").read_text() == '{"my": "project"}'
+    assert not (tmp_path / "model.safetensors").exists()
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "README.md").write_text("my readme")
+    with pytest.raises(FileExistsError, match="README.md already exists"):
+        model.save_pretrained(tmp_path, card="# card")
+    assert (tmp_path / "README.md").read_text() == "my readme" and not (tmp_path / "config.json").exists()
+    model.save_pretrained(tmp_path)  # without a card the README is not touched
+    assert (tmp_path / "README.md").read_text() == "my readme"
