@@ -48,6 +48,10 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
         if sha256 is not None and digest.hexdigest() != sha256:
             raise OSError(f"{url} downloaded with sha256 {digest.hexdigest()}, expected {sha256}: the mirror "
                           "serves a different file. Nothing was written.")
+        from .io import default_mode, fsync_path
+
+        os.chmod(tmp, default_mode())  # mkstemp's 0600 would make a shared data folder unreadable to others
+        fsync_path(tmp)
         os.replace(tmp, dest)
         return dest
     finally:

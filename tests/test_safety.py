@@ -251,3 +251,16 @@ def test_files_get_normal_permissions(tmp_path, run_dir):
     for name in ("model.safetensors", "config.json", "train_config.json", "latest.json", RUN_MARKER):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == default_mode(), name
     assert stat.S_IMODE(run_dir.stat().st_mode) == default_mode(directory=True)
+
+
+def test_downloads_get_normal_permissions(tmp_path):
+    from msrnn_zoo.download import download_file
+
+    source = tmp_path / "remote.bin"
+    source.write_bytes(b"data")
+    old = os.umask(0o022)
+    try:
+        got = download_file(source.as_uri(), tmp_path / "data" / "file.bin", show_progress=False)
+    finally:
+        os.umask(old)
+    assert got.read_bytes() == b"data" and stat.S_IMODE(got.stat().st_mode) == 0o644
