@@ -121,6 +121,7 @@ def test_pip_installs_it_into_a_fresh_venv_and_its_tests_pass(tmp_path):
     outer = sysconfig.get_paths()["purelib"]
     Path(purelib, "outer.pth").write_text(f"import site; site.addsitedir({outer!r})\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
+    env["OMP_NUM_THREADS"] = "1"  # as the suite runs (conftest.py): tiny convolutions, no thread fights
     install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                               "--no-index", "-e", str(dist)], capture_output=True, text=True, env=env)
     assert install.returncode == 0, install.stdout + install.stderr
