@@ -510,7 +510,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
                                   "kernel_size": kernel_size, "in_channels": in_channels,
                                   **_parse_options(options)},
             dataset=dataset, source=source, root=str(root) if root else None, protocol=protocol,
-            data=str(data) if data else None,
+            data=str(Path(data).expanduser().resolve()) if data else None,  # evaluate may run from elsewhere
             split_fractions=split_fractions, in_frames=in_frames, out_frames=out_frames,
             epochs=1 if epochs is None else epochs,
             batch_size=batch_size, lr=lr, seed=seed, sampling=sampling, max_train_clips=max_train_clips,

@@ -202,7 +202,7 @@ def to_unit_float(array: np.ndarray, what: str) -> np.ndarray:
 
 def load_clip_array(path: str | Path) -> np.ndarray:
     """Read a user's ``.npy`` clips as (N, T, C, H, W); (N, T, H, W) gains a channel axis."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No clip file at {path}: pass a .npy array of shape (N, T, C, H, W) or (N, T, H, W).")
     try:

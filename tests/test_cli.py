@@ -176,3 +176,25 @@ def test_card_pictures_never_replace_a_users_files(tmp_path, clips_file):
     run("card", out, "--repo-id", "me/a", "--out", mine / "card.md", "--force")
     assert sorted(p.name for p in mine.iterdir()) == ["card.md", "forecast.png", "metrics.png", "notes.txt"]
     assert (mine / "notes.txt").read_text() == "keep"
+
+
+def test_a_run_on_own_clips_given_relatively_works_from_any_folder(tmp_path, clips_file, monkeypatch):
+    """``--data clips.npy`` is the file in the folder the user trained from, not in whatever folder evaluate runs in."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "clips.npy").write_bytes(clips_file.read_bytes())
+    monkeypatch.chdir(here)
+    run("train", "convlstm", "--data", "clips.npy", "--out", "run", "--hidden", "4", "--layers", "2",
+        "--in-frames", "2", "--out-frames", "2", "--batch-size", "8")
+    assert json.loads((here / "run" / "train_config.json").read_text())["data"] == str(here / "clips.npy")
+    monkeypatch.chdir(tmp_path)
+    run("evaluate", here / "run")
+    run("train", "--resume", here / "run", "--epochs", "2")
+
+
+def test_own_clips_under_home(tmp_path, clips_file, monkeypatch):
+    from msrnn_zoo.data import clips_from_file
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "clips.npy").write_bytes(clips_file.read_bytes())
+    assert len(clips_from_file("~/clips.npy", "train")) > 0
