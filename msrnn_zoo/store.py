@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,7 @@ STORE_FORMAT = 1
 MARKER = ".msrnn-zoo-unfinished"
 """Present in a data folder until ``store.json`` names it (or after it was retired): ours to delete."""
 _TMP_PREFIX = ".prepare-"
+_DATA_NAME = re.compile(r"data-[0-9a-f]{8}")
 
 
 def _root(root: str | Path) -> Path:
@@ -70,14 +72,13 @@ class Store:
                              f"`{prepare_command(self.dataset, self.root)} --force`.")
         return array
 
-    def path(self, name: str) -> Path:
-        """A plain file the plugin wrote beside its arrays (``StoreWriter.path``)."""
-        return self.data_dir / name
-
 
 @dataclass
 class StoreWriter:
-    """What a plugin's ``prepare`` writes into: arrays and files in a temporary folder, plus ``meta``.
+    """What a plugin's ``prepare`` writes into: arrays in a temporary folder, plus ``meta``.
+
+    Only arrays, each recorded in ``store.json``: so a rebuild can tell the store's files from anything a user
+    put in its data folder, and refuse rather than delete the latter.
 
     ``meta`` is any JSON-able dict (the clip index, fitted scaling under ``meta["scaling"]``...).
     """
@@ -99,11 +100,6 @@ class StoreWriter:
         np.save(self.dir / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         self.arrays[name] = {"shape": [int(n) for n in array.shape], "dtype": str(array.dtype)}
 
-    def path(self, name: str) -> Path:
-        """Where to write a plain file that ``Store.path(name)`` finds later."""
-        self._check_name(name)
-        return self.dir / name
-
     @staticmethod
     def _check_name(name: str) -> None:
         if not name or "/" in name or "\\" in name or name.startswith("."):
@@ -120,6 +116,9 @@ def read_store_file(root: Path) -> dict[str, Any] | None:
         raise ValueError(f"{path} is not a readable store description ({exc}).") from exc
     if not isinstance(data, dict) or "dataset" not in data or "data" not in data:
         raise ValueError(f"{path} is not a msrnn-zoo store description (no 'dataset'/'data' entries).")
+    if not _DATA_NAME.fullmatch(str(data["data"])):  # the one folder a rebuild deletes: never a path elsewhere
+        raise ValueError(f"{path} names {data['data']!r} as its data folder, not one `data prepare` writes "
+                         "(data-XXXXXXXX); it was edited by hand. Restore it or prepare into a new folder.")
     return data
 
 
@@ -165,6 +164,15 @@ def _ours(root: Path, current: dict[str, Any] | None) -> set[str]:
     return names
 
 
+def _foreign_in_data(root: Path, current: dict[str, Any]) -> list[str]:
+    """Files in the store's data folder that it did not record: a rebuild would delete them with the folder."""
+    data_dir = root / str(current["data"])
+    if not data_dir.is_dir():
+        return []
+    recorded = {f"{name}.npy" for name in current.get("arrays", {})} | {MARKER}
+    return [f"{data_dir.name}/{name}" for name in sorted(os.listdir(data_dir)) if name not in recorded]
+
+
 def _clear_leftovers(root: Path, current: dict[str, Any] | None) -> None:
     """Delete folders of an interrupted prepare (marked, and not the one the store names)."""
     keep = str(current["data"]) if current is not None else None
@@ -184,13 +192,25 @@ def prepare_store(root: str | Path, dataset: str, build: Callable[[StoreWriter],
     root = _root(root)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"--root {root} is a file; give a new or empty folder for the prepared data.")
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _prepare_into(root, dataset, build, force)
+    except BaseException:
+        if created and not any(root.iterdir()):
+            root.rmdir()  # a failed first prepare leaves no empty folder behind
+        raise
+
+
+def _prepare_into(root: Path, dataset: str, build: Callable[[StoreWriter], None], force: bool) -> Store:
     current = read_store_file(root)
     foreign = sorted(set(os.listdir(root)) - _ours(root, current))
+    if current is not None:
+        foreign += _foreign_in_data(root, current)
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise FileExistsError(f"--root {root} holds files the zoo did not write ({shown}); prepare into a new or "
-                              "empty folder (the raw files go to --source). Nothing was changed.")
+        raise FileExistsError(f"--root {root} holds files the zoo did not write ({shown}); move them out, or "
+                              "prepare into a new or empty folder (the raw files go to --source). Nothing was changed.")
     if current is not None and not force:
         other = "" if current["dataset"] == dataset else f" (you are preparing {dataset}: --force would replace it)"
         raise FileExistsError(f"{root} already holds a prepared {current['dataset']} store{other}; pass --force "
@@ -210,7 +230,7 @@ def prepare_store(root: str | Path, dataset: str, build: Callable[[StoreWriter],
         raise
     if current is not None:  # retire the old data folder first, so a kill after the switch leaves it ours
         old = root / str(current["data"])
-        if old.is_dir():
+        if old.is_dir() and not _foreign_in_data(root, current):  # a file put there meanwhile: keep the folder
             (old / MARKER).write_text("a replaced msrnn-zoo store; safe to delete\n", encoding="utf-8")
     write_json(root / STORE_FILE, {"format": STORE_FORMAT, "dataset": dataset, "data": final.name,
                                    "meta": writer.meta, "arrays": writer.arrays})

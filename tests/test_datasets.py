@@ -190,6 +190,38 @@ def test_force_never_touches_what_is_not_ours(toy_dataset, raw, tmp_path):
     with pytest.raises(FileExistsError, match="notes.txt"):
         prepare_dataset("toy-store", raw, store_root, force=True)
     assert open_store(store_root, "toy-store").array("frames").shape == (50, 16, 16)
+    # inside the store's data folder too: a rebuild would delete that folder, so it is refused, before any work
+    (store_root / "notes.txt").unlink()
+    data_dir = open_store(store_root, "toy-store").data_dir
+    (data_dir / "labels.csv").write_text("mine")
+    built = []
+    with pytest.raises(FileExistsError, match=f"{data_dir.name}/labels.csv"):
+        prepare_store(store_root, "toy-store", built.append, force=True)
+    assert built == [] and (data_dir / "labels.csv").read_text() == "mine"
+    # and a file put there while a rebuild runs survives it (the old folder is left, no longer named)
+    (data_dir / "labels.csv").unlink()
+
+    def meanwhile(out):
+        toy_prepare(raw, out, lambda *a: None)
+        (data_dir / "labels.csv").write_text("mine")
+
+    prepare_store(store_root, "toy-store", meanwhile, force=True)
+    assert (data_dir / "labels.csv").read_text() == "mine"
+
+
+def test_a_hand_edited_store_file_never_points_a_rebuild_elsewhere(toy_dataset, raw, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "frames.npy").write_text("mine")
+    store_root = tmp_path / "store"
+    prepare_dataset("toy-store", raw, store_root)
+    record = json.loads((store_root / STORE_FILE).read_text())
+    (store_root / STORE_FILE).write_text(json.dumps({**record, "data": "../outside"}))
+    with pytest.raises(ValueError, match="edited by hand"):
+        prepare_dataset("toy-store", raw, store_root, force=True)
+    with pytest.raises(ValueError, match="edited by hand"):
+        open_store(store_root, "toy-store")
+    assert sorted(os.listdir(outside)) == ["frames.npy"]
 
 
 def test_an_interrupted_prepare_is_cleared_by_the_next(toy_dataset, raw, tmp_path):
@@ -201,7 +233,8 @@ def test_an_interrupted_prepare_is_cleared_by_the_next(toy_dataset, raw, tmp_pat
 
     with pytest.raises(KeyboardInterrupt):
         prepare_store(root, "toy-store", lambda out: interrupted(raw, out, lambda *a: None))
-    assert list(root.iterdir()) == []  # the temporary folder went with the exception
+    assert not root.exists()  # the temporary folder went with the exception, and the folder it made for it
+    root.mkdir()
     # a kill leaves a marked folder behind: never trusted, cleared by the next prepare
     stale = root / ".prepare-dead"
     stale.mkdir()
@@ -218,7 +251,11 @@ def test_prepare_failure_leaves_nothing(toy_dataset, tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="holds no .npy files"):
         prepare_dataset("toy-store", empty, tmp_path / "store")
-    assert list((tmp_path / "store").iterdir()) == []
+    assert not (tmp_path / "store").exists()  # not even the folder it made for the store
+    (tmp_path / "kept").mkdir()  # a folder the user made stays, empty as it was
+    with pytest.raises(ValueError, match="holds no .npy files"):
+        prepare_dataset("toy-store", empty, tmp_path / "kept")
+    assert list((tmp_path / "kept").iterdir()) == []
     with pytest.raises(FileNotFoundError, match="No raw toy-store files at"):
         prepare_dataset("toy-store", tmp_path / "nowhere", tmp_path / "store")
 

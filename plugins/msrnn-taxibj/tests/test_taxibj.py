@@ -119,7 +119,7 @@ def test_bad_files_name_the_file(raw_taxibj, tmp_path, damage, message):
             handle["date"] = np.array([b"2014030199"])
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         prepare_dataset("taxibj", raw_taxibj, tmp_path / "store")
-    assert not any((tmp_path / "store").iterdir())  # nothing half-written is left
+    assert not (tmp_path / "store").exists()  # nothing half-written is left
 
 
 def test_too_few_days_for_the_test_split(raw_taxibj, tmp_path, year_writer):
