@@ -133,11 +133,15 @@ def open_store(root: str | Path, dataset: str) -> Store:
                                  f"{dataset}` wrote.")
     data = read_store_file(root)
     if data is None:
-        unfinished = any(p.name.startswith(_TMP_PREFIX) for p in root.iterdir())
-        why = ("a prepare was interrupted there; run it again" if unfinished else
-               "--root takes the folder `data prepare` wrote, not the raw files")
-        raise FileNotFoundError(f"{root} was never prepared for {dataset} (no {STORE_FILE}): {why}: "
-                                f"`{prepare_command(dataset, root)}`.")
+        entries = [p.name for p in root.iterdir()]
+        if any(name.startswith(_TMP_PREFIX) for name in entries):
+            why, command = "a prepare was interrupted there; run it again", prepare_command(dataset, root)
+        elif entries:  # the user's files (raw downloads, most likely): a store goes elsewhere, they stay put
+            why = "--root takes the folder `data prepare` wrote, not the raw files; if these are the raw files, run"
+            command = f"msrnn-zoo data prepare {dataset} --source {root} --root NEW_FOLDER"
+        else:
+            why, command = "the folder is empty; build the store from the raw files", prepare_command(dataset, root)
+        raise FileNotFoundError(f"{root} was never prepared for {dataset} (no {STORE_FILE}): {why}: `{command}`.")
     if data["dataset"] != dataset:
         raise ValueError(f"{root} holds a prepared {data['dataset']!r} store, not {dataset!r}; point --root at the "
                          f"{dataset} store, or build one with `{prepare_command(dataset, 'NEW_FOLDER')}`.")

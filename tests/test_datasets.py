@@ -275,8 +275,13 @@ def test_dot_as_root(toy_dataset, raw, tmp_path, monkeypatch):
 def test_open_store_errors(toy_dataset, raw, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist.*msrnn-zoo data prepare toy-store"):
         open_store(tmp_path / "nothing", "toy-store")
-    with pytest.raises(FileNotFoundError, match="never prepared.*not the raw files"):
+    with pytest.raises(FileNotFoundError, match="never prepared.*not the raw files") as raised:
         open_store(raw, "toy-store")
+    # the command it suggests works: the raw folder is the source, never the store (prepare would refuse it)
+    assert f"--source {raw.resolve()} --root NEW_FOLDER" in str(raised.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=f"empty.*--root {tmp_path.resolve() / 'empty'}"):
+        open_store(tmp_path / "empty", "toy-store")
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         open_store(tmp_path / "file", "toy-store")
