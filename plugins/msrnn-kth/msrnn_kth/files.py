@@ -35,9 +35,13 @@ class Video:
 
 
 def find_videos(source: Path) -> list[Video]:
-    """Every KTH AVI under ``source`` (any depth: the per-action zips unpack into folders or not), by name."""
+    """Every KTH AVI under ``source`` (any depth: the per-action zips unpack into folders or not), by name.
+
+    A file is refused rather than read as its folder: the folder may hold far more than the one video named.
+    """
     if source.is_file():
-        source = source.parent
+        raise ValueError(f"--source {source} is a file; give the folder holding the KTH AVIs (and 00sequences.txt), "
+                         f"e.g. --source {source.parent}: it is searched at any depth.")
     videos: dict[str, Video] = {}
     for path in sorted(source.rglob("*.avi")):
         match = VIDEO.match(path.name)
@@ -56,9 +60,7 @@ def find_videos(source: Path) -> list[Video]:
 
 
 def find_sequences_file(source: Path) -> Path | None:
-    """``00sequences.txt`` under ``source`` (or ``source`` itself if it is that file), if there is one."""
-    if source.is_file():
-        return source if source.name == SEQUENCES_FILE else None
+    """``00sequences.txt`` under the folder ``source``, if there is one."""
     hits = sorted(source.rglob(SEQUENCES_FILE))
     return hits[0] if hits else None
 

@@ -145,6 +145,13 @@ def test_folder_without_videos(tmp_path):
         prepare_dataset("kth", tmp_path / "downloads", tmp_path / "store")
 
 
+def test_a_file_as_source_is_refused_not_read_as_its_folder(raw_kth, tmp_path):
+    one = raw_kth / "person17_running_d1_uncomp.avi"  # its folder holds six more videos the user did not name
+    with pytest.raises(ValueError, match=f"is a file; give the folder.*--source {raw_kth}"):
+        prepare_dataset("kth", one, tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+
+
 def test_without_sequences_file_whole_videos(raw_kth, tmp_path):
     (raw_kth / "00sequences.txt").unlink()
     prepare_dataset("kth", raw_kth, tmp_path / "store")
