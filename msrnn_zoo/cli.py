@@ -82,6 +82,19 @@ class ZooGroup(click.Group):
 
 POSITIVE = click.IntRange(min=1)
 """An integer option that must be at least 1 (``--epochs 0`` is refused, never read as "the default")."""
+
+
+class DataPath(click.Path):
+    """A data path that is not empty: ``--source "$RAW"`` with ``RAW`` unset would otherwise mean the current
+    folder, and ``data prepare`` would search it (a home folder, say) to any depth for raw files."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty; give a folder (write . for the current one).", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+DATA_PATH = DataPath(path_type=Path)
 MAX_HORIZON = 1000
 """predict's ceiling: a picture of more frames than this is not a picture; long rollouts belong to the API."""
 
@@ -268,7 +281,7 @@ def plugins(as_json: bool, show_tb: bool) -> None:
 @main.command()
 @click.argument("dataset")
 @click.option("--source", default=None, help="Which of the dataset's sources to fetch.")
-@click.option("--root", type=click.Path(path_type=Path), default=None, help="Data directory ($MSRNN_ZOO_DATA).")
+@click.option("--root", type=DATA_PATH, default=None, help="Data directory ($MSRNN_ZOO_DATA).")
 @friendly
 def download(dataset: str, source: str | None, root: Path | None) -> None:
     """Fetch a dataset's public files (with a progress bar) so it can be used offline."""
@@ -297,9 +310,9 @@ def data() -> None:
 
 @data.command("prepare")
 @click.argument("dataset")
-@click.option("--source", "source", type=click.Path(path_type=Path), required=True,
+@click.option("--source", "source", type=DATA_PATH, required=True,
               help="The folder (or file) of raw public files you downloaded.")
-@click.option("--root", type=click.Path(path_type=Path), default=None,
+@click.option("--root", type=DATA_PATH, default=None,
               help="The folder to write the store into (default $MSRNN_ZOO_DATA/DATASET); new or empty.")
 @click.option("--force", is_flag=True, help="Rebuild a store that is already there.")
 @friendly
@@ -318,7 +331,13 @@ def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> 
                 tasks[task] = bar.add_task(task, total=total)
             bar.update(tasks[task], completed=done, total=total)
 
-        store = prepare_dataset(dataset, source, root, force=force, progress=progress)
+        try:
+            store = prepare_dataset(dataset, source, root, force=force, progress=progress)
+        except KeyboardInterrupt:  # the store's temporary folder is gone already; say how to go on
+            bar.stop()
+            error_line("Interrupted: nothing half-written was kept (a store already there is untouched); run the "
+                       "same command again to start over.")
+            sys.exit(130)
     sizes = ", ".join(f"{name} {tuple(rec['shape'])}" for name, rec in store.arrays.items())
     console.print(f"Prepared {dataset} in [bold]{store.root}[/bold] ({sizes}). "
                   f"Next: msrnn-zoo data info {dataset} --root {store.root}")
@@ -326,7 +345,7 @@ def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> 
 
 @data.command("info")
 @click.argument("dataset")
-@click.option("--root", type=click.Path(path_type=Path), default=None,
+@click.option("--root", type=DATA_PATH, default=None,
               help="The prepared store (or data root) to describe (default $MSRNN_ZOO_DATA).")
 @click.option("--source", default=None, help="The dataset's named source, for datasets that have several.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -398,10 +417,10 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, 
 @click.argument("model", required=False)
 @click.option("--dataset", default=None, help="A registered dataset (see `msrnn-zoo list`).")
 @click.option("--source", default=None, help="The dataset's source (default: its default source).")
-@click.option("--root", type=click.Path(path_type=Path), default=None,
+@click.option("--root", type=DATA_PATH, default=None,
               help="The dataset's prepared store (`msrnn-zoo data prepare`), or data root ($MSRNN_ZOO_DATA).")
 @click.option("--protocol", default=None, help="How clips are cut: paper, openstl... (default: the dataset's).")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
+@click.option("--data", type=DATA_PATH, default=None,
               help="Your own clips: a .npy array (N, T, C, H, W) or (N, T, H, W), uint8 or float in [0, 1].")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, callback=_parse_split,
               help="train,val,test fractions for --data.")
@@ -753,7 +772,7 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
 @click.argument("model", required=False)
 @click.argument("dataset", required=False)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory to create.")
-@click.option("--root", type=click.Path(path_type=Path), default=None,
+@click.option("--root", type=DATA_PATH, default=None,
               help="The dataset's data directory (a prepared store for kth, taxibj, germany).")
 @click.option("--source", default=None, help="Another source of the dataset than the recipe's (e.g. synthetic).")
 @click.option("--budget-steps", type=int, default=None,

@@ -394,3 +394,28 @@ def test_newcomer_mistakes_are_one_red_line(toy_dataset, raw, tmp_path, args, me
     result = run(*[a.format(tmp=tmp_path, raw=raw) for a in args], ok=False)
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_cli_refuses_empty_data_paths(toy_dataset, raw, tmp_path, monkeypatch):
+    """``--source "$RAW"`` with RAW unset must not mean "search the current folder to any depth"."""
+    monkeypatch.chdir(raw)
+    for args in (["data", "prepare", "toy-store", "--source", "", "--root", tmp_path / "s"],
+                 ["data", "prepare", "toy-store", "--source", raw, "--root", " "],
+                 ["data", "info", "toy-store", "--root", ""],
+                 ["train", "convlstm", "--dataset", "toy-store", "--root", "", "--out", tmp_path / "r"],
+                 ["train", "convlstm", "--data", "", "--out", tmp_path / "r"]):
+        result = run(*args, ok=False)
+        assert result.exit_code == 1 and "is empty; give a folder" in result.output, (args, result.output)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "r").exists()
+
+
+def test_cli_ctrl_c_during_prepare_says_how_to_go_on(toy_dataset, raw, tmp_path, monkeypatch):
+    import msrnn_zoo.datasets
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(msrnn_zoo.datasets, "prepare_dataset", interrupted)
+    result = run("data", "prepare", "toy-store", "--source", raw, "--root", tmp_path / "s", ok=False)
+    assert result.exit_code == 130 and "run the same command again" in result.output
+
