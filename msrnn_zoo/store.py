@@ -72,6 +72,40 @@ class Store:
                              f"`{prepare_command(self.dataset, self.root)} --force`.")
         return array
 
+    def mapped(self, name: str) -> MappedArray:
+        """Array ``name`` as a handle a DataLoader worker can receive: mapped here now, pickled as its path only."""
+        return MappedArray(self.root, self.dataset, name, self.array(name))
+
+
+class MappedArray:
+    """A store array that every process maps for itself on first use.
+
+    A memmap pickles as a full copy of its data, so a dataset holding one would ship gigabytes to each
+    DataLoader worker; this handle pickles as (root, dataset, name) and the worker reopens the store,
+    with the same checks as :meth:`Store.array`.
+    """
+
+    def __init__(self, root: Path, dataset: str, name: str, array: np.ndarray | None = None) -> None:
+        self.root, self.dataset, self.name = Path(root), dataset, name
+        self._array = array
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = open_store(self.root, self.dataset).array(self.name)
+        return self._array
+
+    @property
+    def is_mapped(self) -> bool:
+        """Whether this process has mapped the file yet (false right after unpickling)."""
+        return self._array is not None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_array": None}
+
+    def __repr__(self) -> str:
+        return f"MappedArray({str(self.root)!r}, {self.dataset!r}, {self.name!r})"
+
 
 @dataclass
 class StoreWriter:

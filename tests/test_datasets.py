@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from msrnn_zoo.datasets import describe_dataset, load_dataset, prepare_dataset, 
 from msrnn_zoo.evaluate import baseline_frames
 from msrnn_zoo.metrics import MetricReport, MetricResult, MetricSpec, blank, copy_last_frame, mean_frame
 from msrnn_zoo.plugins import forget, pm
-from msrnn_zoo.store import MARKER, STORE_FILE, open_store, prepare_store
+from msrnn_zoo.store import MARKER, STORE_FILE, MappedArray, open_store, prepare_store
 
 PAPER = ClipProtocol("paper", 3, 3, 1, 16, 16, "6-frame windows, stride 1", {"stride": "test fixture"},
                      splits=("train", "test"))
@@ -156,6 +157,39 @@ def test_moving_mnist_declares_its_paper_protocol():
     assert [p.name for p in info.protocols] == ["paper"] and info.protocol().frames == 20
     clip = msrnn_zoo.load_dataset("moving-mnist", split="test", protocol="paper", num_clips=1)[0]
     assert clip.shape == (20, 1, 64, 64)
+
+
+class MappedFrames(Dataset):
+    """Frames read through a store handle, as the plugins' datasets do (module level: DataLoader workers pickle it)."""
+
+    def __init__(self, frames: MappedArray) -> None:
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames.array)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.frames.array[i]))
+
+
+def test_a_mapped_store_array_pickles_as_its_path_and_maps_afresh(raw, tmp_path):
+    frames = np.concatenate([np.load(raw / "a.npy"), np.load(raw / "b.npy")])
+    store = prepare_store(tmp_path / "store", "toy-store", lambda out: out.save_array("frames", frames))
+    handle = store.mapped("frames")
+    assert handle.is_mapped and isinstance(handle.array, np.memmap)
+    payload = pickle.dumps(handle)
+    assert len(payload) < 1_000 < frames.nbytes  # the path, not the data
+    clone = pickle.loads(payload)
+    assert not clone.is_mapped and handle.is_mapped  # pickling leaves the original's map alone
+    assert isinstance(clone.array, np.memmap) and clone.array is not handle.array
+    assert np.array_equal(clone.array, frames)
+    with pytest.raises(ValueError, match="has no array 'flows'"):
+        store.mapped("flows")
+
+    dataset = MappedFrames(handle)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=7, num_workers=2)
+    assert torch.equal(torch.cat(list(loader)), torch.stack([dataset[i] for i in range(len(dataset))]))
+    assert torch.equal(torch.cat(list(loader)), torch.from_numpy(frames))
 
 
 # ------------------------------------------------------------------------------------------------ stores

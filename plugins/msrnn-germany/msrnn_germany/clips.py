@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from msrnn_zoo.store import MappedArray
+
 IN_FRAMES = 5
 OUT_FRAMES = 5
 STEP = 6
@@ -74,18 +76,14 @@ def paper_clips(meta: dict[str, Any], times: np.ndarray | None, split: str) -> n
 class RadarClips(Dataset):
     """Clips ``(10, 1, 124, 124)`` float32 in [0, 1], read from the memory-mapped frames on demand."""
 
-    def __init__(self, frames: np.ndarray, index: np.ndarray, *, reopen: Any = None, name: str = "germany") -> None:
-        self._frames: np.ndarray | None = frames
+    def __init__(self, frames: MappedArray, index: np.ndarray, *, name: str = "germany") -> None:
+        self._frames = frames
         self.index = np.asarray(index, dtype=np.int64)
-        self._reopen = reopen
-        """A picklable ``() -> frames`` that maps the file again in a DataLoader worker."""
         self.name = name
 
     @property
     def frames(self) -> np.ndarray:
-        if self._frames is None:
-            self._frames = self._reopen()
-        return self._frames
+        return self._frames.array
 
     def __len__(self) -> int:
         return len(self.index)
@@ -100,13 +98,6 @@ class RadarClips(Dataset):
         else:
             clip = np.clip(block.astype(np.float32), 0.0, 1.0)
         return torch.from_numpy(clip[:, None])
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A memmap pickles as a full copy; a worker maps the file itself instead.
-        state = dict(self.__dict__)
-        if self._reopen is not None:
-            state["_frames"] = None
-        return state
 
     def __repr__(self) -> str:
         return f"RadarClips({self.name!r}, clips={len(self.index)})"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from .prepare import FRAMES, STORE_VERSION, TIMES
 from .scaling import unit_to_rain
 
 NAME = "germany"
-PROTOCOLS = ("paper",)
 NO_OPENSTL = ("not offered: OpenSTL has no German radar benchmark and the field has no standard split of the DWD "
               "RADOLAN archive, so there is no 'field's usual setting' to reproduce; use 'paper' (the MS-RNN code's)")
 STATS_SAMPLE = 512
@@ -31,27 +29,25 @@ def _check_store(store: Store) -> None:
                          f"`msrnn-zoo data prepare germany --source RAW_FILES --root {store.root} --force`.")
 
 
-def _map_frames(root: str) -> np.ndarray:
-    """The frames of the store at ``root``, memory-mapped; picklable by name, so workers map it themselves."""
-    return open_store(root, NAME).array(FRAMES)
-
-
-def make_germany(split: str, source: str | None = None, root: str | Path | None = None, download: bool = False,
+def make_germany(split: str, source: str | None = None, *, root: str | Path, download: bool = False,
                  protocol: str = "paper", **ignored: Any) -> Dataset:
     """One split of the prepared store at ``root``: clips ``(10, 1, 124, 124)`` float32 in [0, 1].
 
     Options other datasets take (``num_clips``...) are accepted and ignored, so the zoo can pass one set of
-    options to every dataset; ``download`` is refused because DWD's archive is fetched by hand.
+    options to every dataset; ``download`` is refused because DWD's archive is fetched by hand. This factory
+    is public (``msrnn_germany.make_germany``), so a direct call still gets its protocol checked, against
+    ``INFO`` as ``load_dataset`` checks it; ``root`` is required (the zoo always passes the resolved one).
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"germany has no protocol {protocol!r}; it has {', '.join(PROTOCOLS)}. OpenSTL: {NO_OPENSTL}.")
+    from .plugin import INFO  # here, not at the top: plugin.py imports this module
+
+    try:
+        INFO.protocol(protocol)
+    except ValueError as exc:
+        raise ValueError(f"{exc} OpenSTL: {NO_OPENSTL}.") from None
     if download:
         raise ValueError("germany cannot download its data: fetch DWD RADOLAN RY files (opendata.dwd.de) or the "
                          "MS-RNN PNG folders yourself, then run `msrnn-zoo data prepare germany --source FOLDER "
                          "--root STORE`.")
-    if root is None:
-        raise ValueError("germany reads a prepared store: pass root= (--root) the folder `msrnn-zoo data prepare "
-                         "germany` wrote.")
     store = open_store(root, NAME)
     _check_store(store)
     if split not in store.meta["splits"]:
@@ -59,9 +55,7 @@ def make_germany(split: str, source: str | None = None, root: str | Path | None 
                          f"{', '.join(store.meta['splits'])}.")
     times = store.array(TIMES) if TIMES in store.arrays else None
     index = paper_clips(store.meta, times, split)
-    frames = store.array(FRAMES)
-    return RadarClips(frames, index, reopen=functools.partial(_map_frames, str(store.root)),
-                      name=f"germany/{protocol}/{split}")
+    return RadarClips(store.mapped(FRAMES), index, name=f"germany/{protocol}/{split}")
 
 
 def _utc(seconds: int) -> str:

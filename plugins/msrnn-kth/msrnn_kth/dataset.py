@@ -101,13 +101,11 @@ class KTHClips(Dataset):
                     names.append(video["name"])
         self.starts = np.asarray(starts, dtype=np.int64)
         self.names = names
-        self._frames: np.ndarray | None = store.array(protocol)
+        self._frames = store.mapped(protocol)
 
     @property
     def frames(self) -> np.ndarray:
-        if self._frames is None:  # reopened in a DataLoader worker after unpickling
-            self._frames = open_store(self.root, NAME).array(self.protocol)
-        return self._frames
+        return self._frames.array
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -118,9 +116,6 @@ class KTHClips(Dataset):
         start = int(self.starts[index])
         clip = np.divide(self.frames[start:start + self.length, None], np.float32(255.0), dtype=np.float32)
         return torch.from_numpy(clip)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_frames": None}
 
 
 def make_kth(split: str, root: Path, protocol: str = "paper", **ignored: Any) -> Dataset:

@@ -106,13 +106,11 @@ class TaxiBJWindows(Dataset):
         self.starts = starts[:-TEST_WINDOWS] if split == "train" else starts[-TEST_WINDOWS:]
         scaling = store.meta["scaling"]
         self.lo, self.span = np.float32(scaling["min"]), np.float32(scaling["max"] - scaling["min"])
-        self._flows: np.ndarray | None = store.array("flows")
+        self._flows = store.mapped("flows")
 
     @property
     def flows(self) -> np.ndarray:
-        if self._flows is None:  # reopened in a DataLoader worker after unpickling
-            self._flows = open_store(self.root, NAME).array("flows")
-        return self._flows
+        return self._flows.array
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -124,9 +122,6 @@ class TaxiBJWindows(Dataset):
         window = self.flows[start:start + WINDOW][:, self.channels]
         scaled = np.clip((window - self.lo) / self.span, 0.0, 1.0, dtype=np.float32)
         return torch.from_numpy(np.ascontiguousarray(scaled))
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_flows": None}
 
 
 def make_taxibj(split: str, root: Path, protocol: str = "paper", **ignored: Any) -> Dataset:
