@@ -854,7 +854,10 @@ def _public_metrics(path: Path, tmp: Path) -> Path:
 @friendly
 def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: bool, token: str | None,
          card_path: Path | None) -> None:
-    """Upload a run's weights (safetensors), config.json, model card and its pictures to the Hub, in one commit."""
+    """Upload a run's weights (safetensors), config.json, model card and its pictures to the Hub, in one commit.
+
+    RUN_DIR may also be a folder written by save_pretrained or `msrnn-zoo convert`: its weights and config go
+    with a card describing the model."""
     import tempfile
 
     from .card import write_card
@@ -866,16 +869,15 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
     repo_id = repo_id or repo_id_arg
     if not repo_id:
         raise ValueError("Say where to push: --repo-id USER/NAME.")
+    if not (run_dir / "train_config.json").is_file() and (run_dir / CONFIG_NAME).is_file():
+        _push_model_folder(run_dir, repo_id, token, private, card_path)  # save_pretrained / convert output
+        return
     _, run_cfg = load_run(run_dir, "cpu")  # a clear error for a directory that is not a finished run
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         files = write_card(run_dir, tmp / "README.md", repo_id)
         if card_path is not None:
-            text = card_path.read_text(encoding="utf-8")
-            if f'pretrained="{repo_id}"' not in text:
-                raise ValueError(f"{card_path} does not load from {repo_id!r}: it was rendered for another repo. "
-                                 f"Render it again with `msrnn-zoo card {run_dir} --repo-id {repo_id} --force`.")
-            files["README.md"] = card_path
+            files["README.md"] = _checked_card(card_path, repo_id, run_dir)
         files.update({WEIGHTS_NAME: run_dir / WEIGHTS_NAME, CONFIG_NAME: run_dir / CONFIG_NAME})
         for extra in ("recipe.json", "profile.json"):
             if (run_dir / extra).is_file():
@@ -886,6 +888,36 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
                            commit_message=f"Upload {run_dir.name} with msrnn-zoo")
     console.print(f"Pushed {len(files)} files to [bold]{escape(url)}[/bold]", highlight=False)
     console.print(escape(f'Load it with: msrnn_zoo.create("{run_cfg.model}", pretrained="{repo_id}")'),
+                  highlight=False)
+
+
+def _checked_card(card_path: Path, repo_id: str, run_dir: Path) -> Path:
+    """A card the user rendered (and perhaps edited) may be pushed only to the repo its load lines name."""
+    if f'pretrained="{repo_id}"' not in card_path.read_text(encoding="utf-8"):
+        raise ValueError(f"{card_path} does not load from {repo_id!r}: it was rendered for another repo. Render "
+                         f"it again with `msrnn-zoo card {run_dir} --repo-id {repo_id} --force`.")
+    return card_path
+
+
+def _push_model_folder(folder: Path, repo_id: str, token: str | None, private: bool, card_path: Path | None) -> None:
+    """Push a folder written by save_pretrained or `msrnn-zoo convert`: weights, config and a card for the repo."""
+    import tempfile
+
+    from .card import _model_name, render_model_card
+    from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, upload_files
+    from .network import Forecaster
+
+    model = Forecaster.from_pretrained(folder)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        card = Path(tmp_name) / CARD_NAME
+        card.write_text(render_model_card(model, repo_id), encoding="utf-8")
+        if card_path is not None:
+            card = _checked_card(card_path, repo_id, folder)
+        files = {WEIGHTS_NAME: folder / WEIGHTS_NAME, CONFIG_NAME: folder / CONFIG_NAME, CARD_NAME: card}
+        url = upload_files(repo_id, files, token=token, private=private,
+                           commit_message=f"Upload {folder.name} with msrnn-zoo")
+    console.print(f"Pushed {len(files)} files to [bold]{escape(url)}[/bold]", highlight=False)
+    console.print(escape(f'Load it with: msrnn_zoo.create("{_model_name(model)}", pretrained="{repo_id}")'),
                   highlight=False)
 
 

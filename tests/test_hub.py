@@ -289,3 +289,18 @@ def test_recipe_only_tags_answer_with_the_commands():
         msrnn_zoo.create("ms-convlstm", pretrained=True)  # the first record is the default
     with pytest.raises(ValueError, match="no checkpoint tagged 'nope'"):
         msrnn_zoo.create("ms-convlstm", pretrained="nope")
+
+
+def test_cli_pushes_a_converted_folder(hub, tmp_path):
+    model = tiny()
+    model.save_pretrained(tmp_path / "converted")
+    (tmp_path / "converted" / "README.md").write_text("a card for someone/else: pretrained=\"someone/else\"")
+    result = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(main, ["push", str(tmp_path / "converted"), "me/conv"])
+    assert result.exit_code == 0, result.output
+    files = hub.state.repos["me/conv"].resolve("main").files
+    assert set(files) == {"model.safetensors", "config.json", "README.md"}
+    assert 'pretrained="me/conv"' in files["README.md"].data.decode()
+    refused = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(
+        main, ["push", str(tmp_path / "converted"), "me/conv", "--card", str(tmp_path / "converted" / "README.md")])
+    assert refused.exit_code == 1 and "rendered for another repo" in refused.output
+    assert torch.equal(forecast(msrnn_zoo.create("ms-convlstm", pretrained="me/conv")), forecast(model))
