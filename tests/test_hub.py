@@ -304,3 +304,21 @@ def test_cli_pushes_a_converted_folder(hub, tmp_path):
         main, ["push", str(tmp_path / "converted"), "me/conv", "--card", str(tmp_path / "converted" / "README.md")])
     assert refused.exit_code == 1 and "rendered for another repo" in refused.output
     assert torch.equal(forecast(msrnn_zoo.create("ms-convlstm", pretrained="me/conv")), forecast(model))
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")  # inside huggingface_hub's LFS PUT
+def test_lfs_uploads_and_their_hash_check(hub, monkeypatch):
+    """Weights as LFS objects (the basic transfer), downloaded and checked against their sha256."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)  # the fake Hub speaks no xet
+    hub.state.lfs_patterns = ("*.safetensors",)
+    model = tiny()
+    model.push_to_hub("me/lfs", token=TOKEN)
+    assert any(method == "PUT" for method, _ in hub.state.requests) and hub.state.lfs_store
+    stored = hub.state.repos["me/lfs"].resolve("main").files["model.safetensors"]
+    assert stored.lfs and len(stored.oid) == 64
+    assert torch.equal(forecast(msrnn_zoo.create("ms-convlstm", pretrained="me/lfs")), forecast(model))
+    hub.state.corrupt.add(("me/lfs", "model.safetensors"))
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/lfs", force_download=True)
+    assert "corrupt in the cache" in str(exc) and "sha256" in str(exc)
