@@ -745,13 +745,18 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
             click.echo(json.dumps([r.to_dict() for r in recipes], indent=2))
             return
         table = Table(title=f"Recipes ({len(recipes)}): the MS-RNN paper's settings, arXiv {paper()['arxiv']}")
-        for col in ("recipe", "frames", "size", "epochs", "batch", "lr", "sampling", "reproduce"):
-            table.add_column(col)
+        for col in ("recipe (MODEL.DATASET)", "frames", "size", "epochs", "sampling", "data"):
+            table.add_column(col, no_wrap=True)
         for r in recipes:
             table.add_row(r.key, f"{r['in_frames']} -> {r['out_frames']}", f"{r['height']}x{r['width']}",
-                          str(r["epochs"]), str(r["batch_size"]), f"{r['lr']:g}", r["sampling"],
-                          escape(r.reproduce_command()))
+                          str(r["epochs"]), r["sampling"], "prepared" if r.get("root_required") else "download")
         console.print(table)
+        first = recipes[0]
+        console.print(escape(f"All: {first['num_layers']} layers of hidden {first['hidden_channels']}, kernel "
+                             f"{first['kernel_size']}, {first['optimizer']} lr {first['lr']:g}, batch "
+                             f"{first['batch_size']}, seed {first['seed']}. Details and sources: msrnn-zoo recipe "
+                             "MODEL DATASET. Run one: msrnn-zoo reproduce MODEL DATASET [--root DATA] --out RUN."),
+                      highlight=False)
         return
     found = get_recipe(model, dataset)
     if as_json:
