@@ -748,8 +748,8 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
         for col in ("recipe (MODEL.DATASET)", "frames", "size", "epochs", "sampling", "data"):
             table.add_column(col, no_wrap=True)
         for r in recipes:
-            table.add_row(r.key, f"{r['in_frames']} -> {r['out_frames']}", f"{r['height']}x{r['width']}",
-                          str(r["epochs"]), r["sampling"], "prepared" if r.get("root_required") else "download")
+            table.add_row(r.key, f"{r['in_frames']}->{r['out_frames']}", f"{r['height']}x{r['width']}",
+                          str(r["epochs"]), r["sampling"], "store" if r.get("root_required") else "fetch")
         console.print(table)
         first = recipes[0]
         console.print(escape(f"All: {first['num_layers']} layers of hidden {first['hidden_channels']}, kernel "
