@@ -27,7 +27,14 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
 
 
 def error_line(message: str) -> None:
-    """Print one red ``Error:`` line; the message is plain text (no markup, no emoji, no highlighting)."""
+    """Print one red ``Error:`` line; the message is plain text (no markup, no emoji, no highlighting).
+
+    Under torchrun every process meets the same mistake; only rank 0 says it.
+    """
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return
     line = Text("Error: ", style="red")
     line.append(" ".join(str(message).split()))
     err_console.print(line, highlight=False, soft_wrap=True)
@@ -539,15 +546,24 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             channels_last=bool(channels_last), fast_path=None if fast_path in (None, "none") else fast_path)
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
-    _fit_with_progress(trainer)
-    console.print(f"Run saved in [bold]{escape(str(run_dir))}[/bold] (final loss {trainer.progress.losses[-1]:.4f}). "
-                  f"Next: msrnn-zoo evaluate {escape(str(run_dir))}")
+    try:
+        _fit_with_progress(trainer)
+    finally:
+        from .distributed import shutdown
+
+        shutdown()
+    if trainer.dist.is_main:
+        console.print(f"Run saved in [bold]{escape(str(run_dir))}[/bold] (final loss "
+                      f"{trainer.progress.losses[-1]:.4f}). Next: msrnn-zoo evaluate {escape(str(run_dir))}")
 
 
 def _fit_with_progress(trainer: Any) -> None:
     if trainer.progress.epoch >= trainer.cfg.epochs:
         raise ValueError(f"The run already finished its {trainer.cfg.epochs} epoch(s); pass a larger --epochs "
                          "to train it further.")
+    if not trainer.dist.is_main:  # under torchrun, rank 0 shows the progress of the whole job
+        trainer.fit()
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
@@ -985,3 +1001,7 @@ def convert(checkpoint: Path, model_name: str, out: Path, hidden_channels: int |
         table.add_row(escape(key), escape(str(value)))
     console.print(table)
     console.print(escape(f'Load it with: msrnn_zoo.create("{model_name}", pretrained="{out}")'), highlight=False)
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m msrnn_zoo.cli train ...
+    main()

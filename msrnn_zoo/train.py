@@ -8,6 +8,11 @@ over training, or PredRNN-V2's reverse schedule).
 Determinism: the batch order of epoch ``e`` comes from a generator seeded with ``(seed, e)`` and the
 sampling mask of step ``s`` from one seeded with ``(seed, s)``, so a run resumed from any checkpoint
 draws exactly what the uninterrupted run would have drawn.
+
+Under ``torchrun`` (:mod:`msrnn_zoo.distributed`) each of the N processes trains its own B clips of every
+global batch of N x B -- the batch one process of batch N x B would draw, cut in N -- with the rows of the
+same sampling mask, and DistributedDataParallel averages the gradients: the steps are those of the single
+process. Only rank 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 from timm.optim import create_optimizer_v2
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from . import distributed
 from .factory import build_config, from_config
 from .hub import CONFIG_NAME, WEIGHTS_NAME
 from .io import (
@@ -98,6 +105,8 @@ class TrainConfig:
     channels_last: bool = False
     fast_path: str | None = None
     """``"compile"`` or ``"cudagraph"``: each time step runs compiled (see ``Forecaster.set_fast_path``)."""
+    world_size: int = 1
+    """Processes the run trains on (torchrun); ``batch_size`` is per process, the global batch is their product."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = TRAIN_CONFIG) -> TrainConfig:
@@ -140,6 +149,8 @@ class TrainConfig:
         if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(f"{what}: split_fractions must be three non-negative numbers summing to 1 "
                              f"(train,val,test), got {tuple(fractions)}.")
+        if self.world_size < 1:
+            raise ValueError(f"{what}: world_size must be at least 1, got {self.world_size}.")
         if self.fast_path not in FAST_PATHS:
             raise ValueError(f"{what}: Unknown fast path {self.fast_path!r}; use compile, cudagraph or none.")
         if self.precision not in PRECISIONS:
@@ -192,12 +203,33 @@ def _seeded(*parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def epoch_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
-    """The batches of one epoch in their deterministic shuffled order (incomplete last batch dropped)."""
+def epoch_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                  world_size: int = 1) -> Iterator[torch.Tensor]:
+    """The batches of one epoch in their deterministic shuffled order (incomplete last batch dropped).
+
+    With ``world_size`` processes, batch ``j`` of process ``rank`` is the ``rank``-th slice of ``batch_size``
+    clips of the global batch ``j`` (``world_size x batch_size`` clips, in the single-process order); each
+    process loads only its own clips.
+    """
     order = torch.randperm(len(dataset), generator=_seeded(seed, epoch, 1)).tolist()  # type: ignore[arg-type]
+    if world_size > 1:
+        step = batch_size * world_size
+        order = [i for start in range(0, len(order) - step + 1, step)
+                 for i in order[start + rank * batch_size : start + (rank + 1) * batch_size]]
     loader = DataLoader(torch.utils.data.Subset(dataset, order), batch_size=batch_size, shuffle=False,
                         drop_last=True)
     yield from loader
+
+
+class _TrainingForward(nn.Module):
+    """``forward_train`` as a module's ``forward``: what DistributedDataParallel wraps to average gradients."""
+
+    def __init__(self, model: Forecaster) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.model.forward_train(frames, teacher)
 
 
 @dataclass
@@ -216,7 +248,11 @@ class Trainer:
         self.final_dir: Path | None = None  # set while a new run is built beside the one it will replace
         self.cfg = cfg
         cfg.validate()
-        self.device = parse_device(cfg.device)
+        self.dist, self.device = distributed.setup(parse_device(cfg.device))
+        if self.dist.world_size != cfg.world_size:
+            raise ValueError(f"This run trains on {cfg.world_size} process(es) of batch {cfg.batch_size} each; "
+                             f"this job has {self.dist.world_size}. Resume it with the same number "
+                             f"(torchrun --nproc_per_node {cfg.world_size} ...; 1: without torchrun).")
         if cfg.data:  # the whole file, before anything is written: a bad clip must not stop a run midway
             from .data import load_clip_array, scan_clip_array
 
@@ -227,6 +263,12 @@ class Trainer:
         self.model.set_channels_last(cfg.channels_last)
         self.model.set_fast_path(cfg.fast_path)
         self.scaler = grad_scaler(cfg.precision, self.device)
+        self.forward_train: Any = self.model.forward_train
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_train = DistributedDataParallel(
+                _TrainingForward(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.schedule = get_schedule(cfg.sampling or self.model.cell_class.sampling)
         self.optimizer = create_optimizer_v2(self.model, opt="adam", lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.train_set = open_split(cfg, "train")
@@ -235,10 +277,11 @@ class Trainer:
         if shape[1] != self.model.config.in_channels:
             raise ValueError(f"The clips have {shape[1]} channels but the model was built for "
                              f"{self.model.config.in_channels}; pass --in-channels {shape[1]}.")
-        self.steps_per_epoch = len(self.train_set) // cfg.batch_size  # type: ignore[arg-type]
+        global_batch = cfg.batch_size * cfg.world_size
+        self.steps_per_epoch = len(self.train_set) // global_batch  # type: ignore[arg-type]
         if self.steps_per_epoch == 0:
             raise ValueError(f"The training split has {len(self.train_set)} clips, fewer than one batch of "  # type: ignore[arg-type]
-                             f"{cfg.batch_size}; lower --batch-size or give more clips.")
+                             f"{global_batch}; lower --batch-size or give more clips.")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.sampling_steps = cfg.sampling_steps or self.total_steps
         self.progress = Progress()
@@ -262,8 +305,12 @@ class Trainer:
                     cli_hint="pass --force to replace it (only a run made by msrnn-zoo train is replaced).")
             check_replaceable(run_dir, RUN_FILES)
             replace = True
+        cfg.world_size = distributed.from_env().world_size
         trainer = cls(run_dir, cfg)
         cfg.sampling_steps = trainer.sampling_steps  # fixed from now on: --resume --epochs N does not stretch it
+        distributed.barrier(trainer.dist)  # every process has checked the directory before rank 0 writes it
+        if not trainer.dist.is_main:
+            return trainer
         if replace:
             trainer.final_dir = run_dir
             trainer.run_dir = make_sibling_dir(run_dir, "new")
@@ -277,12 +324,13 @@ class Trainer:
     def _commit(self) -> None:
         """Swap a completed replacement run into the place of the run it replaces."""
         if self.final_dir is not None:
-            swap_in(self.run_dir, self.final_dir, RUN_FILES)
+            if self.dist.is_main:
+                swap_in(self.run_dir, self.final_dir, RUN_FILES)
             self.run_dir, self.final_dir = self.final_dir, None
 
     def _discard(self) -> None:
         """Drop an unfinished replacement run (the old run was never touched)."""
-        if self.final_dir is not None and (self.run_dir / RUN_MARKER).is_file():
+        if self.dist.is_main and self.final_dir is not None and (self.run_dir / RUN_MARKER).is_file():
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     @classmethod
@@ -318,8 +366,9 @@ class Trainer:
             cfg.sampling_steps = trainer.sampling_steps = trainer.steps_per_epoch * planned
         if (run_dir / LATEST).exists():
             trainer.load_checkpoint(trainer.latest_checkpoint())
-        trainer.rollback_history()
-        write_json(run_dir / TRAIN_CONFIG, asdict(cfg))
+        if trainer.dist.is_main:
+            trainer.rollback_history()
+            write_json(run_dir / TRAIN_CONFIG, asdict(cfg))
         return trainer
 
     def latest_checkpoint(self) -> Path:
@@ -361,6 +410,8 @@ class Trainer:
         name = f"step-{self.progress.step:08d}"
         folder = self.run_dir / CHECKPOINTS
         final = folder / name
+        if not self.dist.is_main:  # every process holds the same weights; one writes them
+            return final
         tmp = folder / f".{name}.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -425,16 +476,19 @@ class Trainer:
         frames = clips[:, : cfg.in_frames + cfg.out_frames].to(self.device)
         b, t = frames.shape[:2]
         progress = self.progress.step / self.sampling_steps
-        teacher = self.schedule(b, t, cfg.in_frames, progress, _seeded(cfg.seed, self.progress.step, 2))
+        # the mask of the global batch, of which this process trains rows rank*b .. rank*b + b - 1
+        teacher = self.schedule(b * self.dist.world_size, t, cfg.in_frames, progress,
+                                _seeded(cfg.seed, self.progress.step, 2))[self.dist.rank * b : (self.dist.rank + 1) * b]
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(cfg.precision, self.device):
-            prediction, aux = self.model.forward_train(frames, teacher.to(self.device))
+            prediction, aux = self.forward_train(frames, teacher.to(self.device))
         loss = frame_loss(prediction.float(), frames[:, 1:])  # the loss in fp32, whatever the precision
         if aux is not None:
             loss = loss + aux.float()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"The loss became {loss.item()} at step {self.progress.step}; "
+        reported = distributed.mean(self.dist, loss.detach())  # the global batch's loss, on every process
+        if not torch.isfinite(reported):
+            raise FloatingPointError(f"The loss became {reported.item()} at step {self.progress.step}; "
                                      "lower --lr or check the data for outliers.")
         if self.scaler is None:
             loss.backward()
@@ -443,7 +497,7 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        return loss.item()
+        return reported.item()
 
     def fit(self, on_step: Callable[[Trainer, float, float], None] | None = None,
             stop_after: int | None = None) -> list[float]:
@@ -455,6 +509,7 @@ class Trainer:
             raise
         if self.progress.epoch >= self.cfg.epochs:
             self._commit()
+        distributed.barrier(self.dist)  # rank 0 has written the last checkpoint before any process moves on
         return losses
 
     def _fit(self, on_step: Callable[[Trainer, float, float], None] | None, stop_after: int | None) -> list[float]:
@@ -462,7 +517,8 @@ class Trainer:
         start = time.perf_counter()
         frames_seen = 0
         while self.progress.epoch < cfg.epochs:
-            batches = epoch_batches(self.train_set, cfg.batch_size, cfg.seed, self.progress.epoch)
+            batches = epoch_batches(self.train_set, cfg.batch_size, cfg.seed, self.progress.epoch, self.dist.rank,
+                                    self.dist.world_size)
             for index, clips in enumerate(batches):
                 if index < self.progress.batch:
                     continue  # already trained on before the resume
@@ -475,9 +531,10 @@ class Trainer:
                 if epoch_done:  # one checkpoint per step: the epoch's end is recorded in the step's own checkpoint
                     self.progress.epoch += 1
                     self.progress.batch = 0
-                frames_seen += clips.shape[0] * (cfg.in_frames + cfg.out_frames)
-                with open(self.run_dir / HISTORY, "a", encoding="utf-8") as log:
-                    log.write(json.dumps({"step": self.progress.step, "epoch": epoch, "loss": loss}) + "\n")
+                frames_seen += clips.shape[0] * self.dist.world_size * (cfg.in_frames + cfg.out_frames)
+                if self.dist.is_main:
+                    with open(self.run_dir / HISTORY, "a", encoding="utf-8") as log:
+                        log.write(json.dumps({"step": self.progress.step, "epoch": epoch, "loss": loss}) + "\n")
                 if on_step is not None:
                     on_step(self, loss, frames_seen / max(1e-9, time.perf_counter() - start))
                 stop = stop_after is not None and self.progress.step >= stop_after

@@ -1,0 +1,68 @@
+"""Training under torchrun: N processes of batch B take the steps of one process of batch N x B."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from msrnn_zoo.cli import main
+from msrnn_zoo.train import epoch_batches
+
+
+def test_each_process_trains_its_slice_of_the_single_process_batches():
+    data = torch.arange(23.0).view(23, 1, 1, 1, 1)
+    whole = [b.flatten().tolist() for b in epoch_batches(data, 6, seed=3, epoch=1)]
+    shards = [[b.flatten().tolist() for b in epoch_batches(data, 3, seed=3, epoch=1, rank=r, world_size=2)]
+              for r in range(2)]
+    assert len(whole) == len(shards[0]) == len(shards[1]) == 3
+    for j, batch in enumerate(whole):
+        assert shards[0][j] + shards[1][j] == batch
+    assert [b.flatten().tolist() for b in epoch_batches(data, 6, seed=3, epoch=1, world_size=1)] == whole
+
+
+def history(run):
+    return [json.loads(line)["loss"] for line in (run / "history.jsonl").read_text().splitlines()]
+
+
+def torchrun(tmp_path, *args):
+    """``torchrun --standalone --nproc_per_node 2 -m msrnn_zoo.cli train ...`` on the CPU (gloo)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "msrnn_zoo.cli", "train", *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_two_processes_of_batch_b_train_as_one_of_batch_2b_and_resume(tmp_path, clips_file):
+    model = ["ms-predrnn-v2", "--data", clips_file, "--hidden", "4", "--layers", "4", "--in-frames", "3",
+             "--out-frames", "3", "--seed", "5", "--sampling-steps", "8"]  # one schedule over both epochs
+    single = tmp_path / "single"
+    result = CliRunner().invoke(main, ["train", *map(str, model), "--batch-size", "8", "--epochs", "2",
+                                       "--out", str(single)])
+    assert result.exit_code == 0, result.output
+    pair = tmp_path / "pair"
+    done = torchrun(tmp_path, *model, "--batch-size", "4", "--epochs", "1", "--out", pair)
+    assert done.stdout.count("Run saved in") == 1  # rank 0 speaks, rank 1 is silent
+    assert json.loads((pair / "train_config.json").read_text())["world_size"] == 2
+    assert len(history(pair)) == 4  # one line per step: only rank 0 writes
+    torchrun(tmp_path, "--resume", pair, "--epochs", "2")
+    expected, got = history(single), history(pair)
+    assert len(got) == len(expected) == 8
+    # within 1e-5 relative: the losses are sums over pixels (about 400), where float32 itself resolves ~3e-5
+    assert got == pytest.approx(expected, rel=1e-5, abs=0)
+    # the weights too: what rank 0 saved is what one process of batch 8 trained
+    from safetensors.torch import load_file
+
+    ours, theirs = load_file(str(pair / "model.safetensors")), load_file(str(single / "model.safetensors"))
+    for key, value in theirs.items():
+        torch.testing.assert_close(ours[key], value, rtol=1e-4, atol=1e-5)
+    # a run of two processes resumes only with two
+    again = CliRunner().invoke(main, ["train", "--resume", str(pair), "--epochs", "3"])
+    assert again.exit_code == 1 and "torchrun --nproc_per_node 2" in again.output
