@@ -113,14 +113,40 @@ class StandardSequences(Dataset):
         return f"StandardSequences({str(self.path)!r}, clips={self.num_clips})"
 
 
+class HalfSize(Dataset):
+    """The ``small`` protocol: the first ``frames`` frames of each clip, 2x2-averaged (64x64 -> 32x32)."""
+
+    def __init__(self, clips: Dataset, frames: int) -> None:
+        self.clips = clips
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.clips)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(self.clips[index][: self.frames], 2)
+
+    def __repr__(self) -> str:
+        return f"HalfSize({self.clips!r}, frames={self.frames})"
+
+
 def make_moving_mnist(split: str, source: str = "synthetic", root: str | Path | None = None,
                       download: bool = False, num_clips: int | None = None, seed: int = 0,
-                      **ignored: Any) -> Dataset:
-    """Build one split of Moving MNIST from one source; items are float32 ``(20, 1, 64, 64)`` in [0, 1].
+                      protocol: str | None = None, **ignored: Any) -> Dataset:
+    """Build one split of Moving MNIST from one source; items are float32 ``(20, 1, 64, 64)`` in [0, 1]
+    under the ``paper`` protocol, ``(10, 1, 32, 32)`` under ``small``.
 
     Options other zoo datasets take but this one does not are accepted and ignored, so the zoo can
     pass one set of options to every dataset.
     """
+    if protocol not in (None, "paper", "small"):
+        raise ValueError(f"moving-mnist has no protocol {protocol!r}; its protocols: paper, small.")
+    clips = _make(split, source, root, download, num_clips, seed)
+    return HalfSize(clips, 10) if protocol == "small" else clips
+
+
+def _make(split: str, source: str, root: str | Path | None, download: bool, num_clips: int | None,
+          seed: int) -> Dataset:
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r} for moving-mnist; expected one of {', '.join(SPLITS)}.")
     if source not in SOURCES:

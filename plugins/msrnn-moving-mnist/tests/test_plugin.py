@@ -42,3 +42,19 @@ def test_entry_point_is_declared() -> None:
         pytest.skip("msrnn-moving-mnist is not installed (pip install -e plugins/msrnn-moving-mnist)")
     assert points[0].value == "msrnn_moving_mnist.plugin"
     assert points[0].load() is plugin
+
+
+def test_small_protocol_is_the_paper_clips_at_half_size(tmp_path: Path) -> None:
+    import torch
+
+    import msrnn_zoo
+
+    small = msrnn_zoo.load_dataset("moving-mnist", split="test", source="synthetic", protocol="small", num_clips=2)
+    paper = msrnn_zoo.load_dataset("moving-mnist", split="test", source="synthetic", num_clips=2)
+    clip = small[1]
+    assert tuple(clip.shape) == (10, 1, 32, 32) and len(small) == 2
+    torch.testing.assert_close(clip, torch.nn.functional.avg_pool2d(paper[1][:10], 2))
+    info = plugin.INFO.protocol("small")
+    assert (info.in_frames, info.out_frames, info.height, info.width) == (5, 5, 32, 32)
+    with pytest.raises(ValueError, match="no protocol 'tiny'"):
+        msrnn_zoo.load_dataset("moving-mnist", split="test", source="synthetic", protocol="tiny")
