@@ -236,6 +236,13 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
     flops = profile.get("flops_per_frame")
     if flops is None and height:
         flops = flops_per_frame(model, height, width)
+    if "training_memory" not in profile and height:  # a run made by `train`: count it now, as reproduce does
+        from .profile import training_memory
+
+        frames = cfg.in_frames + cfg.out_frames
+        profile = {**profile, "training_memory": {
+            "activation_bytes": training_memory(model, cfg.batch_size, frames, height, width),
+            "batch": cfg.batch_size, "frames": frames}}
     values.update(
         dataset=dataset_label, in_frames=cfg.in_frames, out_frames=cfg.out_frames, frame_size=frame_size,
         layer_sizes=", ".join(f"{h}x{w}" for h, w in model.schedule.sizes(height, width)) if height else None,
@@ -270,15 +277,13 @@ def _frame_size(run_dir: Path, cfg: Any, profile: dict[str, Any]) -> tuple[int |
     if profile.get("frame_size"):
         h, w = profile["frame_size"]
         return int(h), int(w)
-    if cfg.dataset:
-        from .registry import get_dataset
+    try:  # the run's own clips say it best (a protocol, or the user's file)
+        from .train import open_split
 
-        try:
-            info = get_dataset(cfg.dataset).info
-            return info.height, info.width
-        except ValueError:
-            return None, None
-    return None, None
+        clip = open_split(cfg, "test")[0]
+        return int(clip.shape[-2]), int(clip.shape[-1])
+    except (ValueError, OSError, IndexError):
+        return None, None
 
 
 def _data_text(cfg: Any, recipe_dataset: dict[str, Any], source: str | None, hub_datasets: list[str],

@@ -111,6 +111,7 @@ def test_model_card_from_a_run(tmp_path, clips_file):
     assert text.startswith("---\n") and "library_name: msrnn-zoo" in text
     assert 'pretrained="someone/convlstm-clips"' in text and "copy-last-frame" in text
     assert "sum over pixels and channels per frame" in text
+    assert "| training memory |" in text and "| FLOPs per frame at 16x16 |" in text and "layer sizes at 16x16" in text
     assert (out / "metrics.png").is_file() and (out / "forecast.png").is_file()
     assert run("card", out, "--repo-id", "someone/convlstm-clips", ok=False).exit_code == 1  # never overwrites
 
