@@ -949,10 +949,25 @@ def _push_model_folder(folder: Path, repo_id: str, token: str | None, private: b
 @click.option("--force", is_flag=True, help="Download again even if the cache holds the files.")
 @friendly
 def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> None:
-    """Download a Hub repo's model into the local cache (checked), so it loads offline afterwards."""
+    """Download a Hub repo's model into the local cache (checked), so it loads offline afterwards.
+
+    REPO_ID is a Hub repo (user/name) or a checkpoint of the pretrained catalogue (ms-motionrnn.kth)."""
     from .card import _model_name
     from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, download_files
     from .network import Forecaster
+
+    if "/" not in repo_id and "." in repo_id:  # MODEL.TAG: the catalogue says where it lives
+        from .factory import split_tag
+        from .registry import get_model
+
+        model_name, tag = split_tag(repo_id)
+        record = get_model(model_name).pretrained.get(tag or "")
+        if record is None:
+            raise ValueError(f"{repo_id!r} is not in the pretrained catalogue (`msrnn-zoo list --pretrained`) and "
+                             "not a Hub repo id like 'user/model'.")
+        if not record.published:
+            raise ValueError(record.not_published_message())
+        repo_id, revision = record.repo_id, revision or record.revision or None
 
     paths, commit = download_files(repo_id, (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME), revision=revision, token=token,
                                    force_download=force, optional=(CARD_NAME,))

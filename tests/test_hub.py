@@ -322,3 +322,11 @@ def test_lfs_uploads_and_their_hash_check(hub, monkeypatch):
     hub.state.corrupt.add(("me/lfs", "model.safetensors"))
     exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/lfs", force_download=True)
     assert "corrupt in the cache" in str(exc) and "sha256" in str(exc)
+
+
+def test_pull_takes_a_catalogue_name():
+    result = CliRunner().invoke(main, ["pull", "ms-motionrnn.kth"])
+    assert result.exit_code == 1 and "recipe-only" in result.output
+    assert "msrnn-zoo reproduce ms-motionrnn kth" in result.output
+    result = CliRunner().invoke(main, ["pull", "ms-motionrnn.nope"])
+    assert result.exit_code == 1 and "not in the pretrained catalogue" in result.output
