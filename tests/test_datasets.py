@@ -152,9 +152,9 @@ def test_load_dataset_takes_a_protocol(toy_dataset, raw, tmp_path):
         load_dataset("toy-store", root=tmp_path / "store", source="standard")
 
 
-def test_moving_mnist_declares_its_paper_protocol():
+def test_moving_mnist_declares_its_paper_protocol_first():
     info = msrnn_zoo.registry.get_dataset("moving-mnist").info
-    assert [p.name for p in info.protocols] == ["paper"] and info.protocol().frames == 20
+    assert [p.name for p in info.protocols] == ["paper", "small"] and info.protocol().frames == 20
     clip = msrnn_zoo.load_dataset("moving-mnist", split="test", protocol="paper", num_clips=1)[0]
     assert clip.shape == (20, 1, 64, 64)
 
