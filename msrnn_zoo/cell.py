@@ -237,7 +237,9 @@ class JointConv2d(nn.Module):
             return total if self.bias is None else total + self.bias[:, None, None]  # type: ignore[return-value]
         if len(inputs) == 1:
             return F.conv2d(inputs[0], self.weight, self.bias, padding=self.padding)
-        return _JointConv.apply(self.weight, self.bias, self.padding, *inputs)
+        if torch.is_grad_enabled() and (self.weight.requires_grad or any(t.requires_grad for t in inputs)):
+            return _JointConv.apply(self.weight, self.bias, self.padding, *inputs)
+        return F.conv2d(torch.cat(inputs, dim=1), self.weight, self.bias, padding=self.padding)  # nothing to keep
 
     def fold(self, state: MutableMapping[str, torch.Tensor], prefix: str,
              name: Callable[[str], str] = str) -> dict[str, list[str]]:

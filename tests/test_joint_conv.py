@@ -16,6 +16,12 @@ def test_is_the_sum_of_the_separate_convolutions():
     expected = F.conv2d(x, w_x, padding=1) + F.conv2d(h, w_h, padding=1) + joint.bias[:, None, None]
     torch.testing.assert_close(joint(x, h), expected)
     torch.testing.assert_close(joint(torch.cat([x, h], 1)), expected)  # the concatenation, when one has it
+    expected = expected.detach()
+    with torch.no_grad():  # forecasting: nothing is kept for a backward, one plain convolution of the concatenation
+        torch.testing.assert_close(joint(x, h), expected)
+    joint.requires_grad_(False)  # frozen weights, inputs without gradients: the same
+    torch.testing.assert_close(joint(x, h), expected)
+    joint.requires_grad_(True)
     joint.split = True  # the part-by-part sum that the benchmark compares with
     torch.testing.assert_close(joint(x, h), expected)
     torch.testing.assert_close(joint(torch.cat([x, h], 1)), expected)
