@@ -169,7 +169,8 @@ class Forecaster(HubMixin, nn.Module):
         every step as a CUDA graph and replays it (``mode="reduce-overhead"``), which removes the per-kernel
         launch cost on a GPU; it needs CUDA and cannot be combined with gradient checkpointing. The first
         steps pay the compilation (and the capture); the numbers are those of the eager path up to float
-        rounding. Returns the model, like ``to``.
+        rounding. All models of a process share the compiled step's cache: past PyTorch's recompile limit
+        (8 models, shapes or grad modes) it warns and runs the step eagerly. Returns the model, like ``to``.
         """
         if mode not in FAST_PATHS:
             raise ValueError(f"Unknown fast path {mode!r}; use one of {', '.join(map(repr, FAST_PATHS))}.")
@@ -187,7 +188,7 @@ class Forecaster(HubMixin, nn.Module):
         """Keep weights and every recurrent state in the channels-last memory layout (NHWC).
 
         The same computation in another layout: on GPUs, convolutions in half precision can run faster in it;
-        on the CPU it measured no faster (``benchmarks/precision.py``). Returns the model, like ``to``.
+        on the CPU it measured no faster (``benchmarks/options.py``). Returns the model, like ``to``.
         """
         self.channels_last = bool(enable)
         return self.to(memory_format=torch.channels_last if enable else torch.contiguous_format)

@@ -45,9 +45,15 @@ def test_options_are_checked():
 
 @pytest.fixture
 def trace_only(monkeypatch):
-    """torch.compile with the aot_eager backend: Dynamo and AOTAutograd trace as for inductor, nothing is compiled."""
+    """torch.compile with the aot_eager backend: Dynamo and AOTAutograd trace as for inductor, nothing is compiled.
+
+    ``fullgraph=True``: a step that Dynamo cannot capture whole (it would silently run eagerly) fails the test.
+    """
     real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="aot_eager", dynamic=False))
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="aot_eager", dynamic=False, fullgraph=True))
+    torch._dynamo.reset()  # each model is a new entry of the one compiled step: start below the recompile limit
+    yield
+    torch._dynamo.reset()
 
 
 def test_the_compiled_step_traces_training_and_forecasting(trace_only):
