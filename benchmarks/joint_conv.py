@@ -1,26 +1,28 @@
 """What joining each gate's convolutions into one (``JointConv2d``) saves: training step and forecast, per model.
 
     python benchmarks/joint_conv.py [--size 32] [--hidden 32] [--in-frames 5] [--out-frames 5] [--batch 4]
-                                    [--repeat 5] [--device cpu] [--threads 1] [models ...]
+                                    [--repeat 5] [--device cpu] [--threads 1] [--clock wall|process]
+                                    [--json] [models ...]
 
 Each model runs the same weights two ways in one process: ``joint`` (the default: one convolution over the
 concatenated inputs) and ``split`` (``JointConv2d.split = True``: one convolution per input, then the sum,
 as the cells were written before). Rounds alternate between the two so that a change in the machine's load
-hits both; the medians and their ratio are printed, with the activation memory each keeps for the backward
-(exact: bytes of the tensors autograd saves). ``joint/split`` below 1 means joining pays.
+hits both; the medians and the median per-round ratios are printed, with the activation memory each keeps
+for the backward (exact: bytes of the tensors autograd saves). ``joint/split`` below 1 means joining pays.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
+from collections.abc import Callable
 
+import _common
 import torch
 
 import msrnn_zoo
 from msrnn_zoo.cell import JointConv2d
+from msrnn_zoo.profile import saved_bytes
 
 
 def set_split(model: torch.nn.Module, split: bool) -> None:
@@ -29,82 +31,39 @@ def set_split(model: torch.nn.Module, split: bool) -> None:
             module.split = split
 
 
-def saved_bytes(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torch.Tensor) -> int:
-    seen: set[tuple[int, torch.dtype]] = set()
-    total = 0
+def in_way(model: torch.nn.Module, split: bool, fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` run with the model's joint convolutions split or not."""
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        key = (t.untyped_storage().data_ptr(), t.dtype)
-        if key not in seen:
-            seen.add(key)
-            total += t.untyped_storage().nbytes()
-        return t
+    def run() -> None:
+        set_split(model, split)
+        fn()
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.forward_train(frames, teacher)
-    return total
-
-
-def timed(fn: object, cuda: bool) -> float:
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()  # type: ignore[operator]
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*")
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--in-frames", type=int, default=5)
-    parser.add_argument("--out-frames", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", action="store_true")
+    _common.add_common_options(parser, batch=4, repeat=5)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    t = args.in_frames + args.out_frames
-    print(f"# {args.size}x{args.size}, hidden {args.hidden}, {args.in_frames}->{args.out_frames} frames, batch "
-          f"{args.batch}, {device}, {torch.get_num_threads()} threads; medians of {args.repeat} alternating rounds")
+    device, timer = _common.setup(args)
+    print(_common.header(args, f"; medians of {args.repeat} alternating rounds"), flush=True)
     for name in args.models or ["convlstm", "ms-convlstm", "predrnn", "ms-predrnn"]:
         torch.manual_seed(0)
         model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
-        frames = torch.rand(args.batch, t, 1, args.size, args.size, device=device)
-        teacher = torch.ones(args.batch, t - 1, device=device)
-
-        def train() -> None:
-            prediction, aux = model.forward_train(frames, teacher)  # noqa: B023
-            loss = (prediction - frames[:, 1:]).pow(2).mean() + (aux if aux is not None else 0)  # noqa: B023
-            loss.backward()
-            model.zero_grad(set_to_none=True)  # noqa: B023
-
-        def forecast() -> None:
-            with torch.no_grad():
-                model(frames[:, : args.in_frames], horizon=args.out_frames)  # noqa: B023
-
+        frames, teacher = _common.clip(args, device)
+        train, forecast = _common.model_steps(model, frames, teacher, args.in_frames, optimizer=False)
         row: dict[str, object] = {"model": name}
-        times: dict[str, list[float]] = {}
         for way in ("joint", "split"):
             set_split(model, way == "split")
-            row[f"{way}_saved_mib"] = saved_bytes(model, frames, teacher) / 2**20
+            row[f"{way}_saved_mib"] = saved_bytes(lambda: model.forward_train(frames, teacher)) / 2**20  # noqa: B023
             train(), forecast()  # warm-up
-        for _ in range(args.repeat):
-            for way in ("joint", "split"):
-                set_split(model, way == "split")
-                times.setdefault(f"{way}_train_s", []).append(timed(train, cuda))
-                times.setdefault(f"{way}_forecast_s", []).append(timed(forecast, cuda))
-        row.update({k: statistics.median(v) for k, v in times.items()})
-        row["train_ratio"] = row["joint_train_s"] / row["split_train_s"]  # type: ignore[operator]
-        row["forecast_ratio"] = row["joint_forecast_s"] / row["split_forecast_s"]  # type: ignore[operator]
+        cases = {f"{way}_{what}_s": in_way(model, way == "split", fn)
+                 for way in ("joint", "split") for what, fn in (("train", train), ("forecast", forecast))}
+        times = _common.rounds(cases, args.repeat, timer)
+        row.update({k: _common.median(v) for k, v in times.items()})
+        row["train_ratio"] = _common.median_ratio(times["joint_train_s"], times["split_train_s"])
+        row["forecast_ratio"] = _common.median_ratio(times["joint_forecast_s"], times["split_forecast_s"])
         row["memory_ratio"] = row["joint_saved_mib"] / row["split_saved_mib"]  # type: ignore[operator]
         if args.json:
             print(json.dumps(row), flush=True)

@@ -1,7 +1,8 @@
 """Training-step cost of every model, single-scale beside multi-scale: activation memory and seconds.
 
     python benchmarks/step_time.py [--size 32] [--hidden 32] [--in-frames 5] [--out-frames 5] [--batch 2]
-                                   [--repeat 3] [--device cpu] [--threads 1] [cells ...]
+                                   [--repeat 3] [--device cpu] [--threads 1] [--clock wall|process]
+                                   [--json] [cells ...]
     python benchmarks/step_time.py --grad-checkpointing [...] [models ...]
 
 ``--grad-checkpointing`` compares, per model (``ms-convlstm``, ``predrnn``, ...; all 16 by default), the
@@ -20,75 +21,38 @@ from one run, never across machines or runs. The same measure of the original im
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
-import statistics
-import time
 
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's complaint that there is no GPU is not news
-
+import _common
 import torch
 
 import msrnn_zoo
+from msrnn_zoo.profile import retained_bytes, saved_bytes
 
 
-def saved_bytes(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torch.Tensor) -> int:
-    seen: set[tuple[int, torch.dtype]] = set()
-    total = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        key = (t.untyped_storage().data_ptr(), t.dtype)
-        if key not in seen:
-            seen.add(key)
-            total += t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        prediction, aux = model.forward_train(frames, teacher)
-    del prediction, aux
-    return total
-
-
-def retained_bytes(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torch.Tensor) -> int:
-    """Bytes allocated by ``forward_train`` and still held when it returns: what waits for the backward."""
-    gc.collect()
-    if frames.is_cuda:
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        prediction, aux = model.forward_train(frames, teacher)
-        torch.cuda.synchronize()
-        return torch.cuda.memory_allocated() - before
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        prediction, aux = model.forward_train(frames, teacher)
-    del prediction, aux
-    # allocations are booked on the op that made them, frees on '[memory]' events: their sum is what is held
-    return sum(event.self_cpu_memory_usage for event in prof.events())
-
-
-def checkpointing_rows(args: argparse.Namespace, teacher: torch.Tensor) -> None:
-    frames_count = args.in_frames + args.out_frames
+def checkpointing_rows(args: argparse.Namespace, device: torch.device, timer: _common.Timer) -> None:
     names = args.cells or [m for c in msrnn_zoo.list_cells() for m in (c, f"ms-{c}")]
     for name in names:
-        model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(args.device).train()
-        frames = torch.rand(args.batch, frames_count, 1, args.size, args.size, device=args.device)
+        torch.manual_seed(0)
+        model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
+        frames, teacher = _common.clip(args, device)
         row: dict[str, object] = {"model": name}
         for key, enable in (("plain", False), ("checkpointed", True)):
             model.set_grad_checkpointing(enable)
-            row[f"{key}_mib"] = retained_bytes(model, frames, teacher) / 2**20
-        seconds: dict[str, list[float]] = {"plain": [], "checkpointed": []}
-        # interleaved, so that a change of the machine's load hits both
-        for _ in range(args.repeat + 1 if args.repeat else 0):
-            for key, enable in (("plain", False), ("checkpointed", True)):
-                model.set_grad_checkpointing(enable)
-                seconds[key].append(step_seconds(model, frames, teacher))
-        for key, values in seconds.items():
-            row[f"{key}_s"] = statistics.median(values[1:]) if values else float("nan")  # the first: warm-up
+            row[f"{key}_mib"] = retained_bytes(lambda: model.forward_train(frames, teacher), device) / 2**20  # noqa: B023
+        train, _ = _common.model_steps(model, frames, teacher, args.in_frames, optimizer=False)
+
+        def with_checkpointing(enable: bool) -> None:
+            model.set_grad_checkpointing(enable)  # noqa: B023
+            train()  # noqa: B023
+
+        cases = {"plain": lambda: with_checkpointing(False), "checkpointed": lambda: with_checkpointing(True)}
+        # one warm-up round, then interleaved rounds, so that a change of the machine's load hits both
+        times = _common.rounds(cases, args.repeat + 1 if args.repeat else 0, timer)
+        for key, values in times.items():
+            row[f"{key}_s"] = _common.median(values[1:])
         row["memory_ratio"] = row["checkpointed_mib"] / row["plain_mib"]  # type: ignore[operator]
-        row["time_ratio"] = row["checkpointed_s"] / row["plain_s"]  # type: ignore[operator]
+        row["time_ratio"] = _common.median_ratio(times["checkpointed"][1:], times["plain"][1:])
         if args.json:
             print(json.dumps(row), flush=True)
         else:
@@ -97,56 +61,33 @@ def checkpointing_rows(args: argparse.Namespace, teacher: torch.Tensor) -> None:
                   f"{row['memory_ratio']:.2f} time {row['time_ratio']:.2f}", flush=True)
 
 
-def step_seconds(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torch.Tensor) -> float:
-    if frames.is_cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    prediction, aux = model.forward_train(frames, teacher)
-    loss = (prediction - frames[:, 1:]).pow(2).mean() + (aux if aux is not None else 0)
-    loss.backward()
-    if frames.is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cells", nargs="*")
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--in-frames", type=int, default=5)
-    parser.add_argument("--out-frames", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="timed steps (0: memory only, with --grad-checkpointing)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (1 keeps timings steady on a shared machine)")
-    parser.add_argument("--json", action="store_true", help="Print one JSON object per cell.")
+    _common.add_common_options(parser, batch=2, repeat=3,
+                               repeat_help="timed steps (0: memory only, with --grad-checkpointing)")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="Compare each model (positional names: models) plain and with gradient checkpointing.")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    frames_count = args.in_frames + args.out_frames
-    teacher = torch.ones(args.batch, frames_count - 1, device=args.device)
-    print(f"# {args.size}x{args.size}, hidden {args.hidden}, {args.in_frames}->{args.out_frames} frames, "
-          f"batch {args.batch}, device {args.device}, torch threads {torch.get_num_threads()}")
+    device, timer = _common.setup(args)
+    print(_common.header(args), flush=True)
     if args.grad_checkpointing:
-        checkpointing_rows(args, teacher)
+        checkpointing_rows(args, device, timer)
         return
     for cell in args.cells or msrnn_zoo.list_cells():
-        row = {"cell": cell}
+        row: dict[str, object] = {"cell": cell}
         for name in (cell, f"ms-{cell}"):
-            model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(args.device).train()
-            frames = torch.rand(args.batch, frames_count, 1, args.size, args.size, device=args.device)
-            memory = saved_bytes(model, frames, teacher)
-            step_seconds(model, frames, teacher)  # warm-up
-            seconds = statistics.median(step_seconds(model, frames, teacher) for _ in range(args.repeat))
+            torch.manual_seed(0)
+            model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
+            frames, teacher = _common.clip(args, device)
+            memory = saved_bytes(lambda: model.forward_train(frames, teacher))  # noqa: B023
+            train, _ = _common.model_steps(model, frames, teacher, args.in_frames, optimizer=False)
+            times = _common.rounds({"step": train}, args.repeat + 1, timer)["step"]  # the first: warm-up
             key = "ms" if name.startswith("ms-") else "single"
             row[f"{key}_mib"] = memory / 2**20
-            row[f"{key}_s"] = seconds
-        row["memory_ratio"] = row["ms_mib"] / row["single_mib"]
-        row["time_ratio"] = row["ms_s"] / row["single_s"]
+            row[f"{key}_s"] = _common.median(times[1:])
+        row["memory_ratio"] = row["ms_mib"] / row["single_mib"]  # type: ignore[operator]
+        row["time_ratio"] = row["ms_s"] / row["single_s"]  # type: ignore[operator]
         if args.json:
             print(json.dumps(row), flush=True)
         else:

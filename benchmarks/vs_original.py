@@ -2,13 +2,14 @@
 
     ORIG=/path/to/msrnn-original python benchmarks/vs_original.py [--tools ../shared/tools] [--size 32]
         [--hidden 32] [--in-frames 5] [--out-frames 5] [--batch 4] [--repeat 7] [--threads 1] [--device cpu]
-        [--json] [models ...]
+        [--clock wall|process] [--channels-last] [--json] [models ...]
 
 The original is loaded by ``orig_env.py`` of the shared tools (``--tools``; see their README for exporting
 the original's Python files into ``ORIG``). Per model and implementation: the training step of
 ``gpu_bench.py`` (forward over the whole clip, MSE, backward, Adam; ours with its defaults: fp32, eager),
 and a forecast without gradients -- ours ``model(context, horizon)``, the original's test mode, both
 ``in + out - 1`` recurrent steps -- given as forecast frames per second (batch x out frames / seconds).
+``--channels-last`` runs ours in that layout (an option, not the default).
 The four measurements take turns in every round, so that a change in the machine's load hits them all;
 ``speedup`` is the median over rounds of original seconds / our seconds, above 1 when ours is faster.
 """
@@ -18,48 +19,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _common
 import torch
 import torch.nn.functional as F
 
 import msrnn_zoo
 
 
-def ours(name: str, args: argparse.Namespace) -> tuple[Callable[[], None], Callable[[], None]]:
+def ours(name: str, args: argparse.Namespace, device: torch.device) -> tuple[Callable[[], None], Callable[[], None]]:
     torch.manual_seed(0)
-    model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(args.device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
-    t = args.in_frames + args.out_frames
-    frames = torch.rand(args.batch, t, 1, args.size, args.size, device=args.device)
-    teacher = torch.ones(args.batch, t - 1, device=args.device)
-
-    def train() -> None:
-        prediction, aux = model.forward_train(frames, teacher)
-        loss = F.mse_loss(prediction, frames[:, 1:]) + (aux if aux is not None else 0)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def forecast() -> None:
-        with torch.no_grad():
-            model(frames[:, : args.in_frames], horizon=args.out_frames)
-
-    return train, forecast
+    model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
+    model.set_channels_last(args.channels_last)
+    frames, teacher = _common.clip(args, device)
+    return _common.model_steps(model, frames, teacher, args.in_frames)
 
 
-def original(name: str, args: argparse.Namespace) -> tuple[Callable[[], None], Callable[[], None]]:
+def original(name: str, args: argparse.Namespace,
+             device: torch.device) -> tuple[Callable[[], None], Callable[[], None]]:
     sys.path.insert(0, str(Path(args.tools).resolve()))
     import orig_env  # the shared tools' loader of the original code
 
     model = orig_env.build(name, args.size, args.hidden, args.in_frames, args.out_frames, args.batch)
-    model = model.to(args.device).train()
+    model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
-    x = torch.rand(args.in_frames + args.out_frames, args.batch, 1, args.size, args.size, device=args.device)
+    x = torch.rand(args.in_frames + args.out_frames, args.batch, 1, args.size, args.size, device=device)
 
     def train() -> None:
         prediction, _ = model([x, 1.0, 1], mode="train")
@@ -74,57 +61,31 @@ def original(name: str, args: argparse.Namespace) -> tuple[Callable[[], None], C
     return train, forecast
 
 
-def timed(fn: Callable[[], None], cuda: bool) -> float:
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*")
     parser.add_argument("--tools", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "tools"))
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--in-frames", type=int, default=5)
-    parser.add_argument("--out-frames", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", action="store_true")
+    _common.add_common_options(parser, batch=4, repeat=7)
+    parser.add_argument("--channels-last", action="store_true", help="ours with set_channels_last (not the default)")
     args = parser.parse_args()
     if "ORIG" not in os.environ:
         raise SystemExit("Set ORIG to an export of the original's Python files (see the shared tools' README).")
-    torch.set_num_threads(args.threads)
-    cuda = torch.device(args.device).type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True
+    device, timer = _common.setup(args)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# {args.size}x{args.size}, hidden {args.hidden}, {args.in_frames}->{args.out_frames}, batch "
-          f"{args.batch}, {args.device}, {torch.get_num_threads()} threads, load average {load:.1f} at start",
-          flush=True)
+    print(_common.header(args, f", load average {load:.1f} at start"), flush=True)
     for name in args.models or ["ms-convlstm", "ms-predrnn"]:
-        impls = {"ours": ours(name, args), "original": original(name, args)}
+        impls = {"ours": ours(name, args, device), "original": original(name, args, device)}
         for train, forecast in impls.values():  # warm-up
             train(), forecast()
-        times: dict[str, list[float]] = {}
-        for _ in range(args.repeat):
-            for impl, (train, forecast) in impls.items():
-                times.setdefault(f"{impl}_train", []).append(timed(train, cuda))
-                times.setdefault(f"{impl}_forecast", []).append(timed(forecast, cuda))
+        cases = {f"{impl}_{what}": fn
+                 for impl, steps in impls.items() for what, fn in zip(("train", "forecast"), steps)}
+        times = _common.rounds(cases, args.repeat, timer)
         frames = args.batch * args.out_frames
-        row = {"model": name, **{f"{k}_s": statistics.median(v) for k, v in times.items()},
-               "train_speedup": statistics.median(o / u for o, u in zip(times["original_train"],
-                                                                        times["ours_train"])),
-               "forecast_speedup": statistics.median(o / u for o, u in zip(times["original_forecast"],
-                                                                           times["ours_forecast"])),
-               "ours_forecast_fps": frames / statistics.median(times["ours_forecast"]),
-               "original_forecast_fps": frames / statistics.median(times["original_forecast"])}
+        row = {"model": name, **{f"{k}_s": _common.median(v) for k, v in times.items()},
+               "train_speedup": _common.median_ratio(times["original_train"], times["ours_train"]),
+               "forecast_speedup": _common.median_ratio(times["original_forecast"], times["ours_forecast"]),
+               "ours_forecast_fps": frames / _common.median(times["ours_forecast"]),
+               "original_forecast_fps": frames / _common.median(times["original_forecast"])}
         if args.json:
             print(json.dumps(row), flush=True)
         else:

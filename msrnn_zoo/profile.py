@@ -1,6 +1,10 @@
-"""Counting what a model costs: parameters and floating-point operations at a given frame size."""
+"""Counting what a model costs: floating-point operations and the memory a training step keeps, exactly."""
 
 from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -19,16 +23,13 @@ def flops_per_frame(model: Forecaster, height: int, width: int, batch: int = 1) 
     return int(counter.get_total_flops() // batch)
 
 
-def training_memory(model: Forecaster, batch: int, frames: int, height: int, width: int) -> int:
-    """Bytes of the tensors autograd keeps for the backward pass of one training step (each storage once).
+def saved_bytes(fn: Callable[[], object]) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass while ``fn`` runs (each storage once).
 
-    This is what a multi-scale stack saves, it is exact, and it does not depend on the device or the
-    machine's load; the step runs with the truth as every input (the schedule does not change the count).
+    Exact and independent of the device and the machine's load. Tensors kept inside a non-reentrant
+    ``torch.utils.checkpoint`` region are not seen (the checkpoint's own hooks take over there); measure
+    checkpointed runs with :func:`retained_bytes`.
     """
-    param = model.embed.weight
-    clips = torch.zeros(batch, frames, model.config.in_channels, height, width, device=param.device,
-                        dtype=param.dtype)
-    teacher = torch.ones(batch, frames - 1, device=param.device)
     seen: set[tuple[int, torch.dtype]] = set()
     total = 0
 
@@ -41,6 +42,51 @@ def training_memory(model: Forecaster, batch: int, frames: int, height: int, wid
         return tensor
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        prediction, aux = model.forward_train(clips, teacher)
-    del prediction, aux
+        result = fn()
+    del result
     return total
+
+
+def retained_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
+    """Bytes that ``fn`` allocates and still holds through what it returns: what waits for the backward pass.
+
+    Unlike :func:`saved_bytes` this sees everything a checkpointed step keeps (its inputs, the states between
+    steps) and the output itself. On a GPU it is the change of ``torch.cuda.memory_allocated``; on the CPU the
+    sum of the PyTorch profiler's allocation records (each allocation is booked on the operator that made it,
+    each free on a ``[memory]`` event), which is exact for tensors PyTorch allocates.
+    """
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        result = fn()
+        torch.cuda.synchronize()
+        held = torch.cuda.memory_allocated() - before
+        del result
+        return held
+    from torch.profiler import ProfilerActivity, profile
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # its warning that there is no GPU is not news
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+    del result
+    return sum(event.self_cpu_memory_usage for event in prof.events())
+
+
+def training_clip(model: Forecaster, batch: int, frames: int, height: int,
+                  width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A clip of zeros and an all-truth teacher mask on the model's device: what the memory counts run on."""
+    param = model.embed.weight
+    clips = torch.zeros(batch, frames, model.config.in_channels, height, width, device=param.device,
+                        dtype=param.dtype)
+    return clips, torch.ones(batch, frames - 1, device=param.device)
+
+
+def training_memory(model: Forecaster, batch: int, frames: int, height: int, width: int) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one training step (each storage once).
+
+    This is what a multi-scale stack saves, it is exact, and it does not depend on the device or the
+    machine's load; the step runs with the truth as every input (the schedule does not change the count).
+    """
+    clips, teacher = training_clip(model, batch, frames, height, width)
+    return saved_bytes(lambda: model.forward_train(clips, teacher))

@@ -1,0 +1,131 @@
+"""What the benchmark scripts share: their common options, how a step is timed, and how rounds take turns.
+
+Benchmarks compare things measured in the same process, so that what they report are ratios that survive a
+busy machine: every case gets one run per round, the rounds alternate the cases, and a ratio is the median
+over rounds of the per-round ratio. On a GPU every timing is bracketed by ``torch.cuda.synchronize`` (kernels
+run asynchronously). ``--clock process`` counts the CPU seconds of this process instead of wall seconds:
+with ``--threads 1`` on a machine shared with other jobs, it leaves out the time spent waiting for a core.
+
+The scripts run as ``python benchmarks/NAME.py``, which puts this folder first on ``sys.path``; they import
+this module as ``_common``. Exact memory counts live in :mod:`msrnn_zoo.profile` (cards use them too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+import msrnn_zoo
+from msrnn_zoo.precision import autocast
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, batch: int = 4, repeat: int = 5,
+                       repeat_help: str | None = None) -> None:
+    """The options every benchmark takes: clip geometry, rounds, device, threads, clock and JSON output."""
+    parser.add_argument("--size", type=int, default=32, help="frame height and width")
+    parser.add_argument("--hidden", type=int, default=32, help="hidden channels of every layer")
+    parser.add_argument("--in-frames", type=int, default=5)
+    parser.add_argument("--out-frames", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--repeat", type=int, default=repeat, help=repeat_help or "timed rounds (medians over them)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1 keeps timings steady on a shared machine)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="process: CPU seconds of this process (steadier on a shared machine, with --threads 1)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per row")
+
+
+class Timer:
+    """Seconds of one call by the chosen clock, the device's queued work included."""
+
+    def __init__(self, device: torch.device, clock: str = "wall") -> None:
+        self.cuda = device.type == "cuda"
+        self.clock = CLOCKS[clock]
+
+    def __call__(self, fn: Callable[[], object]) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        start = self.clock()
+        fn()
+        if self.cuda:
+            torch.cuda.synchronize()
+        return self.clock() - start
+
+
+def setup(args: argparse.Namespace) -> tuple[torch.device, Timer]:
+    """Apply the common options (threads; cuDNN's autotuner on a GPU); the device and a timer for it."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device, Timer(device, args.clock)
+
+
+def header(args: argparse.Namespace, extra: str = "") -> str:
+    """The first line of a benchmark's output: what was measured, where."""
+    return (f"# {args.size}x{args.size}, hidden {args.hidden}, {args.in_frames}->{args.out_frames} frames, batch "
+            f"{args.batch}, {args.device}, {torch.get_num_threads()} threads, {args.clock} clock, torch "
+            f"{torch.__version__}{extra}")
+
+
+def clip(args: argparse.Namespace, device: torch.device, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random frames ``(B, in + out, C, H, W)`` and a teacher-forcing mask of ones, as a training step sees."""
+    t = args.in_frames + args.out_frames
+    frames = torch.rand(args.batch, t, channels, args.size, args.size, device=device)
+    return frames, torch.ones(args.batch, t - 1, device=device)
+
+
+def model_steps(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torch.Tensor, in_frames: int, *,
+                precision: str = "fp32", optimizer: bool = True) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A training step and a forecast of one model on one clip.
+
+    The training step is ``forward_train`` over the clip, MSE (plus the cell's auxiliary loss), backward and,
+    with ``optimizer``, an Adam step (lr 3e-4, as the recipes) -- the step ``gpu_bench.py`` times. The
+    forecast is ``model(context, horizon)`` without gradients over the same clip. ``precision`` runs both under
+    autocast as ``train --precision`` does, the loss in fp32.
+    """
+    adam = torch.optim.Adam(model.parameters(), lr=3e-4) if optimizer else None
+    device = frames.device
+
+    def train() -> None:
+        with autocast(precision, device):
+            prediction, aux = model.forward_train(frames, teacher)
+        loss = F.mse_loss(prediction.float(), frames[:, 1:]) + (aux.float() if aux is not None else 0)
+        loss.backward()
+        if adam is not None:
+            adam.step()
+        model.zero_grad(set_to_none=True)
+
+    def forecast() -> None:
+        with torch.no_grad(), autocast(precision, device):
+            model(frames[:, :in_frames], horizon=frames.shape[1] - in_frames)
+
+    return train, forecast
+
+
+def rounds(cases: Mapping[str, Callable[[], object]], repeat: int, timer: Timer) -> dict[str, list[float]]:
+    """``repeat`` rounds in which every case runs once, in turn: the seconds of each case, round by round."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            times[name].append(timer(fn))
+    return times
+
+
+def median(values: Iterable[float]) -> float:
+    """The median, NaN for no values (a case that was not timed)."""
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+
+def median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of the per-round ratio: a change of the machine's load between rounds cancels out."""
+    return median(a / b for a, b in zip(numerator, denominator))
