@@ -5,8 +5,10 @@
                                  [--repeat 5] [--device cpu] [--threads 1] [--clock wall|process] [--json]
                                  [models ...]
 
-Options: ``plain`` (fp32, eager), ``compile`` / ``cudagraph`` (``set_fast_path``), ``bf16`` / ``fp16``
-(autocast, as ``train --precision``), ``channels-last`` (``set_channels_last``), ``grad-checkpointing``.
+Options: ``plain`` (the defaults: fp32, eager), ``compile`` / ``cudagraph`` (``set_fast_path``), ``bf16`` /
+``fp16`` (autocast, as ``train --precision``), ``channels-last`` (``set_channels_last``: the weights too),
+``cpu-contiguous`` (``cpu_channels_last = False``: every tensor NCHW on the CPU, the layout before channels-last
+activations became the CPU's default), ``grad-checkpointing``.
 Each option gets its own copy of the same weights. Per option: ``warmup_s``, the first training step
 (compilation and capture included), then the median seconds of a training step (forward, backward, Adam)
 and of a forecast (``model(context, horizon)`` without gradients, reported as frames per second), over
@@ -38,6 +40,8 @@ def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecast
         precision = option
     elif option == "channels-last":
         model.set_channels_last()
+    elif option == "cpu-contiguous":
+        model.cpu_channels_last = False
     elif option == "grad-checkpointing":
         model.set_grad_checkpointing(True)
     elif option != "plain":

@@ -145,6 +145,10 @@ class Forecaster(HubMixin, nn.Module):
         self.uses_memory = any(c.uses_memory for c in self.cells)
         self.grad_checkpointing = False
         self.channels_last = False
+        self.cpu_channels_last = True
+        """Activations (states, gates) in channels-last on the CPU even without :meth:`set_channels_last`: oneDNN's
+        convolutions run faster in it there (``benchmarks/options.py --options plain,cpu-contiguous``); the
+        weights keep their layout. ``False`` keeps every tensor contiguous (NCHW)."""
         self.fast_path: str | None = None
         self._fast_step: Any = None
 
@@ -185,10 +189,11 @@ class Forecaster(HubMixin, nn.Module):
         return self
 
     def set_channels_last(self, enable: bool = True) -> Forecaster:
-        """Keep weights and every recurrent state in the channels-last memory layout (NHWC).
+        """Keep weights and every recurrent state in the channels-last memory layout (NHWC), on every device.
 
-        The same computation in another layout: on GPUs, convolutions in half precision can run faster in it;
-        on the CPU it measured no faster (``benchmarks/options.py``). Returns the model, like ``to``.
+        The same computation in another layout (up to float rounding): on GPUs, convolutions in half precision
+        can run faster in it. On the CPU the activations are channels-last already by default
+        (:attr:`cpu_channels_last`); this also converts the weights. Returns the model, like ``to``.
         """
         self.channels_last = bool(enable)
         return self.to(memory_format=torch.channels_last if enable else torch.contiguous_format)
@@ -221,6 +226,10 @@ class Forecaster(HubMixin, nn.Module):
         for cell, (h, w) in zip(self.cells, self.schedule.sizes(height, width)):
             cell.check_size(h, w)
 
+    def _nhwc(self, device: torch.device) -> bool:
+        """Whether activations on ``device`` run in channels-last (the option, or the CPU's default)."""
+        return self.channels_last or (self.cpu_channels_last and device.type == "cpu")
+
     # ---------------------------------------------------------------- state
     def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> ForecastState:
@@ -239,7 +248,7 @@ class Forecaster(HubMixin, nn.Module):
             outputs = [torch.zeros(batch, self.config.hidden_channels, h, w, device=device, dtype=dtype)
                        for h, w in sizes]
         state = ForecastState(layers, memory, outputs)
-        if self.channels_last:
+        if self._nhwc(torch.device(device)):
             state = state.map(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
         return state
 
@@ -252,6 +261,8 @@ class Forecaster(HubMixin, nn.Module):
         layers: list[State] = []
         aux_total: torch.Tensor | None = None
         x = self.embed(frame)
+        if self._nhwc(x.device):
+            x = x.contiguous(memory_format=torch.channels_last)
         for i, cell in enumerate(self.cells):
             if i > 0:
                 x = move(outputs[i - 1], levels[i - 1], levels[i])
@@ -270,7 +281,12 @@ class Forecaster(HubMixin, nn.Module):
             if with_aux and self.aux_loss is not None and result.aux is not None:
                 term = self.aux_loss(result.aux)
                 aux_total = term if aux_total is None else aux_total + term
-        forecast = self.head(outputs[-1])
+        top = outputs[-1]
+        if not self.channels_last:
+            # oneDNN's channels-last 1x1 convolution to few channels rounds differently with the number of threads;
+            # in NCHW it does not, so a forecast stays bit-equal in another process
+            top = top.contiguous()
+        forecast = self.head(top)
         return forecast, ForecastState(layers, memory, outputs if self.keeps_outputs else None), aux_total
 
     def _run_step(self, frame: torch.Tensor, state: ForecastState,
@@ -304,7 +320,7 @@ class Forecaster(HubMixin, nn.Module):
         else:
             self.check_step(frame, state)
         forecast, state, _ = self._run_step(frame, state)
-        return forecast, state
+        return forecast.contiguous(), state
 
     check_step_inputs: bool = True
     """Set to ``False`` (per model or on the class) to skip :meth:`check_step` on a hot path whose inputs are
@@ -361,7 +377,7 @@ class Forecaster(HubMixin, nn.Module):
         for _ in range(horizon - 1):
             forecast, state, _ = self._run_step(forecast, state)
             future.append(forecast)
-        return torch.stack(future, dim=1)
+        return torch.stack(future, dim=1).contiguous()  # a copy only for channels-last frames of C > 1
 
     def forward_train(self, frames: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The training path: predict frames 1..T-1 of ``frames``, mixing truth and own forecasts.
@@ -394,7 +410,7 @@ class Forecaster(HubMixin, nn.Module):
         aux_loss = None
         if aux_terms and self.aux_loss is not None:
             aux_loss = torch.stack(aux_terms).mean() * self.aux_loss.weight
-        return torch.stack(predictions, dim=1), aux_loss
+        return torch.stack(predictions, dim=1).contiguous(), aux_loss
 
     # ---------------------------------------------------------------- description
     def describe(self) -> dict[str, Any]:

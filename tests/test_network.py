@@ -154,3 +154,29 @@ def test_channels_last_is_the_same_computation():
         torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5)
     model.set_channels_last(False)
     assert model.cells[0].conv_xh.weight.is_contiguous()
+
+
+def test_on_the_cpu_activations_are_channels_last_by_default_and_compute_the_same():
+    """The CPU's default layout of states (NHWC, weights untouched) against every tensor in NCHW."""
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-predrnn", hidden_channels=4, in_channels=2)
+    frames, teacher = torch.rand(2, 4, 2, 16, 16), torch.ones(2, 3)
+    state = model.init_state(2, 16, 16)
+    assert all(t.is_contiguous(memory_format=torch.channels_last) for s in state.layers for t in s)
+    assert all(p.is_contiguous() for p in model.parameters())
+    prediction, _ = model.forward_train(frames, teacher)
+    forecast = model(frames, horizon=2)
+    assert prediction.is_contiguous() and forecast.is_contiguous()  # frames of 2 channels come back in NCHW
+    assert model.step(frames[:, 0])[0].is_contiguous()
+    prediction.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.cpu_channels_last = False
+    state = model.init_state(2, 16, 16)
+    assert all(t.is_contiguous() for s in state.layers for t in s)
+    again, _ = model.forward_train(frames, teacher)
+    torch.testing.assert_close(again, prediction)
+    torch.testing.assert_close(model(frames, horizon=2), forecast)
+    again.sum().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5)
