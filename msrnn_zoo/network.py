@@ -281,12 +281,7 @@ class Forecaster(HubMixin, nn.Module):
             if with_aux and self.aux_loss is not None and result.aux is not None:
                 term = self.aux_loss(result.aux)
                 aux_total = term if aux_total is None else aux_total + term
-        top = outputs[-1]
-        if not self.channels_last:
-            # oneDNN's channels-last 1x1 convolution to few channels rounds differently with the number of threads;
-            # in NCHW it does not, so a forecast stays bit-equal in another process
-            top = top.contiguous()
-        forecast = self.head(top)
+        forecast = self.head(outputs[-1])
         return forecast, ForecastState(layers, memory, outputs if self.keeps_outputs else None), aux_total
 
     def _run_step(self, frame: torch.Tensor, state: ForecastState,

@@ -244,7 +244,9 @@ def test_cli_push_pull_and_a_fresh_process_forecast_bit_equal(hub, run, tmp_path
               "x = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(1))\n"
               "with torch.no_grad(): y = m(x, horizon=2)\n"
               "torch.save(y, 'forecast.pt')\n")
-    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "home")}
+    # the thread count of this process (conftest.py): oneDNN's sums may round otherwise with another count
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "home"),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True, timeout=120)
     assert torch.equal(torch.load(tmp_path / "forecast.pt"), expected)
 
