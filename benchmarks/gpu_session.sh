@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Every GPU measurement of issue 7 in ONE call of the device tool (see DEVELOPERS.md, "A session with a GPU").
+#
+#   here, once:   bash benchmarks/prepare_gpu_session.sh "$ORIG"        # fills .gpu/ (git-ignored)
+#   device run:   command "bash benchmarks/gpu_session.sh", carry [".gpu"], timeout_s 560
+#
+# The parts run in order of importance; each has a time limit, and a part that would not fit in what is left of
+# BUDGET seconds (default 480: the device tool allows 600 s per call and 15 min of device time per session,
+# machine start included) is skipped with a line saying so. Results are JSON lines and text under $OUT (the device tool brings
+# them back), summary.md the tables: python3 benchmarks/gpu_summary.py $OUT rebuilds it anywhere.
+# Settings of the issue: 64x64, hidden 64, 10 -> 10 frames, batch 4 (and 16), fp32, Adam, the original in the
+# same process (ORIG_CUDA=1).
+#
+# Smoke test on a machine without a GPU (tests/test_gpu_session.py runs it with TOOLS pointing at an empty folder:
+# parts whose files are missing, like the original without .gpu/, are skipped, saying so):
+#   SMOKE=1 DEVICE=cpu PY=.venv/bin/python OUT=/tmp/gs bash benchmarks/gpu_session.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$(mktemp -d)}
+DEVICE=${DEVICE:-cuda}
+PY=${PY:-python3}
+BUDGET=${BUDGET:-480}
+TOOLS=${TOOLS:-$PWD/.gpu}  # gpu_bench.py, orig_env.py, msrnn-original/, site/ (prepare_gpu_session.sh)
+if [ "${SMOKE:-0}" = 1 ]; then  # tiny sizes: only that every part runs and writes what it should
+  SIZE=8 HIDDEN=4 FRAMES=2 REPEAT=1 CELLS=convlstm OPTIONS=plain,bf16 MODELS="ms-convlstm" WINDOW=3 FAST=plain
+else
+  SIZE=64 HIDDEN=64 FRAMES=10 REPEAT=5 CELLS=convlstm,trajgru,predrnn,predrnn-pp,mim,motionrnn,predrnn-v2,preciplstm
+  OPTIONS=plain,compile,cudagraph,bf16 MODELS="ms-convlstm ms-predrnn" WINDOW=30 FAST=plain,compile
+fi
+export ORIG=$TOOLS/msrnn-original PYTHONUNBUFFERED=1
+[ "$DEVICE" = cuda ] && export ORIG_CUDA=1
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/session.log") 2>&1
+log() { echo "== $* (${SECONDS}s)"; }
+
+# part NAME LIMIT_S OUTFILE COMMAND...: run COMMAND for at most LIMIT_S seconds (less if BUDGET runs out),
+# its output into $OUT/OUTFILE; skipped when fewer than 20 s of the budget are left.
+part() {
+  local name=$1 limit=$2 file=$3; shift 3
+  local left=$((BUDGET - SECONDS))
+  if [ "$left" -lt 20 ]; then
+    log "SKIPPED $name: ${left}s of the ${BUDGET}s budget left"; echo "$name: budget" >> "$OUT/skipped.txt"; return
+  fi
+  [ "$left" -lt "$limit" ] && limit=$left
+  log "$name (at most ${limit}s)"
+  timeout -k 5 "$limit" "$@" > "$OUT/$file"
+  local rc=$?
+  tail -n 25 "$OUT/$file"
+  [ "$rc" = 0 ] || { log "$name ended with status $rc (124: time limit)"; echo "$name: status $rc" >> "$OUT/skipped.txt"; }
+}
+needs() {  # needs FILE NAME: skip part NAME (saying so) when FILE is missing
+  [ -e "$1" ] && return 0
+  log "SKIPPED $2: $1 is missing (run benchmarks/prepare_gpu_session.sh first)"; echo "$2: no $1" >> "$OUT/skipped.txt"
+  return 1
+}
+
+log "install (no network there: no dependencies, no build isolation)"
+if [ "$DEVICE" = cuda ] && ! $PY -c "import msrnn_zoo" 2>/dev/null; then
+  plugins=(); for p in plugins/*/; do plugins+=(-e "$p"); done
+  if ! timeout 120 $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . "${plugins[@]}"; then
+    log "pip could not install; running from the source tree with the entry points of .gpu/site"
+    paths=$PWD:$TOOLS/site; for p in plugins/*/; do paths=$paths:$PWD/$p; done
+    export PYTHONPATH=$paths${PYTHONPATH:+:$PYTHONPATH}
+  fi
+fi
+$PY -c "import json, torch, msrnn_zoo; print(json.dumps({'torch': torch.__version__, 'models': len(msrnn_zoo.list_models()),
+ 'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))" | tee "$OUT/device.json"
+
+COMMON=(--device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" --in-frames "$FRAMES" --out-frames "$FRAMES" --batch 4)
+GPU_BENCH=(--device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" --inp "$FRAMES" --out "$FRAMES" --cells "$CELLS")
+
+# 1. training step of every model, ours and the original, batch 4, fp32 (147 s measured on an H200)
+needs "$TOOLS/gpu_bench.py" gpu_bench_b4 && part gpu_bench_b4 190 gpu_bench_b4.jsonl \
+  $PY "$TOOLS/gpu_bench.py" "${GPU_BENCH[@]}" --batch 4 --repeat "$REPEAT" --deadline 160
+# 2. the CUDA-only tests: compiled and graph-replayed steps, FlexAttention, metrics on the GPU
+if [ "$DEVICE" = cuda ]; then
+  part cuda_tests 70 tests.txt $PY -m pytest -q -p no:cacheprovider -n 4 tests/test_fast_path.py \
+    tests/test_metrics.py plugins/msrnn-preciplstm/tests
+fi
+# 3. fast paths and precision against the plain model: warm-up (compile, capture) and training step
+part options 130 options.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
+  --options "$OPTIONS" $MODELS
+# 4. batch 16, ours alone: ms-X against X
+needs "$TOOLS/gpu_bench.py" gpu_bench_b16 && part gpu_bench_b16 60 gpu_bench_b16.jsonl \
+  $PY "$TOOLS/gpu_bench.py" "${GPU_BENCH[@]}" --batch 16 --impls ours --repeat 3 --deadline 40
+# 5. PrecipLSTM with the fast path (FlexAttention on GPUs) against PredRNN: step time and warm-up
+part preciplstm_fast 60 preciplstm_fast.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
+  --options "$FAST" preciplstm predrnn
+# 6. forecast frames per second, ours and the original
+needs "$ORIG/model.py" vs_original && part vs_original 40 vs_original.jsonl \
+  $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json convlstm ms-convlstm predrnn ms-predrnn
+# 7. activation memory with gradient checkpointing (memory_allocated; the CPU count is exact already)
+part grad_checkpointing 30 grad_checkpointing.jsonl $PY benchmarks/step_time.py --grad-checkpointing \
+  "${COMMON[@]}" --repeat 1 --json ms-convlstm predrnn
+# 8. PrecipLSTM's local attention alone: the pure-PyTorch reference against FlexAttention
+part local_attention 30 local_attention.txt $PY plugins/msrnn-preciplstm/bench_local_attention.py \
+  --device "$DEVICE" --size "$SIZE" --channels "$HIDDEN" --window "$WINDOW" --repeat 3 \
+  --impl "$([ "$DEVICE" = cuda ] && echo all || echo ours)"
+
+$PY benchmarks/gpu_summary.py "$OUT" | tee "$OUT/summary.md"
+log "done: results in $OUT"

@@ -1,0 +1,117 @@
+"""The tables of a ``benchmarks/gpu_session.sh`` run, in Markdown, from the files it wrote.
+
+    python benchmarks/gpu_summary.py OUT_DIR
+
+Ratios are within one file, so within one process and one device: ``speed-up`` is the original's median seconds
+over ours (above 1: ours is faster), ``memory`` our peak over the original's, ``ms/single`` the multi-scale
+model's seconds over its single-scale twin's, ``x plain`` an option's seconds over the plain model's. A file that
+is missing or empty (a part skipped or cut short) leaves its table out and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def number(value: object, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "–"
+
+
+def bench_table(found: list[dict]) -> list[str]:
+    timed = {(r["impl"], r["model"]): r for r in found if "model" in r and ("s" in r or "error" in r)}
+    models = list(dict.fromkeys(model for _, model in timed))
+    lines = ["| model | ours s | original s | speed-up | ours / original memory |", "|---|---:|---:|---:|---:|"]
+    for model in models:
+        ours, orig = timed.get(("ours", model), {}), timed.get(("orig", model), {})
+        speedup = orig["s"] / ours["s"] if "s" in ours and "s" in orig else None
+        memory = (ours["peak_mib"] / orig["peak_mib"]
+                  if ours.get("peak_mib") and orig.get("peak_mib") else None)
+        lines.append(f"| {model} | {number(ours.get('s', ours.get('error')))} | {number(orig.get('s'))} | "
+                     f"{number(speedup, 2)} | {number(memory, 2)} |")
+    return lines
+
+
+def ms_table(found: list[dict]) -> list[str]:
+    seconds = {r["model"]: r["s"] for r in found if r.get("impl") == "ours" and "s" in r}
+    lines = ["| cell | single s | ms s | ms/single |", "|---|---:|---:|---:|"]
+    for model, single in seconds.items():
+        if not model.startswith("ms-") and f"ms-{model}" in seconds:
+            ms = seconds[f"ms-{model}"]
+            lines.append(f"| {model} | {number(single)} | {number(ms)} | {number(ms / single, 2)} |")
+    return lines
+
+
+def options_table(found: list[dict]) -> list[str]:
+    lines = ["| model | option | warm-up s | train s | x plain | forecast frames/s |", "|---|---|---:|---:|---:|---:|"]
+    for r in found:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['option']} | error: {r['error'][:80]} | | | |")
+        elif "option" in r:
+            lines.append(f"| {r['model']} | {r['option']} | {number(r.get('warmup_s'), 1)} | "
+                         f"{number(r.get('train_s'))} | {number(r.get('train_ratio'), 2)} | "
+                         f"{number(r.get('forecast_fps'), 1)} |")
+    return lines
+
+
+def forecast_table(found: list[dict]) -> list[str]:
+    lines = ["| model | ours frames/s | original frames/s | speed-up |", "|---|---:|---:|---:|"]
+    for r in found:
+        lines.append(f"| {r['model']} | {number(r.get('ours_forecast_fps'), 1)} | "
+                     f"{number(r.get('original_forecast_fps'), 1)} | {number(r.get('forecast_speedup'), 2)} |")
+    return lines
+
+
+def checkpointing_table(found: list[dict]) -> list[str]:
+    lines = ["| model | plain MiB | checkpointed MiB | memory ratio | time ratio |", "|---|---:|---:|---:|---:|"]
+    for r in found:
+        lines.append(f"| {r['model']} | {number(r.get('plain_mib'), 1)} | {number(r.get('checkpointed_mib'), 1)} | "
+                     f"{number(r.get('memory_ratio'), 2)} | {number(r.get('time_ratio'), 2)} |")
+    return lines
+
+
+SECTIONS = [
+    ("Training step, batch 4, fp32, ours and the original (gpu_bench.py)", "gpu_bench_b4.jsonl", bench_table),
+    ("Training step, batch 4: multi-scale against single-scale", "gpu_bench_b4.jsonl", ms_table),
+    ("Training step, batch 16: multi-scale against single-scale", "gpu_bench_b16.jsonl", ms_table),
+    ("Speed options against the plain model (benchmarks/options.py)", "options.jsonl", options_table),
+    ("PrecipLSTM and PredRNN, eager and compiled (benchmarks/options.py)", "preciplstm_fast.jsonl", options_table),
+    ("Forecasting (benchmarks/vs_original.py)", "vs_original.jsonl", forecast_table),
+    ("Gradient checkpointing (benchmarks/step_time.py --grad-checkpointing)", "grad_checkpointing.jsonl",
+     checkpointing_table),
+]
+
+
+def summary(out: Path) -> str:
+    lines = []
+    device = rows(out / "device.json")
+    if device:
+        lines.append(f"Device: {device[0].get('gpu') or 'cpu'}, torch {device[0].get('torch')}")
+    for title, name, table in SECTIONS:
+        found = rows(out / name)
+        lines += ["", f"## {title}", ""]
+        lines += table(found) if found else [f"(no results: {name} is missing or empty)"]
+    skipped = out / "skipped.txt"
+    if skipped.exists():
+        lines += ["", "## Skipped or cut short", "", *(f"- {line}" for line in skipped.read_text().splitlines())]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
+        raise SystemExit("usage: python benchmarks/gpu_summary.py OUT_DIR (the folder gpu_session.sh wrote)")
+    print(summary(Path(sys.argv[1])))
