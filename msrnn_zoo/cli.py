@@ -629,6 +629,23 @@ def _run_device(run_dir: Path, device: str | None) -> str | None:
     return chosen
 
 
+def _print_margin(reports: dict[str, Any], metric: str = "mse") -> None:
+    """One line comparing the model's mean MSE with the best baseline's: a model that learned nothing
+    can still beat copy-last-frame, so the verdict is against whichever baseline is strongest on this data."""
+    model = reports.get("model")
+    rivals = {name: rep[metric].mean for name, rep in reports.items() if name != "model" and metric in rep.metrics}
+    if model is None or metric not in model.metrics or not rivals:
+        return
+    best = min(rivals, key=lambda name: rivals[name])
+    ours, theirs = model[metric].mean, rivals[best]
+    if theirs <= 0:
+        return
+    change = (theirs - ours) / theirs
+    verdict = "below" if change >= 0 else "above"
+    console.print(escape(f"{model[metric].spec.label}: the model's {ours:.4f} is {abs(change):.0%} {verdict} the best "
+                         f"baseline's ({best}, {theirs:.4f})."), highlight=False)
+
+
 def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
     first = next(iter(reports.values()))
     what = "forecast frames" if frames == "future" else "predicted frames (inputs included)"
@@ -641,6 +658,7 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
         means = (f"{rep[result.name].mean:.4f}" for rep in reports.values())
         table.add_row(escape(f"{result.spec.label} {arrow}"), *means)
     console.print(table)
+    _print_margin(reports)
     console.print("Conventions:", highlight=False)
     for result in first:
         console.print(escape(f"  {result.spec.label}: {result.spec.convention}"), highlight=False)

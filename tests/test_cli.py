@@ -59,6 +59,13 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
     metrics = json.loads((out / "metrics-test.json").read_text())
     assert len(metrics["model"]["metrics"]["mse"]["per_frame"]) == 3
     assert "sum over pixels" in metrics["model"]["metrics"]["mse"]["convention"]
+    baselines = ("copy-last-frame", "mean-frame", "blank")
+    mse = {name: metrics[name]["metrics"]["mse"]["mean"] for name in ("model", *baselines)}
+    best = min(baselines, key=mse.get)
+    margin = (mse[best] - mse["model"]) / mse[best]
+    side = "below" if margin >= 0 else "above"
+    verdict = f"is {abs(margin):.0%} {side} the best baseline's ({best}, {mse[best]:.4f})"
+    assert verdict in " ".join(result.output.split())
     gif = tmp_path / "f.gif"
     run("predict", out, "--out", gif, "--scale", "1")
     assert Image.open(gif).n_frames == 6 and gif.with_suffix(".png").is_file()
