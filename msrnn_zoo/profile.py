@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable
 
 import torch
@@ -66,7 +65,6 @@ def retained_bytes(fn: Callable[[], object], device: torch.device | str = "cpu")
         return held
     from torch.profiler import ProfilerActivity, profile
 
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # its warning that there is no GPU is not news
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
     del result
