@@ -3,11 +3,13 @@
 A plugin's tests call these with its cell's name (``run_conformance("convlstm")``), which is also how a
 third party proves a new cell works in both the single-scale and the multi-scale network. The parity
 helpers compare against fixtures of the original implementation (safetensors holding ``weights.*``,
-``input`` (T, B, C, H, W) and ``output`` (T-1, B, C, H, W), metadata with ``in_len``).
+``input`` (T, B, C, H, W) and ``output`` (T-1, B, C, H, W), metadata with ``in_len``). ``run_cli`` runs the
+command line in-process, for the zoo's tests and a plugin's.
 """
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,6 +22,25 @@ from .network import Forecaster
 
 class ConformanceError(AssertionError):
     """A cell breaks the contract of :class:`~msrnn_zoo.cell.RecurrentCell`; the message says what and how to fix it."""
+
+
+def run_cli(*args: object, ok: bool = True, catch_exceptions: bool = True) -> Any:
+    """``msrnn-zoo ARGS`` in-process, arguments given as paths or numbers as they are; returns click's ``Result``.
+
+    With ``ok`` a non-zero exit fails the test and shows what the command printed, which is the first thing
+    one needs when a command breaks; pass ``ok=False`` to test the exit code and message of a mistake.
+    """
+    from click.testing import CliRunner
+
+    from .cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=catch_exceptions)
+    if ok and result.exit_code != 0:
+        detail = result.output
+        if result.exc_info and not isinstance(result.exception, SystemExit):
+            detail += "".join(traceback.format_exception(*result.exc_info))
+        raise AssertionError(f"msrnn-zoo {' '.join(map(str, args))} exited {result.exit_code}:\n{detail}")
+    return result
 
 
 def _fail(subject: str, problem: str, fix: str) -> NoReturn:

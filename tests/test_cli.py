@@ -6,13 +6,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from msrnn_zoo.cli import main
-
-
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from msrnn_zoo.testing import run_cli as run
 
 
 def test_list_and_json():
@@ -206,3 +200,9 @@ def test_own_clips_under_home(tmp_path, clips_file, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "clips.npy").write_bytes(clips_file.read_bytes())
     assert len(clips_from_file("~/clips.npy", "train")) > 0
+
+
+def test_run_cli_fails_a_test_with_what_the_command_printed():
+    with pytest.raises(AssertionError, match=r"(?s)msrnn-zoo info nope exited 1:.*nope"):
+        run("info", "nope")
+    assert run("info", "nope", ok=False).exit_code == 1

@@ -14,17 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from torch.utils.data import Dataset
 
 import msrnn_zoo
-from msrnn_zoo.cli import main
 from msrnn_zoo.data import ClipProtocol, DatasetInfo, Scaling
 from msrnn_zoo.datasets import describe_dataset, load_dataset, prepare_dataset, to_physical
 from msrnn_zoo.evaluate import baseline_frames
 from msrnn_zoo.metrics import MetricReport, MetricResult, MetricSpec, blank, copy_last_frame, mean_frame
 from msrnn_zoo.plugins import forget, pm
 from msrnn_zoo.store import MARKER, STORE_FILE, MappedArray, open_store, prepare_store
+from msrnn_zoo.testing import run_cli as run
 
 PAPER = ClipProtocol("paper", 3, 3, 1, 16, 16, "6-frame windows, stride 1", {"stride": "test fixture"},
                      splits=("train", "test"))
@@ -116,11 +115,6 @@ def raw(tmp_path):
     return folder
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 # ------------------------------------------------------------------------------------------------ protocols

@@ -9,9 +9,7 @@ import re
 import shlex
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from msrnn_zoo.cli import main
+from msrnn_zoo.testing import run_cli
 
 MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
 
@@ -23,9 +21,7 @@ def make_variable(name: str) -> str:
 
 
 def invoke(*args: object) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
+    return run_cli(*args).output
 
 
 def test_demo_commands_run_on_a_few_clips(tmp_path):

@@ -6,18 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from germany_files import numbered_frames, write_pngs
 from msrnn_germany import lagrangian
 
-from msrnn_zoo.cli import main
-
-
-def run(*args: object, ok: bool = True) -> Result:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from msrnn_zoo.testing import run_cli as run
 
 
 @pytest.fixture

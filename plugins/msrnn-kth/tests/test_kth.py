@@ -9,16 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from msrnn_kth import plugin
 from msrnn_kth.clips import CUTS, clip_starts
 from msrnn_kth.files import read_sequences
 from msrnn_kth.video import _weights, resize_linear
 
 import msrnn_zoo
-from msrnn_zoo.cli import main
 from msrnn_zoo.datasets import prepare_dataset
 from msrnn_zoo.store import open_store
+from msrnn_zoo.testing import run_cli as run
 
 # Worked by hand from the fixture's frame ranges (see conftest.py):
 # paper (20 frames): running every 3 -> 1-30: 1,4,7,10 and 31-50: 31; jogging 1-45 every 10: 1,11,21;
@@ -29,11 +28,6 @@ from msrnn_zoo.store import open_store
 COUNTS = {"paper": {"train": 12, "test": 9}, "openstl": {"train": 10, "test": 6}}
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture

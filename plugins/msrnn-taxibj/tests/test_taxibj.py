@@ -10,25 +10,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from msrnn_taxibj import plugin
 from msrnn_taxibj.dataset import TEST_WINDOWS
 
 import msrnn_zoo
-from msrnn_zoo.cli import main
 from msrnn_zoo.datasets import prepare_dataset, to_physical
 from msrnn_zoo.store import open_store
+from msrnn_zoo.testing import run_cli as run
 
 # 2013: 0701 and 0703 complete, 0702 misses a slot -> two runs of 48 slots, 41 windows each;
 # 2014 and 2015: two consecutive days, 89 windows each; 2015/16: 31 days, 31 * 48 - 7 = 1481 windows.
 WINDOWS = 2 * 41 + 89 + 89 + 1481
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture
