@@ -13,8 +13,15 @@ original=${1:?"give the folder of the original's exported Python files (see ../s
 tools=${2:-../shared/tools}
 PY=${PY:-.venv/bin/python}
 [ -f "$original/model.py" ] || { echo "$original does not look like an export of the original (no model.py)"; exit 2; }
-rm -rf .gpu
+marker=.gpu/.made-by-prepare_gpu_session
+if [ -e .gpu ] || [ -L .gpu ]; then  # replace only a .gpu/ this script made: never a user's folder of that name
+  if [ -L .gpu ] || [ ! -f "$marker" ]; then
+    echo ".gpu exists and was not made by this script (no $marker); move it away, then run this again."; exit 2
+  fi
+  rm -rf .gpu
+fi
 mkdir -p .gpu/site
+touch "$marker"
 cp "$tools/gpu_bench.py" "$tools/orig_env.py" .gpu/
 cp -r "$original" .gpu/msrnn-original
 find .gpu/msrnn-original -name __pycache__ -prune -exec rm -rf {} +

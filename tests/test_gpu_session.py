@@ -45,3 +45,38 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "| ms-convlstm | bf16 |" in summary and "| predrnn |" in summary
     assert "(no results: gpu_bench_b4.jsonl is missing or empty)" in summary
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("git") is None, reason="needs bash and git")
+def test_prepare_replaces_only_a_gpu_folder_it_made(tmp_path):
+    """The script runs from a copy of its checkout's layout: a user's .gpu (or a link) is refused and kept."""
+    repo, original, tools = tmp_path / "repo", tmp_path / "original", tmp_path / "tools"
+    (repo / "benchmarks").mkdir(parents=True)
+    shutil.copy(ROOT / "benchmarks" / "prepare_gpu_session.sh", repo / "benchmarks")
+    (repo / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n')
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    original.mkdir()
+    (original / "model.py").write_text("")
+    tools.mkdir()
+    for name in ("gpu_bench.py", "orig_env.py"):
+        (tools / name).write_text("")
+
+    def prepare():
+        return subprocess.run(["bash", str(repo / "benchmarks" / "prepare_gpu_session.sh"), str(original),
+                               str(tools)], env={**os.environ, "PY": sys.executable}, capture_output=True, text=True)
+
+    (repo / ".gpu").mkdir()
+    (repo / ".gpu" / "mine.txt").write_text("keep")
+    refused = prepare()
+    assert refused.returncode == 2 and "not made by this script" in refused.stdout
+    assert (repo / ".gpu" / "mine.txt").read_text() == "keep"
+    shutil.rmtree(repo / ".gpu")
+    (repo / "elsewhere").mkdir()
+    (repo / ".gpu").symlink_to(repo / "elsewhere")
+    assert prepare().returncode == 2 and (repo / "elsewhere").is_dir()
+    (repo / ".gpu").unlink()
+    for _ in range(2):  # made, then replaced by the second run
+        done = prepare()
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert (repo / ".gpu" / "gpu_bench.py").is_file() and (repo / ".gpu" / "msrnn-original" / "model.py").is_file()
+    assert (repo / "elsewhere").is_dir() and (repo / "benchmarks" / "prepare_gpu_session.sh").is_file()
