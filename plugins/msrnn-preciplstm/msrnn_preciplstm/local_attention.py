@@ -1,4 +1,4 @@
-"""Local (windowed) self-attention over an image, in plain PyTorch, with O(B·H·W·k²) memory.
+"""Local (windowed) self-attention over an image, in plain PyTorch, keeping only its inputs for the backward.
 
 Every pixel ``p`` attends to the ``k x k`` pixels around it. With window ``k`` and ``r = k // 2`` the
 offsets ``d = (dy, dx)`` run from ``-r`` to ``k - 1 - r`` in each direction (for an even ``k`` the
@@ -12,13 +12,19 @@ A position outside the image is *not* masked: it takes part in the softmax with 
 zero value, which is what PrecipLSTM's CUDA kernel computes and so what its trained weights expect.
 
 The naive way unfolds K and V into ``(B, C, k², H, W)`` tensors: at k = 30, C = 64 that is 900 copies
-of each feature map. Here one row of offsets is handled at a time, as matrix products: a strip of ``T``
-pixels of an image row against the ``T + k - 1`` pixels its window row can reach gives a ``T x (T+k-1)``
-score matrix whose band of width ``k`` holds the scores wanted. Weighting the values is the product
-with that band matrix, and the backward (written by hand, recomputing the strips) its transpose. Nothing
-larger than the attention weights ``(B, k², H, W)`` is ever made. Offsets that miss the image entirely
-(a window wider than the image) score 0 everywhere and carry nothing, so they are not visited: they only
-enter the softmax's denominator, by count.
+of each feature map. Here every score is a matrix product instead. An image row is cut into strips of
+``T`` pixels; the ``rows`` window rows a strip reaches, each ``T + k - 1`` pixels wide, lie one after
+the other in memory once that column band of the zero-padded keys is made contiguous, so one batched
+product (one matrix per image row) scores a strip against all of them: a ``T x rows·(T + k - 1)``
+matrix whose diagonal band per window row holds the ``T x k`` scores wanted. The strip width trades
+the columns computed and thrown away (``(T + k - 1) / k`` of what is needed) against the size of the
+products. Weighting the values is the product with the band matrix, and the backward its transpose.
+
+The backward recomputes the scores instead of keeping the ``(B, k², H, W)`` attention weights: only
+each pixel's softmax maximum and denominator are kept beside the inputs, so the attention adds two
+numbers per pixel to what a training step holds, not ``k²``. Offsets that miss the image entirely
+(a window wider than the image) score 0 everywhere and carry nothing, so they are not visited: they
+only enter the softmax's denominator, by count.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+MIN_STRIP = 16
+"""Narrowest strip of pixels scored in one product: narrower ones waste less but run slower per score."""
+
 
 def window_offsets(window: int) -> tuple[int, int]:
     """The first and last offset of a window of ``window`` pixels along one axis."""
@@ -39,12 +48,15 @@ def window_offsets(window: int) -> tuple[int, int]:
 
 
 class _Layout:
-    """Which offsets can reach the image, and how image rows are cut into strips.
+    """Which offsets can reach the image, how rows are cut into strips, and the views that score them.
 
     Offsets beyond ``size - 1`` in either direction never land inside the image and are left out
     (``outside`` counts them for the softmax); ``rows x cols`` offsets remain, from ``(top, left)``.
     Each image row is cut into ``strips`` strips of ``strip`` pixels (the last one zero-padded), at
-    least ``cols`` wide so that the tails of neighbouring strips' reach never overlap.
+    least ``cols`` wide so that a strip's window reaches at most into its neighbours.
+    Queries are laid out as ``(B, H, strips·strip, C)``, keys and values zero-padded as
+    ``(B, H + rows - 1, strips·strip + cols - 1, C)``: pixel ``(y, x)`` with offset row ``i`` and column
+    ``j`` then reads padded position ``(y + i, x + j)``.
     """
 
     def __init__(self, window: int, height: int, width: int) -> None:
@@ -54,150 +66,151 @@ class _Layout:
         self.left, right = max(first, 1 - width), min(last, width - 1)
         self.rows, self.cols = bottom - self.top + 1, right - self.left + 1
         self.outside = window * window - self.rows * self.cols
-        self.strips = max(1, width // max(self.cols, 16))
+        self.strips = max(1, width // max(self.cols, MIN_STRIP))
         self.strip = -(-width // self.strips)
         self.padded_width = self.strips * self.strip
         self.reach = self.strip + self.cols - 1
-        # zero padding after which offset row i, column j of pixel (y, x) sits at (y + i, x + j)
-        self._pad_windowed = (-self.left, right + self.padded_width - width, -self.top, bottom)
+        self._pad = (-self.left, right + self.padded_width - width, -self.top, bottom)
 
-    def centred(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> ``(B, H, strips, strip, C)``: the pixels that look around."""
-        x = F.pad(x, (0, self.padded_width - self.width)).permute(0, 2, 3, 1).contiguous()
-        return x.view(x.shape[0], self.height, self.strips, self.strip, x.shape[-1])
+    def queries(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, H, strips·strip, C)``, the pixels that look around."""
+        return F.pad(x, (0, self.padded_width - self.width)).permute(0, 2, 3, 1).contiguous()
 
-    def windowed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> zero-padded, channels-last ``(B, H + rows - 1, strips*strip + cols - 1, C)``."""
-        return F.pad(x, self._pad_windowed).permute(0, 2, 3, 1).contiguous()
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, H + rows - 1, strips·strip + cols - 1, C)``, zero around the image."""
+        return F.pad(x, self._pad).permute(0, 2, 3, 1).contiguous()
 
-    def reachable(self, windowed: torch.Tensor, row: int) -> torch.Tensor:
-        """``(B, H, strips, reach, C)`` view: what each strip's window row ``row`` covers (strips overlap)."""
-        b, _, _, c = windowed.shape
-        sb, sh, sw, sc = windowed.stride()
-        return windowed.as_strided((b, self.height, self.strips, self.reach, c),
-                                   (sb, sh, self.strip * sw, sw, sc), windowed.storage_offset() + row * sh)
+    def strip_columns(self, strip: int) -> slice:
+        return slice(strip * self.strip, (strip + 1) * self.strip)
 
-    def add_reachable_(self, windowed: torch.Tensor, row: int, update: torch.Tensor) -> None:
-        """The adjoint of :meth:`reachable`: add ``update`` (B, H, strips, reach, C) where it was read."""
-        rows = windowed[:, row:row + self.height]
-        if self.strips == 1:
-            rows[:, :, :self.reach] += update[:, :, 0]
-            return
-        # heads of the strips tile the row; tails (cols - 1 <= strip wide) tile it shifted by one strip
-        b, h, _, c = rows.shape
-        rows[:, :, :self.padded_width].view(b, h, self.strips, self.strip, c).add_(update[..., :self.strip, :])
-        sb, sh, sw, sc = rows.stride()
-        tails = rows.as_strided((b, h, self.strips, self.cols - 1, c), (sb, sh, self.strip * sw, sw, sc),
-                                rows.storage_offset() + self.strip * sw)
-        tails += update[..., self.strip:, :]
+    def window_columns(self, strip: int) -> slice:
+        return slice(strip * self.strip, strip * self.strip + self.reach)
 
-    def band(self, matrix: torch.Tensor) -> torch.Tensor:
-        """``(B, H, strips, strip, cols)`` view of the diagonal band of ``(B, H, strips, strip, reach)``."""
-        sb, sh, sn, st, sr = matrix.stride()
-        return matrix.as_strided((*matrix.shape[:-1], self.cols), (sb, sh, sn, st + sr, sr),
-                                 matrix.storage_offset())
+    def stacked(self, band_of_columns: torch.Tensor) -> torch.Tensor:
+        """Contiguous ``(H + rows - 1, reach, C)`` -> ``(H, rows·reach, C)`` view: image row ``y`` gets the
+        ``rows`` padded rows ``y .. y + rows - 1`` one after the other (consecutive ``y`` overlap)."""
+        sh, sw, sc = band_of_columns.stride()
+        return band_of_columns.as_strided((self.height, self.rows * self.reach, band_of_columns.shape[-1]),
+                                          (sh, sw, sc), band_of_columns.storage_offset())
 
-    def uncentred(self, x: torch.Tensor) -> torch.Tensor:
-        """Back from ``(B, H, strips, strip, C)`` to ``(B, C, H, W)``."""
-        b, c = x.shape[0], x.shape[-1]
-        return x.reshape(b, self.height, self.padded_width, c)[:, :, :self.width].permute(0, 3, 1, 2).contiguous()
+    def add_unstacked_(self, total: torch.Tensor, stacked: torch.Tensor) -> None:
+        """The adjoint of :meth:`stacked`: add ``(H, rows·reach, C)`` into ``(H + rows - 1, reach, C)``."""
+        parts = stacked.view(self.height, self.rows, self.reach, -1)
+        for row in range(self.rows):
+            total[row:row + self.height] += parts[:, row]
 
-    def unwindowed(self, x: torch.Tensor) -> torch.Tensor:
-        """Back from :meth:`windowed`'s layout to ``(B, C, H, W)``, dropping the padding."""
-        y0, x0 = -self.top, -self.left
+    def band(self, products: torch.Tensor) -> torch.Tensor:
+        """``(H, strip, rows·reach)`` -> ``(H, strip, rows, cols)`` view: ``[y, t, i, j]`` is column
+        ``i·reach + t + j``, the score of strip pixel ``t`` against offset ``(i, j)``."""
+        sh, st, _ = products.stride()
+        return products.as_strided((self.height, self.strip, self.rows, self.cols), (sh, st + 1, self.reach, 1),
+                                   products.storage_offset())
+
+    def image(self, x: torch.Tensor, padded: bool) -> torch.Tensor:
+        """Back from :meth:`queries`' (``padded=False``) or :meth:`padded`'s layout to ``(B, C, H, W)``."""
+        y0, x0 = (-self.top, -self.left) if padded else (0, 0)
         return x[:, y0:y0 + self.height, x0:x0 + self.width].permute(0, 3, 1, 2).contiguous()
 
 
-def _scores_row(lay: _Layout, centred: torch.Tensor, windowed: torch.Tensor, row: int,
-                out: torch.Tensor) -> None:
-    """``out[b, y, x, j] = <centred(y, x), windowed(y + row, x + j)>`` over channels, for one offset row."""
-    full = torch.matmul(centred, lay.reachable(windowed, row).transpose(-1, -2))
-    out.view_as(lay.band(full)).copy_(lay.band(full))
+def _softmax_(scores: torch.Tensor, zeros: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax over the offsets (the last two dims), in place, as if ``zeros`` more scores of 0 were there.
 
-
-def _band_matrix(lay: _Layout, weights_row: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
-    """The ``strip x reach`` matrices with one row of attention weights on their band (zero elsewhere)."""
-    lay.band(buffer).copy_(weights_row.view(lay.band(buffer).shape))
-    return buffer
-
-
-def _softmax_with_zeros_(scores: torch.Tensor, zeros: int) -> torch.Tensor:
-    """Softmax over the offsets (dims 1 and 4), in place, as if ``zeros`` more scores of 0 were there."""
-    top = scores.amax((1, 4), keepdim=True)
+    Returns the maximum and the denominator it used, from which :func:`_softmax_again_` repeats it.
+    """
+    top = scores.amax((-2, -1), keepdim=True)
     if zeros:
         top.clamp_(min=0)
     scores.sub_(top).exp_()
-    total = scores.sum((1, 4), keepdim=True)
+    total = scores.sum((-2, -1), keepdim=True)
     if zeros:
         total += zeros * torch.exp(-top)
-    return scores.div_(total)
+    scores.div_(total)
+    return top, total
+
+
+def _softmax_again_(scores: torch.Tensor, top: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """The same softmax from the kept maximum and denominator: the same operations, so the same numbers."""
+    return scores.sub_(top).exp_().div_(total)
 
 
 class _LocalAttention(torch.autograd.Function):
+    """The attention of the module docstring, one (sample, strip) at a time; keeps q, k, v and softmax stats."""
+
     @staticmethod
     def forward(ctx: FunctionCtx, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 window: int) -> torch.Tensor:
-        b = query.shape[0]
         lay = _Layout(window, *query.shape[-2:])
-        # weights are kept as (B, offset row, y, x (strip-padded), offset column)
-        weights = query.new_empty(b, lay.rows, lay.height, lay.padded_width, lay.cols)
-        centred, windowed = lay.centred(query), lay.windowed(key)
-        for row in range(lay.rows):
-            _scores_row(lay, centred, windowed, row, weights[:, row])
-        del centred, windowed
-        _softmax_with_zeros_(weights, lay.outside)
-        windowed = lay.windowed(value)
-        out = value.new_zeros(b, lay.height, lay.strips, lay.strip, value.shape[1])
-        band = query.new_zeros(b, lay.height, lay.strips, lay.strip, lay.reach)
-        for row in range(lay.rows):
-            out += _band_matrix(lay, weights[:, row], band) @ lay.reachable(windowed, row)
-        ctx.save_for_backward(query, key, value, weights)
+        batch = query.shape[0]
+        q, k, v = lay.queries(query), lay.padded(key), lay.padded(value)
+        products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)
+        band = q.new_zeros(lay.height, lay.strip, lay.rows * lay.reach)  # only the band is ever written
+        weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
+        out = v.new_empty(batch, lay.height, lay.padded_width, v.shape[-1])
+        stats = q.new_empty(2, batch, lay.strips, lay.height, lay.strip, 1, 1)
+        for n in range(batch):
+            for s in range(lay.strips):
+                near = lay.window_columns(s)
+                torch.bmm(q[n, :, lay.strip_columns(s)], lay.stacked(k[n, :, near].contiguous()).mT, out=products)
+                weights.copy_(lay.band(products))
+                stats[0, n, s], stats[1, n, s] = _softmax_(weights, lay.outside)
+                lay.band(band).copy_(weights)
+                out[n, :, lay.strip_columns(s)] = torch.bmm(band, lay.stacked(v[n, :, near].contiguous()))
+        ctx.save_for_backward(query, key, value, stats)
         ctx.layout = lay
-        return lay.uncentred(out)
+        return lay.image(out, padded=False)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        query, key, value, weights = ctx.saved_tensors
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return _LocalAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        query, key, value, stats = ctx.saved_tensors
         lay: _Layout = ctx.layout
+        grad_out = grad_out.to(value.dtype)
         need_query, need_key, need_value = ctx.needs_input_grad[:3]
-        b = query.shape[0]
-        band = query.new_zeros(b, lay.height, lay.strips, lay.strip, lay.reach)
-        grad_centred, value_windowed = lay.centred(grad_out), lay.windowed(value)
-        grad_value = torch.zeros_like(value_windowed) if need_value else None
-        grad_scores = torch.empty_like(weights) if need_query or need_key else None
-        for row in range(lay.rows):
-            if grad_value is not None:
-                matrix = _band_matrix(lay, weights[:, row], band)
-                lay.add_reachable_(grad_value, row, matrix.transpose(-1, -2) @ grad_centred)
-            if grad_scores is not None:
-                _scores_row(lay, grad_centred, value_windowed, row, grad_scores[:, row])
-        del grad_centred, value_windowed
-        grad_query = grad_key = None
-        if grad_scores is not None:
-            # softmax backward: ds = a * (da - sum_d a da)
-            grad_scores -= (grad_scores * weights).sum((1, 4), keepdim=True)
-            grad_scores *= weights
-            centred, key_windowed = lay.centred(query), lay.windowed(key)
-            grad_query = torch.zeros_like(centred) if need_query else None
-            grad_key = torch.zeros_like(key_windowed) if need_key else None
-            for row in range(lay.rows):
-                matrix = _band_matrix(lay, grad_scores[:, row], band)
+        q, k, v, g = lay.queries(query), lay.padded(key), lay.padded(value), lay.queries(grad_out)
+        grad_query = torch.zeros_like(q) if need_query else None
+        grad_key = torch.zeros_like(k) if need_key else None
+        grad_value = torch.zeros_like(v) if need_value else None
+        products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)
+        band = q.new_zeros(lay.height, lay.strip, lay.rows * lay.reach)
+        weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
+        grad_scores = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
+        for n in range(query.shape[0]):
+            for s in range(lay.strips):
+                near, own = lay.window_columns(s), lay.strip_columns(s)
+                keys, values = lay.stacked(k[n, :, near].contiguous()), lay.stacked(v[n, :, near].contiguous())
+                torch.bmm(q[n, :, own], keys.mT, out=products)
+                _softmax_again_(weights.copy_(lay.band(products)), stats[0, n, s], stats[1, n, s])
+                if grad_value is not None:
+                    lay.band(band).copy_(weights)
+                    lay.add_unstacked_(grad_value[n, :, near], torch.bmm(band.mT, g[n, :, own]))
+                if grad_query is None and grad_key is None:
+                    continue
+                torch.bmm(g[n, :, own], values.mT, out=products)  # d out / d weights
+                grad_scores.copy_(lay.band(products))
+                # softmax backward: ds = a * (da - sum_d a da)
+                grad_scores -= (grad_scores * weights).sum((-2, -1), keepdim=True)
+                grad_scores *= weights
+                lay.band(band).copy_(grad_scores)
                 if grad_query is not None:
-                    grad_query += matrix @ lay.reachable(key_windowed, row)
+                    torch.bmm(band, keys, out=grad_query[n, :, own])
                 if grad_key is not None:
-                    lay.add_reachable_(grad_key, row, matrix.transpose(-1, -2) @ centred)
-        return (None if grad_query is None else lay.uncentred(grad_query),
-                None if grad_key is None else lay.unwindowed(grad_key),
-                None if grad_value is None else lay.unwindowed(grad_value), None)
+                    lay.add_unstacked_(grad_key[n, :, near], torch.bmm(band.mT, q[n, :, own]))
+        return (None if grad_query is None else lay.image(grad_query, padded=False),
+                None if grad_key is None else lay.image(grad_key, padded=True),
+                None if grad_value is None else lay.image(grad_value, padded=True), None)
 
 
 def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, window: int) -> torch.Tensor:
     """Attend from every pixel of ``query`` to the ``window x window`` pixels around it in ``key``/``value``.
 
     ``query`` and ``key`` are ``(B, C, H, W)``, ``value`` is ``(B, C', H, W)``; the result is
-    ``(B, C', H, W)``. Memory: the ``(B, window², H, W)`` weights (kept for the backward) plus a few
-    maps of the inputs' size.
+    ``(B, C', H, W)``. For the backward it keeps the three inputs and two numbers per pixel; while it
+    runs it needs, per sample, about ``H x W x (window + strip) x window`` numbers of scratch.
     """
     if query.dim() != 4 or key.shape != query.shape or value.dim() != 4 or value.shape[0] != query.shape[0] \
             or value.shape[2:] != query.shape[2:]:
@@ -206,13 +219,19 @@ def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                          f"{tuple(key.shape)}, {tuple(value.shape)}.")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"The attention window must be a positive number of pixels, got {window!r}.")
-    return _reference(query.contiguous(), key.contiguous(), value.contiguous(), window)
+    return _reference(query, key, value, window)
 
 
 @torch.compiler.disable
 def _reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, window: int) -> torch.Tensor:
-    # a compiled step runs this as it is: its strided views and hand-written backward are not for tracing
-    return _LocalAttention.apply(query, key, value, window)
+    # a compiled step runs this as it is: its strided views and hand-written backward are not for tracing.
+    # Under autocast the attention still runs in float32 (a softmax over 900 scores in bfloat16 loses most of
+    # them) and in one dtype for all three inputs; the casts are autograd's, so gradients flow back through them.
+    dtype = torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        dtype = torch.float32
+    with torch.autocast(query.device.type, enabled=False):
+        return _LocalAttention.apply(query.to(dtype), key.to(dtype), value.to(dtype), window)
 
 
 @functools.cache

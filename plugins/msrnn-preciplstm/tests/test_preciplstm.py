@@ -120,12 +120,30 @@ def test_local_attention_gradcheck(h, w, k):
     assert torch.autograd.gradcheck(lambda q, key, v: local_attention(q, key, v, k), args)
 
 
-def test_local_attention_keeps_only_weights_for_backward():
-    b, c, h, w, k = 2, 16, 12, 12, 9
+@pytest.mark.parametrize(("w", "strip"), [(12, 12), (40, 20)])
+def test_local_attention_keeps_its_inputs_and_two_numbers_per_pixel_for_backward(w, strip):
+    """Not the (B, k², H, W) attention weights: the backward recomputes them from the softmax's maximum and
+    denominator (two per pixel of the strip-padded rows)."""
+    b, c, h, k = 2, 16, 12, 9
     q, key, v = (torch.randn(b, c, h, w, requires_grad=True) for _ in range(3))
     out = local_attention(q, key, v, k)
     saved = sum(t.numel() for t in out.grad_fn.saved_tensors)
-    assert saved == 3 * b * c * h * w + b * k * k * h * w
+    padded_width = -(-w // strip) * strip
+    assert saved == 3 * b * c * h * w + 2 * b * h * padded_width
+
+
+def test_local_attention_under_autocast_runs_in_float32():
+    """A bfloat16 softmax over the window would lose most scores: under autocast the attention runs in float32,
+    on the inputs as given (a bfloat16 query from an autocast convolution, float32 keys), with gradients back."""
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 9, 11).bfloat16().requires_grad_()
+    key, v = (torch.randn(2, 4, 9, 11, requires_grad=True) for _ in range(2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = local_attention(q, key, v, 5)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, local_attention(q.float(), key, v, 5), rtol=0, atol=0)
+    out.sum().backward()
+    assert q.grad.dtype == torch.bfloat16 and key.grad is not None and v.grad is not None
 
 
 def test_local_attention_rejects_bad_shapes():
