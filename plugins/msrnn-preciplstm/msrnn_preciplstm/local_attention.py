@@ -133,76 +133,110 @@ def _softmax_again_(scores: torch.Tensor, top: torch.Tensor, total: torch.Tensor
     return scores.sub_(top).exp_().div_(total)
 
 
+def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+            window: int) -> tuple[torch.Tensor, torch.Tensor, _Layout]:
+    """The attention of the module docstring, one (sample, strip) at a time: the output, the softmax's
+    maximum and denominator per pixel (what the backward recomputes the weights from), and the layout."""
+    lay = _Layout(window, *query.shape[-2:])
+    batch = query.shape[0]
+    q, k, v = lay.queries(query), lay.padded(key), lay.padded(value)
+    products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)
+    band = q.new_zeros(lay.height, lay.strip, lay.rows * lay.reach)  # only the band is ever written
+    weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
+    out = v.new_empty(batch, lay.height, lay.padded_width, v.shape[-1])
+    stats = q.new_empty(2, batch, lay.strips, lay.height, lay.strip, 1, 1)
+    for n in range(batch):
+        for s in range(lay.strips):
+            near = lay.window_columns(s)
+            torch.bmm(q[n, :, lay.strip_columns(s)], lay.stacked(k[n, :, near].contiguous()).mT, out=products)
+            weights.copy_(lay.band(products))
+            stats[0, n, s], stats[1, n, s] = _softmax_(weights, lay.outside)
+            lay.band(band).copy_(weights)
+            out[n, :, lay.strip_columns(s)] = torch.bmm(band, lay.stacked(v[n, :, near].contiguous()))
+    return lay.image(out, padded=False), stats, lay
+
+
+def _attend_backward(lay: _Layout, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     stats: torch.Tensor, grad_out: torch.Tensor,
+                     needs: tuple[bool, bool, bool]) -> tuple[torch.Tensor | None, ...]:
+    """Gradients of :func:`_attend` for the inputs in ``needs`` (query, key, value), weights recomputed."""
+    q, k, v, g = lay.queries(query), lay.padded(key), lay.padded(value), lay.queries(grad_out.to(value.dtype))
+    grad_query, grad_key, grad_value = (torch.zeros_like(t) if need else None for t, need in zip((q, k, v), needs))
+    products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)
+    band = q.new_zeros(lay.height, lay.strip, lay.rows * lay.reach)
+    weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
+    grad_scores = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
+    for n in range(query.shape[0]):
+        for s in range(lay.strips):
+            near, own = lay.window_columns(s), lay.strip_columns(s)
+            keys, values = lay.stacked(k[n, :, near].contiguous()), lay.stacked(v[n, :, near].contiguous())
+            torch.bmm(q[n, :, own], keys.mT, out=products)
+            _softmax_again_(weights.copy_(lay.band(products)), stats[0, n, s], stats[1, n, s])
+            if grad_value is not None:
+                lay.band(band).copy_(weights)
+                lay.add_unstacked_(grad_value[n, :, near], torch.bmm(band.mT, g[n, :, own]))
+            if grad_query is None and grad_key is None:
+                continue
+            torch.bmm(g[n, :, own], values.mT, out=products)  # d out / d weights
+            grad_scores.copy_(lay.band(products))
+            # softmax backward: ds = a * (da - sum_d a da)
+            grad_scores -= (grad_scores * weights).sum((-2, -1), keepdim=True)
+            grad_scores *= weights
+            lay.band(band).copy_(grad_scores)
+            if grad_query is not None:
+                torch.bmm(band, keys, out=grad_query[n, :, own])
+            if grad_key is not None:
+                lay.add_unstacked_(grad_key[n, :, near], torch.bmm(band.mT, q[n, :, own]))
+    return (None if grad_query is None else lay.image(grad_query, padded=False),
+            None if grad_key is None else lay.image(grad_key, padded=True),
+            None if grad_value is None else lay.image(grad_value, padded=True))
+
+
 class _LocalAttention(torch.autograd.Function):
-    """The attention of the module docstring, one (sample, strip) at a time; keeps q, k, v and softmax stats."""
+    """:func:`_attend` keeping q, k, v and the softmax statistics for the backward."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 window: int) -> torch.Tensor:
-        lay = _Layout(window, *query.shape[-2:])
-        batch = query.shape[0]
-        q, k, v = lay.queries(query), lay.padded(key), lay.padded(value)
-        products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)
-        band = q.new_zeros(lay.height, lay.strip, lay.rows * lay.reach)  # only the band is ever written
-        weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
-        out = v.new_empty(batch, lay.height, lay.padded_width, v.shape[-1])
-        stats = q.new_empty(2, batch, lay.strips, lay.height, lay.strip, 1, 1)
-        for n in range(batch):
-            for s in range(lay.strips):
-                near = lay.window_columns(s)
-                torch.bmm(q[n, :, lay.strip_columns(s)], lay.stacked(k[n, :, near].contiguous()).mT, out=products)
-                weights.copy_(lay.band(products))
-                stats[0, n, s], stats[1, n, s] = _softmax_(weights, lay.outside)
-                lay.band(band).copy_(weights)
-                out[n, :, lay.strip_columns(s)] = torch.bmm(band, lay.stacked(v[n, :, near].contiguous()))
+        out, stats, ctx.layout = _attend(query, key, value, window)
         ctx.save_for_backward(query, key, value, stats)
-        ctx.layout = lay
-        return lay.image(out, padded=False)
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        query, key, value, stats = ctx.saved_tensors
         with torch.autocast(grad_out.device.type, enabled=False):
-            return _LocalAttention._backward(ctx, grad_out)
+            grads = _attend_backward(ctx.layout, query, key, value, stats, grad_out, ctx.needs_input_grad[:3])
+        return (*grads, None)
+
+
+class _ProjectedLocalAttention(torch.autograd.Function):
+    """Attention over the 1x1 projections ``W_q x, W_k x, W_v x`` that keeps only ``x`` (and the statistics).
+
+    The projections cost a few multiply-adds per pixel and channel, the attention about ``window²`` times
+    more: recomputing them in the backward is cheap, keeping them costs three feature maps per call.
+    """
 
     @staticmethod
-    def _backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        query, key, value, stats = ctx.saved_tensors
-        lay: _Layout = ctx.layout
-        grad_out = grad_out.to(value.dtype)
-        need_query, need_key, need_value = ctx.needs_input_grad[:3]
-        q, k, v, g = lay.queries(query), lay.padded(key), lay.padded(value), lay.queries(grad_out)
-        grad_query = torch.zeros_like(q) if need_query else None
-        grad_key = torch.zeros_like(k) if need_key else None
-        grad_value = torch.zeros_like(v) if need_value else None
-        products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)
-        band = q.new_zeros(lay.height, lay.strip, lay.rows * lay.reach)
-        weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
-        grad_scores = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
-        for n in range(query.shape[0]):
-            for s in range(lay.strips):
-                near, own = lay.window_columns(s), lay.strip_columns(s)
-                keys, values = lay.stacked(k[n, :, near].contiguous()), lay.stacked(v[n, :, near].contiguous())
-                torch.bmm(q[n, :, own], keys.mT, out=products)
-                _softmax_again_(weights.copy_(lay.band(products)), stats[0, n, s], stats[1, n, s])
-                if grad_value is not None:
-                    lay.band(band).copy_(weights)
-                    lay.add_unstacked_(grad_value[n, :, near], torch.bmm(band.mT, g[n, :, own]))
-                if grad_query is None and grad_key is None:
-                    continue
-                torch.bmm(g[n, :, own], values.mT, out=products)  # d out / d weights
-                grad_scores.copy_(lay.band(products))
-                # softmax backward: ds = a * (da - sum_d a da)
-                grad_scores -= (grad_scores * weights).sum((-2, -1), keepdim=True)
-                grad_scores *= weights
-                lay.band(band).copy_(grad_scores)
-                if grad_query is not None:
-                    torch.bmm(band, keys, out=grad_query[n, :, own])
-                if grad_key is not None:
-                    lay.add_unstacked_(grad_key[n, :, near], torch.bmm(band.mT, q[n, :, own]))
-        return (None if grad_query is None else lay.image(grad_query, padded=False),
-                None if grad_key is None else lay.image(grad_key, padded=True),
-                None if grad_value is None else lay.image(grad_value, padded=True), None)
+    def forward(ctx: FunctionCtx, x: torch.Tensor, w_query: torch.Tensor, w_key: torch.Tensor,
+                w_value: torch.Tensor, window: int) -> torch.Tensor:
+        out, stats, ctx.layout = _attend(F.conv2d(x, w_query), F.conv2d(x, w_key), F.conv2d(x, w_value), window)
+        ctx.save_for_backward(x, w_query, w_key, w_value, stats)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, *projections, stats = ctx.saved_tensors
+        wanted = ctx.needs_input_grad[:4]
+        inputs = [t.detach().requires_grad_(need) for t, need in zip((x, *projections), wanted)]
+        with torch.autocast(grad_out.device.type, enabled=False), torch.enable_grad():
+            qkv = [F.conv2d(inputs[0], w) for w in inputs[1:]]
+            grads = _attend_backward(ctx.layout, *(t.detach() for t in qkv), stats, grad_out, (True, True, True))
+            asked = [t for t, need in zip(inputs, wanted) if need]
+            found = iter(torch.autograd.grad(qkv, asked, grads) if asked else ())
+        return (*(next(found) if need else None for need in wanted), None)
 
 
 def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, window: int) -> torch.Tensor:
@@ -222,16 +256,29 @@ def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     return _reference(query, key, value, window)
 
 
+def _attention_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """At least float32, the inputs' common type otherwise: a softmax over 900 scores in bfloat16 or float16
+    loses most of them, so under autocast the attention still runs in float32."""
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 @torch.compiler.disable
 def _reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, window: int) -> torch.Tensor:
     # a compiled step runs this as it is: its strided views and hand-written backward are not for tracing.
-    # Under autocast the attention still runs in float32 (a softmax over 900 scores in bfloat16 loses most of
-    # them) and in one dtype for all three inputs; the casts are autograd's, so gradients flow back through them.
-    dtype = torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype)
-    if dtype in (torch.float16, torch.bfloat16):
-        dtype = torch.float32
+    # The casts are autograd's, so gradients flow back through them in the inputs' own dtypes.
+    dtype = _attention_dtype(query, key, value)
     with torch.autocast(query.device.type, enabled=False):
         return _LocalAttention.apply(query.to(dtype), key.to(dtype), value.to(dtype), window)
+
+
+@torch.compiler.disable
+def _projected_reference(x: torch.Tensor, w_query: torch.Tensor, w_key: torch.Tensor, w_value: torch.Tensor,
+                         window: int) -> torch.Tensor:
+    dtype = _attention_dtype(x, w_query)
+    with torch.autocast(x.device.type, enabled=False):
+        return _ProjectedLocalAttention.apply(x.to(dtype), w_query.to(dtype), w_key.to(dtype), w_value.to(dtype),
+                                              window)
 
 
 @functools.cache
@@ -336,10 +383,10 @@ class LocalAttention(nn.Module):
         self.value = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        query, key, value = self.query(x), self.key(x), self.value(x)
         if self.implementation == "flex" and x.is_cuda:
-            return local_attention_flex(query, key, value, self.window)
-        return local_attention(query, key, value, self.window)
+            return local_attention_flex(self.query(x), self.key(x), self.value(x), self.window)
+        # the reference keeps only x for the backward and recomputes the projections from it
+        return _projected_reference(x, self.query.weight, self.key.weight, self.value.weight, self.window)
 
     def extra_repr(self) -> str:
         return f"window={self.window}, implementation={self.implementation}"

@@ -3,7 +3,12 @@ from pathlib import Path
 import pytest
 import torch
 from msrnn_preciplstm.cell import PrecipLSTMCell
-from msrnn_preciplstm.local_attention import local_attention, local_attention_flex, local_attention_unfold
+from msrnn_preciplstm.local_attention import (
+    LocalAttention,
+    local_attention,
+    local_attention_flex,
+    local_attention_unfold,
+)
 
 import msrnn_zoo
 from msrnn_zoo import testing
@@ -130,6 +135,22 @@ def test_local_attention_keeps_its_inputs_and_two_numbers_per_pixel_for_backward
     saved = sum(t.numel() for t in out.grad_fn.saved_tensors)
     padded_width = -(-w // strip) * strip
     assert saved == 3 * b * c * h * w + 2 * b * h * padded_width
+
+
+@pytest.mark.parametrize("x_needs_grad", [True, False])
+def test_attention_module_recomputes_its_projections(x_needs_grad):
+    """The module keeps x, not the three projections of it, and gives the gradients of projecting then attending."""
+    torch.manual_seed(0)
+    module = LocalAttention(3, 3, window=5).double()
+    x = torch.randn(2, 3, 7, 20, dtype=torch.float64, requires_grad=x_needs_grad)
+    out = module(x)
+    assert sum(t.numel() for t in out.grad_fn.saved_tensors) == x.numel() + 3 * 9 + 2 * 2 * 7 * 20
+    reference = local_attention_unfold(module.query(x), module.key(x), module.value(x), 5)
+    torch.testing.assert_close(out, reference)
+    grad = torch.randn_like(out)
+    inputs = [p for p in (x, *module.parameters()) if p.requires_grad]
+    for a, b_ in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(reference, inputs, grad)):
+        torch.testing.assert_close(a, b_)
 
 
 def test_local_attention_under_autocast_runs_in_float32():
