@@ -13,8 +13,9 @@ counted too) and the seconds of forward + backward.
 
 Activation memory is the bytes of the tensors autograd keeps for the backward pass (each storage counted
 once), which is what multi-scale saves: it is exact and does not depend on the machine's load. Seconds
-are the median of ``--repeat`` forward+backward passes after a warm-up; compare them as MS/single ratios
-from one run, never across machines or runs. The same measure of the original implementation is
+are the median of ``--repeat`` forward+backward passes after a warm-up round, all models taking turns in
+each round; compare them as ratios from one run (MS/single, or a cell against the first one named), never
+across machines or runs. The same measure of the original implementation is
 ``../shared/tools/orig_perf.py``, so the two can be read side by side.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 
 import _common
 import torch
@@ -74,26 +76,38 @@ def main() -> None:
     if args.grad_checkpointing:
         checkpointing_rows(args, device, timer)
         return
-    for cell in args.cells or msrnn_zoo.list_cells():
-        row: dict[str, object] = {"cell": cell}
+    cells = args.cells or msrnn_zoo.list_cells()
+    memory: dict[str, int] = {}
+    cases: dict[str, Callable[[], object]] = {}
+    for cell in cells:
         for name in (cell, f"ms-{cell}"):
             torch.manual_seed(0)
             model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
             frames, teacher = _common.clip(args, device)
-            memory = saved_bytes(lambda: model.forward_train(frames, teacher))  # noqa: B023
-            train, _ = _common.model_steps(model, frames, teacher, args.in_frames, optimizer=False)
-            times = _common.rounds({"step": train}, args.repeat + 1, timer)["step"]  # the first: warm-up
-            key = "ms" if name.startswith("ms-") else "single"
-            row[f"{key}_mib"] = memory / 2**20
-            row[f"{key}_s"] = _common.median(times[1:])
-        row["memory_ratio"] = row["ms_mib"] / row["single_mib"]  # type: ignore[operator]
-        row["time_ratio"] = row["ms_s"] / row["single_s"]  # type: ignore[operator]
+            memory[name] = saved_bytes(lambda: model.forward_train(frames, teacher))  # noqa: B023
+            cases[name], _ = _common.model_steps(model, frames, teacher, args.in_frames, optimizer=False)
+    # every model takes its turn in each round (the first round is the warm-up), so that a change of the
+    # machine's load hits all of them and ratios between any two come from the same rounds
+    times = {name: values[1:] for name, values in _common.rounds(cases, args.repeat + 1, timer).items()}
+    first = cells[0]
+    for cell in cells:
+        single, ms = cell, f"ms-{cell}"
+        row: dict[str, object] = {
+            "cell": cell, "single_mib": memory[single] / 2**20, "single_s": _common.median(times[single]),
+            "ms_mib": memory[ms] / 2**20, "ms_s": _common.median(times[ms]),
+            "memory_ratio": memory[ms] / memory[single],
+            "time_ratio": _common.median_ratio(times[ms], times[single]),
+            f"single_memory_vs_{first}": memory[single] / memory[first],
+            f"single_time_vs_{first}": _common.median_ratio(times[single], times[first]),
+        }
         if args.json:
             print(json.dumps(row), flush=True)
-        else:
-            print(f"{cell:12s} single {row['single_mib']:8.1f} MiB {row['single_s']:6.2f}s | "
-                  f"ms {row['ms_mib']:8.1f} MiB {row['ms_s']:6.2f}s | "
-                  f"ms/single memory {row['memory_ratio']:.2f} time {row['time_ratio']:.2f}", flush=True)
+            continue
+        versus = "" if cell == first else (f" | single vs {first}: memory {row[f'single_memory_vs_{first}']:.2f} "
+                                           f"time {row[f'single_time_vs_{first}']:.2f}")
+        print(f"{cell:12s} single {row['single_mib']:8.1f} MiB {row['single_s']:6.2f}s | "
+              f"ms {row['ms_mib']:8.1f} MiB {row['ms_s']:6.2f}s | "
+              f"ms/single memory {row['memory_ratio']:.2f} time {row['time_ratio']:.2f}{versus}", flush=True)
 
 
 if __name__ == "__main__":
