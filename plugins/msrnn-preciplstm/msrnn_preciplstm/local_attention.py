@@ -95,7 +95,9 @@ class _Layout:
                                           (sh, sw, sc), band_of_columns.storage_offset())
 
     def add_unstacked_(self, total: torch.Tensor, stacked: torch.Tensor) -> None:
-        """The adjoint of :meth:`stacked`: add ``(H, rows·reach, C)`` into ``(H + rows - 1, reach, C)``."""
+        """The adjoint of :meth:`stacked`: add ``(H, rows·reach, C)`` into ``(H + rows - 1, reach, C)``.
+
+        One slice per window row (one ``index_add_`` over all of them ran 1.8x slower on the CPU)."""
         parts = stacked.view(self.height, self.rows, self.reach, -1)
         for row in range(self.rows):
             total[row:row + self.height] += parts[:, row]
@@ -146,14 +148,15 @@ def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
     out = v.new_empty(batch, lay.height, lay.padded_width, v.shape[-1])
     stats = q.new_empty(2, batch, lay.strips, lay.height, lay.strip, 1, 1)
-    for n in range(batch):
-        for s in range(lay.strips):
-            near = lay.window_columns(s)
-            torch.bmm(q[n, :, lay.strip_columns(s)], lay.stacked(k[n, :, near].contiguous()).mT, out=products)
+    for s in range(lay.strips):
+        own, near = lay.strip_columns(s), lay.window_columns(s)
+        keys, values = k[:, :, near].contiguous(), v[:, :, near].contiguous()
+        for n in range(batch):
+            torch.bmm(q[n, :, own], lay.stacked(keys[n]).mT, out=products)
             weights.copy_(lay.band(products))
             stats[0, n, s], stats[1, n, s] = _softmax_(weights, lay.outside)
             lay.band(band).copy_(weights)
-            out[n, :, lay.strip_columns(s)] = torch.bmm(band, lay.stacked(v[n, :, near].contiguous()))
+            torch.bmm(band, lay.stacked(values[n]), out=out[n, :, own])
     return lay.image(out, padded=False), stats, lay
 
 
@@ -167,10 +170,11 @@ def _attend_backward(lay: _Layout, query: torch.Tensor, key: torch.Tensor, value
     band = q.new_zeros(lay.height, lay.strip, lay.rows * lay.reach)
     weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
     grad_scores = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
-    for n in range(query.shape[0]):
-        for s in range(lay.strips):
-            near, own = lay.window_columns(s), lay.strip_columns(s)
-            keys, values = lay.stacked(k[n, :, near].contiguous()), lay.stacked(v[n, :, near].contiguous())
+    for s in range(lay.strips):
+        own, near = lay.strip_columns(s), lay.window_columns(s)
+        strip_keys, strip_values = k[:, :, near].contiguous(), v[:, :, near].contiguous()
+        for n in range(query.shape[0]):
+            keys, values = lay.stacked(strip_keys[n]), lay.stacked(strip_values[n])
             torch.bmm(q[n, :, own], keys.mT, out=products)
             _softmax_again_(weights.copy_(lay.band(products)), stats[0, n, s], stats[1, n, s])
             if grad_value is not None:
