@@ -157,15 +157,16 @@ class _JointConv(torch.autograd.Function):
 
     Autograd would keep the concatenated copy of every gate's inputs through the whole clip; the inputs
     themselves are kept anyway (other gates read them), so keeping them instead costs no memory, and the
-    backward concatenates them once more. Under autocast the forward's convolution runs in the autocast
-    dtype; the backward computes in the dtype of the gradient it receives (that same dtype).
+    backward concatenates them once more. ``padding`` is an int or a (height, width) pair; stride, dilation
+    and groups are 1. Under autocast the forward's convolution runs in the autocast dtype; the backward
+    computes in the dtype of the gradient it receives (that same dtype).
     """
 
     @staticmethod
-    def forward(ctx: Any, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
+    def forward(ctx: Any, weight: torch.Tensor, bias: torch.Tensor | None, padding: int | tuple[int, int],
                 *inputs: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(weight, *inputs)
-        ctx.padding = padding
+        ctx.padding = [padding, padding] if isinstance(padding, int) else list(padding)
         ctx.has_bias = bias is not None
         return F.conv2d(torch.cat(inputs, dim=1), weight, bias, padding=padding)
 
@@ -177,7 +178,7 @@ class _JointConv(torch.autograd.Function):
         x = torch.cat([t.to(grad.dtype) for t in inputs], dim=1)
         grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
             grad, x, weight.to(grad.dtype), [weight.shape[0]] if ctx.has_bias else None, [1, 1],
-            [ctx.padding, ctx.padding], [1, 1], False, [0, 0], 1, [need_inputs, need_weight, need_bias])
+            ctx.padding, [1, 1], False, [0, 0], 1, [need_inputs, need_weight, need_bias])
         grad_inputs: list[torch.Tensor | None] = [None] * len(inputs)
         if need_inputs:
             parts = torch.split(grad_x, [t.shape[1] for t in inputs], dim=1)
@@ -185,6 +186,40 @@ class _JointConv(torch.autograd.Function):
                            for g, t, need in zip(parts, inputs, ctx.needs_input_grad[3:])]
         return (None if grad_weight is None else grad_weight.to(weight.dtype),
                 None if grad_bias is None else grad_bias.to(weight.dtype), None, *grad_inputs)
+
+
+def _conv_side_by_side(weight: torch.Tensor, bias: torch.Tensor | None, padding: int | tuple[int, int],
+                       inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``conv2d(cat(inputs))``, through :class:`_JointConv` when a backward pass will need what it keeps."""
+    keeps = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias, *inputs))
+    if len(inputs) > 1 and keeps:
+        return _JointConv.apply(weight, bias, padding, *inputs)
+    x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)  # no backward: nothing is kept
+    return F.conv2d(x, weight, bias, padding=padding)
+
+
+def joint_conv2d(conv: nn.Conv2d, *inputs: torch.Tensor) -> torch.Tensor:
+    """``conv(torch.cat(inputs, dim=1))`` without autograd keeping the concatenation for the backward pass.
+
+    Autograd keeps the input of every convolution until the backward pass. When a cell concatenates tensors
+    only to convolve them (PredRNN++'s gates over ``[X_t, H_{t-1}, C_{t-1}]``, the 1x1 read-out over
+    ``[C_t, M_t]``), that input is a copy of tensors which other operations keep anyway, so every layer and
+    time step of a training clip would store them twice. This computes the same convolution, with the same
+    ``conv`` (its parameter names, shapes and initialisation stay an ``nn.Conv2d``'s, so checkpoints and the
+    converter from the original code see nothing new), but keeps the parts and concatenates them again in
+    the backward. Several convolutions may read the same parts: a tensor kept by several operations is
+    stored once. A :class:`JointConv2d` does the same when called with its inputs, ``joint(a, b)``.
+
+    A convolution with a stride, dilation, groups, string padding or a padding mode other than zeros (no
+    cell's gates have one) is computed on the concatenation as usual.
+    """
+    if not inputs:
+        raise ValueError("joint_conv2d needs at least one input tensor to convolve.")
+    plain = (conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+             and conv.padding_mode == "zeros" and not isinstance(conv.padding, str))
+    if not plain:
+        return conv(inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1))
+    return _conv_side_by_side(conv.weight, conv.bias, conv.padding, inputs)  # type: ignore[arg-type]
 
 
 class JointConv2d(nn.Module):
@@ -222,7 +257,11 @@ class JointConv2d(nn.Module):
         return sum(self.parts.values())
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """``conv_a(a) + conv_b(b) + ...``; a single input is taken as ``[a, b, ...]`` already concatenated."""
+        """``conv_a(a) + conv_b(b) + ...``; a single input is taken as ``[a, b, ...]`` already concatenated.
+
+        Pass the inputs, not their concatenation, when they are kept for the backward anyway: the
+        concatenation would be kept too (see :func:`joint_conv2d`).
+        """
         if len(inputs) == 1 and len(self.parts) > 1 and inputs[0].shape[1] == self.in_channels:
             inputs = tuple(torch.split(inputs[0], list(self.parts.values()), dim=1)) if self.split else inputs
         elif len(inputs) != len(self.parts):
@@ -235,11 +274,7 @@ class JointConv2d(nn.Module):
                 total = term if total is None else total + term
                 start += x.shape[1]
             return total if self.bias is None else total + self.bias[:, None, None]  # type: ignore[return-value]
-        if len(inputs) == 1:
-            return F.conv2d(inputs[0], self.weight, self.bias, padding=self.padding)
-        if torch.is_grad_enabled() and (self.weight.requires_grad or any(t.requires_grad for t in inputs)):
-            return _JointConv.apply(self.weight, self.bias, self.padding, *inputs)
-        return F.conv2d(torch.cat(inputs, dim=1), self.weight, self.bias, padding=self.padding)  # nothing to keep
+        return _conv_side_by_side(self.weight, self.bias, self.padding, inputs)
 
     def fold(self, state: MutableMapping[str, torch.Tensor], prefix: str,
              name: Callable[[str], str] = str) -> dict[str, list[str]]:

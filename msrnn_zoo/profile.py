@@ -29,21 +29,31 @@ def saved_bytes(fn: Callable[[], object]) -> int:
     ``torch.utils.checkpoint`` region are not seen (the checkpoint's own hooks take over there); measure
     checkpointed runs with :func:`retained_bytes`.
     """
+    return sum(saved_bytes_by_op(fn).values())
+
+
+def saved_bytes_by_op(fn: Callable[[], object]) -> dict[str, int]:
+    """:func:`saved_bytes`, split by the autograd node that made each kept tensor (``"CatBackward0"``, ...).
+
+    Tells what a step keeps and why, e.g. a concatenated copy of tensors that are kept anyway (a cell's
+    test asserts that ``"CatBackward0"`` is absent). A storage is booked once, on the first tensor seen
+    using it; tensors without autograd history (inputs, parameters) are booked as ``"leaf"``.
+    """
     seen: set[tuple[int, torch.dtype]] = set()
-    total = 0
+    totals: dict[str, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        nonlocal total
         key = (tensor.untyped_storage().data_ptr(), tensor.dtype)
         if key not in seen:
             seen.add(key)
-            total += tensor.untyped_storage().nbytes()
+            node = "leaf" if tensor.grad_fn is None else type(tensor.grad_fn).__name__
+            totals[node] = totals.get(node, 0) + tensor.untyped_storage().nbytes()
         return tensor
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         result = fn()
     del result
-    return total
+    return totals
 
 
 def retained_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:

@@ -18,6 +18,7 @@ import torch
 from .cell import RecurrentCell
 from .factory import create
 from .network import Forecaster
+from .profile import saved_bytes_by_op, training_clip
 
 
 class ConformanceError(AssertionError):
@@ -271,6 +272,21 @@ def check_grad_checkpointing(name: str, size: int = 16, **overrides: Any) -> Non
     assert regrads.keys() == grads.keys()
     for key, grad in grads.items():
         torch.testing.assert_close(regrads[key], grad, rtol=0, atol=0, msg=lambda m, k=key: f"{k}: {m}")
+
+
+def concatenations_kept(name: str, size: int = 16, **overrides: Any) -> int:
+    """Bytes of concatenations autograd keeps for the backward of one training step of a small ``name``.
+
+    A cell that builds ``torch.cat([c, m])`` to convolve it makes autograd keep that copy of ``c`` and ``m``
+    for every layer and time step, although both are kept anyway; :func:`~msrnn_zoo.cell.joint_conv2d` and
+    :class:`~msrnn_zoo.cell.JointConv2d` convolve the parts instead. A plugin's test asserts this is 0 when its
+    cell keeps no such copy (not part of the conformance kit: a concatenation whose parts nothing else keeps
+    costs nothing extra).
+    """
+    torch.manual_seed(0)
+    model = small(name, **overrides).train()
+    frames, teacher = training_clip(model, 1, 4, size, size)
+    return saved_bytes_by_op(lambda: model.forward_train(frames, teacher)).get("CatBackward0", 0)
 
 
 def run_conformance(cell: str, size: int = 16, **overrides: Any) -> None:

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, _JointConv, fold_joint_convs, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, _JointConv, fold_joint_convs, joint_conv2d, zeros
+from msrnn_zoo.profile import saved_bytes, saved_bytes_by_op
 
 
 def test_is_the_sum_of_the_separate_convolutions():
@@ -152,3 +153,52 @@ def test_a_saved_model_with_separate_convolutions_loads(tmp_path):
     again = msrnn_zoo.Forecaster.from_pretrained(tmp_path)
     frames = torch.rand(1, 3, 1, 16, 16)
     torch.testing.assert_close(again(frames, horizon=2), model(frames, horizon=2))
+
+
+def nbytes(*tensors):
+    return sum(t.untyped_storage().nbytes() for t in tensors)
+
+
+@pytest.mark.parametrize("kernel, padding", [(1, 0), (3, 1), (3, (1, 0))])
+def test_joint_conv2d_is_the_convolution_of_the_concatenation_with_its_gradients(kernel, padding):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, 4, kernel, padding=padding).double()
+    a = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    ours, theirs = joint_conv2d(conv, a, b), conv(torch.cat([a, b], dim=1))
+    torch.testing.assert_close(ours, theirs)
+    weight = torch.randn_like(ours)
+    grads = torch.autograd.grad((ours * weight).sum(), (a, b, conv.weight, conv.bias))
+    expected = torch.autograd.grad((theirs * weight).sum(), (a, b, conv.weight, conv.bias))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():
+        torch.testing.assert_close(joint_conv2d(conv, a, b), theirs.detach())
+    torch.testing.assert_close(joint_conv2d(conv, torch.cat([a, b], dim=1)), theirs)  # one input: just the conv
+
+
+def test_joint_conv2d_keeps_the_parts_not_their_concatenation():
+    """The concatenation's bytes are what a cell saved per call before; the parts are kept instead."""
+    conv = nn.Conv2d(5, 4, 3, padding=1)
+    a, b = torch.randn(2, 2, 8, 8, requires_grad=True), torch.randn(2, 3, 8, 8, requires_grad=True)
+    concatenated = saved_bytes_by_op(lambda: conv(torch.cat([a, b], dim=1)))
+    assert concatenated == {"CatBackward0": nbytes(a, b), "leaf": nbytes(conv.weight)}
+    assert saved_bytes_by_op(lambda: joint_conv2d(conv, a, b)) == {"leaf": nbytes(a, b, conv.weight)}
+    # two convolutions of the same parts (an output gate and a 1x1 read-out) keep them once
+    fuse = nn.Conv2d(5, 1, 1)
+    both = saved_bytes(lambda: (joint_conv2d(conv, a, b), joint_conv2d(fuse, a, b)))
+    assert both == nbytes(a, b, conv.weight, fuse.weight)
+    # JointConv2d: called with its inputs it keeps them; called with their concatenation it keeps that
+    joint = JointConv2d({"conv_a": 2, "conv_b": 3}, 4, 3)
+    assert "CatBackward0" not in saved_bytes_by_op(lambda: joint(a, b))
+    assert saved_bytes_by_op(lambda: joint(torch.cat([a, b], 1)))["CatBackward0"] == nbytes(a, b)
+
+
+def test_joint_conv2d_leaves_other_convolutions_on_the_concatenation():
+    torch.manual_seed(0)
+    a, b = torch.randn(1, 2, 8, 8, requires_grad=True), torch.randn(1, 3, 8, 8, requires_grad=True)
+    for conv in (nn.Conv2d(5, 4, 3, stride=2), nn.Conv2d(5, 4, 3, padding="same"),
+                 nn.Conv2d(5, 4, 3, padding=1, padding_mode="reflect"), nn.Conv2d(5, 5, 3, groups=5)):
+        torch.testing.assert_close(joint_conv2d(conv, a, b), conv(torch.cat([a, b], dim=1)))
+    with pytest.raises(ValueError, match="at least one input"):
+        joint_conv2d(nn.Conv2d(5, 4, 1))

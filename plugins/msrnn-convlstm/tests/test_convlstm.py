@@ -26,3 +26,8 @@ def test_odd_kernel_and_options_checked():
         msrnn_zoo.create("convlstm", kernel_size=4)
     with pytest.raises(ValueError, match="no option 'bogus'"):
         msrnn_zoo.create("convlstm", bogus=1)
+
+
+def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
+    """The convolution over ``[X_t, H_{t-1}]`` keeps its parts, not a copy of them for every layer and step."""
+    assert testing.concatenations_kept("convlstm") == 0

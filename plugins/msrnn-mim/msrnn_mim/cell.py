@@ -48,7 +48,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros
 
 _MIMS_ORIGINAL = ("_conv_x2h_n", "_conv_n2h_n", "_conv_diff2o", "_conv_n2o", "_conv_x2h_s", "_conv_c2h_s", "_conv_s2o")
 """The original's MIM-N and MIM-S convolutions: built in every layer, but only run above the bottom one."""
@@ -162,9 +162,8 @@ class MIMCell(RecurrentCell):
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         i_m, f_m, g_m = torch.chunk(self.conv_xm(x, m), 3, dim=1)
         m = torch.sigmoid(f_m) * m + torch.sigmoid(i_m) * torch.tanh(g_m)
-        c_m = torch.cat([c, m], dim=1)
-        o = torch.sigmoid(o + self.conv_o(c_m))  # W_co * C_t + W_mo * M'
-        h = o * torch.tanh(self.conv_fuse(c_m))
+        o = torch.sigmoid(o + self.conv_o(c, m))  # W_co * C_t + W_mo * M'
+        h = o * torch.tanh(joint_conv2d(self.conv_fuse, c, m))  # W_1x1 * [C_t, M'], without keeping the copy
         return MIMStep(h, (h, c, n, s) if self.has_mims else (h, c), m, o)
 
     def _non_stationary(self, diff: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -94,3 +94,9 @@ def test_round_trip(tmp_path):
     assert set(loaded.state_dict()) == set(model.state_dict())
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
+    """The convolutions over ``[C_t, M']``, read by the output gate and the 1x1 read-out
+    keep the parts, not a copy of them for every layer and step."""
+    assert testing.concatenations_kept("mim") == 0

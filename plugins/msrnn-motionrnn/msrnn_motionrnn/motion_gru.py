@@ -36,6 +36,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from msrnn_zoo.cell import joint_conv2d
+
 from .warp import warp_many
 
 
@@ -72,10 +74,10 @@ class MotionGRU(nn.Module):
                 d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         e = self.encoder(h)
         # transient motion
-        e_f = torch.cat([e, f], dim=1)
-        u = torch.sigmoid(self.conv_update(e_f))
-        r = torch.sigmoid(self.conv_reset(e_f))
-        z = torch.tanh(self.conv_candidate(torch.cat([e, r * f], dim=1)))
+        # a convolution over [a, b] keeps a and b, which other operations keep too, not a copy of both
+        u = torch.sigmoid(joint_conv2d(self.conv_update, e, f))
+        r = torch.sigmoid(joint_conv2d(self.conv_reset, e, f))
+        z = torch.tanh(joint_conv2d(self.conv_candidate, e, r * f))
         transient = u * z + (1 - u) * f
         # trend motion
         d = d + self.alpha * (f - d)
@@ -84,7 +86,7 @@ class MotionGRU(nn.Module):
         mask = torch.sigmoid(self.conv_mask(e)).unsqueeze(2)  # (B, k^2, 1, h, w)
         moved = mask * warp_many(e, self.offsets(f))  # (B, k^2, C/4, h, w)
         decoded = self.decoder(self.conv_merge(self.stack_taps(moved)))
-        g = torch.sigmoid(self.conv_gate(torch.cat([decoded, h], dim=1)))
+        g = torch.sigmoid(joint_conv2d(self.conv_gate, decoded, h))
         return g * h + (1 - g) * decoded, f, d
 
     def offsets(self, f: torch.Tensor) -> torch.Tensor:

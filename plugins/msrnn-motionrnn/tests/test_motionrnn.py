@@ -153,3 +153,9 @@ def test_round_trip(tmp_path):
     assert set(loaded.state_dict()) == set(model.state_dict())
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
+    """The convolutions over MotionGRU's ``[E, F]``, ``[E, r . F]``, ``[H', H]`` and the MIM block's ``[C_t, M']``
+    keep the parts, not a copy of them for every layer and step."""
+    assert testing.concatenations_kept("motionrnn") == 0

@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros
 
 from .local_attention import LocalAttention
 
@@ -117,9 +117,8 @@ class PrecipLSTMCell(RecurrentCell):
         m = _gates(self.conv_xm(x_hat, memory), memory)
         s = _gates(self.conv_xs(x_hat, s), s)
         t = _gates(self.conv_xt(x - x_previous, t), t)
-        memories = torch.cat([c, s, t, m], dim=1)
-        gate = torch.sigmoid(o + self.conv_o(memories))  # W_oc * C_t + W_os * S_t + W_ot * T_t + W_om * M'
-        h = gate * torch.tanh(self.conv_fuse(memories))
+        gate = torch.sigmoid(o + self.conv_o(c, s, t, m))  # W_oc * C_t + W_os * S_t + W_ot * T_t + W_om * M'
+        h = gate * torch.tanh(joint_conv2d(self.conv_fuse, c, s, t, m))  # the memories are kept, not their copy
         return CellOutput(h, (h, c, s, t, x), memory=m)
 
     def extra_repr(self) -> str:

@@ -235,3 +235,9 @@ def test_a_preciplstm_step_with_flex_attention_trains_like_the_reference():
     torch.testing.assert_close(flex, reference, rtol=1e-4, atol=1e-5)
     for a, b_ in zip(flex_grads, reference_grads):
         torch.testing.assert_close(a, b_, rtol=1e-3, atol=1e-4)
+
+
+def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
+    """The convolutions over ``[C_t, S_t, T_t, M']``, read by the output gate and the 1x1 read-out
+    keep the parts, not a copy of them for every layer and step."""
+    assert testing.concatenations_kept("preciplstm") == 0

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, RecurrentCell, State, joint_conv2d, zeros
 
 from .highway import GradientHighwayUnit
 
@@ -87,12 +87,13 @@ class CausalLSTMCell(RecurrentCell):
         h, c = state[0], state[1]
         if self.has_highway:  # the layer sees the highway state Z_t in place of its input
             x = z = self.highway(x, state[2])
-        i, f, g = torch.chunk(self.conv_temporal(torch.cat([x, h, c], dim=1)), 3, dim=1)
+        # each convolution over [a, b, ...] keeps its parts (kept anyway), not a concatenated copy of them
+        i, f, g = torch.chunk(joint_conv2d(self.conv_temporal, x, h, c), 3, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        i_m, f_m, g_m = torch.chunk(self.conv_spatial(torch.cat([x, c, memory], dim=1)), 3, dim=1)
+        i_m, f_m, g_m = torch.chunk(joint_conv2d(self.conv_spatial, x, c, memory), 3, dim=1)
         m = torch.sigmoid(f_m) * torch.tanh(self.conv_memory(memory)) + torch.sigmoid(i_m) * torch.tanh(g_m)
-        o = torch.tanh(self.conv_output(torch.cat([x, c, m], dim=1)))
-        h = o * torch.tanh(self.conv_hidden(torch.cat([c, m], dim=1)))
+        o = torch.tanh(joint_conv2d(self.conv_output, x, c, m))
+        h = o * torch.tanh(joint_conv2d(self.conv_hidden, c, m))
         new_state = (h, c, z) if self.has_highway else (h, c)
         return CellOutput(h, new_state, m)
 

@@ -74,3 +74,9 @@ def test_options_checked():
         msrnn_zoo.create("predrnn-pp", kernel_size=4)
     with pytest.raises(ValueError, match="no option 'bogus'"):
         msrnn_zoo.create("predrnn-pp", bogus=1)
+
+
+def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
+    """The convolutions over ``[X, H, C]``, ``[X, C, M]``, ``[X, C, M']`` and ``[C, M']``
+    keep the parts, not a copy of them for every layer and step."""
+    assert testing.concatenations_kept("predrnn-pp") == 0

@@ -147,3 +147,9 @@ def test_is_the_predrnn_cell_plus_decoupling(prefix):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     for a, b in zip(out2.aux, expected_aux):
         torch.testing.assert_close(a, b)
+
+
+def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
+    """The convolutions over ``[C_t, M_t]`` of PredRNN's step, read by the output gate and the 1x1 read-out
+    keep the parts, not a copy of them for every layer and step."""
+    assert testing.concatenations_kept("predrnn-v2") == 0

@@ -28,7 +28,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros
 
 Increments = tuple[torch.Tensor, torch.Tensor]
 """``(dC_t, dM_t)``: what one step's input gates add to the temporal and the spatiotemporal memory."""
@@ -85,9 +85,8 @@ class PredRNNCell(RecurrentCell):
         i_m, f_m, g_m = torch.chunk(self.conv_xm(x, memory), 3, dim=1)
         delta_m = torch.sigmoid(i_m) * torch.tanh(g_m)
         m = torch.sigmoid(f_m) * memory + delta_m
-        c_m = torch.cat([c, m], dim=1)
-        o = torch.sigmoid(o + self.conv_o(c_m))  # W_co * C_t + W_mo * M^l_t
-        h = o * torch.tanh(self.conv_fuse(c_m))
+        o = torch.sigmoid(o + self.conv_o(c, m))  # W_co * C_t + W_mo * M^l_t
+        h = o * torch.tanh(joint_conv2d(self.conv_fuse, c, m))  # W_1x1 * [C_t, M^l_t], without keeping the copy
         return CellOutput(h, (h, c), m), (delta_c, delta_m)
 
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,

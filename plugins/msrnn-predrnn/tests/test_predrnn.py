@@ -65,3 +65,9 @@ def test_memory_zigzags(name):
             torch.testing.assert_close(read[t * n + i], moved)
     torch.testing.assert_close(read[n], model.schedule.move(written[n - 1], levels[-1], levels[0]))
     assert read[0].abs().sum() == 0  # the very first step starts from an empty M
+
+
+def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
+    """The convolutions over ``[C_t, M_t]``, read by the output gate and the 1x1 read-out
+    keep the parts, not a copy of them for every layer and step."""
+    assert testing.concatenations_kept("predrnn") == 0

@@ -64,3 +64,8 @@ def test_original_convention_moves_state_even_without_flow():
             torch.testing.assert_close(out, gru)
         else:
             assert (out - gru).abs().max() > 1e-2
+
+
+def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
+    """The flow network's convolution over ``[X_t, H_{t-1}]`` keeps its parts, not a copy of them."""
+    assert testing.concatenations_kept("trajgru") == 0
