@@ -47,7 +47,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python benchmarks/step_time.py --clock process
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
