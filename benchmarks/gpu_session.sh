@@ -55,15 +55,21 @@ needs() {  # needs FILE NAME: skip part NAME (saying so) when FILE is missing
 }
 
 log "install (no network there: no dependencies, no build isolation)"
-if [ "$DEVICE" = cuda ] && ! $PY -c "import msrnn_zoo" 2>/dev/null; then
+# -P: the repository root (the working directory) must not count as an installed msrnn_zoo, and the zoo is
+# ready only when its plugins' models are registered
+zoo_ready() { $PY -P -c "import sys, msrnn_zoo; sys.exit(not msrnn_zoo.list_models())" 2>/dev/null; }
+from_source() {
+  log "running from the source tree with the entry points of .gpu/site"
+  paths=$PWD:$TOOLS/site; for p in plugins/*/; do paths=$paths:$PWD/$p; done
+  export PYTHONPATH=$paths${PYTHONPATH:+:$PYTHONPATH}
+}
+if [ "$DEVICE" = cuda ] && ! zoo_ready; then
   plugins=(); for p in plugins/*/; do plugins+=(-e "$p"); done
-  if ! timeout 120 $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . "${plugins[@]}"; then
-    log "pip could not install; running from the source tree with the entry points of .gpu/site"
-    paths=$PWD:$TOOLS/site; for p in plugins/*/; do paths=$paths:$PWD/$p; done
-    export PYTHONPATH=$paths${PYTHONPATH:+:$PYTHONPATH}
-  fi
+  timeout 120 $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . "${plugins[@]}" \
+    || log "pip could not install"
+  zoo_ready || from_source
 fi
-$PY -c "import json, torch, msrnn_zoo; print(json.dumps({'torch': torch.__version__, 'models': len(msrnn_zoo.list_models()),
+$PY -P -c "import json, torch, msrnn_zoo; print(json.dumps({'torch': torch.__version__, 'models': len(msrnn_zoo.list_models()),
  'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))" | tee "$OUT/device.json"
 
 COMMON=(--device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" --in-frames "$FRAMES" --out-frames "$FRAMES" --batch 4)
