@@ -6,7 +6,8 @@
 #
 # The parts run in order of importance; each has a time limit, and a part that would not fit in what is left of
 # BUDGET seconds (default 480: the device tool allows 600 s per call and 15 min of device time per session,
-# machine start included) is skipped with a line saying so. Results are JSON lines and text under $OUT (the device tool brings
+# machine start included) is skipped with a line saying so, as is a part named in SKIP_PARTS (a comma list, e.g.
+# SKIP_PARTS=gpu_bench_b4 when an earlier session measured it). Results are JSON lines and text under $OUT (the device tool brings
 # them back), summary.md the tables: python3 benchmarks/gpu_summary.py $OUT rebuilds it anywhere.
 # Settings of the issue: 64x64, hidden 64, 10 -> 10 frames, batch 4 (and 16), fp32, Adam, the original in the
 # same process (ORIG_CUDA=1).
@@ -38,6 +39,9 @@ log() { echo "== $* (${SECONDS}s)"; }
 part() {
   local name=$1 limit=$2 file=$3; shift 3
   local left=$((BUDGET - SECONDS))
+  case ",${SKIP_PARTS:-}," in *",$name,"*)
+    log "SKIPPED $name: named in SKIP_PARTS"; echo "$name: asked" >> "$OUT/skipped.txt"; return;;
+  esac
   if [ "$left" -lt 20 ]; then
     log "SKIPPED $name: ${left}s of the ${BUDGET}s budget left"; echo "$name: budget" >> "$OUT/skipped.txt"; return
   fi
@@ -84,7 +88,7 @@ if [ "$DEVICE" = cuda ]; then
     tests/test_metrics.py plugins/msrnn-preciplstm/tests
 fi
 # 3. fast paths and precision against the plain model: warm-up (compile, capture) and training step
-part options 130 options.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
+part options 200 options.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
   --options "$OPTIONS" $MODELS
 # 4. batch 16, ours alone: ms-X against X
 needs "$TOOLS/gpu_bench.py" gpu_bench_b16 && part gpu_bench_b16 60 gpu_bench_b16.jsonl \
