@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -68,20 +69,22 @@ def options_table(found: list[dict]) -> list[str]:
     return lines
 
 
-def forecast_table(found: list[dict]) -> list[str]:
-    lines = ["| model | ours frames/s | original frames/s | speed-up |", "|---|---:|---:|---:|"]
-    for r in found:
-        lines.append(f"| {r['model']} | {number(r.get('ours_forecast_fps'), 1)} | "
-                     f"{number(r.get('original_forecast_fps'), 1)} | {number(r.get('forecast_speedup'), 2)} |")
-    return lines
+def columns_table(columns: list[tuple[str, str, int]]) -> Callable[[list[dict]], list[str]]:
+    """A table of one row per model, one column per ``(title, key, digits)``."""
+    def table(found: list[dict]) -> list[str]:
+        lines = ["| model | " + " | ".join(title for title, _, _ in columns) + " |",
+                 "|---|" + "---:|" * len(columns)]
+        for r in found:
+            lines.append(f"| {r['model']} | " + " | ".join(number(r.get(key), digits) for _, key, digits in columns)
+                         + " |")
+        return lines
+    return table
 
 
-def checkpointing_table(found: list[dict]) -> list[str]:
-    lines = ["| model | plain MiB | checkpointed MiB | memory ratio | time ratio |", "|---|---:|---:|---:|---:|"]
-    for r in found:
-        lines.append(f"| {r['model']} | {number(r.get('plain_mib'), 1)} | {number(r.get('checkpointed_mib'), 1)} | "
-                     f"{number(r.get('memory_ratio'), 2)} | {number(r.get('time_ratio'), 2)} |")
-    return lines
+forecast_table = columns_table([("ours frames/s", "ours_forecast_fps", 1),
+                                ("original frames/s", "original_forecast_fps", 1), ("speed-up", "forecast_speedup", 2)])
+checkpointing_table = columns_table([("plain MiB", "plain_mib", 1), ("checkpointed MiB", "checkpointed_mib", 1),
+                                     ("memory ratio", "memory_ratio", 2), ("time ratio", "time_ratio", 2)])
 
 
 SECTIONS = [
