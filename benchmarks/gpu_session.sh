@@ -24,12 +24,17 @@ BUDGET=${BUDGET:-480}
 TOOLS=${TOOLS:-$PWD/.gpu}  # gpu_bench.py, orig_env.py, msrnn-original/, site/ (prepare_gpu_session.sh)
 if [ "${SMOKE:-0}" = 1 ]; then  # tiny sizes: only that every part runs and writes what it should
   SIZE=8 HIDDEN=4 FRAMES=2 REPEAT=1 CELLS=convlstm OPTIONS=plain,bf16 MODELS="ms-convlstm" WINDOW=3 FAST=plain
+  VS_MODELS="ms-convlstm" B16_MODELS="ms-convlstm"
 else
   SIZE=64 HIDDEN=64 FRAMES=10 REPEAT=5 CELLS=convlstm,trajgru,predrnn,predrnn-pp,mim,motionrnn,predrnn-v2,preciplstm
   OPTIONS=plain,compile,cudagraph,bf16 MODELS="ms-convlstm ms-predrnn" WINDOW=30 FAST=plain,compile
+  VS_MODELS="convlstm ms-convlstm trajgru ms-trajgru predrnn ms-predrnn predrnn-pp ms-predrnn-pp mim ms-mim motionrnn
+    ms-motionrnn predrnn-v2 ms-predrnn-v2"
+  B16_MODELS="convlstm ms-convlstm predrnn ms-predrnn motionrnn ms-motionrnn"
 fi
 export ORIG=$TOOLS/msrnn-original PYTHONUNBUFFERED=1
 [ "$DEVICE" = cuda ] && export ORIG_CUDA=1
+GRAPH=$([ "$DEVICE" = cuda ] && echo clip-graph || echo none)  # CUDA graphs need a GPU; the smoke test runs plain
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/session.log") 2>&1
 log() { echo "== $* (${SECONDS}s)"; }
@@ -67,7 +72,9 @@ from_source() {
   paths=$PWD:$TOOLS/site; for p in plugins/*/; do paths=$paths:$PWD/$p; done
   export PYTHONPATH=$paths${PYTHONPATH:+:$PYTHONPATH}
 }
-if [ "$DEVICE" = cuda ] && ! zoo_ready; then
+if [ "${INSTALL:-pip}" = source ] && ! zoo_ready; then  # INSTALL=source: skip pip's ~50 s
+  from_source
+elif [ "$DEVICE" = cuda ] && ! zoo_ready; then
   plugins=(); for p in plugins/*/; do plugins+=(-e "$p"); done
   timeout 120 $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . "${plugins[@]}" \
     || log "pip could not install"
@@ -79,6 +86,17 @@ $PY -P -c "import json, torch, msrnn_zoo; print(json.dumps({'torch': torch.__ver
 COMMON=(--device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" --in-frames "$FRAMES" --out-frames "$FRAMES" --batch 4)
 GPU_BENCH=(--device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" --inp "$FRAMES" --out "$FRAMES" --cells "$CELLS")
 
+# 0. the whole clip recorded as CUDA graphs (fast path 'clip-graph'): its tests, then every model's training step
+# and forecast beside the original, batch 4, fp32 and bf16; ms-X against X at batch 16; PrecipLSTM against PredRNN
+if [ "$DEVICE" = cuda ]; then
+  part clip_graph_tests 60 clip_graph_tests.txt $PY -m pytest -q -p no:cacheprovider -x tests/test_clip_graph.py
+fi
+needs "$ORIG/model.py" vs_original_graph && part vs_original_graph 200 vs_original_graph.jsonl \
+  $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --fast-path "$GRAPH" $VS_MODELS
+part batch16_graph 60 batch16_graph.jsonl $PY benchmarks/options.py "${COMMON[@]}" --batch 16 --repeat 3 \
+  --json --options "plain,$GRAPH" $B16_MODELS
+part preciplstm_graph 90 preciplstm_graph.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
+  --options "plain,$GRAPH,$GRAPH+bf16" predrnn preciplstm ms-preciplstm
 # 1. training step of every model, ours and the original, batch 4, fp32 (147 s measured on an H200)
 needs "$TOOLS/gpu_bench.py" gpu_bench_b4 && part gpu_bench_b4 190 gpu_bench_b4.jsonl \
   $PY "$TOOLS/gpu_bench.py" "${GPU_BENCH[@]}" --batch 4 --repeat "$REPEAT" --deadline 160

@@ -5,10 +5,10 @@
                                  [--repeat 5] [--device cpu] [--threads 1] [--clock wall|process] [--json]
                                  [models ...]
 
-Options: ``plain`` (the defaults: fp32, eager), ``compile`` / ``cudagraph`` (``set_fast_path``), ``bf16`` /
-``fp16`` (autocast, as ``train --precision``), ``channels-last`` (``set_channels_last``: the weights too),
+Options: ``plain`` (the defaults: fp32, eager), ``compile`` / ``cudagraph`` / ``clip-graph`` (``set_fast_path``),
+``bf16`` / ``fp16`` (autocast, as ``train --precision``), ``channels-last`` (``set_channels_last``: the weights too),
 ``cpu-contiguous`` (``cpu_channels_last = False``: every tensor NCHW on the CPU, the layout before channels-last
-activations became the CPU's default), ``grad-checkpointing``.
+activations became the CPU's default), ``grad-checkpointing``; ``+`` combines them (``clip-graph+bf16``).
 Each option gets its own copy of the same weights. Per option: ``warmup_s``, the first training step
 (compilation and capture included), then the median seconds of a training step (forward, backward, Adam)
 and of a forecast (``model(context, horizon)`` without gradients, reported as frames per second), over
@@ -31,21 +31,22 @@ import msrnn_zoo
 
 
 def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecaster, str]:
-    """A copy of ``base`` set up for ``option``, and the precision its steps run in."""
+    """A copy of ``base`` set up for ``option`` (options joined by ``+`` combine), and its steps' precision."""
     model = copy.deepcopy(base)
     precision = "fp32"
-    if option in ("compile", "cudagraph"):
-        model.set_fast_path(option)
-    elif option in ("bf16", "fp16"):
-        precision = option
-    elif option == "channels-last":
-        model.set_channels_last()
-    elif option == "cpu-contiguous":
-        model.cpu_channels_last = False
-    elif option == "grad-checkpointing":
-        model.set_grad_checkpointing(True)
-    elif option != "plain":
-        raise SystemExit(f"unknown option {option!r}")
+    for part in option.split("+"):
+        if part in ("compile", "cudagraph", "clip-graph"):
+            model.set_fast_path(part)
+        elif part in ("bf16", "fp16"):
+            precision = part
+        elif part == "channels-last":
+            model.set_channels_last()
+        elif part == "cpu-contiguous":
+            model.cpu_channels_last = False
+        elif part == "grad-checkpointing":
+            model.set_grad_checkpointing(True)
+        elif part not in ("plain", "none"):
+            raise SystemExit(f"unknown option {part!r}")
     return model, precision
 
 

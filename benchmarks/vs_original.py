@@ -9,7 +9,9 @@ the original's Python files into ``ORIG``). Per model and implementation: the tr
 ``gpu_bench.py`` (forward over the whole clip, MSE, backward, Adam; ours with its defaults: fp32, eager),
 and a forecast without gradients -- ours ``model(context, horizon)``, the original's test mode, both
 ``in + out - 1`` recurrent steps -- given as forecast frames per second (batch x out frames / seconds).
-``--channels-last`` runs ours in that layout (an option, not the default).
+``--channels-last`` runs ours in that layout, ``--fast-path`` on a fast path (``set_fast_path``) and ``--precision``
+under autocast (options, not the defaults); ``warmup_s`` is our first training step, compilation or recording
+included.
 The four measurements take turns in every round, so that a change in the machine's load hits them all;
 ``speedup`` is the median over rounds of original seconds / our seconds, above 1 when ours is faster.
 """
@@ -34,8 +36,9 @@ def ours(name: str, args: argparse.Namespace, device: torch.device) -> tuple[Cal
     torch.manual_seed(0)
     model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
     model.set_channels_last(args.channels_last)
+    model.set_fast_path(None if args.fast_path == "none" else args.fast_path)
     frames, teacher = _common.clip(args, device)
-    return _common.model_steps(model, frames, teacher, args.in_frames)
+    return _common.model_steps(model, frames, teacher, args.in_frames, precision=args.precision)
 
 
 def original(name: str, args: argparse.Namespace,
@@ -67,6 +70,9 @@ def main() -> None:
     parser.add_argument("--tools", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "tools"))
     _common.add_common_options(parser, batch=4, repeat=7)
     parser.add_argument("--channels-last", action="store_true", help="ours with set_channels_last (not the default)")
+    parser.add_argument("--fast-path", default="none", choices=["none", "compile", "cudagraph", "clip-graph"],
+                        help="ours on this fast path (set_fast_path)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ours under autocast")
     args = parser.parse_args()
     if "ORIG" not in os.environ:
         raise SystemExit("Set ORIG to an export of the original's Python files (see the shared tools' README).")
@@ -75,13 +81,17 @@ def main() -> None:
     print(_common.header(args, f", load average {load:.1f} at start"), flush=True)
     for name in args.models or ["ms-convlstm", "ms-predrnn"]:
         impls = {"ours": ours(name, args, device), "original": original(name, args, device)}
-        for train, forecast in impls.values():  # warm-up
-            train(), forecast()
+        warmup = {}
+        for impl, (train, forecast) in impls.items():
+            warmup[impl] = timer(train)
+            forecast()
         cases = {f"{impl}_{what}": fn
                  for impl, steps in impls.items() for what, fn in zip(("train", "forecast"), steps)}
         times = _common.rounds(cases, args.repeat, timer)
         frames = args.batch * args.out_frames
-        row = {"model": name, **{f"{k}_s": _common.median(v) for k, v in times.items()},
+        row = {"model": name, "fast_path": args.fast_path, "precision": args.precision,
+               "warmup_s": warmup["ours"], "original_warmup_s": warmup["original"],
+               **{f"{k}_s": _common.median(v) for k, v in times.items()},
                "train_speedup": _common.median_ratio(times["original_train"], times["ours_train"]),
                "forecast_speedup": _common.median_ratio(times["original_forecast"], times["ours_forecast"]),
                "ours_forecast_fps": frames / _common.median(times["ours_forecast"]),
@@ -89,7 +99,8 @@ def main() -> None:
         if args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{name:14s} train ours {row['ours_train_s']:.3f}s original {row['original_train_s']:.3f}s "
+            print(f"{name:14s} warm-up {row['warmup_s']:.1f}s train ours {row['ours_train_s']:.3f}s "
+                  f"original {row['original_train_s']:.3f}s "
                   f"speed-up {row['train_speedup']:.2f} | forecast ours {row['ours_forecast_fps']:.1f} frames/s "
                   f"original {row['original_forecast_fps']:.1f} frames/s speed-up {row['forecast_speedup']:.2f}",
                   flush=True)

@@ -103,6 +103,8 @@ class DataPath(click.Path):
 
 DATA_PATH = DataPath(path_type=Path)
 MAX_HORIZON = 1000
+FAST_PATH_CHOICE = click.Choice(["none", "compile", "cudagraph", "clip-graph"])
+"""``network.FAST_PATHS`` spelled out (``none`` for ``None``): the CLI starts without importing torch."""
 """predict's ceiling: a picture of more frames than this is not a picture; long rollouts belong to the API."""
 
 
@@ -462,9 +464,11 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, 
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="fp32 (exact), or bf16 / fp16 autocast with the loss kept in fp32 (fp16 also scales the loss); "
                    "default fp32, on --resume the run's.")
-@click.option("--fast-path", type=click.Choice(["none", "compile", "cudagraph"]), default=None,
-              help="Run each time step compiled (torch.compile of one step; cudagraph also replays it as CUDA "
-                   "graphs, GPU only). The first steps pay the compilation. Default none, on --resume the run's.")
+@click.option("--fast-path", type=FAST_PATH_CHOICE, default=None,
+              help="compile: each time step compiled (torch.compile of one step; the first steps pay the "
+                   "compilation); cudagraph: compiled steps replayed as CUDA graphs; clip-graph: the whole clip "
+                   "recorded as CUDA graphs, no compiler (GPU only, seconds of warm-up). Default none, on --resume "
+                   "the run's.")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="Keep weights and states in the NHWC layout (may help half precision on GPUs; default off, "
                    "on --resume the run's).")
@@ -595,8 +599,9 @@ def _fit_with_progress(trainer: Any) -> None:
 @click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="bf16 / fp16: forecast under autocast (faster on GPUs; metrics differ slightly from fp32's).")
-@click.option("--fast-path", type=click.Choice(["none", "compile", "cudagraph"]), default="none", show_default=True,
-              help="Run each time step compiled (pays off over many clips; cudagraph: GPU only).")
+@click.option("--fast-path", type=FAST_PATH_CHOICE, default="none", show_default=True,
+              help="compile: each time step compiled (pays off over many clips); cudagraph, clip-graph: replayed "
+                   "as CUDA graphs (GPU only; clip-graph records the whole clip without compiling).")
 @friendly
 def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int | None, out: Path | None,
              force: bool, frames: str, device: str | None, precision: str, fast_path: str) -> None:
@@ -690,8 +695,9 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
 @click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="bf16 / fp16: forecast under autocast (faster on GPUs).")
-@click.option("--fast-path", type=click.Choice(["none", "compile", "cudagraph"]), default="none", show_default=True,
-              help="Run each time step compiled (pays off over many clips; cudagraph: GPU only).")
+@click.option("--fast-path", type=FAST_PATH_CHOICE, default="none", show_default=True,
+              help="compile: each time step compiled (pays off over many clips); cudagraph, clip-graph: replayed "
+                   "as CUDA graphs (GPU only; clip-graph records the whole clip without compiling).")
 @friendly
 def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | None, index: int, scale: int,
             force: bool, device: str | None, precision: str, fast_path: str) -> None:

@@ -17,11 +17,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .cell import RecurrentCell, State
+from .graphs import ClipGraphs
 from .hub import HubMixin
 from .schedule import ScaleSchedule, build_schedule
 
-FAST_PATHS: tuple[str | None, ...] = (None, "compile", "cudagraph")
-"""How a step may run: eagerly, compiled, or compiled and replayed as CUDA graphs (see ``set_fast_path``)."""
+FAST_PATHS: tuple[str | None, ...] = (None, "compile", "cudagraph", "clip-graph")
+"""How a clip may run: eagerly, each step compiled, each step compiled and replayed as CUDA graphs, or the whole
+clip recorded eagerly as CUDA graphs and replayed (see ``set_fast_path``)."""
+GRAPH_PATHS = ("cudagraph", "clip-graph")
+"""The fast paths that record CUDA graphs: they need a GPU and cannot recompute steps (gradient checkpointing)."""
 
 
 @dataclass
@@ -151,6 +155,7 @@ class Forecaster(HubMixin, nn.Module):
         weights keep their layout. ``False`` keeps every tensor contiguous (NCHW)."""
         self.fast_path: str | None = None
         self._fast_step: Any = None
+        self._clip_graphs: ClipGraphs | None = None
 
     # ---------------------------------------------------------------- options
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -164,7 +169,7 @@ class Forecaster(HubMixin, nn.Module):
         self.grad_checkpointing = bool(enable)
 
     def set_fast_path(self, mode: str | None) -> Forecaster:
-        """Run each time step through a compiled graph: ``"compile"``, ``"cudagraph"`` or ``None`` (eager).
+        """Run clips through a faster path: ``"compile"``, ``"cudagraph"``, ``"clip-graph"`` or ``None`` (eager).
 
         What is compiled is one step of the whole stack (:meth:`_step`), not the unrolled clip, so the
         compile time does not grow with the number of frames and one compiled step serves training,
@@ -174,18 +179,25 @@ class Forecaster(HubMixin, nn.Module):
         launch cost on a GPU; it needs CUDA and cannot be combined with gradient checkpointing. The first
         steps pay the compilation (and the capture); the numbers are those of the eager path up to float
         rounding. All models of a process share the compiled step's cache: past PyTorch's recompile limit
-        (8 models, shapes or grad modes) it warns and runs the step eagerly. Returns the model, like ``to``.
+        (8 models, shapes or grad modes) it warns and runs the step eagerly.
+
+        ``"clip-graph"`` compiles nothing: the first clip of each shape runs eagerly a few times, then the
+        whole clip -- every step's forward, and for training every step's backward -- is recorded as CUDA
+        graphs and replayed from then on (:mod:`msrnn_zoo.graphs`). The warm-up takes seconds and the numbers
+        are the eager path's. It applies to ``forward_train`` and ``forward`` on a GPU; ``step`` and CPU
+        tensors run eagerly. Returns the model, like ``to``.
         """
         if mode not in FAST_PATHS:
             raise ValueError(f"Unknown fast path {mode!r}; use one of {', '.join(map(repr, FAST_PATHS))}.")
-        if mode == "cudagraph" and not torch.cuda.is_available():
-            raise ValueError("The 'cudagraph' fast path records CUDA graphs and needs a GPU; PyTorch sees none "
+        if mode in GRAPH_PATHS and not torch.cuda.is_available():
+            raise ValueError(f"The {mode!r} fast path records CUDA graphs and needs a GPU; PyTorch sees none "
                              "here. Use fast path 'compile' (or none) on the CPU.")
         self.fast_path = mode
         for cell in self.cells:
             cell.set_fast_path(mode)
-        self._fast_step = None if mode is None else torch.compile(
+        self._fast_step = None if mode in (None, "clip-graph") else torch.compile(
             self._step, dynamic=False, mode="reduce-overhead" if mode == "cudagraph" else None)
+        self._clip_graphs = ClipGraphs() if mode == "clip-graph" else None
         return self
 
     def set_channels_last(self, enable: bool = True) -> Forecaster:
@@ -291,11 +303,22 @@ class Forecaster(HubMixin, nn.Module):
         if self._fast_step is not None:
             step, frame = self._fast_step, frame.contiguous()  # one layout: no recompilation for a strided frame
         if self.grad_checkpointing and torch.is_grad_enabled():
-            if self.fast_path == "cudagraph":
-                raise ValueError("Gradient checkpointing recomputes each step in the backward pass, which recorded "
-                                 "CUDA graphs cannot do; use fast path 'compile' with it, or turn one of them off.")
+            self._check_no_recompute()
             return checkpoint(step, frame, state, with_aux, use_reentrant=False)
         return step(frame, state, with_aux)
+
+    def _check_no_recompute(self) -> None:
+        if self.fast_path in GRAPH_PATHS:
+            raise ValueError("Gradient checkpointing recomputes each step in the backward pass, which recorded "
+                             "CUDA graphs cannot do; use fast path 'compile' with it, or turn one of them off.")
+
+    def _recorded(self, frames: torch.Tensor) -> ClipGraphs | None:
+        """The clip recordings to replay ``frames`` through, or ``None`` to run the clip eagerly."""
+        if self._clip_graphs is None or not frames.is_cuda or frames.requires_grad:
+            return None
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            self._check_no_recompute()
+        return self._clip_graphs
 
     def _begin_clip(self) -> None:
         """Tell recorded CUDA graphs that a new clip (a new training iteration) starts."""
@@ -363,6 +386,12 @@ class Forecaster(HubMixin, nn.Module):
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be an integer >= 1 (frames to forecast), got {horizon!r}.")
         self.check_frames(frames)
+        graphs = self._recorded(frames)
+        if graphs is not None:
+            return graphs.run("forecast", lambda f: (self._forecast(f, horizon),), (frames,), self, key=horizon)[0]
+        return self._forecast(frames, horizon)
+
+    def _forecast(self, frames: torch.Tensor, horizon: int) -> torch.Tensor:
         b, t, _, h, w = frames.shape
         self._begin_clip()
         state = self.init_state(b, h, w, device=frames.device, dtype=frames.dtype)
@@ -384,11 +413,24 @@ class Forecaster(HubMixin, nn.Module):
         has none), already averaged over steps and samples and scaled by its weight.
         """
         self.check_frames(frames)
-        b, t, _, h, w = frames.shape
+        b, t = frames.shape[:2]
         if t < 2:
             raise ValueError(f"Training needs clips of at least 2 frames, got T={t}.")
         if teacher.shape != (b, t - 1):
             raise ValueError(f"teacher mask must have shape (B, T-1) = {(b, t - 1)}, got {tuple(teacher.shape)}.")
+        graphs = self._recorded(frames)
+        if graphs is not None and not teacher.requires_grad:
+            outputs = graphs.run("train", self._train_clip_outputs, (frames, teacher.to(frames.device)), self)
+            return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+        return self._train_clip(frames, teacher)
+
+    def _train_clip_outputs(self, frames: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """:meth:`_train_clip` as a tuple of tensors only, as a recording needs."""
+        prediction, aux_loss = self._train_clip(frames, teacher)
+        return (prediction,) if aux_loss is None else (prediction, aux_loss)
+
+    def _train_clip(self, frames: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, t, _, h, w = frames.shape
         teacher = teacher.to(frames.dtype)[:, :, None, None, None]
         self._begin_clip()
         state = self.init_state(b, h, w, device=frames.device, dtype=frames.dtype)

@@ -1,0 +1,184 @@
+"""The 'clip-graph' fast path: whole clips recorded as CUDA graphs give the eager path's numbers, and what a user
+could trip over (kept predictions, accumulated gradients, interleaved clips, moved weights) is safe or refused."""
+
+import copy
+import pickle
+
+import pytest
+import torch
+
+import msrnn_zoo
+from msrnn_zoo import graphs
+from msrnn_zoo.network import FAST_PATHS
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def test_the_cli_offers_every_fast_path():
+    from msrnn_zoo.cli import FAST_PATH_CHOICE
+
+    assert list(FAST_PATH_CHOICE.choices) == ["none" if p is None else p for p in FAST_PATHS]
+
+
+def test_without_a_gpu_the_clip_graph_path_says_what_to_use():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    model = msrnn_zoo.create("convlstm", hidden_channels=2, num_layers=1)
+    with pytest.raises(ValueError, match="'clip-graph' fast path records CUDA graphs and needs a GPU.*'compile'"):
+        model.set_fast_path("clip-graph")
+    assert model.fast_path is None
+
+
+class FakeRecording:
+    """Stands in for a CUDA recording on the CPU: runs the clip eagerly and counts how often it was made."""
+
+    made = 0
+
+    def __init__(self, fn, args, params, autocast_dtype):
+        type(self).made += 1
+        self.fn, self.generation = fn, 0
+
+    def replay(self, args):
+        return tuple(self.fn(*args))
+
+
+def test_recordings_are_kept_per_key_and_dropped_when_the_weights_move(monkeypatch):
+    """The cache logic, on the CPU: one recording per shape and mode, at most ``keep``, none kept over moved weights."""
+    monkeypatch.setattr(graphs, "_Recording", FakeRecording)
+    FakeRecording.made = 0
+    module = torch.nn.Linear(2, 2)
+    cache = graphs.ClipGraphs(keep=2)
+    double = lambda x: (2 * x,)  # noqa: E731
+    with torch.no_grad():
+        x = torch.ones(3, 2)
+        assert torch.equal(cache.run("f", double, (x,), module)[0], 2 * x)
+        cache.run("f", double, (torch.zeros(3, 2),), module)  # same key: replayed
+        assert FakeRecording.made == 1
+        cache.run("f", double, (x,), module, key=5)  # another key (a horizon)
+        cache.run("f", double, (torch.ones(4, 2),), module)  # another shape
+        assert FakeRecording.made == 3 and len(cache) == 2  # the oldest was dropped
+        module.weight.data = module.weight.data.clone()  # new storage: recordings would read freed memory
+        cache.run("f", double, (torch.ones(4, 2),), module)
+        assert FakeRecording.made == 4 and len(cache) == 1
+    module.eval()
+    with torch.no_grad():
+        cache.run("f", double, (torch.ones(4, 2),), module)
+    assert FakeRecording.made == 5  # eval and train may differ (dropout): recorded apart
+
+
+def test_copies_of_a_model_do_not_share_its_recordings():
+    cache = graphs.ClipGraphs(keep=3)
+    cache._recordings["k"] = object()  # what a recording would be: nothing a copy can use
+    for twin in (copy.deepcopy(cache), pickle.loads(pickle.dumps(cache))):
+        assert len(twin) == 0 and twin.keep == 3
+
+
+# ------------------------------------------------------------------------------------------------ on a GPU
+def loss_and_grads(model, frames, teacher):
+    prediction, aux = model.forward_train(frames, teacher)
+    loss = (prediction - frames[:, 1:]).pow(2).mean() + (aux if aux is not None else 0)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), prediction.detach(), grads
+
+
+def assert_same(a, b, rtol=1e-4, atol=1e-5):
+    torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+@cuda
+@pytest.mark.parametrize("name", ["convlstm", "ms-predrnn", "ms-predrnn-v2", "ms-mim", "ms-preciplstm"])
+def test_training_steps_and_forecasts_match_the_eager_path(name):
+    """Three Adam steps of twin models: the recorded clips see every update of the weights."""
+    torch.manual_seed(0)
+    eager = msrnn_zoo.create(name, hidden_channels=8, num_layers=4).cuda()
+    fast = copy.deepcopy(eager).set_fast_path("clip-graph")
+    frames = torch.rand(2, 5, 1, 16, 16, device="cuda")
+    teacher = torch.tensor([[1.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]], device="cuda")
+    optimizers = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in (eager, fast)]
+    for _ in range(3):
+        results = []
+        for model, optimizer in zip((eager, fast), optimizers):
+            prediction, aux = model.forward_train(frames, teacher)
+            loss = (prediction - frames[:, 1:]).pow(2).mean() + (aux if aux is not None else 0)
+            loss.backward()
+            results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        assert_same(results[1][0], results[0][0])
+        for n, grad in results[0][1].items():
+            assert_same(results[1][1][n], grad)
+        with torch.no_grad():
+            assert_same(fast(frames[:, :3], horizon=2), eager(frames[:, :3], horizon=2))
+    assert len(fast._clip_graphs) == 2  # one training recording, one forecast recording
+
+
+@cuda
+def test_what_a_replay_hands_out_survives_the_next_replay_and_gradients_accumulate():
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-convlstm", hidden_channels=4, num_layers=4).cuda().set_fast_path("clip-graph")
+    teacher = torch.ones(1, 3, device="cuda")
+    first, second = torch.rand(1, 4, 1, 16, 16, device="cuda"), torch.rand(1, 4, 1, 16, 16, device="cuda")
+    _, kept, grads_first = loss_and_grads(model, first, teacher)
+    kept_copy = kept.clone()
+    _, _, grads_second = loss_and_grads(model, second, teacher)
+    assert torch.equal(kept, kept_copy)
+    for frames in (first, second):  # no zero_grad in between: the gradients add up, as they do eagerly
+        prediction, _ = model.forward_train(frames, teacher)
+        (prediction - frames[:, 1:]).pow(2).mean().backward()
+    for n, p in model.named_parameters():
+        assert_same(p.grad, grads_first[n] + grads_second[n])
+
+
+@cuda
+def test_a_backward_after_the_next_forward_is_refused():
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).cuda().set_fast_path("clip-graph")
+    frames, teacher = torch.rand(1, 4, 1, 8, 8, device="cuda"), torch.ones(1, 3, device="cuda")
+    model.forward_train(frames, teacher)  # recorded
+    early, _ = model.forward_train(frames, teacher)
+    model.forward_train(frames, teacher)
+    with pytest.raises(RuntimeError, match="backward must run before the next training forward"):
+        early.sum().backward()
+
+
+@cuda
+def test_bf16_autocast_replays_see_the_updated_weights():
+    torch.manual_seed(0)
+    eager = msrnn_zoo.create("ms-predrnn", hidden_channels=8, num_layers=4).cuda()
+    fast = copy.deepcopy(eager).set_fast_path("clip-graph")
+    frames, teacher = torch.rand(2, 4, 1, 16, 16, device="cuda"), torch.ones(2, 3, device="cuda")
+    for _ in range(2):
+        with torch.no_grad():
+            for p in (*eager.parameters(), *fast.parameters()):
+                p.mul_(0.9)  # what an optimizer does: in place
+        with torch.autocast("cuda", dtype=torch.bfloat16):  # with autocast's weight cache on, as users have it
+            want, _ = eager.forward_train(frames, teacher)
+            got, _ = fast.forward_train(frames, teacher)
+        assert got.dtype == want.dtype
+        assert_same(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+
+
+@cuda
+def test_moved_weights_and_new_shapes_are_recorded_again():
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).cuda().set_fast_path("clip-graph")
+    teacher = torch.ones(1, 3, device="cuda")
+    with torch.no_grad():
+        model(torch.rand(1, 4, 1, 8, 8, device="cuda"))
+        model(torch.rand(1, 4, 1, 16, 16, device="cuda"))
+        assert len(model._clip_graphs) == 2
+        model.set_channels_last(True)  # new weight storage
+        model(torch.rand(1, 4, 1, 8, 8, device="cuda"))
+        assert len(model._clip_graphs) == 1
+    loss_and_grads(model, torch.rand(1, 4, 1, 8, 8, device="cuda"), teacher)
+    assert model.cpu()(torch.rand(1, 4, 1, 8, 8)).shape == (1, 1, 1, 8, 8)  # CPU tensors run eagerly
+
+
+@cuda
+def test_clip_graphs_refuse_gradient_checkpointing():
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).cuda().set_fast_path("clip-graph")
+    model.set_grad_checkpointing(True)
+    with pytest.raises(ValueError, match="use fast path 'compile'"):
+        model.forward_train(torch.rand(1, 3, 1, 8, 8, device="cuda"), torch.ones(1, 2, device="cuda"))
+    with torch.no_grad():  # nothing is recomputed without gradients
+        model(torch.rand(1, 3, 1, 8, 8, device="cuda"))
