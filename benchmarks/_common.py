@@ -111,6 +111,16 @@ def model_steps(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torc
     return train, forecast
 
 
+def cuda_peak_mib(fn: Callable[[], object]) -> float:
+    """Peak CUDA memory of one call above what was allocated before it, in MiB."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    resting = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - resting) / 2**20
+
+
 def rounds(cases: Mapping[str, Callable[[], object]], repeat: int, timer: Timer) -> dict[str, list[float]]:
     """``repeat`` rounds in which every case runs once, in turn: the seconds of each case, round by round."""
     times: dict[str, list[float]] = {name: [] for name in cases}

@@ -7,7 +7,8 @@
 # The parts run in order of importance; each has a time limit, and a part that would not fit in what is left of
 # BUDGET seconds (default 480: the device tool allows 600 s per call and 15 min of device time per session,
 # machine start included) is skipped with a line saying so, as is a part named in SKIP_PARTS (a comma list, e.g.
-# SKIP_PARTS=gpu_bench_b4 when an earlier session measured it). Results are JSON lines and text under $OUT (the device tool brings
+# SKIP_PARTS=gpu_bench_b4 when an earlier session measured it) or, when ONLY_PARTS is set, one it does not name.
+# INSTALL=source runs the checkout from the source tree (PYTHONPATH and .gpu/site) instead of pip's ~50 s. Results are JSON lines and text under $OUT (the device tool brings
 # them back), summary.md the tables: python3 benchmarks/gpu_summary.py $OUT rebuilds it anywhere.
 # Settings of the issue: 64x64, hidden 64, 10 -> 10 frames, batch 4 (and 16), fp32, Adam, the original in the
 # same process (ORIG_CUDA=1).
@@ -24,7 +25,7 @@ BUDGET=${BUDGET:-480}
 TOOLS=${TOOLS:-$PWD/.gpu}  # gpu_bench.py, orig_env.py, msrnn-original/, site/ (prepare_gpu_session.sh)
 if [ "${SMOKE:-0}" = 1 ]; then  # tiny sizes: only that every part runs and writes what it should
   SIZE=8 HIDDEN=4 FRAMES=2 REPEAT=1 CELLS=convlstm OPTIONS=plain,bf16 MODELS="ms-convlstm" WINDOW=3 FAST=plain
-  VS_MODELS="ms-convlstm" B16_MODELS="ms-convlstm"
+  VS_MODELS="ms-convlstm" B16_MODELS="convlstm ms-convlstm"
 else
   SIZE=64 HIDDEN=64 FRAMES=10 REPEAT=5 CELLS=convlstm,trajgru,predrnn,predrnn-pp,mim,motionrnn,predrnn-v2,preciplstm
   OPTIONS=plain,compile,cudagraph,bf16 MODELS="ms-convlstm ms-predrnn" WINDOW=30 FAST=plain,compile
@@ -47,6 +48,11 @@ part() {
   case ",${SKIP_PARTS:-}," in *",$name,"*)
     log "SKIPPED $name: named in SKIP_PARTS"; echo "$name: asked" >> "$OUT/skipped.txt"; return;;
   esac
+  if [ -n "${ONLY_PARTS:-}" ]; then
+    case ",$ONLY_PARTS," in *",$name,"*) ;; *)
+      log "SKIPPED $name: not named in ONLY_PARTS"; echo "$name: asked" >> "$OUT/skipped.txt"; return;;
+    esac
+  fi
   if [ "$left" -lt 20 ]; then
     log "SKIPPED $name: ${left}s of the ${BUDGET}s budget left"; echo "$name: budget" >> "$OUT/skipped.txt"; return
   fi

@@ -69,6 +69,32 @@ def options_table(found: list[dict]) -> list[str]:
     return lines
 
 
+def ms_options_table(found: list[dict]) -> list[str]:
+    """Per option of ``options.py``: each multi-scale model's training step over its single-scale twin's."""
+    seconds = {(r["option"], r["model"]): r["train_s"] for r in found if "train_s" in r}
+    lines = ["| cell | option | single s | ms s | ms/single |", "|---|---|---:|---:|---:|"]
+    for (option, model), single in seconds.items():
+        ms = seconds.get((option, f"ms-{model}"))
+        if not model.startswith("ms-") and ms is not None:
+            lines.append(f"| {model} | {option} | {number(single)} | {number(ms)} | {number(ms / single, 2)} |")
+    return lines
+
+
+def against_first_table(found: list[dict]) -> list[str]:
+    """Per option of ``options.py``: each model's training step and peak memory over the first model's."""
+    timed = [r for r in found if "train_s" in r]
+    first = {r["option"]: r for r in timed if r["model"] == timed[0]["model"]} if timed else {}
+    lines = [f"| model | option | train s | x {timed[0]['model'] if timed else '-'} time | peak MiB | x memory |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in timed:
+        base = first.get(r["option"], {})
+        time_ratio = r["train_s"] / base["train_s"] if base else None
+        memory_ratio = r["peak_mib"] / base["peak_mib"] if base.get("peak_mib") and r.get("peak_mib") else None
+        lines.append(f"| {r['model']} | {r['option']} | {number(r['train_s'])} | {number(time_ratio, 2)} | "
+                     f"{number(r.get('peak_mib'), 1)} | {number(memory_ratio, 2)} |")
+    return lines
+
+
 def columns_table(columns: list[tuple[str, str, int]]) -> Callable[[list[dict]], list[str]]:
     """A table of one row per model, one column per ``(title, key, digits)``."""
     def table(found: list[dict]) -> list[str]:
@@ -83,11 +109,21 @@ def columns_table(columns: list[tuple[str, str, int]]) -> Callable[[list[dict]],
 
 forecast_table = columns_table([("ours frames/s", "ours_forecast_fps", 1),
                                 ("original frames/s", "original_forecast_fps", 1), ("speed-up", "forecast_speedup", 2)])
+fast_vs_original_table = columns_table([
+    ("warm-up s", "warmup_s", 1), ("ours s", "ours_train_s", 3), ("original s", "original_train_s", 3),
+    ("speed-up", "train_speedup", 2), ("ours frames/s", "ours_forecast_fps", 1),
+    ("original frames/s", "original_forecast_fps", 1), ("forecast speed-up", "forecast_speedup", 2)])
 checkpointing_table = columns_table([("plain MiB", "plain_mib", 1), ("checkpointed MiB", "checkpointed_mib", 1),
                                      ("memory ratio", "memory_ratio", 2), ("time ratio", "time_ratio", 2)])
 
 
 SECTIONS = [
+    ("Fast path clip-graph beside the original, batch 4, fp32 (vs_original.py --fast-path clip-graph)",
+     "vs_original_graph.jsonl", fast_vs_original_table),
+    ("Batch 16, plain and clip-graph (benchmarks/options.py)", "batch16_graph.jsonl", options_table),
+    ("Batch 16: multi-scale against single-scale", "batch16_graph.jsonl", ms_options_table),
+    ("PrecipLSTM against PredRNN, plain and clip-graph (benchmarks/options.py)", "preciplstm_graph.jsonl",
+     against_first_table),
     ("Training step, batch 4, fp32, ours and the original (gpu_bench.py)", "gpu_bench_b4.jsonl", bench_table),
     ("Training step, batch 4: multi-scale against single-scale", "gpu_bench_b4.jsonl", ms_table),
     ("Training step, batch 16: multi-scale against single-scale", "gpu_bench_b16.jsonl", ms_table),

@@ -13,7 +13,8 @@ Each option gets its own copy of the same weights. Per option: ``warmup_s``, the
 (compilation and capture included), then the median seconds of a training step (forward, backward, Adam)
 and of a forecast (``model(context, horizon)`` without gradients, reported as frames per second), over
 ``--repeat`` rounds in which the options take turns, so that a change in the machine's load hits all of
-them. Ratios are to ``plain`` in the same round; below 1 means faster.
+them. Ratios are to ``plain`` in the same round; below 1 means faster. On a GPU, ``peak_mib`` is the peak memory of
+one more training step above what was allocated before it (a recording's activations count as allocated).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def main() -> None:
             rows[option] = row
         times = _common.rounds(cases, args.repeat, timer)
         for option, row in rows.items():
+            if device.type == "cuda" and f"{option}:train" in cases:
+                row["peak_mib"] = _common.cuda_peak_mib(cases[f"{option}:train"])
             if f"{option}:train" in times:
                 train_s, forecast_s = times[f"{option}:train"], times[f"{option}:forecast"]
                 row["train_s"] = _common.median(train_s)

@@ -79,13 +79,14 @@ class _Recording:
             self.inputs = tuple(a.detach().clone() for a in args)
             pool = torch.cuda.graph_pool_handle()
             self.forward_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.forward_graph, pool=pool):
+            # thread_local: a data loader's worker thread may use CUDA (pinned memory) while this thread records
+            with torch.cuda.graph(self.forward_graph, pool=pool, capture_error_mode="thread_local"):
                 self.outputs = tuple(fn(*self.inputs))
             self.backward_graph: torch.cuda.CUDAGraph | None = None
             if self.params:
                 self.grad_outputs = tuple(torch.empty_like(o) for o in self.outputs)
                 self.backward_graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.backward_graph, pool=pool):
+                with torch.cuda.graph(self.backward_graph, pool=pool, capture_error_mode="thread_local"):
                     self.grads = torch.autograd.grad(self.outputs, self.params, self.grad_outputs, allow_unused=True)
 
     def replay(self, args: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:

@@ -88,15 +88,21 @@ def assert_same(a, b, rtol=1e-4, atol=1e-5):
 
 
 @cuda
-@pytest.mark.parametrize("name", ["convlstm", "ms-predrnn", "ms-predrnn-v2", "ms-mim", "ms-preciplstm"])
-def test_training_steps_and_forecasts_match_the_eager_path(name):
-    """Three Adam steps of twin models: the recorded clips see every update of the weights."""
+@pytest.mark.parametrize(("name", "rtol", "atol"), [
+    ("convlstm", 1e-4, 1e-5), ("ms-predrnn", 1e-4, 1e-5), ("ms-predrnn-v2", 1e-4, 1e-5), ("ms-mim", 1e-4, 1e-5),
+    ("ms-preciplstm", 1e-3, 1e-4),  # FlexAttention against the reference: the tolerance of the plugin's own test
+])
+def test_training_steps_and_forecasts_match_the_eager_path(name, rtol, atol):
+    """Three SGD steps of twin models: the recorded clips see every update of the weights.
+
+    SGD, not Adam: Adam's normalisation would blow a rounding difference of a near-zero gradient up to a full step.
+    """
     torch.manual_seed(0)
     eager = msrnn_zoo.create(name, hidden_channels=8, num_layers=4).cuda()
     fast = copy.deepcopy(eager).set_fast_path("clip-graph")
     frames = torch.rand(2, 5, 1, 16, 16, device="cuda")
     teacher = torch.tensor([[1.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]], device="cuda")
-    optimizers = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in (eager, fast)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (eager, fast)]
     for _ in range(3):
         results = []
         for model, optimizer in zip((eager, fast), optimizers):
@@ -106,11 +112,11 @@ def test_training_steps_and_forecasts_match_the_eager_path(name):
             results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        assert_same(results[1][0], results[0][0])
+        assert_same(results[1][0], results[0][0], rtol, atol)
         for n, grad in results[0][1].items():
-            assert_same(results[1][1][n], grad)
+            assert_same(results[1][1][n], grad, rtol, atol)
         with torch.no_grad():
-            assert_same(fast(frames[:, :3], horizon=2), eager(frames[:, :3], horizon=2))
+            assert_same(fast(frames[:, :3], horizon=2), eager(frames[:, :3], horizon=2), rtol, atol)
     assert len(fast._clip_graphs) == 2  # one training recording, one forecast recording
 
 

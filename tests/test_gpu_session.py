@@ -38,13 +38,20 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     assert [r["model"] for r in checkpointing] == ["ms-convlstm", "predrnn"]
     assert all(0 < r["memory_ratio"] < 1 for r in checkpointing)
     assert "ours:" in (out / "local_attention.txt").read_text()
+    batch16 = [json.loads(line) for line in (out / "batch16_graph.jsonl").read_text().splitlines()
+               if line.startswith("{")]
+    assert {r["model"] for r in batch16} == {"convlstm", "ms-convlstm"} and all("train_s" in r for r in batch16)
+    graph = [json.loads(line) for line in (out / "preciplstm_graph.jsonl").read_text().splitlines()
+             if line.startswith("{")]
+    assert [r["model"] for r in graph][::3] == ["predrnn", "preciplstm", "ms-preciplstm"]
     skipped = (out / "skipped.txt").read_text()
-    for part in ("gpu_bench_b4", "gpu_bench_b16", "vs_original"):
+    for part in ("vs_original_graph", "gpu_bench_b4", "gpu_bench_b16", "vs_original"):
         assert f"{part}: no " in skipped  # the original and its tools are missing here: said, not failed
     assert "status" not in skipped  # no part failed or ran out of time
     summary = (out / "summary.md").read_text()
     assert "| ms-convlstm | bf16 |" in summary and "| predrnn |" in summary
     assert "(no results: gpu_bench_b4.jsonl is missing or empty)" in summary
+    assert "| convlstm | plain |" in summary and "x predrnn time" in summary  # batch 16 ms/single; PrecipLSTM
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("git") is None, reason="needs bash and git")
