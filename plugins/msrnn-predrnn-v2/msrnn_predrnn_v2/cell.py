@@ -31,11 +31,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from msrnn_predrnn import PredRNNCell
 from torch import nn
 
 from msrnn_zoo.cell import AuxiliaryLoss, CellOutput, State
+
+EPS = 1e-12
+"""The smallest norm a vector is divided by: ``torch.nn.functional.normalize``'s default, which the original uses."""
 
 
 class DecouplingLoss(AuxiliaryLoss):
@@ -54,10 +56,13 @@ class DecouplingLoss(AuxiliaryLoss):
 
     def forward(self, aux: Any) -> torch.Tensor:
         delta_c, delta_m = aux
-        # unit vectors over the spatial positions, one per sample and channel: (B, C, H*W)
-        c_dir = F.normalize(self.adapter(delta_c).flatten(2), dim=2)
-        m_dir = F.normalize(self.adapter(delta_m).flatten(2), dim=2)
-        return (c_dir * m_dir).sum(dim=2).abs().sum(dim=1)
+        # one vector over the spatial positions per sample and channel: (B, C, H*W)
+        c = self.adapter(delta_c).flatten(2)
+        m = self.adapter(delta_m).flatten(2)
+        # cos = <c, m> / (|c| |m|), each norm at least F.normalize's eps as there: the same number as the dot
+        # product of the two normalized vectors, without dividing the whole (B, C, H*W) tensors
+        norms = torch.linalg.vector_norm(c, dim=2).clamp_min(EPS) * torch.linalg.vector_norm(m, dim=2).clamp_min(EPS)
+        return ((c * m).sum(dim=2) / norms).abs().sum(dim=1)
 
     @classmethod
     def original_key(cls, key: str) -> str:

@@ -153,3 +153,31 @@ def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
     """The convolutions over ``[C_t, M_t]`` of PredRNN's step, read by the output gate and the 1x1 read-out
     keep the parts, not a copy of them for every layer and step."""
     assert testing.concatenations_kept("predrnn-v2") == 0
+
+
+@pytest.mark.parametrize("zero", [False, True])
+def test_decoupling_gradients_are_those_of_the_normalized_vectors(zero):
+    """The loss divides two norms instead of normalizing both tensors: same values and gradients, in float64,
+    also when an adapted increment is all zeros (its norm is clamped to F.normalize's eps, as the original's)."""
+    import torch.nn.functional as F
+    from msrnn_predrnn_v2.cell import DecouplingLoss
+
+    torch.manual_seed(0)
+    loss = DecouplingLoss(4).double()
+    if zero:
+        with torch.no_grad():
+            loss.adapter.weight.zero_()
+            loss.adapter.bias.zero_()
+    d_c, d_m = (torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
+
+    def normalized(d_c, d_m):
+        c = F.normalize(loss.adapter(d_c).flatten(2), dim=2)
+        m = F.normalize(loss.adapter(d_m).flatten(2), dim=2)
+        return (c * m).sum(dim=2).abs().sum(dim=1)
+
+    wrt = (d_c, d_m, loss.adapter.weight, loss.adapter.bias)
+    ours, reference = loss((d_c, d_m)), normalized(d_c, d_m)
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-14)
+    for got, want in zip(torch.autograd.grad(ours.sum(), wrt), torch.autograd.grad(reference.sum(), wrt)):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)
