@@ -179,12 +179,3 @@ def test_moved_weights_and_new_shapes_are_recorded_again():
     loss_and_grads(model, torch.rand(1, 4, 1, 8, 8, device="cuda"), teacher)
     assert model.cpu()(torch.rand(1, 4, 1, 8, 8)).shape == (1, 1, 1, 8, 8)  # CPU tensors run eagerly
 
-
-@cuda
-def test_clip_graphs_refuse_gradient_checkpointing():
-    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).cuda().set_fast_path("clip-graph")
-    model.set_grad_checkpointing(True)
-    with pytest.raises(ValueError, match="use fast path 'compile'"):
-        model.forward_train(torch.rand(1, 3, 1, 8, 8, device="cuda"), torch.ones(1, 2, device="cuda"))
-    with torch.no_grad():  # nothing is recomputed without gradients
-        model(torch.rand(1, 3, 1, 8, 8, device="cuda"))

@@ -94,11 +94,15 @@ def test_fast_paths_on_the_gpu(mode):
 
 
 @cuda
-def test_cuda_graphs_refuse_gradient_checkpointing():
-    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).cuda().set_fast_path("cudagraph")
+@pytest.mark.parametrize("mode", ["cudagraph", "clip-graph"])
+def test_cuda_graphs_refuse_gradient_checkpointing(mode):
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).cuda().set_fast_path(mode)
     model.set_grad_checkpointing(True)
     with pytest.raises(ValueError, match="use fast path 'compile'"):
         model.forward_train(torch.rand(1, 3, 1, 8, 8, device="cuda"), torch.ones(1, 2, device="cuda"))
+    if mode == "clip-graph":  # nothing is recomputed without gradients (and nothing compiled, so it is quick)
+        with torch.no_grad():
+            assert model(torch.rand(1, 3, 1, 8, 8, device="cuda")).shape == (1, 1, 1, 8, 8)
 
 
 def test_a_run_trained_on_the_fast_path_takes_the_same_steps(trace_only, tmp_path, clips_file):
