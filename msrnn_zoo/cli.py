@@ -103,9 +103,9 @@ class DataPath(click.Path):
 
 DATA_PATH = DataPath(path_type=Path)
 MAX_HORIZON = 1000
+"""predict's ceiling: a picture of more frames than this is not a picture; long rollouts belong to the API."""
 FAST_PATH_CHOICE = click.Choice(["none", "compile", "cudagraph", "clip-graph"])
 """``network.FAST_PATHS`` spelled out (``none`` for ``None``): the CLI starts without importing torch."""
-"""predict's ceiling: a picture of more frames than this is not a picture; long rollouts belong to the API."""
 
 
 def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
