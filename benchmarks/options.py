@@ -29,6 +29,7 @@ import _common
 import torch
 
 import msrnn_zoo
+from msrnn_zoo.network import FAST_PATHS
 
 
 def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecaster, str]:
@@ -36,7 +37,7 @@ def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecast
     model = copy.deepcopy(base)
     precision = "fp32"
     for part in option.split("+"):
-        if part in ("compile", "cudagraph", "clip-graph"):
+        if part in FAST_PATHS:
             model.set_fast_path(part)
         elif part in ("bf16", "fp16"):
             precision = part

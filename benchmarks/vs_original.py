@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import msrnn_zoo
+from msrnn_zoo.network import FAST_PATHS
 
 
 def ours(name: str, args: argparse.Namespace, device: torch.device) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--tools", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "tools"))
     _common.add_common_options(parser, batch=4, repeat=7)
     parser.add_argument("--channels-last", action="store_true", help="ours with set_channels_last (not the default)")
-    parser.add_argument("--fast-path", default="none", choices=["none", "compile", "cudagraph", "clip-graph"],
+    parser.add_argument("--fast-path", default="none", choices=["none", *filter(None, FAST_PATHS)],
                         help="ours on this fast path (set_fast_path)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ours under autocast")
     args = parser.parse_args()
