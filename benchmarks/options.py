@@ -8,7 +8,9 @@
 Options: ``plain`` (the defaults: fp32, eager), ``compile`` / ``cudagraph`` / ``clip-graph`` (``set_fast_path``),
 ``bf16`` / ``fp16`` (autocast, as ``train --precision``), ``channels-last`` (``set_channels_last``: the weights too),
 ``cpu-contiguous`` (``cpu_channels_last = False``: every tensor NCHW on the CPU, the layout before channels-last
-activations became the CPU's default), ``grad-checkpointing``; ``+`` combines them (``clip-graph+bf16``).
+activations became the CPU's default), ``embedding`` (``absorb_embedding = False``: the 1x1 embedding computed on
+its own, not absorbed by the bottom layer's convolutions), ``grad-checkpointing``; ``+`` combines them
+(``clip-graph+bf16``).
 Each option gets its own copy of the same weights. Per option: ``warmup_s``, the first training step
 (compilation and capture included), then the median seconds of a training step (forward, backward, Adam)
 and of a forecast (``model(context, horizon)`` without gradients, reported as frames per second), over
@@ -45,6 +47,8 @@ def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecast
             model.set_channels_last()
         elif part == "cpu-contiguous":
             model.cpu_channels_last = False
+        elif part == "embedding":
+            model.absorb_embedding = False
         elif part == "grad-checkpointing":
             model.set_grad_checkpointing(True)
         elif part not in ("plain", "none"):

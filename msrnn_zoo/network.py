@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .cell import RecurrentCell, State
+from .cell import EmbeddedFrame, RecurrentCell, State
 from .graphs import ClipGraphs
 from .hub import HubMixin
 from .schedule import ScaleSchedule, build_schedule
@@ -153,6 +153,11 @@ class Forecaster(HubMixin, nn.Module):
         """Activations (states, gates) in channels-last on the CPU even without :meth:`set_channels_last`: oneDNN's
         convolutions run faster in it there (``benchmarks/options.py --options plain,cpu-contiguous``); the
         weights keep their layout. ``False`` keeps every tensor contiguous (NCHW)."""
+        self.absorb_embedding = True
+        """Let the bottom layer's convolutions absorb the 1x1 embedding when its cell allows it
+        (:attr:`~msrnn_zoo.cell.RecurrentCell.convolves_input_only`): the same numbers up to float rounding, with
+        about 40% less convolution work in that layer (:class:`~msrnn_zoo.cell.EmbeddedFrame`). ``False``
+        computes the embedding on its own, only to measure what absorbing it saves."""
         self.fast_path: str | None = None
         self._fast_step: Any = None
         self._clip_graphs: ClipGraphs | None = None
@@ -265,16 +270,20 @@ class Forecaster(HubMixin, nn.Module):
         return state
 
     # ---------------------------------------------------------------- one step
-    def _step(self, frame: torch.Tensor, state: ForecastState,
-              with_aux: bool = False) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
+    def _step(self, frame: torch.Tensor, state: ForecastState, with_aux: bool = False,
+              absorbed: dict[Any, Any] | None = None) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
+        """One step of the stack; ``absorbed`` is the clip's dict of weights combined with the embedding."""
         levels, move = self.levels, self.schedule.move
         memory = state.memory
         outputs: list[torch.Tensor] = []
         layers: list[State] = []
         aux_total: torch.Tensor | None = None
-        x = self.embed(frame)
-        if self._nhwc(x.device):
-            x = x.contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last if self._nhwc(frame.device) else torch.contiguous_format
+        x: Any
+        if self.absorb_embedding and self.cells[0].convolves_input_only:
+            x = EmbeddedFrame(frame, self.embed.weight, self.embed.bias, layout, absorbed)
+        else:
+            x = self.embed(frame).contiguous(memory_format=layout)
         for i, cell in enumerate(self.cells):
             if i > 0:
                 x = move(outputs[i - 1], levels[i - 1], levels[i])
@@ -296,16 +305,21 @@ class Forecaster(HubMixin, nn.Module):
         forecast = self.head(outputs[-1])
         return forecast, ForecastState(layers, memory, outputs if self.keeps_outputs else None), aux_total
 
-    def _run_step(self, frame: torch.Tensor, state: ForecastState,
-                  with_aux: bool = False) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
-        """One step of a clip, with the options in force (fast path, gradient checkpointing)."""
+    def _run_step(self, frame: torch.Tensor, state: ForecastState, with_aux: bool = False,
+                  absorbed: dict[Any, Any] | None = None) -> tuple[torch.Tensor, ForecastState, torch.Tensor | None]:
+        """One step of a clip, with the options in force (fast path, gradient checkpointing).
+
+        ``absorbed`` (a dict per clip) lets the steps share the weights combined with the embedding, so that
+        gradients reach them along the same path with or without checkpointing; a compiled step combines them
+        within the step.
+        """
         step = self._step
-        if self._fast_step is not None:
-            step, frame = self._fast_step, frame.contiguous()  # one layout: no recompilation for a strided frame
+        if self._fast_step is not None:  # one layout: no recompilation for a strided frame
+            step, frame, absorbed = self._fast_step, frame.contiguous(), None
         if self.grad_checkpointing and torch.is_grad_enabled():
             self._check_no_recompute()
-            return checkpoint(step, frame, state, with_aux, use_reentrant=False)
-        return step(frame, state, with_aux)
+            return checkpoint(step, frame, state, with_aux, absorbed, use_reentrant=False)
+        return step(frame, state, with_aux, absorbed)
 
     def _check_no_recompute(self) -> None:
         if self.fast_path in GRAPH_PATHS:
@@ -395,11 +409,12 @@ class Forecaster(HubMixin, nn.Module):
         b, t, _, h, w = frames.shape
         self._begin_clip()
         state = self.init_state(b, h, w, device=frames.device, dtype=frames.dtype)
+        absorbed: dict[Any, Any] = {}
         for i in range(t):
-            forecast, state, _ = self._run_step(frames[:, i], state)
+            forecast, state, _ = self._run_step(frames[:, i], state, absorbed=absorbed)
         future = [forecast]
         for _ in range(horizon - 1):
-            forecast, state, _ = self._run_step(forecast, state)
+            forecast, state, _ = self._run_step(forecast, state, absorbed=absorbed)
             future.append(forecast)
         return torch.stack(future, dim=1).contiguous()  # a copy only for channels-last frames of C > 1
 
@@ -437,10 +452,11 @@ class Forecaster(HubMixin, nn.Module):
         predictions: list[torch.Tensor] = []
         aux_terms: list[torch.Tensor] = []
         x = frames[:, 0]
+        absorbed: dict[Any, Any] = {}
         for i in range(t - 1):
             if i > 0:
                 x = teacher[:, i] * frames[:, i] + (1 - teacher[:, i]) * predictions[-1]
-            forecast, state, aux = self._run_step(x, state, with_aux=True)
+            forecast, state, aux = self._run_step(x, state, with_aux=True, absorbed=absorbed)
             predictions.append(forecast)
             if aux is not None:
                 aux_terms.append(aux)

@@ -274,6 +274,33 @@ def check_grad_checkpointing(name: str, size: int = 16, **overrides: Any) -> Non
         torch.testing.assert_close(regrads[key], grad, rtol=0, atol=0, msg=lambda m, k=key: f"{k}: {m}")
 
 
+def check_absorbed_embedding(name: str, size: int = 16, **overrides: Any) -> None:
+    """The bottom layer gives the same loss and gradients whether its convolutions absorb the embedding or not.
+
+    Only cells with ``convolves_input_only`` are handed an :class:`~msrnn_zoo.cell.EmbeddedFrame`; for the
+    others both runs are the same path. Float64, with forecasts fed back, so that the frames need gradients.
+    """
+    torch.manual_seed(0)
+    model = small(name, **overrides).double()
+    frames = torch.rand(2, 4, model.config.in_channels, size, size, dtype=torch.float64)
+    teacher = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    try:
+        loss, grads = _loss_and_grads(model, frames, teacher)
+    except (TypeError, AttributeError) as exc:
+        if not model.cells[0].convolves_input_only:
+            raise
+        _fail(f"cell {model.config.cell!r}", f"convolves_input_only is True, but the bottom layer used its input "
+              f"x outside a convolution ({type(exc).__name__}: {exc})",
+              "set convolves_input_only = False (or a property that is False for this layer_index), or feed x only "
+              "to JointConv2d / joint_conv2d convolutions, which absorb the embedding")
+    model.absorb_embedding = False
+    again, regrads = _loss_and_grads(model, frames, teacher)
+    torch.testing.assert_close(loss, again, rtol=1e-9, atol=1e-12)
+    assert regrads.keys() == grads.keys()
+    for key, grad in grads.items():
+        torch.testing.assert_close(grad, regrads[key], rtol=1e-9, atol=1e-12, msg=lambda m, k=key: f"{k}: {m}")
+
+
 def concatenations_kept(name: str, size: int = 16, **overrides: Any) -> int:
     """Bytes of concatenations autograd keeps for the backward of one training step of a small ``name``.
 
@@ -294,6 +321,7 @@ def run_conformance(cell: str, size: int = 16, **overrides: Any) -> None:
     if not overrides:
         check_cell_contract(cell)
     for name in (cell, f"ms-{cell}"):
+        check_absorbed_embedding(name, size, **overrides)  # first: the others run with the embedding absorbed
         check_shapes(name, size, **overrides)
         check_step_equals_forward(name, size, **overrides)
         check_dtype_and_device(name, size, **overrides)

@@ -9,7 +9,7 @@ from torch import nn
 
 import msrnn_zoo
 from msrnn_zoo import testing
-from msrnn_zoo.cell import CellOutput, RecurrentCell, zeros
+from msrnn_zoo.cell import CellOutput, RecurrentCell, joint_conv2d, zeros
 from msrnn_zoo.plugins import forget, pm
 
 
@@ -89,6 +89,10 @@ class BadSampling(Good):
     sampling = "sometimes"
 
 
+class ClaimsConvolvedInput(Good):
+    convolves_input_only = True  # but Good concatenates x itself and convolves with a plain nn.Conv2d
+
+
 CASES = [
     (BareTensorState, "bare tensor", "return (h,)"),
     (ListState, "list, not a non-empty tuple", "tuple of tensors"),
@@ -102,6 +106,7 @@ CASES = [
     (ForgetsMemory, "uses_memory is True", "CellOutput.memory"),
     (UnusedWeights, "unused.weight received no gradient", "use every submodule"),
     (BadSampling, "sampling is 'sometimes'", "scheduled"),
+    (ClaimsConvolvedInput, "convolves_input_only is True", "JointConv2d / joint_conv2d"),
 ]
 
 
@@ -137,4 +142,17 @@ def test_each_broken_rule_is_explained(register_cell, cls, problem, fix):
 
 def test_a_good_cell_passes(register_cell):
     register_cell(Good)
+    testing.run_conformance("broken")
+
+
+class ConvolvesInput(Good):
+    convolves_input_only = True
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        h = torch.tanh(joint_conv2d(self.conv, x, state[0]))
+        return CellOutput(h, (h,))
+
+
+def test_a_cell_that_only_convolves_its_input_passes(register_cell):
+    register_cell(ConvolvesInput)
     testing.run_conformance("broken")

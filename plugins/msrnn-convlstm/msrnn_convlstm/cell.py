@@ -19,6 +19,7 @@ from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
 class ConvLSTMCell(RecurrentCell):
     memory_flow = "H, C through time; H up the stack"
     original_keys = {"_conv_x2h": "conv_x", "_conv_h2h": "conv_h"}
+    convolves_input_only = True
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *,
                  layer_index: int = 0, num_layers: int = 1) -> None:

@@ -124,6 +124,11 @@ class MIMCell(RecurrentCell):
         """Whether MIM-N and MIM-S run here: everywhere but the bottom layer, which has nothing below."""
         return self.layer_index > 0
 
+    @property  # type: ignore[override]
+    def convolves_input_only(self) -> bool:
+        """Without MIM-N the input is only convolved; MIM-N differences it element-wise."""
+        return not self.has_mims
+
     def original_key(self, key: str) -> str | None:
         """The original keeps MIM-N and MIM-S weights in the bottom layer but never runs them: dropped there.
 

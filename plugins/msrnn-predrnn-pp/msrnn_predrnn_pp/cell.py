@@ -58,6 +58,7 @@ class CausalLSTMCell(RecurrentCell):
             )
         self.highway_layer = highway_layer
         self.has_highway = layer_index == highway_layer
+        self.convolves_input_only = not self.has_highway  # the GHU mixes its input in element-wise
         hidden, pad = hidden_channels, kernel_size // 2
         if self.has_highway:
             self.highway = GradientHighwayUnit(in_channels, hidden, kernel_size)

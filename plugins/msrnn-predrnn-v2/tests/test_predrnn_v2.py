@@ -9,6 +9,7 @@ from msrnn_predrnn_v2 import DecouplingLoss, PredRNNV2Cell
 
 import msrnn_zoo
 from msrnn_zoo import sampling, testing
+from msrnn_zoo.cell import EmbeddedFrame
 from msrnn_zoo.convert import translate
 
 DATA = Path(__file__).parent / "data"
@@ -57,6 +58,8 @@ def _increments(cell, x, state, memory):
     def conv(name, t):
         return F.conv2d(t, *w[name], padding=cell.kernel_size // 2)
 
+    if isinstance(x, EmbeddedFrame):  # the bottom layer's input: the frame's embedding, here computed
+        x = x.materialize()
     # W_x * X + W_h * H is one convolution over [X, H] with the two weights side by side
     i, _, g, _ = conv("conv_xh", torch.cat([x, state[0]], 1)).chunk(4, 1)
     i_m, _, g_m = conv("conv_xm", torch.cat([x, memory], 1)).chunk(3, 1)

@@ -48,6 +48,7 @@ class PredRNNCell(RecurrentCell):
         "_conv_m2o": "conv_m_o",
         "_conv_c_m": "conv_fuse",
     }
+    convolves_input_only = True
     title: ClassVar[str] = "PredRNN"
     """How error messages name the model."""
 

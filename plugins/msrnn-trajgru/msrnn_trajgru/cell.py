@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros
 
 from .warp import warp
 
@@ -37,6 +37,7 @@ LEAKY_SLOPE = 0.2
 
 class TrajGRUCell(RecurrentCell):
     memory_flow = "H through time along L learned flow fields; H up the stack"
+    convolves_input_only = True
     original_keys: ClassVar[dict[str, str]] = {
         "_conv_x2h": "conv_x",
         "_conv_x2f": "flow_conv_x",
@@ -84,7 +85,7 @@ class TrajGRUCell(RecurrentCell):
         # The flows say where content moves to, so the previous state is read at p - flow(p).
         warped = warp(h, -self.flows(x, h), align_corners=self.warp_align_corners)
         z_h, r_h, h_h = torch.chunk(self.conv_warped(warped.flatten(1, 2)), 3, dim=1)
-        z_x, r_x, h_x = torch.chunk(self.conv_x(x), 3, dim=1)
+        z_x, r_x, h_x = torch.chunk(joint_conv2d(self.conv_x, x), 3, dim=1)  # W_x * X_t; absorbs an EmbeddedFrame
         z = torch.sigmoid(z_x + z_h)
         r = torch.sigmoid(r_x + r_h)
         candidate = F.leaky_relu(h_x + r * h_h, LEAKY_SLOPE)
