@@ -156,8 +156,8 @@ class Forecaster(HubMixin, nn.Module):
         self.absorb_embedding = True
         """Let the bottom layer's convolutions absorb the 1x1 embedding when its cell allows it
         (:attr:`~msrnn_zoo.cell.RecurrentCell.convolves_input_only`): the same numbers up to float rounding, with
-        about 40% less convolution work in that layer (:class:`~msrnn_zoo.cell.EmbeddedFrame`). ``False``
-        computes the embedding on its own, only to measure what absorbing it saves."""
+        about half the multiply-adds in that layer's input convolutions (:class:`~msrnn_zoo.cell.EmbeddedFrame`).
+        ``False`` computes the embedding on its own, only to measure what absorbing it saves."""
         self.fast_path: str | None = None
         self._fast_step: Any = None
         self._clip_graphs: ClipGraphs | None = None
