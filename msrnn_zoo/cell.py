@@ -221,7 +221,6 @@ class EmbeddedFrame:
         return [self.frame, ones]
 
 
-
 class _AbsorbedWeight(torch.autograd.Function):
     """The weight of a convolution whose embedded inputs read the frame and a ones channel instead.
 
