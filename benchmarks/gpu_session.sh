@@ -95,7 +95,7 @@ GPU_BENCH=(--device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" --inp "$FRAMES" 
 # 0. the whole clip recorded as CUDA graphs (fast path 'clip-graph'): its tests, then every model's training step
 # and forecast beside the original, batch 4, fp32 and bf16; ms-X against X at batch 16; PrecipLSTM against PredRNN
 if [ "$DEVICE" = cuda ]; then
-  part clip_graph_tests 60 clip_graph_tests.txt $PY -m pytest -q -p no:cacheprovider -x tests/test_clip_graph.py
+  part clip_graph_tests 100 clip_graph_tests.txt $PY -m pytest -q -p no:cacheprovider -rfE tests/test_clip_graph.py
 fi
 needs "$ORIG/model.py" vs_original_graph && part vs_original_graph 200 vs_original_graph.jsonl \
   $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --fast-path "$GRAPH" $VS_MODELS

@@ -101,7 +101,8 @@ def columns_table(columns: list[tuple[str, str, int]]) -> Callable[[list[dict]],
         lines = ["| model | " + " | ".join(title for title, _, _ in columns) + " |",
                  "|---|" + "---:|" * len(columns)]
         for r in found:
-            lines.append(f"| {r['model']} | " + " | ".join(number(r.get(key), digits) for _, key, digits in columns)
+            model = r["model"] + (f" (error: {r['error'][:80]})" if "error" in r else "")
+            lines.append(f"| {model} | " + " | ".join(number(r.get(key), digits) for _, key, digits in columns)
                          + " |")
         return lines
     return table

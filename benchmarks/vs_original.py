@@ -81,30 +81,44 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(_common.header(args, f", load average {load:.1f} at start"), flush=True)
     for name in args.models or ["ms-convlstm", "ms-predrnn"]:
-        impls = {"ours": ours(name, args, device), "original": original(name, args, device)}
-        warmup = {}
-        for impl, (train, forecast) in impls.items():
-            warmup[impl] = timer(train)
-            forecast()
-        cases = {f"{impl}_{what}": fn
-                 for impl, steps in impls.items() for what, fn in zip(("train", "forecast"), steps)}
-        times = _common.rounds(cases, args.repeat, timer)
-        frames = args.batch * args.out_frames
-        row = {"model": name, "fast_path": args.fast_path, "precision": args.precision,
-               "warmup_s": warmup["ours"], "original_warmup_s": warmup["original"],
-               **{f"{k}_s": _common.median(v) for k, v in times.items()},
-               "train_speedup": _common.median_ratio(times["original_train"], times["ours_train"]),
-               "forecast_speedup": _common.median_ratio(times["original_forecast"], times["ours_forecast"]),
-               "ours_forecast_fps": frames / _common.median(times["ours_forecast"]),
-               "original_forecast_fps": frames / _common.median(times["original_forecast"])}
+        try:
+            row = measure(name, args, device, timer)
+        except Exception as exc:  # one model that cannot run on this path must not lose the others' rows
+            row = {"model": name, "fast_path": args.fast_path, "precision": args.precision,
+                   "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         if args.json:
             print(json.dumps(row), flush=True)
+        elif "error" in row:
+            print(f"{name:14s} error: {row['error']}", flush=True)
         else:
             print(f"{name:14s} warm-up {row['warmup_s']:.1f}s train ours {row['ours_train_s']:.3f}s "
                   f"original {row['original_train_s']:.3f}s "
                   f"speed-up {row['train_speedup']:.2f} | forecast ours {row['ours_forecast_fps']:.1f} frames/s "
                   f"original {row['original_forecast_fps']:.1f} frames/s speed-up {row['forecast_speedup']:.2f}",
                   flush=True)
+
+
+def measure(name: str, args: argparse.Namespace, device: torch.device, timer: Callable) -> dict:
+    """One model's row: warm-ups, then training steps and forecasts of both taking turns."""
+    impls = {"ours": ours(name, args, device), "original": original(name, args, device)}
+    warmup = {}
+    for impl, (train, forecast) in impls.items():
+        warmup[impl] = timer(train)
+        forecast()
+    cases = {f"{impl}_{what}": fn
+             for impl, steps in impls.items() for what, fn in zip(("train", "forecast"), steps)}
+    times = _common.rounds(cases, args.repeat, timer)
+    frames = args.batch * args.out_frames
+    row = {"model": name, "fast_path": args.fast_path, "precision": args.precision,
+           "warmup_s": warmup["ours"], "original_warmup_s": warmup["original"],
+           **{f"{k}_s": _common.median(v) for k, v in times.items()},
+           "train_speedup": _common.median_ratio(times["original_train"], times["ours_train"]),
+           "forecast_speedup": _common.median_ratio(times["original_forecast"], times["ours_forecast"]),
+           "ours_forecast_fps": frames / _common.median(times["ours_forecast"]),
+           "original_forecast_fps": frames / _common.median(times["original_forecast"])}
+    return row
 
 
 if __name__ == "__main__":
