@@ -4,8 +4,8 @@
 
 Ratios are within one file, so within one process and one device: ``speed-up`` is the original's median seconds
 over ours (above 1: ours is faster), ``memory`` our peak over the original's, ``ms/single`` the multi-scale
-model's seconds over its single-scale twin's, ``x plain`` an option's seconds over the plain model's. A file that
-is missing or empty (a part skipped or cut short) leaves its table out and says so.
+model's seconds over its single-scale twin's, ``x first`` an option's seconds over the first option's (usually
+plain). A file that is missing or empty (a part skipped or cut short) leaves its table out and says so.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def ms_table(found: list[dict]) -> list[str]:
 
 
 def options_table(found: list[dict]) -> list[str]:
-    lines = ["| model | option | warm-up s | train s | x plain | forecast frames/s |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| model | option | warm-up s | train s | x first | forecast frames/s |", "|---|---|---:|---:|---:|---:|"]
     for r in found:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['option']} | error: {r['error'][:80]} | | | |")
@@ -123,6 +123,11 @@ SECTIONS = [
      "vs_original_graph.jsonl", fast_vs_original_table),
     ("Batch 16, plain and clip-graph (benchmarks/options.py)", "batch16_graph.jsonl", options_table),
     ("Batch 16: multi-scale against single-scale", "batch16_graph.jsonl", ms_options_table),
+    ("Fast path clip-graph under bf16 autocast beside the original in fp32, batch 4 "
+     "(vs_original.py --fast-path clip-graph --precision bf16)", "vs_original_graph_bf16.jsonl",
+     fast_vs_original_table),
+    ("Batch 16, clip-graph under bf16: multi-scale against single-scale", "batch16_graph_bf16.jsonl",
+     ms_options_table),
     ("PrecipLSTM against PredRNN, plain and clip-graph (benchmarks/options.py)", "preciplstm_graph.jsonl",
      against_first_table),
     ("Training step, batch 4, fp32, ours and the original (gpu_bench.py)", "gpu_bench_b4.jsonl", bench_table),

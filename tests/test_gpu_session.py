@@ -43,9 +43,12 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     assert {r["model"] for r in batch16} == {"convlstm", "ms-convlstm"} and all("train_s" in r for r in batch16)
     graph = [json.loads(line) for line in (out / "preciplstm_graph.jsonl").read_text().splitlines()
              if line.startswith("{")]
-    assert [r["model"] for r in graph][::3] == ["predrnn", "preciplstm", "ms-preciplstm"]
+    assert [r["model"] for r in graph][::2] == ["predrnn", "preciplstm", "ms-preciplstm"]
+    bf16 = [json.loads(line) for line in (out / "batch16_graph_bf16.jsonl").read_text().splitlines()
+            if line.startswith("{")]
+    assert [r["option"] for r in bf16] == ["none+bf16"] * 2 and all("train_s" in r for r in bf16)
     skipped = (out / "skipped.txt").read_text()
-    for part in ("vs_original_graph", "gpu_bench_b4", "gpu_bench_b16", "vs_original"):
+    for part in ("vs_original_graph", "vs_original_graph_bf16", "gpu_bench_b4", "gpu_bench_b16", "vs_original"):
         assert f"{part}: no " in skipped  # the original and its tools are missing here: said, not failed
     assert "status" not in skipped  # no part failed or ran out of time
     summary = (out / "summary.md").read_text()

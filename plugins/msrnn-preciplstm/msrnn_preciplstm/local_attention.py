@@ -310,6 +310,11 @@ def _flex_layout(height: int, width: int, window: int, device: torch.device) -> 
     return mask, outside.flatten().to(device=device, dtype=torch.float32)
 
 
+FLEX_MIN_CHANNELS = 16
+"""FlexAttention's GPU kernel needs at least 16 channels per head (PyTorch 2.11 refuses 8). Fewer are padded
+with zeros: a zero channel adds nothing to a score, and the value's zero channels are cut from the output."""
+
+
 @functools.cache
 def _compiled_flex_attention() -> Any:
     from torch.nn.attention.flex_attention import flex_attention
@@ -337,14 +342,15 @@ def local_attention_flex(query: torch.Tensor, key: torch.Tensor, value: torch.Te
     b, _, height, width = query.shape
     mask, outside = _flex_layout(height, width, window, query.device)
 
-    def pixels(x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, 1 head, H*W, C)
-        return x.flatten(2).transpose(1, 2).unsqueeze(1)
+    def pixels(x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, 1 head, H*W, C), C padded with zeros
+        x = x.flatten(2).transpose(1, 2).unsqueeze(1)
+        return F.pad(x, (0, FLEX_MIN_CHANNELS - x.shape[-1])) if x.shape[-1] < FLEX_MIN_CHANNELS else x
 
     attend = _compiled_flex_attention() if query.is_cuda else flex_attention
     out, aux = attend(pixels(query), pixels(key), pixels(value), block_mask=mask, scale=1.0,
                       return_aux=AuxRequest(lse=True))
     share_inside = 1.0 / (1.0 + outside * torch.exp(-aux.lse.float()))  # (B, 1, H*W)
-    out = out * share_inside.unsqueeze(-1).to(out.dtype)
+    out = out[..., :value.shape[1]] * share_inside.unsqueeze(-1).to(out.dtype)
     return out.squeeze(1).transpose(1, 2).reshape(b, -1, height, width)
 
 

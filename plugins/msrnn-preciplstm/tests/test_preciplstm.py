@@ -204,10 +204,11 @@ def test_fast_path_switches_the_attention_and_the_cpu_keeps_the_reference():
 
 
 @cuda
-@pytest.mark.parametrize(("h", "w", "k"), [(16, 16, 5), (32, 32, 30), (8, 24, 30), (20, 12, 4)])
-def test_flex_formulation_matches_the_reference_on_the_gpu(h, w, k):
+@pytest.mark.parametrize(("c", "h", "w", "k"), [(16, 16, 16, 5), (16, 32, 32, 30), (16, 8, 24, 30), (16, 20, 12, 4),
+                                               (8, 16, 16, 5), (3, 12, 12, 30)])  # under 16 channels: padded
+def test_flex_formulation_matches_the_reference_on_the_gpu(c, h, w, k):
     torch.manual_seed(0)
-    q, key, v = (torch.randn(2, 16, h, w, device="cuda", requires_grad=True) for _ in range(3))
+    q, key, v = (torch.randn(2, c, h, w, device="cuda", requires_grad=True) for _ in range(3))
     ours = local_attention_flex(q, key, v, k)
     reference = local_attention(q, key, v, k)
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
