@@ -104,7 +104,7 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     fast_path: str | None = None
-    """``"compile"`` or ``"cudagraph"``: each time step runs compiled (see ``Forecaster.set_fast_path``)."""
+    """``"compile"``, ``"cudagraph"`` or ``"clip-graph"`` (GPU only): see ``Forecaster.set_fast_path``."""
     world_size: int = 1
     """Processes the run trains on (torchrun); ``batch_size`` is per process, the global batch is their product."""
 
@@ -152,7 +152,8 @@ class TrainConfig:
         if self.world_size < 1:
             raise ValueError(f"{what}: world_size must be at least 1, got {self.world_size}.")
         if self.fast_path not in FAST_PATHS:
-            raise ValueError(f"{what}: Unknown fast path {self.fast_path!r}; use compile, cudagraph or none.")
+            choices = ", ".join("none" if p is None else p for p in FAST_PATHS)
+            raise ValueError(f"{what}: Unknown fast path {self.fast_path!r}; use one of {choices}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"{what}: Unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}.")
         if (self.dataset is None) == (self.data is None):
@@ -262,6 +263,10 @@ class Trainer:
         self.model.set_grad_checkpointing(cfg.grad_checkpointing)
         self.model.set_channels_last(cfg.channels_last)
         self.model.set_fast_path(cfg.fast_path)
+        if self.device.type == "cuda":
+            # every clip of a run has one shape, so cuDNN's timing of its algorithms on the first one pays off;
+            # the GPU measurements in the README were taken with it
+            torch.backends.cudnn.benchmark = True
         self.scaler = grad_scaler(cfg.precision, self.device)
         self.forward_train: Any = self.model.forward_train
         if self.dist.active:

@@ -179,3 +179,29 @@ def test_moved_weights_and_new_shapes_are_recorded_again():
     loss_and_grads(model, torch.rand(1, 4, 1, 8, 8, device="cuda"), teacher)
     assert model.cpu()(torch.rand(1, 4, 1, 8, 8)).shape == (1, 1, 1, 8, 8)  # CPU tensors run eagerly
 
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_run_trained_on_recorded_clips_takes_the_eager_steps(tmp_path, clips_file, precision):
+    """``fit`` end to end on recorded clips against the eager path: Adam, checkpoints, the scheduled sampling
+    mask and, in fp16, the loss scaler; then a forecast and a resumed run. Written after the last session that had
+    a GPU: not yet run on one."""
+    from msrnn_zoo.train import Trainer, new_train_config
+
+    def config(**kw):
+        return new_train_config("ms-predrnn", model_options={"hidden_channels": 8}, data=str(clips_file),
+                                in_frames=2, out_frames=2, batch_size=7, epochs=2, device="cuda",
+                                precision=precision, **kw)
+
+    eager = Trainer.create(tmp_path / "eager", config())
+    recorded = Trainer.create(tmp_path / "recorded", config(fast_path="clip-graph"))
+    tolerance = 1e-3 if precision == "fp16" else 1e-4
+    assert recorded.fit() == pytest.approx(eager.fit(), rel=tolerance)
+    context = torch.rand(3, 2, 1, 16, 16, device="cuda")
+    with torch.no_grad():
+        assert_same(recorded.model.eval()(context, horizon=2), eager.model.eval()(context, horizon=2),
+                    rtol=tolerance, atol=tolerance)
+    assert len(recorded.model._clip_graphs) == 2  # the training clip and the forecast
+    resumed = Trainer.resume(tmp_path / "recorded", epochs=3)
+    assert resumed.model.fast_path == "clip-graph" and len(resumed.fit()) > 0
