@@ -11,13 +11,14 @@ Options: ``plain`` (the defaults: fp32, eager), ``compile`` / ``cudagraph`` / ``
 activations became the CPU's default), ``embedding`` (``absorb_embedding = False``: the 1x1 embedding computed on
 its own, not absorbed by the bottom layer's convolutions), ``grad-checkpointing``; ``+`` combines them
 (``clip-graph+bf16``).
-Each option gets its own copy of the same weights. Per option: ``warmup_s``, the first training step
-(compilation and capture included), then the median seconds of a training step (forward, backward, Adam)
-and of a forecast (``model(context, horizon)`` without gradients, reported as frames per second), over
-``--repeat`` rounds in which the options take turns, so that a change in the machine's load hits all of
-them. Ratios are to the first option listed (usually ``plain``) in the same round; below 1 means faster. On a GPU,
-``peak_mib`` is the peak memory of the warm-up or of one more training step, whichever is higher, above what was
-allocated before it: a CUDA-graph recording allocates its activations while it is made, in the warm-up.
+Each option gets its own copy of the same weights. Per option: ``warmup_s``, the first training step (compilation or
+recording, after one eager step on a GPU that lets cuDNN choose its algorithms), then the median seconds of a
+training step (forward, backward, Adam) and of a forecast (``model(context, horizon)`` without gradients, reported
+as frames per second), over ``--repeat`` rounds in which the options take turns, so that a change in the machine's
+load hits all of them. Ratios are to the first option listed (usually ``plain``) in the same round; below 1 means
+faster. On a GPU, ``peak_mib`` is the peak memory of the warm-up or of one more training step, whichever is higher,
+above what was allocated before it (the weights, Adam's state, the clip): a CUDA-graph recording allocates its
+activations while it is made, in the warm-up.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecast
     return model, precision
 
 
+def settle(model: msrnn_zoo.Forecaster, train: Callable[[], None]) -> None:
+    """One eager training step, so that the warm-up measures compilation or recording alone, and its peak memory
+    what a recording holds, not cuDNN's timing of its algorithms on the first call of each shape."""
+    fast_path = model.fast_path
+    model.set_fast_path(None)
+    train()
+    model.set_fast_path(fast_path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*")
@@ -78,6 +88,8 @@ def main() -> None:
             train, forecast = _common.model_steps(model, frames, teacher, args.in_frames, precision=precision)
             row: dict[str, object] = {"model": name, "option": option}
             try:
+                if device.type == "cuda":  # cuDNN's search of algorithms (GiBs of workspace) done eagerly first
+                    settle(model, train)
                 def warm_up() -> None:
                     row["warmup_s"] = timer(train)  # noqa: B023 (called at once, in this iteration)
 
