@@ -599,9 +599,11 @@ def _fit_with_progress(trainer: Any) -> None:
 @click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="bf16 / fp16: forecast under autocast (faster on GPUs; metrics differ slightly from fp32's).")
-@click.option("--fast-path", type=FAST_PATH_CHOICE, default="none", show_default=True,
-              help="compile: each time step compiled (pays off over many clips); cudagraph, clip-graph: replayed "
-                   "as CUDA graphs (GPU only; clip-graph records the whole clip without compiling).")
+@click.option("--fast-path", type=click.Choice(["auto", *FAST_PATH_CHOICE.choices]), default="auto",
+              show_default=True,
+              help="auto: clip-graph on a GPU from 10 batches on, none otherwise; compile: each time step compiled "
+                   "(pays off over many clips); cudagraph, clip-graph: replayed as CUDA graphs (GPU only; "
+                   "clip-graph records the whole clip without compiling, the eager path's numbers).")
 @friendly
 def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int | None, out: Path | None,
              force: bool, frames: str, device: str | None, precision: str, fast_path: str) -> None:

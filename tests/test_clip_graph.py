@@ -205,3 +205,28 @@ def test_a_run_trained_on_recorded_clips_takes_the_eager_steps(tmp_path, clips_f
     assert len(recorded.model._clip_graphs) == 2  # the training clip and the forecast
     resumed = Trainer.resume(tmp_path / "recorded", epochs=3)
     assert resumed.model.fast_path == "clip-graph" and len(resumed.fit()) > 0
+
+
+def test_evaluate_records_its_forecasts_on_a_gpu_over_enough_batches():
+    from msrnn_zoo.evaluate import RECORD_FROM_BATCHES, auto_fast_path
+
+    assert auto_fast_path("cuda", RECORD_FROM_BATCHES) == "clip-graph"
+    assert auto_fast_path("cuda:1", 10_000) == "clip-graph"
+    assert auto_fast_path(torch.device("cuda"), RECORD_FROM_BATCHES - 1) is None  # the recording would not pay
+    assert auto_fast_path("cpu", 10_000) is None
+
+
+@cuda
+def test_evaluate_on_recorded_clips_gives_the_eager_metrics(tmp_path, clips_file):
+    """Written after the last session that had a GPU: not yet run on one."""
+    from msrnn_zoo.evaluate import evaluate_run
+    from msrnn_zoo.train import Trainer, new_train_config
+
+    config = new_train_config("ms-predrnn", model_options={"hidden_channels": 8}, data=str(clips_file),
+                              in_frames=2, out_frames=2, batch_size=4, epochs=1, device="cuda",
+                              split_fractions=(0.2, 0.1, 0.7))
+    Trainer.create(tmp_path / "run", config).fit()
+    eager = evaluate_run(tmp_path / "run", batch_size=1, fast_path=None)
+    recorded = evaluate_run(tmp_path / "run", batch_size=1)  # 28 test clips, one per batch: recorded
+    for name, result in eager["model"].metrics.items():
+        assert recorded["model"][name].mean == pytest.approx(result.mean, rel=1e-4, abs=1e-6), name
