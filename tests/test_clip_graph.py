@@ -226,7 +226,8 @@ def test_evaluate_on_recorded_clips_gives_the_eager_metrics(tmp_path, clips_file
                               in_frames=2, out_frames=2, batch_size=4, epochs=1, device="cuda",
                               split_fractions=(0.2, 0.1, 0.7))
     Trainer.create(tmp_path / "run", config).fit()
-    eager = evaluate_run(tmp_path / "run", batch_size=1, fast_path=None)
-    recorded = evaluate_run(tmp_path / "run", batch_size=1)  # 28 test clips, one per batch: recorded
-    for name, result in eager["model"].metrics.items():
-        assert recorded["model"][name].mean == pytest.approx(result.mean, rel=1e-4, abs=1e-6), name
+    for frames in ("future", "all"):  # forecasts, and training clips without gradients
+        eager = evaluate_run(tmp_path / "run", batch_size=1, fast_path=None, frames=frames)
+        recorded = evaluate_run(tmp_path / "run", batch_size=1, frames=frames)  # 28 test clips, one per batch
+        for name, result in eager["model"].metrics.items():
+            assert recorded["model"][name].mean == pytest.approx(result.mean, rel=1e-4, abs=1e-6), (frames, name)
