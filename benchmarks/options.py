@@ -90,6 +90,7 @@ def main() -> None:
             try:
                 if device.type == "cuda":  # cuDNN's search of algorithms (GiBs of workspace) done eagerly first
                     settle(model, train)
+
                 def warm_up() -> None:
                     row["warmup_s"] = timer(train)  # noqa: B023 (called at once, in this iteration)
 
