@@ -41,6 +41,9 @@ def add_common_options(parser: argparse.ArgumentParser, *, batch: int = 4, repea
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="process: CPU seconds of this process (steadier on a shared machine, with --threads 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per row")
+    parser.add_argument("--matmul-precision", choices=["highest", "high", "medium"], default=None,
+                        help="torch.set_float32_matmul_precision for the whole process (high: TF32 matrix products "
+                             "on a GPU, FlexAttention's included; default: PyTorch's, highest)")
 
 
 class Timer:
@@ -63,6 +66,8 @@ class Timer:
 def setup(args: argparse.Namespace) -> tuple[torch.device, Timer]:
     """Apply the common options (threads; cuDNN's autotuner on a GPU); the device and a timer for it."""
     torch.set_num_threads(args.threads)
+    if args.matmul_precision is not None:
+        torch.set_float32_matmul_precision(args.matmul_precision)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -72,8 +77,8 @@ def setup(args: argparse.Namespace) -> tuple[torch.device, Timer]:
 def header(args: argparse.Namespace, extra: str = "") -> str:
     """The first line of a benchmark's output: what was measured, where."""
     return (f"# {args.size}x{args.size}, hidden {args.hidden}, {args.in_frames}->{args.out_frames} frames, batch "
-            f"{args.batch}, {args.device}, {torch.get_num_threads()} threads, {args.clock} clock, torch "
-            f"{torch.__version__}{extra}")
+            f"{args.batch}, {args.device}, {torch.get_num_threads()} threads, {args.clock} clock, float32 matmul "
+            f"{torch.get_float32_matmul_precision()}, torch {torch.__version__}{extra}")
 
 
 def clip(args: argparse.Namespace, device: torch.device, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,7 @@ BUDGET=${BUDGET:-480}
 TOOLS=${TOOLS:-$PWD/.gpu}  # gpu_bench.py, orig_env.py, msrnn-original/, site/ (prepare_gpu_session.sh)
 if [ "${SMOKE:-0}" = 1 ]; then  # tiny sizes: only that every part runs and writes what it should
   SIZE=8 HIDDEN=4 FRAMES=2 REPEAT=1 CELLS=convlstm OPTIONS=plain,bf16 MODELS="ms-convlstm" WINDOW=3 FAST=plain
-  VS_MODELS="ms-convlstm" B16_MODELS="convlstm ms-convlstm"
+  VS_MODELS="ms-convlstm" B16_MODELS="convlstm ms-convlstm" GAP_MODELS="ms-convlstm" B16_GAP_MODELS="convlstm ms-convlstm"
 else
   SIZE=64 HIDDEN=64 FRAMES=10 REPEAT=5 CELLS=convlstm,trajgru,predrnn,predrnn-pp,mim,motionrnn,predrnn-v2,preciplstm
   OPTIONS=${OPTIONS:-plain,clip-graph,clip-graph+channels-last,channels-last,embedding}
@@ -33,6 +33,8 @@ else
   VS_MODELS="convlstm ms-convlstm trajgru ms-trajgru predrnn ms-predrnn predrnn-pp ms-predrnn-pp mim ms-mim motionrnn
     ms-motionrnn predrnn-v2 ms-predrnn-v2"
   B16_MODELS="convlstm ms-convlstm predrnn ms-predrnn motionrnn ms-motionrnn"
+  GAP_MODELS="predrnn predrnn-pp ms-predrnn-pp convlstm predrnn-v2 ms-predrnn-v2"
+  B16_GAP_MODELS="convlstm ms-convlstm predrnn ms-predrnn"
 fi
 export ORIG=$TOOLS/msrnn-original PYTHONUNBUFFERED=1
 [ "$DEVICE" = cuda ] && export ORIG_CUDA=1
@@ -98,6 +100,16 @@ GPU_BENCH=(--device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" --inp "$FRAMES" 
 if [ "$DEVICE" = cuda ]; then
   part clip_graph_tests 100 clip_graph_tests.txt $PY -m pytest -q -p no:cacheprovider -rfE tests/test_clip_graph.py
 fi
+# where the last session missed issue 7's targets: the layout NHWC, which cuDNN's tensor-core kernels want, for the
+# recorded steps below 2.5x the original (fp32) and for ms-X against X at batch 16; PrecipLSTM with TF32 matrix
+# products, which FlexAttention's kernel uses only when PyTorch's float32 matmul precision allows them
+needs "$ORIG/model.py" gaps_channels_last && part gaps_channels_last 100 gaps_channels_last.jsonl \
+  $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --fast-path "$GRAPH" \
+  --channels-last $GAP_MODELS
+part gaps_batch16_channels_last 60 gaps_batch16_channels_last.jsonl $PY benchmarks/options.py "${COMMON[@]}" \
+  --batch 16 --repeat 3 --json --options "$GRAPH,$GRAPH+channels-last" $B16_GAP_MODELS
+part preciplstm_tf32 90 preciplstm_tf32.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
+  --matmul-precision high --options "$GRAPH" predrnn preciplstm
 needs "$ORIG/model.py" vs_original_graph && part vs_original_graph 200 vs_original_graph.jsonl \
   $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --fast-path "$GRAPH" $VS_MODELS
 part batch16_graph 60 batch16_graph.jsonl $PY benchmarks/options.py "${COMMON[@]}" --batch 16 --repeat 3 \

@@ -119,6 +119,14 @@ checkpointing_table = columns_table([("plain MiB", "plain_mib", 1), ("checkpoint
 
 
 SECTIONS = [
+    ("Recorded and channels-last beside the original, batch 4, fp32 (vs_original.py --fast-path clip-graph "
+     "--channels-last)", "gaps_channels_last.jsonl", fast_vs_original_table),
+    ("Batch 16, recorded, NCHW and channels-last (benchmarks/options.py)", "gaps_batch16_channels_last.jsonl",
+     options_table),
+    ("Batch 16, recorded, NCHW and channels-last: multi-scale against single-scale",
+     "gaps_batch16_channels_last.jsonl", ms_options_table),
+    ("PrecipLSTM against PredRNN, recorded, TF32 matrix products (options.py --matmul-precision high)",
+     "preciplstm_tf32.jsonl", against_first_table),
     ("Fast path clip-graph beside the original, batch 4, fp32 (vs_original.py --fast-path clip-graph)",
      "vs_original_graph.jsonl", fast_vs_original_table),
     ("Batch 16, plain and clip-graph (benchmarks/options.py)", "batch16_graph.jsonl", options_table),

@@ -112,7 +112,7 @@ def measure(name: str, args: argparse.Namespace, device: torch.device, timer: Ca
     times = _common.rounds(cases, args.repeat, timer)
     frames = args.batch * args.out_frames
     row = {"model": name, "fast_path": args.fast_path, "precision": args.precision,
-           "warmup_s": warmup["ours"], "original_warmup_s": warmup["original"],
+           "channels_last": args.channels_last, "warmup_s": warmup["ours"], "original_warmup_s": warmup["original"],
            **{f"{k}_s": _common.median(v) for k, v in times.items()},
            "train_speedup": _common.median_ratio(times["original_train"], times["ours_train"]),
            "forecast_speedup": _common.median_ratio(times["original_forecast"], times["ours_forecast"]),
