@@ -1,7 +1,7 @@
 """Operations per training step, ours beside the original: what a launch-bound GPU pays for, counted on the CPU.
 
     ORIG=/path/to/msrnn-original python benchmarks/launches.py [--tools ../shared/tools] [--size 16] [--hidden 8]
-        [--in-frames 5] [--out-frames 5] [--batch 2] [--frames-loss-only] [--json] [models ...]
+        [--in-frames 5] [--out-frames 5] [--batch 2] [--frames-loss-only] [--flops] [--json] [models ...]
 
 On a GPU at the paper's sizes the eager training step waits on kernel launches (issue 7), so its time follows the
 number of kernels more than their sizes. Every ATen operation that computes something launches at least one
@@ -13,6 +13,9 @@ reference attention runs per sample and per strip of 16 pixels of a row.
 ``gpu_bench.py``'s step of the original takes the frame MSE only: PredRNN-V2's decoupling loss is computed in its
 forward but not differentiated. Ours adds the cell's auxiliary loss, as training does; ``--frames-loss-only``
 leaves it out too, to count the same work.
+
+``--flops`` also counts the floating-point operations of the same step (``torch.utils.flop_counter``: the
+convolutions and matrix products), what a step costs once it no longer waits on launches (a recorded clip).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 import msrnn_zoo
 
@@ -55,6 +59,13 @@ def count(step: Any) -> collections.Counter[str]:
     return counter.counts
 
 
+def gflop(step: Any) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*")
@@ -66,6 +77,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames-loss-only", action="store_true", help="ours without the auxiliary loss, as the "
                         "original's step of gpu_bench.py")
+    parser.add_argument("--flops", action="store_true", help="also count floating-point operations (GFLOP)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     original = None
@@ -91,6 +103,8 @@ def main() -> None:
             loss.backward()
 
         row: dict[str, Any] = {"model": name, "ours": sum(count(ours).values())}
+        if args.flops:
+            row["ours_gflop"] = gflop(ours)
         if original is not None:
             try:
                 theirs = original.build(name, args.size, args.hidden, args.in_frames, args.out_frames, args.batch)
@@ -106,11 +120,18 @@ def main() -> None:
 
                 row["original"] = sum(count(orig).values())
                 row["ratio"] = row["ours"] / row["original"]
+                if args.flops:
+                    row["original_gflop"] = gflop(orig)
         if args.json:
             print(json.dumps(row), flush=True)
         else:
             theirs_text = (f" original {row['original']:6d}  ours/original {row['ratio']:.2f}" if "original" in row
                            else f" ({row.get('original_error', 'no ORIG set')})")
+            if "original_gflop" in row:
+                theirs_text += (f" | GFLOP ours {row['ours_gflop']:.1f} original {row['original_gflop']:.1f} "
+                                f"ours/original {row['ours_gflop'] / row['original_gflop']:.2f}")
+            elif "ours_gflop" in row:
+                theirs_text += f" | GFLOP ours {row['ours_gflop']:.1f}"
             print(f"{name:16s} ours {row['ours']:6d}{theirs_text}", flush=True)
 
 
