@@ -1,7 +1,8 @@
 """Operations per training step, ours beside the original: what a launch-bound GPU pays for, counted on the CPU.
 
     ORIG=/path/to/msrnn-original python benchmarks/launches.py [--tools ../shared/tools] [--size 16] [--hidden 8]
-        [--in-frames 5] [--out-frames 5] [--batch 2] [--frames-loss-only] [--flops] [--json] [models ...]
+        [--in-frames 5] [--out-frames 5] [--batch 2] [--frames-loss-only] [--flops] [--convolve-zero-states]
+        [--json] [models ...]
 
 On a GPU at the paper's sizes the eager training step waits on kernel launches (issue 7), so its time follows the
 number of kernels more than their sizes. Every ATen operation that computes something launches at least one
@@ -16,6 +17,7 @@ leaves it out too, to count the same work.
 
 ``--flops`` also counts the floating-point operations of the same step (``torch.utils.flop_counter``: the
 convolutions and matrix products), what a step costs once it no longer waits on launches (a recorded clip).
+``--convolve-zero-states`` counts ours as it was before the first step left out the zero states.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ def main() -> None:
     parser.add_argument("--frames-loss-only", action="store_true", help="ours without the auxiliary loss, as the "
                         "original's step of gpu_bench.py")
     parser.add_argument("--flops", action="store_true", help="also count floating-point operations (GFLOP)")
+    parser.add_argument("--convolve-zero-states", action="store_true", help="ours with skip_zero_states = False: the "
+                        "first step also convolves the zero states (what leaving them out saves)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     original = None
@@ -94,6 +98,7 @@ def main() -> None:
         torch.manual_seed(0)
         frames = torch.rand(args.batch, t, 1, args.size, args.size)
         model = msrnn_zoo.create(name, hidden_channels=args.hidden).train()
+        model.skip_zero_states = not args.convolve_zero_states
 
         def ours(model: msrnn_zoo.Forecaster = model, frames: torch.Tensor = frames) -> None:
             prediction, aux = model.forward_train(frames, torch.ones(args.batch, t - 1))

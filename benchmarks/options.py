@@ -9,7 +9,8 @@ Options: ``plain`` (the defaults: fp32, eager), ``compile`` / ``cudagraph`` / ``
 ``bf16`` / ``fp16`` (autocast, as ``train --precision``), ``channels-last`` (``set_channels_last``: the weights too),
 ``cpu-contiguous`` (``cpu_channels_last = False``: every tensor NCHW on the CPU, the layout before channels-last
 activations became the CPU's default), ``embedding`` (``absorb_embedding = False``: the 1x1 embedding computed on
-its own, not absorbed by the bottom layer's convolutions), ``grad-checkpointing``; ``+`` combines them
+its own, not absorbed by the bottom layer's convolutions), ``zero-states`` (``skip_zero_states = False``: the first
+step convolves the zero states too), ``grad-checkpointing``; ``+`` combines them
 (``clip-graph+bf16``).
 Each option gets its own copy of the same weights. Per option: ``warmup_s``, the first training step (compilation or
 recording, after one eager step on a GPU that lets cuDNN choose its algorithms), then the median seconds of a
@@ -51,6 +52,8 @@ def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecast
             model.cpu_channels_last = False
         elif part == "embedding":
             model.absorb_embedding = False
+        elif part == "zero-states":
+            model.skip_zero_states = False
         elif part == "grad-checkpointing":
             model.set_grad_checkpointing(True)
         elif part not in ("plain", "none"):

@@ -159,8 +159,56 @@ class RecurrentCell(nn.Module, ABC):
 
 def zeros(batch: int, channels: int, height: int, width: int, device: torch.device | None,
           dtype: torch.dtype | None) -> torch.Tensor:
-    """A zero tensor of the given geometry: the start of every recurrent state."""
-    return torch.zeros(batch, channels, height, width, device=device, dtype=dtype or torch.get_default_dtype())
+    """A zero tensor of the given geometry: the start of every recurrent state (marked, see :func:`mark_zero`)."""
+    return mark_zero(torch.zeros(batch, channels, height, width, device=device,
+                                 dtype=dtype or torch.get_default_dtype()))
+
+
+def zeros_like(tensor: torch.Tensor) -> torch.Tensor:
+    """``torch.zeros_like``, marked as zeros (see :func:`mark_zero`): the other parts of a cell's first state."""
+    return mark_zero(torch.zeros_like(tensor))
+
+
+_ZERO_VERSION = "_msrnn_zoo_zero_version"
+
+
+def mark_zero(tensor: torch.Tensor) -> torch.Tensor:
+    """Note that ``tensor`` holds zeros now, so that the convolutions of the first step may skip it.
+
+    Before the first frame every state is zero, and a joint convolution over ``[X_t, H_{t-1}]`` then spends
+    half its multiply-adds (more over three states) on zeros. :func:`joint_conv2d` and :class:`JointConv2d`
+    leave a marked input out, with its span of the weight: the same sum, without adding zeros. The mark
+    holds only while the tensor is unchanged (its version counter, which every in-place write bumps), so a
+    state written in place is convolved again. Tensors of ``torch.inference_mode`` have no version counter
+    and are not marked. Returns ``tensor``.
+    """
+    if not tensor.is_inference():
+        setattr(tensor, _ZERO_VERSION, tensor._version)
+    return tensor
+
+
+def is_known_zero(tensor: object) -> bool:
+    """Whether ``tensor`` was marked by :func:`mark_zero` and has not been written since.
+
+    Always ``False`` while ``torch.compile`` traces (a compiled step convolves every input).
+    """
+    if torch.compiler.is_compiling() or not isinstance(tensor, torch.Tensor) or tensor.is_inference():
+        return False
+    version = getattr(tensor, _ZERO_VERSION, None)
+    return version is not None and version == tensor._version
+
+
+def unmark_zero(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` without the mark of :func:`mark_zero` (convolutions then read it); returns ``tensor``."""
+    if _ZERO_VERSION in tensor.__dict__:
+        delattr(tensor, _ZERO_VERSION)
+    return tensor
+
+
+def zero_like_source(source: torch.Tensor | None, result: torch.Tensor) -> torch.Tensor:
+    """``result``, marked zero if it was computed from a known zero by a map that keeps zeros (a resampling,
+    a change of layout); returns ``result``."""
+    return mark_zero(result) if result is not source and is_known_zero(source) else result
 
 
 class EmbeddedFrame:
@@ -346,11 +394,38 @@ class _JointConv(torch.autograd.Function):
                 None if grad_bias is None else grad_bias.to(weight.dtype), None, *grad_inputs)
 
 
+def _without_known_zeros(weight: torch.Tensor, inputs: tuple[torch.Tensor, ...]
+                         ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The weight and inputs of ``conv2d(cat(inputs), weight)`` without the inputs known to be zero.
+
+    A zero input adds nothing to the sum, and its span of the weight gets a zero gradient either way; the
+    slices of the weight carry the gradient to the parameter. If every input is zero (or the widths do not
+    add up, which the convolution itself reports), all are kept.
+    """
+    zero = [is_known_zero(t) for t in inputs]
+    if not any(zero) or all(zero) or sum(t.shape[1] for t in inputs) != weight.shape[1]:
+        return weight, inputs
+    ranges: list[list[int]] = []  # [start, stop) of the kept spans, neighbours joined: one slice where possible
+    start = 0
+    for t, is_zero in zip(inputs, zero):
+        stop = start + t.shape[1]
+        if not is_zero:
+            if ranges and ranges[-1][1] == start:
+                ranges[-1][1] = stop
+            else:
+                ranges.append([start, stop])
+        start = stop
+    spans = [weight[:, a:b] for a, b in ranges]
+    kept = tuple(t for t, is_zero in zip(inputs, zero) if not is_zero)
+    return (spans[0] if len(spans) == 1 else torch.cat(spans, dim=1)), kept
+
+
 def _conv_side_by_side(weight: torch.Tensor, bias: torch.Tensor | None, padding: int | tuple[int, int],
                        inputs: tuple[torch.Tensor | EmbeddedFrame, ...]) -> torch.Tensor:
     """``conv2d(cat(inputs))``, through :class:`_JointConv` when a backward pass will need what it keeps."""
     if any(isinstance(t, EmbeddedFrame) for t in inputs):
         weight, inputs = _absorb_embeddings(weight, inputs)
+    weight, inputs = _without_known_zeros(weight, inputs)
     keeps = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias, *inputs))
     if len(inputs) > 1 and keeps:
         return _JointConv.apply(weight, bias, padding, *inputs)

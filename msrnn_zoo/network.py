@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .cell import EmbeddedFrame, RecurrentCell, State
+from .cell import EmbeddedFrame, RecurrentCell, State, unmark_zero, zero_like_source, zeros
 from .graphs import ClipGraphs
 from .hub import HubMixin
 from .schedule import ScaleSchedule, build_schedule
@@ -158,6 +158,10 @@ class Forecaster(HubMixin, nn.Module):
         (:attr:`~msrnn_zoo.cell.RecurrentCell.convolves_input_only`): the same numbers up to float rounding, with
         about half the multiply-adds in that layer's input convolutions (:class:`~msrnn_zoo.cell.EmbeddedFrame`).
         ``False`` computes the embedding on its own, only to measure what absorbing it saves."""
+        self.skip_zero_states = True
+        """Let the first step's convolutions leave out the states, which are zero then
+        (:func:`~msrnn_zoo.cell.mark_zero`): the same numbers up to float rounding, with 0.6-2.9% fewer operations
+        in a training step of 10 -> 10 frames (README). ``False`` convolves them, only to measure what that saves."""
         self.fast_path: str | None = None
         self._fast_step: Any = None
         self._clip_graphs: ClipGraphs | None = None
@@ -259,14 +263,16 @@ class Forecaster(HubMixin, nn.Module):
         memory = None
         if self.uses_memory:
             h0, w0 = sizes[0]
-            memory = torch.zeros(batch, self.cells[0].memory_channels, h0, w0, device=device, dtype=dtype)
+            memory = zeros(batch, self.cells[0].memory_channels, h0, w0, device, dtype)
         outputs = None
         if self.keeps_outputs:
-            outputs = [torch.zeros(batch, self.config.hidden_channels, h, w, device=device, dtype=dtype)
-                       for h, w in sizes]
+            outputs = [zeros(batch, self.config.hidden_channels, h, w, device, dtype) for h, w in sizes]
         state = ForecastState(layers, memory, outputs)
+        if not self.skip_zero_states:
+            state = state.map(unmark_zero)
         if self._nhwc(torch.device(device)):
-            state = state.map(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
+            state = state.map(lambda t: zero_like_source(t, t.contiguous(memory_format=torch.channels_last))
+                              if t.dim() == 4 else t)
         return state
 
     # ---------------------------------------------------------------- one step
@@ -292,7 +298,7 @@ class Forecaster(HubMixin, nn.Module):
                     x = x + outputs[skip]
             lower = None
             if cell.uses_lower_previous and i > 0 and state.outputs is not None:
-                lower = move(state.outputs[i - 1], levels[i - 1], levels[i])
+                lower = zero_like_source(state.outputs[i - 1], move(state.outputs[i - 1], levels[i - 1], levels[i]))
             result = cell(x, state.layers[i], memory, lower)
             outputs.append(result.output)
             layers.append(result.state)

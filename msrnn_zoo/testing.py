@@ -302,6 +302,26 @@ def check_absorbed_embedding(name: str, size: int = 16, **overrides: Any) -> Non
         torch.testing.assert_close(grad, regrads[key], rtol=1e-9, atol=1e-12, msg=lambda m, k=key: f"{k}: {m}")
 
 
+def check_zero_states(name: str, size: int = 16, **overrides: Any) -> None:
+    """The first step gives the same loss and gradients whether its convolutions leave out the zero states or not.
+
+    Leaving them out is the network's default (:attr:`~msrnn_zoo.network.Forecaster.skip_zero_states`) for states
+    the cell makes with :func:`~msrnn_zoo.cell.zeros` and :func:`~msrnn_zoo.cell.zeros_like`. A cell that writes
+    such a state in place before convolving it is still right (the mark lapses); this holds the sums equal.
+    """
+    torch.manual_seed(0)
+    model = small(name, **overrides).double()
+    frames = torch.rand(2, 4, model.config.in_channels, size, size, dtype=torch.float64)
+    teacher = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    loss, grads = _loss_and_grads(model, frames, teacher)
+    model.skip_zero_states = False
+    again, regrads = _loss_and_grads(model, frames, teacher)
+    torch.testing.assert_close(loss, again, rtol=1e-9, atol=1e-12)
+    assert regrads.keys() == grads.keys()
+    for key, grad in grads.items():
+        torch.testing.assert_close(grad, regrads[key], rtol=1e-9, atol=1e-12, msg=lambda m, k=key: f"{k}: {m}")
+
+
 def concatenations_kept(name: str, size: int = 16, **overrides: Any) -> int:
     """Bytes of concatenations autograd keeps for the backward of one training step of a small ``name``.
 
@@ -323,6 +343,7 @@ def run_conformance(cell: str, size: int = 16, **overrides: Any) -> None:
         check_cell_contract(cell)
     for name in (cell, f"ms-{cell}"):
         check_absorbed_embedding(name, size, **overrides)  # first: the others run with the embedding absorbed
+        check_zero_states(name, size, **overrides)
         check_shapes(name, size, **overrides)
         check_step_equals_forward(name, size, **overrides)
         check_dtype_and_device(name, size, **overrides)

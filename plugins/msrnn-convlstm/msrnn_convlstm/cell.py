@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros, zeros_like
 
 
 class ConvLSTMCell(RecurrentCell):
@@ -30,7 +30,7 @@ class ConvLSTMCell(RecurrentCell):
     def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> State:
         h = zeros(batch, self.hidden_channels, height, width, device, dtype)
-        return h, torch.zeros_like(h)
+        return h, zeros_like(h)
 
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
                 lower_previous: torch.Tensor | None = None) -> CellOutput:

@@ -48,7 +48,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros, zeros_like
 
 _MIMS_ORIGINAL = ("_conv_x2h_n", "_conv_n2h_n", "_conv_diff2o", "_conv_n2o", "_conv_x2h_s", "_conv_c2h_s", "_conv_s2o")
 """The original's MIM-N and MIM-S convolutions: built in every layer, but only run above the bottom one."""
@@ -143,8 +143,8 @@ class MIMCell(RecurrentCell):
                    dtype: torch.dtype | None = None) -> State:
         h = zeros(batch, self.hidden_channels, height, width, device, dtype)
         if not self.has_mims:
-            return h, torch.zeros_like(h)
-        return h, torch.zeros_like(h), torch.zeros_like(h), torch.zeros_like(h)
+            return h, zeros_like(h)
+        return h, zeros_like(h), zeros_like(h), zeros_like(h)
 
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
                 lower_previous: torch.Tensor | None = None) -> CellOutput:
@@ -155,7 +155,7 @@ class MIMCell(RecurrentCell):
              lower_previous: torch.Tensor | None = None) -> MIMStep:
         """One step of the block, as :meth:`forward`, that also returns the output gate ``O_t``."""
         h, c = state[:2]
-        m = torch.zeros_like(h) if memory is None else memory
+        m = zeros_like(h) if memory is None else memory
         i, f, g, o = torch.chunk(self.conv_xh(x, h), 4, dim=1)
         if self.has_mims:
             _, _, n, s = state

@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 from msrnn_mim import MIMCell
 
-from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros
+from msrnn_zoo.cell import CellOutput, RecurrentCell, State, zeros, zeros_like
 
 from .motion_gru import MotionGRU
 
@@ -113,7 +113,7 @@ class MotionRNNCell(RecurrentCell):
         state = self.block.init_state(batch, height, width, device=device, dtype=dtype)
         if self.has_motion:
             f = zeros(batch, self.motion_gru.flow_channels, height // 2, width // 2, device, dtype)
-            state += (f, torch.zeros_like(f))
+            state += (f, zeros_like(f))
         return state
 
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,

@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros, zeros_like
 
 from .local_attention import LocalAttention
 
@@ -103,7 +103,7 @@ class PrecipLSTMCell(RecurrentCell):
                    dtype: torch.dtype | None = None) -> State:
         h = zeros(batch, self.hidden_channels, height, width, device, dtype)
         previous_input = zeros(batch, self.in_channels, height, width, device, dtype)
-        return h, torch.zeros_like(h), torch.zeros_like(h), torch.zeros_like(h), previous_input
+        return h, zeros_like(h), zeros_like(h), zeros_like(h), previous_input
 
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
                 lower_previous: torch.Tensor | None = None) -> CellOutput:

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, RecurrentCell, State, joint_conv2d, zeros
+from msrnn_zoo.cell import CellOutput, RecurrentCell, State, joint_conv2d, zeros, zeros_like
 
 from .highway import GradientHighwayUnit
 
@@ -79,7 +79,7 @@ class CausalLSTMCell(RecurrentCell):
                    dtype: torch.dtype | None = None) -> State:
         """``(H, C)``, plus the highway state ``Z`` in the highway layer."""
         h = zeros(batch, self.hidden_channels, height, width, device, dtype)
-        return (h, torch.zeros_like(h), torch.zeros_like(h)) if self.has_highway else (h, torch.zeros_like(h))
+        return (h, zeros_like(h), zeros_like(h)) if self.has_highway else (h, zeros_like(h))
 
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
                 lower_previous: torch.Tensor | None = None) -> CellOutput:

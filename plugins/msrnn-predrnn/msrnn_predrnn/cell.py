@@ -28,7 +28,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros, zeros_like
 
 Increments = tuple[torch.Tensor, torch.Tensor]
 """``(dC_t, dM_t)``: what one step's input gates add to the temporal and the spatiotemporal memory."""
@@ -68,14 +68,14 @@ class PredRNNCell(RecurrentCell):
     def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> State:
         h = zeros(batch, self.hidden_channels, height, width, device, dtype)
-        return h, torch.zeros_like(h)
+        return h, zeros_like(h)
 
     def st_lstm(self, x: torch.Tensor, state: State,
                 memory: torch.Tensor | None = None) -> tuple[CellOutput, Increments]:
         """One step of the equations of the module docstring, and the memories' increments ``(dC_t, dM_t)``."""
         h, c = state
         if memory is None:  # a cell run on its own starts, like the first step, from an empty M
-            memory = torch.zeros_like(h)
+            memory = zeros_like(h)
         elif memory.shape != h.shape:
             raise ValueError(f"{self.title} layer {self.layer_index} got a spatiotemporal memory of shape "
                              f"{tuple(memory.shape)}; it needs (B, hidden, H, W) = {tuple(h.shape)}, "
