@@ -493,9 +493,9 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             raise ValueError("--sampling-steps is fixed when a run is created; --resume continues its schedule.")
         if model is not None:
             from .io import read_json
-            from .train import TRAIN_CONFIG, TrainConfig
+            from .train import TRAIN_CONFIG, TrainConfig, require_run
 
-            trained = TrainConfig.from_dict(read_json(resume / TRAIN_CONFIG, "run (train_config.json)"),
+            trained = TrainConfig.from_dict(read_json(require_run(resume) / TRAIN_CONFIG, "run (train_config.json)"),
                                             str(resume / TRAIN_CONFIG)).model
             if model != trained:
                 raise ValueError(f"{resume} is a run of {trained!r}, not {model!r}; resume it without "
@@ -725,7 +725,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     model.set_fast_path(None if fast_path == "none" else fast_path)
     horizon = cfg.out_frames if horizon is None else horizon
     if input_path is not None:
-        context, truth = read_input_clip(input_path), None
+        context, truth = read_input_clip(input_path, model.config.in_channels), None
     else:
         dataset = open_split(cfg, "test")
         if not 0 <= index < len(dataset):  # type: ignore[arg-type]

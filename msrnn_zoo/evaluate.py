@@ -190,8 +190,12 @@ def reports_to_dict(reports: dict[str, MetricReport], run_dir: str | Path, split
             "forecasters": list(reports), **{name: rep.to_dict() for name, rep in reports.items()}}
 
 
-def read_input_clip(path: str | Path) -> torch.Tensor:
-    """A context clip from ``.npy``: (T, C, H, W) or (T, H, W), uint8 or float in [0, 1]."""
+def read_input_clip(path: str | Path, channels: int | None = None) -> torch.Tensor:
+    """A context clip from ``.npy``: (T, C, H, W) or (T, H, W), uint8 or float in [0, 1].
+
+    ``channels`` is what the model takes: a file of several clips ((N, T, H, W) read as (T, C, H, W), or
+    (N, T, C, H, W)) is then refused with a message that says how to pass one of them.
+    """
     from .data import to_unit_float
 
     path = Path(path)
@@ -201,10 +205,15 @@ def read_input_clip(path: str | Path) -> torch.Tensor:
         array = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise ValueError(f"{path} is not a readable .npy array ({exc}).") from exc
+    one_clip = "if it holds several clips, save one of them (np.save('clip.npy', clips[0])) and pass that"
     if array.ndim == 3:
         array = array[:, None]
     if array.ndim != 4:
-        raise ValueError(f"{path}: an input clip has shape (T, C, H, W) or (T, H, W), got {array.shape}.")
+        raise ValueError(f"{path}: an input clip has shape (T, C, H, W) or (T, H, W), got {array.shape}; "
+                         f"{one_clip}.")
+    if channels is not None and array.shape[1] != channels:
+        raise ValueError(f"{path}: read as one clip (T, C, H, W) = {array.shape}, with {array.shape[1]} channels, "
+                         f"but the model takes {channels}; {one_clip}.")
     return torch.from_numpy(np.ascontiguousarray(to_unit_float(array, str(path))))
 
 

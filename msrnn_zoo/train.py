@@ -241,6 +241,16 @@ class Progress:
     losses: list[float] = field(default_factory=list)
 
 
+def require_run(run_dir: str | Path) -> Path:
+    """``run_dir`` as a path, if it holds a run to resume; else an error that names the directory in full."""
+    run_dir = Path(run_dir)
+    if not (run_dir / TRAIN_CONFIG).is_file():
+        where = "no such directory" if not run_dir.is_dir() else f"it holds no {TRAIN_CONFIG}"
+        raise FileNotFoundError(f"{run_dir} ({run_dir.resolve()}) is not a run: {where}. Resume the --out "
+                                "directory of an earlier `msrnn-zoo train`.")
+    return run_dir
+
+
 class Trainer:
     """Trains a model into a run directory; every checkpoint is a complete, loadable state."""
 
@@ -346,7 +356,7 @@ class Trainer:
         """Continue a run from its latest checkpoint: optionally to more epochs, on another device, in another
         precision, or with gradient checkpointing, the channels-last layout or the fast path switched (which
         change memory and time, not the model). ``fast_path="none"`` turns a run's fast path off."""
-        run_dir = Path(run_dir)
+        run_dir = require_run(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
         planned = cfg.epochs

@@ -68,6 +68,10 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
     np.save(context, np.random.default_rng(1).random((2, 16, 16), dtype=np.float32))
     run("predict", out, "--input", context, "--horizon", "4", "--out", tmp_path / "g.gif")
     assert np.load(tmp_path / "g.npy").shape == (4, 1, 16, 16)
+    for many in ((5, 2, 16, 16), (5, 2, 1, 16, 16)):  # a file of clips, as train's --data takes, is not one clip
+        np.save(context, np.zeros(many, dtype=np.float32))
+        refused = run("predict", out, "--input", context, "--out", tmp_path / "h.png", ok=False)
+        assert refused.exit_code == 1 and "save one of them" in refused.output and not (tmp_path / "h.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -79,7 +83,9 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
         (["train", "convlstm", "--out", "{tmp}/r"], "exactly one of --dataset"),
         (["evaluate", "{tmp}/nothing"], "No run directory"),
         (["predict", "{tmp}/nothing"], "No run directory"),
-        (["train", "--resume", "{tmp}/nothing"], "No run (train_config.json)"),
+        (["train", "--resume", "{tmp}/nothing"], "is not a run: no such directory"),
+        (["train", "--resume", "{tmp}"], "is not a run: it holds no train_config.json"),
+        (["train", "convlstm", "--resume", "{tmp}"], "is not a run: it holds no train_config.json"),
     ],
 )
 def test_user_errors_are_one_red_line(tmp_path, args, message):
