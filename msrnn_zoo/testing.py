@@ -256,6 +256,16 @@ def _loss_and_grads(model: Forecaster, frames: torch.Tensor,
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def _assert_same_step(first: tuple[torch.Tensor, dict[str, torch.Tensor]],
+                      second: tuple[torch.Tensor, dict[str, torch.Tensor]], rtol: float, atol: float) -> None:
+    """Two ways of one training step gave the same loss and the same gradient of every parameter."""
+    (loss, grads), (again, regrads) = first, second
+    torch.testing.assert_close(again, loss, rtol=rtol, atol=atol)
+    assert regrads.keys() == grads.keys()
+    for key, grad in grads.items():
+        torch.testing.assert_close(regrads[key], grad, rtol=rtol, atol=atol, msg=lambda m, k=key: f"{k}: {m}")
+
+
 def check_grad_checkpointing(name: str, size: int = 16, **overrides: Any) -> None:
     """Recomputing each step in the backward pass gives the plain path's loss and gradients, exactly."""
     torch.manual_seed(0)
@@ -268,10 +278,7 @@ def check_grad_checkpointing(name: str, size: int = 16, **overrides: Any) -> Non
         again, regrads = _loss_and_grads(model, frames, teacher)
     finally:
         model.set_grad_checkpointing(False)
-    torch.testing.assert_close(again, loss, rtol=0, atol=0)
-    assert regrads.keys() == grads.keys()
-    for key, grad in grads.items():
-        torch.testing.assert_close(regrads[key], grad, rtol=0, atol=0, msg=lambda m, k=key: f"{k}: {m}")
+    _assert_same_step((loss, grads), (again, regrads), rtol=0, atol=0)
 
 
 def check_absorbed_embedding(name: str, size: int = 16, **overrides: Any) -> None:
@@ -295,11 +302,7 @@ def check_absorbed_embedding(name: str, size: int = 16, **overrides: Any) -> Non
               "set convolves_input_only = False (or a property that is False for this layer_index), or feed x only "
               "to JointConv2d / joint_conv2d convolutions, which absorb the embedding")
     model.absorb_embedding = False
-    again, regrads = _loss_and_grads(model, frames, teacher)
-    torch.testing.assert_close(loss, again, rtol=1e-9, atol=1e-12)
-    assert regrads.keys() == grads.keys()
-    for key, grad in grads.items():
-        torch.testing.assert_close(grad, regrads[key], rtol=1e-9, atol=1e-12, msg=lambda m, k=key: f"{k}: {m}")
+    _assert_same_step((loss, grads), _loss_and_grads(model, frames, teacher), rtol=1e-9, atol=1e-12)
 
 
 def check_zero_states(name: str, size: int = 16, **overrides: Any) -> None:
@@ -315,11 +318,7 @@ def check_zero_states(name: str, size: int = 16, **overrides: Any) -> None:
     teacher = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
     loss, grads = _loss_and_grads(model, frames, teacher)
     model.skip_zero_states = False
-    again, regrads = _loss_and_grads(model, frames, teacher)
-    torch.testing.assert_close(loss, again, rtol=1e-9, atol=1e-12)
-    assert regrads.keys() == grads.keys()
-    for key, grad in grads.items():
-        torch.testing.assert_close(grad, regrads[key], rtol=1e-9, atol=1e-12, msg=lambda m, k=key: f"{k}: {m}")
+    _assert_same_step((loss, grads), _loss_and_grads(model, frames, teacher), rtol=1e-9, atol=1e-12)
 
 
 def concatenations_kept(name: str, size: int = 16, **overrides: Any) -> int:
