@@ -28,7 +28,7 @@ if [ "${SMOKE:-0}" = 1 ]; then  # tiny sizes: only that every part runs and writ
   VS_MODELS="ms-convlstm" B16_MODELS="convlstm ms-convlstm" GAP_MODELS="ms-convlstm" B16_GAP_MODELS="convlstm ms-convlstm"
 else
   SIZE=64 HIDDEN=64 FRAMES=10 REPEAT=5 CELLS=convlstm,trajgru,predrnn,predrnn-pp,mim,motionrnn,predrnn-v2,preciplstm
-  OPTIONS=${OPTIONS:-plain,clip-graph,clip-graph+channels-last,channels-last,embedding}
+  OPTIONS=${OPTIONS:-plain,clip-graph,clip-graph+channels-last,clip-graph+zero-states,channels-last,embedding}
   MODELS="ms-convlstm ms-predrnn" WINDOW=30 FAST=plain,compile
   VS_MODELS="convlstm ms-convlstm trajgru ms-trajgru predrnn ms-predrnn predrnn-pp ms-predrnn-pp mim ms-mim motionrnn
     ms-motionrnn predrnn-v2 ms-predrnn-v2"
