@@ -8,14 +8,19 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .cell import unmark_zero
 from .network import Forecaster
 
 
 def flops_per_frame(model: Forecaster, height: int, width: int, batch: int = 1) -> int:
-    """FLOPs (2 per multiply-add) of one recurrent step -- one frame in, one forecast out -- per sample."""
+    """FLOPs (2 per multiply-add) of one recurrent step -- one frame in, one forecast out -- per sample.
+
+    A step after the first: the first one leaves out its zero states (:func:`~msrnn_zoo.cell.mark_zero`), so the
+    state here is unmarked and convolved as every later step's is.
+    """
     frame = torch.zeros(batch, model.config.in_channels, height, width,
                         device=model.embed.weight.device, dtype=model.embed.weight.dtype)
-    state = model.init_state(batch, height, width)
+    state = model.init_state(batch, height, width).map(unmark_zero)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model.step(frame, state)

@@ -120,3 +120,22 @@ def test_marks_follow_maps_that_keep_zeros_only_from_a_marked_source():
 
 def test_the_conformance_kit_holds_gradients_equal_both_ways():
     testing.check_zero_states("ms-predrnn-v2")
+
+
+def test_flops_per_frame_counts_a_step_after_the_first():
+    """``msrnn-zoo info`` and the cards report a typical step, not the cheaper first one."""
+    from msrnn_zoo.profile import flops_per_frame
+
+    model = msrnn_zoo.create("ms-predrnn", hidden_channels=HIDDEN)
+    _, state = model.step(torch.rand(1, 1, 16, 16))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.step(torch.rand(1, 1, 16, 16), state)
+    assert flops_per_frame(model, 16, 16) == counter.get_total_flops() > first_step_flops_at(model, 16)
+
+
+def first_step_flops_at(model: msrnn_zoo.Forecaster, size: int) -> int:
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.step(torch.rand(1, 1, size, size))
+    return counter.get_total_flops()
