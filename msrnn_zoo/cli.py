@@ -180,6 +180,9 @@ def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
                            f"{p['channels']}x{p['height']}x{p['width']}", sources if i == 0 else "",
                            d["plugin"] if i == 0 else "")
     console.print(dtable)
+    if pattern is not None and not models and not datasets:
+        console.print(f"No model or dataset name matches {pattern!r}: a pattern is a glob over whole names "
+                      "('ms-*', '*lstm'); `msrnn-zoo list` shows them all.")
 
 
 def _list_pretrained(pattern: str | None, as_json: bool) -> None:

@@ -17,6 +17,8 @@ def test_list_and_json():
     assert any(d["name"] == "moving-mnist" for d in data["datasets"])
     only_ms = json.loads(run("list", "ms-*", "--json").output)
     assert all(m["name"].startswith("ms-") for m in only_ms["models"])
+    assert "No model or dataset name matches 'convlstm*x'" in " ".join(run("list", "convlstm*x").output.split())
+    assert "No model" not in run("list", "ms-*").output
 
 
 def test_info_shows_scales_parameters_and_flops():
