@@ -827,7 +827,7 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
 @click.option("--source", default=None, help="Another source of the dataset than the recipe's (e.g. synthetic).")
 @click.option("--budget-steps", type=int, default=None,
               help="Train at most this many steps (the card then says the run is budget-limited).")
-@click.option("--max-eval-clips", type=int, default=None, help="Score only the first N test clips.")
+@click.option("--max-eval-clips", type=POSITIVE, default=None, help="Score only the first N test clips.")
 @click.option("--set", "settings", multiple=True,
               help="Change a recipe setting KEY=VALUE (hidden_channels, num_layers, kernel_size, lr, batch_size, "
                    "seed, epochs, sampling); the card lists every change.")

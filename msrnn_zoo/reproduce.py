@@ -145,6 +145,14 @@ def start(plan: Plan, out: str | Path, *, force: bool = False) -> Any:
     return trainer
 
 
+def _check_max_eval_clips(max_eval_clips: int | None) -> None:
+    """Refuse a clip count that evaluation would reject only after the whole training run."""
+    if max_eval_clips is not None and (isinstance(max_eval_clips, bool) or not isinstance(max_eval_clips, int)
+                                       or max_eval_clips < 1):
+        raise ValueError(f"max_eval_clips must be a whole number of at least 1 (or None for every test clip), "
+                         f"got {max_eval_clips!r}.")
+
+
 def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = None,
            report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Path]:
     """After training: measure the model, evaluate it on the test split, render the card and its pictures."""
@@ -168,6 +176,7 @@ def reproduce(model: str, dataset: str, out: str | Path, *, root: str | Path | N
               max_eval_clips: int | None = None, force: bool = False, overrides: dict[str, Any] | None = None,
               fit: Callable[[Any], Any] | None = None) -> dict[str, Path]:
     """Train ``model`` on ``dataset`` by the paper's recipe into ``out``, evaluate it and write its card."""
+    _check_max_eval_clips(max_eval_clips)
     plan = make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
                      overrides=overrides, out=out)
     trainer = start(plan, out, force=force)
@@ -180,6 +189,7 @@ def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | 
     """Finish an interrupted reproduction: train from its last checkpoint, then evaluate and render."""
     from .train import Trainer
 
+    _check_max_eval_clips(max_eval_clips)
     out = Path(out)
     if not (out / RECIPE_JSON).is_file():
         raise FileNotFoundError(f"{out} is not a run started by `msrnn-zoo reproduce` (no {RECIPE_JSON}).")

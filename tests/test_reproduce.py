@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from click.testing import CliRunner
 from huggingface_hub import ModelCard
 
 import msrnn_zoo
+from msrnn_zoo import reproduce
 from msrnn_zoo.cli import main
 
 
@@ -62,3 +64,14 @@ def test_reproduce_refuses_what_it_cannot_run(tmp_path):
         result = CliRunner().invoke(main, ["reproduce", *args])
         assert result.exit_code == 1 and message in result.output, result.output
         assert not (tmp_path / "x").exists()
+    # a count that evaluation would refuse only after the whole training run is refused before it starts
+    zero = CliRunner().invoke(main, ["reproduce", "ms-convlstm", "moving-mnist", "--source", "synthetic",
+                                     "--max-eval-clips", "0", "--out", str(tmp_path / "x")])
+    assert zero.exit_code == 1 and "--max-eval-clips" in zero.output and not (tmp_path / "x").exists()
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_eval_clips must be a whole number"):
+            reproduce.reproduce("ms-convlstm", "moving-mnist", tmp_path / "x", source="synthetic",
+                                max_eval_clips=bad)
+        with pytest.raises(ValueError, match="max_eval_clips must be a whole number"):
+            reproduce.resume(tmp_path / "x", max_eval_clips=bad)
+    assert not (tmp_path / "x").exists()
