@@ -8,6 +8,7 @@ implements its paper's equations in :meth:`RecurrentCell.forward`.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, MutableMapping
 from typing import Any, ClassVar, NamedTuple
@@ -157,6 +158,16 @@ class RecurrentCell(nn.Module, ABC):
                 f"layer={self.layer_index}/{self.num_layers}")
 
 
+def autocast_off(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Autocast switched off on ``device``, for a computation that must keep its inputs' precision.
+
+    A device without autocast (``meta``, on which FLOPs are counted without computing) needs nothing switched off.
+    """
+    if not torch.amp.is_autocast_available(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, enabled=False)
+
+
 def zeros(batch: int, channels: int, height: int, width: int, device: torch.device | None,
           dtype: torch.dtype | None) -> torch.Tensor:
     """A zero tensor of the given geometry: the start of every recurrent state (marked, see :func:`mark_zero`)."""
@@ -286,7 +297,7 @@ class _AbsorbedWeight(torch.autograd.Function):
         ctx.versions = None if torch.compiler.is_compiling() else [t._version for t in ctx.kept if t is not None]
         e = embed_weight[:, :, 0, 0].to(weight.dtype)
         pieces = []
-        with torch.autocast(weight.device.type, enabled=False):  # the products in the weights' precision
+        with autocast_off(weight.device):  # the products in the weights' precision
             for start, width, embedded in spans:
                 part = weight[:, start:start + width]
                 if not embedded:
@@ -309,7 +320,7 @@ class _AbsorbedWeight(torch.autograd.Function):
         grad_e = torch.zeros_like(e)
         grad_b = None if embed_bias is None else torch.zeros_like(embed_bias, dtype=weight.dtype)
         offset = 0
-        with torch.autocast(weight.device.type, enabled=False):
+        with autocast_off(weight.device):
             for start, width, embedded in ctx.spans:
                 if not embedded:
                     grad_weight[:, start:start + width] += grad[:, offset:offset + width]

@@ -211,9 +211,11 @@ def _list_pretrained(pattern: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--size", default=64, show_default=True, help="Frame height and width for the FLOPs count.")
-@click.option("--hidden", "hidden_channels", type=int, default=None, help="Hidden channels (default: the model's).")
-@click.option("--in-channels", type=int, default=None)
+@click.option("--size", type=POSITIVE, default=64, show_default=True,
+              help="Frame height and width for the FLOPs count.")
+@click.option("--hidden", "hidden_channels", type=POSITIVE, default=None,
+              help="Hidden channels (default: the model's).")
+@click.option("--in-channels", type=POSITIVE, default=None, help="Frame channels (default: the model's).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly
 def info(name: str, size: int, hidden_channels: int | None, in_channels: int | None, as_json: bool) -> None:
@@ -222,7 +224,8 @@ def info(name: str, size: int, hidden_channels: int | None, in_channels: int | N
     from .profile import flops_per_frame
     from .registry import get_cell, get_model
 
-    overrides = {k: v for k, v in {"hidden_channels": hidden_channels, "in_channels": in_channels}.items() if v}
+    overrides = {k: v for k, v in {"hidden_channels": hidden_channels, "in_channels": in_channels}.items()
+                 if v is not None}
     model = create(name, **overrides)
     described = model.describe()
     entry = get_model(name)

@@ -15,15 +15,20 @@ from .network import Forecaster
 def flops_per_frame(model: Forecaster, height: int, width: int, batch: int = 1) -> int:
     """FLOPs (2 per multiply-add) of one recurrent step -- one frame in, one forecast out -- per sample.
 
-    A step after the first: the first one leaves out its zero states (:func:`~msrnn_zoo.cell.mark_zero`), so the
-    state here is unmarked and convolved as every later step's is.
+    Counted on a twin of the model on the ``meta`` device, which has shapes but no data: nothing is computed or
+    allocated, so a radar-sized frame costs no more than a small one. A step after the first: the first one leaves
+    out its zero states (:func:`~msrnn_zoo.cell.mark_zero`), so the state here is unmarked and convolved as every
+    later step's is.
     """
-    frame = torch.zeros(batch, model.config.in_channels, height, width,
-                        device=model.embed.weight.device, dtype=model.embed.weight.dtype)
-    state = model.init_state(batch, height, width).map(unmark_zero)
+    with torch.device("meta"):
+        twin = type(model)(model.config, model.cell_class)
+    twin.absorb_embedding = model.absorb_embedding
+    twin.check_step_inputs = False  # its checks read values, which the meta device does not have
+    state = twin.init_state(batch, height, width).map(unmark_zero)  # also refuses a size the model cannot run
+    frame = torch.zeros(batch, model.config.in_channels, height, width, device="meta")
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model.step(frame, state)
+        twin.step(frame, state)
     return int(counter.get_total_flops() // batch)
 
 

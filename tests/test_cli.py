@@ -27,6 +27,8 @@ def test_info_shows_scales_parameters_and_flops():
     data = json.loads(run("info", "ms-convlstm", "--size", "32", "--hidden", "8", "--json").output)
     assert data["layer_sizes"] == [[32, 32], [16, 16], [8, 8], [8, 8], [16, 16], [32, 32]]
     assert data["parameters"] > 0 and data["flops_per_frame"] > 0
+    radar = json.loads(run("info", "ms-convlstm", "--size", "4096", "--hidden", "8", "--json").output)
+    assert radar["flops_per_frame"] > data["flops_per_frame"]  # counted on the meta device: no 4096x4096 state
 
 
 def test_plugins_lists_distributions():
@@ -83,6 +85,9 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
         (["train", "convlstm", "--dataset", "nope", "--out", "{tmp}/r"], "Unknown dataset 'nope'"),
         (["train", "convlstm", "--data", "{tmp}/missing.npy", "--out", "{tmp}/r"], "No clip file"),
         (["train", "convlstm", "--out", "{tmp}/r"], "exactly one of --dataset"),
+        (["info", "ms-convlstm", "--size", "-4"], "Invalid value for '--size'"),
+        (["info", "ms-convlstm", "--hidden", "0"], "Invalid value for '--hidden'"),
+        (["info", "ms-convlstm", "--size", "6"], "divisible by 4"),
         (["evaluate", "{tmp}/nothing"], "No run directory"),
         (["predict", "{tmp}/nothing"], "No run directory"),
         (["train", "--resume", "{tmp}/nothing"], "is not a run: no such directory"),

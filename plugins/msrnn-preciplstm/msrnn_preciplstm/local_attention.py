@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from msrnn_zoo.cell import autocast_off
+
 MIN_STRIP = 16
 """Narrowest strip of pixels scored in one product: narrower ones compute fewer scores that are thrown away
 but run slower per score. 16 was the fastest of 8 to 64 at 16x16 to 64x64 with window 30 on one CPU thread."""
@@ -211,7 +213,7 @@ class _LocalAttention(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         query, key, value, stats = ctx.saved_tensors
-        with torch.autocast(grad_out.device.type, enabled=False):
+        with autocast_off(grad_out.device):
             grads = _attend_backward(ctx.layout, query, key, value, stats, grad_out, ctx.needs_input_grad[:3])
         return (*grads, None)
 
@@ -236,7 +238,7 @@ class _ProjectedLocalAttention(torch.autograd.Function):
         x, *projections, stats = ctx.saved_tensors
         wanted = ctx.needs_input_grad[:4]
         inputs = [t.detach().requires_grad_(need) for t, need in zip((x, *projections), wanted)]
-        with torch.autocast(grad_out.device.type, enabled=False), torch.enable_grad():
+        with autocast_off(grad_out.device), torch.enable_grad():
             qkv = [F.conv2d(inputs[0], w) for w in inputs[1:]]
             grads = _attend_backward(ctx.layout, *(t.detach() for t in qkv), stats, grad_out, (True, True, True))
             asked = [t for t, need in zip(inputs, wanted) if need]
@@ -273,7 +275,7 @@ def _reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, wind
     # a compiled step runs this as it is: its strided views and hand-written backward are not for tracing.
     # The casts are autograd's, so gradients flow back through them in the inputs' own dtypes.
     dtype = _attention_dtype(query, key, value)
-    with torch.autocast(query.device.type, enabled=False):
+    with autocast_off(query.device):
         return _LocalAttention.apply(query.to(dtype), key.to(dtype), value.to(dtype), window)
 
 
@@ -281,7 +283,7 @@ def _reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, wind
 def _projected_reference(x: torch.Tensor, w_query: torch.Tensor, w_key: torch.Tensor, w_value: torch.Tensor,
                          window: int) -> torch.Tensor:
     dtype = _attention_dtype(x, w_query)
-    with torch.autocast(x.device.type, enabled=False):
+    with autocast_off(x.device):
         return _ProjectedLocalAttention.apply(x.to(dtype), w_query.to(dtype), w_key.to(dtype), w_value.to(dtype),
                                               window)
 
