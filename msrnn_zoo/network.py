@@ -235,12 +235,21 @@ class Forecaster(HubMixin, nn.Module):
         if not frames.is_floating_point():
             raise ValueError(f"{what} must be floating point in [0, 1], got dtype {frames.dtype}; "
                              "divide uint8 frames by 255.")
+        self._check_dtype(frames, what)
         if frames.device != self.embed.weight.device:
             raise ValueError(f"{what} are on {frames.device} but the model is on {self.embed.weight.device}; "
                              "move one of them (frames.to(device) or model.to(device)).")
         if not torch.isfinite(frames).all():
             raise ValueError(f"{what} contain NaN or Inf values; clean or mask them before forecasting.")
         self.check_size(h, w)
+
+    def _check_dtype(self, frames: torch.Tensor, what: str) -> None:
+        """Frames in the weights' precision, unless autocast chooses the precision of each operation."""
+        weight = self.embed.weight
+        if frames.dtype != weight.dtype and not torch.is_autocast_enabled(frames.device.type):
+            raise ValueError(f"The dtype of {what} is {frames.dtype}, but the model's weights are {weight.dtype}; "
+                             f"convert one of them ({what}.to({weight.dtype}) or model.to({frames.dtype})), or run "
+                             "under torch.autocast for mixed precision.")
 
     def check_size(self, height: int, width: int) -> None:
         """Raise ``ValueError`` unless the schedule and every cell can run at ``height x width``."""
@@ -397,6 +406,7 @@ class Forecaster(HubMixin, nn.Module):
                              "size; start a new state (state=None) for frames of another size.")
         if not frame.is_floating_point():
             raise ValueError(f"frame must be floating point in [0, 1], got dtype {frame.dtype}; divide uint8 by 255.")
+        self._check_dtype(frame, "frame")
         if not torch.isfinite(frame).all():
             raise ValueError("frame contains NaN or Inf values; clean or mask it before forecasting.")
 

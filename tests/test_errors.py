@@ -282,6 +282,8 @@ class TestStep:
             model.step(torch.zeros(2, 1, 16, 16, dtype=torch.uint8), state)
         with pytest.raises(ValueError, match="2 channels"):
             model.step(torch.rand(2, 2, 16, 16), state)
+        with pytest.raises(ValueError, match="dtype of frame is torch.float64, but the model.s weights are"):
+            model.step(torch.rand(2, 1, 16, 16, dtype=torch.float64), state)
 
     def test_the_check_can_be_skipped_on_a_hot_path(self, model, state):
         frame = torch.rand(2, 1, 16, 16)
@@ -298,6 +300,14 @@ def test_forward_checks_the_device_too():
     model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
     with pytest.raises(ValueError, match="frames are on meta but the model is on cpu"):
         model(torch.empty(1, 2, 1, 8, 8, device="meta"), horizon=1)
+
+
+def test_frames_in_another_precision_are_refused_unless_autocast_decides():
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    with pytest.raises(ValueError, match=r"model.to\(torch.float64\)\), or run under torch.autocast"):
+        model(torch.rand(1, 2, 1, 8, 8, dtype=torch.float64), horizon=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.rand(1, 2, 1, 8, 8, dtype=torch.bfloat16), horizon=1).dtype == torch.bfloat16
 
 
 def test_save_pretrained_never_overwrites_a_config_or_readme_it_did_not_write(tmp_path):
