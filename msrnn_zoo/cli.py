@@ -1018,17 +1018,17 @@ def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> 
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--model", "model_name", required=True, help="The zoo model the checkpoint is of (e.g. ms-predrnn).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the model into.")
-@click.option("--hidden", "hidden_channels", type=int, default=None,
+@click.option("--hidden", "hidden_channels", type=POSITIVE, default=None,
               help="Hidden channels (read from the checkpoint; given, it must agree).")
-@click.option("--layers", "num_layers", type=int, default=None, help="Layers (read from the checkpoint).")
-@click.option("--in-channels", type=int, default=None, help="Frame channels (read from the checkpoint).")
-@click.option("--kernel-size", type=int, default=3, show_default=True)
+@click.option("--layers", "num_layers", type=POSITIVE, default=None, help="Layers (read from the checkpoint).")
+@click.option("--in-channels", type=POSITIVE, default=None, help="Frame channels (read from the checkpoint).")
+@click.option("--kernel-size", type=POSITIVE, default=3, show_default=True)
 @click.option("--option", "options", multiple=True, help="A cell option KEY=VALUE (repeatable).")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="A safetensors file with `input` (T, B, C, H, W) and the original's `output` (T-1, B, C, H, W) "
                    "to check parity against (the format of the zoo's parity fixtures).")
-@click.option("--in-len", type=int, default=None, help="Context frames of --reference (default: its metadata).")
-@click.option("--size", type=int, default=64, show_default=True, help="Frame size of the forward check.")
+@click.option("--in-len", type=POSITIVE, default=None, help="Context frames of --reference (default: its metadata).")
+@click.option("--size", type=POSITIVE, default=64, show_default=True, help="Frame size of the forward check.")
 @click.option("--force", is_flag=True, help="Overwrite a model already in --out.")
 @friendly
 def convert(checkpoint: Path, model_name: str, out: Path, hidden_channels: int | None, num_layers: int | None,

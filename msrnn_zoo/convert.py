@@ -160,9 +160,13 @@ def check_conversion(model: Forecaster, name: str, out: str | Path, *, size: int
         tensors, meta = load_fixture(reference)
         if "input" not in tensors or "output" not in tensors:
             raise ValueError(f"{reference} has no 'input' and 'output' tensors to check parity against.")
-        steps = in_len or int(meta.get("in_len", 0))
-        if steps < 1:
+        steps = in_len if in_len is not None else int(meta.get("in_len", 0))
+        frames_in_reference = int(tensors["input"].shape[0])
+        if in_len is None and steps < 1:
             raise ValueError(f"Say how many of {reference}'s frames are context: --in-len N.")
+        if not 1 <= steps < frames_in_reference:
+            raise ValueError(f"--in-len {steps}: {reference} holds {frames_in_reference} frames, and the context must "
+                             f"leave at least one to forecast: give 1..{frames_in_reference - 1}.")
         error = parity_against(model, tensors["input"], tensors["output"], steps)
         if not error <= PARITY_TOLERANCE:
             raise ValueError(f"Parity check failed: the converted model differs from {Path(reference).name}'s outputs "

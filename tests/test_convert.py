@@ -88,6 +88,9 @@ def test_cli_convert_failures_are_one_line(tmp_path):
         (["--model", "ms-predrnn"], "does not match 'ms-predrnn'"),
         (["--model", "ms-convlstm", "--hidden", "64"], "hidden_channels=8, but hidden_channels=64"),
         (["--model", "ms-convlstm", "--reference", str(PREDRNN_FIXTURE), "--size", "16"], "Parity check failed"),
+        (["--model", "ms-convlstm", "--reference", str(PREDRNN_FIXTURE), "--in-len", "99"], "give 1..7"),
+        (["--model", "ms-convlstm", "--in-len", "0"], "Invalid value for '--in-len'"),
+        (["--model", "ms-convlstm", "--size", "0"], "Invalid value for '--size'"),
     ]
     for options, message in cases:
         out = tmp_path / "out"
