@@ -9,6 +9,7 @@ implements its paper's equations in :meth:`RecurrentCell.forward`.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, MutableMapping
 from typing import Any, ClassVar, NamedTuple
@@ -180,7 +181,9 @@ def zeros_like(tensor: torch.Tensor) -> torch.Tensor:
     return mark_zero(torch.zeros_like(tensor))
 
 
-_ZERO_VERSION = "_msrnn_zoo_zero_version"
+_KNOWN_ZEROS: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
+"""``id(tensor) -> (weak reference to it, its version when marked)``. Kept here, not on the tensor: a copy
+(``copy.deepcopy``, ``torch.save``) of a tensor written since its mark must not inherit the mark."""
 
 
 def mark_zero(tensor: torch.Tensor) -> torch.Tensor:
@@ -190,11 +193,13 @@ def mark_zero(tensor: torch.Tensor) -> torch.Tensor:
     half its multiply-adds (more over three states) on zeros. :func:`joint_conv2d` and :class:`JointConv2d`
     leave a marked input out, with its span of the weight: the same sum, without adding zeros. The mark
     holds only while the tensor is unchanged (its version counter, which every in-place write bumps), so a
-    state written in place is convolved again. Tensors of ``torch.inference_mode`` have no version counter
-    and are not marked. Returns ``tensor``.
+    state written in place is convolved again; it is this tensor's alone (a copy is not marked), and it goes
+    with the tensor. Tensors of ``torch.inference_mode`` have no version counter and are not marked. Returns
+    ``tensor``.
     """
     if not tensor.is_inference():
-        setattr(tensor, _ZERO_VERSION, tensor._version)
+        key = id(tensor)
+        _KNOWN_ZEROS[key] = (weakref.ref(tensor, lambda _: _KNOWN_ZEROS.pop(key, None)), tensor._version)
     return tensor
 
 
@@ -205,14 +210,15 @@ def is_known_zero(tensor: object) -> bool:
     """
     if torch.compiler.is_compiling() or not isinstance(tensor, torch.Tensor) or tensor.is_inference():
         return False
-    version = getattr(tensor, _ZERO_VERSION, None)
-    return version is not None and version == tensor._version
+    mark = _KNOWN_ZEROS.get(id(tensor))
+    return mark is not None and mark[0]() is tensor and mark[1] == tensor._version
 
 
 def unmark_zero(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` without the mark of :func:`mark_zero` (convolutions then read it); returns ``tensor``."""
-    if _ZERO_VERSION in tensor.__dict__:
-        delattr(tensor, _ZERO_VERSION)
+    mark = _KNOWN_ZEROS.get(id(tensor))
+    if mark is not None and mark[0]() is tensor:
+        del _KNOWN_ZEROS[id(tensor)]
     return tensor
 
 

@@ -139,3 +139,24 @@ def first_step_flops_at(model: msrnn_zoo.Forecaster, size: int) -> int:
     with torch.no_grad(), counter:
         model.step(torch.rand(1, 1, size, size))
     return counter.get_total_flops()
+
+
+def test_a_copy_is_not_taken_for_zeros_and_marks_go_with_their_tensors():
+    """The mark is the tensor's own: a deep copy or a saved and loaded copy of a state written since is convolved."""
+    import copy
+    import gc
+    import io
+
+    from msrnn_zoo import cell
+
+    state = mark_zero(torch.zeros(2, 3))
+    assert is_known_zero(state) and not is_known_zero(copy.deepcopy(state))
+    state.add_(1)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    assert not is_known_zero(copy.deepcopy(state)) and not is_known_zero(torch.load(buffer))
+    before = len(cell._KNOWN_ZEROS)
+    del state
+    gc.collect()
+    assert len(cell._KNOWN_ZEROS) == before - 1
