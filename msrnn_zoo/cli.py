@@ -598,7 +598,9 @@ def _fit_with_progress(trainer: Any) -> None:
 @click.option("--max-clips", type=POSITIVE, default=None, help="Score only the first N clips of the split.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where to write the JSON (default RUN_DIR/metrics-SPLIT.json).")
-@click.option("--force", is_flag=True, help="Overwrite the metrics file named by --out (only that file).")
+@click.option("--force", is_flag=True,
+              help="Overwrite the metrics file named by --out: only that file, and only a metrics file msrnn-zoo "
+                   "wrote.")
 @click.option("--frames", type=click.Choice(["future", "all"]), default="future", show_default=True,
               help="future: forecast frames only (OpenSTL); all: all T-1 predicted frames, input "
                    "reconstructions included (the MS-RNN code). Recorded in the metrics file.")
@@ -699,7 +701,9 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
 @click.option("--index", type=click.IntRange(min=0), default=0, show_default=True, help="Which test clip to show.")
 @click.option("--scale", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Upscale frames for visibility.")
-@click.option("--force", is_flag=True, help="Overwrite the files this command writes (only those).")
+@click.option("--force", is_flag=True,
+              help="Overwrite the files this command writes: only those, and only pictures and forecast arrays "
+                   "msrnn-zoo wrote.")
 @click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="bf16 / fp16: forecast under autocast (faster on GPUs).")
@@ -725,6 +729,9 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     png = out.with_suffix(".png") if gif is not None else out
     array_path = out.with_suffix(".npy") if input_path is not None else None
     targets = [p for p in (gif, png, array_path) if p is not None]
+    if input_path is not None and any(p.resolve() == Path(input_path).resolve() for p in targets):
+        raise ValueError(f"--out {out} would write the forecast over your --input {input_path}; name the picture "
+                         "otherwise (the forecast array goes beside it, as NAME.npy).")
     for path in targets:  # every file is checked before any is written
         refuse_overwrite(path, force, "picture" if path.suffix != ".npy" else "forecast array")
     model, cfg = load_run(run_dir, _run_device(run_dir, device))
@@ -877,7 +884,8 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
 @click.option("--repo-id", required=True, help="The Hub repo the card will describe (its load lines use it).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="The card file to write (default RUN_DIR/README.md); metrics.png and forecast.png go beside it.")
-@click.option("--force", is_flag=True, help="Overwrite the card and its two pictures (only those files).")
+@click.option("--force", is_flag=True,
+              help="Overwrite the card and its two pictures: only those files, and only if msrnn-zoo wrote them.")
 @friendly
 def card(run_dir: Path, repo_id: str, out: Path | None, force: bool) -> None:
     """Render the model card of a run (and its pictures) to review; `push` renders it again for its repo."""

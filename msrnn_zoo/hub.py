@@ -262,7 +262,7 @@ class HubMixin:
         refuse_overwrite(directory / WEIGHTS_NAME, force, "model")
         refuse_overwrite(directory / CONFIG_NAME, force, "config")  # a project's own config.json is not ours
         if card is not None:
-            refuse_overwrite(directory / CARD_NAME, force, "README")
+            refuse_overwrite(directory / CARD_NAME, force, "model card")
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         meta = {"format": "pt", "library": "msrnn-zoo"}

@@ -4,9 +4,11 @@ Two rules hold for everything msrnn-zoo writes:
 
 * a file is written to a temporary name beside its destination, flushed to disk, and renamed into place,
   so a crash leaves either the old file or the new one, never half of one;
-* ``force`` replaces only the one file that was named (never a directory), and a run directory only when
-  it carries :data:`RUN_MARKER`, which ``msrnn-zoo train`` writes: a folder of the user's that merely sits
-  at the path given is never deleted.
+* ``force`` replaces only the one file that was named (never a directory), and only if it is a file of the
+  kind being written that msrnn-zoo wrote (:func:`written_by_us`: a metrics file, not the run's
+  ``config.json``; a picture with our mark, not the user's photo); a run directory only when it carries
+  :data:`RUN_MARKER`, which ``msrnn-zoo train`` writes: a folder of the user's that merely sits at the path
+  given is never deleted.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from typing import Any
 
 RUN_MARKER = ".msrnn-zoo-run"
 """The file that makes a directory a run of ours (and so replaceable with ``--force``)."""
+
+SOFTWARE = "msrnn-zoo"
+"""The mark in what we write where the format has a place for one: a PNG's ``Software`` text, a GIF's comment,
+the safetensors metadata's ``library``, the model card's ``library_name``."""
 
 
 class OverwriteRefusedError(FileExistsError):
@@ -102,18 +108,88 @@ def read_json(path: str | Path, what: str) -> Any:
         raise ValueError(f"{path} is not valid JSON ({exc}); it is not a {what} this version wrote.") from exc
 
 
+def _json_with(path: Path, keys: set[str]) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and keys <= data.keys()
+
+
+def _picture(path: Path) -> bool:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            mark = image.info.get("Software") if image.format == "PNG" else image.info.get("comment")
+    except Exception:  # not a picture Pillow can read
+        return False
+    return mark in (SOFTWARE, SOFTWARE.encode())
+
+
+def _safetensors(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size)) if 0 < size < 100_000_000 else {}
+    except (OSError, ValueError):
+        return False
+    return isinstance(header, dict) and (header.get("__metadata__") or {}).get("library") == SOFTWARE
+
+
+def _model_card(path: Path) -> bool:
+    try:
+        head = path.read_text(encoding="utf-8")[:4096]
+    except (OSError, UnicodeDecodeError):
+        return False
+    front, _, _ = head.partition("\n---")
+    return head.startswith("---") and f"library_name: {SOFTWARE}" in front
+
+
+def _forecast_array(path: Path) -> bool:
+    try:
+        import numpy as np
+
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception:  # not an .npy file
+        return False
+    return array.dtype == np.float32 and array.ndim == 4
+
+
+WRITTEN_BY_US: dict[str, Callable[[Path], bool]] = {
+    "metrics file": lambda p: _json_with(p, {"forecasters", "frames", "split"}),
+    "config": lambda p: _json_with(p, {"cell", "schedule", "hidden_channels"}),
+    "model": _safetensors,
+    "model card": _model_card,
+    "picture": _picture,
+    "forecast array": _forecast_array,
+}
+"""How to tell a file of each kind that msrnn-zoo wrote, so that ``force`` replaces nothing else."""
+
+
+def written_by_us(path: str | Path, what: str) -> bool:
+    """Whether ``path`` is a ``what`` (a key of :data:`WRITTEN_BY_US`) as msrnn-zoo writes it."""
+    return WRITTEN_BY_US[what](Path(path))
+
+
 def refuse_overwrite(path: str | Path, force: bool, what: str = "file") -> None:
-    """Raise unless writing the file ``path`` is safe: it does not exist, or it is a file and ``force`` is set.
+    """Raise unless writing the file ``path`` is safe: it does not exist, or ``force`` is set and it is a file of
+    this kind that msrnn-zoo wrote (kinds in :data:`WRITTEN_BY_US`; any file for another ``what``).
 
     A directory is never a file to overwrite, with or without ``force``.
     """
     path = Path(path)
     if path.is_dir():
         raise OverwriteRefusedError(f"{path} is a directory, not a {what}; name a file to write.")
-    if path.exists() and not force:
+    if not path.exists():
+        return
+    if not force:
         raise OverwriteRefusedError(f"{path} already exists and holds a {what}; choose another path or ",
                                python_hint="pass force=True to overwrite it.",
                                cli_hint="pass --force to overwrite it.")
+    if what in WRITTEN_BY_US and not written_by_us(path, what):
+        raise OverwriteRefusedError(f"{path} is not a {what} that msrnn-zoo wrote, and forcing replaces only those; "
+                                    "choose another path, or move the file away yourself.")
 
 
 # ---------------------------------------------------------------------------------------------- run directories

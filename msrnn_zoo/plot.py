@@ -123,4 +123,6 @@ def metric_chart(panels: Sequence[Panel], *, panel_width: int = 360, panel_heigh
 
 def save_metric_chart(path: str | Path, panels: Sequence[Panel]) -> Path:
     image = metric_chart(panels)
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    from .visualize import png_info
+
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=png_info()))

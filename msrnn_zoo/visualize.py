@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 ChannelReduce = Literal["mean", "first"]
 Clip = torch.Tensor | np.ndarray
@@ -212,9 +212,18 @@ def forecast_frames(
     return images
 
 
+def png_info() -> PngImagePlugin.PngInfo:
+    """The ``Software`` text of every PNG we write: how ``force`` knows a picture is ours to replace."""
+    from .io import SOFTWARE
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", SOFTWARE)
+    return info
+
+
 def _write_atomically(path: str | os.PathLike[str], overwrite: bool, write: Callable[[str], None]) -> Path:
     """Write through a temporary file beside ``path`` so an interrupted run never leaves half a picture."""
-    from .io import OverwriteRefusedError, atomic_write
+    from .io import OverwriteRefusedError, atomic_write, written_by_us
 
     target = Path(path)
     if target.is_dir():
@@ -222,6 +231,9 @@ def _write_atomically(path: str | os.PathLike[str], overwrite: bool, write: Call
     if target.exists() and not overwrite:
         raise OverwriteRefusedError(f"{target} already exists; ", python_hint="pass overwrite=True to replace it.",
                                cli_hint="pass --force to replace it.")
+    if target.exists() and not written_by_us(target, "picture"):
+        raise OverwriteRefusedError(f"{target} is not a picture that msrnn-zoo wrote, and overwriting replaces only "
+                                    "those; choose another path, or move the file away yourself.")
     return atomic_write(target, lambda tmp: write(str(tmp)))
 
 
@@ -241,7 +253,7 @@ def save_png(
     image = forecast_strip(
         context, truth, forecast, scale=scale, gap=gap, labels=labels, channel_reduce=channel_reduce
     )
-    return _write_atomically(path, overwrite, lambda tmp: image.save(tmp, format="PNG"))
+    return _write_atomically(path, overwrite, lambda tmp: image.save(tmp, format="PNG", pnginfo=png_info()))
 
 
 def save_gif(
@@ -268,9 +280,12 @@ def save_gif(
         context, truth, forecast, scale=scale, gap=gap, labels=labels, channel_reduce=channel_reduce
     )
 
+    from .io import SOFTWARE
+
     def write(tmp: str) -> None:
         first, *rest = images
-        first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0)
+        first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0,
+                   comment=SOFTWARE.encode())
 
     return _write_atomically(path, overwrite, write)
 

@@ -188,7 +188,12 @@ def test_card_pictures_never_replace_a_users_files(tmp_path, clips_file):
     refused = run("card", out, "--repo-id", "me/a", "--out", mine / "card.md", ok=False)
     assert refused.exit_code == 1 and "metrics.png already exists" in refused.output
     assert not (mine / "card.md").exists() and (mine / "metrics.png").read_bytes() == b"my plot"
-    run("card", out, "--repo-id", "me/a", "--out", mine / "card.md", "--force")
+    forced = run("card", out, "--repo-id", "me/a", "--out", mine / "card.md", "--force", ok=False)
+    assert forced.exit_code == 1 and "not a picture that msrnn-zoo wrote" in forced.output  # --force: ours only
+    assert not (mine / "card.md").exists() and (mine / "metrics.png").read_bytes() == b"my plot"
+    (mine / "metrics.png").unlink()
+    run("card", out, "--repo-id", "me/a", "--out", mine / "card.md")
+    run("card", out, "--repo-id", "me/a", "--out", mine / "card.md", "--force")  # what it wrote, it replaces
     assert sorted(p.name for p in mine.iterdir()) == ["card.md", "forecast.png", "metrics.png", "notes.txt"]
     assert (mine / "notes.txt").read_text() == "keep"
 

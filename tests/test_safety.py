@@ -216,6 +216,60 @@ def test_single_file_outputs_replace_only_the_file_they_name(run_dir, tmp_path):
     assert {k: v for k, v in after.items() if k != "metrics.json"} == before
 
 
+def test_force_replaces_only_a_file_of_the_kind_we_write(run_dir, tmp_path):
+    """``--force`` names one file, and replaces it only if it is what the command writes and we wrote it: not the
+    run's own config or weights, not the user's data, photo or README."""
+    Image.new("L", (4, 4)).save(tmp_path / "photo.png")
+    Image.new("L", (4, 4)).save(tmp_path / "photo.gif")
+    (tmp_path / "README.md").write_text("# my project\n")
+    np.save(tmp_path / "data.npy", np.zeros((2, 3), np.float32))
+    protected = {p.name: p.read_bytes() for p in [*run_dir.iterdir(), *tmp_path.iterdir()] if p.is_file()}
+    for name in ("config.json", "train_config.json", "latest.json"):
+        refused(invoke("evaluate", run_dir, "--out", run_dir / name, "--force"), "not a metrics file that msrnn-zoo")
+    refused(invoke("evaluate", run_dir, "--out", tmp_path / "data.npy", "--force"), "not a metrics file")
+    refused(invoke("predict", run_dir, "--out", tmp_path / "photo.png", "--force"), "not a picture that msrnn-zoo")
+    refused(invoke("predict", run_dir, "--out", tmp_path / "photo.gif", "--force"), "not a picture")
+    refused(invoke("card", run_dir, "--repo-id", "me/a", "--out", tmp_path / "README.md", "--force"),
+            "not a model card that msrnn-zoo wrote")
+    for path in (run_dir / "model.safetensors", run_dir / "config.json"):
+        with pytest.raises(FileExistsError, match="not a"):
+            from msrnn_zoo.io import refuse_overwrite
+
+            refuse_overwrite(path, True, "model" if path.suffix == ".safetensors" else "metrics file")
+    assert {p.name: p.read_bytes() for p in [*run_dir.iterdir(), *tmp_path.iterdir()] if p.is_file()} == protected
+    # what we wrote is ours to replace, again and again
+    for _ in range(2):
+        assert invoke("evaluate", run_dir, "--out", tmp_path / "m.json", "--force").exit_code == 0
+        assert invoke("predict", run_dir, "--out", tmp_path / "f.gif", "--force").exit_code == 0
+        assert invoke("card", run_dir, "--repo-id", "me/a", "--out", tmp_path / "card" / "README.md",
+                      "--force").exit_code == 0
+
+
+def test_predict_never_writes_over_its_own_input(run_dir, tmp_path):
+    """The forecast array goes beside the picture as NAME.npy: naming the picture after the input must not replace it,
+    even with --force and even when the input looks like a forecast array."""
+    context = tmp_path / "clip.npy"
+    np.save(context, np.random.default_rng(0).random((3, 1, 16, 16), dtype=np.float32))
+    before = context.read_bytes()
+    refused(invoke("predict", run_dir, "--input", context, "--out", tmp_path / "clip.gif", "--force"),
+            "over your --input")
+    assert context.read_bytes() == before and not (tmp_path / "clip.gif").exists()
+
+
+def test_save_pretrained_with_force_replaces_only_what_it_wrote(tmp_path):
+    import msrnn_zoo
+
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    model.save_pretrained(tmp_path / "m")
+    model.save_pretrained(tmp_path / "m", force=True)  # ours: replaced
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "config.json").write_text('{"name": "my project"}')
+    with pytest.raises(FileExistsError, match="not a config that msrnn-zoo wrote"):
+        model.save_pretrained(tmp_path / "p", force=True)
+    assert (tmp_path / "p" / "config.json").read_text() == '{"name": "my project"}'
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["config.json"]
+
+
 def test_predict_picks_the_format_from_the_suffix(run_dir, tmp_path):
     png = tmp_path / "pic.png"
     assert invoke("predict", run_dir, "--out", png, "--scale", "1").exit_code == 0

@@ -105,9 +105,15 @@ def test_refuses_to_overwrite_unless_told(tmp_path, save):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         save(path, context, None, forecast)
     assert path.read_bytes() == b"keep me"
-    save(path, context, None, forecast, overwrite=True)
-    assert path.read_bytes() != b"keep me"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    with pytest.raises(FileExistsError, match="not a picture that msrnn-zoo wrote"):  # overwrite: ours only
+        save(path, context, None, forecast, overwrite=True)
+    assert path.read_bytes() == b"keep me"
+    ours = tmp_path / "ours.bin"
+    save(ours, context, None, forecast)
+    first = ours.read_bytes()
+    save(ours, forecast, None, context, overwrite=True)
+    assert ours.read_bytes() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ours.bin", "out.bin"]
 
 
 def test_shape_errors_are_clear():
