@@ -167,6 +167,11 @@ WRITTEN_BY_US: dict[str, Callable[[Path], bool]] = {
 """How to tell a file of each kind that msrnn-zoo wrote, so that ``force`` replaces nothing else."""
 
 
+UNMARKED_NOTE = {"picture": " (pictures from earlier versions of msrnn-zoo carry no mark: delete those to "
+                             "replace them)"}
+"""What to add when a kind was written without its mark by earlier versions."""
+
+
 def written_by_us(path: str | Path, what: str) -> bool:
     """Whether ``path`` is a ``what`` (a key of :data:`WRITTEN_BY_US`) as msrnn-zoo writes it."""
     return WRITTEN_BY_US[what](Path(path))
@@ -188,8 +193,9 @@ def refuse_overwrite(path: str | Path, force: bool, what: str = "file") -> None:
                                python_hint="pass force=True to overwrite it.",
                                cli_hint="pass --force to overwrite it.")
     if what in WRITTEN_BY_US and not written_by_us(path, what):
+        note = UNMARKED_NOTE.get(what, "")
         raise OverwriteRefusedError(f"{path} is not a {what} that msrnn-zoo wrote, and forcing replaces only those; "
-                                    "choose another path, or move the file away yourself.")
+                                    f"choose another path, or move the file away yourself{note}.")
 
 
 # ---------------------------------------------------------------------------------------------- run directories
