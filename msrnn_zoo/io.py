@@ -177,11 +177,12 @@ def written_by_us(path: str | Path, what: str) -> bool:
     return WRITTEN_BY_US[what](Path(path))
 
 
-def refuse_overwrite(path: str | Path, force: bool, what: str = "file") -> None:
+def refuse_overwrite(path: str | Path, force: bool, what: str = "file", *, python_flag: str = "force") -> None:
     """Raise unless writing the file ``path`` is safe: it does not exist, or ``force`` is set and it is a file of
     this kind that msrnn-zoo wrote (kinds in :data:`WRITTEN_BY_US`; any file for another ``what``).
 
-    A directory is never a file to overwrite, with or without ``force``.
+    A directory is never a file to overwrite, with or without ``force``. ``python_flag`` is how the Python caller
+    names ``force`` (``overwrite`` for the picture writers), for the message.
     """
     path = Path(path)
     if path.is_dir():
@@ -190,7 +191,7 @@ def refuse_overwrite(path: str | Path, force: bool, what: str = "file") -> None:
         return
     if not force:
         raise OverwriteRefusedError(f"{path} already exists and holds a {what}; choose another path or ",
-                               python_hint="pass force=True to overwrite it.",
+                               python_hint=f"pass {python_flag}=True to overwrite it.",
                                cli_hint="pass --force to overwrite it.")
     if what in WRITTEN_BY_US and not written_by_us(path, what):
         note = UNMARKED_NOTE.get(what, "")

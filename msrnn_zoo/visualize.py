@@ -223,19 +223,10 @@ def png_info() -> PngImagePlugin.PngInfo:
 
 def _write_atomically(path: str | os.PathLike[str], overwrite: bool, write: Callable[[str], None]) -> Path:
     """Write through a temporary file beside ``path`` so an interrupted run never leaves half a picture."""
-    from .io import UNMARKED_NOTE, OverwriteRefusedError, atomic_write, written_by_us
+    from .io import atomic_write, refuse_overwrite
 
-    target = Path(path)
-    if target.is_dir():
-        raise OverwriteRefusedError(f"{target} is a directory, not a picture; name a file to write.")
-    if target.exists() and not overwrite:
-        raise OverwriteRefusedError(f"{target} already exists; ", python_hint="pass overwrite=True to replace it.",
-                               cli_hint="pass --force to replace it.")
-    if target.exists() and not written_by_us(target, "picture"):
-        note = UNMARKED_NOTE["picture"]
-        raise OverwriteRefusedError(f"{target} is not a picture that msrnn-zoo wrote, and overwriting replaces only "
-                                    f"those; choose another path, or move the file away yourself{note}.")
-    return atomic_write(target, lambda tmp: write(str(tmp)))
+    refuse_overwrite(path, overwrite, "picture", python_flag="overwrite")
+    return atomic_write(Path(path), lambda tmp: write(str(tmp)))
 
 
 def save_png(
