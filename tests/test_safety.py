@@ -245,6 +245,16 @@ def test_force_replaces_only_a_file_of_the_kind_we_write(run_dir, tmp_path):
                       "--force").exit_code == 0
 
 
+def test_force_never_writes_a_file_over_the_working_directory_or_its_parent(run_dir, tmp_path, monkeypatch):
+    user_files(tmp_path / "work")
+    monkeypatch.chdir(tmp_path / "work")
+    before = snapshot(tmp_path / "work")
+    for out in (".", ".."):
+        refused(invoke("evaluate", run_dir, "--out", out, "--force"), "is a directory")
+        refused(invoke("card", run_dir, "--repo-id", "me/a", "--out", out, "--force"), "is a directory")
+    assert snapshot(tmp_path / "work") == before
+
+
 def test_predict_never_writes_over_its_own_input(run_dir, tmp_path):
     """The forecast array goes beside the picture as NAME.npy: naming the picture after the input must not replace it,
     even with --force and even when the input looks like a forecast array."""
