@@ -24,6 +24,8 @@ from .schedule import ScaleSchedule, build_schedule
 FAST_PATHS: tuple[str | None, ...] = (None, "compile", "cudagraph", "clip-graph")
 """How a clip may run: eagerly, each step compiled, each step compiled and replayed as CUDA graphs, or the whole
 clip recorded eagerly as CUDA graphs and replayed (see ``set_fast_path``)."""
+COMPILED_PATHS = ("compile", "cudagraph")
+"""The fast paths that run a ``torch.compile`` of one step."""
 GRAPH_PATHS = ("cudagraph", "clip-graph")
 """The fast paths that record CUDA graphs: they need a GPU and cannot recompute steps (gradient checkpointing)."""
 
@@ -204,8 +206,7 @@ class Forecaster(HubMixin, nn.Module):
         self.fast_path = mode
         for cell in self.cells:
             cell.set_fast_path(mode)
-        self._fast_step = None if mode in (None, "clip-graph") else torch.compile(
-            self._step, dynamic=False, mode="reduce-overhead" if mode == "cudagraph" else None)
+        self._fast_step = None  # compiled on first use, for this model (see _compiled_step)
         self._clip_graphs = ClipGraphs() if mode == "clip-graph" else None
         return self
 
@@ -329,12 +330,28 @@ class Forecaster(HubMixin, nn.Module):
         within the step.
         """
         step = self._step
-        if self._fast_step is not None:  # one layout: no recompilation for a strided frame
-            step, frame, absorbed = self._fast_step, frame.contiguous(), None
+        if self.fast_path in COMPILED_PATHS:  # one layout: no recompilation for a strided frame
+            step, frame, absorbed = self._compiled_step(), frame.contiguous(), None
         if self.grad_checkpointing and torch.is_grad_enabled():
             self._check_no_recompute()
             return checkpoint(step, frame, state, with_aux, absorbed, use_reentrant=False)
         return step(frame, state, with_aux, absorbed)
+
+    def _compiled_step(self) -> Any:
+        """``torch.compile`` of this model's :meth:`_step`, made on first use.
+
+        It is bound to this model: a copy (``copy.deepcopy``, pickle) leaves it behind and compiles its own, or
+        the copy would run the original's weights.
+        """
+        if self._fast_step is None:
+            self._fast_step = torch.compile(self._step, dynamic=False,
+                                            mode="reduce-overhead" if self.fast_path == "cudagraph" else None)
+        return self._fast_step
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state["_fast_step"] = None
+        return state
 
     def _check_no_recompute(self) -> None:
         if self.fast_path in GRAPH_PATHS:

@@ -63,6 +63,24 @@ def test_the_compiled_step_traces_training_and_forecasting(trace_only):
     check_same_as_eager(model, frames, teacher, rtol=0, atol=1e-7)
 
 
+def test_a_copy_of_a_compiled_model_runs_its_own_weights(trace_only):
+    """The compiled step is bound to its model: a copy (an EMA twin, a pickled model) must not run the original's."""
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1).set_fast_path("compile")
+    frames = torch.rand(1, 2, 1, 8, 8)
+    with torch.no_grad():
+        before = model(frames)
+        for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            assert twin.fast_path == "compile"
+            for p in twin.parameters():
+                p.zero_()
+            assert twin(frames).abs().max() == 0  # every weight zero: the copy's own forecast is zero
+        torch.testing.assert_close(model(frames), before, rtol=0, atol=0)
+
+
 @pytest.mark.slow
 def test_the_compiled_step_traces_memory_scales_auxiliary_loss_and_checkpointing(trace_only):
     """Zigzag memory moved between scales, PredRNN-V2's loss, a step recomputed in the backward: one graph each."""
