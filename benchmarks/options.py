@@ -10,7 +10,8 @@ Options: ``plain`` (the defaults: fp32, eager), ``compile`` / ``cudagraph`` / ``
 ``cpu-contiguous`` (``cpu_channels_last = False``: every tensor NCHW on the CPU, the layout before channels-last
 activations became the CPU's default), ``embedding`` (``absorb_embedding = False``: the 1x1 embedding computed on
 its own, not absorbed by the bottom layer's convolutions), ``zero-states`` (``skip_zero_states = False``: the first
-step convolves the zero states too), ``grad-checkpointing``; ``+`` combines them
+step convolves the zero states too), ``compile-cells`` (``set_compile_cells``: each cell compiled, its gate
+arithmetic fused), ``grad-checkpointing``; ``+`` combines them
 (``clip-graph+bf16``).
 Each option gets its own copy of the same weights. Per option: ``warmup_s``, the first training step (compilation or
 recording, after one eager step on a GPU that lets cuDNN choose its algorithms), then the median seconds of a
@@ -56,6 +57,8 @@ def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecast
             model.skip_zero_states = False
         elif part == "grad-checkpointing":
             model.set_grad_checkpointing(True)
+        elif part == "compile-cells":
+            model.set_compile_cells(True)
         elif part not in ("plain", "none"):
             raise SystemExit(f"unknown option {part!r}")
     return model, precision
@@ -64,9 +67,11 @@ def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecast
 def settle(model: msrnn_zoo.Forecaster, train: Callable[[], None]) -> None:
     """One eager training step, so that the warm-up measures compilation or recording alone, and its peak memory
     what a recording holds, not cuDNN's timing of its algorithms on the first call of each shape."""
-    fast_path = model.fast_path
+    fast_path, compiled = model.fast_path, model.compile_cells
     model.set_fast_path(None)
+    model.set_compile_cells(False)  # the warm-up counts the compilation
     train()
+    model.set_compile_cells(compiled)
     model.set_fast_path(fast_path)
 
 

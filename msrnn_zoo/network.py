@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .cell import EmbeddedFrame, RecurrentCell, State, unmark_zero, zero_like_source, zeros
+from .compiled_cells import run_cell, run_compiled_cell
 from .graphs import ClipGraphs
 from .hub import HubMixin
 from .schedule import ScaleSchedule, build_schedule
@@ -28,8 +29,6 @@ COMPILED_PATHS = ("compile", "cudagraph")
 """The fast paths that run a ``torch.compile`` of one step."""
 GRAPH_PATHS = ("cudagraph", "clip-graph")
 """The fast paths that record CUDA graphs: they need a GPU and cannot recompute steps (gradient checkpointing)."""
-
-
 @dataclass
 class ForecasterConfig:
     """Everything needed to rebuild a model; round-trips through JSON (``config.json`` on the Hub)."""
@@ -164,6 +163,8 @@ class Forecaster(HubMixin, nn.Module):
         """Let the first step's convolutions leave out the states, which are zero then
         (:func:`~msrnn_zoo.cell.mark_zero`): the same numbers up to float rounding, with 0.6-2.9% fewer operations
         in a training step of 10 -> 10 frames (README). ``False`` convolves them, only to measure what that saves."""
+        self.compile_cells = False
+        """Whether each layer's cell runs compiled (:meth:`set_compile_cells`)."""
         self.fast_path: str | None = None
         self._fast_step: Any = None
         self._clip_graphs: ClipGraphs | None = None
@@ -203,11 +204,32 @@ class Forecaster(HubMixin, nn.Module):
         if mode in GRAPH_PATHS and not torch.cuda.is_available():
             raise ValueError(f"The {mode!r} fast path records CUDA graphs and needs a GPU; PyTorch sees none "
                              "here. Use fast path 'compile' (or none) on the CPU.")
+        if mode in COMPILED_PATHS and self.compile_cells:
+            raise ValueError(f"The {mode!r} fast path compiles the whole step, cells included; turn compiled cells "
+                             f"off first (set_compile_cells(False), no --compile-cells), or use fast path "
+                             "'clip-graph' or none with them.")
         self.fast_path = mode
         for cell in self.cells:
             cell.set_fast_path(mode)
         self._fast_step = None  # compiled on first use, for this model (see _compiled_step)
         self._clip_graphs = ClipGraphs() if mode == "clip-graph" else None
+        return self
+
+    def set_compile_cells(self, enable: bool = True) -> Forecaster:
+        """``torch.compile`` each layer's cell, leaving the rest of the step eager ("regional" compilation).
+
+        Inductor fuses a cell's element-wise gate arithmetic (and its backward) into a few kernels around the
+        convolutions, which stay cuDNN's or oneDNN's: fewer passes over memory and fewer launches. The layers
+        of one class share the compiled code, so a stack compiles once per size (and per grad mode), not once
+        per layer. It composes with the eager path and with fast path ``"clip-graph"``, which then records the
+        fused kernels; the ``"compile"`` and ``"cudagraph"`` fast paths compile the whole step already. The
+        first clip pays the compilation; the numbers are the eager path's up to float rounding. Returns the
+        model, like ``to``.
+        """
+        if enable and self.fast_path in COMPILED_PATHS:
+            raise ValueError(f"The {self.fast_path!r} fast path compiles the whole step, cells included; compiled "
+                             "cells go with fast path 'clip-graph' or none (set_fast_path(None) first).")
+        self.compile_cells = bool(enable)
         return self
 
     def set_channels_last(self, enable: bool = True) -> Forecaster:
@@ -295,6 +317,7 @@ class Forecaster(HubMixin, nn.Module):
         layers: list[State] = []
         aux_total: torch.Tensor | None = None
         layout = torch.channels_last if self._nhwc(frame.device) else torch.contiguous_format
+        call_cell = run_compiled_cell if self.compile_cells else run_cell
         x: Any
         if self.absorb_embedding and self.cells[0].convolves_input_only:
             x = EmbeddedFrame(frame, self.embed.weight, self.embed.bias, layout, absorbed)
@@ -309,7 +332,7 @@ class Forecaster(HubMixin, nn.Module):
             lower = None
             if cell.uses_lower_previous and i > 0 and state.outputs is not None:
                 lower = zero_like_source(state.outputs[i - 1], move(state.outputs[i - 1], levels[i - 1], levels[i]))
-            result = cell(x, state.layers[i], memory, lower)
+            result = call_cell(cell, x, state.layers[i], memory, lower)
             outputs.append(result.output)
             layers.append(result.state)
             memory = result.memory
@@ -326,12 +349,14 @@ class Forecaster(HubMixin, nn.Module):
         """One step of a clip, with the options in force (fast path, gradient checkpointing).
 
         ``absorbed`` (a dict per clip) lets the steps share the weights combined with the embedding, so that
-        gradients reach them along the same path with or without checkpointing; a compiled step combines them
-        within the step.
+        gradients reach them along the same path with or without checkpointing; a compiled step or cell combines
+        them within the step (the same graph at every step, and when a checkpointed step is recomputed).
         """
         step = self._step
         if self.fast_path in COMPILED_PATHS:  # one layout: no recompilation for a strided frame
             step, frame, absorbed = self._compiled_step(), frame.contiguous(), None
+        elif self.compile_cells:
+            absorbed = None
         if self.grad_checkpointing and torch.is_grad_enabled():
             self._check_no_recompute()
             return checkpoint(step, frame, state, with_aux, absorbed, use_reentrant=False)

@@ -10,11 +10,13 @@ command line in-process, for the zoo's tests and a plugin's.
 from __future__ import annotations
 
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 
+from . import compiled_cells
 from .cell import RecurrentCell
 from .factory import create
 from .network import Forecaster
@@ -319,6 +321,37 @@ def check_zero_states(name: str, size: int = 16, **overrides: Any) -> None:
     loss, grads = _loss_and_grads(model, frames, teacher)
     model.skip_zero_states = False
     _assert_same_step((loss, grads), _loss_and_grads(model, frames, teacher), rtol=1e-9, atol=1e-12)
+
+
+def check_compiled_cells(name: str, size: int = 16, **overrides: Any) -> None:
+    """The cell compiles whole (:meth:`~msrnn_zoo.network.Forecaster.set_compile_cells`), and its compiled training
+    step and forecast give the eager loss, gradients and frames.
+
+    Traced with the ``aot_eager`` backend: Dynamo and AOTAutograd, as for inductor, without generating kernels, so
+    it takes seconds. Not part of :func:`run_conformance`: a cell that cannot be compiled whole still runs (eagerly,
+    with a warning); a plugin's test says which it is.
+    """
+    torch.manual_seed(0)
+    model = small(name, **overrides).double()
+    model.cpu_channels_last = False  # the GPU's layout; a cell mixing layouts on the CPU only adds variants to trace
+    frames = torch.rand(2, 4, model.config.in_channels, size, size, dtype=torch.float64)
+    teacher = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    step = _loss_and_grads(model, frames, teacher)
+    with torch.no_grad():
+        forecast = model(frames[:, :2], horizon=2)
+    model.set_compile_cells(True)
+    with compiled_cells.backend("aot_eager"), warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*cannot be compiled whole")
+        try:
+            compiled = _loss_and_grads(model, frames, teacher)
+            with torch.no_grad():
+                compiled_forecast = model(frames[:, :2], horizon=2)
+        except UserWarning as exc:
+            _fail(f"cell {model.config.cell!r}", f"Dynamo cannot trace it whole: {exc}",
+                  "keep the cell's forward traceable (no torch.compiler.disable, .item() or data-dependent Python "
+                  "branches on tensor values); with compiled cells it would run eagerly")
+    _assert_same_step(step, compiled, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(compiled_forecast, forecast, rtol=1e-9, atol=1e-12)
 
 
 def concatenations_kept(name: str, size: int = 16, **overrides: Any) -> int:

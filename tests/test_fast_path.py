@@ -92,6 +92,85 @@ def test_the_compiled_step_traces_memory_scales_auxiliary_loss_and_checkpointing
     check_same_as_eager(model, frames, teacher, rtol=0, atol=1e-7)
 
 
+def compiled_graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+@pytest.fixture
+def cells_traced_only():
+    """Compiled cells through the aot_eager backend: traced as for inductor, nothing compiled (seconds, not minutes)."""
+    from msrnn_zoo import compiled_cells
+
+    with compiled_cells.backend("aot_eager"):
+        yield
+
+
+def test_compiled_cells_give_the_eager_numbers_and_every_layer_shares_them(cells_traced_only):
+    """Regional compilation: Dynamo traces each cell whole (fullgraph), and the layers of a class at one size run
+    one compiled graph, so a deeper stack compiles no more."""
+    torch.manual_seed(0)
+    frames, teacher = torch.rand(2, 4, 1, 8, 8), torch.ones(2, 3)
+    graphs = {}
+    for layers in (2, 4):
+        model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=layers).set_compile_cells(True)
+        assert model.compile_cells
+        torch._dynamo.utils.counters.clear()
+        loss_and_grads(model, frames, teacher)
+        torch._dynamo.reset()
+        graphs[layers] = compiled_graphs()
+    # the bottom layer (its embedded frame) and the others, each at the first step (no gradient in the state yet)
+    # and later: four graphs, however deep the stack
+    assert graphs == {2: 4, 4: 4}
+    model.set_compile_cells(False)
+    model.set_compile_cells(True)
+    check_same_as_eager_cells(model, frames, torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]))
+
+
+def check_same_as_eager_cells(model, frames, teacher, rtol=0.0, atol=1e-7):
+    model.set_compile_cells(False)
+    loss, grads = loss_and_grads(model, frames, teacher)
+    with torch.no_grad():
+        forecast = model(frames[:, :2], horizon=2)
+    model.set_compile_cells(True)
+    fast_loss, fast_grads = loss_and_grads(model, frames, teacher)
+    with torch.no_grad():
+        fast_forecast = model(frames[:, :2], horizon=2)
+    torch.testing.assert_close(fast_loss, loss, rtol=rtol, atol=atol)
+    torch.testing.assert_close(fast_forecast, forecast, rtol=rtol, atol=atol)
+    for name, grad in grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=rtol, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.slow
+def test_compiled_cells_across_scales_with_memory_auxiliary_loss_and_checkpointing(cells_traced_only):
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-predrnn-v2", hidden_channels=4, num_layers=4)
+    frames, teacher = torch.rand(2, 4, 1, 8, 8), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    check_same_as_eager_cells(model, frames, teacher)
+    model.set_grad_checkpointing(True)
+    check_same_as_eager_cells(model, frames, teacher)
+
+
+def test_compiled_cells_and_a_compiled_step_are_one_or_the_other():
+    model = msrnn_zoo.create("convlstm", hidden_channels=2, num_layers=1).set_compile_cells(True)
+    with pytest.raises(ValueError, match="'compile' fast path compiles the whole step.*set_compile_cells\\(False\\)"):
+        model.set_fast_path("compile")
+    assert model.fast_path is None
+    model.set_compile_cells(False).set_fast_path("compile")
+    with pytest.raises(ValueError, match="compiled cells go with fast path 'clip-graph' or none"):
+        model.set_compile_cells(True)
+    assert not model.compile_cells
+
+
+@pytest.mark.slow
+def test_inductor_compiled_cells_on_the_cpu():
+    """Inductor's real kernels (C++ on the CPU), in the model's default CPU layout (channels-last activations)."""
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2)
+    check_same_as_eager_cells(model, torch.rand(2, 4, 1, 8, 8), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]),
+                              rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_inductor_compiled_step_on_the_cpu():
     """The real thing: inductor generates and compiles C++ for one step (tens of seconds on a busy machine)."""

@@ -31,3 +31,8 @@ def test_odd_kernel_and_options_checked():
 def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
     """The convolution over ``[X_t, H_{t-1}]`` keeps its parts, not a copy of them for every layer and step."""
     assert testing.concatenations_kept("convlstm") == 0
+
+
+def test_compiles_whole():
+    """With compiled cells (set_compile_cells) the cell is one fused graph, with the eager numbers."""
+    testing.check_compiled_cells("convlstm")

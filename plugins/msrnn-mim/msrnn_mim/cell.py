@@ -92,7 +92,11 @@ class MIMCell(RecurrentCell):
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *,
                  layer_index: int = 0, num_layers: int = 1) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
-        if layer_index > 0 and in_channels != hidden_channels:
+        self.has_mims = layer_index > 0
+        """Whether MIM-N and MIM-S run here: everywhere but the bottom layer, which has nothing below. A flag made
+        once, not a property of ``layer_index``: a compiled cell then guards on it, and is shared by every layer
+        above the bottom one instead of compiled again for each index."""
+        if self.has_mims and in_channels != hidden_channels:
             raise ValueError(f"MIM layer {layer_index} differences its input against the layer below's previous "
                              f"output, so in_channels must equal hidden_channels; got {in_channels} and "
                              f"{hidden_channels}.")
@@ -118,11 +122,6 @@ class MIMCell(RecurrentCell):
         # the output gate also looks at both new memories; H is read out of both together
         self.conv_o = joint({"conv_c_o": hid, "conv_m_o": hid}, hid)
         self.conv_fuse = nn.Conv2d(2 * hid, hid, kernel_size=1)
-
-    @property
-    def has_mims(self) -> bool:
-        """Whether MIM-N and MIM-S run here: everywhere but the bottom layer, which has nothing below."""
-        return self.layer_index > 0
 
     @property  # type: ignore[override]
     def convolves_input_only(self) -> bool:

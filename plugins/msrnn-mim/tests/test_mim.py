@@ -100,3 +100,8 @@ def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
     """The convolutions over ``[C_t, M']``, read by the output gate and the 1x1 read-out
     keep the parts, not a copy of them for every layer and step."""
     assert testing.concatenations_kept("mim") == 0
+
+
+def test_compiles_whole():
+    """With compiled cells (set_compile_cells) the cell is one fused graph, with the eager numbers."""
+    testing.check_compiled_cells("mim")

@@ -60,6 +60,9 @@ class MotionRNNCell(RecurrentCell):
                  layer_index: int = 0, num_layers: int = 1, alpha: float = 0.5, motion_kernel_size: int = 3,
                  original_layout: bool = True) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        self.has_motion = layer_index < num_layers - 1
+        """Whether MotionGRU and the highway run here: everywhere but the top layer. A flag made once, not a property
+        of ``layer_index``: a compiled cell guards on it and is shared by the layers below the top one."""
         if hidden_channels % 4:
             raise ValueError(f"MotionRNN needs hidden_channels divisible by 4 (MotionGRU encodes the hidden "
                              f"state to a quarter of its channels); got {hidden_channels}, try "
@@ -79,11 +82,6 @@ class MotionRNNCell(RecurrentCell):
                                  f"{hidden_channels}.")
             self.motion_gru = MotionGRU(hidden_channels, motion_kernel_size, alpha,
                                         original_layout=original_layout)
-
-    @property
-    def has_motion(self) -> bool:
-        """Whether MotionGRU and the highway run here: everywhere but the top layer."""
-        return self.layer_index < self.num_layers - 1
 
     def original_key(self, key: str) -> str | None:
         """Drops the original's weights that this layer keeps but never runs.

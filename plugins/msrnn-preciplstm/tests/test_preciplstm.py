@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,24 @@ def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
     """The convolutions over ``[C_t, S_t, T_t, M']``, read by the output gate and the 1x1 read-out
     keep the parts, not a copy of them for every layer and step."""
     assert testing.concatenations_kept("preciplstm") == 0
+
+
+def test_compiled_cells_on_the_cpu_run_the_reference_attention_eagerly():
+    """The pure-PyTorch attention is kept out of the compiler, so the cell cannot be traced whole on the CPU: it runs
+    eagerly there, said once, with the same numbers (on a GPU a fast path gives it FlexAttention, which traces)."""
+    from msrnn_zoo import compiled_cells
+
+    torch.manual_seed(0)
+    model = testing.small("ms-preciplstm")
+    frames = torch.rand(1, 3, 1, 16, 16)
+    with torch.no_grad():
+        eager = model(frames, horizon=2)
+    model.set_compile_cells(True)
+    said = pytest.warns(UserWarning, match="PrecipLSTMCell cannot be compiled whole on cpu.*runs eagerly")
+    with compiled_cells.backend("aot_eager"), torch.no_grad():
+        with said:
+            first = model(frames, horizon=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # said once
+            torch.testing.assert_close(model(frames, horizon=2), eager, rtol=0, atol=0)
+    torch.testing.assert_close(first, eager, rtol=0, atol=0)

@@ -80,3 +80,8 @@ def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
     """The convolutions over ``[X, H, C]``, ``[X, C, M]``, ``[X, C, M']`` and ``[C, M']``
     keep the parts, not a copy of them for every layer and step."""
     assert testing.concatenations_kept("predrnn-pp") == 0
+
+
+def test_compiles_whole():
+    """With compiled cells (set_compile_cells) the cell is one fused graph, with the eager numbers."""
+    testing.check_compiled_cells("predrnn-pp")

@@ -184,3 +184,8 @@ def test_decoupling_gradients_are_those_of_the_normalized_vectors(zero):
     for got, want in zip(torch.autograd.grad(ours.sum(), wrt), torch.autograd.grad(reference.sum(), wrt)):
         assert torch.isfinite(got).all()
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)
+
+
+def test_compiles_whole():
+    """With compiled cells (set_compile_cells) the cell is one fused graph, with the eager numbers."""
+    testing.check_compiled_cells("predrnn-v2")

@@ -69,3 +69,8 @@ def test_original_convention_moves_state_even_without_flow():
 def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
     """The flow network's convolution over ``[X_t, H_{t-1}]`` keeps its parts, not a copy of them."""
     assert testing.concatenations_kept("trajgru") == 0
+
+
+def test_compiles_whole():
+    """With compiled cells (set_compile_cells) the cell is one fused graph, with the eager numbers."""
+    testing.check_compiled_cells("trajgru")

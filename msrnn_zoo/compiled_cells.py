@@ -1,0 +1,112 @@
+"""Compiled cells ("regional" compilation): ``torch.compile`` of one cell call, shared by every layer and model.
+
+A recorded clip (fast path ``clip-graph``) no longer waits on kernel launches; what is left besides the
+convolutions is the gate arithmetic, a dozen element-wise kernels per gate forward and more backward, each a pass
+over memory. Inductor fuses them into a few kernels around the convolutions, which stay cuDNN's (oneDNN's on the
+CPU). Compiling the cell rather than the step keeps the compile small: Dynamo guards on a cell's class, sizes and
+options, not on the object, so all layers of a class at one size share one compiled graph.
+
+What the backward keeps is chosen, not left to the partitioner (selective activation checkpointing over the cell):
+the products (convolutions, matrix products, attention) are kept, everything element-wise is recomputed inside the
+fused backward kernels. Left to itself, AOTAutograd keeps each gate's concatenated input as well -- it cannot know
+that the parts are kept by the rest of the clip -- and the activation memory of a training clip grew 1.2-2.0x
+(``benchmarks/options.py`` for time; ``msrnn_zoo.profile.retained_bytes`` for memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+from .cell import RecurrentCell, State
+
+RECOMPILE_LIMIT = 64
+"""How many variants of the compiled cell call (class, size, grad mode, ...) Dynamo keeps before it runs new ones
+eagerly. All models of a process share the one call: a multi-scale model alone makes about a dozen variants
+(three sizes, the bottom layer's embedded frame, the first step's state without gradients, training and forecasting),
+beyond PyTorch's default of 8."""
+
+KEPT_FOR_BACKWARD = frozenset({
+    torch.ops.aten.convolution.default, torch.ops.aten.mm.default, torch.ops.aten.bmm.default,
+    torch.ops.aten.addmm.default, torch.ops.aten.baddbmm.default, torch.ops.higher_order.flex_attention,
+    torch.ops.aten._scaled_dot_product_flash_attention.default,
+    torch.ops.aten._scaled_dot_product_efficient_attention.default,
+    torch.ops.aten._scaled_dot_product_cudnn_attention.default,
+})
+"""The operations whose results a compiled cell keeps for the backward: recomputing them would cost real work."""
+
+
+def run_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
+             lower: torch.Tensor | None) -> Any:
+    """One step of ``cell``, as the network calls it."""
+    return cell(x, state, memory, lower)
+
+
+def _policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
+    return CheckpointPolicy.MUST_SAVE if op in KEPT_FOR_BACKWARD else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _run_cell_keeping_products(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
+                               lower: torch.Tensor | None) -> Any:
+    if not torch.is_grad_enabled():
+        return cell(x, state, memory, lower)
+    return checkpoint(cell, x, state, memory, lower, use_reentrant=False,
+                      context_fn=functools.partial(create_selective_checkpoint_contexts, _policy))
+
+
+_backend = "inductor"
+_EAGER: set[tuple[type, str]] = set()
+"""Cell classes, per device type, that Dynamo could not trace whole: they run eagerly (said once)."""
+
+
+@functools.cache
+def _compiled() -> Any:
+    # layout_optimization off: inductor would copy the weights into channels-last at every call and keep the copies
+    # for the backward (1.5x the activation memory of ms-predrnn on the CPU); set_channels_last asks for that layout
+    options = {"layout_optimization": False} if _backend == "inductor" else None
+    return torch.compile(_run_cell_keeping_products, backend=_backend, dynamic=False, fullgraph=True, options=options)
+
+
+@contextlib.contextmanager
+def backend(name: str) -> Iterator[None]:
+    """Compile cells with another ``torch.compile`` backend meanwhile: ``"aot_eager"`` traces as for inductor (Dynamo,
+    AOTAutograd, the choice of what is kept) and compiles nothing, which is how tests check a cell in seconds.
+    What was compiled before is dropped, on entry and on exit."""
+    previous = _backend
+
+    def switch(to: str) -> None:
+        global _backend
+        _backend = to
+        _compiled.cache_clear()
+        _EAGER.clear()
+        torch._dynamo.reset()
+
+    switch(name)
+    try:
+        yield
+    finally:
+        switch(previous)
+
+
+def run_compiled_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
+                      lower: torch.Tensor | None) -> Any:
+    """:func:`run_cell` compiled; a cell that cannot be traced whole (a part kept out of the compiler, like
+    PrecipLSTM's pure-PyTorch attention) runs eagerly, with a warning, instead of half-compiled."""
+    key = (type(cell), state[0].device.type)
+    if torch.compiler.is_compiling() or key in _EAGER:  # inside a compiled step, the cell is part of its graph
+        return cell(x, state, memory, lower)
+    try:
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            return _compiled()(cell, x, state, memory, lower)
+    except torch._dynamo.exc.Unsupported as exc:  # raised while tracing, before anything ran
+        _EAGER.add(key)
+        reason = str(exc).strip().splitlines()[0]
+        warnings.warn(f"{type(cell).__name__} cannot be compiled whole on {key[1]} ({reason}); it runs eagerly "
+                      "there, its gate arithmetic not fused.", stacklevel=2)
+        return cell(x, state, memory, lower)
