@@ -478,6 +478,9 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, 
 @click.option("--channels-last/--no-channels-last", default=None,
               help="Keep weights and states in the NHWC layout (may help half precision on GPUs; default off, "
                    "on --resume the run's).")
+@click.option("--compile-cells/--no-compile-cells", default=None,
+              help="torch.compile each cell, fusing its gate arithmetic (the first step pays the compilation; goes "
+                   "with --fast-path clip-graph or none). Default off, on --resume the run's.")
 @friendly
 def train(model: str | None, dataset: str | None, source: str | None, root: Path | None, protocol: str | None,
           data: Path | None, split_fractions: tuple[float, float, float],
@@ -486,7 +489,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
           kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
           max_eval_clips: int | None, checkpoint_every: int, keep_checkpoints: int | None,
           sampling_steps: int | None, device: str | None, grad_checkpointing: bool | None,
-          precision: str | None, channels_last: bool | None, fast_path: str | None) -> None:
+          precision: str | None, channels_last: bool | None, fast_path: str | None,
+          compile_cells: bool | None) -> None:
     """Train MODEL on a dataset or your own clips into a run directory (resumable with --resume)."""
     from .train import Trainer, new_train_config
 
@@ -508,7 +512,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
                                  "naming a model, or start a new run with --out.")
         trainer = Trainer.resume(resume, epochs=epochs, device=device, keep_checkpoints=keep_checkpoints,
                                  grad_checkpointing=grad_checkpointing, precision=precision,
-                                 channels_last=channels_last, fast_path=fast_path)
+                                 channels_last=channels_last, fast_path=fast_path, compile_cells=compile_cells)
         run_dir = resume
     else:
         if model is None:
@@ -553,7 +557,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu",
             keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints, sampling_steps=sampling_steps,
             grad_checkpointing=bool(grad_checkpointing), precision=precision or "fp32",
-            channels_last=bool(channels_last), fast_path=None if fast_path in (None, "none") else fast_path)
+            channels_last=bool(channels_last), fast_path=None if fast_path in (None, "none") else fast_path,
+            compile_cells=bool(compile_cells))
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
     try:
@@ -612,9 +617,13 @@ def _fit_with_progress(trainer: Any) -> None:
               help="auto: clip-graph on a GPU from 10 batches on, none otherwise; compile: each time step compiled "
                    "(pays off over many clips); cudagraph, clip-graph: replayed as CUDA graphs (GPU only; "
                    "clip-graph records the whole clip without compiling, the eager path's numbers).")
+@click.option("--compile-cells", is_flag=True,
+              help="torch.compile each cell, fusing its gate arithmetic (pays off over many clips; goes with "
+                   "--fast-path clip-graph, auto or none).")
 @friendly
 def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int | None, out: Path | None,
-             force: bool, frames: str, device: str | None, precision: str, fast_path: str) -> None:
+             force: bool, frames: str, device: str | None, precision: str, fast_path: str,
+             compile_cells: bool) -> None:
     """Per-frame and mean scores of a run beside baselines (copy-last-frame, mean-frame, blank, the dataset's)."""
     from .evaluate import evaluate_run, reports_to_dict
     from .io import refuse_overwrite, write_json
@@ -624,7 +633,7 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     device = _run_device(run_dir, device)
     reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device,
                            frames=frames, precision=precision,  # type: ignore[arg-type]
-                           fast_path=None if fast_path == "none" else fast_path)
+                           fast_path=None if fast_path == "none" else fast_path, compile_cells=compile_cells)
     _print_reports(reports, frames)
     write_json(out, reports_to_dict(reports, run_dir, split, frames))  # type: ignore[arg-type]
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
@@ -710,9 +719,12 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
 @click.option("--fast-path", type=FAST_PATH_CHOICE, default="none", show_default=True,
               help="compile: each time step compiled (pays off over many clips); cudagraph, clip-graph: replayed "
                    "as CUDA graphs (GPU only; clip-graph records the whole clip without compiling).")
+@click.option("--compile-cells", is_flag=True,
+              help="torch.compile each cell, fusing its gate arithmetic (for one clip the compilation costs more "
+                   "than it saves; goes with --fast-path clip-graph or none).")
 @friendly
 def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | None, index: int, scale: int,
-            force: bool, device: str | None, precision: str, fast_path: str) -> None:
+            force: bool, device: str | None, precision: str, fast_path: str, compile_cells: bool) -> None:
     """Write an input | truth | forecast strip (GIF and/or PNG) for a test clip or your own frames."""
     import numpy as np
 
@@ -735,7 +747,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     for path in targets:  # every file is checked before any is written
         refuse_overwrite(path, force, "picture" if path.suffix != ".npy" else "forecast array")
     model, cfg = load_run(run_dir, _run_device(run_dir, device))
-    model.set_fast_path(None if fast_path == "none" else fast_path)
+    model.set_fast_path(None if fast_path == "none" else fast_path).set_compile_cells(compile_cells)
     horizon = cfg.out_frames if horizon is None else horizon
     if input_path is not None:
         context, truth = read_input_clip(input_path, model.config.in_channels), None

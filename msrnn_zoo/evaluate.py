@@ -126,12 +126,13 @@ def auto_fast_path(device: str | torch.device, batches: int) -> str | None:
 def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | None = None,
                  max_clips: int | None = None, device: str | None = None,
                  frames: FrameMode = "future", precision: str = "fp32",
-                 fast_path: str | None = "auto") -> dict[str, MetricReport]:
+                 fast_path: str | None = "auto", compile_cells: bool = False) -> dict[str, MetricReport]:
     """Metrics of the run's model and of every baseline on the same clips of ``split``, model first.
 
     ``device`` defaults to the run's (see :func:`run_device`); ``precision`` ``bf16``/``fp16`` forecasts under
     autocast (faster on GPUs; the metrics then differ slightly from fp32's); ``fast_path`` is one of
-    ``Forecaster.set_fast_path``'s, or ``"auto"`` (:func:`auto_fast_path`).
+    ``Forecaster.set_fast_path``'s, or ``"auto"`` (:func:`auto_fast_path`); ``compile_cells`` compiles each cell
+    (``Forecaster.set_compile_cells``).
     """
     if frames not in FRAME_MODES:
         raise ValueError(f"frames must be one of {', '.join(FRAME_MODES)}, got {frames!r}.")
@@ -145,6 +146,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
         raise ValueError(f"The {split} split of this run's data is empty; nothing to evaluate.")
     loader = DataLoader(dataset, batch_size=batch_size or cfg.batch_size, shuffle=False)
     model.set_fast_path(auto_fast_path(device, len(loader)) if fast_path == "auto" else fast_path)
+    model.set_compile_cells(compile_cells)
     baselines: dict[str, Baseline] = dict(BASELINES)
     physical = dataset_scores = None
     if cfg.dataset:

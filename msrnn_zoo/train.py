@@ -49,7 +49,7 @@ from .io import (
     write_json,
     write_text,
 )
-from .network import FAST_PATHS, Forecaster, ForecasterConfig
+from .network import COMPILED_PATHS, FAST_PATHS, Forecaster, ForecasterConfig
 from .precision import PRECISIONS, autocast, grad_scaler
 from .sampling import get_schedule
 from .validation import parse_device
@@ -105,6 +105,8 @@ class TrainConfig:
     channels_last: bool = False
     fast_path: str | None = None
     """``"compile"``, ``"cudagraph"`` or ``"clip-graph"`` (GPU only): see ``Forecaster.set_fast_path``."""
+    compile_cells: bool = False
+    """Each cell compiled, its gate arithmetic fused: see ``Forecaster.set_compile_cells``."""
     world_size: int = 1
     """Processes the run trains on (torchrun); ``batch_size`` is per process, the global batch is their product."""
 
@@ -154,6 +156,10 @@ class TrainConfig:
         if self.fast_path not in FAST_PATHS:
             choices = ", ".join("none" if p is None else p for p in FAST_PATHS)
             raise ValueError(f"{what}: Unknown fast path {self.fast_path!r}; use one of {choices}.")
+        if self.compile_cells and self.fast_path in COMPILED_PATHS:
+            raise ValueError(f"{what}: fast path {self.fast_path!r} compiles the whole step, cells included; "
+                             "compiled cells go with fast path clip-graph or none (drop --compile-cells, or "
+                             "choose --fast-path clip-graph or none).")
         if self.precision not in PRECISIONS:
             raise ValueError(f"{what}: Unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}.")
         if (self.dataset is None) == (self.data is None):
@@ -272,7 +278,7 @@ class Trainer:
         self.model = (model or from_config(ForecasterConfig.from_dict(cfg.model_config))).to(self.device)
         self.model.set_grad_checkpointing(cfg.grad_checkpointing)
         self.model.set_channels_last(cfg.channels_last)
-        self.model.set_fast_path(cfg.fast_path)
+        self.model.set_compile_cells(False).set_fast_path(cfg.fast_path).set_compile_cells(cfg.compile_cells)
         if self.device.type == "cuda":
             # every clip of a run has one shape, so cuDNN's timing of its algorithms on the first one pays off;
             # the GPU measurements in the README were taken with it
@@ -352,10 +358,11 @@ class Trainer:
     def resume(cls, run_dir: str | Path, epochs: int | None = None, device: str | None = None,
                keep_checkpoints: int | None = None, grad_checkpointing: bool | None = None,
                precision: str | None = None, channels_last: bool | None = None,
-               fast_path: str | None = None) -> Trainer:
+               fast_path: str | None = None, compile_cells: bool | None = None) -> Trainer:
         """Continue a run from its latest checkpoint: optionally to more epochs, on another device, in another
-        precision, or with gradient checkpointing, the channels-last layout or the fast path switched (which
-        change memory and time, not the model). ``fast_path="none"`` turns a run's fast path off."""
+        precision, or with gradient checkpointing, the channels-last layout, the fast path or compiled cells
+        switched (which change memory and time, not the model). ``fast_path="none"`` turns a run's fast path
+        off."""
         run_dir = require_run(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
@@ -376,6 +383,8 @@ class Trainer:
             cfg.channels_last = channels_last
         if fast_path is not None:
             cfg.fast_path = None if fast_path == "none" else fast_path
+        if compile_cells is not None:
+            cfg.compile_cells = compile_cells
         trainer = cls(run_dir, cfg)
         if cfg.sampling_steps is None:  # a run written before the horizon was stored: it was the planned epochs
             cfg.sampling_steps = trainer.sampling_steps = trainer.steps_per_epoch * planned

@@ -1,5 +1,7 @@
 """The compiled-step fast path: same numbers as the eager path; CUDA graphs where a GPU is present."""
 
+import json
+
 import pytest
 import torch
 
@@ -216,3 +218,31 @@ def test_a_run_trained_on_the_fast_path_takes_the_same_steps(trace_only, tmp_pat
     assert Trainer.resume(tmp_path / "b", epochs=2, fast_path="none").model.fast_path is None
     with pytest.raises(ValueError, match="Unknown fast path 'jit'"):
         Trainer.create(tmp_path / "c", config(fast_path="jit"))
+
+
+def test_a_run_trained_with_compiled_cells_takes_the_same_steps(cells_traced_only, tmp_path, clips_file):
+    from msrnn_zoo.testing import run_cli
+    from msrnn_zoo.train import Trainer, new_train_config
+
+    def config(**kw):
+        return new_train_config("convlstm", model_options={"hidden_channels": 4, "num_layers": 2},
+                                data=str(clips_file), in_frames=2, out_frames=2, batch_size=8, **kw)
+
+    plain = Trainer.create(tmp_path / "a", config()).fit()
+    fast = Trainer.create(tmp_path / "b", config(compile_cells=True))
+    assert fast.model.compile_cells
+    assert fast.fit() == pytest.approx(plain, rel=1e-6)
+    assert not Trainer.resume(tmp_path / "b", epochs=2, compile_cells=False).model.compile_cells
+    with pytest.raises(ValueError, match="'compile' compiles the whole step.*drop --compile-cells"):
+        Trainer.create(tmp_path / "c", config(compile_cells=True, fast_path="compile"))
+    assert not (tmp_path / "c").exists()
+
+    refused = run_cli("train", "--resume", tmp_path / "b", "--epochs", "3", "--compile-cells", "--fast-path",
+                      "compile", ok=False)
+    assert refused.exit_code == 1 and "drop --compile-cells" in refused.output and "Traceback" not in refused.output
+    run_cli("train", "--resume", tmp_path / "b", "--epochs", "3", "--compile-cells")
+    assert json.loads((tmp_path / "b" / "train_config.json").read_text())["compile_cells"] is True
+    run_cli("evaluate", tmp_path / "b", "--compile-cells", "--out", tmp_path / "m.json")
+    assert json.loads((tmp_path / "m.json").read_text())["model"]["metrics"]["mse"]["mean"] >= 0
+    run_cli("predict", tmp_path / "b", "--compile-cells", "--out", tmp_path / "f.png")
+    assert (tmp_path / "f.png").is_file()
