@@ -119,6 +119,15 @@ checkpointing_table = columns_table([("plain MiB", "plain_mib", 1), ("checkpoint
 
 
 SECTIONS = [
+    ("Recorded with compiled cells beside the original, batch 4, fp32 (vs_original.py --fast-path clip-graph "
+     "--compile-cells)", "gaps_compiled_cells.jsonl", fast_vs_original_table),
+    ("Batch 16, recorded, plain and compiled cells (benchmarks/options.py)", "gaps_batch16_compiled.jsonl",
+     options_table),
+    ("Batch 16, recorded, plain and compiled cells: multi-scale against single-scale",
+     "gaps_batch16_compiled.jsonl", ms_options_table),
+    ("Recorded with compiled cells under bf16 autocast beside the original in fp32, batch 4 (vs_original.py "
+     "--fast-path clip-graph --compile-cells --precision bf16)", "gaps_compiled_cells_bf16.jsonl",
+     fast_vs_original_table),
     ("Recorded and channels-last beside the original, batch 4, fp32 (vs_original.py --fast-path clip-graph "
      "--channels-last)", "gaps_channels_last.jsonl", fast_vs_original_table),
     ("Batch 16, recorded, NCHW and channels-last (benchmarks/options.py)", "gaps_batch16_channels_last.jsonl",

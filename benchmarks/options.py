@@ -35,6 +35,7 @@ import _common
 import torch
 
 import msrnn_zoo
+from msrnn_zoo import compiled_cells
 from msrnn_zoo.network import FAST_PATHS
 
 
@@ -79,8 +80,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*")
     parser.add_argument("--options", default="plain,compile,bf16,channels-last")
+    parser.add_argument("--cells-backend", default="inductor",
+                        help="torch.compile backend of compile-cells (aot_eager: traced, not compiled; smoke tests)")
     _common.add_common_options(parser, batch=4, repeat=5)
     args = parser.parse_args()
+    with compiled_cells.backend(args.cells_backend):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     device, timer = _common.setup(args)
     options = args.options.split(",")
     baseline = options[0]

@@ -4,12 +4,14 @@
                                    [--repeat 3] [--device cpu] [--threads 1] [--clock wall|process]
                                    [--json] [cells ...]
     python benchmarks/step_time.py --grad-checkpointing [...] [models ...]
+    python benchmarks/step_time.py --compile-cells [...] [models ...]
 
 ``--grad-checkpointing`` compares, per model (``ms-convlstm``, ``predrnn``, ...; all 16 by default), the
 plain training step with ``model.set_grad_checkpointing(True)``: the memory the forward pass leaves
 allocated for the backward (``retained``, measured by the PyTorch profiler's allocation records on the
 CPU and by ``torch.cuda.memory_allocated`` on a GPU, so that the per-step inputs a checkpoint keeps are
-counted too) and the seconds of forward + backward.
+counted too) and the seconds of forward + backward. ``--compile-cells`` does the same with
+``model.set_compile_cells(True)`` (compiled before it is measured).
 
 Activation memory is the bytes of the tensors autograd keeps for the backward pass (each storage counted
 once), which is what multi-scale saves: it is exact and does not depend on the machine's load. Seconds
@@ -29,37 +31,48 @@ import _common
 import torch
 
 import msrnn_zoo
+from msrnn_zoo.network import Forecaster
 from msrnn_zoo.profile import retained_bytes, saved_bytes
 
+OPTIONS = {
+    "checkpointed": Forecaster.set_grad_checkpointing,
+    "compiled": Forecaster.set_compile_cells,
+}
+"""The options this script compares with the plain step: ``--grad-checkpointing`` and ``--compile-cells``."""
 
-def checkpointing_rows(args: argparse.Namespace, device: torch.device, timer: _common.Timer) -> None:
+
+def option_rows(args: argparse.Namespace, device: torch.device, timer: _common.Timer, option: str) -> None:
     names = args.cells or [m for c in msrnn_zoo.list_cells() for m in (c, f"ms-{c}")]
+    switch = OPTIONS[option]
     for name in names:
         torch.manual_seed(0)
         model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
         frames, teacher = _common.clip(args, device)
         row: dict[str, object] = {"model": name}
-        for key, enable in (("plain", False), ("checkpointed", True)):
-            model.set_grad_checkpointing(enable)
+        for key, enable in (("plain", False), (option, True)):
+            switch(model, enable)
+            if enable and option == "compiled":  # compiled first, so that only the clip is counted
+                model.forward_train(frames, teacher)[0].sum().backward()
+                model.zero_grad(set_to_none=True)
             row[f"{key}_mib"] = retained_bytes(lambda: model.forward_train(frames, teacher), device) / 2**20  # noqa: B023
         train, _ = _common.model_steps(model, frames, teacher, args.in_frames, optimizer=False)
 
-        def with_checkpointing(enable: bool) -> None:
-            model.set_grad_checkpointing(enable)  # noqa: B023
+        def with_option(enable: bool) -> None:
+            switch(model, enable)  # noqa: B023
             train()  # noqa: B023
 
-        cases = {"plain": lambda: with_checkpointing(False), "checkpointed": lambda: with_checkpointing(True)}
+        cases = {"plain": lambda: with_option(False), option: lambda: with_option(True)}
         # one warm-up round, then interleaved rounds, so that a change of the machine's load hits both
         times = _common.rounds(cases, args.repeat + 1 if args.repeat else 0, timer)
         for key, values in times.items():
             row[f"{key}_s"] = _common.median(values[1:])
-        row["memory_ratio"] = row["checkpointed_mib"] / row["plain_mib"]  # type: ignore[operator]
-        row["time_ratio"] = _common.median_ratio(times["checkpointed"][1:], times["plain"][1:])
+        row["memory_ratio"] = row[f"{option}_mib"] / row["plain_mib"]  # type: ignore[operator]
+        row["time_ratio"] = _common.median_ratio(times[option][1:], times["plain"][1:])
         if args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{name:16s} plain {row['plain_mib']:8.1f} MiB {row['plain_s']:6.2f}s | checkpointed "
-                  f"{row['checkpointed_mib']:8.1f} MiB {row['checkpointed_s']:6.2f}s | memory "
+            print(f"{name:16s} plain {row['plain_mib']:8.1f} MiB {row['plain_s']:6.2f}s | {option} "
+                  f"{row[f'{option}_mib']:8.1f} MiB {row[f'{option}_s']:6.2f}s | memory "
                   f"{row['memory_ratio']:.2f} time {row['time_ratio']:.2f}", flush=True)
 
 
@@ -70,11 +83,13 @@ def main() -> None:
                                repeat_help="timed steps (0: memory only, with --grad-checkpointing)")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="Compare each model (positional names: models) plain and with gradient checkpointing.")
+    parser.add_argument("--compile-cells", action="store_true",
+                        help="Compare each model (positional names: models) plain and with compiled cells.")
     args = parser.parse_args()
     device, timer = _common.setup(args)
     print(_common.header(args), flush=True)
-    if args.grad_checkpointing:
-        checkpointing_rows(args, device, timer)
+    if args.grad_checkpointing or args.compile_cells:
+        option_rows(args, device, timer, "checkpointed" if args.grad_checkpointing else "compiled")
         return
     cells = args.cells or msrnn_zoo.list_cells()
     memory: dict[str, int] = {}

@@ -2,16 +2,17 @@
 
     ORIG=/path/to/msrnn-original python benchmarks/vs_original.py [--tools ../shared/tools] [--size 32]
         [--hidden 32] [--in-frames 5] [--out-frames 5] [--batch 4] [--repeat 7] [--threads 1] [--device cpu]
-        [--clock wall|process] [--channels-last] [--json] [models ...]
+        [--clock wall|process] [--channels-last] [--fast-path PATH] [--compile-cells] [--precision P] [--json]
+        [models ...]
 
 The original is loaded by ``orig_env.py`` of the shared tools (``--tools``; see their README for exporting
 the original's Python files into ``ORIG``). Per model and implementation: the training step of
 ``gpu_bench.py`` (forward over the whole clip, MSE, backward, Adam; ours with its defaults: fp32, eager),
 and a forecast without gradients -- ours ``model(context, horizon)``, the original's test mode, both
 ``in + out - 1`` recurrent steps -- given as forecast frames per second (batch x out frames / seconds).
-``--channels-last`` runs ours in that layout, ``--fast-path`` on a fast path (``set_fast_path``) and ``--precision``
-under autocast (options, not the defaults); ``warmup_s`` is our first training step, compilation or recording
-included.
+``--channels-last`` runs ours in that layout, ``--fast-path`` on a fast path (``set_fast_path``), ``--compile-cells``
+with compiled cells (``set_compile_cells``) and ``--precision`` under autocast (options, not the defaults);
+``warmup_s`` is our first training step, compilation or recording included.
 The four measurements take turns in every round, so that a change in the machine's load hits them all;
 ``speedup`` is the median over rounds of original seconds / our seconds, above 1 when ours is faster.
 """
@@ -37,7 +38,7 @@ def ours(name: str, args: argparse.Namespace, device: torch.device) -> tuple[Cal
     torch.manual_seed(0)
     model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
     model.set_channels_last(args.channels_last)
-    model.set_fast_path(None if args.fast_path == "none" else args.fast_path)
+    model.set_fast_path(None if args.fast_path == "none" else args.fast_path).set_compile_cells(args.compile_cells)
     frames, teacher = _common.clip(args, device)
     return _common.model_steps(model, frames, teacher, args.in_frames, precision=args.precision)
 
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="ours with set_channels_last (not the default)")
     parser.add_argument("--fast-path", default="none", choices=["none", *filter(None, FAST_PATHS)],
                         help="ours on this fast path (set_fast_path)")
+    parser.add_argument("--compile-cells", action="store_true", help="ours with set_compile_cells (not the default)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ours under autocast")
     args = parser.parse_args()
     if "ORIG" not in os.environ:
@@ -85,7 +87,7 @@ def main() -> None:
             row = measure(name, args, device, timer)
         except Exception as exc:  # one model that cannot run on this path must not lose the others' rows
             row = {"model": name, "fast_path": args.fast_path, "precision": args.precision,
-                   "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                   "compile_cells": args.compile_cells, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         if device.type == "cuda":
             torch.cuda.empty_cache()
         if args.json:
@@ -112,7 +114,8 @@ def measure(name: str, args: argparse.Namespace, device: torch.device, timer: Ca
     times = _common.rounds(cases, args.repeat, timer)
     frames = args.batch * args.out_frames
     row = {"model": name, "fast_path": args.fast_path, "precision": args.precision,
-           "channels_last": args.channels_last, "warmup_s": warmup["ours"], "original_warmup_s": warmup["original"],
+           "channels_last": args.channels_last, "compile_cells": args.compile_cells,
+           "warmup_s": warmup["ours"], "original_warmup_s": warmup["original"],
            **{f"{k}_s": _common.median(v) for k, v in times.items()},
            "train_speedup": _common.median_ratio(times["original_train"], times["ours_train"]),
            "forecast_speedup": _common.median_ratio(times["original_forecast"], times["ours_forecast"]),

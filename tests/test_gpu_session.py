@@ -50,12 +50,16 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     layouts = [json.loads(line) for line in (out / "gaps_batch16_channels_last.jsonl").read_text().splitlines()
                if line.startswith("{")]
     assert [r["option"] for r in layouts] == ["none", "none+channels-last"] * 2
+    compiled = [json.loads(line) for line in (out / "gaps_batch16_compiled.jsonl").read_text().splitlines()
+                if line.startswith("{")]
+    assert [r["option"] for r in compiled] == ["none", "none+compile-cells"] * 2 and all("train_s" in r
+                                                                                        for r in compiled)
     tf32 = (out / "preciplstm_tf32.jsonl").read_text()
     assert "float32 matmul high" in tf32 and [json.loads(line)["model"] for line in tf32.splitlines()
                                              if line.startswith("{")] == ["predrnn", "preciplstm"]
     skipped = (out / "skipped.txt").read_text()
-    for part in ("gaps_channels_last", "vs_original_graph", "vs_original_graph_bf16", "gpu_bench_b4", "gpu_bench_b16",
-                 "vs_original"):
+    for part in ("gaps_compiled_cells", "gaps_compiled_cells_bf16", "gaps_channels_last", "vs_original_graph",
+                 "vs_original_graph_bf16", "gpu_bench_b4", "gpu_bench_b16", "vs_original"):
         assert f"{part}: no " in skipped  # the original and its tools are missing here: said, not failed
     assert "status" not in skipped  # no part failed or ran out of time
     summary = (out / "summary.md").read_text()
