@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -65,8 +66,18 @@ _EAGER: set[tuple[type, str]] = set()
 """Cell classes, per device type, that Dynamo could not trace whole: they run eagerly (said once)."""
 
 
+class _KnownCheckpointNotice(logging.Filter):
+    """Drops PyTorch's notice that a checkpoint with a policy runs under torch.compile and must hold no in-place
+    operation: every cell's compiled step is checked against its eager one (``testing.check_compiled_cells``), so
+    the notice would only tell a user about our own wrapper."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "context_fn is passed to torch.utils.checkpoint under torch.compile" not in record.getMessage()
+
+
 @functools.cache
 def _compiled() -> Any:
+    logging.getLogger("torch._higher_order_ops.wrap").addFilter(_KnownCheckpointNotice())
     # layout_optimization off: inductor would copy the weights into channels-last at every call and keep the copies
     # for the backward (1.5x the activation memory of ms-predrnn on the CPU); set_channels_last asks for that layout
     options = {"layout_optimization": False} if _backend == "inductor" else None
