@@ -18,17 +18,20 @@ def loss_and_grads(model, frames, teacher):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def check_same_as_eager(model, frames, teacher, rtol=1e-5, atol=1e-6):
-    """Training loss, gradients and a forecast, with the model's fast path against the eager path."""
-    mode = model.fast_path
-    fast_loss, fast_grads = loss_and_grads(model, frames, teacher)
-    with torch.no_grad():
-        fast_forecast = model(frames[:, :2], horizon=2)
-    model.set_fast_path(None)
-    loss, grads = loss_and_grads(model, frames, teacher)
-    with torch.no_grad():
-        forecast = model(frames[:, :2], horizon=2)
-    model.set_fast_path(mode)
+def check_same_as_eager(model, frames, teacher, rtol=1e-5, atol=1e-6, switch=None):
+    """Training loss, gradients and a forecast with the model's fast path against the eager path; or with what
+    ``switch(model, on)`` turns on and off (``Forecaster.set_compile_cells``)."""
+    if switch is None:
+        mode = model.fast_path
+        switch = lambda m, on: m.set_fast_path(mode if on else None)  # noqa: E731
+    results = {}
+    for on in (True, False):
+        switch(model, on)
+        loss, grads = loss_and_grads(model, frames, teacher)
+        with torch.no_grad():
+            results[on] = loss, grads, model(frames[:, :2], horizon=2)
+    switch(model, True)
+    (fast_loss, fast_grads, fast_forecast), (loss, grads, forecast) = results[True], results[False]
     torch.testing.assert_close(fast_loss, loss, rtol=rtol, atol=atol)
     torch.testing.assert_close(fast_forecast, forecast, rtol=rtol, atol=atol)
     for name, grad in grads.items():
@@ -129,18 +132,7 @@ def test_compiled_cells_give_the_eager_numbers_and_every_layer_shares_them(cells
 
 
 def check_same_as_eager_cells(model, frames, teacher, rtol=0.0, atol=1e-7):
-    model.set_compile_cells(False)
-    loss, grads = loss_and_grads(model, frames, teacher)
-    with torch.no_grad():
-        forecast = model(frames[:, :2], horizon=2)
-    model.set_compile_cells(True)
-    fast_loss, fast_grads = loss_and_grads(model, frames, teacher)
-    with torch.no_grad():
-        fast_forecast = model(frames[:, :2], horizon=2)
-    torch.testing.assert_close(fast_loss, loss, rtol=rtol, atol=atol)
-    torch.testing.assert_close(fast_forecast, forecast, rtol=rtol, atol=atol)
-    for name, grad in grads.items():
-        torch.testing.assert_close(fast_grads[name], grad, rtol=rtol, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
+    check_same_as_eager(model, frames, teacher, rtol, atol, switch=msrnn_zoo.Forecaster.set_compile_cells)
 
 
 @pytest.mark.slow
