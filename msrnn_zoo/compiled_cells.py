@@ -107,17 +107,22 @@ def backend(name: str) -> Iterator[None]:
 
 def run_compiled_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
                       lower: torch.Tensor | None) -> Any:
-    """:func:`run_cell` compiled; a cell that cannot be traced whole (a part kept out of the compiler, like
-    PrecipLSTM's pure-PyTorch attention) runs eagerly, with a warning, instead of half-compiled."""
+    """:func:`run_cell` compiled. A cell that cannot be traced whole (a part kept out of the compiler, like
+    PrecipLSTM's pure-PyTorch attention), or whose graph the compiler fails on (no C++ compiler for inductor on
+    the CPU, say), runs eagerly on that device type from then on, with a warning, rather than stopping a run."""
     key = (type(cell), state[0].device.type)
     if torch.compiler.is_compiling() or key in _EAGER:  # inside a compiled step, the cell is part of its graph
         return cell(x, state, memory, lower)
     try:
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             return _compiled()(cell, x, state, memory, lower)
-    except torch._dynamo.exc.Unsupported as exc:  # raised while tracing, before anything ran
+    except (torch._dynamo.exc.Unsupported, torch._dynamo.exc.BackendCompilerFailed) as exc:  # before anything ran
         _EAGER.add(key)
-        reason = str(exc).strip().splitlines()[0]
-        warnings.warn(f"{type(cell).__name__} cannot be compiled whole on {key[1]} ({reason}); it runs eagerly "
-                      "there, its gate arithmetic not fused.", stacklevel=2)
+        if isinstance(exc, torch._dynamo.exc.Unsupported):
+            what, reason = "be traced whole", str(exc).strip().splitlines()[0]
+        else:
+            inner = getattr(exc, "inner_exception", exc)
+            what, reason = "be compiled", f"{type(inner).__name__}: {str(inner).strip().splitlines()[0]}"
+        warnings.warn(f"{type(cell).__name__} cannot {what} on {key[1]} ({reason}); it runs eagerly there, its gate "
+                      "arithmetic not fused.", stacklevel=2)
         return cell(x, state, memory, lower)

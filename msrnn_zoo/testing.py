@@ -328,7 +328,7 @@ def check_compiled_cells(name: str, size: int = 16, **overrides: Any) -> None:
     step and forecast give the eager loss, gradients and frames.
 
     Traced with the ``aot_eager`` backend: Dynamo and AOTAutograd, as for inductor, without generating kernels, so
-    it takes seconds. Not part of :func:`run_conformance`: a cell that cannot be compiled whole still runs (eagerly,
+    it takes seconds. Not part of :func:`run_conformance`: a cell that cannot be traced whole still runs (eagerly,
     with a warning); a plugin's test says which it is.
     """
     torch.manual_seed(0)
@@ -341,7 +341,7 @@ def check_compiled_cells(name: str, size: int = 16, **overrides: Any) -> None:
         forecast = model(frames[:, :2], horizon=2)
     model.set_compile_cells(True)
     with compiled_cells.backend("aot_eager"), warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*cannot be compiled whole")
+        warnings.filterwarnings("error", message=".*cannot be (traced whole|compiled)")
         try:
             compiled = _loss_and_grads(model, frames, teacher)
             with torch.no_grad():

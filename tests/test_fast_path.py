@@ -1,6 +1,7 @@
 """The compiled-step fast path: same numbers as the eager path; CUDA graphs where a GPU is present."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -238,3 +239,26 @@ def test_a_run_trained_with_compiled_cells_takes_the_same_steps(cells_traced_onl
     assert json.loads((tmp_path / "m.json").read_text())["model"]["metrics"]["mse"]["mean"] >= 0
     run_cli("predict", tmp_path / "b", "--compile-cells", "--out", tmp_path / "f.png")
     assert (tmp_path / "f.png").is_file()
+
+
+def test_a_cell_the_compiler_fails_on_runs_eagerly_with_a_warning():
+    """A broken toolchain (no C++ compiler for inductor, say) must not stop a run: that cell class runs eagerly."""
+    from msrnn_zoo import compiled_cells
+
+    def broken(graph, inputs):
+        raise RuntimeError("no compiler here")
+
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2)
+    frames, teacher = torch.rand(2, 3, 1, 8, 8), torch.ones(2, 2)
+    expected = loss_and_grads(model, frames, teacher)
+    model.set_compile_cells(True)
+    said = pytest.warns(UserWarning, match=r"ConvLSTMCell cannot be compiled on cpu "
+                        r"\(RuntimeError: no compiler here\); it runs eagerly")
+    with compiled_cells.backend(broken):
+        with said:
+            got = loss_and_grads(model, frames, teacher)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # said once
+            loss_and_grads(model, frames, teacher)
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)

@@ -256,7 +256,7 @@ def test_compiled_cells_on_the_cpu_run_the_reference_attention_eagerly():
     with torch.no_grad():
         eager = model(frames, horizon=2)
     model.set_compile_cells(True)
-    said = pytest.warns(UserWarning, match="PrecipLSTMCell cannot be compiled whole on cpu.*runs eagerly")
+    said = pytest.warns(UserWarning, match="PrecipLSTMCell cannot be traced whole on cpu.*runs eagerly")
     with compiled_cells.backend("aot_eager"), torch.no_grad():
         with said:
             first = model(frames, horizon=2)
