@@ -8,9 +8,10 @@ options, not on the object, so all layers of a class at one size share one compi
 
 What the backward keeps is chosen, not left to the partitioner (selective activation checkpointing over the cell):
 the products (convolutions, matrix products, attention) are kept, everything element-wise is recomputed inside the
-fused backward kernels. Left to itself, AOTAutograd keeps each gate's concatenated input as well -- it cannot know
-that the parts are kept by the rest of the clip -- and the activation memory of a training clip grew 1.2-2.0x
-(``benchmarks/options.py`` for time; ``msrnn_zoo.profile.retained_bytes`` for memory).
+fused backward kernels. Left to itself, AOTAutograd kept each gate's concatenated input as well -- it cannot know
+that the parts are kept by the rest of the clip -- and a training clip kept 1.78x (ms-predrnn) and 1.98x
+(predrnn-pp) the eager path's activation memory; now 1.06x and 0.98x (``benchmarks/step_time.py --compile-cells``,
+exact; ``benchmarks/options.py --options plain,compile-cells`` for time).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import contextlib
 import functools
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -61,9 +62,9 @@ def _run_cell_keeping_products(cell: RecurrentCell, x: Any, state: State, memory
                       context_fn=functools.partial(create_selective_checkpoint_contexts, _policy))
 
 
-_backend = "inductor"
+_backend: str | Callable[..., Any] = "inductor"
 _EAGER: set[tuple[type, str]] = set()
-"""Cell classes, per device type, that Dynamo could not trace whole: they run eagerly (said once)."""
+"""Cell classes, per device type, that could not be traced whole or compiled: they run eagerly (said once)."""
 
 
 class _KnownCheckpointNotice(logging.Filter):
@@ -79,19 +80,20 @@ class _KnownCheckpointNotice(logging.Filter):
 def _compiled() -> Any:
     logging.getLogger("torch._higher_order_ops.wrap").addFilter(_KnownCheckpointNotice())
     # layout_optimization off: inductor would copy the weights into channels-last at every call and keep the copies
-    # for the backward (1.5x the activation memory of ms-predrnn on the CPU); set_channels_last asks for that layout
+    # for the backward (1.52x the eager activation memory of ms-predrnn on the CPU, with the policy); a model asks for
+    # that layout with set_channels_last
     options = {"layout_optimization": False} if _backend == "inductor" else None
     return torch.compile(_run_cell_keeping_products, backend=_backend, dynamic=False, fullgraph=True, options=options)
 
 
 @contextlib.contextmanager
-def backend(name: str) -> Iterator[None]:
+def backend(name: str | Callable[..., Any]) -> Iterator[None]:
     """Compile cells with another ``torch.compile`` backend meanwhile: ``"aot_eager"`` traces as for inductor (Dynamo,
     AOTAutograd, the choice of what is kept) and compiles nothing, which is how tests check a cell in seconds.
     What was compiled before is dropped, on entry and on exit."""
     previous = _backend
 
-    def switch(to: str) -> None:
+    def switch(to: str | Callable[..., Any]) -> None:
         global _backend
         _backend = to
         _compiled.cache_clear()
