@@ -29,6 +29,8 @@ COMPILED_PATHS = ("compile", "cudagraph")
 """The fast paths that run a ``torch.compile`` of one step."""
 GRAPH_PATHS = ("cudagraph", "clip-graph")
 """The fast paths that record CUDA graphs: they need a GPU and cannot recompute steps (gradient checkpointing)."""
+
+
 @dataclass
 class ForecasterConfig:
     """Everything needed to rebuild a model; round-trips through JSON (``config.json`` on the Hub)."""
