@@ -76,6 +76,7 @@ def test_installed_it_registers_both_models_and_passes_its_own_tests(tmp_path, m
     spec.loader.exec_module(module)
     module.test_registered()
     module.test_conformance()
+    module.test_compiles_whole()
 
 
 @pytest.mark.parametrize(
@@ -127,7 +128,7 @@ def test_pip_installs_it_into_a_fresh_venv_and_its_tests_pass(tmp_path):
     assert install.returncode == 0, install.stdout + install.stderr
     tests = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=dist,
                            capture_output=True, text=True, env=env)
-    assert tests.returncode == 0 and "2 passed" in tests.stdout, tests.stdout + tests.stderr
+    assert tests.returncode == 0 and "3 passed" in tests.stdout, tests.stdout + tests.stderr
     listed = subprocess.run([str(python), "-c", "from msrnn_zoo.cli import main; main()", "list", "*convgru",
                              "--json"], capture_output=True, text=True, env=env)
     assert listed.returncode == 0, listed.stderr
