@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+from torch.utils.checkpoint import checkpoint
 
 from .cell import RecurrentCell, State
 
@@ -34,14 +34,27 @@ eagerly. All models of a process share the one call: a multi-scale model alone m
 (three sizes, the bottom layer's embedded frame, the first step's state without gradients, training and forecasting),
 beyond PyTorch's default of 8."""
 
-KEPT_FOR_BACKWARD = frozenset({
-    torch.ops.aten.convolution.default, torch.ops.aten.mm.default, torch.ops.aten.bmm.default,
-    torch.ops.aten.addmm.default, torch.ops.aten.baddbmm.default, torch.ops.higher_order.flex_attention,
-    torch.ops.aten._scaled_dot_product_flash_attention.default,
-    torch.ops.aten._scaled_dot_product_efficient_attention.default,
-    torch.ops.aten._scaled_dot_product_cudnn_attention.default,
-})
-"""The operations whose results a compiled cell keeps for the backward: recomputing them would cost real work."""
+KEPT_FOR_BACKWARD = (
+    "aten.convolution.default", "aten.mm.default", "aten.bmm.default", "aten.addmm.default", "aten.baddbmm.default",
+    "higher_order.flex_attention", "aten._scaled_dot_product_flash_attention.default",
+    "aten._scaled_dot_product_efficient_attention.default", "aten._scaled_dot_product_cudnn_attention.default",
+)
+"""The operations (under ``torch.ops``) whose results a compiled cell keeps for the backward: recomputing them
+would cost real work. Those this PyTorch lacks are left out."""
+
+
+@functools.cache
+def _kept_ops() -> frozenset[Any]:
+    found = set()
+    for name in KEPT_FOR_BACKWARD:
+        op: Any = torch.ops
+        for part in name.split("."):
+            op = getattr(op, part, None)
+            if op is None:
+                break
+        if op is not None:
+            found.add(op)
+    return frozenset(found)
 
 
 def run_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
@@ -50,14 +63,18 @@ def run_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | N
     return cell(x, state, memory, lower)
 
 
-def _policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
-    return CheckpointPolicy.MUST_SAVE if op in KEPT_FOR_BACKWARD else CheckpointPolicy.PREFER_RECOMPUTE
+def _policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    return CheckpointPolicy.MUST_SAVE if op in _kept_ops() else CheckpointPolicy.PREFER_RECOMPUTE
 
 
 def _run_cell_keeping_products(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
                                lower: torch.Tensor | None) -> Any:
     if not torch.is_grad_enabled():
         return cell(x, state, memory, lower)
+    from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
     return checkpoint(cell, x, state, memory, lower, use_reentrant=False,
                       context_fn=functools.partial(create_selective_checkpoint_contexts, _policy))
 
