@@ -100,7 +100,7 @@ GPU_BENCH=(--device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" --inp "$FRAMES" 
 # 0. the whole clip recorded as CUDA graphs (fast path 'clip-graph'): its tests, then every model's training step
 # and forecast beside the original, batch 4, fp32 and bf16; ms-X against X at batch 16; PrecipLSTM against PredRNN
 if [ "$DEVICE" = cuda ]; then
-  part clip_graph_tests 100 clip_graph_tests.txt $PY -m pytest -q -p no:cacheprovider -rfE tests/test_clip_graph.py
+  part clip_graph_tests 160 clip_graph_tests.txt $PY -m pytest -q -p no:cacheprovider -rfE tests/test_clip_graph.py
 fi
 # where the last session missed issue 7's targets, first the gate arithmetic fused: compiled cells on recorded clips
 # (the recorded step is compute-bound, and a dozen unfused element-wise passes per gate were left in it), fp32 and
