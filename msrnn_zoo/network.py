@@ -230,7 +230,8 @@ class Forecaster(HubMixin, nn.Module):
         """
         if enable and self.fast_path in COMPILED_PATHS:
             raise ValueError(f"The {self.fast_path!r} fast path compiles the whole step, cells included; compiled "
-                             "cells go with fast path 'clip-graph' or none (set_fast_path(None) first).")
+                             "cells go with fast path 'clip-graph' or none (--fast-path none, set_fast_path(None)); "
+                             f"or keep the {self.fast_path!r} fast path alone.")
         self.compile_cells = bool(enable)
         return self
 
