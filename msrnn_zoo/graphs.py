@@ -88,6 +88,11 @@ class _Recording:
                 self.backward_graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(self.backward_graph, pool=pool, capture_error_mode="thread_local"):
                     self.grads = torch.autograd.grad(self.outputs, self.params, self.grad_outputs, allow_unused=True)
+            # The recorded graphs are all a replay needs. The autograd graph behind the outputs would keep the
+            # parameters' gradient accumulators made on the recording's streams alive, and every replayed
+            # backward would then hand its gradients across streams (PyTorch warns of that mismatch). Dropped,
+            # the next training step makes them on its own stream. The buffers themselves stay in the pool.
+            self.outputs = tuple(o.detach() for o in self.outputs)
 
     def replay(self, args: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """Run the forward graph on ``args``; copies of its outputs."""

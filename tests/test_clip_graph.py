@@ -3,6 +3,7 @@ could trip over (kept predictions, accumulated gradients, interleaved clips, mov
 
 import copy
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -137,6 +138,21 @@ def test_what_a_replay_hands_out_survives_the_next_replay_and_gradients_accumula
         (prediction - frames[:, 1:]).pow(2).mean().backward()
     for n, p in model.named_parameters():
         assert_same(p.grad, grads_first[n] + grads_second[n])
+
+
+@cuda
+def test_replayed_backwards_accumulate_on_the_training_stream():
+    """A recording keeps no autograd graph: it would hold gradient accumulators made on the recording's side
+    stream, and every replayed backward would hand its gradients across streams (PyTorch warns of it)."""
+    model = msrnn_zoo.create("ms-convlstm", hidden_channels=4, num_layers=4).cuda().set_fast_path("clip-graph")
+    frames, teacher = torch.rand(1, 4, 1, 16, 16, device="cuda"), torch.ones(1, 3, device="cuda")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # the first step records, the second only replays
+            loss_and_grads(model, frames, teacher)
+    (recording,) = model._clip_graphs._recordings.values()
+    assert all(o.grad_fn is None for o in recording.outputs)
+    assert not [w for w in caught if "AccumulateGrad" in str(w.message)]
 
 
 @cuda
