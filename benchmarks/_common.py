@@ -13,6 +13,7 @@ this module as ``_common``. Exact memory counts live in :mod:`msrnn_zoo.profile`
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import msrnn_zoo
+from msrnn_zoo.network import FAST_PATHS
 from msrnn_zoo.precision import autocast
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
@@ -114,6 +116,51 @@ def model_steps(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torc
             model(frames[:, :in_frames], horizon=frames.shape[1] - in_frames)
 
     return train, forecast
+
+
+def configured(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecaster, str]:
+    """A copy of ``base`` set up for ``option``, and the precision its steps run in.
+
+    One grammar for every script, so that a configuration named in one table means the same in the next:
+    ``plain``, a fast path, ``bf16`` / ``fp16``, ``channels-last``, ``cpu-contiguous``, ``embedding``,
+    ``zero-states``, ``grad-checkpointing``, ``compile-cells``, joined by ``+`` (``clip-graph+bf16``).
+    """
+    model = copy.deepcopy(base)
+    precision = "fp32"
+    for part in option.split("+"):
+        if part in FAST_PATHS:
+            model.set_fast_path(part)
+        elif part in ("bf16", "fp16"):
+            precision = part
+        elif part == "channels-last":
+            model.set_channels_last()
+        elif part == "cpu-contiguous":
+            model.cpu_channels_last = False
+        elif part == "embedding":
+            model.absorb_embedding = False
+        elif part == "zero-states":
+            model.skip_zero_states = False
+        elif part == "grad-checkpointing":
+            model.set_grad_checkpointing(True)
+        elif part == "compile-cells":
+            model.set_compile_cells(True)
+    return model, precision
+
+
+OPTIONS = ("plain", "none", "bf16", "fp16", "channels-last", "cpu-contiguous", "embedding", "zero-states",
+           "grad-checkpointing", "compile-cells", *filter(None, FAST_PATHS))
+
+
+def checked_configs(text: str) -> list[str]:
+    """The comma-separated configurations of ``text``, or exit naming an unknown option before anything runs."""
+    configs = text.split(",")
+    for config in configs:
+        unknown = [part for part in config.split("+") if part not in OPTIONS]
+        if unknown:
+            what = (f"unknown option {', '.join(map(repr, unknown))} in {config!r}" if config
+                    else "an empty configuration")
+            raise SystemExit(f"{what} (configurations {text!r}): options are {', '.join(OPTIONS)}, joined by '+'")
+    return configs
 
 
 def cuda_peak_mib(fn: Callable[[], object]) -> float:

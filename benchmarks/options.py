@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 from collections.abc import Callable
 
@@ -36,33 +35,6 @@ import torch
 
 import msrnn_zoo
 from msrnn_zoo import compiled_cells
-from msrnn_zoo.network import FAST_PATHS
-
-
-def variant(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecaster, str]:
-    """A copy of ``base`` set up for ``option`` (options joined by ``+`` combine), and its steps' precision."""
-    model = copy.deepcopy(base)
-    precision = "fp32"
-    for part in option.split("+"):
-        if part in FAST_PATHS:
-            model.set_fast_path(part)
-        elif part in ("bf16", "fp16"):
-            precision = part
-        elif part == "channels-last":
-            model.set_channels_last()
-        elif part == "cpu-contiguous":
-            model.cpu_channels_last = False
-        elif part == "embedding":
-            model.absorb_embedding = False
-        elif part == "zero-states":
-            model.skip_zero_states = False
-        elif part == "grad-checkpointing":
-            model.set_grad_checkpointing(True)
-        elif part == "compile-cells":
-            model.set_compile_cells(True)
-        elif part not in ("plain", "none"):
-            raise SystemExit(f"unknown option {part!r}")
-    return model, precision
 
 
 def settle(model: msrnn_zoo.Forecaster, train: Callable[[], None]) -> None:
@@ -90,7 +62,7 @@ def main() -> None:
 
 def measure(args: argparse.Namespace) -> None:
     device, timer = _common.setup(args)
-    options = args.options.split(",")
+    options = _common.checked_configs(args.options)
     baseline = options[0]
     print(_common.header(args), flush=True)
     for name in args.models or ["ms-convlstm", "ms-predrnn"]:
@@ -100,7 +72,7 @@ def measure(args: argparse.Namespace) -> None:
         cases: dict[str, Callable[[], None]] = {}
         rows: dict[str, dict[str, object]] = {}
         for option in options:
-            model, precision = variant(base, option)
+            model, precision = _common.configured(base, option)
             train, forecast = _common.model_steps(model, frames, teacher, args.in_frames, precision=precision)
             row: dict[str, object] = {"model": name, "option": option}
             try:

@@ -2,8 +2,8 @@
 
     ORIG=/path/to/msrnn-original python benchmarks/vs_original.py [--tools ../shared/tools] [--size 32]
         [--hidden 32] [--in-frames 5] [--out-frames 5] [--batch 4] [--repeat 7] [--threads 1] [--device cpu]
-        [--clock wall|process] [--channels-last] [--fast-path PATH] [--compile-cells] [--precision P] [--json]
-        [models ...]
+        [--clock wall|process] [--configs C1,C2,...] [--channels-last] [--fast-path PATH] [--compile-cells]
+        [--precision P] [--cells-backend B] [--json] [models ...]
 
 The original is loaded by ``orig_env.py`` of the shared tools (``--tools``; see their README for exporting
 the original's Python files into ``ORIG``). Per model and implementation: the training step of
@@ -12,14 +12,19 @@ and a forecast without gradients -- ours ``model(context, horizon)``, the origin
 ``in + out - 1`` recurrent steps -- given as forecast frames per second (batch x out frames / seconds).
 ``--channels-last`` runs ours in that layout, ``--fast-path`` on a fast path (``set_fast_path``), ``--compile-cells``
 with compiled cells (``set_compile_cells``) and ``--precision`` under autocast (options, not the defaults);
+``--configs`` measures several configurations of ours at once, in the grammar of ``options.py``
+(``clip-graph+channels-last+compile-cells``): one row per configuration, all beside the same original in the
+same rounds, so that which configuration pays is read from one run. (The original's own seconds moved by up to
+1.7x between two calls of the device tool; within one process they do not.)
 ``warmup_s`` is our first training step, compilation or recording included.
-The four measurements take turns in every round, so that a change in the machine's load hits them all;
+All measurements take turns in every round, so that a change in the machine's load hits them all;
 ``speedup`` is the median over rounds of original seconds / our seconds, above 1 when ours is faster.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -31,16 +36,31 @@ import torch
 import torch.nn.functional as F
 
 import msrnn_zoo
+from msrnn_zoo import compiled_cells
 from msrnn_zoo.network import FAST_PATHS
 
 
-def ours(name: str, args: argparse.Namespace, device: torch.device) -> tuple[Callable[[], None], Callable[[], None]]:
-    torch.manual_seed(0)
-    model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
-    model.set_channels_last(args.channels_last)
-    model.set_fast_path(None if args.fast_path == "none" else args.fast_path).set_compile_cells(args.compile_cells)
-    frames, teacher = _common.clip(args, device)
-    return _common.model_steps(model, frames, teacher, args.in_frames, precision=args.precision)
+def ours(base: msrnn_zoo.Forecaster, config: str, clip: tuple[torch.Tensor, torch.Tensor],
+         args: argparse.Namespace) -> tuple[Callable[[], None], Callable[[], None]]:
+    model, precision = _common.configured(base, config)
+    frames, teacher = clip
+    return _common.model_steps(model, frames, teacher, args.in_frames, precision=precision)
+
+
+def flags_config(args: argparse.Namespace) -> str:
+    """The one configuration the single-configuration flags name, in the grammar of ``--configs``."""
+    parts = [args.fast_path] if args.fast_path != "none" else []
+    parts += ["channels-last"] * args.channels_last + ["compile-cells"] * args.compile_cells
+    parts += [args.precision] if args.precision != "fp32" else []
+    return "+".join(parts) or "plain"
+
+
+def described(config: str) -> dict[str, object]:
+    """What a configuration sets, under the keys the single-configuration rows always had."""
+    parts = config.split("+")
+    return {"config": config, "fast_path": next((p for p in parts if p in FAST_PATHS and p), "none"),
+            "precision": next((p for p in parts if p in ("bf16", "fp16")), "fp32"),
+            "channels_last": "channels-last" in parts, "compile_cells": "compile-cells" in parts}
 
 
 def original(name: str, args: argparse.Namespace,
@@ -76,52 +96,81 @@ def main() -> None:
                         help="ours on this fast path (set_fast_path)")
     parser.add_argument("--compile-cells", action="store_true", help="ours with set_compile_cells (not the default)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ours under autocast")
+    parser.add_argument("--configs", default=None, help="several configurations of ours, comma-separated, each in "
+                        "the grammar of options.py (clip-graph+compile-cells); replaces the four flags above")
+    parser.add_argument("--cells-backend", default="inductor",
+                        help="torch.compile backend of compile-cells (aot_eager: traced, not compiled; smoke tests)")
     args = parser.parse_args()
     if "ORIG" not in os.environ:
         raise SystemExit("Set ORIG to an export of the original's Python files (see the shared tools' README).")
     device, timer = _common.setup(args)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(_common.header(args, f", load average {load:.1f} at start"), flush=True)
+    configs = _common.checked_configs(args.configs) if args.configs else [flags_config(args)]
     for name in args.models or ["ms-convlstm", "ms-predrnn"]:
-        try:
-            row = measure(name, args, device, timer)
-        except Exception as exc:  # one model that cannot run on this path must not lose the others' rows
-            row = {"model": name, "fast_path": args.fast_path, "precision": args.precision,
-                   "compile_cells": args.compile_cells, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        with compiled_cells.backend(args.cells_backend):
+            for row in measure(name, configs, args, device, timer):
+                report(row, args.json)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        if args.json:
-            print(json.dumps(row), flush=True)
-        elif "error" in row:
-            print(f"{name:14s} error: {row['error']}", flush=True)
+        with contextlib.suppress(Exception):
+            torch._dynamo.reset()  # compiled cells of this model are not needed by the next one
+
+
+def report(row: dict, as_json: bool) -> None:
+    name, config = row["model"], row["config"]
+    if as_json:
+        print(json.dumps(row), flush=True)
+    elif "error" in row:
+        print(f"{name:14s} {config:24s} error: {row['error']}", flush=True)
+    else:
+        print(f"{name:14s} {config:24s} warm-up {row['warmup_s']:.1f}s train ours {row['ours_train_s']:.3f}s "
+              f"original {row['original_train_s']:.3f}s "
+              f"speed-up {row['train_speedup']:.2f} | forecast ours {row['ours_forecast_fps']:.1f} frames/s "
+              f"original {row['original_forecast_fps']:.1f} frames/s speed-up {row['forecast_speedup']:.2f}",
+              flush=True)
+
+
+def measure(name: str, configs: list[str], args: argparse.Namespace, device: torch.device,
+            timer: Callable) -> list[dict]:
+    """One row per configuration of ours: warm-ups, then every training step and forecast taking turns."""
+    rows = {config: {"model": name, **described(config)} for config in configs}
+    try:
+        impls = {"original": original(name, args, device)}
+    except Exception as exc:  # one model the original cannot build must not lose the others' rows
+        return [{**row, "error": f"original: {type(exc).__name__}: {str(exc)[:300]}"} for row in rows.values()]
+    torch.manual_seed(0)
+    base = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
+    clip = _common.clip(args, device)
+    warmup = {"original": timer(impls["original"][0])}
+    impls["original"][1]()
+    for config, row in rows.items():
+        try:
+            steps = ours(base, config, clip, args)
+            warmup[config] = timer(steps[0])
+            steps[1]()
+        except Exception as exc:  # a configuration that cannot run here must not lose the others
+            row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
         else:
-            print(f"{name:14s} warm-up {row['warmup_s']:.1f}s train ours {row['ours_train_s']:.3f}s "
-                  f"original {row['original_train_s']:.3f}s "
-                  f"speed-up {row['train_speedup']:.2f} | forecast ours {row['ours_forecast_fps']:.1f} frames/s "
-                  f"original {row['original_forecast_fps']:.1f} frames/s speed-up {row['forecast_speedup']:.2f}",
-                  flush=True)
-
-
-def measure(name: str, args: argparse.Namespace, device: torch.device, timer: Callable) -> dict:
-    """One model's row: warm-ups, then training steps and forecasts of both taking turns."""
-    impls = {"ours": ours(name, args, device), "original": original(name, args, device)}
-    warmup = {}
-    for impl, (train, forecast) in impls.items():
-        warmup[impl] = timer(train)
-        forecast()
-    cases = {f"{impl}_{what}": fn
-             for impl, steps in impls.items() for what, fn in zip(("train", "forecast"), steps)}
-    times = _common.rounds(cases, args.repeat, timer)
+            impls[config] = steps
+    cases = {(impl, what): fn for impl, steps in impls.items() for what, fn in zip(("train", "forecast"), steps)}
+    try:
+        times = _common.rounds(cases, args.repeat, timer)
+    except Exception as exc:  # a replay that fails after its warm-up: say so in every row
+        return [{**row, "error": row.get("error", f"{type(exc).__name__}: {str(exc)[:300]}")} for row in rows.values()]
     frames = args.batch * args.out_frames
-    row = {"model": name, "fast_path": args.fast_path, "precision": args.precision,
-           "channels_last": args.channels_last, "compile_cells": args.compile_cells,
-           "warmup_s": warmup["ours"], "original_warmup_s": warmup["original"],
-           **{f"{k}_s": _common.median(v) for k, v in times.items()},
-           "train_speedup": _common.median_ratio(times["original_train"], times["ours_train"]),
-           "forecast_speedup": _common.median_ratio(times["original_forecast"], times["ours_forecast"]),
-           "ours_forecast_fps": frames / _common.median(times["ours_forecast"]),
-           "original_forecast_fps": frames / _common.median(times["original_forecast"])}
-    return row
+    for config, row in rows.items():
+        if config not in impls:
+            continue
+        row.update({
+            "warmup_s": warmup[config], "original_warmup_s": warmup["original"],
+            **{f"{who}_{what}_s": _common.median(times[(impl, what)])
+               for who, impl in (("ours", config), ("original", "original")) for what in ("train", "forecast")},
+            "train_speedup": _common.median_ratio(times[("original", "train")], times[(config, "train")]),
+            "forecast_speedup": _common.median_ratio(times[("original", "forecast")], times[(config, "forecast")]),
+            "ours_forecast_fps": frames / _common.median(times[(config, "forecast")]),
+            "original_forecast_fps": frames / _common.median(times[("original", "forecast")])})
+    return list(rows.values())
 
 
 if __name__ == "__main__":

@@ -47,18 +47,16 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     bf16 = [json.loads(line) for line in (out / "batch16_graph_bf16.jsonl").read_text().splitlines()
             if line.startswith("{")]
     assert [r["option"] for r in bf16] == ["none+bf16"] * 2 and all("train_s" in r for r in bf16)
-    layouts = [json.loads(line) for line in (out / "gaps_batch16_channels_last.jsonl").read_text().splitlines()
-               if line.startswith("{")]
-    assert [r["option"] for r in layouts] == ["none", "none+channels-last"] * 2
-    compiled = [json.loads(line) for line in (out / "gaps_batch16_compiled.jsonl").read_text().splitlines()
-                if line.startswith("{")]
-    assert [r["option"] for r in compiled] == ["none", "none+compile-cells"] * 2 and all("train_s" in r
-                                                                                        for r in compiled)
+    levers = [json.loads(line) for line in (out / "gaps_batch16.jsonl").read_text().splitlines()
+              if line.startswith("{")]
+    assert [r["option"] for r in levers] == ["none", "none+compile-cells", "none+channels-last",
+                                             "none+channels-last+compile-cells"] * 2
+    assert all("train_s" in r for r in levers)
     tf32 = (out / "preciplstm_tf32.jsonl").read_text()
     assert "float32 matmul high" in tf32 and [json.loads(line)["model"] for line in tf32.splitlines()
                                              if line.startswith("{")] == ["predrnn", "preciplstm"]
     skipped = (out / "skipped.txt").read_text()
-    for part in ("gaps_compiled_cells", "gaps_compiled_cells_bf16", "gaps_channels_last", "vs_original_graph",
+    for part in ("gaps_fp32", "gaps_bf16", "vs_original_graph",
                  "vs_original_graph_bf16", "gpu_bench_b4", "gpu_bench_b16", "vs_original"):
         assert f"{part}: no " in skipped  # the original and its tools are missing here: said, not failed
     assert "status" not in skipped  # no part failed or ran out of time
@@ -66,6 +64,28 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     assert "| ms-convlstm | bf16 |" in summary and "| predrnn |" in summary
     assert "(no results: gpu_bench_b4.jsonl is missing or empty)" in summary
     assert "| convlstm | plain |" in summary and "x predrnn time" in summary  # batch 16 ms/single; PrecipLSTM
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_the_comparisons_with_the_original_run_as_the_script_calls_them(tmp_path):
+    """The parts beside the original, against a stand-in for it (tests/data/stand_in_tools): every configuration
+    the script names is one the benchmark knows, and each gets its row."""
+    out = tmp_path / "out"
+    env = {**os.environ, "SMOKE": "1", "DEVICE": "cpu", "PY": sys.executable, "OUT": str(out),
+           "TOOLS": str(ROOT / "tests" / "data" / "stand_in_tools"), "OMP_NUM_THREADS": "1",
+           "ONLY_PARTS": "gaps_fp32,gaps_bf16"}
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name, configs in (("gaps_fp32", ["none", "none+compile-cells", "none+channels-last",
+                                         "none+channels-last+compile-cells"]),
+                          ("gaps_bf16", ["none+bf16", "none+bf16+channels-last",
+                                         "none+bf16+channels-last+compile-cells"])):
+        found = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines() if line.startswith("{")]
+        assert [r["config"] for r in found] == configs
+        assert all(r["train_speedup"] > 0 for r in found), found
+    assert "status" not in (out / "skipped.txt").read_text()
+    assert "| convlstm | none+bf16+channels-last+compile-cells |" in (out / "summary.md").read_text()
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("git") is None, reason="needs bash and git")

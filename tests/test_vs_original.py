@@ -1,0 +1,53 @@
+"""benchmarks/vs_original.py: several configurations of ours beside one original, one row each.
+
+The original's code is not part of a clone, so a stand-in with its calling convention (tests/data/stand_in_tools)
+takes its place: what is tested is the script's bookkeeping.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TOOLS = ROOT / "tests" / "data" / "stand_in_tools"  # orig_env.py: the original's calling convention
+
+
+def run(tmp_path, *args, returncode=0):
+    env = {**os.environ, "ORIG": str(TOOLS / "msrnn-original"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "vs_original.py"), "--tools", str(TOOLS),
+                             "--size", "8", "--hidden", "2", "--in-frames", "2", "--out-frames", "2", "--batch", "1",
+                             "--repeat", "2", "--json", *args], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == returncode, result.stdout[-2000:] + result.stderr[-2000:]
+    if returncode:
+        return result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def test_each_configuration_gets_its_row_beside_the_same_original(tmp_path):
+    configs = ("plain", "cpu-contiguous", "zero-states+fp16", "grad-checkpointing+compile-cells")
+    rows = run(tmp_path, "--configs", ",".join(configs), "--cells-backend", "aot_eager", "convlstm", "trajgru")
+    by = {(r["model"], r["config"]): r for r in rows}
+    assert list(by) == [("convlstm", c) for c in configs] + [("trajgru", c) for c in configs]
+    for config in configs:
+        row = by[("convlstm", config)]
+        assert row["train_speedup"] > 0 and row["ours_train_s"] > 0 and row["original_train_s"] > 0
+        assert row["ours_forecast_fps"] > 0 and row["warmup_s"] > 0
+    assert by[("convlstm", "zero-states+fp16")]["precision"] == "fp16"
+    assert by[("convlstm", "grad-checkpointing+compile-cells")]["compile_cells"] is True
+    assert all("the stand-in has no TrajGRU" in by[("trajgru", c)]["error"] for c in configs)  # the others still ran
+
+
+def test_a_mistyped_configuration_is_refused_before_anything_runs(tmp_path):
+    stderr = run(tmp_path, "--configs", "plain,clip-graph+compile-cell", "convlstm", returncode=1)
+    assert "unknown option 'compile-cell' in 'clip-graph+compile-cell'" in stderr and "compile-cells" in stderr
+
+
+def test_the_single_configuration_flags_name_one_configuration(tmp_path):
+    (row,) = run(tmp_path, "--compile-cells", "--precision", "bf16", "--cells-backend", "aot_eager", "convlstm")
+    assert row["config"] == "compile-cells+bf16"
+    assert (row["fast_path"], row["precision"], row["compile_cells"], row["channels_last"]) == ("none", "bf16", True,
+                                                                                                 False)
+    assert row["train_speedup"] > 0
