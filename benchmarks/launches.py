@@ -1,8 +1,8 @@
 """Operations per training step, ours beside the original: what a launch-bound GPU pays for, counted on the CPU.
 
     ORIG=/path/to/msrnn-original python benchmarks/launches.py [--tools ../shared/tools] [--size 16] [--hidden 8]
-        [--in-frames 5] [--out-frames 5] [--batch 2] [--frames-loss-only] [--flops] [--convolve-zero-states]
-        [--json] [models ...]
+        [--in-frames 5] [--out-frames 5] [--batch 2] [--frames-loss-only] [--flops] [--traffic]
+        [--convolve-zero-states] [--json] [models ...]
 
 On a GPU at the paper's sizes the eager training step waits on kernel launches (issue 7), so its time follows the
 number of kernels more than their sizes. Every ATen operation that computes something launches at least one
@@ -17,6 +17,10 @@ leaves it out too, to count the same work.
 
 ``--flops`` also counts the floating-point operations of the same step (``torch.utils.flop_counter``: the
 convolutions and matrix products), what a step costs once it no longer waits on launches (a recorded clip).
+``--traffic`` also counts what the other operations move through memory: the bytes each one reads and writes
+(its tensor arguments and results), leaving out those on tensors of a parameter's shape (the accumulation of
+weight gradients, which does not grow with the frames). Unfused, each element-wise operation is one pass over
+memory, so ``GB / bandwidth`` bounds what fusing them (compiled cells) can save of a recorded step.
 ``--convolve-zero-states`` counts ours as it was before the first step left out the zero states.
 """
 
@@ -54,6 +58,49 @@ class OperationCount(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+COMPUTE = ("convolution", "mm", "bmm", "addmm", "baddbmm", "scaled_dot_product", "flex_attention")
+"""Operations whose time is their arithmetic (counted by ``--flops``), not their memory traffic."""
+
+
+class Traffic(TorchDispatchMode):
+    """Bytes read and written by the operations that are not products, activations only."""
+
+    def __init__(self, parameter_shapes: set[tuple[int, ...]]) -> None:
+        super().__init__()
+        self.parameter_shapes = parameter_shapes
+        self.bytes = 0
+        self.by_operation: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        name = func.__name__.split(".")[0]
+        if func.is_view or name in NOT_LAUNCHED or any(c in name for c in COMPUTE):
+            return out
+        if isinstance(out, torch.Tensor) and tuple(out.shape) in self.parameter_shapes:
+            return out
+        tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
+        moved = sum(t.numel() * t.element_size() for t in tensors)
+        self.bytes += moved
+        self.by_operation[name] += moved
+        return out
+
+
+def traffic_gb(step: Any, model: torch.nn.Module) -> tuple[float, dict[str, float]]:
+    """GB moved by ``step``'s operations other than products, in the layout a GPU runs (NCHW states), and the
+    three operations that move the most."""
+    counter = Traffic({tuple(p.shape) for p in model.parameters()})
+    layout = getattr(model, "cpu_channels_last", None)
+    if layout is not None:
+        model.cpu_channels_last = False  # the CPU's own default would add its layout's copies
+    try:
+        with counter:
+            step()
+    finally:
+        if layout is not None:
+            model.cpu_channels_last = layout
+    return counter.bytes / 1e9, {op: moved / 1e9 for op, moved in counter.by_operation.most_common(3)}
+
+
 def count(step: Any) -> collections.Counter[str]:
     counter = OperationCount()
     with counter:
@@ -80,6 +127,8 @@ def main() -> None:
     parser.add_argument("--frames-loss-only", action="store_true", help="ours without the auxiliary loss, as the "
                         "original's step of gpu_bench.py")
     parser.add_argument("--flops", action="store_true", help="also count floating-point operations (GFLOP)")
+    parser.add_argument("--traffic", action="store_true", help="also count the GB the operations other than products "
+                        "read and write (activations; what fusing them can save)")
     parser.add_argument("--convolve-zero-states", action="store_true", help="ours with skip_zero_states = False: the "
                         "first step also convolves the zero states (what leaving them out saves)")
     parser.add_argument("--json", action="store_true")
@@ -110,6 +159,8 @@ def main() -> None:
         row: dict[str, Any] = {"model": name, "ours": sum(count(ours).values())}
         if args.flops:
             row["ours_gflop"] = gflop(ours)
+        if args.traffic:
+            row["ours_traffic_gb"], row["ours_traffic_top"] = traffic_gb(ours, model)
         if original is not None:
             try:
                 theirs = original.build(name, args.size, args.hidden, args.in_frames, args.out_frames, args.batch)
@@ -127,6 +178,8 @@ def main() -> None:
                 row["ratio"] = row["ours"] / row["original"]
                 if args.flops:
                     row["original_gflop"] = gflop(orig)
+                if args.traffic:
+                    row["original_traffic_gb"], row["original_traffic_top"] = traffic_gb(orig, theirs)
         if args.json:
             print(json.dumps(row), flush=True)
         else:
@@ -137,6 +190,10 @@ def main() -> None:
                                 f"ours/original {row['ours_gflop'] / row['original_gflop']:.2f}")
             elif "ours_gflop" in row:
                 theirs_text += f" | GFLOP ours {row['ours_gflop']:.1f}"
+            for who in ("ours", "original"):
+                if f"{who}_traffic_gb" in row:
+                    top = ", ".join(f"{op} {gb:.2f}" for op, gb in row[f"{who}_traffic_top"].items())
+                    theirs_text += f" | element-wise GB {who} {row[f'{who}_traffic_gb']:.2f} ({top})"
             print(f"{name:16s} ours {row['ours']:6d}{theirs_text}", flush=True)
 
 

@@ -9,7 +9,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from launches import count  # noqa: E402
+from launches import Traffic, count  # noqa: E402
 
 
 def test_views_and_allocations_launch_nothing_and_each_computation_counts():
@@ -24,6 +24,17 @@ def test_views_and_allocations_launch_nothing_and_each_computation_counts():
     assert count(step) == {"add": 1, "sum": 1, "zeros": 1}
 
 
+def test_traffic_counts_the_bytes_of_activations_outside_products():
+    x, y, w = torch.rand(4, 6), torch.rand(4, 6), torch.rand(6, 6)
+    counter = Traffic({(6, 6)})
+    with counter:
+        z = x + y  # reads 2 x 96 bytes, writes 96
+        z @ w  # a product: its time is arithmetic, counted by --flops
+        w * 2  # a parameter's shape: weight-gradient bookkeeping, not activations
+        x.t()  # a view
+    assert counter.bytes == 3 * 4 * 6 * 4
+
+
 def test_the_backward_pass_is_counted_too():
     w = torch.rand(3, requires_grad=True)
     forward_only = count(lambda: (w.detach() * 2).sum())
@@ -33,9 +44,10 @@ def test_the_backward_pass_is_counted_too():
 
 def test_the_script_counts_our_models_without_the_original():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "launches.py"), "--size", "8", "--hidden", "2",
-                             "--in-frames", "2", "--out-frames", "1", "convlstm", "ms-convlstm"],
+                             "--in-frames", "2", "--out-frames", "1", "--traffic", "convlstm", "ms-convlstm"],
                             capture_output=True, text=True, timeout=120, env={"PATH": "", "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
     assert [line.split()[0] for line in lines] == ["convlstm", "ms-convlstm"]
     assert all("no ORIG set" in line and int(line.split()[2]) > 0 for line in lines)
+    assert all(float(line.split("element-wise GB ours ")[1].split()[0]) > 0 for line in lines)
