@@ -192,8 +192,8 @@ def main() -> None:
                 theirs_text += f" | GFLOP ours {row['ours_gflop']:.1f}"
             for who in ("ours", "original"):
                 if f"{who}_traffic_gb" in row:
-                    top = ", ".join(f"{op} {gb:.2f}" for op, gb in row[f"{who}_traffic_top"].items())
-                    theirs_text += f" | element-wise GB {who} {row[f'{who}_traffic_gb']:.2f} ({top})"
+                    top = ", ".join(f"{op} {gb:.3g}" for op, gb in row[f"{who}_traffic_top"].items())
+                    theirs_text += f" | element-wise GB {who} {row[f'{who}_traffic_gb']:.3g} ({top})"
             print(f"{name:16s} ours {row['ours']:6d}{theirs_text}", flush=True)
 
 
