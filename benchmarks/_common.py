@@ -16,7 +16,8 @@ import argparse
 import copy
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,8 @@ import torch.nn.functional as F
 import msrnn_zoo
 from msrnn_zoo.network import FAST_PATHS
 from msrnn_zoo.precision import autocast
+
+K = TypeVar("K", bound=Hashable)
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
 
@@ -173,12 +176,24 @@ def cuda_peak_mib(fn: Callable[[], object]) -> float:
     return (torch.cuda.max_memory_allocated() - resting) / 2**20
 
 
-def rounds(cases: Mapping[str, Callable[[], object]], repeat: int, timer: Timer) -> dict[str, list[float]]:
-    """``repeat`` rounds in which every case runs once, in turn: the seconds of each case, round by round."""
-    times: dict[str, list[float]] = {name: [] for name in cases}
+def rounds(cases: Mapping[K, Callable[[], object]], repeat: int, timer: Timer,
+           errors: dict[K, str] | None = None) -> dict[K, list[float]]:
+    """``repeat`` rounds in which every case runs once, in turn: the seconds of each case, round by round.
+
+    With ``errors``, a case that raises (out of memory beside the others, say) is recorded there and left out of
+    the later rounds, and the others go on; without it, the exception propagates.
+    """
+    times: dict[K, list[float]] = {name: [] for name in cases}
     for _ in range(repeat):
         for name, fn in cases.items():
-            times[name].append(timer(fn))
+            if errors is not None and name in errors:
+                continue
+            try:
+                times[name].append(timer(fn))
+            except Exception as exc:
+                if errors is None:
+                    raise
+                errors[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
     return times
 
 

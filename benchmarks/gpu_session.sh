@@ -111,8 +111,10 @@ LEVERS="$GRAPH,$GRAPH+compile-cells,$GRAPH+channels-last,$GRAPH+channels-last+co
 needs "$ORIG/model.py" gaps_fp32 && part gaps_fp32 240 gaps_fp32.jsonl \
   $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --cells-backend "$CELLS_BACKEND" \
   --configs "$LEVERS" $GAP_MODELS
+# (three configurations at batch 16: each keeps its recording, about 25 GiB for predrnn, beside the others)
 part gaps_batch16 140 gaps_batch16.jsonl $PY benchmarks/options.py "${COMMON[@]}" \
-  --batch 16 --repeat 3 --json --cells-backend "$CELLS_BACKEND" --options "$LEVERS" $B16_GAP_MODELS
+  --batch 16 --repeat 3 --json --cells-backend "$CELLS_BACKEND" \
+  --options "$GRAPH,$GRAPH+compile-cells,$GRAPH+channels-last+compile-cells" $B16_GAP_MODELS
 needs "$ORIG/model.py" gaps_bf16 && part gaps_bf16 220 gaps_bf16.jsonl \
   $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --cells-backend "$CELLS_BACKEND" \
   --configs "$GRAPH+bf16,$GRAPH+bf16+channels-last,$GRAPH+bf16+channels-last+compile-cells" $BF16_GAP_MODELS

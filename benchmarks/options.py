@@ -91,17 +91,21 @@ def measure(args: argparse.Namespace) -> None:
             except Exception as exc:  # one option that cannot run here must not lose the others
                 row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
             rows[option] = row
-        times = _common.rounds(cases, args.repeat, timer)
+        failed: dict[str, str] = {}  # a case that fails in the rounds (out of memory beside the others, say)
+        times = _common.rounds(cases, args.repeat, timer, failed)
         for option, row in rows.items():
-            if device.type == "cuda" and f"{option}:train" in cases:
+            failure = failed.get(f"{option}:train") or failed.get(f"{option}:forecast")
+            if failure:
+                row["error"] = failure
+            elif device.type == "cuda" and f"{option}:train" in cases:
                 # a recording allocates its activations while it is made, in the warm-up, not when it replays
                 row["peak_mib"] = max(_common.cuda_peak_mib(cases[f"{option}:train"]), row["warmup_peak_mib"])
-            if f"{option}:train" in times:
+            if f"{option}:train" in times and not failure:
                 train_s, forecast_s = times[f"{option}:train"], times[f"{option}:forecast"]
                 row["train_s"] = _common.median(train_s)
                 row["forecast_s"] = _common.median(forecast_s)
                 row["forecast_fps"] = args.batch * args.out_frames / row["forecast_s"]  # type: ignore[operator]
-                if f"{baseline}:train" in times:
+                if f"{baseline}:train" in times and not any(k.startswith(f"{baseline}:") for k in failed):
                     row["train_ratio"] = _common.median_ratio(train_s, times[f"{baseline}:train"])
                     row["forecast_ratio"] = _common.median_ratio(forecast_s, times[f"{baseline}:forecast"])
             if args.json:

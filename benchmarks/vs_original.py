@@ -154,13 +154,17 @@ def measure(name: str, configs: list[str], args: argparse.Namespace, device: tor
         else:
             impls[config] = steps
     cases = {(impl, what): fn for impl, steps in impls.items() for what, fn in zip(("train", "forecast"), steps)}
-    try:
-        times = _common.rounds(cases, args.repeat, timer)
-    except Exception as exc:  # a replay that fails after its warm-up: say so in every row
-        return [{**row, "error": row.get("error", f"{type(exc).__name__}: {str(exc)[:300]}")} for row in rows.values()]
+    failed: dict[tuple[str, str], str] = {}  # a case that fails in the rounds (out of memory, say): the rest go on
+    times = _common.rounds(cases, args.repeat, timer, failed)
+    if ("original", "train") in failed or ("original", "forecast") in failed:
+        failure = failed.get(("original", "train")) or failed[("original", "forecast")]
+        return [{**row, "error": row.get("error", f"original: {failure}")} for row in rows.values()]
     frames = args.batch * args.out_frames
     for config, row in rows.items():
-        if config not in impls:
+        failure = failed.get((config, "train")) or failed.get((config, "forecast"))
+        if failure:
+            row["error"] = failure
+        if config not in impls or failure:
             continue
         row.update({
             "warmup_s": warmup[config], "original_warmup_s": warmup["original"],

@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _common  # noqa: E402
 
 TOOLS = ROOT / "tests" / "data" / "stand_in_tools"  # orig_env.py: the original's calling convention
 
@@ -51,3 +54,19 @@ def test_the_single_configuration_flags_name_one_configuration(tmp_path):
     assert (row["fast_path"], row["precision"], row["compile_cells"], row["channels_last"]) == ("none", "bf16", True,
                                                                                                  False)
     assert row["train_speedup"] > 0
+
+
+def test_a_case_that_fails_in_the_rounds_is_reported_and_the_others_go_on():
+    calls = {"fine": 0, "fails": 0}
+
+    def fine():
+        calls["fine"] += 1
+
+    def fails():
+        calls["fails"] += 1
+        raise RuntimeError("CUDA out of memory")
+
+    failed = {}
+    times = _common.rounds({"fine": fine, "fails": fails}, 3, _common.Timer(_common.torch.device("cpu")), failed)
+    assert len(times["fine"]) == 3 and times["fails"] == [] and calls == {"fine": 3, "fails": 1}
+    assert failed == {"fails": "RuntimeError: CUDA out of memory"}
