@@ -1,3 +1,4 @@
+import copy
 import warnings
 from pathlib import Path
 
@@ -236,6 +237,26 @@ def test_a_preciplstm_step_with_flex_attention_trains_like_the_reference():
     flex, flex_grads = loss_and_grads()
     torch.testing.assert_close(flex, reference, rtol=1e-4, atol=1e-5)
     for a, b_ in zip(flex_grads, reference_grads):
+        torch.testing.assert_close(a, b_, rtol=1e-3, atol=1e-4)
+
+
+@cuda
+def test_compiled_cells_with_flex_attention_train_like_the_eager_cell():
+    """On a GPU a fast path gives the cell FlexAttention, which traces: the compiled cell, backward included (compiled
+    at the first backward, under the checkpoint policy), must give the eager numbers."""
+    torch.manual_seed(0)
+    eager = msrnn_zoo.create("preciplstm", hidden_channels=16, num_layers=2, window=5).cuda()
+    for cell in eager.cells:
+        cell.attention.implementation = "flex"
+    compiled = copy.deepcopy(eager).set_compile_cells(True)
+    frames, teacher = torch.rand(2, 4, 1, 16, 16, device="cuda"), torch.ones(2, 3, device="cuda")
+    results = []
+    for model in (eager, compiled):
+        prediction, _ = model.forward_train(frames, teacher)
+        prediction.pow(2).mean().backward()
+        results.append((prediction.detach(), [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    for a, b_ in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(a, b_, rtol=1e-3, atol=1e-4)
 
 
