@@ -121,37 +121,35 @@ def model_steps(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torc
     return train, forecast
 
 
+SETTINGS: dict[str, Callable[[msrnn_zoo.Forecaster], object]] = {
+    "plain": lambda model: None, "none": lambda model: None,
+    "channels-last": lambda model: model.set_channels_last(),
+    "cpu-contiguous": lambda model: setattr(model, "cpu_channels_last", False),
+    "embedding": lambda model: setattr(model, "absorb_embedding", False),
+    "zero-states": lambda model: setattr(model, "skip_zero_states", False),
+    "grad-checkpointing": lambda model: model.set_grad_checkpointing(True),
+    "compile-cells": lambda model: model.set_compile_cells(True),
+    **{path: (lambda model, path=path: model.set_fast_path(path)) for path in FAST_PATHS if path},
+}
+"""What each option of a configuration does to a model; ``bf16`` and ``fp16`` set the steps' precision instead."""
+PRECISIONS = ("bf16", "fp16")
+OPTIONS = (*SETTINGS, *PRECISIONS)
+
+
 def configured(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecaster, str]:
     """A copy of ``base`` set up for ``option``, and the precision its steps run in.
 
-    One grammar for every script, so that a configuration named in one table means the same in the next:
-    ``plain``, a fast path, ``bf16`` / ``fp16``, ``channels-last``, ``cpu-contiguous``, ``embedding``,
-    ``zero-states``, ``grad-checkpointing``, ``compile-cells``, joined by ``+`` (``clip-graph+bf16``).
+    One grammar for every script, so that a configuration named in one table means the same in the next: the
+    names of :data:`OPTIONS` joined by ``+`` (``clip-graph+bf16``).
     """
     model = copy.deepcopy(base)
     precision = "fp32"
     for part in option.split("+"):
-        if part in FAST_PATHS:
-            model.set_fast_path(part)
-        elif part in ("bf16", "fp16"):
+        if part in PRECISIONS:
             precision = part
-        elif part == "channels-last":
-            model.set_channels_last()
-        elif part == "cpu-contiguous":
-            model.cpu_channels_last = False
-        elif part == "embedding":
-            model.absorb_embedding = False
-        elif part == "zero-states":
-            model.skip_zero_states = False
-        elif part == "grad-checkpointing":
-            model.set_grad_checkpointing(True)
-        elif part == "compile-cells":
-            model.set_compile_cells(True)
+        else:
+            SETTINGS[part](model)
     return model, precision
-
-
-OPTIONS = ("plain", "none", "bf16", "fp16", "channels-last", "cpu-contiguous", "embedding", "zero-states",
-           "grad-checkpointing", "compile-cells", *filter(None, FAST_PATHS))
 
 
 def checked_configs(text: str) -> list[str]:

@@ -137,13 +137,13 @@ def measure(name: str, configs: list[str], args: argparse.Namespace, device: tor
     rows = {config: {"model": name, **described(config)} for config in configs}
     try:
         impls = {"original": original(name, args, device)}
-    except Exception as exc:  # one model the original cannot build must not lose the others' rows
-        return [{**row, "error": f"original: {type(exc).__name__}: {str(exc)[:300]}"} for row in rows.values()]
-    torch.manual_seed(0)
-    base = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
+        warmup = {"original": timer(impls["original"][0])}
+        impls["original"][1]()
+        torch.manual_seed(0)
+        base = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
+    except Exception as exc:  # one model that cannot run here must not lose the other models' rows
+        return [{**row, "error": f"{type(exc).__name__}: {str(exc)[:300]}"} for row in rows.values()]
     clip = _common.clip(args, device)
-    warmup = {"original": timer(impls["original"][0])}
-    impls["original"][1]()
     for config, row in rows.items():
         try:
             steps = ours(base, config, clip, args)
