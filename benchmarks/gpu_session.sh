@@ -103,7 +103,7 @@ if [ "$DEVICE" = cuda ]; then
   part clip_graph_tests 160 clip_graph_tests.txt $PY -m pytest -q -p no:cacheprovider -rfE tests/test_clip_graph.py
 fi
 # where the last session missed issue 7's targets: the recorded step is mostly convolutions (66-82 TFLOP/s of
-# TF32, by the FLOP count), and a fifth of it element-wise passes (benchmarks/launches.py --traffic). Both levers
+# TF32, by the FLOP count), and about a fifth of it element-wise passes (launches.py --traffic, README). Both levers
 # and their sum in one process beside the original, so that which pays is read from one run: compiled cells fuse
 # the gate arithmetic; channels-last is the layout cuDNN's tensor-core convolutions want. fp32 first (2.5x), then
 # ms-X against X at batch 16 (1.8x), then bf16 (4x, the fastest path)
@@ -111,7 +111,7 @@ LEVERS="$GRAPH,$GRAPH+compile-cells,$GRAPH+channels-last,$GRAPH+channels-last+co
 needs "$ORIG/model.py" gaps_fp32 && part gaps_fp32 240 gaps_fp32.jsonl \
   $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --cells-backend "$CELLS_BACKEND" \
   --configs "$LEVERS" $GAP_MODELS
-# (three configurations at batch 16: each keeps its recording, about 25 GiB for predrnn, beside the others)
+# (three configurations at batch 16: each keeps its recording beside the others; predrnn's activations are ~20 GiB)
 part gaps_batch16 140 gaps_batch16.jsonl $PY benchmarks/options.py "${COMMON[@]}" \
   --batch 16 --repeat 3 --json --cells-backend "$CELLS_BACKEND" \
   --options "$GRAPH,$GRAPH+compile-cells,$GRAPH+channels-last+compile-cells" $B16_GAP_MODELS
