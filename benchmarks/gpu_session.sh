@@ -106,18 +106,20 @@ fi
 # TF32, by the FLOP count), and about a fifth of it element-wise passes (launches.py --traffic, README). Both levers
 # and their sum in one process beside the original, so that which pays is read from one run: compiled cells fuse
 # the gate arithmetic; channels-last is the layout cuDNN's tensor-core convolutions want. fp32 first (2.5x), then
-# ms-X against X at batch 16 (1.8x), then bf16 (4x, the fastest path)
+# ms-X against X at batch 16 (1.8x), then bf16 (4x, the fastest path). Training steps only: the targets are
+# theirs, and a forecast's warm-up (its own compilation or recording) would take as long again
 LEVERS="$GRAPH,$GRAPH+compile-cells,$GRAPH+channels-last,$GRAPH+channels-last+compile-cells"
 needs "$ORIG/model.py" gaps_fp32 && part gaps_fp32 240 gaps_fp32.jsonl \
   $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --cells-backend "$CELLS_BACKEND" \
-  --configs "$LEVERS" $GAP_MODELS
+  --train-only --configs "$LEVERS" $GAP_MODELS
 # (three configurations at batch 16: each keeps its recording beside the others; predrnn's activations are ~20 GiB)
 part gaps_batch16 140 gaps_batch16.jsonl $PY benchmarks/options.py "${COMMON[@]}" \
-  --batch 16 --repeat 3 --json --cells-backend "$CELLS_BACKEND" \
+  --batch 16 --repeat 3 --json --cells-backend "$CELLS_BACKEND" --train-only \
   --options "$GRAPH,$GRAPH+compile-cells,$GRAPH+channels-last+compile-cells" $B16_GAP_MODELS
 needs "$ORIG/model.py" gaps_bf16 && part gaps_bf16 220 gaps_bf16.jsonl \
   $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --cells-backend "$CELLS_BACKEND" \
-  --configs "$GRAPH+bf16,$GRAPH+bf16+channels-last,$GRAPH+bf16+channels-last+compile-cells" $BF16_GAP_MODELS
+  --train-only --configs "$GRAPH+bf16,$GRAPH+bf16+channels-last,$GRAPH+bf16+channels-last+compile-cells" \
+  $BF16_GAP_MODELS
 # PrecipLSTM with TF32 matrix products, which FlexAttention's kernel uses only when PyTorch's float32 matmul
 # precision allows them
 part preciplstm_tf32 90 preciplstm_tf32.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \

@@ -2,8 +2,8 @@
 
     python benchmarks/options.py [--options plain,compile,bf16,channels-last,grad-checkpointing]
                                  [--size 32] [--hidden 32] [--in-frames 5] [--out-frames 5] [--batch 4]
-                                 [--repeat 5] [--device cpu] [--threads 1] [--clock wall|process] [--json]
-                                 [models ...]
+                                 [--repeat 5] [--device cpu] [--threads 1] [--clock wall|process] [--train-only]
+                                 [--json] [models ...]
 
 Options: ``plain`` (the defaults: fp32, eager), ``compile`` / ``cudagraph`` / ``clip-graph`` (``set_fast_path``),
 ``bf16`` / ``fp16`` (autocast, as ``train --precision``), ``channels-last`` (``set_channels_last``: the weights too),
@@ -52,6 +52,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*")
     parser.add_argument("--options", default="plain,compile,bf16,channels-last")
+    parser.add_argument("--train-only", action="store_true", help="time the training step alone: no forecasts, "
+                        "whose warm-up (a compilation or recording without gradients) would take as long again")
     parser.add_argument("--cells-backend", default="inductor",
                         help="torch.compile backend of compile-cells (aot_eager: traced, not compiled; smoke tests)")
     _common.add_common_options(parser, batch=4, repeat=5)
@@ -86,8 +88,10 @@ def measure(args: argparse.Namespace) -> None:
                     row["warmup_peak_mib"] = _common.cuda_peak_mib(warm_up)
                 else:
                     warm_up()
-                row["forecast_warmup_s"] = timer(forecast)
-                cases[f"{option}:train"], cases[f"{option}:forecast"] = train, forecast
+                cases[f"{option}:train"] = train
+                if not args.train_only:  # a forecast without gradients is compiled or recorded on its own
+                    row["forecast_warmup_s"] = timer(forecast)
+                    cases[f"{option}:forecast"] = forecast
             except Exception as exc:  # one option that cannot run here must not lose the others
                 row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
             rows[option] = row
@@ -101,21 +105,26 @@ def measure(args: argparse.Namespace) -> None:
                 # a recording allocates its activations while it is made, in the warm-up, not when it replays
                 row["peak_mib"] = max(_common.cuda_peak_mib(cases[f"{option}:train"]), row["warmup_peak_mib"])
             if f"{option}:train" in times and not failure:
-                train_s, forecast_s = times[f"{option}:train"], times[f"{option}:forecast"]
+                train_s = times[f"{option}:train"]
                 row["train_s"] = _common.median(train_s)
-                row["forecast_s"] = _common.median(forecast_s)
-                row["forecast_fps"] = args.batch * args.out_frames / row["forecast_s"]  # type: ignore[operator]
-                if f"{baseline}:train" in times and not any(k.startswith(f"{baseline}:") for k in failed):
+                baseline_ok = f"{baseline}:train" in times and not any(k.startswith(f"{baseline}:") for k in failed)
+                if baseline_ok:
                     row["train_ratio"] = _common.median_ratio(train_s, times[f"{baseline}:train"])
-                    row["forecast_ratio"] = _common.median_ratio(forecast_s, times[f"{baseline}:forecast"])
+                if f"{option}:forecast" in times:
+                    forecast_s = times[f"{option}:forecast"]
+                    row["forecast_s"] = _common.median(forecast_s)
+                    row["forecast_fps"] = args.batch * args.out_frames / row["forecast_s"]  # type: ignore[operator]
+                    if baseline_ok:
+                        row["forecast_ratio"] = _common.median_ratio(forecast_s, times[f"{baseline}:forecast"])
             if args.json:
                 print(json.dumps(row), flush=True)
             elif "error" in row:
                 print(f"{name:14s} {option:18s} error: {row['error']}", flush=True)
             elif "train_ratio" in row:
+                forecast = (f" | forecast {row['forecast_fps']:8.1f} frames/s (x{row['forecast_ratio']:.2f} time)"
+                            if "forecast_ratio" in row else "")
                 print(f"{name:14s} {option:18s} warm-up {row['warmup_s']:7.1f}s | train {row['train_s']:.3f}s "
-                      f"(x{row['train_ratio']:.2f}) | forecast {row['forecast_fps']:8.1f} frames/s "
-                      f"(x{row['forecast_ratio']:.2f} time)", flush=True)
+                      f"(x{row['train_ratio']:.2f}){forecast}", flush=True)
         with contextlib.suppress(Exception):
             torch._dynamo.reset()  # compiled graphs of this model are not needed by the next one
 

@@ -3,7 +3,7 @@
     ORIG=/path/to/msrnn-original python benchmarks/vs_original.py [--tools ../shared/tools] [--size 32]
         [--hidden 32] [--in-frames 5] [--out-frames 5] [--batch 4] [--repeat 7] [--threads 1] [--device cpu]
         [--clock wall|process] [--configs C1,C2,...] [--channels-last] [--fast-path PATH] [--compile-cells]
-        [--precision P] [--cells-backend B] [--json] [models ...]
+        [--precision P] [--cells-backend B] [--train-only] [--json] [models ...]
 
 The original is loaded by ``orig_env.py`` of the shared tools (``--tools``; see their README for exporting
 the original's Python files into ``ORIG``). Per model and implementation: the training step of
@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ours under autocast")
     parser.add_argument("--configs", default=None, help="several configurations of ours, comma-separated, each in "
                         "the grammar of options.py (clip-graph+compile-cells); replaces the four flags above")
+    parser.add_argument("--train-only", action="store_true", help="time the training step alone: no forecasts, "
+                        "whose warm-up (a compilation or recording without gradients) would take as long again")
     parser.add_argument("--cells-backend", default="inductor",
                         help="torch.compile backend of compile-cells (aot_eager: traced, not compiled; smoke tests)")
     args = parser.parse_args()
@@ -124,21 +126,23 @@ def report(row: dict, as_json: bool) -> None:
     elif "error" in row:
         print(f"{name:14s} {config:24s} error: {row['error']}", flush=True)
     else:
+        forecast = (f" | forecast ours {row['ours_forecast_fps']:.1f} frames/s original "
+                    f"{row['original_forecast_fps']:.1f} frames/s speed-up {row['forecast_speedup']:.2f}"
+                    if "forecast_speedup" in row else "")
         print(f"{name:14s} {config:24s} warm-up {row['warmup_s']:.1f}s train ours {row['ours_train_s']:.3f}s "
-              f"original {row['original_train_s']:.3f}s "
-              f"speed-up {row['train_speedup']:.2f} | forecast ours {row['ours_forecast_fps']:.1f} frames/s "
-              f"original {row['original_forecast_fps']:.1f} frames/s speed-up {row['forecast_speedup']:.2f}",
-              flush=True)
+              f"original {row['original_train_s']:.3f}s speed-up {row['train_speedup']:.2f}{forecast}", flush=True)
 
 
 def measure(name: str, configs: list[str], args: argparse.Namespace, device: torch.device,
             timer: Callable) -> list[dict]:
     """One row per configuration of ours: warm-ups, then every training step and forecast taking turns."""
     rows = {config: {"model": name, **described(config)} for config in configs}
+    whats = ("train",) if args.train_only else ("train", "forecast")
     try:
         impls = {"original": original(name, args, device)}
         warmup = {"original": timer(impls["original"][0])}
-        impls["original"][1]()
+        if not args.train_only:
+            impls["original"][1]()
         torch.manual_seed(0)
         base = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
     except Exception as exc:  # one model that cannot run here must not lose the other models' rows
@@ -148,20 +152,20 @@ def measure(name: str, configs: list[str], args: argparse.Namespace, device: tor
         try:
             steps = ours(base, config, clip, args)
             warmup[config] = timer(steps[0])
-            steps[1]()
+            if not args.train_only:  # a forecast without gradients is compiled or recorded on its own
+                steps[1]()
         except Exception as exc:  # a configuration that cannot run here must not lose the others
             row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
         else:
             impls[config] = steps
-    cases = {(impl, what): fn for impl, steps in impls.items() for what, fn in zip(("train", "forecast"), steps)}
+    cases = {(impl, what): fn for impl, steps in impls.items() for what, fn in zip(whats, steps)}
     failed: dict[tuple[str, str], str] = {}  # a case that fails in the rounds (out of memory, say): the rest go on
     times = _common.rounds(cases, args.repeat, timer, failed)
-    if ("original", "train") in failed or ("original", "forecast") in failed:
-        failure = failed.get(("original", "train")) or failed[("original", "forecast")]
+    if failure := next((failed[("original", what)] for what in whats if ("original", what) in failed), None):
         return [{**row, "error": row.get("error", f"original: {failure}")} for row in rows.values()]
     frames = args.batch * args.out_frames
     for config, row in rows.items():
-        failure = failed.get((config, "train")) or failed.get((config, "forecast"))
+        failure = next((failed[(config, what)] for what in whats if (config, what) in failed), None)
         if failure:
             row["error"] = failure
         if config not in impls or failure:
@@ -169,11 +173,14 @@ def measure(name: str, configs: list[str], args: argparse.Namespace, device: tor
         row.update({
             "warmup_s": warmup[config], "original_warmup_s": warmup["original"],
             **{f"{who}_{what}_s": _common.median(times[(impl, what)])
-               for who, impl in (("ours", config), ("original", "original")) for what in ("train", "forecast")},
-            "train_speedup": _common.median_ratio(times[("original", "train")], times[(config, "train")]),
-            "forecast_speedup": _common.median_ratio(times[("original", "forecast")], times[(config, "forecast")]),
-            "ours_forecast_fps": frames / _common.median(times[(config, "forecast")]),
-            "original_forecast_fps": frames / _common.median(times[("original", "forecast")])})
+               for who, impl in (("ours", config), ("original", "original")) for what in whats},
+            "train_speedup": _common.median_ratio(times[("original", "train")], times[(config, "train")])})
+        if not args.train_only:
+            row.update({
+                "forecast_speedup": _common.median_ratio(times[("original", "forecast")],
+                                                         times[(config, "forecast")]),
+                "ours_forecast_fps": frames / _common.median(times[(config, "forecast")]),
+                "original_forecast_fps": frames / _common.median(times[("original", "forecast")])})
     return list(rows.values())
 
 
