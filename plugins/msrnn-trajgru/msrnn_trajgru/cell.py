@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, is_known_zero, joint_conv2d, zeros
 
 from .warp import warp
 
@@ -79,13 +79,28 @@ class TrajGRUCell(RecurrentCell):
         out = self.flow_conv_out(hidden)
         return out.view(out.shape[0], self.links, 2, *out.shape[-2:])
 
+    def read_trajectories(self, x: torch.Tensor, h: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``W_s * [S_t^1, ..., S_t^L]``: the previous state read along the ``L`` trajectories, projected.
+
+        Before the first frame ``H`` is zero (a marked state, see :func:`~msrnn_zoo.cell.mark_zero`): every warp of
+        it is zero whatever the flows, so the flow network, the warps and the projection are left out and only the
+        projection's bias remains. Nothing is lost to the gradients: the flows of that step do not reach the loss.
+        """
+        if is_known_zero(h):
+            bias = self.conv_warped.bias
+            channels = self.conv_warped.out_channels
+            if bias is None:
+                return like.new_zeros(1, channels, 1, 1)
+            return bias.to(like.dtype).view(1, channels, 1, 1)
+        # The flows say where content moves to, so the previous state is read at p - flow(p).
+        warped = warp(h, -self.flows(x, h), align_corners=self.warp_align_corners)
+        return self.conv_warped(warped.flatten(1, 2))
+
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
                 lower_previous: torch.Tensor | None = None) -> CellOutput:
         (h,) = state
-        # The flows say where content moves to, so the previous state is read at p - flow(p).
-        warped = warp(h, -self.flows(x, h), align_corners=self.warp_align_corners)
-        z_h, r_h, h_h = torch.chunk(self.conv_warped(warped.flatten(1, 2)), 3, dim=1)
         z_x, r_x, h_x = torch.chunk(joint_conv2d(self.conv_x, x), 3, dim=1)  # W_x * X_t; absorbs an EmbeddedFrame
+        z_h, r_h, h_h = torch.chunk(self.read_trajectories(x, h, like=z_x), 3, dim=1)
         z = torch.sigmoid(z_x + z_h)
         r = torch.sigmoid(r_x + r_h)
         candidate = F.leaky_relu(h_x + r * h_h, LEAKY_SLOPE)
