@@ -44,6 +44,12 @@ import msrnn_zoo
 NOT_LAUNCHED = {"empty", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias", "lift_fresh"}
 
 
+def launched(func: Any) -> str | None:
+    """The name of the ATen operation ``func`` if it computes something (launches a kernel), else ``None``."""
+    name = func.__name__.split(".")[0]
+    return None if func.is_view or name in NOT_LAUNCHED else name
+
+
 class OperationCount(TorchDispatchMode):
     """Counts the ATen operations that reach a backend, by name, leaving out views and bare allocations."""
 
@@ -52,8 +58,8 @@ class OperationCount(TorchDispatchMode):
         self.counts: collections.Counter[str] = collections.Counter()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        name = func.__name__.split(".")[0]
-        if not func.is_view and name not in NOT_LAUNCHED:
+        name = launched(func)
+        if name is not None:
             self.counts[name] += 1
         return func(*args, **(kwargs or {}))
 
@@ -73,8 +79,8 @@ class Traffic(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        name = func.__name__.split(".")[0]
-        if func.is_view or name in NOT_LAUNCHED or any(c in name for c in COMPUTE):
+        name = launched(func)
+        if name is None or any(c in name for c in COMPUTE):
             return out
         if isinstance(out, torch.Tensor) and tuple(out.shape) in self.parameter_shapes:
             return out
