@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: their common options, how a step is timed, and how rounds take turns.
+"""What the benchmark scripts share: their common options and output header; how a step is timed and how rounds
+take turns live in :mod:`msrnn_zoo.bench`, which ``msrnn-zoo bench`` uses too.
 
 Benchmarks compare things measured in the same process, so that what they report are ratios that survive a
 busy machine: every case gets one run per round, the rounds alternate the cases, and a ratio is the median
@@ -13,22 +14,21 @@ this module as ``_common``. Exact memory counts live in :mod:`msrnn_zoo.profile`
 from __future__ import annotations
 
 import argparse
-import copy
-import statistics
-import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import TypeVar
 
 import torch
-import torch.nn.functional as F
 
-import msrnn_zoo
-from msrnn_zoo.network import FAST_PATHS
-from msrnn_zoo.precision import autocast
-
-K = TypeVar("K", bound=Hashable)
-
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
+from msrnn_zoo.bench import (  # noqa: F401 (the scripts' names for them)
+    CLOCKS,
+    OPTIONS,
+    Timer,
+    configured,
+    cuda_peak_mib,
+    median,
+    median_ratio,
+    model_steps,
+    parse_configs,
+    rounds,
+)
 
 
 def add_common_options(parser: argparse.ArgumentParser, *, batch: int = 4, repeat: int = 5,
@@ -49,23 +49,6 @@ def add_common_options(parser: argparse.ArgumentParser, *, batch: int = 4, repea
     parser.add_argument("--matmul-precision", choices=["highest", "high", "medium"], default=None,
                         help="torch.set_float32_matmul_precision for the whole process (high: TF32 matrix products "
                              "on a GPU, FlexAttention's included; default: PyTorch's, highest)")
-
-
-class Timer:
-    """Seconds of one call by the chosen clock, the device's queued work included."""
-
-    def __init__(self, device: torch.device, clock: str = "wall") -> None:
-        self.cuda = device.type == "cuda"
-        self.clock = CLOCKS[clock]
-
-    def __call__(self, fn: Callable[[], object]) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        start = self.clock()
-        fn()
-        if self.cuda:
-            torch.cuda.synchronize()
-        return self.clock() - start
 
 
 def setup(args: argparse.Namespace) -> tuple[torch.device, Timer]:
@@ -93,114 +76,9 @@ def clip(args: argparse.Namespace, device: torch.device, channels: int = 1) -> t
     return frames, torch.ones(args.batch, t - 1, device=device)
 
 
-def model_steps(model: msrnn_zoo.Forecaster, frames: torch.Tensor, teacher: torch.Tensor, in_frames: int, *,
-                precision: str = "fp32", optimizer: bool = True) -> tuple[Callable[[], None], Callable[[], None]]:
-    """A training step and a forecast of one model on one clip.
-
-    The training step is ``forward_train`` over the clip, MSE (plus the cell's auxiliary loss), backward and,
-    with ``optimizer``, an Adam step (lr 3e-4, as the recipes) -- the step ``gpu_bench.py`` times. The
-    forecast is ``model(context, horizon)`` without gradients over the same clip. ``precision`` runs both under
-    autocast as ``train --precision`` does, the loss in fp32.
-    """
-    adam = torch.optim.Adam(model.parameters(), lr=3e-4) if optimizer else None
-    device = frames.device
-
-    def train() -> None:
-        with autocast(precision, device):
-            prediction, aux = model.forward_train(frames, teacher)
-        loss = F.mse_loss(prediction.float(), frames[:, 1:]) + (aux.float() if aux is not None else 0)
-        loss.backward()
-        if adam is not None:
-            adam.step()
-        model.zero_grad(set_to_none=True)
-
-    def forecast() -> None:
-        with torch.no_grad(), autocast(precision, device):
-            model(frames[:, :in_frames], horizon=frames.shape[1] - in_frames)
-
-    return train, forecast
-
-
-SETTINGS: dict[str, Callable[[msrnn_zoo.Forecaster], object]] = {
-    "plain": lambda model: None, "none": lambda model: None,
-    "channels-last": lambda model: model.set_channels_last(),
-    "cpu-contiguous": lambda model: setattr(model, "cpu_channels_last", False),
-    "embedding": lambda model: setattr(model, "absorb_embedding", False),
-    "zero-states": lambda model: setattr(model, "skip_zero_states", False),
-    "grad-checkpointing": lambda model: model.set_grad_checkpointing(True),
-    "compile-cells": lambda model: model.set_compile_cells(True),
-    **{path: (lambda model, path=path: model.set_fast_path(path)) for path in FAST_PATHS if path},
-}
-"""What each option of a configuration does to a model; ``bf16`` and ``fp16`` set the steps' precision instead."""
-PRECISIONS = ("bf16", "fp16")
-OPTIONS = (*SETTINGS, *PRECISIONS)
-
-
-def configured(base: msrnn_zoo.Forecaster, option: str) -> tuple[msrnn_zoo.Forecaster, str]:
-    """A copy of ``base`` set up for ``option``, and the precision its steps run in.
-
-    One grammar for every script, so that a configuration named in one table means the same in the next: the
-    names of :data:`OPTIONS` joined by ``+`` (``clip-graph+bf16``).
-    """
-    model = copy.deepcopy(base)
-    precision = "fp32"
-    for part in option.split("+"):
-        if part in PRECISIONS:
-            precision = part
-        else:
-            SETTINGS[part](model)
-    return model, precision
-
-
 def checked_configs(text: str) -> list[str]:
     """The comma-separated configurations of ``text``, or exit naming an unknown option before anything runs."""
-    configs = text.split(",")
-    for config in configs:
-        unknown = [part for part in config.split("+") if part not in OPTIONS]
-        if unknown:
-            what = (f"unknown option {', '.join(map(repr, unknown))} in {config!r}" if config
-                    else "an empty configuration")
-            raise SystemExit(f"{what} (configurations {text!r}): options are {', '.join(OPTIONS)}, joined by '+'")
-    return configs
-
-
-def cuda_peak_mib(fn: Callable[[], object]) -> float:
-    """Peak CUDA memory of one call above what was allocated before it, in MiB."""
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    resting = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - resting) / 2**20
-
-
-def rounds(cases: Mapping[K, Callable[[], object]], repeat: int, timer: Timer,
-           errors: dict[K, str] | None = None) -> dict[K, list[float]]:
-    """``repeat`` rounds in which every case runs once, in turn: the seconds of each case, round by round.
-
-    With ``errors``, a case that raises (out of memory beside the others, say) is recorded there and left out of
-    the later rounds, and the others go on; without it, the exception propagates.
-    """
-    times: dict[K, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, fn in cases.items():
-            if errors is not None and name in errors:
-                continue
-            try:
-                times[name].append(timer(fn))
-            except Exception as exc:
-                if errors is None:
-                    raise
-                errors[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
-    return times
-
-
-def median(values: Iterable[float]) -> float:
-    """The median, NaN for no values (a case that was not timed)."""
-    values = list(values)
-    return statistics.median(values) if values else float("nan")
-
-
-def median_ratio(numerator: list[float], denominator: list[float]) -> float:
-    """Median over rounds of the per-round ratio: a change of the machine's load between rounds cancels out."""
-    return median(a / b for a, b in zip(numerator, denominator))
+    try:
+        return parse_configs(text)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None

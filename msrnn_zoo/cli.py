@@ -54,7 +54,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
         except (MemoryError, RuntimeError) as exc:  # sizes the user chose (--hidden, --batch-size) that do not fit
             text = str(exc)
-            if not isinstance(exc, MemoryError) and "out of memory" not in text and "not enough memory" not in text:
+            if not isinstance(exc, MemoryError) and not any(
+                    sign in text for sign in ("out of memory", "not enough memory", "can't allocate memory")):
                 raise
             if click.get_current_context().find_root().obj.get("debug"):
                 raise
@@ -593,6 +594,114 @@ def _fit_with_progress(trainer: Any) -> None:
             bar.update(task, completed=t.progress.step, loss=loss, fps=fps, epoch=epoch)
 
         trainer.fit(on_step=on_step)
+
+
+# ---------------------------------------------------------------------------------------------- speed
+@main.command()
+@click.argument("model")
+@click.option("--configs", default=None,
+              help="Comma-separated configurations, each one or more speed options joined by '+': plain (the "
+                   "defaults), clip-graph, compile, cudagraph, bf16, fp16, channels-last, compile-cells, "
+                   "grad-checkpointing (and the ablations cpu-contiguous, embedding, zero-states). Ratios are to "
+                   "the first. Default on a GPU: plain,clip-graph,clip-graph+bf16; on the CPU: "
+                   "plain,grad-checkpointing.")
+@click.option("--size", type=POSITIVE, default=64, show_default=True, help="Frame height and width.")
+@click.option("--in-frames", type=POSITIVE, default=10, show_default=True)
+@click.option("--out-frames", type=POSITIVE, default=10, show_default=True)
+@click.option("--batch-size", type=POSITIVE, default=4, show_default=True)
+@click.option("--hidden", "hidden_channels", type=POSITIVE, default=64, show_default=True)
+@click.option("--layers", "num_layers", type=POSITIVE, default=6, show_default=True)
+@click.option("--kernel-size", type=POSITIVE, default=3, show_default=True)
+@click.option("--in-channels", type=POSITIVE, default=1, show_default=True, help="Frame channels.")
+@click.option("--option", "options", multiple=True, help="A cell option KEY=VALUE (repeatable).")
+@click.option("--repeat", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Timed rounds, in each of which every configuration runs once (medians over them).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--threads", type=POSITIVE, default=None, help="CPU threads of PyTorch (default: its own choice).")
+@click.option("--train-only", is_flag=True,
+              help="Time training steps alone (a forecast compiles or records its own graphs: a second warm-up).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per configuration.")
+@friendly
+def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames: int, batch_size: int,
+          hidden_channels: int, num_layers: int, kernel_size: int, in_channels: int, options: tuple[str, ...],
+          repeat: int, device: str, threads: int | None, train_only: bool, as_json: bool) -> None:
+    """Time MODEL's training step and forecast under several speed options on this machine, to pick the fastest.
+
+    Which options pay depends on the GPU, the sizes and the cell, so measure them here: every configuration gets
+    the same weights and random clip, and they take turns in each round. The default sizes are the MS-RNN paper's
+    Moving MNIST setting.
+    """
+    import torch
+
+    from .bench import Timer, compare, parse_configs
+    from .factory import create
+    from .validation import parse_device
+
+    torch_device = parse_device(device)
+    cuda = torch_device.type == "cuda"
+    chosen = parse_configs(configs or ("plain,clip-graph,clip-graph+bf16" if cuda else "plain,grad-checkpointing"))
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    base = create(model, hidden_channels=hidden_channels, num_layers=num_layers, kernel_size=kernel_size,
+                  in_channels=in_channels, **_parse_options(options))
+    base.schedule.check_size(size, size)
+    base = base.to(torch_device).train()
+    frames = torch.rand(batch_size, in_frames + out_frames, in_channels, size, size, device=torch_device)
+    teacher = torch.ones(batch_size, in_frames + out_frames - 1, device=torch_device)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # as train does: cuDNN picks its fastest algorithm per shape
+    what = (f"{model}: {size}x{size}, {in_frames} -> {out_frames} frames, batch {batch_size}, hidden "
+            f"{hidden_channels}, {num_layers} layers, {torch_device}, {torch.get_num_threads()} threads, "
+            f"{repeat} rounds")
+    if not as_json:
+        err_console.print(escape(f"Timing {len(chosen)} configurations of {what} ..."), highlight=False)
+    rows = compare(base, chosen, frames, teacher, in_frames, repeat=repeat, timer=Timer(torch_device),
+                   train_only=train_only)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps({"model": model, "device": str(torch_device), **row}))
+        return
+    _print_bench(rows, what, cuda, chosen[0])
+
+
+def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: str) -> None:
+    def number(row: dict[str, Any], key: str, digits: int) -> str:
+        return f"{row[key]:.{digits}f}" if key in row else "-"
+
+    memory = ("peak_mib", "peak MiB") if cuda else ("kept_mib", "kept MiB")
+    table = Table(title=escape(what))
+    table.add_column("configuration", no_wrap=True)
+    for name in ("warm-up s", "step s", "x first", "forecast fps", "x first", memory[1]):
+        table.add_column(name, justify="right")
+    for row in rows:
+        if "error" in row:
+            table.add_row(escape(row["config"]), *["-"] * 6)
+            continue
+        table.add_row(escape(row["config"]), number(row, "warmup_s", 2), number(row, "train_s", 3),
+                      number(row, "train_ratio", 2), number(row, "forecast_fps", 1), number(row, "forecast_ratio", 2),
+                      number(row, memory[0], 1))
+    console.print(table)
+    console.print(escape(f"Step: a training step (forward, backward, Adam); fps: forecast frames per second "
+                         f"(without gradients); x first: time as a multiple of {baseline}'s, in the same rounds; "
+                         f"{memory[1]}: "
+                         + ("the peak allocated above the weights and the clip." if cuda else
+                            "what the forward pass leaves allocated for the backward.")), highlight=False)
+    for row in rows:
+        if "error" in row:
+            err_console.print(Text(f"{row['config']}: ", style="red") + Text(row["error"]), highlight=False)
+    timed = [row for row in rows if "train_ratio" in row]
+    if not timed:
+        return
+    fastest = min(timed, key=lambda row: row["train_ratio"])
+    if fastest["config"] == baseline:
+        console.print(escape(f"Fastest training step here: {baseline}, the first configuration."), highlight=False)
+        return
+    flags = fastest["train_flags"]
+    how = (f"train with {flags}" if flags else "the defaults of train") if flags is not None else \
+        "it holds an ablation, which train has no flag for"
+    console.print(escape(f"Fastest training step here: {fastest['config']} ({fastest['train_ratio']:.2f}x "
+                         f"{baseline}'s time); {how}."), highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------- results

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -85,10 +88,34 @@ def retained_bytes(fn: Callable[[], object], device: torch.device | str = "cpu")
         return held
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
     del result
     return sum(event.self_cpu_memory_usage for event in prof.events())
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The profiler's C++ side (Kineto) writes a line to the process's stderr at every start and stop, and an
+    error when it finds no GPU; a count that runs in a command's output must not print them. Only a variable set
+    before torch is imported quiets Kineto itself, so the file descriptor is pointed at the null device meanwhile
+    (what Python writes to stderr in between is lost too)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to protect
+        yield
+        return
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def training_clip(model: Forecaster, batch: int, frames: int, height: int,
