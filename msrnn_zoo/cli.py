@@ -639,7 +639,9 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
 
     torch_device = parse_device(device)
     cuda = torch_device.type == "cuda"
-    chosen = parse_configs(configs or ("plain,clip-graph,clip-graph+bf16" if cuda else "plain,grad-checkpointing"))
+    if configs is None:
+        configs = "plain,clip-graph,clip-graph+bf16" if cuda else "plain,grad-checkpointing"
+    chosen = parse_configs(configs)  # an empty --configs "$UNSET" is refused, not read as the default
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -42,6 +42,13 @@ def test_every_configuration_is_timed_beside_the_first_with_what_it_keeps():
     assert by["grad-checkpointing"]["kept_mib"] < 0.5 * by["plain"]["kept_mib"]
 
 
+def test_train_only_times_no_forecast():
+    rows = rows_of(run("bench", "convlstm", *TINY, "--configs", "plain,zero-states", "--train-only", "--json"))
+    assert [row["config"] for row in rows] == ["plain", "zero-states"]
+    assert all(row["train_s"] > 0 and "forecast_fps" not in row and "forecast_warmup_s" not in row for row in rows)
+    assert rows[1]["train_flags"] is None  # an ablation: train has no flag for it
+
+
 def test_the_table_names_the_fastest_and_the_train_flags_that_run_it():
     result = run("bench", "convlstm", *TINY, "--configs", "plain,grad-checkpointing")
     text = " ".join(result.output.split())
@@ -79,6 +86,7 @@ def test_a_configuration_this_machine_cannot_run_is_reported_and_the_others_go_o
 @pytest.mark.parametrize(("args", "message"), [
     (("--configs", "plain,clip-graph+bf61"), "unknown option 'bf61' in 'clip-graph+bf61'"),
     (("--configs", "plain,,bf16"), "an empty configuration"),
+    (("--configs", ""), "an empty configuration"),
     (("--configs", "bf16+fp16"), "names 2 of one precision (bf16, fp16); keep one"),
     (("--configs", "compile+clip-graph"), "names 2 of one fast path"),
     (("--configs", "plain,bf16,plain"), "name one configuration twice"),
