@@ -100,7 +100,8 @@ GPU_BENCH=(--device "$DEVICE" --size "$SIZE" --hidden "$HIDDEN" --inp "$FRAMES" 
 # 0. the whole clip recorded as CUDA graphs (fast path 'clip-graph'): its tests, then every model's training step
 # and forecast beside the original, batch 4, fp32 and bf16; ms-X against X at batch 16; PrecipLSTM against PredRNN
 if [ "$DEVICE" = cuda ]; then
-  part clip_graph_tests 160 clip_graph_tests.txt $PY -m pytest -q -p no:cacheprovider -rfE tests/test_clip_graph.py
+  part clip_graph_tests 160 clip_graph_tests.txt $PY -m pytest -q -p no:cacheprovider -rfE tests/test_clip_graph.py \
+    tests/test_bench.py
 fi
 # where the last session missed issue 7's targets: the recorded step is mostly convolutions (66-82 TFLOP/s of
 # TF32, by the FLOP count), and about a fifth of it element-wise passes (launches.py --traffic, README). Both levers

@@ -142,3 +142,14 @@ def test_frames_too_big_for_the_machine_are_one_red_line():
     result = run("bench", "convlstm", *TINY, "--size", 2**20, ok=False)
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "Error: Ran out of memory" in text and "Traceback" not in text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_each_configuration_reports_its_peak_memory():
+    rows = rows_of(run("bench", "ms-convlstm", *TINY, "--size", 16, "--device", "cuda",
+                       "--configs", "plain,clip-graph,clip-graph+bf16", "--json"))
+    assert [row["config"] for row in rows] == ["plain", "clip-graph", "clip-graph+bf16"]
+    for row in rows:
+        assert "error" not in row, row
+        assert row["device"] == "cuda" and row["peak_mib"] > 0 and row["train_s"] > 0 and "kept_mib" not in row
+    assert rows[1]["train_flags"] == "--fast-path clip-graph"
