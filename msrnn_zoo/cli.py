@@ -693,7 +693,7 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
         if "error" in row:
             err_console.print(Text(f"{row['config']}: ", style="red") + Text(row["error"]), highlight=False)
     timed = [row for row in rows if "train_ratio" in row]
-    if not timed:
+    if len(timed) < 2:  # nothing to choose between
         return
     fastest = min(timed, key=lambda row: row["train_ratio"])
     if fastest["config"] == baseline:
