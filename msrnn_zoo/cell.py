@@ -437,14 +437,70 @@ def _without_known_zeros(weight: torch.Tensor, inputs: tuple[torch.Tensor, ...]
     return (spans[0] if len(spans) == 1 else torch.cat(spans, dim=1)), kept
 
 
+class _Concatenation:
+    """What autograd keeps of a concatenation it would otherwise save: its parts, and their versions then."""
+
+    __slots__ = ("parts", "versions")
+
+    def __init__(self, parts: tuple[torch.Tensor, ...]) -> None:
+        self.parts = parts
+        self.versions = [t._version for t in parts]
+
+    def rebuild(self) -> torch.Tensor:
+        if [t._version for t in self.parts] != self.versions:
+            raise RuntimeError("An input of a joint convolution was modified in place after the forward pass; its "
+                               "backward needs the values the forward saw. Write to a copy (x = x + ...) instead.")
+        return torch.cat(self.parts, dim=1)
+
+
+_hooks_api = torch._C._autograd
+_TOP_HOOKS = getattr(_hooks_api, "_top_saved_tensors_default_hooks", None)
+_HOOKS_ENABLED = getattr(_hooks_api, "_saved_tensors_hooks_is_enabled", None)
+
+
+def _own_hooks_allowed(device: torch.device) -> bool:
+    """Whether :func:`_conv_keeping_parts` may hook the saved tensors: not inside anyone else's hooks (a
+    checkpoint's, a memory count's: they must see every saved tensor), nor while Dynamo traces, nor under autocast
+    (which saves a cast copy, not the concatenation); there :class:`_JointConv` does the same in Python."""
+    if _TOP_HOOKS is None or _HOOKS_ENABLED is None or torch.compiler.is_compiling():  # Dynamo cannot trace these
+        return False
+    return _TOP_HOOKS(False) is None and _HOOKS_ENABLED() and not torch.is_autocast_enabled(device.type)
+
+
+def _conv_keeping_parts(weight: torch.Tensor, bias: torch.Tensor | None, padding: int | tuple[int, int],
+                        inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """:class:`_JointConv` by autograd's own convolution: the concatenation it saves is swapped for its parts.
+
+    The same kept tensors and the same backward kernels, without a Python ``autograd.Function`` around each
+    gate: where a step waits on the host (an eager GPU step, small frames on the CPU) that Python was a third of
+    a PredRNN step's time. The concatenation is found by identity; the hooks hold it only while the
+    convolution saves, so it is freed when this returns.
+    """
+    concatenated = [torch.cat(inputs, dim=1)]
+
+    def pack(t: torch.Tensor) -> torch.Tensor | _Concatenation:
+        return _Concatenation(inputs) if concatenated and t is concatenated[0] else t
+
+    def unpack(saved: torch.Tensor | _Concatenation) -> torch.Tensor:
+        return saved.rebuild() if isinstance(saved, _Concatenation) else saved
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        out = F.conv2d(concatenated[0], weight, bias, padding=padding)
+    concatenated.clear()  # the hooks outlive this call (autograd keeps them with what they saved)
+    return out
+
+
 def _conv_side_by_side(weight: torch.Tensor, bias: torch.Tensor | None, padding: int | tuple[int, int],
                        inputs: tuple[torch.Tensor | EmbeddedFrame, ...]) -> torch.Tensor:
-    """``conv2d(cat(inputs))``, through :class:`_JointConv` when a backward pass will need what it keeps."""
+    """``conv2d(cat(inputs))``, keeping the inputs rather than their concatenation when a backward pass will need
+    them (:func:`_conv_keeping_parts`, or :class:`_JointConv` where it cannot hook the saved tensors)."""
     if any(isinstance(t, EmbeddedFrame) for t in inputs):
         weight, inputs = _absorb_embeddings(weight, inputs)
     weight, inputs = _without_known_zeros(weight, inputs)
     keeps = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias, *inputs))
     if len(inputs) > 1 and keeps:
+        if _own_hooks_allowed(inputs[0].device):  # type: ignore[union-attr]
+            return _conv_keeping_parts(weight, bias, padding, inputs)  # type: ignore[arg-type]
         return _JointConv.apply(weight, bias, padding, *inputs)
     x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)  # no backward: nothing is kept
     return F.conv2d(x, weight, bias, padding=padding)

@@ -202,3 +202,83 @@ def test_joint_conv2d_leaves_other_convolutions_on_the_concatenation():
         torch.testing.assert_close(joint_conv2d(conv, a, b), conv(torch.cat([a, b], dim=1)))
     with pytest.raises(ValueError, match="at least one input"):
         joint_conv2d(nn.Conv2d(5, 4, 1))
+
+
+def test_where_nothing_else_hooks_saved_tensors_autograd_convolves_and_keeps_the_parts():
+    """The default path (no checkpoint, no memory count, no autocast) swaps the saved concatenation for its parts
+    by hooking autograd's own convolution: what stays allocated is the output alone, and the backward is exact."""
+    from msrnn_zoo import cell
+    from msrnn_zoo.profile import retained_bytes
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, 4, 3, padding=1)
+    a, b = torch.randn(2, 2, 8, 8, requires_grad=True), torch.randn(2, 3, 8, 8, requires_grad=True)
+    assert cell._own_hooks_allowed(a.device)
+    out_bytes = 2 * 4 * 8 * 8 * 4
+    assert retained_bytes(lambda: conv(torch.cat([a, b], dim=1))) == out_bytes + nbytes(a, b)  # plain keeps the copy
+    assert retained_bytes(lambda: joint_conv2d(conv, a, b)) == out_bytes
+    weight = torch.randn(2, 4, 8, 8)
+    ours = torch.autograd.grad((joint_conv2d(conv, a, b) * weight).sum(), (a, b, conv.weight, conv.bias))
+    plain = torch.autograd.grad((conv(torch.cat([a, b], dim=1)) * weight).sum(), (a, b, conv.weight, conv.bias))
+    for got, want in zip(ours, plain):
+        assert torch.equal(got, want)  # the same kernels on the same numbers
+    w64, b64 = conv.weight.detach().double().requires_grad_(), conv.bias.detach().double().requires_grad_()
+    a64, b64_in = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda w, bias, x, h: cell._conv_keeping_parts(w, bias, 1, (x, h)),
+                                    (w64, b64, a64, b64_in))
+
+
+def test_an_input_changed_in_place_after_the_forward_is_refused_in_the_backward():
+    conv = nn.Conv2d(5, 4, 3, padding=1)
+    a, b = torch.randn(1, 2, 6, 6, requires_grad=True), torch.randn(1, 3, 6, 6)
+    out = joint_conv2d(conv, a * 1, b)
+    b.add_(1)  # the backward would otherwise convolve values the forward never saw
+    with pytest.raises(RuntimeError, match="modified in place after the forward pass"):
+        out.sum().backward()
+
+
+def test_under_other_hooks_or_autocast_the_python_backward_keeps_the_parts(monkeypatch):
+    """A checkpoint or a memory count hooks every saved tensor itself, and autocast saves a cast copy: there the
+    joint convolution is the autograd.Function, which keeps the same parts."""
+    from msrnn_zoo import cell
+
+    calls = []
+    monkeypatch.setattr(cell._JointConv, "apply", lambda *args: calls.append(1) or F.conv2d(
+        torch.cat(args[3:], 1), args[0], args[1], padding=args[2]))
+    conv = nn.Conv2d(5, 4, 3, padding=1)
+    a, b = torch.randn(1, 2, 6, 6, requires_grad=True), torch.randn(1, 3, 6, 6)
+    joint_conv2d(conv, a, b)
+    assert calls == []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        joint_conv2d(conv, a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        joint_conv2d(conv, a, b)
+    assert len(calls) == 2
+
+
+def _registered_models():
+    import msrnn_zoo
+
+    return msrnn_zoo.list_models()
+
+
+@pytest.mark.parametrize("name", _registered_models())
+def test_a_training_step_is_the_same_either_way_to_the_bit(name, monkeypatch):
+    """Every registered model: hooks or the Python backward, the same forecast, gradients and kept bytes."""
+    from msrnn_zoo import cell, testing
+    from msrnn_zoo.profile import retained_bytes
+
+    torch.manual_seed(0)
+    model = testing.small(name, num_layers=4)
+    frames, teacher = torch.rand(2, 5, 1, 8, 8), (torch.rand(2, 4) > 0.5).float()
+    results = []
+    for allowed in (cell._own_hooks_allowed, lambda device: False):
+        monkeypatch.setattr(cell, "_own_hooks_allowed", allowed)
+        model.zero_grad()
+        prediction, aux = model.forward_train(frames, teacher)
+        (prediction.square().sum() + (aux if aux is not None else 0)).backward()
+        kept = retained_bytes(lambda: model.forward_train(frames, teacher))
+        results.append((prediction.detach(), [p.grad.clone() for p in model.parameters()], kept))
+    (p1, g1, k1), (p2, g2, k2) = results
+    assert torch.equal(p1, p2) and all(torch.equal(x, y) for x, y in zip(g1, g2))
+    assert k1 == k2  # the same tensors kept for the backward
