@@ -459,9 +459,11 @@ _HOOKS_ENABLED = getattr(_hooks_api, "_saved_tensors_hooks_is_enabled", None)
 
 
 def _own_hooks_allowed(device: torch.device) -> bool:
-    """Whether :func:`_conv_keeping_parts` may hook the saved tensors: not inside anyone else's hooks (a
-    checkpoint's, a memory count's: they must see every saved tensor), nor while Dynamo traces, nor under autocast
-    (which saves a cast copy, not the concatenation); there :class:`_JointConv` does the same in Python."""
+    """Whether :func:`_conv_keeping_parts` may hook the saved tensors; elsewhere :class:`_JointConv` keeps the
+    same in Python. Not inside anyone else's hooks (a checkpoint's, a memory count's: they must see every saved
+    tensor), nor while Dynamo traces, nor under autocast: there autograd would keep a half-precision copy of each
+    weight for the whole clip and sum its gradient over the time steps in half precision (measured on bf16: up to
+    0.19 apart), where :class:`_JointConv` keeps the weight and adds each step's gradient in its own dtype."""
     if _TOP_HOOKS is None or _HOOKS_ENABLED is None or torch.compiler.is_compiling():  # Dynamo cannot trace these
         return False
     return _TOP_HOOKS(False) is None and _HOOKS_ENABLED() and not torch.is_autocast_enabled(device.type)
@@ -472,9 +474,9 @@ def _conv_keeping_parts(weight: torch.Tensor, bias: torch.Tensor | None, padding
     """:class:`_JointConv` by autograd's own convolution: the concatenation it saves is swapped for its parts.
 
     The same kept tensors and the same backward kernels, without a Python ``autograd.Function`` around each
-    gate: where a step waits on the host (an eager GPU step, small frames on the CPU) that Python was a third of
-    a PredRNN step's time. The concatenation is found by identity; the hooks hold it only while the
-    convolution saves, so it is freed when this returns.
+    gate: where a step waits on the host (an eager GPU step, small frames on the CPU) that Python took 11-19%
+    of a training step (``benchmarks/joint_conv.py --backward``). The concatenation is found by identity; the
+    hooks hold it only while the convolution saves, so it is freed when this returns.
     """
     concatenated = [torch.cat(inputs, dim=1)]
 
