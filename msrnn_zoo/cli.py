@@ -687,7 +687,7 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
     console.print(escape(f"Step: a training step (forward, backward, Adam); fps: forecast frames per second "
                          f"(without gradients); x first: time as a multiple of {baseline}'s, in the same rounds; "
                          f"{memory[1]}: "
-                         + ("the peak allocated above the weights and the clip." if cuda else
+                         + ("the peak allocated above the weights, Adam's state and the clip." if cuda else
                             "what the forward pass leaves allocated for the backward.")), highlight=False)
     for row in rows:
         if "error" in row:
