@@ -165,6 +165,10 @@ part grad_checkpointing 30 grad_checkpointing.jsonl $PY benchmarks/step_time.py 
 part local_attention 30 local_attention.txt $PY plugins/msrnn-preciplstm/bench_local_attention.py \
   --device "$DEVICE" --size "$SIZE" --channels "$HIDDEN" --window "$WINDOW" --repeat 3 \
   --impl "$([ "$DEVICE" = cuda ] && echo all || echo ours)"
+# 9. the eager step's joint convolutions: backward through autograd with hooks (the default), the Python
+# autograd.Function, or plain cat + conv2d (keeps the concatenation); timed on the CPU only so far
+part joint_conv_backward 40 joint_conv_backward.jsonl $PY benchmarks/joint_conv.py --backward "${COMMON[@]}" \
+  --repeat 3 --json $([ "${SMOKE:-0}" = 1 ] && echo ms-convlstm || echo ms-predrnn-pp predrnn-v2 ms-convlstm)
 
 $PY benchmarks/gpu_summary.py "$OUT" | tee "$OUT/summary.md"
 log "done: results in $OUT"

@@ -132,6 +132,9 @@ fast_vs_original_table = columns_table([
     ("original frames/s", "original_forecast_fps", 1), ("forecast speed-up", "forecast_speedup", 2)])
 checkpointing_table = columns_table([("plain MiB", "plain_mib", 1), ("checkpointed MiB", "checkpointed_mib", 1),
                                      ("memory ratio", "memory_ratio", 2), ("time ratio", "time_ratio", 2)])
+backward_table = columns_table([("hooks s", "hooks_train_s", 4), ("function / hooks", "function/hooks", 3),
+                                ("concatenation / hooks", "concatenation/hooks", 3),
+                                ("hooks MiB", "hooks_kept_mib", 1), ("concatenation MiB", "concatenation_kept_mib", 1)])
 
 
 SECTIONS = [
@@ -163,6 +166,8 @@ SECTIONS = [
     ("Forecasting (benchmarks/vs_original.py)", "vs_original.jsonl", forecast_table),
     ("Gradient checkpointing (benchmarks/step_time.py --grad-checkpointing)", "grad_checkpointing.jsonl",
      checkpointing_table),
+    ("The eager step's joint convolutions: backward by hooks, the Python function, or plain cat + conv2d "
+     "(benchmarks/joint_conv.py --backward)", "joint_conv_backward.jsonl", backward_table),
 ]
 
 

@@ -38,6 +38,10 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     assert [r["model"] for r in checkpointing] == ["ms-convlstm", "predrnn"]
     assert all(0 < r["memory_ratio"] < 1 for r in checkpointing)
     assert "ours:" in (out / "local_attention.txt").read_text()
+    backwards = [json.loads(line) for line in (out / "joint_conv_backward.jsonl").read_text().splitlines()
+                 if line.startswith("{")]
+    assert [r["model"] for r in backwards] == ["ms-convlstm"]
+    assert backwards[0]["hooks_kept_mib"] == backwards[0]["function_kept_mib"] < backwards[0]["concatenation_kept_mib"]
     batch16 = [json.loads(line) for line in (out / "batch16_graph.jsonl").read_text().splitlines()
                if line.startswith("{")]
     assert {r["model"] for r in batch16} == {"convlstm", "ms-convlstm"} and all("train_s" in r for r in batch16)
