@@ -208,10 +208,14 @@ def is_known_zero(tensor: object) -> bool:
 
     Always ``False`` while ``torch.compile`` traces (a compiled step convolves every input).
     """
-    if torch.compiler.is_compiling() or not isinstance(tensor, torch.Tensor) or tensor.is_inference():
-        return False
+    return not torch.compiler.is_compiling() and _marked_zero(tensor)
+
+
+def _marked_zero(tensor: object) -> bool:
+    """:func:`is_known_zero` for a caller that knows Dynamo is not tracing. Only marked tensors reach the version
+    check, and tensors of ``torch.inference_mode`` (which have none) are never marked."""
     mark = _KNOWN_ZEROS.get(id(tensor))
-    return mark is not None and mark[0]() is tensor and mark[1] == tensor._version
+    return mark is not None and mark[0]() is tensor and mark[1] == tensor._version  # type: ignore[attr-defined]
 
 
 def unmark_zero(tensor: torch.Tensor) -> torch.Tensor:
@@ -419,7 +423,7 @@ def _without_known_zeros(weight: torch.Tensor, inputs: tuple[torch.Tensor, ...]
     slices of the weight carry the gradient to the parameter. If every input is zero (or the widths do not
     add up, which the convolution itself reports), all are kept.
     """
-    zero = [is_known_zero(t) for t in inputs]
+    zero = [_marked_zero(t) for t in inputs]
     if not any(zero) or all(zero) or sum(t.shape[1] for t in inputs) != weight.shape[1]:
         return weight, inputs
     ranges: list[list[int]] = []  # [start, stop) of the kept spans, neighbours joined: one slice where possible
@@ -458,13 +462,13 @@ _TOP_HOOKS = getattr(_hooks_api, "_top_saved_tensors_default_hooks", None)
 _HOOKS_ENABLED = getattr(_hooks_api, "_saved_tensors_hooks_is_enabled", None)
 
 
-def _own_hooks_allowed(device: torch.device) -> bool:
+def _own_hooks_allowed(device: torch.device) -> bool:  # called where Dynamo is not tracing
     """Whether :func:`_conv_keeping_parts` may hook the saved tensors; elsewhere :class:`_JointConv` keeps the
     same in Python. Not inside anyone else's hooks (a checkpoint's, a memory count's: they must see every saved
     tensor), nor while Dynamo traces, nor under autocast: there autograd would keep a half-precision copy of each
     weight for the whole clip and sum its gradient over the time steps in half precision (measured on bf16: up to
     0.19 apart), where :class:`_JointConv` keeps the weight and adds each step's gradient in its own dtype."""
-    if _TOP_HOOKS is None or _HOOKS_ENABLED is None or torch.compiler.is_compiling():  # Dynamo cannot trace these
+    if _TOP_HOOKS is None or _HOOKS_ENABLED is None:
         return False
     return _TOP_HOOKS(False) is None and _HOOKS_ENABLED() and not torch.is_autocast_enabled(device.type)
 
@@ -498,10 +502,12 @@ def _conv_side_by_side(weight: torch.Tensor, bias: torch.Tensor | None, padding:
     them (:func:`_conv_keeping_parts`, or :class:`_JointConv` where it cannot hook the saved tensors)."""
     if any(isinstance(t, EmbeddedFrame) for t in inputs):
         weight, inputs = _absorb_embeddings(weight, inputs)
-    weight, inputs = _without_known_zeros(weight, inputs)
+    traced = torch.compiler.is_compiling()  # a compiled step convolves every input, and Dynamo cannot trace hooks
+    if not traced:
+        weight, inputs = _without_known_zeros(weight, inputs)
     keeps = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias, *inputs))
     if len(inputs) > 1 and keeps:
-        if _own_hooks_allowed(inputs[0].device):  # type: ignore[union-attr]
+        if not traced and _own_hooks_allowed(inputs[0].device):  # type: ignore[union-attr]
             return _conv_keeping_parts(weight, bias, padding, inputs)  # type: ignore[arg-type]
         return _JointConv.apply(weight, bias, padding, *inputs)
     x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)  # no backward: nothing is kept
