@@ -238,8 +238,9 @@ def test_an_input_changed_in_place_after_the_forward_is_refused_in_the_backward(
 
 
 def test_under_other_hooks_or_autocast_the_python_backward_keeps_the_parts(monkeypatch):
-    """A checkpoint or a memory count hooks every saved tensor itself, and autocast saves a cast copy: there the
-    joint convolution is the autograd.Function, which keeps the same parts."""
+    """A checkpoint or a memory count hooks every saved tensor itself, and under autocast autograd would keep
+    half-precision weights and sum their gradients in half precision: there the joint convolution is the
+    autograd.Function, which keeps the same parts."""
     from msrnn_zoo import cell
 
     calls = []
