@@ -26,6 +26,7 @@ activations while it is made, in the warm-up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 import _common
@@ -70,6 +71,8 @@ def measure(args: argparse.Namespace) -> None:
                             if "forecast_ratio" in row else "")
                 print(f"{name:14s} {row['option']:18s} warm-up {row['warmup_s']:7.1f}s | train {row['train_s']:.3f}s "
                       f"(x{row['train_ratio']:.2f}){forecast}", flush=True)
+        with contextlib.suppress(Exception):
+            torch._dynamo.reset()  # compiled graphs of this model are not needed by the next one
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ cancels out.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import statistics
 import time
@@ -298,6 +297,4 @@ def compare(base: Forecaster, configs: list[str], frames: torch.Tensor, teacher:
             row["forecast_fps"] = batch * horizon / row["forecast_s"]
             if baseline_ok:
                 row["forecast_ratio"] = median_ratio(times[(config, "forecast")], times[(baseline, "forecast")])
-    with contextlib.suppress(Exception):
-        torch._dynamo.reset()  # compiled graphs of these copies are not needed afterwards
     return list(rows.values())
