@@ -118,19 +118,20 @@ def train_flags(config: str) -> str | None:
 
 
 class Timer:
-    """Seconds of one call by the chosen clock, the device's queued work included."""
+    """Seconds of one call by the chosen clock, the device's queued work included (GPUs run asynchronously)."""
 
     def __init__(self, device: torch.device, clock: str = "wall") -> None:
-        self.cuda = device.type == "cuda"
+        self.sync: Callable[[], None] | None = {"cuda": torch.cuda.synchronize,
+                                                "mps": torch.mps.synchronize}.get(device.type)
         self.clock = CLOCKS[clock]
 
     def __call__(self, fn: Callable[[], object]) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
+        if self.sync is not None:
+            self.sync()
         start = self.clock()
         fn()
-        if self.cuda:
-            torch.cuda.synchronize()
+        if self.sync is not None:
+            self.sync()
         return self.clock() - start
 
 
