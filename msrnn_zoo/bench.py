@@ -271,7 +271,7 @@ def compare(base: Forecaster, configs: list[str], frames: torch.Tensor, teacher:
                 warm_up()
             if not train_only:
                 row["forecast_warmup_s"] = timer(forecast)
-            if memory and not cuda:
+            if memory and device.type == "cpu":  # the profiler sees the CPU allocator only
                 row["kept_mib"] = _kept_mib(model, frames, teacher, precision)
         except Exception as exc:  # one configuration that cannot run here must not lose the others
             row["error"] = _error(exc)
