@@ -52,6 +52,17 @@ class AuxiliaryLoss(nn.Module, ABC):
     @abstractmethod
     def forward(self, aux: Any) -> torch.Tensor: ...
 
+    def step_total(self, auxes: list[Any]) -> torch.Tensor:
+        """The loss of one time step per sample: :meth:`forward` of every layer's ``aux``, summed over the layers.
+
+        A loss may override it to compute the layers together (an eager step on a GPU waits on each operation's
+        launch); it must return the same sum, up to float rounding.
+        """
+        total = self(auxes[0])
+        for aux in auxes[1:]:
+            total = total + self(aux)
+        return total
+
     @classmethod
     def original_key(cls, key: str) -> str:
         """Our parameter name for a key of the original implementation's shared module (see converter)."""

@@ -318,7 +318,7 @@ class Forecaster(HubMixin, nn.Module):
         memory = state.memory
         outputs: list[torch.Tensor] = []
         layers: list[State] = []
-        aux_total: torch.Tensor | None = None
+        auxes: list[Any] = []
         layout = torch.channels_last if self._nhwc(frame.device) else torch.contiguous_format
         call_cell = run_compiled_cell if self.compile_cells else run_cell
         x: Any
@@ -342,8 +342,8 @@ class Forecaster(HubMixin, nn.Module):
             if memory is not None:
                 memory = move(memory, levels[i], levels[(i + 1) % len(levels)])
             if with_aux and self.aux_loss is not None and result.aux is not None:
-                term = self.aux_loss(result.aux)
-                aux_total = term if aux_total is None else aux_total + term
+                auxes.append(result.aux)
+        aux_total = self.aux_loss.step_total(auxes) if auxes and self.aux_loss is not None else None
         forecast = self.head(outputs[-1])
         return forecast, ForecastState(layers, memory, outputs if self.keeps_outputs else None), aux_total
 

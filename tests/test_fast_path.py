@@ -93,9 +93,10 @@ def test_the_compiled_step_traces_memory_scales_auxiliary_loss_and_checkpointing
     torch.manual_seed(0)
     model = msrnn_zoo.create("ms-predrnn-v2", hidden_channels=4, num_layers=4).set_fast_path("compile")
     frames, teacher = torch.rand(2, 4, 1, 8, 8), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
-    check_same_as_eager(model, frames, teacher, rtol=0, atol=1e-7)
+    # float rounding only: the loss sums each scale's layers in one reduction, whose order tracing may change
+    check_same_as_eager(model, frames, teacher, rtol=1e-5, atol=1e-7)
     model.set_grad_checkpointing(True)
-    check_same_as_eager(model, frames, teacher, rtol=0, atol=1e-7)
+    check_same_as_eager(model, frames, teacher, rtol=1e-5, atol=1e-7)
 
 
 def compiled_graphs() -> int:

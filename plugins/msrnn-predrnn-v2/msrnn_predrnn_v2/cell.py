@@ -56,9 +56,29 @@ class DecouplingLoss(AuxiliaryLoss):
 
     def forward(self, aux: Any) -> torch.Tensor:
         delta_c, delta_m = aux
-        # one vector over the spatial positions per sample and channel: (B, C, H*W)
-        c = self.adapter(delta_c).flatten(2)
-        m = self.adapter(delta_m).flatten(2)
+        return self._abs_cosines(self.adapter(delta_c), self.adapter(delta_m))
+
+    def step_total(self, auxes: list[Any]) -> torch.Tensor:
+        """The layers of one step through the adapter together, those of one scale as one batch: the same sum
+        in a sixth of the operations of a single-scale stack of six layers (a third for the multi-scale one)."""
+        by_shape: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for delta_c, delta_m in auxes:
+            by_shape.setdefault(tuple(delta_c.shape), []).append((delta_c, delta_m))
+        total: torch.Tensor | None = None
+        for pairs in by_shape.values():
+            batch, layers = pairs[0][0].shape[0], len(pairs)
+            # [dC of each layer, then dM of each layer] along the batch: one 1x1 convolution for all of them
+            adapted = self.adapter(torch.cat([d for d, _ in pairs] + [d for _, d in pairs]))
+            c, m = adapted.chunk(2)
+            term = self._abs_cosines(c, m).view(layers, batch).sum(dim=0)
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    @staticmethod
+    def _abs_cosines(c: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Per sample, the sum over channels of |cos| between ``c`` and ``m`` as vectors over the positions."""
+        c, m = c.flatten(2), m.flatten(2)  # one vector over the spatial positions per sample and channel
         # cos = <c, m> / (|c| |m|), each norm at least F.normalize's eps as there: the same number as the dot
         # product of the two normalized vectors, without dividing the whole (B, C, H*W) tensors
         norms = torch.linalg.vector_norm(c, dim=2).clamp_min(EPS) * torch.linalg.vector_norm(m, dim=2).clamp_min(EPS)

@@ -152,10 +152,49 @@ def test_is_the_predrnn_cell_plus_decoupling(prefix):
         torch.testing.assert_close(a, b)
 
 
-def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
+@pytest.mark.parametrize("name", ["predrnn-v2", "ms-predrnn-v2"])
+def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs(name, monkeypatch):
     """The convolutions over ``[C_t, M_t]`` of PredRNN's step, read by the output gate and the 1x1 read-out
-    keep the parts, not a copy of them for every layer and step."""
-    assert testing.concatenations_kept("predrnn-v2") == 0
+    keep the parts, not a copy of them for every layer and step. The decoupling loss puts each step's increments
+    through its adapter as one batch, a concatenation that nothing else keeps: the step keeps the same bytes as
+    with the layers computed apart, which keep no concatenation at all."""
+    from msrnn_predrnn_v2.cell import DecouplingLoss
+
+    from msrnn_zoo.cell import AuxiliaryLoss
+    from msrnn_zoo.profile import training_memory
+
+    def kept() -> int:
+        torch.manual_seed(0)
+        return training_memory(testing.small(name).train(), 2, 6, 16, 16)
+
+    batched = kept()
+    monkeypatch.setattr(DecouplingLoss, "step_total", AuxiliaryLoss.step_total)
+    assert testing.concatenations_kept(name) == 0
+    assert kept() == batched
+
+
+@pytest.mark.parametrize("name", ["predrnn-v2", "ms-predrnn-v2"])
+def test_the_layers_of_a_step_through_the_adapter_at_once_are_their_sum(name):
+    """``step_total`` batches the layers of each scale; it equals the sum of the per-layer terms, gradients too."""
+    from msrnn_zoo.cell import AuxiliaryLoss
+
+    torch.manual_seed(0)
+    model = testing.small(name, hidden_channels=4)
+    auxes = []
+    for cell in model.cells:
+        cell.register_forward_hook(lambda mod, args, out: auxes.append(out.aux))
+    model.forward_train(torch.rand(2, 3, 1, 8, 8), torch.ones(2, 2))
+    step = auxes[: len(model.cells)]  # the first step's increments, every layer
+    assert len({tuple(d_c.shape) for d_c, _ in step}) == len(set(model.levels))  # one batch per scale
+    params = list(model.aux_loss.parameters())
+    batched = model.aux_loss.step_total(step)
+    apart = AuxiliaryLoss.step_total(model.aux_loss, step)
+    torch.testing.assert_close(batched, apart, rtol=1e-6, atol=1e-7)
+    weights = torch.rand_like(batched)
+    grads = torch.autograd.grad((batched * weights).sum(), params, retain_graph=True)
+    expected = torch.autograd.grad((apart * weights).sum(), params)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("zero", [False, True])
