@@ -57,10 +57,12 @@ def flags_config(args: argparse.Namespace) -> str:
 
 def described(config: str) -> dict[str, object]:
     """What a configuration sets, under the keys the single-configuration rows always had."""
-    parts = config.split("+")
-    return {"config": config, "fast_path": next((p for p in parts if p in FAST_PATHS and p), "none"),
-            "precision": next((p for p in parts if p in ("bf16", "fp16")), "fp32"),
-            "channels_last": "channels-last" in parts, "compile_cells": "compile-cells" in parts}
+    parts = [_common.OPTIONS[p] for p in config.split("+")]  # what each part sets, from the one grammar
+    names = config.split("+")
+    return {"config": config,
+            "fast_path": next((n for n, p in zip(names, parts) if p.choice == "fast path"), "none"),
+            "precision": next((p.precision for p in parts if p.precision is not None), "fp32"),
+            "channels_last": "channels-last" in names, "compile_cells": "compile-cells" in names}
 
 
 def original(name: str, args: argparse.Namespace,
