@@ -471,6 +471,10 @@ class _Concatenation:
 _hooks_api = torch._C._autograd
 _TOP_HOOKS = getattr(_hooks_api, "_top_saved_tensors_default_hooks", None)
 _HOOKS_ENABLED = getattr(_hooks_api, "_saved_tensors_hooks_is_enabled", None)
+_PUSH_HOOKS = getattr(_hooks_api, "_push_saved_tensors_default_hooks", None)
+_POP_HOOKS = getattr(_hooks_api, "_pop_saved_tensors_default_hooks", None)
+_ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)
+_HOOKS_API = None not in (_TOP_HOOKS, _HOOKS_ENABLED, _PUSH_HOOKS, _POP_HOOKS)
 
 
 def _own_hooks_allowed(device: torch.device) -> bool:  # called where Dynamo is not tracing
@@ -478,10 +482,16 @@ def _own_hooks_allowed(device: torch.device) -> bool:  # called where Dynamo is 
     same in Python. Not inside anyone else's hooks (a checkpoint's, a memory count's: they must see every saved
     tensor), nor while Dynamo traces, nor under autocast: there autograd would keep a half-precision copy of each
     weight for the whole clip and sum its gradient over the time steps in half precision (measured on bf16: up to
-    0.19 apart), where :class:`_JointConv` keeps the weight and adds each step's gradient in its own dtype."""
-    if _TOP_HOOKS is None or _HOOKS_ENABLED is None:
+    0.19 apart), where :class:`_JointConv` keeps the weight and adds each step's gradient in its own dtype. Any
+    autocast counts, whatever its device: this runs for every gate, so it asks one question instead of two."""
+    if not _HOOKS_API:
         return False
-    return _TOP_HOOKS(False) is None and _HOOKS_ENABLED() and not torch.is_autocast_enabled(device.type)
+    autocast = _ANY_AUTOCAST() if _ANY_AUTOCAST is not None else torch.is_autocast_enabled(device.type)
+    return not autocast and _HOOKS_ENABLED() and _TOP_HOOKS(False) is None  # type: ignore[misc]
+
+
+def _unpack(saved: torch.Tensor | _Concatenation) -> torch.Tensor:
+    return saved.rebuild() if type(saved) is _Concatenation else saved  # type: ignore[return-value]
 
 
 def _conv_keeping_parts(weight: torch.Tensor, bias: torch.Tensor | None, padding: int | tuple[int, int],
@@ -491,32 +501,41 @@ def _conv_keeping_parts(weight: torch.Tensor, bias: torch.Tensor | None, padding
     The same kept tensors and the same backward kernels, without a Python ``autograd.Function`` around each
     gate: where a step waits on the host (an eager GPU step, small frames on the CPU) that Python took 11-19%
     of a training step (``benchmarks/joint_conv.py --backward``). The concatenation is found by identity; the
-    hooks hold it only while the convolution saves, so it is freed when this returns.
+    hooks hold it only while the convolution saves, so it is freed when this returns. The hooks are pushed and
+    popped without the context manager's frames: this runs for every gate of every step.
     """
-    concatenated = [torch.cat(inputs, dim=1)]
+    concatenation: torch.Tensor | None = torch.cat(inputs, dim=1)
 
     def pack(t: torch.Tensor) -> torch.Tensor | _Concatenation:
-        return _Concatenation(inputs) if concatenated and t is concatenated[0] else t
+        return _Concatenation(inputs) if t is concatenation else t
 
-    def unpack(saved: torch.Tensor | _Concatenation) -> torch.Tensor:
-        return saved.rebuild() if isinstance(saved, _Concatenation) else saved
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        out = F.conv2d(concatenated[0], weight, bias, padding=padding)
-    concatenated.clear()  # the hooks outlive this call (autograd keeps them with what they saved)
+    _PUSH_HOOKS(pack, _unpack)  # type: ignore[misc]
+    try:
+        out = F.conv2d(concatenation, weight, bias, padding=padding)
+    finally:
+        _POP_HOOKS()  # type: ignore[misc]
+    concatenation = None  # the hooks outlive this call (autograd keeps them with what they saved)
     return out
 
 
 def _conv_side_by_side(weight: torch.Tensor, bias: torch.Tensor | None, padding: int | tuple[int, int],
                        inputs: tuple[torch.Tensor | EmbeddedFrame, ...]) -> torch.Tensor:
     """``conv2d(cat(inputs))``, keeping the inputs rather than their concatenation when a backward pass will need
-    them (:func:`_conv_keeping_parts`, or :class:`_JointConv` where it cannot hook the saved tensors)."""
-    if any(isinstance(t, EmbeddedFrame) for t in inputs):
-        weight, inputs = _absorb_embeddings(weight, inputs)
+    them (:func:`_conv_keeping_parts`, or :class:`_JointConv` where it cannot hook the saved tensors).
+
+    Every gate of every step comes through here, so where the host is the bottleneck its checks are a
+    measurable share of a step: the common case (tensors only, no marked zeros, training) asks the fewest
+    questions first.
+    """
+    for t in inputs:
+        if isinstance(t, EmbeddedFrame):
+            weight, inputs = _absorb_embeddings(weight, inputs)
+            break
     traced = torch.compiler.is_compiling()  # a compiled step convolves every input, and Dynamo cannot trace hooks
-    if not traced:
+    if not traced and not _KNOWN_ZEROS.keys().isdisjoint(map(id, inputs)):  # some input may be a marked zero
         weight, inputs = _without_known_zeros(weight, inputs)
-    keeps = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias, *inputs))
+    keeps = torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad)
+                                         or any(t.requires_grad for t in inputs))  # type: ignore[union-attr]
     if len(inputs) > 1 and keeps:
         if not traced and _own_hooks_allowed(inputs[0].device):  # type: ignore[union-attr]
             return _conv_keeping_parts(weight, bias, padding, inputs)  # type: ignore[arg-type]

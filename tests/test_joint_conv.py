@@ -228,6 +228,18 @@ def test_where_nothing_else_hooks_saved_tensors_autograd_convolves_and_keeps_the
                                     (w64, b64, a64, b64_in))
 
 
+def test_a_convolution_that_fails_leaves_no_hooks_behind():
+    """The hooks are pushed and popped by hand (no context manager): an error in the convolution must still pop
+    them, or every later saved tensor of the process would go through them."""
+    from msrnn_zoo import cell
+
+    weight = torch.randn(4, 6, 3, 3, requires_grad=True)  # reads 6 channels, the parts have 5
+    a, b = torch.randn(1, 2, 6, 6, requires_grad=True), torch.randn(1, 3, 6, 6)
+    with pytest.raises(RuntimeError):
+        cell._conv_keeping_parts(weight, None, 1, (a, b))
+    assert cell._TOP_HOOKS(False) is None and cell._own_hooks_allowed(a.device)
+
+
 def test_an_input_changed_in_place_after_the_forward_is_refused_in_the_backward():
     conv = nn.Conv2d(5, 4, 3, padding=1)
     a, b = torch.randn(1, 2, 6, 6, requires_grad=True), torch.randn(1, 3, 6, 6)
