@@ -163,8 +163,9 @@ class Forecaster(HubMixin, nn.Module):
         ``False`` computes the embedding on its own, only to measure what absorbing it saves."""
         self.skip_zero_states = True
         """Let the first step's convolutions leave out the states, which are zero then
-        (:func:`~msrnn_zoo.cell.mark_zero`): the same numbers up to float rounding, with 0.6-2.9% fewer operations
-        in a training step of 10 -> 10 frames (README). ``False`` convolves them, only to measure what that saves."""
+        (:func:`~msrnn_zoo.cell.mark_zero`): the same numbers up to float rounding, with 1.4-3.7% fewer floating-point
+        operations in a training step of 10 -> 10 frames (docs/speed.md). ``False`` convolves them, only to measure
+        what that saves."""
         self.compile_cells = False
         """Whether each layer's cell runs compiled (:meth:`set_compile_cells`)."""
         self.fast_path: str | None = None
