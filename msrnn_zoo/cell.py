@@ -327,7 +327,12 @@ class _AbsorbedWeight(torch.autograd.Function):
                 pieces.append(torch.einsum("oikl,ic->ockl", part, e))
                 if embed_bias is not None:
                     pieces.append(torch.einsum("oikl,i->okl", part, embed_bias.to(weight.dtype)).unsqueeze(1))
-            return torch.cat(pieces, dim=1)
+            combined = torch.cat(pieces, dim=1)
+        if weight.dim() == 4 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+            # made once per clip in the layout of the weights it stands for, or every step's convolution would
+            # convert it (channels-last models: set_channels_last)
+            combined = combined.contiguous(memory_format=torch.channels_last)
+        return combined
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:

@@ -36,6 +36,25 @@ def test_a_convolution_of_the_embedding_absorbs_it_with_every_gradient(kernel, p
         torch.testing.assert_close(joint_conv2d(conv, EmbeddedFrame(frame, embed.weight, embed.bias), h), theirs)
 
 
+def test_a_channels_last_weight_is_absorbed_into_a_channels_last_weight():
+    """A channels-last model's convolutions read channels-last weights; the combined weight, made once per clip,
+    keeps that layout, so the steps that reuse it do not each convert it. The numbers are the same."""
+    torch.manual_seed(0)
+    embed, conv = embedding(1, 4), nn.Conv2d(4 + 3, 6, 3, padding=1).double()
+    frame = torch.rand(2, 1, 6, 6, dtype=torch.float64)
+    h = torch.randn(2, 3, 6, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    plain = joint_conv2d(conv, EmbeddedFrame(frame, embed.weight, embed.bias, absorbed={}), h)
+    grads = torch.autograd.grad(plain.square().sum(), [conv.weight, *embed.parameters()])
+    conv = conv.to(memory_format=torch.channels_last)
+    absorbed: dict = {}
+    ours = joint_conv2d(conv, EmbeddedFrame(frame, embed.weight, embed.bias, absorbed=absorbed), h)
+    (combined,) = [t for t in absorbed.values() if isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[0] == 6]
+    assert combined.is_contiguous(memory_format=torch.channels_last) and not combined.is_contiguous()
+    torch.testing.assert_close(ours, plain)
+    for got, want in zip(torch.autograd.grad(ours.square().sum(), [conv.weight, *embed.parameters()]), grads):
+        torch.testing.assert_close(got, want)
+
+
 def test_joint_conv2d_absorbs_it_alone_and_in_any_position():
     torch.manual_seed(0)
     embed, conv = embedding(1, 4), nn.Conv2d(4 + 3 + 4, 5, 3, padding=1).double()
