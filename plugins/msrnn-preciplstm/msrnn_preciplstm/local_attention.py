@@ -62,9 +62,11 @@ class _Layout:
     ``j`` then reads padded position ``(y + i, x + j)``.
     """
 
-    def __init__(self, window: int, height: int, width: int) -> None:
+    def __init__(self, window: int, height: int, width: int,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
         first, last = window_offsets(window)
         self.height, self.width = height, width
+        self.memory_format = memory_format  # of the (B, C, H, W) results, as the inputs came
         self.top, bottom = max(first, 1 - height), min(last, height - 1)
         self.left, right = max(first, 1 - width), min(last, width - 1)
         self.rows, self.cols = bottom - self.top + 1, right - self.left + 1
@@ -112,9 +114,11 @@ class _Layout:
                                    products.storage_offset())
 
     def image(self, x: torch.Tensor, padded: bool) -> torch.Tensor:
-        """Back from :meth:`queries`' (``padded=False``) or :meth:`padded`'s layout to ``(B, C, H, W)``."""
+        """Back from :meth:`queries`' (``padded=False``) or :meth:`padded`'s layout to ``(B, C, H, W)``, in the
+        inputs' memory format: a channels-last model's next convolution then reads it without converting it."""
         y0, x0 = (-self.top, -self.left) if padded else (0, 0)
-        return x[:, y0:y0 + self.height, x0:x0 + self.width].permute(0, 3, 1, 2).contiguous()
+        return x[:, y0:y0 + self.height, x0:x0 + self.width].permute(0, 3, 1, 2).contiguous(
+            memory_format=self.memory_format)
 
 
 def _softmax_(scores: torch.Tensor, zeros: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +146,8 @@ def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
             window: int) -> tuple[torch.Tensor, torch.Tensor, _Layout]:
     """The attention of the module docstring, one (sample, strip) at a time: the output, the softmax's
     maximum and denominator per pixel (what the backward recomputes the weights from), and the layout."""
-    lay = _Layout(window, *query.shape[-2:])
+    channels_last = not query.is_contiguous() and query.is_contiguous(memory_format=torch.channels_last)
+    lay = _Layout(window, *query.shape[-2:], torch.channels_last if channels_last else torch.contiguous_format)
     batch = query.shape[0]
     q, k, v = lay.queries(query), lay.padded(key), lay.padded(value)
     products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)

@@ -112,6 +112,23 @@ def test_local_attention_matches_unfold(b, c, h, w, k):
             torch.testing.assert_close(a, b_)
 
 
+def test_local_attention_answers_channels_last_inputs_in_channels_last():
+    """A channels-last model's next convolution reads the attention (and its projections the gradients) without
+    converting them: the results come in the inputs' layout, with the same values."""
+    torch.manual_seed(0)
+    q, key, v = (torch.randn(2, 3, 6, 7, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    grad = torch.randn(2, 3, 6, 7, dtype=torch.float64)
+    nchw = local_attention(q, key, v, 5)
+    nchw_grads = torch.autograd.grad(nchw, (q, key, v), grad)
+    assert nchw.is_contiguous() and all(g.is_contiguous() for g in nchw_grads)
+    last = [t.detach().contiguous(memory_format=torch.channels_last).requires_grad_() for t in (q, key, v)]
+    out = local_attention(*last, 5)
+    grads = torch.autograd.grad(out, last, grad)
+    for got, want in zip((out, *grads), (nchw, *nchw_grads)):
+        assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+        torch.testing.assert_close(got, want)
+
+
 def test_local_attention_outside_positions_score_zero():
     # One pixel, window 3: the 8 neighbours lie outside, score 0 and carry 0.
     q = torch.full((1, 1, 1, 1), 2.0)
