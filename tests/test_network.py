@@ -156,6 +156,39 @@ def test_channels_last_is_the_same_computation():
     assert model.cells[0].conv_xh.weight.is_contiguous()
 
 
+@pytest.mark.parametrize("name", msrnn_zoo.list_models())
+def test_a_training_step_and_a_forecast_read_one_value_back_from_the_device(name):
+    """On a GPU every value read back (``.item()``, ``if tensor``, ``nonzero``) waits for all the work queued
+    before it, so the host cannot run ahead of the device. The only read is the one check of the input clip for
+    NaN and Inf; a cell or network change that adds one fails here, on the CPU."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from msrnn_zoo import testing
+
+    reads_back = {torch.ops.aten._local_scalar_dense, torch.ops.aten.nonzero, torch.ops.aten.is_nonzero,
+                  torch.ops.aten.masked_select, torch.ops.aten._unique2}
+
+    class Reads(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func.overloadpacket in reads_back:
+                self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    model = testing.small(name, num_layers=4)
+    frames, teacher = torch.rand(2, 4, 1, 8, 8), torch.ones(2, 3)
+    with Reads() as training:
+        prediction, aux = model.forward_train(frames, teacher)
+        (prediction.square().mean() + (aux if aux is not None else 0)).backward()
+    with Reads() as forecasting, torch.no_grad():
+        model(frames[:, :2], horizon=2)
+    assert training.ops == ["_local_scalar_dense"] and forecasting.ops == ["_local_scalar_dense"]
+
+
 _NCHW_INSIDE = {  # cells whose own operations return NCHW in a channels-last model; they meet issue 7's targets
     "trajgru": "grid_sample returns the warped states in NCHW",
     "mim": "the MIM blocks leave conv_xh's forget gate unused, as the original does; its zero gradient is NCHW",
