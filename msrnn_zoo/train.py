@@ -18,6 +18,7 @@ process. Only rank 0 writes the run directory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -511,17 +512,22 @@ class Trainer:
         if aux is not None:
             loss = loss + aux.float()
         reported = distributed.mean(self.dist, loss.detach())  # the global batch's loss, on every process
-        if not torch.isfinite(reported):
-            raise FloatingPointError(f"The loss became {reported.item()} at step {self.progress.step}; "
-                                     "lower --lr or check the data for outliers.")
         if self.scaler is None:
             loss.backward()
-            self.optimizer.step()
         else:
             self.scaler.scale(loss).backward()
+        # the step's one read from the device, once its backward is queued (a read waits for everything before
+        # it), and before the weights change: a bad loss leaves them as they were
+        value = reported.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"The loss became {value} at step {self.progress.step}; "
+                                     "lower --lr or check the data for outliers.")
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        return reported.item()
+        return value
 
     def fit(self, on_step: Callable[[Trainer, float, float], None] | None = None,
             stop_after: int | None = None) -> list[float]:

@@ -33,6 +33,23 @@ def test_run_directory_is_never_overwritten(tmp_path, clips_file):
     Trainer.create(tmp_path / "run", config(clips_file), force=True)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_loss_that_is_not_finite_stops_the_run_before_the_weights_change(tmp_path, clips_file, monkeypatch,
+                                                                           precision):
+    """The loss is read back once a step, after its backward is queued; a NaN or Inf stops the run there, before the
+    optimizer (or the fp16 scaler) could apply it."""
+    import msrnn_zoo.train as train
+
+    trainer = Trainer.create(tmp_path / "run", config(clips_file, precision=precision))
+    trainer.fit(stop_after=1)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    monkeypatch.setattr(train, "frame_loss", lambda prediction, truth: (prediction - truth).sum() * float("nan"))
+    with pytest.raises(FloatingPointError, match="The loss became nan at step 1; lower --lr"):
+        trainer.train_step(next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=4))))
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 def test_loss_is_sum_over_pixels_mean_over_frames_and_batch():
     pred = torch.zeros(2, 3, 1, 4, 4)
     truth = torch.full_like(pred, 0.5)
