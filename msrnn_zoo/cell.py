@@ -237,6 +237,14 @@ def unmark_zero(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def memory_format_of(tensor: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a 4-D tensor laid out NHWC (and not also NCHW), else ``torch.contiguous_format``:
+    the layout in which to make what a channels-last model's next convolution will read."""
+    channels_last = (tensor.dim() == 4 and not tensor.is_contiguous()
+                     and tensor.is_contiguous(memory_format=torch.channels_last))
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def zero_like_source(source: torch.Tensor | None, result: torch.Tensor) -> torch.Tensor:
     """``result``, marked zero if it was computed from a known zero by a map that keeps zeros (a resampling,
     a change of layout); returns ``result``."""
@@ -328,11 +336,9 @@ class _AbsorbedWeight(torch.autograd.Function):
                 if embed_bias is not None:
                     pieces.append(torch.einsum("oikl,i->okl", part, embed_bias.to(weight.dtype)).unsqueeze(1))
             combined = torch.cat(pieces, dim=1)
-        if weight.dim() == 4 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
-            # made once per clip in the layout of the weights it stands for, or every step's convolution would
-            # convert it (channels-last models: set_channels_last)
-            combined = combined.contiguous(memory_format=torch.channels_last)
-        return combined
+        # made once per clip in the layout of the weights it stands for, or every step's convolution would convert
+        # it (channels-last models: set_channels_last)
+        return combined.contiguous(memory_format=memory_format_of(weight))
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:

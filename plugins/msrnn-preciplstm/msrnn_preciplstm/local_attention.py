@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from msrnn_zoo.cell import autocast_off
+from msrnn_zoo.cell import autocast_off, memory_format_of
 
 MIN_STRIP = 16
 """Narrowest strip of pixels scored in one product: narrower ones compute fewer scores that are thrown away
@@ -146,8 +146,7 @@ def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
             window: int) -> tuple[torch.Tensor, torch.Tensor, _Layout]:
     """The attention of the module docstring, one (sample, strip) at a time: the output, the softmax's
     maximum and denominator per pixel (what the backward recomputes the weights from), and the layout."""
-    channels_last = not query.is_contiguous() and query.is_contiguous(memory_format=torch.channels_last)
-    lay = _Layout(window, *query.shape[-2:], torch.channels_last if channels_last else torch.contiguous_format)
+    lay = _Layout(window, *query.shape[-2:], memory_format_of(query))
     batch = query.shape[0]
     q, k, v = lay.queries(query), lay.padded(key), lay.padded(value)
     products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)
