@@ -401,6 +401,81 @@ def _materialized(inputs: tuple[torch.Tensor | EmbeddedFrame, ...]) -> tuple[tor
     return tuple(t.materialize() if isinstance(t, EmbeddedFrame) else t for t in inputs)
 
 
+class _Recipe:
+    """How to make a tensor again from others: ``fn(*sources)`` under the autocast it was first made under.
+
+    Holds no tensor of its own but the value it rebuilt last, so that the several convolutions that read one
+    input recompute it once; that value goes when the last of their backward nodes lets the recipe go.
+    """
+
+    __slots__ = ("autocast", "fn", "value")
+
+    def __init__(self, fn: Callable[..., torch.Tensor], autocast: tuple[str, torch.dtype] | None) -> None:
+        self.fn, self.autocast, self.value = fn, autocast, None
+
+    def rebuild(self, sources: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if self.value is None:
+            if self.autocast is None:
+                self.value = self.fn(*sources)
+            else:
+                with torch.autocast(self.autocast[0], dtype=self.autocast[1]):
+                    self.value = self.fn(*sources)
+        return self.value
+
+
+class _Remade:
+    """What the hooks of :func:`_conv_keeping_parts` keep of an input made by :func:`recomputable`: its recipe
+    and sources, and the sources' versions then."""
+
+    __slots__ = ("recipe", "sources", "versions")
+
+    def __init__(self, recipe: _Recipe, sources: tuple[torch.Tensor, ...]) -> None:
+        self.recipe, self.sources = recipe, sources
+        self.versions = [t._version for t in sources]
+
+    def rebuild(self) -> torch.Tensor:
+        if [t._version for t in self.sources] != self.versions:
+            raise RuntimeError("A tensor from which a joint convolution's input is recomputed was modified in place "
+                               "after the forward pass; its backward needs the values the forward saw. Write to a "
+                               "copy (x = x + ...) instead.")
+        return self.recipe.rebuild(self.sources)
+
+
+_RECIPES: dict[int, tuple[weakref.ref[torch.Tensor], int, _Recipe, tuple[torch.Tensor, ...]]] = {}
+"""``id(result) -> (weak reference to it, its version when made, its recipe, the recipe's sources)``."""
+
+
+def recomputable(fn: Callable[..., torch.Tensor], *sources: torch.Tensor) -> torch.Tensor:
+    """``fn(*sources)``, which the joint convolutions that read it keep as its recipe, not as a tensor.
+
+    A cell's gates often read a cheap function of tensors that the backward pass keeps anyway: PrecipLSTM's
+    ``X_t - X_{t-1}`` and ``X_t + W_a * LA(X_t)``, MIM's difference of the layer below. A convolution keeps its
+    input for the backward, so each of those is one more feature map held at every layer and time step. The
+    convolutions of :func:`joint_conv2d` and :class:`JointConv2d` (with two inputs or more) keep ``sources``
+    instead and call ``fn`` on them again in the backward pass, once for all of them: the same operations on
+    the same values, so the same numbers. Only worth it when ``sources`` are kept anyway (inputs of other
+    convolutions, parameters) and ``fn`` is cheap and deterministic (no dropout). Outside a training forward
+    pass, or while ``torch.compile`` traces (whose partitioner decides what to recompute), it is just ``fn``.
+    """
+    result = fn(*sources)
+    if (result.requires_grad and not torch.compiler.is_compiling() and not result.is_inference()
+            and all(isinstance(t, torch.Tensor) for t in sources)):
+        device = result.device.type
+        autocast = (device, torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else None
+        key = id(result)
+        _RECIPES[key] = (weakref.ref(result, lambda _: _RECIPES.pop(key, None)), result._version,
+                         _Recipe(fn, autocast), sources)
+    return result
+
+
+def _recipe_of(tensor: torch.Tensor) -> tuple[_Recipe, tuple[torch.Tensor, ...]] | None:
+    """The recipe :func:`recomputable` noted for ``tensor``, unless the tensor was written since."""
+    entry = _RECIPES.get(id(tensor))
+    if entry is None or entry[0]() is not tensor or entry[1] != tensor._version:
+        return None
+    return entry[2], entry[3]
+
+
 class _JointConv(torch.autograd.Function):
     """``conv2d(cat(inputs), weight, bias)`` that keeps the inputs for the backward, not their concatenation.
 
@@ -414,14 +489,29 @@ class _JointConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, weight: torch.Tensor, bias: torch.Tensor | None, padding: int | tuple[int, int],
                 *inputs: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(weight, *inputs)
+        kept: list[torch.Tensor] = []
+        ctx.recipes = []  # per input: its recipe and how many of the kept tensors are its sources, or None
+        recipes = not torch.compiler.is_compiling() and bool(_RECIPES)  # (traced, this reads no global)
+        for t in inputs:
+            found = _recipe_of(t) if recipes else None
+            ctx.recipes.append(None if found is None else (found[0], len(found[1])))
+            kept += [t] if found is None else found[1]
+        ctx.save_for_backward(weight, *kept)
         ctx.padding = [padding, padding] if isinstance(padding, int) else list(padding)
         ctx.has_bias = bias is not None
         return F.conv2d(torch.cat(inputs, dim=1), weight, bias, padding=padding)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        weight, *inputs = ctx.saved_tensors
+        weight, *kept = ctx.saved_tensors
+        inputs, start = [], 0
+        for entry in ctx.recipes:
+            if entry is None:
+                inputs.append(kept[start])
+                start += 1
+            else:
+                inputs.append(entry[0].rebuild(tuple(kept[start:start + entry[1]])))
+                start += entry[1]
         need_weight, need_bias = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         need_inputs = any(ctx.needs_input_grad[3:])
         x = torch.cat([t.to(grad.dtype) for t in inputs], dim=1)
@@ -464,19 +554,23 @@ def _without_known_zeros(weight: torch.Tensor, inputs: tuple[torch.Tensor, ...]
 
 
 class _Concatenation:
-    """What autograd keeps of a concatenation it would otherwise save: its parts, and their versions then."""
+    """What autograd keeps of a concatenation it would otherwise save: its parts (the recipe of a part made by
+    :func:`recomputable`), and their versions then."""
 
     __slots__ = ("parts", "versions")
 
     def __init__(self, parts: tuple[torch.Tensor, ...]) -> None:
-        self.parts = parts
-        self.versions = [t._version for t in parts]
+        kept: tuple[torch.Tensor | _Remade, ...] = parts
+        if not _RECIPES.keys().isdisjoint(map(id, parts)):  # an input made by recomputable: keep its recipe
+            kept = tuple(t if (found := _recipe_of(t)) is None else _Remade(*found) for t in parts)
+        self.parts = kept
+        self.versions = [t._version for t in kept if type(t) is not _Remade]
 
     def rebuild(self) -> torch.Tensor:
-        if [t._version for t in self.parts] != self.versions:
+        if [t._version for t in self.parts if type(t) is not _Remade] != self.versions:
             raise RuntimeError("An input of a joint convolution was modified in place after the forward pass; its "
                                "backward needs the values the forward saw. Write to a copy (x = x + ...) instead.")
-        return torch.cat(self.parts, dim=1)
+        return torch.cat([t.rebuild() if type(t) is _Remade else t for t in self.parts], dim=1)  # type: ignore
 
 
 _hooks_api = torch._C._autograd
@@ -525,7 +619,9 @@ def _conv_keeping_parts(weight: torch.Tensor, bias: torch.Tensor | None, padding
         out = F.conv2d(concatenation, weight, bias, padding=padding)
     finally:
         _POP_HOOKS()  # type: ignore[misc]
-    concatenation = None  # the hooks outlive this call (autograd keeps them with what they saved)
+    # the hooks outlive this call (autograd keeps them with what they saved): let go of what they hold, or an input
+    # made by recomputable would be kept after all
+    concatenation, inputs = None, ()
     return out
 
 

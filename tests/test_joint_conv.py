@@ -295,3 +295,106 @@ def test_a_training_step_is_the_same_either_way_to_the_bit(name, monkeypatch):
     (p1, g1, k1), (p2, g2, k2) = results
     assert torch.equal(p1, p2) and all(torch.equal(x, y) for x, y in zip(g1, g2))
     assert k1 == k2  # the same tensors kept for the backward
+
+
+def _two_gates_reading_a_difference(x, y, h, joint, recipe):
+    """Two joint convolutions reading ``x - y``, made by ``recomputable`` or plainly."""
+    from msrnn_zoo.cell import recomputable
+
+    d = recomputable(torch.sub, x, y) if recipe else x - y
+    return joint(d, h) + joint(d, h.flip(-1))
+
+
+@pytest.mark.parametrize("hooks", [True, False], ids=["hooks", "python-backward"])
+def test_an_input_made_by_recomputable_is_kept_as_its_recipe_and_recomputed_once(hooks, monkeypatch):
+    from msrnn_zoo import cell
+    from msrnn_zoo.profile import retained_bytes
+
+    if not hooks:
+        monkeypatch.setattr(cell, "_own_hooks_allowed", lambda device: False)
+    torch.manual_seed(0)
+    joint = JointConv2d({"d": 4, "h": 4}, 8, 3)
+    x, y, h = (torch.randn(2, 4, 6, 6, requires_grad=True) for _ in range(3))
+    results = []
+    for recipe in (False, True):
+        joint.zero_grad()
+        for t in (x, y, h):
+            t.grad = None
+        _two_gates_reading_a_difference(x, y, h, joint, recipe).square().sum().backward()
+        kept = retained_bytes(lambda r=recipe: _two_gates_reading_a_difference(x, y, h, joint, r))
+        results.append(([t.grad.clone() for t in (x, y, h, joint.weight, joint.bias)], kept))
+    (plain, kept_plain), (remade, kept_remade) = results
+    assert all(torch.equal(a, b) for a, b in zip(plain, remade))  # the same operations again: the same bits
+    assert kept_plain - kept_remade == 2 * 4 * 6 * 6 * 4  # x - y is no longer kept: x and y are, anyway
+    calls = []
+
+    def counted(a, b):
+        calls.append(1)
+        return a - b
+
+    d = cell.recomputable(counted, x, y)
+    (joint(d, h) + joint(d, h.flip(-1))).sum().backward()
+    assert len(calls) == 2  # the forward, then once for both gates' backward
+
+
+def test_a_source_of_a_recipe_written_after_the_forward_is_refused_in_the_backward(monkeypatch):
+    from msrnn_zoo import cell
+    from msrnn_zoo.cell import recomputable
+
+    joint = JointConv2d({"d": 2, "h": 2}, 4, 3)
+    x, y = torch.randn(1, 2, 5, 5, requires_grad=True), torch.randn(1, 2, 5, 5)
+    h = torch.randn(1, 2, 5, 5, requires_grad=True)
+    out = joint(recomputable(torch.sub, x, y), h)
+    y.add_(1.0)
+    with pytest.raises(RuntimeError, match="recomputed was modified in place"):
+        out.sum().backward()
+    monkeypatch.setattr(cell, "_own_hooks_allowed", lambda device: False)  # autograd's own check there
+    out = joint(recomputable(torch.sub, x, y), h)
+    y.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+def test_a_recipe_is_noted_only_for_a_training_forward_and_forgotten_with_its_tensor():
+    from msrnn_zoo import cell
+    from msrnn_zoo.cell import recomputable
+
+    x, y = torch.randn(1, 2, 4, 4, requires_grad=True), torch.randn(1, 2, 4, 4)
+    before = len(cell._RECIPES)
+    with torch.no_grad():
+        recomputable(torch.sub, x, y)
+    with torch.inference_mode():
+        recomputable(torch.sub, x.detach(), y)
+    recomputable(torch.sub, x.detach(), y)  # nothing needs a gradient
+    assert len(cell._RECIPES) == before
+    d = recomputable(torch.sub, x, y)
+    assert cell._recipe_of(d) is not None and len(cell._RECIPES) == before + 1
+    d.mul_(2.0)  # written since: kept as the tensor it now is
+    assert cell._recipe_of(d) is None
+    joint = JointConv2d({"d": 2, "h": 2}, 4, 3)
+    h = torch.randn(1, 2, 4, 4)
+    joint(d, h).sum().backward()
+    expected = torch.autograd.grad(joint((x - y) * 2.0, h).sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected, rtol=0, atol=0)
+    del d
+    assert len(cell._RECIPES) == before
+
+
+def test_a_recipe_made_under_autocast_is_recomputed_under_it():
+    from msrnn_zoo.cell import recomputable
+
+    torch.manual_seed(0)
+    joint = JointConv2d({"d": 4, "h": 4}, 8, 3)
+    w = torch.randn(4, 4, 3, 3, requires_grad=True)
+    x, h = torch.randn(2, 4, 6, 6, requires_grad=True), torch.randn(2, 4, 6, 6)
+
+    def residual(a, weight):
+        return a + F.conv2d(a, weight, padding=1)  # the convolution in bfloat16, the sum in float32
+
+    grads = []
+    for recipe in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            d = recomputable(residual, x, w) if recipe else residual(x, w)
+            out = joint(d, h)
+        grads.append(torch.autograd.grad(out.float().square().sum(), (x, w, joint.weight)))
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

@@ -48,7 +48,17 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros, zeros_like
+from msrnn_zoo.cell import (
+    CellOutput,
+    JointConv2d,
+    RecurrentCell,
+    State,
+    is_known_zero,
+    joint_conv2d,
+    recomputable,
+    zeros,
+    zeros_like,
+)
 
 _MIMS_ORIGINAL = ("_conv_x2h_n", "_conv_n2h_n", "_conv_diff2o", "_conv_n2o", "_conv_x2h_s", "_conv_c2h_s", "_conv_s2o")
 """The original's MIM-N and MIM-S convolutions: built in every layer, but only run above the bottom one."""
@@ -158,7 +168,9 @@ class MIMCell(RecurrentCell):
         i, f, g, o = torch.chunk(self.conv_xh(x, h), 4, dim=1)
         if self.has_mims:
             _, _, n, s = state
-            diff = x if lower_previous is None else x - lower_previous
+            # kept by MIM-N's gates as how to make it again from X_t and the layer below's H_{t-1}
+            first = lower_previous is None or is_known_zero(lower_previous)
+            diff = x if first else recomputable(torch.sub, x, lower_previous)
             d, n = self._non_stationary(diff, n)
             t, s = self._stationary(d, c, s)
             c = t + torch.sigmoid(i) * torch.tanh(g)

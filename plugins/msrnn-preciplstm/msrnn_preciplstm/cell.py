@@ -32,11 +32,27 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, joint_conv2d, zeros, zeros_like
+from msrnn_zoo.cell import (
+    CellOutput,
+    JointConv2d,
+    RecurrentCell,
+    State,
+    is_known_zero,
+    joint_conv2d,
+    recomputable,
+    zeros,
+    zeros_like,
+)
 
 from .local_attention import LocalAttention
+
+
+def _residual(x: torch.Tensor, attended: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``X^ = X_t + W_a * LA(X_t)``, the input the gates read."""
+    return x + F.conv2d(attended, weight, bias, padding=weight.shape[-1] // 2)
 
 
 def _gates(pre: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -111,12 +127,16 @@ class PrecipLSTMCell(RecurrentCell):
             raise ValueError("PrecipLSTM reads the zigzag memory M: pass the memory tensor "
                              f"(B, {self.memory_channels}, H, W).")
         h, c, s, t, x_previous = state
-        x_hat = x + self.conv_attention(self.attention(x))
+        # X^ and X_t - X_{t-1} are kept by the gates as how to make them again from X_t, LA(X_t) and X_{t-1},
+        # which are kept anyway: two feature maps less per layer and step, for a 3x3 convolution in the backward
+        conv = self.conv_attention
+        x_hat = recomputable(_residual, x, self.attention(x), conv.weight, conv.bias)
         i, f, g, o = torch.chunk(self.conv_xh(x_hat, h), 4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         m = _gates(self.conv_xm(x_hat, memory), memory)
         s = _gates(self.conv_xs(x_hat, s), s)
-        t = _gates(self.conv_xt(x - x_previous, t), t)
+        change = x if is_known_zero(x_previous) else recomputable(torch.sub, x, x_previous)  # X_0 - 0 is X_0
+        t = _gates(self.conv_xt(change, t), t)
         gate = torch.sigmoid(o + self.conv_o(c, s, t, m))  # W_oc * C_t + W_os * S_t + W_ot * T_t + W_om * M'
         h = gate * torch.tanh(joint_conv2d(self.conv_fuse, c, s, t, m))  # the memories are kept, not their copy
         return CellOutput(h, (h, c, s, t, x), memory=m)
