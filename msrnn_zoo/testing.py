@@ -9,6 +9,7 @@ command line in-process, for the zoo's tests and a plugin's.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 import warnings
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, NoReturn
 import torch
 
 from . import compiled_cells
-from .cell import RecurrentCell
+from .cell import RecurrentCell, recipes_off
 from .factory import create
 from .network import Forecaster
 from .profile import saved_bytes_by_op, training_clip
@@ -367,6 +368,31 @@ def concatenations_kept(name: str, size: int = 16, **overrides: Any) -> int:
     model = small(name, **overrides).train()
     frames, teacher = training_clip(model, 1, 4, size, size)
     return saved_bytes_by_op(lambda: model.forward_train(frames, teacher)).get("CatBackward0", 0)
+
+
+def bytes_saved_by_recipes(name: str, size: int = 8, frames: int = 5, batch: int = 2, **overrides: Any) -> int:
+    """Bytes that the inputs a cell keeps as recipes (:func:`~msrnn_zoo.cell.recomputable`) save in one training
+    step of a small ``name``; fails unless the gradients are those of the kept tensors, to the bit.
+
+    A plugin's test asserts how many feature maps its recipes save, so that a change that makes a source
+    unkept (and the recipe worthless) or breaks a recipe shows.
+    """
+    torch.manual_seed(0)
+    model = small(name, **overrides).train()
+    clips, teacher = torch.rand(batch, frames, model.config.in_channels, size, size), torch.ones(batch, frames - 1)
+    results = []
+    for context in (contextlib.nullcontext, recipes_off):
+        with context():
+            model.zero_grad()
+            prediction, aux = model.forward_train(clips, teacher)
+            (prediction.square().sum() + (aux if aux is not None else 0)).backward()
+            kept = saved_bytes_by_op(lambda: model.forward_train(clips, teacher))
+        results.append(([p.grad.clone() for p in model.parameters() if p.grad is not None], sum(kept.values())))
+    (with_recipes, kept), (plain, kept_plain) = results
+    _check(len(with_recipes) == len(plain) and all(torch.equal(a, b) for a, b in zip(with_recipes, plain)),
+           name, "its gradients differ when the inputs kept as recipes are kept as tensors",
+           "make each recipe's function compute exactly what the forward computed (same operations, no randomness)")
+    return kept_plain - kept
 
 
 def run_conformance(cell: str, size: int = 16, **overrides: Any) -> None:

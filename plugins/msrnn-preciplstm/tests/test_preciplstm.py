@@ -304,29 +304,11 @@ def test_compiled_cells_on_the_cpu_run_the_reference_attention_eagerly():
     torch.testing.assert_close(first, eager, rtol=0, atol=0)
 
 
-def test_the_gates_keep_the_attended_input_and_the_difference_as_recipes(monkeypatch):
+def test_the_gates_keep_the_attended_input_and_the_difference_as_recipes():
     """X^ = X_t + W_a * LA(X_t) and X_t - X_{t-1} are made again in the backward from tensors kept anyway: two
     feature maps less per layer and step, the same gradients. Not at the first step: there the states are zero, so
     each gate convolves X^ alone (and keeps it), and the difference is X_0 itself."""
-    import msrnn_preciplstm.cell as cell_module
-
-    from msrnn_zoo.profile import saved_bytes
-
-    torch.manual_seed(0)
     layers, batch, frames, size = 2, 2, 5, 8
-    model = testing.small("preciplstm", num_layers=layers)
-    clips, teacher = torch.rand(batch, frames, 1, size, size), torch.ones(batch, frames - 1)
-    results = []
-    for recipes in (True, False):
-        if not recipes:
-            monkeypatch.setattr(cell_module, "recomputable", lambda fn, *sources: fn(*sources))
-        model.zero_grad()
-        prediction, _ = model.forward_train(clips, teacher)
-        prediction.square().sum().backward()
-        kept = saved_bytes(lambda: model.forward_train(clips, teacher))
-        results.append(([p.grad.clone() for p in model.parameters()], kept))
-    (with_recipes, kept), (plain, kept_plain) = results
-    assert all(torch.equal(a, b) for a, b in zip(with_recipes, plain))
-    steps, feature_map = frames - 1, batch * 8 * size * size * 4
-    bias = 8 * 4  # W_a's bias, which a convolution does not keep, is a source of X^'s recipe
-    assert kept_plain - kept == 2 * (steps - 1) * layers * feature_map - layers * bias
+    feature_map, bias = batch * 8 * size * size * 4, 8 * 4  # W_a's bias, not kept by a convolution, is a source
+    saved = testing.bytes_saved_by_recipes("preciplstm", size, frames, batch, num_layers=layers)
+    assert saved == 2 * (frames - 2) * layers * feature_map - layers * bias
