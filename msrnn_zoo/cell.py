@@ -404,23 +404,26 @@ def _materialized(inputs: tuple[torch.Tensor | EmbeddedFrame, ...]) -> tuple[tor
 class _Recipe:
     """How to make a tensor again from others: ``fn(*sources)`` under the autocast it was first made under.
 
-    Holds no tensor of its own but the value it rebuilt last, so that the several convolutions that read one
-    input recompute it once; that value goes when the last of their backward nodes lets the recipe go.
+    Holds no tensor of its own, only the value it rebuilt, from the first of the convolutions that read it until
+    the last (``readers`` counts those that kept it), so that they recompute it once between them.
     """
 
-    __slots__ = ("autocast", "fn", "value")
+    __slots__ = ("autocast", "fn", "readers", "value")
 
     def __init__(self, fn: Callable[..., torch.Tensor], autocast: tuple[str, torch.dtype] | None) -> None:
-        self.fn, self.autocast, self.value = fn, autocast, None
+        self.fn, self.autocast, self.readers, self.value = fn, autocast, 0, None
 
     def rebuild(self, sources: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        if self.value is None:
+        value = self.value
+        if value is None:
             if self.autocast is None:
-                self.value = self.fn(*sources)
+                value = self.fn(*sources)
             else:
                 with torch.autocast(self.autocast[0], dtype=self.autocast[1]):
-                    self.value = self.fn(*sources)
-        return self.value
+                    value = self.fn(*sources)
+        self.readers -= 1  # (a second backward through a retained graph finds none left: it recomputes)
+        self.value = value if self.readers > 0 else None
+        return value
 
 
 class _Remade:
@@ -483,10 +486,12 @@ def recomputable(fn: Callable[..., torch.Tensor], *sources: torch.Tensor) -> tor
 
 
 def _recipe_of(tensor: torch.Tensor) -> tuple[_Recipe, tuple[torch.Tensor, ...]] | None:
-    """The recipe :func:`recomputable` noted for ``tensor``, unless the tensor was written since."""
+    """The recipe :func:`recomputable` noted for ``tensor``, unless the tensor was written since; the caller keeps
+    it for one backward (it is counted as a reader)."""
     entry = _RECIPES.get(id(tensor))
     if entry is None or entry[0]() is not tensor or entry[1] != tensor._version:
         return None
+    entry[2].readers += 1
     return entry[2], entry[3]
 
 

@@ -333,8 +333,10 @@ def test_an_input_made_by_recomputable_is_kept_as_its_recipe_and_recomputed_once
         return a - b
 
     d = cell.recomputable(counted, x, y)
+    recipe = cell._RECIPES[id(d)][2]
     (joint(d, h) + joint(d, h.flip(-1))).sum().backward()
     assert len(calls) == 2  # the forward, then once for both gates' backward
+    assert recipe.readers == 0 and recipe.value is None  # the rebuilt value went with the last gate's backward
 
 
 def test_a_source_of_a_recipe_written_after_the_forward_is_refused_in_the_backward(monkeypatch):
