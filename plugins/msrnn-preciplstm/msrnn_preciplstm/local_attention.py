@@ -63,10 +63,11 @@ class _Layout:
     """
 
     def __init__(self, window: int, height: int, width: int,
-                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
+                 memory_format: torch.memory_format = torch.contiguous_format, stack_samples: bool = False) -> None:
         first, last = window_offsets(window)
         self.height, self.width = height, width
         self.memory_format = memory_format  # of the (B, C, H, W) results, as the inputs came
+        self.stack_samples = stack_samples
         self.top, bottom = max(first, 1 - height), min(last, height - 1)
         self.left, right = max(first, 1 - width), min(last, width - 1)
         self.rows, self.cols = bottom - self.top + 1, right - self.left + 1
@@ -91,27 +92,54 @@ class _Layout:
     def window_columns(self, strip: int) -> slice:
         return slice(strip * self.strip, strip * self.strip + self.reach)
 
+    def groups(self, x: torch.Tensor, queries: bool = False) -> list[torch.Tensor]:
+        """``x`` (queries, or a band of keys or values) as the groups of rows that one product scores, each with its
+        rows first: one sample at a time, or all samples stacked into one tall image (:func:`_stacks_samples`)."""
+        if not self.stack_samples:
+            return list(x)
+        return [self.tall(x) if queries else x.flatten(0, 1)]
+
+    def tall(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, ...)`` queries -> ``(B·(H + rows - 1) - rows + 1, ...)``: each sample's rows followed by
+        ``rows - 1`` zero rows, so that row ``y`` of sample ``n`` sits where its padded keys begin. The zero rows
+        score 0 against everything, their gradients are 0, and they are cut out again (:meth:`untall`)."""
+        padded = F.pad(x, (0, 0, 0, 0, 0, self.rows - 1)).flatten(0, 1)
+        return padded[:padded.shape[0] - self.rows + 1]
+
+    def untall(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """The adjoint of :meth:`tall` on its valid rows: ``(B·(H + rows - 1) - rows + 1, ...)`` -> ``(B, H, ...)``."""
+        x = F.pad(x, (0, 0, 0, 0, 0, self.rows - 1))
+        return x.view(batch, self.height + self.rows - 1, *x.shape[1:])[:, :self.height]
+
     def stacked(self, band_of_columns: torch.Tensor) -> torch.Tensor:
-        """Contiguous ``(H + rows - 1, reach, C)`` -> ``(H, rows·reach, C)`` view: image row ``y`` gets the
+        """Contiguous ``(N + rows - 1, reach, C)`` -> ``(N, rows·reach, C)`` view: image row ``y`` gets the
         ``rows`` padded rows ``y .. y + rows - 1`` one after the other (consecutive ``y`` overlap)."""
         sh, sw, sc = band_of_columns.stride()
-        return band_of_columns.as_strided((self.height, self.rows * self.reach, band_of_columns.shape[-1]),
+        height = band_of_columns.shape[0] - self.rows + 1
+        return band_of_columns.as_strided((height, self.rows * self.reach, band_of_columns.shape[-1]),
                                           (sh, sw, sc), band_of_columns.storage_offset())
 
     def add_unstacked_(self, total: torch.Tensor, stacked: torch.Tensor) -> None:
-        """The adjoint of :meth:`stacked`: add ``(H, rows·reach, C)`` into ``(H + rows - 1, reach, C)``.
+        """The adjoint of :meth:`stacked`: add ``(N, rows·reach, C)`` into ``(N + rows - 1, reach, C)``.
 
-        One slice per window row (one ``index_add_`` over all of them ran 1.8x slower on the CPU)."""
-        parts = stacked.view(self.height, self.rows, self.reach, -1)
+        On the CPU one slice per window row (one ``index_add_`` over all of them ran 1.8x slower there); with
+        the samples stacked (GPUs) one ``index_add_``, instead of ``rows`` operations that each wait their turn,
+        unless PyTorch is asked for deterministic algorithms (a GPU's ``index_add_`` adds in no fixed order)."""
+        height = stacked.shape[0]
+        parts = stacked.view(height, self.rows, self.reach, -1)
+        if self.stack_samples and not torch.are_deterministic_algorithms_enabled():
+            rows = torch.arange(height, device=total.device)[:, None] + torch.arange(self.rows, device=total.device)
+            total.index_add_(0, rows.flatten(), parts.flatten(0, 1))
+            return
         for row in range(self.rows):
-            total[row:row + self.height] += parts[:, row]
+            total[row:row + height] += parts[:, row]
 
     def band(self, products: torch.Tensor) -> torch.Tensor:
-        """``(H, strip, rows·reach)`` -> ``(H, strip, rows, cols)`` view: ``[y, t, i, j]`` is column
+        """``(N, strip, rows·reach)`` -> ``(N, strip, rows, cols)`` view: ``[y, t, i, j]`` is column
         ``i·reach + t + j``, the score of strip pixel ``t`` against offset ``(i, j)``."""
         sh, st, _ = products.stride()
-        return products.as_strided((self.height, self.strip, self.rows, self.cols), (sh, st + 1, self.reach, 1),
-                                   products.storage_offset())
+        return products.as_strided((products.shape[0], self.strip, self.rows, self.cols),
+                                   (sh, st + 1, self.reach, 1), products.storage_offset())
 
     def image(self, x: torch.Tensor, padded: bool) -> torch.Tensor:
         """Back from :meth:`queries`' (``padded=False``) or :meth:`padded`'s layout to ``(B, C, H, W)``, in the
@@ -142,27 +170,41 @@ def _softmax_again_(scores: torch.Tensor, top: torch.Tensor, total: torch.Tensor
     return scores.sub_(top).exp_().div_(total)
 
 
+def _stacks_samples(query: torch.Tensor) -> bool:
+    """Whether :func:`_attend` scores all samples in one product (on GPUs, where a step waits on launches: it
+    then launches a batch's worth fewer kernels, for ``rows - 1`` scored zero rows per sample) or one sample at a
+    time (on the CPU, where each product's working set then stays in cache and no row is scored in vain)."""
+    return STACK_SAMPLES if STACK_SAMPLES is not None else query.is_cuda
+
+
+STACK_SAMPLES: bool | None = None
+"""Force :func:`_stacks_samples` (tests); ``None`` chooses by device."""
+
+
 def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
             window: int) -> tuple[torch.Tensor, torch.Tensor, _Layout]:
-    """The attention of the module docstring, one (sample, strip) at a time: the output, the softmax's
-    maximum and denominator per pixel (what the backward recomputes the weights from), and the layout."""
-    lay = _Layout(window, *query.shape[-2:], memory_format_of(query))
-    batch = query.shape[0]
+    """The attention of the module docstring, one strip and group of rows (:meth:`_Layout.groups`) at a time:
+    the output, the softmax's maximum and denominator per pixel (what the backward recomputes the weights
+    from), and the layout."""
+    lay = _Layout(window, *query.shape[-2:], memory_format_of(query), _stacks_samples(query))
     q, k, v = lay.queries(query), lay.padded(key), lay.padded(value)
-    products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)
-    band = q.new_zeros(lay.height, lay.strip, lay.rows * lay.reach)  # only the band is ever written
-    weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
-    out = v.new_empty(batch, lay.height, lay.padded_width, v.shape[-1])
-    stats = q.new_empty(2, batch, lay.strips, lay.height, lay.strip, 1, 1)
+    queries = lay.groups(q, queries=True)
+    height = queries[0].shape[0]
+    products = q.new_empty(height, lay.strip, lay.rows * lay.reach)
+    band = q.new_zeros(height, lay.strip, lay.rows * lay.reach)  # only the band is ever written
+    weights = q.new_empty(height, lay.strip, lay.rows, lay.cols)
+    out = v.new_empty(len(queries), height, lay.padded_width, v.shape[-1])
+    stats = q.new_empty(2, len(queries), lay.strips, height, lay.strip, 1, 1)
     for s in range(lay.strips):
         own, near = lay.strip_columns(s), lay.window_columns(s)
-        keys, values = k[:, :, near].contiguous(), v[:, :, near].contiguous()
-        for n in range(batch):
-            torch.bmm(q[n, :, own], lay.stacked(keys[n]).mT, out=products)
+        keys, values = lay.groups(k[:, :, near].contiguous()), lay.groups(v[:, :, near].contiguous())
+        for n in range(len(queries)):
+            torch.bmm(queries[n][:, own], lay.stacked(keys[n]).mT, out=products)
             weights.copy_(lay.band(products))
             stats[0, n, s], stats[1, n, s] = _softmax_(weights, lay.outside)
             lay.band(band).copy_(weights)
             torch.bmm(band, lay.stacked(values[n]), out=out[n, :, own])
+    out = lay.untall(out[0], query.shape[0]) if lay.stack_samples else out
     return lay.image(out, padded=False), stats, lay
 
 
@@ -171,33 +213,46 @@ def _attend_backward(lay: _Layout, query: torch.Tensor, key: torch.Tensor, value
                      needs: tuple[bool, bool, bool]) -> tuple[torch.Tensor | None, ...]:
     """Gradients of :func:`_attend` for the inputs in ``needs`` (query, key, value), weights recomputed."""
     q, k, v, g = lay.queries(query), lay.padded(key), lay.padded(value), lay.queries(grad_out.to(value.dtype))
-    grad_query, grad_key, grad_value = (torch.zeros_like(t) if need else None for t, need in zip((q, k, v), needs))
-    products = q.new_empty(lay.height, lay.strip, lay.rows * lay.reach)
-    band = q.new_zeros(lay.height, lay.strip, lay.rows * lay.reach)
-    weights = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
-    grad_scores = q.new_empty(lay.height, lay.strip, lay.rows, lay.cols)
+    queries, out_grads = lay.groups(q, queries=True), lay.groups(g, queries=True)
+    height = queries[0].shape[0]
+    # written group by group, through views of the queries' and the padded keys' and values' layouts
+    grad_query = query_grads = None
+    if needs[0] and lay.stack_samples:
+        query_grads = [torch.zeros_like(queries[0])]  # tall: cut back to the samples' rows at the end
+    elif needs[0]:
+        grad_query = torch.zeros_like(q)
+        query_grads = lay.groups(grad_query)
+    grad_key, grad_value = (torch.zeros_like(t) if need else None for t, need in zip((k, v), needs[1:]))
+    products = q.new_empty(height, lay.strip, lay.rows * lay.reach)
+    band = q.new_zeros(height, lay.strip, lay.rows * lay.reach)
+    weights = q.new_empty(height, lay.strip, lay.rows, lay.cols)
+    grad_scores = q.new_empty(height, lay.strip, lay.rows, lay.cols)
     for s in range(lay.strips):
         own, near = lay.strip_columns(s), lay.window_columns(s)
-        strip_keys, strip_values = k[:, :, near].contiguous(), v[:, :, near].contiguous()
-        for n in range(query.shape[0]):
+        strip_keys, strip_values = lay.groups(k[:, :, near].contiguous()), lay.groups(v[:, :, near].contiguous())
+        key_grads = None if grad_key is None else lay.groups(grad_key[:, :, near])
+        value_grads = None if grad_value is None else lay.groups(grad_value[:, :, near])
+        for n in range(len(queries)):
             keys, values = lay.stacked(strip_keys[n]), lay.stacked(strip_values[n])
-            torch.bmm(q[n, :, own], keys.mT, out=products)
+            torch.bmm(queries[n][:, own], keys.mT, out=products)
             _softmax_again_(weights.copy_(lay.band(products)), stats[0, n, s], stats[1, n, s])
-            if grad_value is not None:
+            if value_grads is not None:
                 lay.band(band).copy_(weights)
-                lay.add_unstacked_(grad_value[n, :, near], torch.bmm(band.mT, g[n, :, own]))
-            if grad_query is None and grad_key is None:
+                lay.add_unstacked_(value_grads[n], torch.bmm(band.mT, out_grads[n][:, own]))
+            if query_grads is None and key_grads is None:
                 continue
-            torch.bmm(g[n, :, own], values.mT, out=products)  # d out / d weights
+            torch.bmm(out_grads[n][:, own], values.mT, out=products)  # d out / d weights
             grad_scores.copy_(lay.band(products))
             # softmax backward: ds = a * (da - sum_d a da)
             grad_scores -= (grad_scores * weights).sum((-2, -1), keepdim=True)
             grad_scores *= weights
             lay.band(band).copy_(grad_scores)
-            if grad_query is not None:
-                torch.bmm(band, keys, out=grad_query[n, :, own])
-            if grad_key is not None:
-                lay.add_unstacked_(grad_key[n, :, near], torch.bmm(band.mT, q[n, :, own]))
+            if query_grads is not None:
+                torch.bmm(band, keys, out=query_grads[n][:, own])
+            if key_grads is not None:
+                lay.add_unstacked_(key_grads[n], torch.bmm(band.mT, queries[n][:, own]))
+    if query_grads is not None and lay.stack_samples:
+        grad_query = lay.untall(query_grads[0], query.shape[0])
     return (None if grad_query is None else lay.image(grad_query, padded=False),
             None if grad_key is None else lay.image(grad_key, padded=True),
             None if grad_value is None else lay.image(grad_value, padded=True))

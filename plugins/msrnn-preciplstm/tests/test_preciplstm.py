@@ -1,4 +1,5 @@
 import copy
+import importlib
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from msrnn_zoo import testing
 from msrnn_zoo.cell import fold_joint_convs
 
 DATA = Path(__file__).parent / "data"
+ATTENTION = importlib.import_module("msrnn_preciplstm.local_attention")  # the module (the package exports the function)
+
+
+@pytest.fixture(params=[False, True], ids=["per-sample", "samples-stacked"])
+def stacked(request, monkeypatch):
+    """Both ways the attention scores a batch: one sample at a time (the CPU's) and all in one tall image (GPUs')."""
+    monkeypatch.setattr(ATTENTION, "STACK_SAMPLES", request.param)
+    return request.param
 
 
 def test_registered():
@@ -98,7 +107,7 @@ CASES = [  # batch, channels, height, width, window
 
 
 @pytest.mark.parametrize(("b", "c", "h", "w", "k"), CASES)
-def test_local_attention_matches_unfold(b, c, h, w, k):
+def test_local_attention_matches_unfold(b, c, h, w, k, stacked):
     torch.manual_seed(0)
     q, key, v = (torch.randn(b, c, h, w, dtype=torch.float64, requires_grad=True) for _ in range(3))
     v_wide = torch.randn(b, c + 2, h, w, dtype=torch.float64, requires_grad=True)
@@ -112,7 +121,7 @@ def test_local_attention_matches_unfold(b, c, h, w, k):
             torch.testing.assert_close(a, b_)
 
 
-def test_local_attention_answers_channels_last_inputs_in_channels_last():
+def test_local_attention_answers_channels_last_inputs_in_channels_last(stacked):
     """A channels-last model's next convolution reads the attention (and its projections the gradients) without
     converting them: the results come in the inputs' layout, with the same values."""
     torch.manual_seed(0)
@@ -138,9 +147,9 @@ def test_local_attention_outside_positions_score_zero():
 
 
 @pytest.mark.parametrize(("h", "w", "k"), [(5, 5, 3), (5, 5, 4), (3, 4, 7), (2, 37, 3)])
-def test_local_attention_gradcheck(h, w, k):
+def test_local_attention_gradcheck(h, w, k, stacked):
     torch.manual_seed(0)
-    args = tuple(torch.randn(1, 2, h, w, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    args = tuple(torch.randn(2, 2, h, w, dtype=torch.float64, requires_grad=True) for _ in range(3))
     assert torch.autograd.gradcheck(lambda q, key, v: local_attention(q, key, v, k), args)
 
 
@@ -312,3 +321,45 @@ def test_the_gates_keep_the_attended_input_and_the_difference_as_recipes():
     feature_map, bias = batch * 8 * size * size * 4, 8 * 4  # W_a's bias, not kept by a convolution, is a source
     saved = testing.bytes_saved_by_recipes("preciplstm", size, frames, batch, num_layers=layers)
     assert saved == 2 * (frames - 2) * layers * feature_map - layers * bias
+
+
+def test_stacking_the_samples_launches_a_batch_fewer_operations_for_the_same_numbers(monkeypatch):
+    """On a GPU a step waits on launches: the stacked way runs one product per strip for the whole batch and adds
+    the keys' and values' gradients with one index_add_, where the CPU's way runs one per sample and window row."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    module = ATTENTION
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    q, key, v = (torch.randn(4, 8, 16, 32, requires_grad=True) for _ in range(3))
+    grad = torch.randn(4, 8, 16, 32)
+    results = {}
+    for stack in (False, True):
+        monkeypatch.setattr(module, "STACK_SAMPLES", stack)
+        with Count() as count:
+            out = local_attention(q, key, v, 9)
+            grads = torch.autograd.grad(out, (q, key, v), grad)
+        results[stack] = (out.detach(), grads, count.calls)
+    (out_1, grads_1, calls_1), (out_2, grads_2, calls_2) = results[False], results[True]
+    torch.testing.assert_close(out_2, out_1)
+    for a, b in zip(grads_2, grads_1):
+        torch.testing.assert_close(a, b)
+    assert calls_2 * 4 < calls_1, (calls_1, calls_2)
+    torch.use_deterministic_algorithms(True)  # the slices again: a GPU's index_add_ adds in no fixed order
+    try:
+        with Count() as count:
+            torch.autograd.grad(local_attention(q, key, v, 9), (q, key, v), grad)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert count.calls > calls_2  # the same operations otherwise
+    monkeypatch.setattr(module, "STACK_SAMPLES", None)
+    assert not module._stacks_samples(q)  # the CPU's way on the CPU
