@@ -161,10 +161,14 @@ needs "$ORIG/model.py" vs_original && part vs_original 40 vs_original.jsonl \
 # 7. activation memory with gradient checkpointing (memory_allocated; the CPU count is exact already)
 part grad_checkpointing 30 grad_checkpointing.jsonl $PY benchmarks/step_time.py --grad-checkpointing \
   "${COMMON[@]}" --repeat 1 --json ms-convlstm predrnn
-# 8. PrecipLSTM's local attention alone: the pure-PyTorch reference against FlexAttention
+# 8. PrecipLSTM's local attention alone: the pure-PyTorch reference (on a GPU the samples stacked, and one
+# sample at a time as on the CPU) against FlexAttention; then PrecipLSTM's eager step beside PredRNN's, which
+# runs that reference (2.7 s a step on an H200 when it went one sample at a time)
 part local_attention 30 local_attention.txt $PY plugins/msrnn-preciplstm/bench_local_attention.py \
   --device "$DEVICE" --size "$SIZE" --channels "$HIDDEN" --window "$WINDOW" --repeat 3 \
   --impl "$([ "$DEVICE" = cuda ] && echo all || echo ours)"
+part preciplstm_eager 60 preciplstm_eager.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
+  --train-only --options plain predrnn preciplstm
 # 9. the eager step's joint convolutions: backward through autograd with hooks (the default), the Python
 # autograd.Function, or plain cat + conv2d (keeps the concatenation); timed on the CPU only so far
 part joint_conv_backward 40 joint_conv_backward.jsonl $PY benchmarks/joint_conv.py --backward "${COMMON[@]}" \

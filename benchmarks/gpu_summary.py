@@ -163,6 +163,8 @@ SECTIONS = [
     ("Training step, batch 16: multi-scale against single-scale", "gpu_bench_b16.jsonl", ms_table),
     ("Speed options against the plain model (benchmarks/options.py)", "options.jsonl", options_table),
     ("PrecipLSTM and PredRNN, eager and compiled (benchmarks/options.py)", "preciplstm_fast.jsonl", options_table),
+    ("PrecipLSTM against PredRNN, the eager step: the attention's samples stacked (benchmarks/options.py)",
+     "preciplstm_eager.jsonl", against_first_table),
     ("Forecasting (benchmarks/vs_original.py)", "vs_original.jsonl", forecast_table),
     ("Gradient checkpointing (benchmarks/step_time.py --grad-checkpointing)", "grad_checkpointing.jsonl",
      checkpointing_table),

@@ -51,6 +51,9 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     bf16 = [json.loads(line) for line in (out / "batch16_graph_bf16.jsonl").read_text().splitlines()
             if line.startswith("{")]
     assert [r["option"] for r in bf16] == ["none+bf16"] * 2 and all("train_s" in r for r in bf16)
+    eager = [json.loads(line) for line in (out / "preciplstm_eager.jsonl").read_text().splitlines()
+             if line.startswith("{")]
+    assert [r["model"] for r in eager] == ["predrnn", "preciplstm"] and all("train_s" in r for r in eager)
     levers = [json.loads(line) for line in (out / "gaps_batch16.jsonl").read_text().splitlines()
               if line.startswith("{")]
     assert [r["option"] for r in levers] == ["none", "none+compile-cells", "none+channels-last+compile-cells"] * 2
@@ -67,6 +70,7 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     assert "| ms-convlstm | bf16 |" in summary and "| predrnn |" in summary
     assert "(no results: gpu_bench_b4.jsonl is missing or empty)" in summary
     assert "| convlstm | plain |" in summary and "x predrnn time" in summary  # batch 16 ms/single; PrecipLSTM
+    assert "| preciplstm | plain |" in summary  # its eager step
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")

@@ -19,6 +19,9 @@ product (one matrix per image row) scores a strip against all of them: a ``T x r
 matrix whose diagonal band per window row holds the ``T x k`` scores wanted. The strip width trades
 the columns computed and thrown away (``(T + k - 1) / k`` of what is needed) against the size of the
 products. Weighting the values is the product with the band matrix, and the backward its transpose.
+The CPU scores one sample at a time; GPUs, where an eager step waits on kernel launches, stack the
+batch into one tall image (each sample's rows followed by ``rows - 1`` rows of zeros) and score it in
+one product per strip.
 
 The backward recomputes the scores instead of keeping the ``(B, k², H, W)`` attention weights: only
 each pixel's softmax maximum and denominator are kept beside the inputs, so the attention adds two
