@@ -448,18 +448,20 @@ _RECIPES: dict[int, tuple[weakref.ref[torch.Tensor], int, _Recipe, tuple[torch.T
 """``id(result) -> (weak reference to it, its version when made, its recipe, the recipe's sources)``."""
 
 
-_NOTE_RECIPES = [True]
+_NOTE_RECIPES = True
+"""Off only within :func:`recipes_off`."""
 
 
 @contextlib.contextmanager
 def recipes_off() -> Iterator[None]:
     """Within it :func:`recomputable` notes no recipe: the tensors are kept. To measure what the recipes save and
     to check that they change no number (:func:`msrnn_zoo.testing.bytes_saved_by_recipes`)."""
-    _NOTE_RECIPES[0] = False
+    global _NOTE_RECIPES
+    before, _NOTE_RECIPES = _NOTE_RECIPES, False
     try:
         yield
     finally:
-        _NOTE_RECIPES[0] = True
+        _NOTE_RECIPES = before
 
 
 def recomputable(fn: Callable[..., torch.Tensor], *sources: torch.Tensor) -> torch.Tensor:
@@ -475,7 +477,7 @@ def recomputable(fn: Callable[..., torch.Tensor], *sources: torch.Tensor) -> tor
     pass, or while ``torch.compile`` traces (whose partitioner decides what to recompute), it is just ``fn``.
     """
     result = fn(*sources)
-    if (result.requires_grad and not torch.compiler.is_compiling() and _NOTE_RECIPES[0] and not result.is_inference()
+    if (result.requires_grad and not torch.compiler.is_compiling() and _NOTE_RECIPES and not result.is_inference()
             and all(isinstance(t, torch.Tensor) for t in sources)):
         device = result.device.type
         autocast = (device, torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else None
