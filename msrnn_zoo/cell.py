@@ -477,6 +477,9 @@ def recomputable(fn: Callable[..., torch.Tensor], *sources: torch.Tensor) -> tor
     pass, or while ``torch.compile`` traces (whose partitioner decides what to recompute), it is just ``fn``.
     """
     result = fn(*sources)
+    if not isinstance(result, torch.Tensor):
+        raise TypeError(f"recomputable needs a function that returns one tensor; {getattr(fn, '__name__', fn)!r} "
+                        f"returned {type(result).__name__}. Make one recipe per tensor.")
     if (result.requires_grad and not torch.compiler.is_compiling() and _NOTE_RECIPES and not result.is_inference()
             and all(isinstance(t, torch.Tensor) for t in sources)):
         device = result.device.type

@@ -382,6 +382,14 @@ def test_a_recipe_is_noted_only_for_a_training_forward_and_forgotten_with_its_te
     assert len(cell._RECIPES) == before
 
 
+def test_a_recipe_must_make_one_tensor():
+    from msrnn_zoo.cell import recomputable
+
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    with pytest.raises(TypeError, match="returns one tensor.*returned tuple"):
+        recomputable(lambda t: (t, t), x)
+
+
 def test_a_recipe_made_under_autocast_is_recomputed_under_it():
     from msrnn_zoo.cell import recomputable
 
