@@ -581,7 +581,7 @@ class _Concatenation:
     """What autograd keeps of a concatenation it would otherwise save: its parts (the recipe of a part made by
     :func:`recomputable`), and their versions then."""
 
-    __slots__ = ("parts", "versions")
+    __slots__ = ("__weakref__", "parts", "readers", "value", "versions")
 
     def __init__(self, parts: tuple[torch.Tensor, ...]) -> None:
         kept: tuple[torch.Tensor | _Remade, ...] = parts
@@ -589,12 +589,43 @@ class _Concatenation:
             kept = tuple(t if (found := _recipe_of(t)) is None else _Remade(*found) for t in parts)
         self.parts = kept
         self.versions = [t._version for t in kept if type(t) is not _Remade]
+        self.readers, self.value = 1, None
+
+    def holds(self, parts: tuple[torch.Tensor, ...]) -> bool:
+        """Whether these are its parts, unchanged: the same tensors (not recipes) at the same versions."""
+        return (len(parts) == len(self.parts) and all(a is b for a, b in zip(parts, self.parts))
+                and [t._version for t in parts] == self.versions)
 
     def rebuild(self) -> torch.Tensor:
-        if [t._version for t in self.parts if type(t) is not _Remade] != self.versions:
-            raise RuntimeError("An input of a joint convolution was modified in place after the forward pass; its "
-                               "backward needs the values the forward saw. Write to a copy (x = x + ...) instead.")
-        return torch.cat([t.rebuild() if type(t) is _Remade else t for t in self.parts], dim=1)  # type: ignore
+        """The concatenation again; made once for all the convolutions that share this (:func:`_kept_parts`)."""
+        value = self.value
+        if value is None:
+            if [t._version for t in self.parts if type(t) is not _Remade] != self.versions:
+                raise RuntimeError("An input of a joint convolution was modified in place after the forward pass; "
+                                   "its backward needs the values the forward saw. Write to a copy (x = x + ...) "
+                                   "instead.")
+            value = torch.cat([t.rebuild() if type(t) is _Remade else t for t in self.parts], dim=1)  # type: ignore
+        self.readers -= 1  # the last of them lets the copy go (a retained graph's second backward makes it again)
+        self.value = value if self.readers > 0 else None
+        return value
+
+
+_LAST_KEPT: weakref.ref[_Concatenation] | None = None
+
+
+def _kept_parts(parts: tuple[torch.Tensor, ...]) -> _Concatenation:
+    """What a convolution keeps of its concatenated input: the parts, shared with the convolution before it when that
+    one read the very same parts (PredRNN's output gate and 1x1 read-out both read ``[C_t, M_t]``), so that the
+    backward concatenates them once for both. Only the forward's convolutions are compared, one after the other: a
+    weak reference, which keeps nothing alive."""
+    global _LAST_KEPT
+    last = _LAST_KEPT() if _LAST_KEPT is not None else None
+    if last is not None and last.holds(parts):
+        last.readers += 1
+        return last
+    kept = _Concatenation(parts)
+    _LAST_KEPT = weakref.ref(kept)
+    return kept
 
 
 _hooks_api = torch._C._autograd
@@ -636,7 +667,7 @@ def _conv_keeping_parts(weight: torch.Tensor, bias: torch.Tensor | None, padding
     concatenation: torch.Tensor | None = torch.cat(inputs, dim=1)
 
     def pack(t: torch.Tensor) -> torch.Tensor | _Concatenation:
-        return _Concatenation(inputs) if t is concatenation else t
+        return _kept_parts(inputs) if t is concatenation else t
 
     _PUSH_HOOKS(pack, _unpack)  # type: ignore[misc]
     try:

@@ -408,3 +408,58 @@ def test_a_recipe_made_under_autocast_is_recomputed_under_it():
             out = joint(d, h)
         grads.append(torch.autograd.grad(out.float().square().sum(), (x, w, joint.weight)))
     assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def _cats_in_backward(loss):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        cats = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.cats += func.overloadpacket is torch.ops.aten.cat
+            return func(*args, **(kwargs or {}))
+
+    with Count() as count:
+        loss.backward()
+    return count.cats
+
+
+def test_convolutions_of_the_same_parts_in_a_row_concatenate_them_once_for_the_backward(monkeypatch):
+    """PredRNN's output gate and its 1x1 read-out both convolve [C_t, M_t]: the backward concatenates c and m once
+    for both, and the gradients are those of the Python backward, which concatenates for each."""
+    from msrnn_zoo import cell
+
+    torch.manual_seed(0)
+    gate, fuse = JointConv2d({"c": 3, "m": 3}, 4, 3), nn.Conv2d(6, 4, 1)
+    c, m = (torch.randn(2, 3, 5, 5, requires_grad=True) for _ in range(2))
+
+    def step(c_for_fuse):
+        return (torch.sigmoid(gate(c, m)) * torch.tanh(joint_conv2d(fuse, c_for_fuse, m))).square().sum()
+
+    params = (c, m, gate.weight, gate.bias, fuse.weight, fuse.bias)
+    shared = _cats_in_backward(step(c))
+    grads = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    assert _cats_in_backward(step(c * 1.0)) == shared + 1  # other parts: each convolution concatenates its own
+    for p in params:
+        p.grad = None
+    monkeypatch.setattr(cell, "_own_hooks_allowed", lambda device: False)
+    step(c).backward()
+    assert all(torch.equal(p.grad, g) for p, g in zip(params, grads))
+
+
+def test_a_part_written_between_two_convolutions_is_not_shared():
+    torch.manual_seed(0)
+    joint = JointConv2d({"a": 2, "b": 2}, 4, 3)
+    a, b = torch.randn(1, 2, 5, 5, requires_grad=True), torch.randn(1, 2, 5, 5)
+    first = joint(a, b)
+    b.add_(1.0)  # the second convolution reads other values, and the first one's backward must refuse
+    second = joint(a, b)
+    with pytest.raises(RuntimeError, match="modified in place after the forward pass"):
+        (first + second).sum().backward()
+    a.grad = None
+    b.sub_(1.0)
+    (joint(a, b).sum()).backward()  # b changed since the last convolution: its own concatenation, no error
+    assert a.grad is not None
