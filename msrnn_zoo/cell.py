@@ -579,7 +579,9 @@ def _without_known_zeros(weight: torch.Tensor, inputs: tuple[torch.Tensor, ...]
 
 class _Concatenation:
     """What autograd keeps of a concatenation it would otherwise save: its parts (the recipe of a part made by
-    :func:`recomputable`), and their versions then."""
+    :func:`recomputable`), and their versions then. Convolutions of the same parts in a row share one
+    (:func:`_kept_parts`; ``readers`` counts them), which holds its rebuilt copy from the first one's backward to
+    the last one's."""
 
     __slots__ = ("__weakref__", "parts", "readers", "value", "versions")
 
