@@ -71,6 +71,7 @@ class _Layout:
         self.height, self.width = height, width
         self.memory_format = memory_format  # of the (B, C, H, W) results, as the inputs came
         self.stack_samples = stack_samples
+        self._rows_index: torch.Tensor | None = None
         self.top, bottom = max(first, 1 - height), min(last, height - 1)
         self.left, right = max(first, 1 - width), min(last, width - 1)
         self.rows, self.cols = bottom - self.top + 1, right - self.left + 1
@@ -131,11 +132,18 @@ class _Layout:
         height = stacked.shape[0]
         parts = stacked.view(height, self.rows, self.reach, -1)
         if self.stack_samples and not torch.are_deterministic_algorithms_enabled():
-            rows = torch.arange(height, device=total.device)[:, None] + torch.arange(self.rows, device=total.device)
-            total.index_add_(0, rows.flatten(), parts.flatten(0, 1))
+            total.index_add_(0, self._window_rows(height, total.device), parts.flatten(0, 1))
             return
         for row in range(self.rows):
             total[row:row + height] += parts[:, row]
+
+    def _window_rows(self, height: int, device: torch.device) -> torch.Tensor:
+        """``y + i`` for every image row ``y`` and window row ``i``, flattened: where :meth:`add_unstacked_` adds.
+        Made once per backward of the attention (every strip reuses it)."""
+        if self._rows_index is None or self._rows_index.device != device:
+            rows = torch.arange(height, device=device)[:, None] + torch.arange(self.rows, device=device)
+            self._rows_index = rows.flatten()
+        return self._rows_index
 
     def band(self, products: torch.Tensor) -> torch.Tensor:
         """``(N, strip, rows·reach)`` -> ``(N, strip, rows, cols)`` view: ``[y, t, i, j]`` is column
@@ -256,6 +264,7 @@ def _attend_backward(lay: _Layout, query: torch.Tensor, key: torch.Tensor, value
                 lay.add_unstacked_(key_grads[n], torch.bmm(band.mT, queries[n][:, own]))
     if query_grads is not None and lay.stack_samples:
         grad_query = lay.untall(query_grads[0], query.shape[0])
+    lay._rows_index = None  # the layout stays with the autograd graph; its index need not
     return (None if grad_query is None else lay.image(grad_query, padded=False),
             None if grad_key is None else lay.image(grad_key, padded=True),
             None if grad_value is None else lay.image(grad_value, padded=True))
