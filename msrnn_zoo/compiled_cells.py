@@ -124,6 +124,36 @@ def backend(name: str | Callable[..., Any]) -> Iterator[None]:
         switch(previous)
 
 
+def _first_line(exc: BaseException) -> str:
+    line = (str(exc).strip().splitlines() or [""])[0]
+    return "a check inside the compiler failed" if not line or line.startswith("from user code") else line
+
+
+_COMPILER_PACKAGES = ("_dynamo", "_inductor", "_functorch", "_higher_order_ops")
+
+
+def _compiled_failed_in(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside PyTorch's compiler (its innermost frame is there)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    parts = tb.tb_frame.f_code.co_filename.replace("\\", "/").split("/")
+    return any(parts[i] == "torch" and parts[i + 1] in _COMPILER_PACKAGES for i in range(len(parts) - 1))
+
+
+def _compiler_failed(exc: BaseException) -> bool:
+    """Whether the compiler, not the cell, failed: a graph it cannot trace, a backend that fails, or an internal
+    error of Dynamo (PyTorch 2.11 asserts on a compiled cell inside gradient checkpointing, fixed by 2.14)."""
+    if isinstance(exc, (torch._dynamo.exc.Unsupported, torch._dynamo.exc.BackendCompilerFailed)):
+        return True
+    if isinstance(exc, torch.OutOfMemoryError):  # the step's, which an eager cell would need as much
+        return False
+    internal = getattr(torch._dynamo.exc, "InternalTorchDynamoError", None)
+    return (internal is not None and isinstance(exc, internal)) or _compiled_failed_in(exc)
+
+
 def run_compiled_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
                       lower: torch.Tensor | None) -> Any:
     """:func:`run_cell` compiled. A cell that cannot be traced whole (a part kept out of the compiler, like
@@ -135,13 +165,15 @@ def run_compiled_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.T
     try:
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             return _compiled()(cell, x, state, memory, lower)
-    except (torch._dynamo.exc.Unsupported, torch._dynamo.exc.BackendCompilerFailed) as exc:  # before anything ran
+    except Exception as exc:
+        if not _compiler_failed(exc):  # the cell's own error (shapes, memory): the user must see it
+            raise
         _EAGER.add(key)
         if isinstance(exc, torch._dynamo.exc.Unsupported):
-            what, reason = "be traced whole", str(exc).strip().splitlines()[0]
+            what, reason = "be traced whole", _first_line(exc)
         else:
             inner = getattr(exc, "inner_exception", exc)
-            what, reason = "be compiled", f"{type(inner).__name__}: {str(inner).strip().splitlines()[0]}"
+            what, reason = "be compiled", f"{type(inner).__name__}: {_first_line(inner)}"
         warnings.warn(f"{type(cell).__name__} cannot {what} on {key[1]} ({reason}); it runs eagerly there, its gate "
                       "arithmetic not fused.", stacklevel=2)
         return cell(x, state, memory, lower)

@@ -265,6 +265,44 @@ def test_a_cell_the_compiler_fails_on_runs_eagerly_with_a_warning():
     torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
 
 
+def test_an_internal_error_of_the_compiler_runs_the_cell_eagerly_but_a_cells_own_error_is_raised(monkeypatch):
+    """PyTorch 2.11's Dynamo asserted (a bare AssertionError from its own code) on a compiled cell inside gradient
+    checkpointing: that must fall back like any compiler failure. An error of the cell itself (wrong shapes, out
+    of memory) must reach the user, and must not switch compilation off for later calls."""
+    from msrnn_zoo import compiled_cells
+
+    def fails_in_dynamo(*args):  # an assertion raised from a file of torch/_dynamo, as 2.11's side-effect check did
+        exec(compile("assert False", "/site-packages/torch/_dynamo/side_effects.py", "exec"))
+
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2)
+    frames, teacher = torch.rand(2, 3, 1, 8, 8), torch.ones(2, 2)
+    expected = loss_and_grads(model, frames, teacher)
+    model.set_compile_cells(True)
+    monkeypatch.setattr(compiled_cells, "_compiled", lambda: fails_in_dynamo)
+    compiled_cells._EAGER.clear()
+    try:
+        with pytest.warns(UserWarning, match=r"ConvLSTMCell cannot be compiled on cpu \(AssertionError: a check "
+                          r"inside the compiler failed\); it runs eagerly"):
+            got = loss_and_grads(model, frames, teacher)
+        torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
+        compiled_cells._EAGER.clear()
+
+        def own_error(*args):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+        monkeypatch.setattr(compiled_cells, "_compiled", lambda: own_error)
+        with pytest.raises(torch.OutOfMemoryError, match="out of memory"):
+            loss_and_grads(model, frames, teacher)
+        assert not compiled_cells._EAGER  # still compiled next time
+        monkeypatch.setattr(compiled_cells, "_compiled", lambda: lambda *a: (_ for _ in ()).throw(ValueError("shape")))
+        with pytest.raises(ValueError, match="shape"):
+            loss_and_grads(model, frames, teacher)
+        assert not compiled_cells._EAGER
+    finally:
+        compiled_cells._EAGER.clear()
+
+
 def test_compiled_cells_keep_about_what_the_eager_step_keeps(cells_traced_only):
     """The backward keeps the products and recomputes the element-wise work: without that policy the partitioner
     kept each gate's concatenated input too (1.34x the eager activation memory here; 1.06x with it, exact)."""
