@@ -471,10 +471,11 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, 
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="fp32 (exact), or bf16 / fp16 autocast with the loss kept in fp32 (fp16 also scales the loss); "
                    "default fp32, on --resume the run's.")
-@click.option("--fast-path", type=FAST_PATH_CHOICE, default=None,
-              help="compile: each time step compiled (torch.compile of one step; the first steps pay the "
-                   "compilation); cudagraph: compiled steps replayed as CUDA graphs; clip-graph: the whole clip "
-                   "recorded as CUDA graphs, no compiler (GPU only, seconds of warm-up). Default none, on --resume "
+@click.option("--fast-path", type=click.Choice(["auto", *FAST_PATH_CHOICE.choices]), default=None,
+              help="auto (the default of a new run): clip-graph for one process on a GPU, none otherwise; "
+                   "clip-graph: the whole clip recorded as CUDA graphs, no compiler (GPU only, seconds of warm-up, "
+                   "the eager numbers); compile: each time step compiled (torch.compile of one step; the first "
+                   "steps pay the compilation); cudagraph: compiled steps replayed as CUDA graphs. On --resume "
                    "the run's.")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="Keep weights and states in the NHWC layout (may help half precision on GPUs; default off, "
@@ -558,7 +559,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu",
             keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints, sampling_steps=sampling_steps,
             grad_checkpointing=bool(grad_checkpointing), precision=precision or "fp32",
-            channels_last=bool(channels_last), fast_path=None if fast_path in (None, "none") else fast_path,
+            channels_last=bool(channels_last), fast_path=_new_run_fast_path(fast_path, device, grad_checkpointing),
             compile_cells=bool(compile_cells))
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
@@ -748,6 +749,14 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     _print_reports(reports, frames)
     write_json(out, reports_to_dict(reports, run_dir, split, frames))  # type: ignore[arg-type]
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
+
+
+def _new_run_fast_path(fast_path: str | None, device: str | None, grad_checkpointing: bool | None) -> str | None:
+    if fast_path in (None, "auto"):
+        from .train import auto_fast_path
+
+        return auto_fast_path(device or "cpu", bool(grad_checkpointing))
+    return None if fast_path == "none" else fast_path
 
 
 def _run_device(run_dir: Path, device: str | None) -> str | None:

@@ -363,7 +363,7 @@ class Trainer:
         """Continue a run from its latest checkpoint: optionally to more epochs, on another device, in another
         precision, or with gradient checkpointing, the channels-last layout, the fast path or compiled cells
         switched (which change memory and time, not the model). ``fast_path="none"`` turns a run's fast path
-        off."""
+        off, ``"auto"`` picks it for the device (:func:`auto_fast_path`)."""
         run_dir = require_run(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
@@ -382,6 +382,8 @@ class Trainer:
             cfg.precision = precision
         if channels_last is not None:
             cfg.channels_last = channels_last
+        if fast_path == "auto":
+            fast_path = auto_fast_path(cfg.device, cfg.grad_checkpointing) or "none"
         if fast_path is not None:
             cfg.fast_path = None if fast_path == "none" else fast_path
         if compile_cells is not None:
@@ -579,6 +581,20 @@ class Trainer:
                 self.progress.batch = 0
                 self.save_checkpoint()
         return self.progress.losses
+
+
+def auto_fast_path(device: str, grad_checkpointing: bool = False) -> str | None:
+    """What ``fast_path="auto"`` (``train``'s default) picks: recorded clips (``clip-graph``) for a run of one
+    process on a GPU, the eager path elsewhere.
+
+    Recorded clips give the eager path's numbers (a clip replays the same kernels in the same order) without the
+    launch overhead that leaves a GPU waiting at the paper's sizes; training, resuming and evaluating on them
+    passed their tests on an H200. Not chosen where they were never run: several processes (DDP's gradient hooks
+    inside a recording) and gradient checkpointing (recomputation inside a recording). Name it to try it there.
+    """
+    if grad_checkpointing or distributed.from_env().active:
+        return None
+    return "clip-graph" if torch.device(device).type == "cuda" else None
 
 
 def new_train_config(model: str, *, model_options: dict[str, Any] | None = None, **options: Any) -> TrainConfig:

@@ -2,6 +2,7 @@
 could trip over (kept predictions, accumulated gradients, interleaved clips, moved weights) is safe or refused."""
 
 import copy
+import json
 import pickle
 import warnings
 
@@ -19,6 +20,34 @@ def test_the_cli_offers_every_fast_path():
     from msrnn_zoo.cli import FAST_PATH_CHOICE
 
     assert list(FAST_PATH_CHOICE.choices) == ["none" if p is None else p for p in FAST_PATHS]
+
+
+def test_a_new_run_records_clips_on_one_gpu_and_runs_eagerly_elsewhere(monkeypatch):
+    from msrnn_zoo.train import auto_fast_path
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert auto_fast_path("cuda") == auto_fast_path("cuda:1") == "clip-graph"
+    assert auto_fast_path("cpu") is None and auto_fast_path("meta") is None
+    assert auto_fast_path("cuda", grad_checkpointing=True) is None  # never run inside a recording
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert auto_fast_path("cuda") is None  # DDP's hooks were never run inside a recording
+
+
+def test_train_picks_the_fast_path_for_its_device_unless_told(tmp_path, clips_file):
+    from click.testing import CliRunner
+
+    from msrnn_zoo.cli import main
+
+    def train(*args):
+        result = CliRunner().invoke(main, ["train", *map(str, args)])
+        assert result.exit_code == 0, result.output
+        return json.loads((out / "train_config.json").read_text())
+
+    out = tmp_path / "run"
+    assert train("convlstm", "--data", clips_file, "--out", out, "--hidden", "2", "--layers", "1",
+                 "--in-frames", "2", "--out-frames", "2", "--batch-size", "8")["fast_path"] is None  # the CPU
+    assert train("--resume", out, "--epochs", "2", "--fast-path", "auto")["fast_path"] is None
 
 
 def test_without_a_gpu_the_clip_graph_path_says_what_to_use():
