@@ -143,7 +143,7 @@ needs "$TOOLS/gpu_bench.py" gpu_bench_b4 && part gpu_bench_b4 190 gpu_bench_b4.j
   $PY "$TOOLS/gpu_bench.py" "${GPU_BENCH[@]}" --batch 4 --repeat "$REPEAT" --deadline 160
 # 2. the CUDA-only tests: compiled and graph-replayed steps, FlexAttention, metrics on the GPU
 if [ "$DEVICE" = cuda ]; then
-  part cuda_tests 70 tests.txt $PY -m pytest -q -p no:cacheprovider -n 4 tests/test_fast_path.py \
+  part cuda_tests 130 tests.txt $PY -m pytest -q -p no:cacheprovider -rfE -n 8 tests/test_fast_path.py \
     tests/test_metrics.py plugins/msrnn-preciplstm/tests
 fi
 # 3. fast paths and precision against the plain model: warm-up (compile, capture) and training step

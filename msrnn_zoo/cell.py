@@ -95,6 +95,12 @@ class RecurrentCell(nn.Module, ABC):
     memory_flow: ClassVar[str] = "hidden state through time; output up the stack"
     """One line for ``msrnn-zoo info``: which states flow where."""
 
+    gpu_channels_last: ClassVar[bool] = False
+    """Whether a run of this cell trained on a GPU keeps its weights and states channels-last (NHWC) by default
+    (``train`` told neither ``--channels-last`` nor ``--no-channels-last``). On only where measured to pay:
+    cuDNN's NHWC convolutions made some cells' steps faster on an H200 and TrajGRU's 1.56x slower, its warping
+    having no NHWC kernel (docs/speed.md). The same computation either way, up to float rounding."""
+
     original_keys: ClassVar[dict[str, str]] = {}
     """Submodule names of the original implementation that differ from ours: ``{theirs: ours}``."""
 

@@ -478,8 +478,9 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, 
                    "steps pay the compilation); cudagraph: compiled steps replayed as CUDA graphs. On --resume "
                    "the run's.")
 @click.option("--channels-last/--no-channels-last", default=None,
-              help="Keep weights and states in the NHWC layout (may help half precision on GPUs; default off, "
-                   "on --resume the run's).")
+              help="Keep weights and states in the NHWC layout. Default for a new run: on for one process on a GPU "
+                   "where the cell says it pays there (ConvLSTM, PredRNN, PredRNN++, PredRNN-V2, MIM), off "
+                   "elsewhere; on --resume the run's.")
 @click.option("--compile-cells/--no-compile-cells", default=None,
               help="torch.compile each cell, fusing its gate arithmetic (the first step pays the compilation; goes "
                    "with --fast-path clip-graph or none). Default off, on --resume the run's.")
@@ -559,7 +560,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu",
             keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints, sampling_steps=sampling_steps,
             grad_checkpointing=bool(grad_checkpointing), precision=precision or "fp32",
-            channels_last=bool(channels_last), fast_path=_new_run_fast_path(fast_path, device, grad_checkpointing),
+            channels_last=_new_run_channels_last(channels_last, model, device),
+            fast_path=_new_run_fast_path(fast_path, device, grad_checkpointing),
             compile_cells=bool(compile_cells))
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
@@ -749,6 +751,14 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     _print_reports(reports, frames)
     write_json(out, reports_to_dict(reports, run_dir, split, frames))  # type: ignore[arg-type]
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
+
+
+def _new_run_channels_last(channels_last: bool | None, model: str, device: str | None) -> bool:
+    if channels_last is None:
+        from .train import auto_channels_last
+
+        return auto_channels_last(model, device or "cpu")
+    return channels_last
 
 
 def _new_run_fast_path(fast_path: str | None, device: str | None, grad_checkpointing: bool | None) -> str | None:

@@ -594,7 +594,27 @@ def auto_fast_path(device: str, grad_checkpointing: bool = False) -> str | None:
     """
     if grad_checkpointing or distributed.from_env().active:
         return None
-    return "clip-graph" if torch.device(device).type == "cuda" else None
+    return "clip-graph" if _device_type(device) == "cuda" else None
+
+
+def _device_type(device: str) -> str | None:
+    """``torch.device(device).type``, or None for a name that is no device (the run's own check says so)."""
+    try:
+        return torch.device(device).type
+    except (RuntimeError, ValueError, TypeError):
+        return None
+
+
+def auto_channels_last(model: str, device: str) -> bool:
+    """What ``train`` picks when not told ``--channels-last`` or ``--no-channels-last``: weights and states in the
+    NHWC layout for a run of one process on a GPU whose cell says that layout pays there
+    (:attr:`RecurrentCell.gpu_channels_last`), the default layout elsewhere. Under torchrun DDP's gradient
+    buckets are laid out like the weights they met first: not tried with NHWC, so not chosen."""
+    if distributed.from_env().active or _device_type(device) != "cuda":
+        return False
+    from .registry import get_cell, get_model
+
+    return get_cell(get_model(model).cell).cell.gpu_channels_last
 
 
 def new_train_config(model: str, *, model_options: dict[str, Any] | None = None, **options: Any) -> TrainConfig:

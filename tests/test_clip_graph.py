@@ -28,10 +28,24 @@ def test_a_new_run_records_clips_on_one_gpu_and_runs_eagerly_elsewhere(monkeypat
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert auto_fast_path("cuda") == auto_fast_path("cuda:1") == "clip-graph"
     assert auto_fast_path("cpu") is None and auto_fast_path("meta") is None
+    assert auto_fast_path("gpu") is None  # no device: left to the run's own check, which names the option
     assert auto_fast_path("cuda", grad_checkpointing=True) is None  # never run inside a recording
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     assert auto_fast_path("cuda") is None  # DDP's hooks were never run inside a recording
+
+
+def test_a_new_run_on_one_gpu_is_channels_last_where_its_cell_says_it_pays(monkeypatch):
+    from msrnn_zoo.train import auto_channels_last
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert auto_channels_last("convlstm", "cuda") and auto_channels_last("ms-predrnn-v2", "cuda:0")  # inherited
+    assert not auto_channels_last("trajgru", "cuda")  # measured 1.56x slower
+    assert not auto_channels_last("motionrnn", "cuda") and not auto_channels_last("preciplstm", "cuda")  # unmeasured
+    assert not auto_channels_last("convlstm", "cpu")  # the CPU's states are channels-last already, weights not
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert not auto_channels_last("convlstm", "cuda")
 
 
 def test_train_picks_the_fast_path_for_its_device_unless_told(tmp_path, clips_file):
@@ -45,9 +59,14 @@ def test_train_picks_the_fast_path_for_its_device_unless_told(tmp_path, clips_fi
         return json.loads((out / "train_config.json").read_text())
 
     out = tmp_path / "run"
-    assert train("convlstm", "--data", clips_file, "--out", out, "--hidden", "2", "--layers", "1",
-                 "--in-frames", "2", "--out-frames", "2", "--batch-size", "8")["fast_path"] is None  # the CPU
-    assert train("--resume", out, "--epochs", "2", "--fast-path", "auto")["fast_path"] is None
+    first = train("convlstm", "--data", clips_file, "--out", out, "--hidden", "2", "--layers", "1",
+                  "--in-frames", "2", "--out-frames", "2", "--batch-size", "8")
+    assert first["fast_path"] is None and first["channels_last"] is False  # the CPU
+    resumed = train("--resume", out, "--epochs", "2", "--fast-path", "auto")
+    assert resumed["fast_path"] is None and resumed["channels_last"] is False
+    told = train("convlstm", "--data", clips_file, "--out", out, "--force", "--hidden", "2", "--layers", "1",
+                 "--in-frames", "2", "--out-frames", "2", "--batch-size", "8", "--channels-last")
+    assert told["channels_last"] is True
 
 
 def test_without_a_gpu_the_clip_graph_path_says_what_to_use():

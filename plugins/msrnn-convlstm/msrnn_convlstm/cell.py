@@ -18,6 +18,8 @@ from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, State, zeros,
 
 class ConvLSTMCell(RecurrentCell):
     memory_flow = "H, C through time; H up the stack"
+    # measured on an H200, recorded clips, fp32: 0.92x the step's time at batch 16 (ms-: 0.85x)
+    gpu_channels_last = True
     original_keys = {"_conv_x2h": "conv_x", "_conv_h2h": "conv_h"}
     convolves_input_only = True
 

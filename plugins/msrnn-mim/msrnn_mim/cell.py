@@ -82,6 +82,8 @@ class MIMCell(RecurrentCell):
     uses_lower_previous = True
     memory_flow = ("H, C through time; N, S (MIM-N, MIM-S) through time above the bottom layer; "
                    "H up the stack; M zigzags up the stack, then top layer -> bottom at t+1")
+    # measured on an H200, recorded clips, fp32, batch 4: 0.92x the step's time
+    gpu_channels_last = True
     original_keys = {
         "_conv_x2h_n": "conv_diff",
         "_conv_n2h_n": "conv_n",

@@ -34,6 +34,8 @@ class CausalLSTMCell(RecurrentCell):
     uses_memory = True
     memory_flow = ("H, C through time; M zigzags up the stack and from the top back to the bottom; "
                    "Z (gradient highway) through time in the highway layer")
+    # measured on an H200, recorded clips, fp32, batch 4: 0.95x the step's time (ms-: 0.90x)
+    gpu_channels_last = True
     original_keys: ClassVar[dict[str, str]] = {
         "_conv_x_h_c": "conv_temporal",
         "_conv_x_c_m": "conv_spatial",

@@ -39,6 +39,9 @@ class PredRNNCell(RecurrentCell):
 
     uses_memory = True
     memory_flow = "H, C through time; H up the stack; M zigzags up the stack, then top layer -> bottom at t+1"
+    # measured on an H200, recorded clips, fp32: 0.93x the step's time at batch 4 (ms-: 0.85x at batch 16);
+    # PredRNN-V2 inherits it (ms-PredRNN-V2 under bf16: 0.90x)
+    gpu_channels_last = True
     original_keys = {
         "_conv_x2h": "conv_x",
         "_conv_h2h": "conv_h",
