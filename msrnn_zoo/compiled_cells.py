@@ -145,7 +145,7 @@ def _compiled_failed_in(exc: BaseException) -> bool:
 
 def _compiler_failed(exc: BaseException) -> bool:
     """Whether the compiler, not the cell, failed: a graph it cannot trace, a backend that fails, or an internal
-    error of Dynamo (PyTorch 2.11 asserts on a compiled cell inside gradient checkpointing, fixed by 2.14)."""
+    error of Dynamo (PyTorch 2.11 asserted on a cell returning ``NamedTuple._replace``'s result; not 2.14)."""
     if isinstance(exc, (torch._dynamo.exc.Unsupported, torch._dynamo.exc.BackendCompilerFailed)):
         return True
     if isinstance(exc, torch.OutOfMemoryError):  # the step's, which an eager cell would need as much

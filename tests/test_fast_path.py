@@ -266,9 +266,10 @@ def test_a_cell_the_compiler_fails_on_runs_eagerly_with_a_warning():
 
 
 def test_an_internal_error_of_the_compiler_runs_the_cell_eagerly_but_a_cells_own_error_is_raised(monkeypatch):
-    """PyTorch 2.11's Dynamo asserted (a bare AssertionError from its own code) on a compiled cell inside gradient
-    checkpointing: that must fall back like any compiler failure. An error of the cell itself (wrong shapes, out
-    of memory) must reach the user, and must not switch compilation off for later calls."""
+    """PyTorch 2.11's Dynamo asserted (a bare AssertionError from its own code) on a cell that returned
+    ``NamedTuple._replace``'s result (PredRNN-V2's, since rewritten): that must fall back like any compiler
+    failure. An error of the cell itself (wrong shapes, out of memory) must reach the user, and must not switch
+    compilation off for later calls."""
     from msrnn_zoo import compiled_cells
 
     def fails_in_dynamo(*args):  # an assertion raised from a file of torch/_dynamo, as 2.11's side-effect check did

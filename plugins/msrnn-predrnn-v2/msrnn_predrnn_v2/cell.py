@@ -102,4 +102,6 @@ class PredRNNV2Cell(PredRNNCell):
     def forward(self, x: torch.Tensor, state: State, memory: torch.Tensor | None = None,
                 lower_previous: torch.Tensor | None = None) -> CellOutput:
         output, increments = self.st_lstm(x, state, memory)
-        return output._replace(aux=increments)
+        # built anew, not output._replace(aux=...): Dynamo in PyTorch 2.11 fails an internal check on _replace
+        # inside a compiled cell, which then runs eagerly
+        return CellOutput(output.output, output.state, output.memory, aux=increments)
