@@ -180,8 +180,8 @@ def autocast_off(device: torch.device) -> contextlib.AbstractContextManager[Any]
     """Autocast switched off on ``device``, for a computation that must keep its inputs' precision.
 
     A device without autocast (``meta``, on which FLOPs are counted without computing) needs nothing switched off.
-    Compiled code never runs there, and Dynamo before PyTorch 2.12 cannot trace the query (it broke the graph
-    of every compiled cell there), so the query is asked only outside a trace.
+    Compiled code never runs there, and Dynamo in PyTorch 2.11 could not trace the query (it broke the graph
+    of every compiled cell there; 2.14 can), so the query is asked only outside a trace.
     """
     if not torch.compiler.is_compiling() and not torch.amp.is_autocast_available(device.type):
         return contextlib.nullcontext()
@@ -345,8 +345,8 @@ class _AbsorbedWeight(torch.autograd.Function):
                     pieces.append(torch.einsum("oikl,i->okl", part, embed_bias.to(weight.dtype)).unsqueeze(1))
             combined = torch.cat(pieces, dim=1)
         # made once per clip in the layout of the weights it stands for, or every step's convolution would convert
-        # it (channels-last models: set_channels_last). Only when it is not in that layout already: Dynamo before
-        # PyTorch 2.12 cut the gradient of a Function that returns what `contiguous` gave back unchanged
+        # it (channels-last models: set_channels_last). Only when it is not in that layout already: Dynamo in
+        # PyTorch 2.11 (not 2.14) cut the gradient of a Function that returns what `contiguous` gave back unchanged
         layout = memory_format_of(weight)
         return combined if combined.is_contiguous(memory_format=layout) else combined.contiguous(memory_format=layout)
 

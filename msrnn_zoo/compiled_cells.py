@@ -132,7 +132,7 @@ def _first_line(exc: BaseException) -> str:
 _COMPILER_PACKAGES = ("_dynamo", "_inductor", "_functorch", "_higher_order_ops")
 
 
-def _compiled_failed_in(exc: BaseException) -> bool:
+def _raised_in_compiler(exc: BaseException) -> bool:
     """Whether ``exc`` was raised inside PyTorch's compiler (its innermost frame is there)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
@@ -151,7 +151,7 @@ def _compiler_failed(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):  # the step's, which an eager cell would need as much
         return False
     internal = getattr(torch._dynamo.exc, "InternalTorchDynamoError", None)
-    return (internal is not None and isinstance(exc, internal)) or _compiled_failed_in(exc)
+    return (internal is not None and isinstance(exc, internal)) or _raised_in_compiler(exc)
 
 
 def run_compiled_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
