@@ -15,7 +15,7 @@ DEMO ?= demo
 DEMO_MODEL ?= ms-convlstm
 DEMO_ARGS ?= --protocol small --hidden 16 --batch-size 8 --epochs 2 --max-eval-clips 128 --lr 3e-3 --seed 0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-torch lint bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,21 @@ demo: $(DEMO_STAMP)
 
 test: install
 	$(BIN)/python -m pytest
+
+# The compiled paths under another PyTorch in a venv of its own: the GPU machines run torch 2.11, whose Dynamo
+# failed three ways that 2.14 (constraints.txt) does not (docs/speed.md). The first run downloads about 4 GB.
+#   make test-torch TORCH=2.11.0 TORCHVISION=0.26.0
+TORCH ?= 2.11.0
+TORCHVISION ?= 0.26.0
+TORCH_VENV = .venv-torch$(TORCH)
+
+test-torch:
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install -q --upgrade pip setuptools
+	$(TORCH_VENV)/bin/python -m pip install -q torch==$(TORCH) torchvision==$(TORCHVISION) -e '.[dev]' \
+		$(foreach p,$(PLUGINS),-e '$(dir $(p))')
+	$(TORCH_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_fast_path.py tests/test_clip_graph.py \
+		plugins/msrnn-predrnn-v2/tests
 
 lint: install
 	$(BIN)/ruff check .
