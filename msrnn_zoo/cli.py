@@ -484,6 +484,9 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, 
 @click.option("--compile-cells/--no-compile-cells", default=None,
               help="torch.compile each cell, fusing its gate arithmetic (the first step pays the compilation; goes "
                    "with --fast-path clip-graph or none). Default off, on --resume the run's.")
+@click.option("--log-every", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
+              help="Where the output is not a terminal (a log file, a batch job), a progress line at most every "
+                   "SECONDS and at each epoch's end (0: every step); a terminal gets a live bar instead.")
 @friendly
 def train(model: str | None, dataset: str | None, source: str | None, root: Path | None, protocol: str | None,
           data: Path | None, split_fractions: tuple[float, float, float],
@@ -493,7 +496,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
           max_eval_clips: int | None, checkpoint_every: int, keep_checkpoints: int | None,
           sampling_steps: int | None, device: str | None, grad_checkpointing: bool | None,
           precision: str | None, channels_last: bool | None, fast_path: str | None,
-          compile_cells: bool | None) -> None:
+          compile_cells: bool | None, log_every: float) -> None:
     """Train MODEL on a dataset or your own clips into a run directory (resumable with --resume)."""
     from .train import Trainer, new_train_config
 
@@ -517,6 +520,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
                                  grad_checkpointing=grad_checkpointing, precision=precision,
                                  channels_last=channels_last, fast_path=fast_path, compile_cells=compile_cells)
         run_dir = resume
+        if trainer.dist.is_main:
+            _say_where_training_resumes(trainer, run_dir)
     else:
         if model is None:
             raise ValueError("Name the model to train (e.g. `msrnn-zoo train ms-convlstm ...`), or --resume a run.")
@@ -566,7 +571,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
     try:
-        _fit_with_progress(trainer)
+        _fit_with_progress(trainer, log_every)
     finally:
         from .distributed import shutdown
 
@@ -576,12 +581,26 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
                       f"{trainer.progress.losses[-1]:.4f}). Next: msrnn-zoo evaluate {escape(str(run_dir))}")
 
 
-def _fit_with_progress(trainer: Any) -> None:
+def _say_where_training_resumes(trainer: Any, run_dir: Path) -> None:
+    step, total = trainer.progress.step, trainer.total_steps
+    if step == 0:
+        err_console.print(escape(f"{run_dir} has no checkpoint yet (one is written at each epoch's end, or every "
+                                 "--checkpoint-every steps): training it from its first step."),
+                          highlight=False, soft_wrap=True)
+    elif step < total:
+        err_console.print(escape(f"Continuing {run_dir} from its checkpoint at step {step} of {total}."),
+                          highlight=False, soft_wrap=True)
+
+
+def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
     if trainer.progress.epoch >= trainer.cfg.epochs:
         raise ValueError(f"The run already finished its {trainer.cfg.epochs} epoch(s); pass a larger --epochs "
                          "to train it further.")
     if not trainer.dist.is_main:  # under torchrun, rank 0 shows the progress of the whole job
         trainer.fit()
+        return
+    if not console.is_terminal:
+        _fit_with_log_lines(trainer, log_every)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -597,6 +616,30 @@ def _fit_with_progress(trainer: Any) -> None:
             bar.update(task, completed=t.progress.step, loss=loss, fps=fps, epoch=epoch)
 
         trainer.fit(on_step=on_step)
+
+
+def _fit_with_log_lines(trainer: Any, every: float) -> None:
+    """Lines now and then, for a log file: a live bar written to a file shows only once training has ended,
+    which for a batch job of hours is no progress report at all."""
+    import datetime
+    import time
+
+    started, first_step = time.monotonic(), trainer.progress.step
+    last_line = -float("inf")
+
+    def on_step(t: Any, loss: float, fps: float) -> None:
+        nonlocal last_line
+        now, step, total = time.monotonic(), t.progress.step, t.total_steps
+        epoch_end = t.progress.batch == 0  # the step that closed an epoch has already moved the count on
+        if now - last_line < every and not epoch_end and step < total:
+            return
+        last_line = now
+        epoch = t.progress.epoch if epoch_end else t.progress.epoch + 1
+        left = (now - started) / (step - first_step) * (total - step)
+        console.print(escape(f"epoch {epoch}/{t.cfg.epochs}  step {step}/{total}  loss {loss:.4f}  {fps:.0f} frames/s  "
+                             f"{datetime.timedelta(seconds=round(left))} left"), highlight=False, soft_wrap=True)
+
+    trainer.fit(on_step=on_step)
 
 
 # ---------------------------------------------------------------------------------------------- speed

@@ -321,6 +321,13 @@ class Trainer:
         replace = False
         if run_dir.is_symlink() or (run_dir.exists() and not (run_dir.is_dir() and not any(run_dir.iterdir()))):
             if not force:
+                if run_dir.is_dir() and (run_dir / RUN_MARKER).is_file():  # most often: the same command again
+                    raise OverwriteRefusedError(
+                        f"{run_dir} holds a run of msrnn-zoo train already; ",
+                        python_hint=f"continue it with Trainer.resume({str(run_dir)!r}), choose another directory "
+                                    "for the new run, or pass force=True to replace it.",
+                        cli_hint=f"continue it with `msrnn-zoo train --resume {run_dir}`, choose another --out for "
+                                 "the new run, or pass --force to replace it.")
                 raise OverwriteRefusedError(
                     f"{run_dir} already exists and is not empty; choose another directory for the run, or ",
                     python_hint="pass force=True to replace it (only a run made by msrnn-zoo train is replaced).",

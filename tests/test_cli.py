@@ -44,7 +44,8 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
         "--out-frames", "3", "--batch-size", "8")
     assert (out / "model.safetensors").is_file()
     again = run("train", "ms-convlstm", "--data", clips_file, "--out", out, ok=False)
-    assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert "holds a run of msrnn-zoo train already" in again.output and "--resume" in again.output
     run("train", "--resume", out, "--epochs", "2", "--grad-checkpointing", "--channels-last", "--fast-path", "none")
     resumed = json.loads((out / "train_config.json").read_text())
     assert resumed["grad_checkpointing"] is True and resumed["channels_last"] is True
@@ -224,3 +225,35 @@ def test_run_cli_fails_a_test_with_what_the_command_printed():
     with pytest.raises(AssertionError, match=r"(?s)msrnn-zoo info nope exited 1:.*nope"):
         run("info", "nope")
     assert run("info", "nope", ok=False).exit_code == 1
+
+
+TINY_TRAIN = ("--hidden", "4", "--layers", "2", "--in-frames", "3", "--out-frames", "3", "--batch-size", "8",
+              "--max-train-clips", "16", "--max-eval-clips", "4")
+
+
+def test_training_into_a_log_file_prints_progress_lines(tmp_path, clips_file):
+    """Not a terminal (CliRunner, a batch job's log): lines instead of a live bar, which a file would get only at
+    the end. Every step with --log-every 0; otherwise the first step and each epoch's end."""
+    out = run("train", "convlstm", "--data", clips_file, "--out", tmp_path / "a", *TINY_TRAIN, "--epochs", "2",
+              "--log-every", "0").output
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split("  ")[:2] for line in lines] == [["epoch 1/2", "step 1/4"], ["epoch 1/2", "step 2/4"],
+                                                         ["epoch 2/2", "step 3/4"], ["epoch 2/2", "step 4/4"]]
+    assert all("loss " in line and "frames/s" in line and line.endswith(" left") for line in lines)
+    assert lines[-1].endswith("0:00:00 left")
+    out = run("train", "--resume", tmp_path / "a", "--epochs", "4", "--log-every", "3600").output
+    assert [line.split("  ")[:2] for line in out.splitlines() if line.startswith("epoch ")] == \
+        [["epoch 3/4", "step 5/8"], ["epoch 3/4", "step 6/8"], ["epoch 4/4", "step 8/8"]]
+    assert "Continuing" in out and "from its checkpoint at step 4 of 8" in out
+    assert "Error" in run("train", "--resume", tmp_path / "a", "--log-every", "-1", ok=False).output
+
+
+def test_resuming_a_run_without_a_checkpoint_says_it_starts_over(tmp_path, clips_file):
+    from msrnn_zoo.train import TrainConfig, Trainer
+
+    run("train", "convlstm", "--data", clips_file, "--out", tmp_path / "a", *TINY_TRAIN)
+    cfg = TrainConfig.from_dict(json.loads((tmp_path / "a" / "train_config.json").read_text()))
+    Trainer.create(tmp_path / "b", cfg)  # set up, never trained: no checkpoint, as after a kill in epoch 1
+    out = " ".join(run("train", "--resume", tmp_path / "b").output.split())
+    assert "has no checkpoint yet" in out and "training it from its first step" in out
+    assert (tmp_path / "b" / "latest.json").is_file()

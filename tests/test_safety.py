@@ -109,6 +109,18 @@ def test_force_never_replaces_a_folder_without_our_marker(tmp_path, clips_file):
     assert snapshot(tmp_path) == before
 
 
+def test_the_same_command_twice_is_told_how_to_continue_the_run_it_made(run_dir, clips_file):
+    """Running ``train`` again over its own run (the most common second run) names --resume, and changes nothing."""
+    before = snapshot(run_dir.parent)
+    refused(train(clips_file, run_dir), "holds a run of msrnn-zoo train", f"--resume {run_dir}", "--force")
+    assert snapshot(run_dir.parent) == before
+    from msrnn_zoo.train import TrainConfig, Trainer
+
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "train_config.json").read_text()))
+    with pytest.raises(FileExistsError, match=r"Trainer\.resume\(.*force=True"):
+        Trainer.create(run_dir, cfg)
+
+
 def test_force_never_replaces_a_file(tmp_path, clips_file):
     target = tmp_path / "notes.txt"
     target.write_text("mine")
