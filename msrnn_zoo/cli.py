@@ -341,8 +341,14 @@ def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
         tasks: dict[str, Any] = {}
+        due = _Every(30.0)
 
         def progress(task: str, done: int, total: int) -> None:
+            if not console.is_terminal:  # a log file: a line per part begun or ended, and every 30 s between
+                if task not in tasks or done >= total or due():
+                    console.print(escape(f"{task}: {done}/{total}"), highlight=False, soft_wrap=True)
+                tasks.setdefault(task, None)
+                return
             if task not in tasks:
                 tasks[task] = bar.add_task(task, total=total)
             bar.update(tasks[task], completed=done, total=total)
@@ -618,6 +624,22 @@ def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
         trainer.fit(on_step=on_step)
 
 
+class _Every:
+    """Calling it says whether ``seconds`` have passed since it last said yes (the first call: yes)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.last = seconds, -float("inf")
+
+    def __call__(self) -> bool:
+        import time
+
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
 def _fit_with_log_lines(trainer: Any, every: float) -> None:
     """Lines now and then, for a log file: a live bar written to a file shows only once training has ended,
     which for a batch job of hours is no progress report at all."""
@@ -625,15 +647,13 @@ def _fit_with_log_lines(trainer: Any, every: float) -> None:
     import time
 
     started, first_step = time.monotonic(), trainer.progress.step
-    last_line = -float("inf")
+    due = _Every(every)
 
     def on_step(t: Any, loss: float, fps: float) -> None:
-        nonlocal last_line
         now, step, total = time.monotonic(), t.progress.step, t.total_steps
         epoch_end = t.progress.batch == 0  # the step that closed an epoch has already moved the count on
-        if now - last_line < every and not epoch_end and step < total:
+        if not (due() or epoch_end or step == total):
             return
-        last_line = now
         epoch = t.progress.epoch if epoch_end else t.progress.epoch + 1
         left = (now - started) / (step - first_step) * (total - step)
         console.print(escape(f"epoch {epoch}/{t.cfg.epochs}  step {step}/{total}  loss {loss:.4f}  {fps:.0f} frames/s  "

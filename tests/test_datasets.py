@@ -369,6 +369,9 @@ def test_cli_prepare_info_train_evaluate(toy_dataset, raw, tmp_path):
     root = tmp_path / "store"
     out = run("data", "prepare", "toy-store", "--source", raw, "--root", root).output
     assert "Prepared toy-store" in out
+    # not a terminal: lines, not a bar; the part begun, ended, and between them one at most every 30 s
+    counts = [line.removeprefix("frames: ").split("/") for line in out.splitlines() if line.startswith("frames: ")]
+    assert counts[0][0] == "1" and counts[-1][0] == counts[-1][1] != "1" and len(counts) <= 3
     again = run("data", "prepare", "toy-store", "--source", raw, "--root", root, ok=False)
     assert again.exit_code == 1 and "--force" in again.output and "Traceback" not in again.output
     info = run("data", "info", "toy-store", "--root", root).output
