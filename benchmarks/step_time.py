@@ -5,6 +5,7 @@
                                    [--json] [cells ...]
     python benchmarks/step_time.py --grad-checkpointing [...] [models ...]
     python benchmarks/step_time.py --compile-cells [...] [models ...]
+    python benchmarks/step_time.py --kept-by-op [...] [models ...]
 
 ``--grad-checkpointing`` compares, per model (``ms-convlstm``, ``predrnn``, ...; all 16 by default), the
 plain training step with ``model.set_grad_checkpointing(True)``: the memory the forward pass leaves
@@ -12,6 +13,11 @@ allocated for the backward (``retained``, measured by the PyTorch profiler's all
 CPU and by ``torch.cuda.memory_allocated`` on a GPU, so that the per-step inputs a checkpoint keeps are
 counted too) and the seconds of forward + backward. ``--compile-cells`` does the same with
 ``model.set_compile_cells(True)`` (compiled before it is measured).
+
+``--kept-by-op`` splits each model's activation memory by the operation that made each kept tensor, counted
+in feature maps (one hidden-channel map of one sample) per layer and time step: what the cell's equations oblige
+autograd to keep (each sigmoid and tanh keeps its output, each new memory is read by the next step), which
+bounds the memory of one cell against another's however the step is run, short of recomputing.
 
 Activation memory is the bytes of the tensors autograd keeps for the backward pass (each storage counted
 once), which is what multi-scale saves: it is exact and does not depend on the machine's load. Seconds
@@ -32,7 +38,7 @@ import torch
 
 import msrnn_zoo
 from msrnn_zoo.network import Forecaster
-from msrnn_zoo.profile import retained_bytes, saved_bytes
+from msrnn_zoo.profile import retained_bytes, saved_bytes, saved_bytes_by_op
 
 OPTIONS = {
     "checkpointed": Forecaster.set_grad_checkpointing,
@@ -76,6 +82,26 @@ def option_rows(args: argparse.Namespace, device: torch.device, timer: _common.T
                   f"{row['memory_ratio']:.2f} time {row['time_ratio']:.2f}", flush=True)
 
 
+def kept_by_op_rows(args: argparse.Namespace, device: torch.device) -> None:
+    for name in args.cells or [m for c in msrnn_zoo.list_cells() for m in (c, f"ms-{c}")]:
+        torch.manual_seed(0)
+        model = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
+        frames, teacher = _common.clip(args, device)
+        by_op = saved_bytes_by_op(lambda: model.forward_train(frames, teacher))  # noqa: B023
+        # one hidden map of the full frame and of one sample, for every layer at every step of the unrolled clip
+        map_bytes = frames.shape[0] * args.hidden * args.size * args.size * frames.element_size()
+        per_layer_step = map_bytes * model.config.num_layers * (frames.shape[1] - 1)
+        row = {"model": name, "kept_mib": sum(by_op.values()) / 2**20,
+               "maps_per_layer_step": sum(by_op.values()) / per_layer_step,
+               "by_op": {op: b / per_layer_step for op, b in sorted(by_op.items(), key=lambda kv: -kv[1])}}
+        if args.json:
+            print(json.dumps(row), flush=True)
+            continue
+        parts = ", ".join(f"{op} {maps:.2f}" for op, maps in row["by_op"].items() if maps >= 0.05)  # type: ignore[union-attr]
+        print(f"{name:16s} kept {row['kept_mib']:8.1f} MiB = {row['maps_per_layer_step']:5.2f} maps per layer and "
+              f"step: {parts}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cells", nargs="*")
@@ -85,9 +111,15 @@ def main() -> None:
                         help="Compare each model (positional names: models) plain and with gradient checkpointing.")
     parser.add_argument("--compile-cells", action="store_true",
                         help="Compare each model (positional names: models) plain and with compiled cells.")
+    parser.add_argument("--kept-by-op", action="store_true",
+                        help="Split each model's activation memory (positional names: models) by the operation that "
+                             "made each kept tensor, in feature maps per layer and time step (no timing).")
     args = parser.parse_args()
     device, timer = _common.setup(args)
     print(_common.header(args), flush=True)
+    if args.kept_by_op:
+        kept_by_op_rows(args, device)
+        return
     if args.grad_checkpointing or args.compile_cells:
         option_rows(args, device, timer, "checkpointed" if args.grad_checkpointing else "compiled")
         return

@@ -222,7 +222,7 @@ def _list_pretrained(pattern: str | None, as_json: bool) -> None:
 def info(name: str, size: int, hidden_channels: int | None, in_channels: int | None, as_json: bool) -> None:
     """A model's cell, schedule (scale of every layer), data flow, parameters and FLOPs per frame."""
     from .factory import create
-    from .profile import flops_per_frame
+    from .profile import flops_per_frame_by_op
     from .registry import get_cell, get_model
 
     overrides = {k: v for k, v in {"hidden_channels": hidden_channels, "in_channels": in_channels}.items()
@@ -233,8 +233,9 @@ def info(name: str, size: int, hidden_channels: int | None, in_channels: int | N
     cell = get_cell(entry.cell)
     described.update({"model": name, "plugin": entry.plugin, "paper": cell.paper, "description": cell.description,
                       "config": model.config.to_dict(), "size": size,
-                      "flops_per_frame": flops_per_frame(model, size, size),
+                      "flops_per_frame_by_op": flops_per_frame_by_op(model, size, size),
                       "layer_sizes": model.schedule.sizes(size, size)})
+    described["flops_per_frame"] = sum(described["flops_per_frame_by_op"].values())
     if as_json:
         click.echo(json.dumps(described, indent=2, default=str))
         return
@@ -253,7 +254,9 @@ def info(name: str, size: int, hidden_channels: int | None, in_channels: int | N
     table.add_row("auxiliary loss", described["auxiliary_loss"] or "none")
     table.add_row("training schedule", described["sampling"])
     table.add_row("parameters", f"{described['parameters']:,}")
-    table.add_row(f"FLOPs per frame at {size}x{size}", f"{described['flops_per_frame'] / 1e9:.3f} G")
+    split = described["flops_per_frame_by_op"]
+    parts = f" ({', '.join(f'{op} {n / 1e9:.3f}' for op, n in split.items())})" if len(split) > 1 else ""
+    table.add_row(f"FLOPs per frame at {size}x{size}", f"{described['flops_per_frame'] / 1e9:.3f} G{parts}")
     table.add_row("config", json.dumps(model.config.to_dict()))
     console.print(table)
 

@@ -23,6 +23,15 @@ def flops_per_frame(model: Forecaster, height: int, width: int, batch: int = 1) 
     out its zero states (:func:`~msrnn_zoo.cell.mark_zero`), so the state here is unmarked and convolved as every
     later step's is.
     """
+    return sum(flops_per_frame_by_op(model, height, width, batch).values())
+
+
+def flops_per_frame_by_op(model: Forecaster, height: int, width: int, batch: int = 1) -> dict[str, int]:
+    """:func:`flops_per_frame` split by operation (``"convolution"``, ``"bmm"``, ...), largest first.
+
+    Says where a cell's work is: PrecipLSTM's convolutions alone are more than twice PredRNN's, whatever its
+    attention costs.
+    """
     with torch.device("meta"):
         twin = type(model)(model.config, model.cell_class)
     twin.absorb_embedding = model.absorb_embedding
@@ -32,7 +41,8 @@ def flops_per_frame(model: Forecaster, height: int, width: int, batch: int = 1) 
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         twin.step(frame, state)
-    return int(counter.get_total_flops() // batch)
+    counts = {str(op).removeprefix("aten."): int(n // batch) for op, n in counter.get_flop_counts()["Global"].items()}
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def saved_bytes(fn: Callable[[], object]) -> int:

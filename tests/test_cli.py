@@ -27,6 +27,9 @@ def test_info_shows_scales_parameters_and_flops():
     data = json.loads(run("info", "ms-convlstm", "--size", "32", "--hidden", "8", "--json").output)
     assert data["layer_sizes"] == [[32, 32], [16, 16], [8, 8], [8, 8], [16, 16], [32, 32]]
     assert data["parameters"] > 0 and data["flops_per_frame"] > 0
+    assert sum(data["flops_per_frame_by_op"].values()) == data["flops_per_frame"]
+    shown = run("info", "ms-preciplstm", "--size", "32", "--hidden", "8").output
+    assert "convolution" in shown and "bmm" in shown  # its attention's products, beside the convolutions
     radar = json.loads(run("info", "ms-convlstm", "--size", "4096", "--hidden", "8", "--json").output)
     assert radar["flops_per_frame"] > data["flops_per_frame"]  # counted on the meta device: no 4096x4096 state
 
