@@ -77,10 +77,14 @@ def clips_file(tmp_path):
 
 
 @pytest.fixture
-def fresh_zoo(monkeypatch):
-    """A plugin manager and catalogue of their own, so entry points are loaded again from sys.path."""
+def fresh_zoo(monkeypatch, tmp_path):
+    """A plugin manager and catalogue of their own, so entry points are loaded again from sys.path.
+
+    The test writes its fake distributions under its ``tmp_path``; their modules are dropped afterwards, and only
+    theirs: a checkout (and its .venv) may itself lie in the temporary folder, and dropping a module of torch that
+    the test happened to import first makes the next import run it twice.
+    """
     import sys
-    import tempfile
 
     import pluggy
 
@@ -96,8 +100,8 @@ def fresh_zoo(monkeypatch):
     monkeypatch.setattr(registry, "_cache", None)
     before = set(sys.modules)
     yield pm
-    temp = tempfile.gettempdir()
-    for name in set(sys.modules) - before:  # modules of the test's fake distributions, all under a temp dir
-        if (getattr(sys.modules[name], "__file__", None) or "").startswith(temp):
+    ours = (str(tmp_path), str(tmp_path.resolve()))
+    for name in set(sys.modules) - before:
+        if (getattr(sys.modules[name], "__file__", None) or "").startswith(ours):
             del sys.modules[name]
     registry._cache = None
