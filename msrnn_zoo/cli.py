@@ -6,10 +6,11 @@ Errors a user can cause (a bad name, a bad path, a run that exists) print one re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -627,6 +628,31 @@ def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
         trainer.fit(on_step=on_step)
 
 
+@contextlib.contextmanager
+def _counting(label: str, every: float = 30.0) -> Iterator[Callable[[int, int], None]]:
+    """A ``report(done, total)`` for a long loop: a bar on a terminal (gone when done), in a log file a line every
+    ``every`` seconds and at the end. On stderr, so that what a command prints stays apart."""
+    if not err_console.is_terminal:
+        due = _Every(every)
+
+        def line(done: int, total: int) -> None:
+            if due() or done >= total:
+                err_console.print(escape(f"{label}: {done}/{total}"), highlight=False, soft_wrap=True)
+
+        yield line
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(escape(label)), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
 class _Every:
     """Calling it says whether ``seconds`` have passed since it last said yes (the first call: yes)."""
 
@@ -811,9 +837,11 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     out = out or run_dir / f"metrics-{split}.json"
     refuse_overwrite(out, force, "metrics file")
     device = _run_device(run_dir, device)
-    reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device,
-                           frames=frames, precision=precision,  # type: ignore[arg-type]
-                           fast_path=None if fast_path == "none" else fast_path, compile_cells=compile_cells)
+    with _counting(f"scoring {split} clips") as on_batch:
+        reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device,
+                               frames=frames, precision=precision,  # type: ignore[arg-type]
+                               fast_path=None if fast_path == "none" else fast_path, compile_cells=compile_cells,
+                               on_batch=on_batch)
     _print_reports(reports, frames)
     write_json(out, reports_to_dict(reports, run_dir, split, frames))  # type: ignore[arg-type]
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")

@@ -126,13 +126,15 @@ def auto_fast_path(device: str | torch.device, batches: int) -> str | None:
 def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | None = None,
                  max_clips: int | None = None, device: str | None = None,
                  frames: FrameMode = "future", precision: str = "fp32",
-                 fast_path: str | None = "auto", compile_cells: bool = False) -> dict[str, MetricReport]:
+                 fast_path: str | None = "auto", compile_cells: bool = False,
+                 on_batch: Callable[[int, int], None] | None = None) -> dict[str, MetricReport]:
     """Metrics of the run's model and of every baseline on the same clips of ``split``, model first.
 
     ``device`` defaults to the run's (see :func:`run_device`); ``precision`` ``bf16``/``fp16`` forecasts under
     autocast (faster on GPUs; the metrics then differ slightly from fp32's); ``fast_path`` is one of
     ``Forecaster.set_fast_path``'s, or ``"auto"`` (:func:`auto_fast_path`); ``compile_cells`` compiles each cell
-    (``Forecaster.set_compile_cells``).
+    (``Forecaster.set_compile_cells``); ``on_batch(clips scored, clips in all)`` is called after each batch (a
+    test split of thousands of clips takes minutes on a CPU).
     """
     if frames not in FRAME_MODES:
         raise ValueError(f"frames must be one of {', '.join(FRAME_MODES)}, got {frames!r}.")
@@ -169,6 +171,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
                 return hook(context)
     scorers = {name: _Scorer(physical, dataset_scores) for name in ("model", *baselines)}
     length = cfg.in_frames + cfg.out_frames
+    scored, total = 0, len(dataset)  # type: ignore[arg-type]
     for clips in loader:
         clips = clips[:, :length].to(device)
         with autocast(precision, device):
@@ -182,6 +185,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
         scorers["model"].update(forecast.float().clamp(0, 1), truth)
         for name, baseline in baselines.items():
             scorers[name].update(baseline_frames(baseline, clips, cfg.in_frames, cfg.out_frames, frames), truth)
+        scored += clips.shape[0]
+        if on_batch is not None:
+            on_batch(scored, total)
     return {name: scorer.result() for name, scorer in scorers.items()}
 
 

@@ -58,6 +58,12 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
     assert json.loads((out / "latest.json").read_text())["epoch"] == 2
     result = run("evaluate", out)
     assert "copy-last-frame" in result.output and "sum over pixels" in result.output
+    assert "scoring test clips: 4/4" in result.output  # not a terminal: a line (at the end, or every 30 s)
+    from msrnn_zoo.evaluate import evaluate_run
+
+    calls = []
+    evaluate_run(out, batch_size=3, on_batch=lambda done, total: calls.append((done, total)))
+    assert calls == [(3, 4), (4, 4)]
     metrics = json.loads((out / "metrics-test.json").read_text())
     assert len(metrics["model"]["metrics"]["mse"]["per_frame"]) == 3
     assert "sum over pixels" in metrics["model"]["metrics"]["mse"]["convention"]
