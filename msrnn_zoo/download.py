@@ -10,13 +10,22 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 CHUNK = 1 << 16
+LOG_EVERY = 30.0
+"""Seconds between two lines of a download's progress where stderr is not a terminal (a log file)."""
+
+
+def _log_line(console: Console, name: str, done: int, total: int | None) -> None:
+    of = f" of {total / 1e6:.1f}" if total else ""
+    console.print(f"downloading {name}: {done / 1e6:.1f}{of} MB", markup=False, highlight=False, soft_wrap=True)
 
 
 def download_file(url: str, dest: str | Path, *, sha256: str | None = None, timeout: float = 60.0,
@@ -36,13 +45,22 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
                           f"or place the file at {dest} by hand.") from exc
         with response, os.fdopen(fd, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
+            console = Console(stderr=True)
+            lines = show_progress and not console.is_terminal  # a bar in a log file shows only at the end
             with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                          disable=not show_progress, transient=True) as progress:
+                          console=console, disable=not show_progress or lines, transient=True) as progress:
                 task = progress.add_task(f"downloading {dest.name}", total=total)
+                done, last_line = 0, -float("inf")
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
                     progress.advance(task, len(chunk))
+                    done += len(chunk)
+                    if lines and time.monotonic() - last_line >= LOG_EVERY:
+                        last_line = time.monotonic()
+                        _log_line(console, dest.name, done, total)
+                if lines:
+                    _log_line(console, dest.name, done, total)
         if total is not None and tmp.stat().st_size != total:
             raise OSError(f"Download of {url} stopped after {tmp.stat().st_size} of {total} bytes; run it again.")
         if sha256 is not None and digest.hexdigest() != sha256:

@@ -340,3 +340,17 @@ def test_downloads_get_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert got.read_bytes() == b"data" and stat.S_IMODE(got.stat().st_mode) == 0o644
+
+
+def test_a_download_into_a_log_file_reports_lines(tmp_path, capsys):
+    """stderr not a terminal (a batch job): lines at the start, every LOG_EVERY seconds and at the end, not a bar."""
+    from msrnn_zoo.download import download_file
+
+    source = tmp_path / "remote.bin"
+    source.write_bytes(os.urandom(3_000_000))
+    download_file(source.as_uri(), tmp_path / "file.bin")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "downloading file.bin: 0.1 of 3.0 MB"  # the first 64 KiB
+    assert lines[-1] == "downloading file.bin: 3.0 of 3.0 MB"
+    download_file(source.as_uri(), tmp_path / "again.bin", show_progress=False)
+    assert capsys.readouterr().err == ""
