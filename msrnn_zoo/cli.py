@@ -7,9 +7,11 @@ Errors a user can cause (a bad name, a bad path, a run that exists) print one re
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -660,8 +662,6 @@ class _Every:
         self.seconds, self.last = seconds, -float("inf")
 
     def __call__(self) -> bool:
-        import time
-
         now = time.monotonic()
         if now - self.last < self.seconds:
             return False
@@ -672,9 +672,6 @@ class _Every:
 def _fit_with_log_lines(trainer: Any, every: float) -> None:
     """Lines now and then, for a log file: a live bar written to a file shows only once training has ended,
     which for a batch job of hours is no progress report at all."""
-    import datetime
-    import time
-
     started, first_step = time.monotonic(), trainer.progress.step
     due = _Every(every)
 
