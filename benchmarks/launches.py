@@ -2,7 +2,7 @@
 
     ORIG=/path/to/msrnn-original python benchmarks/launches.py [--tools ../shared/tools] [--size 16] [--hidden 8]
         [--in-frames 5] [--out-frames 5] [--batch 2] [--frames-loss-only] [--flops] [--traffic]
-        [--convolve-zero-states] [--json] [models ...]
+        [--convolve-zero-states] [--precision fp32|bf16|fp16] [--json] [models ...]
 
 On a GPU at the paper's sizes the eager training step waits on kernel launches (issue 7), so its time follows the
 number of kernels more than their sizes. Every ATen operation that computes something launches at least one
@@ -22,6 +22,9 @@ convolutions and matrix products), what a step costs once it no longer waits on 
 weight gradients, which does not grow with the frames). Unfused, each element-wise operation is one pass over
 memory, so ``GB / bandwidth`` bounds what fusing them (compiled cells) can save of a recorded step.
 ``--convolve-zero-states`` counts ours as it was before the first step left out the zero states.
+``--precision bf16`` (or ``fp16``) counts ours under autocast on the CPU, as ``--precision`` trains: the casts
+between float32 and half precision are operations too, each a kernel on a GPU. The original is counted in fp32,
+as ``gpu_bench.py`` runs it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import msrnn_zoo
+from msrnn_zoo.precision import PRECISIONS, autocast
 
 NOT_LAUNCHED = {"empty", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias", "lift_fresh"}
 
@@ -137,6 +141,8 @@ def main() -> None:
                         "read and write (activations; what fusing them can save)")
     parser.add_argument("--convolve-zero-states", action="store_true", help="ours with skip_zero_states = False: the "
                         "first step also convolves the zero states (what leaving them out saves)")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32",
+                        help="ours under this autocast precision (the original stays fp32)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     original = None
@@ -156,8 +162,9 @@ def main() -> None:
         model.skip_zero_states = not args.convolve_zero_states
 
         def ours(model: msrnn_zoo.Forecaster = model, frames: torch.Tensor = frames) -> None:
-            prediction, aux = model.forward_train(frames, torch.ones(args.batch, t - 1))
-            loss = F.mse_loss(prediction, frames[:, 1:])
+            with autocast(args.precision, "cpu"):
+                prediction, aux = model.forward_train(frames, torch.ones(args.batch, t - 1))
+            loss = F.mse_loss(prediction.float(), frames[:, 1:])
             if aux is not None and not args.frames_loss_only:
                 loss = loss + aux
             loss.backward()

@@ -510,6 +510,27 @@ def _recipe_of(tensor: torch.Tensor) -> tuple[_Recipe, tuple[torch.Tensor, ...]]
     return entry[2], entry[3]
 
 
+def _in_autocast_dtype(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The inputs of a convolution under autocast, each cast to the dtype the convolution will run in.
+
+    Under autocast a gate's inputs may differ in dtype (a hidden state that comes out of half-precision products,
+    a memory out of float32 arithmetic). Concatenated as they are, the half-precision ones are widened to float32
+    and the whole concatenation is narrowed again for the convolution: passes over memory that change no value.
+    Casting the float32 parts alone gives the same numbers, bit for bit, in one pass over those parts. When that
+    takes more casts than widening the others and narrowing once (all parts float32: one cast after the
+    concatenation), the inputs are returned as they are; so are inputs autocast would leave alone (float64).
+    """
+    device = inputs[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return inputs
+    dtype = torch.get_autocast_dtype(device)
+    wide = sum(t.dtype == torch.float32 for t in inputs)
+    narrow = sum(t.dtype == dtype for t in inputs)
+    if wide + narrow != len(inputs) or wide > narrow + 1:
+        return inputs
+    return tuple(t.to(dtype) for t in inputs)
+
+
 class _JointConv(torch.autograd.Function):
     """``conv2d(cat(inputs), weight, bias)`` that keeps the inputs for the backward, not their concatenation.
 
@@ -533,7 +554,7 @@ class _JointConv(torch.autograd.Function):
         ctx.save_for_backward(weight, *kept)
         ctx.padding = [padding, padding] if isinstance(padding, int) else list(padding)
         ctx.has_bias = bias is not None
-        return F.conv2d(torch.cat(inputs, dim=1), weight, bias, padding=padding)
+        return F.conv2d(torch.cat(_in_autocast_dtype(inputs), dim=1), weight, bias, padding=padding)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:

@@ -125,6 +125,46 @@ def test_under_autocast_the_backward_runs_in_the_autocast_dtype():
     torch.testing.assert_close(joint.weight.grad, reference.weight.grad, rtol=0.05, atol=0.05)
 
 
+@pytest.mark.parametrize("dtypes", [("bf16", "bf16", "f32"), ("f32", "bf16"), ("f32", "f32"), ("bf16", "f32", "f32")])
+def test_under_autocast_inputs_of_mixed_dtypes_are_cast_once_to_the_same_numbers(dtypes):
+    """A gate over a half-precision hidden state and a float32 memory: the float32 parts are cast alone, not the
+    half-precision ones widened and the whole concatenation narrowed again; values and gradients are the bits of
+    the plain convolution of the concatenation under autocast."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Casts(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Casts.count += func.__name__.startswith("_to_copy")
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2 * len(dtypes), 4, 3, padding=1)
+    kinds = {"bf16": torch.bfloat16, "f32": torch.float32}
+    parts = [torch.randn(2, 2, 6, 6).to(kinds[d]).requires_grad_() for d in dtypes]
+    results = []
+    for joint in (True, False):
+        conv.zero_grad()
+        for p in parts:
+            p.grad = None
+        Casts.count = 0
+        with Casts(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = joint_conv2d(conv, *parts) if joint else conv(torch.cat(parts, 1))
+        forward_casts = Casts.count
+        out.float().square().sum().backward()
+        results.append((out, conv.weight.grad.clone(), [p.grad for p in parts], forward_casts))
+    (out, weight_grad, grads, casts), (expected, expected_weight_grad, expected_grads, plain_casts) = results
+    assert torch.equal(out, expected)
+    assert torch.equal(weight_grad, expected_weight_grad)
+    for got, want in zip(grads, expected_grads):
+        assert torch.equal(got, want)
+    wide, narrow = dtypes.count("f32"), dtypes.count("bf16")
+    # the weight and bias are cast by autocast in both (2); then the parts: the cheaper of the two ways
+    assert casts == 2 + min(wide, narrow + 1 if narrow else 1)
+    assert plain_casts == 2 + narrow + 1
+
+
 def test_a_saved_model_with_separate_convolutions_loads(tmp_path):
     """Weights written before the cells joined their convolutions load through save_pretrained's reader."""
     from safetensors.torch import save_file

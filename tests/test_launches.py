@@ -1,5 +1,6 @@
 """benchmarks/launches.py counts the operations that launch kernels: views and allocations count for nothing."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,16 @@ def test_the_script_counts_our_models_without_the_original():
     assert [line.split()[0] for line in lines] == ["convlstm", "ms-convlstm"]
     assert all("no ORIG set" in line and int(line.split()[2]) > 0 for line in lines)
     assert all(float(line.split("element-wise GB ours ")[1].split()[0]) > 0 for line in lines)
+
+
+def test_under_bf16_the_casts_are_counted_too():
+    """``--precision bf16`` counts ours under autocast: every cast between float32 and bf16 is a kernel on a GPU."""
+    counts = {}
+    for precision in ("fp32", "bf16"):
+        result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "launches.py"), "--size", "8", "--hidden",
+                                 "2", "--in-frames", "2", "--out-frames", "1", "--precision", precision, "--json",
+                                 "predrnn-pp"], capture_output=True, text=True, timeout=120,
+                                env={"PATH": "", "PYTHONPATH": ""})
+        assert result.returncode == 0, result.stderr
+        counts[precision] = json.loads(result.stdout.splitlines()[-1])["ours"]
+    assert counts["bf16"] > counts["fp32"] > 0
