@@ -26,7 +26,7 @@ TOOLS=${TOOLS:-$PWD/.gpu}  # gpu_bench.py, orig_env.py, msrnn-original/, site/ (
 if [ "${SMOKE:-0}" = 1 ]; then  # tiny sizes: only that every part runs and writes what it should
   SIZE=8 HIDDEN=4 FRAMES=2 REPEAT=1 CELLS=convlstm OPTIONS=plain,bf16 MODELS="ms-convlstm" WINDOW=3 FAST=plain
   VS_MODELS="ms-convlstm" B16_MODELS="convlstm ms-convlstm" GAP_MODELS="convlstm" B16_GAP_MODELS="convlstm ms-convlstm"
-  BF16_GAP_MODELS="convlstm" CELLS_BACKEND=aot_eager  # compiled cells traced, not compiled: seconds on a CPU
+  BF16_GAP_MODELS="convlstm" KERNEL_MODELS="convlstm" CELLS_BACKEND=aot_eager  # compiled cells traced, not compiled
 else
   SIZE=64 HIDDEN=64 FRAMES=10 REPEAT=5 CELLS=convlstm,trajgru,predrnn,predrnn-pp,mim,motionrnn,predrnn-v2,preciplstm
   OPTIONS=${OPTIONS:-plain,clip-graph,clip-graph+channels-last,clip-graph+zero-states,channels-last,embedding}
@@ -37,6 +37,7 @@ else
   GAP_MODELS="predrnn-pp ms-predrnn-pp predrnn"  # below 2.5x in fp32; below 4x under bf16 in the third session,
   # the closest first (predrnn 3.63, convlstm 3.62, predrnn-v2 3.50, predrnn-pp 2.36; ms-predrnn-v2 met it, 4.24)
   BF16_GAP_MODELS="predrnn convlstm predrnn-v2 predrnn-pp" CELLS_BACKEND=inductor
+  KERNEL_MODELS="predrnn-pp predrnn convlstm"  # the farthest from 2.5x in fp32 first
   B16_GAP_MODELS="convlstm ms-convlstm predrnn ms-predrnn"
 fi
 export ORIG=$TOOLS/msrnn-original PYTHONUNBUFFERED=1
@@ -122,6 +123,10 @@ needs "$ORIG/model.py" gaps_bf16 && part gaps_bf16 220 gaps_bf16.jsonl \
   $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --cells-backend "$CELLS_BACKEND" \
   --train-only --configs "$GRAPH+bf16,$GRAPH+bf16+channels-last,$GRAPH+bf16+channels-last+compile-cells" \
   $BF16_GAP_MODELS
+# what the recorded step of train's default path is made of, fp32 and bf16: device time by kind of kernel
+# (convolutions, layout conversions, element-wise passes, casts, ...) and how much of the step the device is busy
+part kernels 90 kernels.jsonl $PY benchmarks/kernels.py "${COMMON[@]}" --steps 3 --json \
+  --configs "$GRAPH+channels-last,$GRAPH+channels-last+bf16" $KERNEL_MODELS
 # PrecipLSTM with TF32 matrix products, which FlexAttention's kernel uses only when PyTorch's float32 matmul
 # precision allows them
 part preciplstm_tf32 90 preciplstm_tf32.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
@@ -145,7 +150,7 @@ needs "$TOOLS/gpu_bench.py" gpu_bench_b4 && part gpu_bench_b4 190 gpu_bench_b4.j
 # 2. the CUDA-only tests: compiled and graph-replayed steps, FlexAttention, metrics on the GPU
 if [ "$DEVICE" = cuda ]; then
   part cuda_tests 130 tests.txt $PY -m pytest -q -p no:cacheprovider -rfE -n 8 tests/test_fast_path.py \
-    tests/test_metrics.py plugins/msrnn-preciplstm/tests
+    tests/test_metrics.py tests/test_kernels.py plugins/msrnn-preciplstm/tests
 fi
 # 3. fast paths and precision against the plain model: warm-up (compile, capture) and training step
 part options 200 options.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \

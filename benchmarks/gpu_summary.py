@@ -124,6 +124,27 @@ def configs_vs_original_table(found: list[dict]) -> list[str]:
     return lines
 
 
+KERNEL_KINDS = ("convolution", "layout", "element-wise", "cast or copy", "concatenation", "reduction",
+                "fused (compiled)", "optimizer")
+
+
+def kernels_table(found: list[dict]) -> list[str]:
+    """``kernels.py``: per model and configuration, the step, how busy the device was, and ms (share) per kind."""
+    lines = ["| model | configuration | step ms | busy | " + " | ".join(KERNEL_KINDS) + " | rest |",
+             "|---|---|---:|---:|" + "---:|" * (len(KERNEL_KINDS) + 1)]
+    for r in found:
+        if "error" in r or "kinds" not in r:
+            lines.append(f"| {r.get('model')} | {r.get('config')} | error: {str(r.get('error'))[:80]} |"
+                         + " |" * (len(KERNEL_KINDS) + 2))
+            continue
+        kinds = r["kinds"]
+        cells = [f"{kinds[k]['ms']:.2f} ({kinds[k]['share']:.0%})" if k in kinds else "–" for k in KERNEL_KINDS]
+        rest = sum(v["ms"] for k, v in kinds.items() if k not in KERNEL_KINDS)
+        lines.append(f"| {r['model']} | {r['config']} | {number(r.get('timed_step_ms'), 2)} | "
+                     f"{number(r.get('busy_share'), 2)} | " + " | ".join(cells) + f" | {rest:.2f} |")
+    return lines
+
+
 forecast_table = columns_table([("ours frames/s", "ours_forecast_fps", 1),
                                 ("original frames/s", "original_forecast_fps", 1), ("speed-up", "forecast_speedup", 2)])
 fast_vs_original_table = columns_table([
@@ -141,6 +162,8 @@ SECTIONS = [
     ("Where the targets were missed, fp32: recorded clips with compiled cells, channels-last and both, beside the "
      "original, batch 4 (vs_original.py --configs)", "gaps_fp32.jsonl", configs_vs_original_table),
     ("Batch 16, recorded, the same configurations (benchmarks/options.py)", "gaps_batch16.jsonl", options_table),
+    ("Where the recorded step's time goes: device ms per step (share of kernel time) by kind "
+     "(benchmarks/kernels.py)", "kernels.jsonl", kernels_table),
     ("Batch 16, recorded, the same configurations: multi-scale against single-scale", "gaps_batch16.jsonl",
      ms_options_table),
     ("Where the targets were missed, bf16 autocast (the fastest path) beside the original in fp32, batch 4 "

@@ -61,6 +61,9 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     tf32 = (out / "preciplstm_tf32.jsonl").read_text()
     assert "float32 matmul high" in tf32 and [json.loads(line)["model"] for line in tf32.splitlines()
                                              if line.startswith("{")] == ["predrnn", "preciplstm"]
+    kernels = [json.loads(line) for line in (out / "kernels.jsonl").read_text().splitlines() if line.startswith("{")]
+    assert [r["config"] for r in kernels] == ["none+channels-last", "none+channels-last+bf16"]
+    assert all("convolution" in r["kinds"] for r in kernels)
     skipped = (out / "skipped.txt").read_text()
     for part in ("gaps_fp32", "gaps_bf16", "vs_original_graph",
                  "vs_original_graph_bf16", "gpu_bench_b4", "gpu_bench_b16", "vs_original"):
@@ -71,6 +74,7 @@ def test_the_gpu_session_script_runs_in_smoke_mode(tmp_path):
     assert "(no results: gpu_bench_b4.jsonl is missing or empty)" in summary
     assert "| convlstm | plain |" in summary and "x predrnn time" in summary  # batch 16 ms/single; PrecipLSTM
     assert "| preciplstm | plain |" in summary  # its eager step
+    assert "| convlstm | none+channels-last+bf16 |" in summary  # where the step's time goes
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
