@@ -510,25 +510,30 @@ def _recipe_of(tensor: torch.Tensor) -> tuple[_Recipe, tuple[torch.Tensor, ...]]
     return entry[2], entry[3]
 
 
-def _in_autocast_dtype(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """The inputs of a convolution under autocast, each cast to the dtype the convolution will run in.
+def _concatenation_in(inputs: tuple[torch.Tensor, ...], dtype: torch.dtype) -> torch.Tensor:
+    """``torch.cat(inputs, 1).to(dtype)`` in the fewest casts, the same numbers bit for bit either way.
 
     Under autocast a gate's inputs may differ in dtype (a hidden state that comes out of half-precision products,
-    a memory out of float32 arithmetic). Concatenated as they are, the half-precision ones are widened to float32
-    and the whole concatenation is narrowed again for the convolution: passes over memory that change no value.
-    Casting the float32 parts alone gives the same numbers, bit for bit, in one pass over those parts. When that
-    takes more casts than widening the others and narrowing once (all parts float32: one cast after the
-    concatenation), the inputs are returned as they are; so are inputs autocast would leave alone (float64).
+    a memory out of float32 arithmetic). Concatenated as they are, the half-precision ones would be widened to
+    float32 and the whole concatenation narrowed again for the convolution: passes over memory that change no
+    value. So the parts not yet in ``dtype`` are cast alone, unless that takes more casts than widening the others
+    and casting the concatenation once (all parts float32: one cast after the concatenation).
     """
+    wide = sum(t.dtype != dtype for t in inputs)
+    if wide <= len(inputs) - wide + 1:
+        return torch.cat([t.to(dtype) for t in inputs], dim=1)
+    return torch.cat(inputs, dim=1).to(dtype)
+
+
+def _forward_concatenation(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The concatenation a joint convolution's forward convolves: in autocast's dtype when autocast would cast it
+    (float32 and half-precision parts; float64 ones it leaves alone), see :func:`_concatenation_in`."""
     device = inputs[0].device.type
-    if not torch.is_autocast_enabled(device):
-        return inputs
-    dtype = torch.get_autocast_dtype(device)
-    wide = sum(t.dtype == torch.float32 for t in inputs)
-    narrow = sum(t.dtype == dtype for t in inputs)
-    if wide + narrow != len(inputs) or wide > narrow + 1:
-        return inputs
-    return tuple(t.to(dtype) for t in inputs)
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        if all(t.dtype in (torch.float32, dtype) for t in inputs):
+            return _concatenation_in(inputs, dtype)
+    return torch.cat(inputs, dim=1)
 
 
 class _JointConv(torch.autograd.Function):
@@ -554,7 +559,7 @@ class _JointConv(torch.autograd.Function):
         ctx.save_for_backward(weight, *kept)
         ctx.padding = [padding, padding] if isinstance(padding, int) else list(padding)
         ctx.has_bias = bias is not None
-        return F.conv2d(torch.cat(_in_autocast_dtype(inputs), dim=1), weight, bias, padding=padding)
+        return F.conv2d(_forward_concatenation(inputs), weight, bias, padding=padding)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -569,7 +574,7 @@ class _JointConv(torch.autograd.Function):
                 start += entry[1]
         need_weight, need_bias = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         need_inputs = any(ctx.needs_input_grad[3:])
-        x = torch.cat([t.to(grad.dtype) for t in inputs], dim=1)
+        x = _concatenation_in(tuple(inputs), grad.dtype)
         grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
             grad, x, weight.to(grad.dtype), [weight.shape[0]] if ctx.has_bias else None, [1, 1],
             ctx.padding, [1, 1], False, [0, 0], 1, [need_inputs, need_weight, need_bias])
