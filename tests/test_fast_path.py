@@ -133,6 +133,31 @@ def test_compiled_cells_give_the_eager_numbers_and_every_layer_shares_them(cells
     check_same_as_eager_cells(model, frames, torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]))
 
 
+@pytest.mark.parametrize("name", ["predrnn-pp", "ms-predrnn"])
+def test_compiled_cells_trace_under_bf16_autocast(cells_traced_only, name):
+    """``--precision bf16 --compile-cells``: a gate over a half-precision hidden state and float32 memories traces
+    whole (no cell falls back to eager with a warning) and gives the eager bf16 step's numbers, up to bf16's
+    rounding of the same products in another order."""
+    torch.manual_seed(0)
+    model = msrnn_zoo.create(name, hidden_channels=4, num_layers=4)
+    frames, teacher = torch.rand(2, 4, 1, 8, 8), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    results = []
+    for compiled in (False, True):
+        model.set_compile_cells(compiled)
+        torch._dynamo.utils.counters.clear()
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                results.append(loss_and_grads(model, frames, teacher))
+        assert not [w for w in said if "cannot be compiled" in str(w.message)]  # how a cell says it fell back
+        if compiled:
+            assert compiled_graphs() > 0
+    (loss, grads), (compiled_loss, compiled_grads) = results
+    torch.testing.assert_close(compiled_loss, loss, rtol=0.02, atol=1e-3)
+    for key, grad in grads.items():
+        torch.testing.assert_close(compiled_grads[key], grad, rtol=0.05, atol=2e-3, msg=lambda m, k=key: f"{k}: {m}")
+
+
 def check_same_as_eager_cells(model, frames, teacher, rtol=0.0, atol=1e-7):
     check_same_as_eager(model, frames, teacher, rtol, atol, switch=msrnn_zoo.Forecaster.set_compile_cells)
 
