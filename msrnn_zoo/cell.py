@@ -575,16 +575,30 @@ class _JointConv(torch.autograd.Function):
         need_weight, need_bias = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         need_inputs = any(ctx.needs_input_grad[3:])
         x = _concatenation_in(tuple(inputs), grad.dtype)
+        # under autocast the bias's gradient is summed straight into the weights' dtype: one reduction, where the
+        # convolution's would round it to half precision and a cast widen it again
+        bias_apart = need_bias and grad.dtype != weight.dtype
         grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
             grad, x, weight.to(grad.dtype), [weight.shape[0]] if ctx.has_bias else None, [1, 1],
-            ctx.padding, [1, 1], False, [0, 0], 1, [need_inputs, need_weight, need_bias])
+            ctx.padding, [1, 1], False, [0, 0], 1, [need_inputs, need_weight, need_bias and not bias_apart])
+        if bias_apart:
+            grad_bias = grad.sum((0, 2, 3), dtype=weight.dtype)
         grad_inputs: list[torch.Tensor | None] = [None] * len(inputs)
         if need_inputs:
-            parts = torch.split(grad_x, [t.shape[1] for t in inputs], dim=1)
-            grad_inputs = [g.to(t.dtype) if need else None
-                           for g, t, need in zip(parts, inputs, ctx.needs_input_grad[3:])]
+            grad_inputs = _split_in(grad_x, inputs, ctx.needs_input_grad[3:])
         return (None if grad_weight is None else grad_weight.to(weight.dtype),
                 None if grad_bias is None else grad_bias.to(weight.dtype), None, *grad_inputs)
+
+
+def _split_in(grad: torch.Tensor, inputs: list[torch.Tensor], needed: tuple[bool, ...]) -> list[torch.Tensor | None]:
+    """The gradient of a concatenation split into its parts' gradients, each in its part's dtype, in the fewest
+    casts: one cast before the split where the needed parts share a dtype other than the gradient's (the float32
+    memories of a gate under autocast), else one per part that needs it. The same numbers either way."""
+    wanted = [t.dtype for t, need in zip(inputs, needed) if need]
+    if len(wanted) > 1 and len(set(wanted)) == 1 and wanted[0] != grad.dtype:
+        grad = grad.to(wanted[0])
+    parts = torch.split(grad, [t.shape[1] for t in inputs], dim=1)
+    return [g.to(t.dtype) if need else None for g, t, need in zip(parts, inputs, needed)]
 
 
 def _without_known_zeros(weight: torch.Tensor, inputs: tuple[torch.Tensor, ...]

@@ -165,6 +165,26 @@ def test_under_autocast_inputs_of_mixed_dtypes_are_cast_once_to_the_same_numbers
     assert plain_casts == 2 + narrow + 1
 
 
+def test_under_autocast_the_bias_gradient_is_summed_in_float32_and_the_parts_gradients_cast_once():
+    """The bias's gradient: the float32 sum of the half-precision gradient, not that sum rounded to bf16 and widened
+    again (one reduction on a GPU, where cuDNN's convolution leaves the bias's gradient to a separate sum). Two
+    float32 parts get their gradients from one cast before the split, the same numbers as one cast each."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 4, 3, padding=1)
+    parts = [torch.randn(2, 3, 6, 6, requires_grad=True) for _ in range(2)]
+    weights = torch.randn(2, 4, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = joint_conv2d(conv, *parts)
+    (out.float() * weights).sum().backward()
+    upstream = weights.bfloat16()  # the gradient the convolution's output receives
+    assert torch.equal(conv.bias.grad, upstream.float().sum((0, 2, 3)))
+    conv.weight.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the same convolution of the concatenation, plain
+        expected = torch.autograd.grad((conv(torch.cat(parts, 1)).float() * weights).sum(), parts)
+    for part, grad in zip(parts, expected):
+        assert part.grad.dtype == torch.float32 and torch.equal(part.grad, grad)
+
+
 def test_a_saved_model_with_separate_convolutions_loads(tmp_path):
     """Weights written before the cells joined their convolutions load through save_pretrained's reader."""
     from safetensors.torch import save_file
