@@ -125,7 +125,7 @@ needs "$ORIG/model.py" gaps_bf16 && part gaps_bf16 220 gaps_bf16.jsonl \
   $BF16_GAP_MODELS
 # what the recorded step of train's default path is made of, fp32 and bf16: device time by kind of kernel
 # (convolutions, layout conversions, element-wise passes, casts, ...) and how much of the step the device is busy
-part kernels 90 kernels.jsonl $PY benchmarks/kernels.py "${COMMON[@]}" --steps 3 --json \
+part kernels 90 kernels.jsonl $PY benchmarks/kernels.py "${COMMON[@]}" --repeat 3 --json \
   --configs "$GRAPH+channels-last,$GRAPH+channels-last+bf16" $KERNEL_MODELS
 # PrecipLSTM with TF32 matrix products, which FlexAttention's kernel uses only when PyTorch's float32 matmul
 # precision allows them

@@ -1,12 +1,12 @@
 """Where a training step's time goes: device time by kind of kernel, and how much of the step the device is busy.
 
     python benchmarks/kernels.py --device cuda --size 64 --hidden 64 --in-frames 10 --out-frames 10 --batch 4 \
-        [--configs clip-graph,clip-graph+bf16] [--steps 3] [--top 5] [--json] [models ...]
+        [--configs clip-graph,clip-graph+bf16] [--repeat 3] [--top 5] [--json] [models ...]
 
 The other benchmarks say how long a step takes; this one says what it is made of, so that the next change is
 aimed at the largest part. Each model and configuration (the names of ``msrnn-zoo bench``) gets one eager step
-(cuDNN chooses its algorithms), one step more (the warm-up: a recording or a compilation), then ``--steps``
-timed steps without the profiler and ``--steps`` under it.
+(cuDNN chooses its algorithms), one step more (the warm-up: a recording or a compilation), then ``--repeat``
+timed steps without the profiler and ``--repeat`` under it.
 
 On a GPU the profiler's trace gives every kernel that ran, recorded clips included (a graph's replay runs its
 kernels as any launch does). They are sorted into kinds by name: convolution (cuDNN's and CUTLASS's kernels),
@@ -150,14 +150,13 @@ def main() -> None:
     parser.add_argument("models", nargs="*")
     parser.add_argument("--configs", default=None, help="configurations as msrnn-zoo bench names them, comma "
                         "separated (default: clip-graph,clip-graph+bf16 on a GPU, plain on the CPU)")
-    parser.add_argument("--steps", type=int, default=3, help="steps timed, then as many profiled")
     parser.add_argument("--top", type=int, default=5, help="how many kernels or operators to name, by time")
     parser.add_argument("--cells-backend", default="inductor",
                         help="torch.compile backend of compile-cells (aot_eager: traced, not compiled; smoke tests)")
-    _common.add_common_options(parser, batch=4, repeat=1)
+    _common.add_common_options(parser, batch=4, repeat=3, repeat_help="steps timed, then as many profiled")
     args = parser.parse_args()
-    if args.steps < 1 or args.top < 0:
-        parser.error("--steps must be at least 1 and --top at least 0")
+    if args.repeat < 1 or args.top < 0:
+        parser.error("--repeat must be at least 1 and --top at least 0")
     with compiled_cells.backend(args.cells_backend):
         measure(args)
 
@@ -166,7 +165,7 @@ def measure(args: argparse.Namespace) -> None:
     device, timer = _common.setup(args)
     configs = _common.checked_configs(args.configs or ("clip-graph,clip-graph+bf16" if device.type == "cuda"
                                                        else "plain"))
-    print(_common.header(args, f", {args.steps} steps profiled"), flush=True)
+    print(_common.header(args, f", {args.repeat} steps profiled"), flush=True)
     for name in args.models or ["predrnn-pp", "predrnn", "convlstm"]:
         torch.manual_seed(0)
         base = msrnn_zoo.create(name, hidden_channels=args.hidden).to(device).train()
@@ -179,8 +178,8 @@ def measure(args: argparse.Namespace) -> None:
                 if device.type == "cuda":
                     bench.settle(model, train)
                 train()  # the warm-up: a recording or compilation where the configuration has one
-                row["timed_step_ms"] = bench.median(timer(train) for _ in range(args.steps)) * 1e3
-                row.update(profile_steps(train, device, args.steps, args.top))
+                row["timed_step_ms"] = bench.median(timer(train) for _ in range(args.repeat)) * 1e3
+                row.update(profile_steps(train, device, args.repeat, args.top))
             except Exception as exc:  # one failing configuration keeps the others' rows
                 row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
             report(row, args.json)

@@ -106,7 +106,7 @@ def test_a_summary_gives_each_kind_per_step_and_the_largest_names():
 
 def test_the_script_sorts_a_cpu_step_by_operator():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels.py"), "--size", "8", "--hidden", "2",
-                             "--in-frames", "2", "--out-frames", "2", "--batch", "1", "--steps", "1", "--json",
+                             "--in-frames", "2", "--out-frames", "2", "--batch", "1", "--repeat", "1", "--json",
                              "--configs", "plain,bf16", "ms-convlstm"],
                             capture_output=True, text=True, timeout=180, env={"PATH": "", "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr
@@ -121,9 +121,9 @@ def test_the_script_sorts_a_cpu_step_by_operator():
 
 
 def test_the_script_refuses_zero_steps():
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels.py"), "--steps", "0", "convlstm"],
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels.py"), "--repeat", "0", "convlstm"],
                             capture_output=True, text=True, timeout=60, env={"PATH": "", "PYTHONPATH": ""})
-    assert result.returncode == 2 and "--steps must be at least 1" in result.stderr
+    assert result.returncode == 2 and "--repeat must be at least 1" in result.stderr
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
