@@ -149,8 +149,9 @@ needs "$TOOLS/gpu_bench.py" gpu_bench_b4 && part gpu_bench_b4 190 gpu_bench_b4.j
   $PY "$TOOLS/gpu_bench.py" "${GPU_BENCH[@]}" --batch 4 --repeat "$REPEAT" --deadline 160
 # 2. the CUDA-only tests: compiled and graph-replayed steps, FlexAttention, metrics on the GPU
 if [ "$DEVICE" = cuda ]; then
-  part cuda_tests 130 tests.txt $PY -m pytest -q -p no:cacheprovider -rfE -n 8 tests/test_fast_path.py \
-    tests/test_metrics.py tests/test_kernels.py plugins/msrnn-preciplstm/tests
+  part cuda_tests 150 tests.txt $PY -m pytest -q -p no:cacheprovider -rfE -n 8 tests/test_fast_path.py \
+    tests/test_metrics.py tests/test_kernels.py::test_on_a_gpu_the_kernels_of_a_recorded_clip_are_seen \
+    plugins/msrnn-preciplstm/tests
 fi
 # 3. fast paths and precision against the plain model: warm-up (compile, capture) and training step
 part options 200 options.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
