@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -510,7 +510,7 @@ def _recipe_of(tensor: torch.Tensor) -> tuple[_Recipe, tuple[torch.Tensor, ...]]
     return entry[2], entry[3]
 
 
-def _concatenation_in(inputs: tuple[torch.Tensor, ...], dtype: torch.dtype) -> torch.Tensor:
+def _concatenation_in(inputs: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     """``torch.cat(inputs, 1).to(dtype)`` in the fewest casts, the same numbers bit for bit either way.
 
     Under autocast a gate's inputs may differ in dtype (a hidden state that comes out of half-precision products,
@@ -574,7 +574,7 @@ class _JointConv(torch.autograd.Function):
                 start += entry[1]
         need_weight, need_bias = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         need_inputs = any(ctx.needs_input_grad[3:])
-        x = _concatenation_in(tuple(inputs), grad.dtype)
+        x = _concatenation_in(inputs, grad.dtype)
         # under autocast the bias's gradient is summed straight into the weights' dtype: one reduction, where the
         # convolution's would round it to half precision and a cast widen it again
         bias_apart = need_bias and grad.dtype != weight.dtype
