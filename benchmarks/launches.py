@@ -2,7 +2,7 @@
 
     ORIG=/path/to/msrnn-original python benchmarks/launches.py [--tools ../shared/tools] [--size 16] [--hidden 8]
         [--in-frames 5] [--out-frames 5] [--batch 2] [--frames-loss-only] [--flops] [--traffic]
-        [--convolve-zero-states] [--precision fp32|bf16|fp16] [--json] [models ...]
+        [--convolve-zero-states] [--precision fp32|bf16|fp16 [--recorded]] [--json] [models ...]
 
 On a GPU at the paper's sizes the eager training step waits on kernel launches (issue 7), so its time follows the
 number of kernels more than their sizes. Every ATen operation that computes something launches at least one
@@ -24,13 +24,15 @@ memory, so ``GB / bandwidth`` bounds what fusing them (compiled cells) can save 
 ``--convolve-zero-states`` counts ours as it was before the first step left out the zero states.
 ``--precision bf16`` (or ``fp16``) counts ours under autocast on the CPU, as ``--precision`` trains: the casts
 between float32 and half precision are operations too, each a kernel on a GPU. The original is counted in fp32,
-as ``gpu_bench.py`` runs it.
+as ``gpu_bench.py`` runs it. ``--recorded`` counts it as a clip recording runs (fast path ``clip-graph``, the
+fastest path on a GPU): with autocast's cache of cast weights off, which a recording must not use.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import sys
@@ -43,7 +45,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import msrnn_zoo
-from msrnn_zoo.precision import PRECISIONS, autocast
+from msrnn_zoo.precision import PRECISIONS
 
 NOT_LAUNCHED = {"empty", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias", "lift_fresh"}
 
@@ -143,8 +145,12 @@ def main() -> None:
                         "first step also convolves the zero states (what leaving them out saves)")
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32",
                         help="ours under this autocast precision (the original stays fp32)")
+    parser.add_argument("--recorded", action="store_true", help="with --precision bf16|fp16: autocast without its "
+                        "cache of cast weights, as a clip recording (fast path clip-graph) runs it")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.recorded and PRECISIONS[args.precision] is None:
+        parser.error("--recorded counts autocast's casts as a recording makes them; give it --precision bf16 or fp16.")
     original = None
     if "ORIG" in os.environ:
         sys.path.insert(0, str(Path(args.tools).resolve()))
@@ -152,6 +158,13 @@ def main() -> None:
 
         original = orig_env
     t = args.in_frames + args.out_frames
+    dtype = PRECISIONS[args.precision]
+
+    def ours_autocast() -> contextlib.AbstractContextManager[Any]:
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=dtype, cache_enabled=not args.recorded)
+
     names = args.models or [n for n in msrnn_zoo.list_models() if n.endswith(("convlstm", "predrnn"))]
     print(f"# {args.size}x{args.size}, hidden {args.hidden}, {args.in_frames}->{args.out_frames} frames, batch "
           f"{args.batch}; operations of forward + backward", flush=True)
@@ -162,7 +175,7 @@ def main() -> None:
         model.skip_zero_states = not args.convolve_zero_states
 
         def ours(model: msrnn_zoo.Forecaster = model, frames: torch.Tensor = frames) -> None:
-            with autocast(args.precision, "cpu"):
+            with ours_autocast():
                 prediction, aux = model.forward_train(frames, torch.ones(args.batch, t - 1))
             loss = F.mse_loss(prediction.float(), frames[:, 1:])
             if aux is not None and not args.frames_loss_only:

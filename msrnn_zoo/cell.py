@@ -510,6 +510,58 @@ def _recipe_of(tensor: torch.Tensor) -> tuple[_Recipe, tuple[torch.Tensor, ...]]
     return entry[2], entry[3]
 
 
+_CLIP_CASTS: dict[tuple[int, torch.dtype], tuple[torch.Tensor, int, torch.Tensor]] | None = None
+"""``(id(weight), dtype) -> (weight, its version when cast, the cast)`` within :func:`weight_casts_per_clip`."""
+
+
+@contextlib.contextmanager
+def weight_casts_per_clip() -> Iterator[None]:
+    """Within it, the joint convolutions under autocast cast each weight to half precision once, not at every call.
+
+    A clip runs every layer's convolutions once per time step with the same weights. Autocast's own cache of cast
+    weights is off while a clip is recorded as CUDA graphs (a recording must not reuse a copy made before it, or
+    no replay would see the optimizer's updates), so each call cast its weight and bias again, and the backward
+    cast the weight once more: on a recorded bf16 training step of PredRNN, 1320 of its kernels. Here the copies
+    live for one clip (made inside a recording when the clip is recorded), the backward reads the forward's copy,
+    and each step's weight gradient still reaches the float32 weight on its own, summed there in float32. The same
+    numbers bit for bit: the same casts, fewer times. Each scope starts empty and ends with its clip; a weight
+    written in place within it is cast again. Not used under saved-tensor hooks (a checkpoint recomputes the step
+    outside the clip, and must find what the first pass saved) nor while Dynamo traces.
+    """
+    global _CLIP_CASTS
+    outer, _CLIP_CASTS = _CLIP_CASTS, {}
+    try:
+        yield
+    finally:
+        _CLIP_CASTS = outer
+
+
+def _cast_for_clip(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)``, made once per clip (:func:`weight_casts_per_clip`); the caller holds no graph (no grad)."""
+    casts = _CLIP_CASTS
+    if casts is None:
+        return t.to(dtype)
+    key = (id(t), dtype)
+    entry = casts.get(key)
+    if entry is not None and entry[0] is t and entry[1] == t._version:
+        return entry[2]
+    cast = t.to(dtype)
+    casts[key] = (t, t._version, cast)
+    return cast
+
+
+def _clip_cast_dtype(weight: torch.Tensor) -> torch.dtype | None:
+    """The half-precision dtype to which this call may take ``weight``'s per-clip copy, or ``None`` (no scope, no
+    autocast, not float32, someone's saved-tensor hooks active, or Dynamo tracing)."""
+    if torch.compiler.is_compiling() or _CLIP_CASTS is None or weight.dtype != torch.float32:
+        return None
+    device = weight.device.type
+    if not torch.is_autocast_enabled(device) or (_HOOKS_API and _TOP_HOOKS(False) is not None):  # type: ignore[misc]
+        return None
+    dtype = torch.get_autocast_dtype(device)
+    return dtype if dtype != torch.float32 else None
+
+
 def _concatenation_in(inputs: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     """``torch.cat(inputs, 1).to(dtype)`` in the fewest casts, the same numbers bit for bit either way.
 
@@ -556,6 +608,11 @@ class _JointConv(torch.autograd.Function):
             found = _recipe_of(t) if recipes else None
             ctx.recipes.append(None if found is None else (found[0], len(found[1])))
             kept += [t] if found is None else found[1]
+        ctx.weight_dtype = weight.dtype
+        half = _clip_cast_dtype(weight)
+        if half is not None:  # the clip's copies, which the backward reads too (see weight_casts_per_clip)
+            weight = _cast_for_clip(weight, half)
+            bias = None if bias is None else _cast_for_clip(bias, half)
         ctx.save_for_backward(weight, *kept)
         ctx.padding = [padding, padding] if isinstance(padding, int) else list(padding)
         ctx.has_bias = bias is not None
@@ -577,17 +634,18 @@ class _JointConv(torch.autograd.Function):
         x = _concatenation_in(inputs, grad.dtype)
         # under autocast the bias's gradient is summed straight into the weights' dtype: one reduction, where the
         # convolution's would round it to half precision and a cast widen it again
-        bias_apart = need_bias and grad.dtype != weight.dtype
+        dtype = ctx.weight_dtype  # the parameter's: the saved weight may be the clip's half-precision copy
+        bias_apart = need_bias and grad.dtype != dtype
         grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
             grad, x, weight.to(grad.dtype), [weight.shape[0]] if ctx.has_bias else None, [1, 1],
             ctx.padding, [1, 1], False, [0, 0], 1, [need_inputs, need_weight, need_bias and not bias_apart])
         if bias_apart:
-            grad_bias = grad.sum((0, 2, 3), dtype=weight.dtype)
+            grad_bias = grad.sum((0, 2, 3), dtype=dtype)
         grad_inputs: list[torch.Tensor | None] = [None] * len(inputs)
         if need_inputs:
             grad_inputs = _split_in(grad_x, inputs, ctx.needs_input_grad[3:])
-        return (None if grad_weight is None else grad_weight.to(weight.dtype),
-                None if grad_bias is None else grad_bias.to(weight.dtype), None, *grad_inputs)
+        return (None if grad_weight is None else grad_weight.to(dtype),
+                None if grad_bias is None else grad_bias.to(dtype), None, *grad_inputs)
 
 
 def _split_in(grad: torch.Tensor, inputs: list[torch.Tensor], needed: tuple[bool, ...]) -> list[torch.Tensor | None]:
@@ -755,6 +813,8 @@ def _conv_side_by_side(weight: torch.Tensor, bias: torch.Tensor | None, padding:
             return _conv_keeping_parts(weight, bias, padding, inputs)  # type: ignore[arg-type]
         return _JointConv.apply(weight, bias, padding, *inputs)
     x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)  # no backward: nothing is kept
+    if not keeps and (half := _clip_cast_dtype(weight)) is not None:  # a forecast: the clip's copies
+        weight, bias = _cast_for_clip(weight, half), None if bias is None else _cast_for_clip(bias, half)
     return F.conv2d(x, weight, bias, padding=padding)
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .cell import EmbeddedFrame, RecurrentCell, State, unmark_zero, zero_like_source, zeros
+from .cell import EmbeddedFrame, RecurrentCell, State, unmark_zero, weight_casts_per_clip, zero_like_source, zeros
 from .compiled_cells import run_cell, run_compiled_cell
 from .graphs import ClipGraphs
 from .hub import HubMixin
@@ -472,12 +472,13 @@ class Forecaster(HubMixin, nn.Module):
         self._begin_clip()
         state = self.init_state(b, h, w, device=frames.device, dtype=frames.dtype)
         absorbed: dict[Any, Any] = {}
-        for i in range(t):
-            forecast, state, _ = self._run_step(frames[:, i], state, absorbed=absorbed)
-        future = [forecast]
-        for _ in range(horizon - 1):
-            forecast, state, _ = self._run_step(forecast, state, absorbed=absorbed)
-            future.append(forecast)
+        with weight_casts_per_clip():
+            for i in range(t):
+                forecast, state, _ = self._run_step(frames[:, i], state, absorbed=absorbed)
+            future = [forecast]
+            for _ in range(horizon - 1):
+                forecast, state, _ = self._run_step(forecast, state, absorbed=absorbed)
+                future.append(forecast)
         return torch.stack(future, dim=1).contiguous()  # a copy only for channels-last frames of C > 1
 
     def forward_train(self, frames: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -515,13 +516,14 @@ class Forecaster(HubMixin, nn.Module):
         aux_terms: list[torch.Tensor] = []
         x = frames[:, 0]
         absorbed: dict[Any, Any] = {}
-        for i in range(t - 1):
-            if i > 0:
-                x = teacher[:, i] * frames[:, i] + (1 - teacher[:, i]) * predictions[-1]
-            forecast, state, aux = self._run_step(x, state, with_aux=True, absorbed=absorbed)
-            predictions.append(forecast)
-            if aux is not None:
-                aux_terms.append(aux)
+        with weight_casts_per_clip():
+            for i in range(t - 1):
+                if i > 0:
+                    x = teacher[:, i] * frames[:, i] + (1 - teacher[:, i]) * predictions[-1]
+                forecast, state, aux = self._run_step(x, state, with_aux=True, absorbed=absorbed)
+                predictions.append(forecast)
+                if aux is not None:
+                    aux_terms.append(aux)
         aux_loss = None
         if aux_terms and self.aux_loss is not None:
             aux_loss = torch.stack(aux_terms).mean() * self.aux_loss.weight

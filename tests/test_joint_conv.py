@@ -1,9 +1,12 @@
 """JointConv2d: a sum of convolutions of several inputs as one convolution, loading separately stored weights."""
 
+import collections
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, _JointConv, fold_joint_convs, joint_conv2d, zeros
 from msrnn_zoo.profile import saved_bytes, saved_bytes_by_op
@@ -523,3 +526,106 @@ def test_a_part_written_between_two_convolutions_is_not_shared():
     b.sub_(1.0)
     (joint(a, b).sum()).backward()  # b changed since the last convolution: its own concatenation, no error
     assert a.grad is not None
+
+
+class _ParameterCasts(TorchDispatchMode):
+    """Counts the casts of each parameter to half precision, by name, apart for the forward and the backward."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.names = {id(p): name for name, p in model.named_parameters()}
+        self.phase = "forward"
+        self.casts = {"forward": collections.Counter(), "backward": collections.Counter()}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten._to_copy.default and out.dtype == torch.bfloat16 and id(args[0]) in self.names:
+            self.casts[self.phase][self.names[id(args[0])]] += 1
+        return out
+
+
+@pytest.mark.parametrize("name", ["predrnn", "ms-predrnn-pp"])
+def test_a_recorded_clip_casts_each_joint_weight_once_and_its_backward_none(name):
+    """As a clip is recorded (autocast without its cache), every call used to cast its weight and bias, and every
+    backward the weight again: 1320 kernels of PredRNN's bf16 step. Now each joint convolution's weight and bias are
+    cast once per clip, and the backward reads that copy."""
+    from msrnn_zoo import testing
+
+    torch.manual_seed(0)
+    model = testing.small(name, num_layers=4)
+    # every call convolving all its inputs: the first step's single-input convolutions (its zero states left out)
+    # are autocast's own, and the bottom layer's weight with the embedding absorbed is no parameter
+    model.skip_zero_states = model.absorb_embedding = False
+    frames, teacher = torch.rand(2, 6, 1, 8, 8), torch.ones(2, 5)
+    counter = _ParameterCasts(model)
+    with counter:
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            prediction, aux = model.forward_train(frames, teacher)
+        counter.phase = "backward"
+        (prediction.float().square().sum() + (aux if aux is not None else 0)).backward()
+    joint = [f"{path}.{p}" for path, m in model.named_modules() if isinstance(m, JointConv2d)
+             for p in ("weight", "bias")]
+    assert joint and {n: counter.casts["forward"][n] for n in joint} == dict.fromkeys(joint, 1)
+    assert not counter.casts["backward"]
+
+
+def _bf16_training_steps(name, monkeypatch, per_clip, *, cache_enabled=True, checkpointing=False):
+    """Two SGD steps and a forecast under bf16 autocast, with or without the per-clip casts."""
+    import contextlib
+
+    from msrnn_zoo import network, testing
+
+    if not per_clip:
+        monkeypatch.setattr(network, "weight_casts_per_clip", contextlib.nullcontext)
+    torch.manual_seed(0)
+    model = testing.small(name, num_layers=4)
+    model.set_grad_checkpointing(checkpointing)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    frames, teacher = torch.rand(2, 6, 1, 8, 8), (torch.rand(2, 5) > 0.5).float()
+    results = []
+    for _ in range(2):  # the second clip must see the weights the first step wrote in place
+        optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache_enabled):
+            prediction, aux = model.forward_train(frames, teacher)
+        (prediction.float().square().mean() + (aux if aux is not None else 0)).backward()
+        results += [prediction.detach(), *(p.grad.clone() for p in model.parameters() if p.grad is not None)]
+        optimizer.step()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache_enabled):
+        results.append(model(frames[:, :3], horizon=2))
+    monkeypatch.undo()
+    return results
+
+
+@pytest.mark.parametrize("name", ["convlstm", "ms-predrnn-pp", "predrnn-v2", "mim"])
+@pytest.mark.parametrize("cache_enabled", [True, False], ids=["autocast-cache", "as-recorded"])
+def test_per_clip_weight_casts_change_no_number(name, cache_enabled, monkeypatch):
+    """The same casts, fewer times: predictions, every gradient (two steps, the second after the optimizer wrote the
+    weights in place) and the forecast equal to the bit; under gradient checkpointing, which recomputes each step
+    outside its clip, too."""
+    want = _bf16_training_steps(name, monkeypatch, per_clip=False, cache_enabled=cache_enabled)
+    got = _bf16_training_steps(name, monkeypatch, per_clip=True, cache_enabled=cache_enabled)
+    checkpointed = _bf16_training_steps(name, monkeypatch, per_clip=True, cache_enabled=cache_enabled,
+                                        checkpointing=True)
+    assert len(got) == len(want) == len(checkpointed)
+    for a, b, c in zip(got, want, checkpointed):
+        assert torch.equal(a, b) and torch.equal(c, b)
+
+
+def test_a_weight_written_within_a_clip_is_cast_again_and_nothing_outlives_the_clip():
+    from msrnn_zoo import cell
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 4, 3, padding=1)
+    parts = [torch.randn(2, 3, 6, 6, requires_grad=True) for _ in range(2)]
+    with cell.weight_casts_per_clip(), torch.autocast("cpu", dtype=torch.bfloat16):
+        joint_conv2d(conv, *parts).sum().backward()
+        with torch.no_grad():
+            conv.weight.mul_(-1.0)  # in place, within the clip: the copy made before must not serve
+        got = joint_conv2d(conv, *parts)
+        with cell.weight_casts_per_clip():  # a scope within a scope starts empty and gives the outer one back
+            assert cell._CLIP_CASTS == {}
+        assert cell._CLIP_CASTS
+    assert cell._CLIP_CASTS is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = conv(torch.cat(parts, 1))
+    assert torch.equal(got, want)

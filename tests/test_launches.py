@@ -65,3 +65,21 @@ def test_under_bf16_the_casts_are_counted_too():
         assert result.returncode == 0, result.stderr
         counts[precision] = json.loads(result.stdout.splitlines()[-1])["ours"]
     assert counts["bf16"] > counts["fp32"] > 0
+
+
+def test_recorded_counts_autocast_without_its_cache_and_needs_a_half_precision():
+    """``--recorded`` counts a bf16 step as a clip recording runs it: autocast's cache of cast weights is off there,
+    so the convolutions outside the joint ones (the read-out head, the first step's) cast their weights at every
+    call."""
+    script = [sys.executable, str(ROOT / "benchmarks" / "launches.py"), "--size", "8", "--hidden", "2",
+              "--in-frames", "2", "--out-frames", "2", "--json"]
+    counts = {}
+    for extra in ([], ["--recorded"]):
+        result = subprocess.run([*script, "--precision", "bf16", *extra, "convlstm"], capture_output=True, text=True,
+                                timeout=120, env={"PATH": "", "PYTHONPATH": ""})
+        assert result.returncode == 0, result.stderr
+        counts[bool(extra)] = json.loads(result.stdout.splitlines()[-1])["ours"]
+    assert counts[True] > counts[False] > 0
+    refused = subprocess.run([*script, "--recorded", "convlstm"], capture_output=True, text=True, timeout=120,
+                             env={"PATH": "", "PYTHONPATH": ""})
+    assert refused.returncode == 2 and "give it --precision bf16 or fp16" in refused.stderr
