@@ -68,6 +68,9 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Forecaster
         parse_device(device)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`.")
+    if not (run_dir / TRAIN_CONFIG).is_file():
+        raise FileNotFoundError(f"{run_dir} ({run_dir.resolve()}) is not a run: it holds no {TRAIN_CONFIG}. Give the "
+                                "--out directory of an earlier `msrnn-zoo train`.")
     cfg = TrainConfig.from_dict(read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)"),
                                 str(run_dir / TRAIN_CONFIG))
     device, note = run_device(cfg, device)

@@ -100,6 +100,8 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
         (["info", "ms-convlstm", "--size", "6"], "divisible by 4"),
         (["evaluate", "{tmp}/nothing"], "No run directory"),
         (["predict", "{tmp}/nothing"], "No run directory"),
+        (["evaluate", "{tmp}"], "is not a run: it holds no train_config.json"),
+        (["predict", "{tmp}"], "is not a run: it holds no train_config.json"),
         (["train", "--resume", "{tmp}/nothing"], "is not a run: no such directory"),
         (["train", "--resume", "{tmp}"], "is not a run: it holds no train_config.json"),
         (["train", "convlstm", "--resume", "{tmp}"], "is not a run: it holds no train_config.json"),
