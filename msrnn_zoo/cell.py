@@ -9,6 +9,7 @@ implements its paper's equations in :meth:`RecurrentCell.forward`.
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
@@ -510,8 +511,14 @@ def _recipe_of(tensor: torch.Tensor) -> tuple[_Recipe, tuple[torch.Tensor, ...]]
     return entry[2], entry[3]
 
 
-_CLIP_CASTS: dict[tuple[int, torch.dtype], tuple[torch.Tensor, int, torch.Tensor]] | None = None
-"""``(id(weight), dtype) -> (weight, its version when cast, the cast)`` within :func:`weight_casts_per_clip`."""
+class _ClipCasts(threading.local):
+    """This thread's ``(id(weight), dtype) -> (weight, its version when cast, the cast)`` within
+    :func:`weight_casts_per_clip`, else ``None``; per thread, so that clips run in two threads never share one."""
+
+    casts: dict[tuple[int, torch.dtype], tuple[torch.Tensor, int, torch.Tensor]] | None = None
+
+
+_CLIP = _ClipCasts()
 
 
 @contextlib.contextmanager
@@ -528,17 +535,16 @@ def weight_casts_per_clip() -> Iterator[None]:
     written in place within it is cast again. Not used under saved-tensor hooks (a checkpoint recomputes the step
     outside the clip, and must find what the first pass saved) nor while Dynamo traces.
     """
-    global _CLIP_CASTS
-    outer, _CLIP_CASTS = _CLIP_CASTS, {}
+    outer, _CLIP.casts = _CLIP.casts, {}
     try:
         yield
     finally:
-        _CLIP_CASTS = outer
+        _CLIP.casts = outer
 
 
 def _cast_for_clip(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``t.to(dtype)``, made once per clip (:func:`weight_casts_per_clip`); the caller holds no graph (no grad)."""
-    casts = _CLIP_CASTS
+    casts = _CLIP.casts
     if casts is None:
         return t.to(dtype)
     key = (id(t), dtype)
@@ -553,7 +559,7 @@ def _cast_for_clip(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _clip_cast_dtype(weight: torch.Tensor) -> torch.dtype | None:
     """The half-precision dtype to which this call may take ``weight``'s per-clip copy, or ``None`` (no scope, no
     autocast, not float32, someone's saved-tensor hooks active, or Dynamo tracing)."""
-    if torch.compiler.is_compiling() or _CLIP_CASTS is None or weight.dtype != torch.float32:
+    if torch.compiler.is_compiling() or _CLIP.casts is None or weight.dtype != torch.float32:
         return None
     device = weight.device.type
     if not torch.is_autocast_enabled(device) or (_HOOKS_API and _TOP_HOOKS(False) is not None):  # type: ignore[misc]

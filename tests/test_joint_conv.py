@@ -1,6 +1,7 @@
 """JointConv2d: a sum of convolutions of several inputs as one convolution, loading separately stored weights."""
 
 import collections
+import threading
 
 import pytest
 import torch
@@ -623,9 +624,14 @@ def test_a_weight_written_within_a_clip_is_cast_again_and_nothing_outlives_the_c
             conv.weight.mul_(-1.0)  # in place, within the clip: the copy made before must not serve
         got = joint_conv2d(conv, *parts)
         with cell.weight_casts_per_clip():  # a scope within a scope starts empty and gives the outer one back
-            assert cell._CLIP_CASTS == {}
-        assert cell._CLIP_CASTS
-    assert cell._CLIP_CASTS is None
+            assert cell._CLIP.casts == {}
+        assert cell._CLIP.casts
+        elsewhere = []  # a clip in another thread has its own scope, or none
+        worker = threading.Thread(target=lambda: elsewhere.append(cell._CLIP.casts))
+        worker.start()
+        worker.join()
+        assert elsewhere == [None]
+    assert cell._CLIP.casts is None
     with torch.autocast("cpu", dtype=torch.bfloat16):
         want = conv(torch.cat(parts, 1))
     assert torch.equal(got, want)
