@@ -147,11 +147,12 @@ part batch16_graph_bf16 60 batch16_graph_bf16.jsonl $PY benchmarks/options.py "$
 # 1. training step of every model, ours and the original, batch 4, fp32 (147 s measured on an H200)
 needs "$TOOLS/gpu_bench.py" gpu_bench_b4 && part gpu_bench_b4 190 gpu_bench_b4.jsonl \
   $PY "$TOOLS/gpu_bench.py" "${GPU_BENCH[@]}" --batch 4 --repeat "$REPEAT" --deadline 160
-# 2. the CUDA-only tests: compiled and graph-replayed steps, FlexAttention, metrics on the GPU
+# 2. the CUDA-only tests: compiled and graph-replayed steps, FlexAttention, metrics on the GPU; and that recorded
+# bf16 clips see the optimizer's updates, now that the joint convolutions cast their weights once per clip
 if [ "$DEVICE" = cuda ]; then
   part cuda_tests 150 tests.txt $PY -m pytest -q -p no:cacheprovider -rfE -n 8 tests/test_fast_path.py \
     tests/test_metrics.py tests/test_kernels.py::test_on_a_gpu_the_kernels_of_a_recorded_clip_are_seen \
-    plugins/msrnn-preciplstm/tests
+    tests/test_clip_graph.py::test_bf16_autocast_replays_see_the_updated_weights plugins/msrnn-preciplstm/tests
 fi
 # 3. fast paths and precision against the plain model: warm-up (compile, capture) and training step
 part options 200 options.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \

@@ -229,6 +229,16 @@ def test_bf16_autocast_replays_see_the_updated_weights():
             got, _ = fast.forward_train(frames, teacher)
         assert got.dtype == want.dtype
         assert_same(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+        # the backward reads the half-precision weights its forward cast (once per clip): those of this replay
+        for prediction in (want, got):
+            prediction.float().square().mean().backward()
+        for (name, a), b in zip(eager.named_parameters(), fast.parameters()):
+            assert a.grad is not None and b.grad is not None, name
+            error = (b.grad - a.grad).norm() / a.grad.norm().clamp_min(1e-12)
+            # a replay a step behind would hold weights 10% off; eager autocast sums the plain convolutions'
+            # gradients over the steps in bf16 (its cache), the recording in float32: a few bf16 roundings apart
+            assert error < 5e-2, (name, error.item())
+            a.grad = b.grad = None
 
 
 @cuda
