@@ -558,8 +558,11 @@ def _cast_for_clip(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _clip_cast_dtype(weight: torch.Tensor) -> torch.dtype | None:
     """The half-precision dtype to which this call may take ``weight``'s per-clip copy, or ``None`` (no scope, no
-    autocast, not float32, someone's saved-tensor hooks active, or Dynamo tracing)."""
-    if torch.compiler.is_compiling() or _CLIP.casts is None or weight.dtype != torch.float32:
+    autocast, not float32, someone's saved-tensor hooks active, or Dynamo tracing). Every convolution of a forecast
+    asks, so the common answer (no autocast at all) comes first."""
+    if torch.compiler.is_compiling() or (_ANY_AUTOCAST is not None and not _ANY_AUTOCAST()):
+        return None
+    if _CLIP.casts is None or weight.dtype != torch.float32:
         return None
     device = weight.device.type
     if not torch.is_autocast_enabled(device) or (_HOOKS_API and _TOP_HOOKS(False) is not None):  # type: ignore[misc]
