@@ -548,7 +548,8 @@ class _ParameterCasts(TorchDispatchMode):
 @pytest.mark.parametrize("name", ["predrnn", "ms-predrnn-pp"])
 def test_a_recorded_clip_casts_each_joint_weight_once_and_its_backward_none(name):
     """As a clip is recorded (autocast without its cache), every call used to cast its weight and bias, and every
-    backward the weight again: 1320 kernels of PredRNN's bf16 step. Now each joint convolution's weight and bias are
+    backward the weight again (casting once per clip takes 1303 of the 11846 operations of PredRNN's recorded bf16
+    step at 10 -> 10 frames off, launches.py --recorded). Now each joint convolution's weight and bias are
     cast once per clip, and the backward reads that copy."""
     from msrnn_zoo import testing
 
