@@ -533,9 +533,9 @@ def weight_casts_per_clip() -> Iterator[None]:
     live for one clip (made inside a recording when the clip is recorded), the backward reads the forward's copy
     (kept until then: half the joint weights' bytes, once per clip), and each step's weight gradient still reaches
     the float32 weight on its own, summed there in float32. The same numbers bit for bit: the same casts, fewer
-    times. Each scope starts empty and ends with its clip; a weight
-    written in place within it is cast again. Not used under saved-tensor hooks (a checkpoint recomputes the step
-    outside the clip, and must find what the first pass saved) nor while Dynamo traces.
+    times. Each scope starts empty and ends with its clip; a weight written in place within it is cast again. Not
+    used under saved-tensor hooks (a checkpoint recomputes the step outside the clip, and must find what the first
+    pass saved) nor while Dynamo traces.
     """
     outer, _CLIP.casts = _CLIP.casts, {}
     try:
@@ -545,10 +545,10 @@ def weight_casts_per_clip() -> Iterator[None]:
 
 
 def _cast_for_clip(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``t.to(dtype)``, made once per clip (:func:`weight_casts_per_clip`); the caller holds no graph (no grad)."""
+    """``t.to(dtype)``, made once per clip; only where :func:`_clip_cast_dtype` said yes (within a clip), and the
+    caller holds no graph (no grad)."""
     casts = _CLIP.casts
-    if casts is None:
-        return t.to(dtype)
+    assert casts is not None  # (_clip_cast_dtype asks first)
     key = (id(t), dtype)
     entry = casts.get(key)
     if entry is not None and entry[0] is t and entry[1] == t._version:
