@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .network import FAST_PATHS, Forecaster
-from .precision import autocast
+from .precision import autocast, float32_products
 
 K = TypeVar("K", bound=Hashable)
 
@@ -61,6 +61,8 @@ OPTIONS: dict[str, Option] = {
                    flag="--precision bf16", choice="precision"),
     "fp16": Option("fp16 autocast with a scaled loss (changes the numbers slightly)", precision="fp16",
                    flag="--precision fp16", choice="precision"),
+    "tf32": Option("fp32 tensors, matrix products in TF32 on GPUs (changes the numbers slightly)", precision="tf32",
+                   flag="--precision tf32", choice="precision"),
     "channels-last": Option("weights and states in NHWC", lambda model: model.set_channels_last(),
                             flag="--channels-last"),
     "compile-cells": Option("each cell compiled, its gate arithmetic fused",
@@ -194,10 +196,11 @@ def model_steps(model: Forecaster, frames: torch.Tensor, teacher: torch.Tensor, 
     device = frames.device
 
     def train() -> None:
-        with autocast(precision, device):
-            prediction, aux = model.forward_train(frames, teacher)
-        loss = F.mse_loss(prediction.float(), frames[:, 1:]) + (aux.float() if aux is not None else 0)
-        loss.backward()
+        with float32_products(precision):
+            with autocast(precision, device):
+                prediction, aux = model.forward_train(frames, teacher)
+            loss = F.mse_loss(prediction.float(), frames[:, 1:]) + (aux.float() if aux is not None else 0)
+            loss.backward()
         if adam is not None:
             adam.step()
         model.zero_grad(set_to_none=True)

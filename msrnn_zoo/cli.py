@@ -110,6 +110,8 @@ MAX_HORIZON = 1000
 """predict's ceiling: a picture of more frames than this is not a picture; long rollouts belong to the API."""
 FAST_PATH_CHOICE = click.Choice(["none", "compile", "cudagraph", "clip-graph"])
 """``network.FAST_PATHS`` spelled out (``none`` for ``None``): the CLI starts without importing torch."""
+PRECISION_CHOICE = click.Choice(["fp32", "bf16", "fp16", "tf32"])
+"""``precision.PRECISIONS`` spelled out, for the same reason."""
 
 
 def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
@@ -480,9 +482,10 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, 
 @click.option("--grad-checkpointing/--no-grad-checkpointing", default=None,
               help="Recompute each time step in the backward pass: far less memory, about 1.3x the time, "
                    "same numbers (default off; on --resume, the run's).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
-              help="fp32 (exact), or bf16 / fp16 autocast with the loss kept in fp32 (fp16 also scales the loss); "
-                   "default fp32, on --resume the run's.")
+@click.option("--precision", type=PRECISION_CHOICE, default=None,
+              help="fp32 (PyTorch's default), bf16 / fp16 autocast with the loss kept in fp32 (fp16 also scales the "
+                   "loss), or tf32: fp32 with the GPU's matrix products in TF32 (PrecipLSTM's attention; the CPU "
+                   "computes fp32). Default fp32, on --resume the run's.")
 @click.option("--fast-path", type=click.Choice(["auto", *FAST_PATH_CHOICE.choices]), default=None,
               help="auto (the default of a new run): clip-graph for one process on a GPU, none otherwise; "
                    "clip-graph: the whole clip recorded as CUDA graphs, no compiler (GPU only, seconds of warm-up, "
@@ -813,8 +816,9 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
               help="future: forecast frames only (OpenSTL); all: all T-1 predicted frames, input "
                    "reconstructions included (the MS-RNN code). Recorded in the metrics file.")
 @click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="bf16 / fp16: forecast under autocast (faster on GPUs; metrics differ slightly from fp32's).")
+@click.option("--precision", type=PRECISION_CHOICE, default="fp32", show_default=True,
+              help="bf16 / fp16: forecast under autocast; tf32: the GPU's matrix products in TF32 (faster on GPUs; "
+                   "metrics differ slightly from fp32's).")
 @click.option("--fast-path", type=click.Choice(["auto", *FAST_PATH_CHOICE.choices]), default="auto",
               show_default=True,
               help="auto: clip-graph on a GPU from 10 batches on, none otherwise; compile: each time step compiled "
@@ -935,8 +939,8 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
               help="Overwrite the files this command writes: only those, and only pictures and forecast arrays "
                    "msrnn-zoo wrote.")
 @click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="bf16 / fp16: forecast under autocast (faster on GPUs).")
+@click.option("--precision", type=PRECISION_CHOICE, default="fp32", show_default=True,
+              help="bf16 / fp16: forecast under autocast; tf32: the GPU's matrix products in TF32 (faster on GPUs).")
 @click.option("--fast-path", type=FAST_PATH_CHOICE, default="none", show_default=True,
               help="compile: each time step compiled (pays off over many clips); cudagraph, clip-graph: replayed "
                    "as CUDA graphs (GPU only; clip-graph records the whole clip without compiling).")

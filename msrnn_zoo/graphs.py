@@ -8,8 +8,9 @@ replays with one launch for the forward and one for the backward.
 No compiler is involved. The warm-up is three eager runs and one recording, not the minutes that inductor
 takes, and the numbers are those of the eager path, because the same kernels run in the same order.
 
-A recording holds fixed buffers, so it is kept per key: the input shapes, dtypes and device, the autocast
-dtype, grad mode, training mode and what else the caller names (the horizon of a forecast). Replays read the
+A recording holds fixed buffers and the kernels chosen when it was made, so it is kept per key: the input
+shapes, dtypes and device, the autocast dtype, the float32 matrix products' precision (``tf32``), grad mode,
+training mode and what else the caller names (the horizon of a forecast). Replays read the
 parameters where they live, so an optimizer's in-place updates are seen; moving the parameters (``to``, a
 new memory layout) or changing which ones train throws every recording away.
 
@@ -173,7 +174,7 @@ class ClipGraphs:
             self._parameters = signature
         trainable = tuple(p for p in parameters if p.requires_grad) if torch.is_grad_enabled() else ()
         autocast_dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
-        full_key = (name, key, bool(trainable), autocast_dtype, module.training,
+        full_key = (name, key, bool(trainable), autocast_dtype, torch.get_float32_matmul_precision(), module.training,
                     tuple((tuple(a.shape), a.dtype, a.device) for a in args))
         recording = self._recordings.get(full_key)
         if recording is None:

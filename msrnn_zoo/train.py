@@ -51,7 +51,7 @@ from .io import (
     write_text,
 )
 from .network import COMPILED_PATHS, FAST_PATHS, Forecaster, ForecasterConfig
-from .precision import PRECISIONS, autocast, grad_scaler
+from .precision import PRECISIONS, autocast, float32_products, grad_scaler
 from .sampling import get_schedule
 from .validation import parse_device
 from .weights import load_weights
@@ -515,16 +515,17 @@ class Trainer:
                                 _seeded(cfg.seed, self.progress.step, 2))[self.dist.rank * b : (self.dist.rank + 1) * b]
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(cfg.precision, self.device):
-            prediction, aux = self.forward_train(frames, teacher.to(self.device))
-        loss = frame_loss(prediction.float(), frames[:, 1:])  # the loss in fp32, whatever the precision
-        if aux is not None:
-            loss = loss + aux.float()
-        reported = distributed.mean(self.dist, loss.detach())  # the global batch's loss, on every process
-        if self.scaler is None:
-            loss.backward()
-        else:
-            self.scaler.scale(loss).backward()
+        with float32_products(cfg.precision):  # tf32's products in the backward too, which autocast leaves out
+            with autocast(cfg.precision, self.device):
+                prediction, aux = self.forward_train(frames, teacher.to(self.device))
+            loss = frame_loss(prediction.float(), frames[:, 1:])  # the loss in fp32, whatever the precision
+            if aux is not None:
+                loss = loss + aux.float()
+            reported = distributed.mean(self.dist, loss.detach())  # the global batch's loss, on every process
+            if self.scaler is None:
+                loss.backward()
+            else:
+                self.scaler.scale(loss).backward()
         # the step's one read from the device, once its backward is queued (a read waits for everything before
         # it), and before the weights change: a bad loss leaves them as they were
         value = reported.item()

@@ -118,6 +118,10 @@ def test_configurations_map_onto_models_and_train_flags():
     assert bench.train_flags("compile-cells+bf16") == "--compile-cells --precision bf16"
     assert bench.train_flags("plain") == "" and bench.train_flags("embedding+bf16") is None
     assert bench.parse_configs(" plain , channels-last+bf16") == ["plain", "channels-last+bf16"]
+    assert bench.configured(base, "clip-graph+tf32" if torch.cuda.is_available() else "tf32")[1] == "tf32"
+    assert bench.train_flags("channels-last+tf32") == "--channels-last --precision tf32"
+    with pytest.raises(ValueError, match="names 2 of one precision"):
+        bench.parse_configs("tf32+bf16")
 
 
 def test_the_profilers_native_chatter_stays_out_of_a_commands_output(capfd):

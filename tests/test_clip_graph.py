@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import msrnn_zoo
-from msrnn_zoo import graphs
+from msrnn_zoo import graphs, precision
 from msrnn_zoo.network import FAST_PATHS
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -20,6 +20,12 @@ def test_the_cli_offers_every_fast_path():
     from msrnn_zoo.cli import FAST_PATH_CHOICE
 
     assert list(FAST_PATH_CHOICE.choices) == ["none" if p is None else p for p in FAST_PATHS]
+
+
+def test_the_cli_offers_every_precision():
+    from msrnn_zoo.cli import PRECISION_CHOICE
+
+    assert list(PRECISION_CHOICE.choices) == list(precision.PRECISIONS)
 
 
 def test_a_new_run_records_clips_on_one_gpu_and_runs_eagerly_elsewhere(monkeypatch):
@@ -113,6 +119,9 @@ def test_recordings_are_kept_per_key_and_dropped_when_the_weights_move(monkeypat
     with torch.no_grad():
         cache.run("f", double, (torch.ones(4, 2),), module)
     assert FakeRecording.made == 5  # eval and train may differ (dropout): recorded apart
+    with torch.no_grad(), precision.float32_products("tf32"):
+        cache.run("f", double, (torch.ones(4, 2),), module)
+    assert FakeRecording.made == 6  # its products were chosen for fp32: tf32 records its own
 
 
 def test_copies_of_a_model_do_not_share_its_recordings():

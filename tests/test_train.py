@@ -110,6 +110,40 @@ def test_half_precision_training_keeps_the_loss_in_fp32_and_resumes_exactly(tmp_
     assert resumed.fit() == losses
 
 
+def test_tf32_holds_over_the_forward_and_the_backward_and_gives_the_callers_setting_back(tmp_path, clips_file):
+    """TF32 products are a setting of the whole process: on while a tf32 step runs (its backward too, which runs
+    outside autocast), the caller's own setting back after it, after a step that failed as well."""
+    run = Trainer.create(tmp_path / "a", config(clips_file, epochs=1, precision="tf32"))
+    seen = []
+    forward = run.forward_train
+
+    def watched(*args):
+        seen.append(("forward", torch.get_float32_matmul_precision()))
+        return forward(*args)
+
+    run.forward_train = watched
+    next(run.model.parameters()).register_hook(
+        lambda grad: seen.append(("backward", torch.get_float32_matmul_precision())))
+    torch.set_float32_matmul_precision("medium")  # the caller's, not PyTorch's default
+    try:
+        losses = run.fit(stop_after=2)
+        assert torch.get_float32_matmul_precision() == "medium"
+        assert seen == [("forward", "high"), ("backward", "high")] * 2
+
+        def broken(*args):
+            raise RuntimeError("out of memory")
+
+        run.forward_train = broken
+        with pytest.raises(RuntimeError, match="out of memory"):
+            run.train_step(next(iter(torch.utils.data.DataLoader(run.train_set, batch_size=4))))
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    full = Trainer.create(tmp_path / "b", config(clips_file, epochs=1)).fit(stop_after=2)
+    assert losses == pytest.approx(full, rel=1e-3)  # the same model; on this CPU its products are fp32's
+    assert json.loads((tmp_path / "a" / "train_config.json").read_text())["precision"] == "tf32"
+
+
 def test_unknown_precision(tmp_path, clips_file):
-    with pytest.raises(ValueError, match="Unknown precision 'fp8'; use one of fp32, bf16, fp16"):
+    with pytest.raises(ValueError, match="Unknown precision 'fp8'; use one of fp32, bf16, fp16, tf32"):
         Trainer.create(tmp_path / "a", config(clips_file, precision="fp8"))
