@@ -762,6 +762,12 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
     _print_bench(rows, what, cuda, chosen[0])
 
 
+CLEARLY_FASTER = 0.95
+"""``bench`` names a configuration faster than the first only below this ratio of its time: on this project's
+shared build machine, ratios of the same step in one run have read 0.91 to 1.03 (docs/speed.md), so a few percent
+is not a reason to change how one trains."""
+
+
 def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: str) -> None:
     def number(row: dict[str, Any], key: str, digits: int) -> str:
         return f"{row[key]:.{digits}f}" if key in row else "-"
@@ -793,6 +799,12 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
     fastest = min(timed, key=lambda row: row["train_ratio"])
     if fastest["config"] == baseline:
         console.print(escape(f"Fastest training step here: {baseline}, the first configuration."), highlight=False)
+        return
+    if fastest["train_ratio"] > CLEARLY_FASTER:
+        console.print(escape(f"No configuration was clearly faster than {baseline}: the fastest, {fastest['config']}, "
+                             f"took {fastest['train_ratio']:.2f}x its time, within what one run on a busy machine "
+                             f"can tell apart (a ratio under {CLEARLY_FASTER} counts); keep {baseline}, or time more "
+                             "rounds (--repeat)."), highlight=False)
         return
     flags = fastest["train_flags"]
     how = (f"train with {flags}" if flags else "the defaults of train") if flags is not None else \
