@@ -127,10 +127,10 @@ needs "$ORIG/model.py" gaps_bf16 && part gaps_bf16 220 gaps_bf16.jsonl \
 # (convolutions, layout conversions, element-wise passes, casts, ...) and how much of the step the device is busy
 part kernels 90 kernels.jsonl $PY benchmarks/kernels.py "${COMMON[@]}" --repeat 3 --json \
   --configs "$GRAPH+channels-last,$GRAPH+channels-last+bf16" $KERNEL_MODELS
-# PrecipLSTM with TF32 matrix products, which FlexAttention's kernel uses only when PyTorch's float32 matmul
-# precision allows them
+# PrecipLSTM with TF32 matrix products (--precision tf32), which FlexAttention's kernel uses only when PyTorch's
+# float32 matmul precision allows them
 part preciplstm_tf32 90 preciplstm_tf32.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \
-  --matmul-precision high --options "$GRAPH" predrnn preciplstm
+  --options "$GRAPH+tf32" predrnn preciplstm
 needs "$ORIG/model.py" vs_original_graph && part vs_original_graph 200 vs_original_graph.jsonl \
   $PY benchmarks/vs_original.py --tools "$TOOLS" "${COMMON[@]}" --repeat 3 --json --fast-path "$GRAPH" $VS_MODELS
 part batch16_graph 60 batch16_graph.jsonl $PY benchmarks/options.py "${COMMON[@]}" --batch 16 --repeat 3 \
@@ -152,7 +152,8 @@ needs "$TOOLS/gpu_bench.py" gpu_bench_b4 && part gpu_bench_b4 190 gpu_bench_b4.j
 if [ "$DEVICE" = cuda ]; then
   part cuda_tests 150 tests.txt $PY -m pytest -q -p no:cacheprovider -rfE -n 8 tests/test_fast_path.py \
     tests/test_metrics.py tests/test_kernels.py::test_on_a_gpu_the_kernels_of_a_recorded_clip_are_seen \
-    tests/test_clip_graph.py::test_bf16_autocast_replays_see_the_updated_weights plugins/msrnn-preciplstm/tests
+    tests/test_clip_graph.py::test_bf16_autocast_replays_see_the_updated_weights \
+    tests/test_clip_graph.py::test_a_tf32_forecast_is_recorded_apart_and_replays_tf32_products plugins/msrnn-preciplstm/tests
 fi
 # 3. fast paths and precision against the plain model: warm-up (compile, capture) and training step
 part options 200 options.jsonl $PY benchmarks/options.py "${COMMON[@]}" --repeat 3 --json \

@@ -168,7 +168,7 @@ SECTIONS = [
      ms_options_table),
     ("Where the targets were missed, bf16 autocast (the fastest path) beside the original in fp32, batch 4 "
      "(vs_original.py --configs)", "gaps_bf16.jsonl", configs_vs_original_table),
-    ("PrecipLSTM against PredRNN, recorded, TF32 matrix products (options.py --matmul-precision high)",
+    ("PrecipLSTM against PredRNN, recorded, TF32 matrix products (options.py --options clip-graph+tf32)",
      "preciplstm_tf32.jsonl", against_first_table),
     ("Fast path clip-graph beside the original, batch 4, fp32 (vs_original.py --fast-path clip-graph)",
      "vs_original_graph.jsonl", fast_vs_original_table),

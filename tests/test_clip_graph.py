@@ -251,6 +251,28 @@ def test_bf16_autocast_replays_see_the_updated_weights():
 
 
 @cuda
+def test_a_tf32_forecast_is_recorded_apart_and_replays_tf32_products():
+    """PrecipLSTM's attention is matrix products: under tf32 a recording must hold TF32 kernels, not replay those an
+    fp32 recording chose (nor the reverse), and its forecast must be the eager tf32 forecast's."""
+    torch.manual_seed(0)
+    eager = msrnn_zoo.create("preciplstm", hidden_channels=8, num_layers=2).cuda()
+    fast = copy.deepcopy(eager).set_fast_path("clip-graph")
+    frames = torch.rand(2, 3, 1, 16, 16, device="cuda")
+
+    def forecast(model, name):
+        with torch.no_grad(), precision.autocast(name, "cuda"):
+            return model(frames, horizon=2)
+
+    replayed = {name: forecast(fast, name) for name in ("fp32", "tf32", "fp32")}  # fp32 twice: replayed, not re-made
+    assert len(fast._clip_graphs) == 2
+    assert not torch.equal(replayed["tf32"], replayed["fp32"])  # one recording replayed for both would be equal
+    # FlexAttention against the reference: the plugin test's tolerance in fp32, wider for two sets of TF32 roundings
+    assert_same(replayed["fp32"], forecast(eager, "fp32"), rtol=1e-3, atol=1e-4)
+    assert_same(replayed["tf32"], forecast(eager, "tf32"), rtol=1e-2, atol=1e-3)
+    assert torch.get_float32_matmul_precision() == "highest"
+
+
+@cuda
 def test_moved_weights_and_new_shapes_are_recorded_again():
     model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).cuda().set_fast_path("clip-graph")
     teacher = torch.ones(1, 3, device="cuda")
