@@ -585,6 +585,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             compile_cells=bool(compile_cells))
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
+    if trainer.dist.is_main:
+        _note_precision(trainer.cfg.precision, trainer.device)
     try:
         _fit_with_progress(trainer, log_every)
     finally:
@@ -850,6 +852,8 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     out = out or run_dir / f"metrics-{split}.json"
     refuse_overwrite(out, force, "metrics file")
     device = _run_device(run_dir, device)
+    if device is not None:
+        _note_precision(precision, device)
     with _counting(f"scoring {split} clips") as on_batch:
         reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device,
                                frames=frames, precision=precision,  # type: ignore[arg-type]
@@ -874,6 +878,18 @@ def _new_run_fast_path(fast_path: str | None, device: str | None, grad_checkpoin
 
         return auto_fast_path(device or "cpu", bool(grad_checkpointing))
     return None if fast_path == "none" else fast_path
+
+
+def _note_precision(precision: str, device: Any) -> None:
+    """A note where ``precision`` cannot do on ``device`` what it says; a device that is none is left to the command."""
+    from .precision import precision_note
+
+    try:
+        note = precision_note(precision, device)
+    except (RuntimeError, ValueError, TypeError):
+        return
+    if note:
+        err_console.print(f"[yellow]Note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def _run_device(run_dir: Path, device: str | None) -> str | None:
@@ -984,6 +1000,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     for path in targets:  # every file is checked before any is written
         refuse_overwrite(path, force, "picture" if path.suffix != ".npy" else "forecast array")
     model, cfg = load_run(run_dir, _run_device(run_dir, device))
+    _note_precision(precision, model.embed.weight.device)
     model.set_fast_path(None if fast_path == "none" else fast_path).set_compile_cells(compile_cells)
     horizon = cfg.out_frames if horizon is None else horizon
     if input_path is not None:

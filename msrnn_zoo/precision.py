@@ -35,6 +35,17 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def precision_note(precision: str, device: torch.device | str) -> str | None:
+    """What to tell a user whose ``precision`` cannot do here what it says (tf32 without TF32 hardware), else None."""
+    if check_precision(precision) != "tf32":
+        return None
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8:
+        return None
+    return (f"precision tf32 computes fp32 on {device}: TF32 is a format of NVIDIA GPUs from Ampere (compute "
+            "capability 8.0) on, so the numbers and the speed are fp32's here.")
+
+
 @contextlib.contextmanager
 def float32_products(precision: str) -> Iterator[None]:
     """Run the block with the float32 matrix products ``precision`` asks for (TF32 for ``tf32``), then restore the

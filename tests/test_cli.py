@@ -190,9 +190,10 @@ def test_evaluate_and_predict_run_on_the_runs_device(tmp_path, clips_file, monke
 
 def test_tf32_is_a_precision_of_train_evaluate_and_predict(tmp_path, clips_file):
     out = tmp_path / "run"
-    run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2", "--in-frames", "2",
-        "--out-frames", "2", "--batch-size", "8", "--precision", "tf32")
+    trained = run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
+                  "--in-frames", "2", "--out-frames", "2", "--batch-size", "8", "--precision", "tf32")
     assert json.loads((out / "train_config.json").read_text())["precision"] == "tf32"
+    assert "Note: precision tf32 computes fp32 on cpu" in " ".join(trained.output.split())
     run("train", "--resume", out, "--epochs", "2", "--precision", "fp32")  # a run may change its precision
     assert json.loads((out / "train_config.json").read_text())["precision"] == "fp32"
     run("evaluate", out, "--precision", "tf32", "--out", tmp_path / "tf32.json")
@@ -200,7 +201,9 @@ def test_tf32_is_a_precision_of_train_evaluate_and_predict(tmp_path, clips_file)
     mse = [json.loads((tmp_path / f"{p}.json").read_text())["model"]["metrics"]["mse"]["mean"]
            for p in ("tf32", "fp32")]
     assert mse[0] == pytest.approx(mse[1], rel=1e-3)  # the CPU computes fp32; a GPU's TF32 differs slightly
-    run("predict", out, "--out", tmp_path / "f.png", "--precision", "tf32", "--scale", "1")
+    predicted = run("predict", out, "--out", tmp_path / "f.png", "--precision", "tf32", "--scale", "1")
+    assert "computes fp32 on cpu" in " ".join(predicted.output.split())
+    assert "Note" not in run("evaluate", out, "--out", tmp_path / "bf16.json", "--precision", "bf16").output
     refused = run("predict", out, "--out", tmp_path / "g.png", "--precision", "fp64", ok=False)
     assert refused.exit_code == 1 and "'fp64' is not one of 'fp32', 'bf16', 'fp16', 'tf32'" in refused.output
 
