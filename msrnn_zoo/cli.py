@@ -1156,8 +1156,9 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
 def card(run_dir: Path, repo_id: str, out: Path | None, force: bool) -> None:
     """Render the model card of a run (and its pictures) to review; `push` renders it again for its repo."""
     from .card import write_card
+    from .hub import check_repo_id
 
-    files = write_card(run_dir, out or run_dir / "README.md", repo_id, force=force)
+    files = write_card(run_dir, out or run_dir / "README.md", check_repo_id(repo_id), force=force)
     console.print(f"Model card written to [bold]{escape(str(files['README.md']))}[/bold]")
 
 

@@ -336,6 +336,13 @@ class HubMixin:
             return upload_files(repo_id, files, token=token, private=private, commit_message=commit_message)
 
 
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it has the form of a Hub repo id (``user/model``), else a ``ValueError`` saying so."""
+    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")) or repo_id.endswith("/"):
+        raise ValueError(f"{repo_id!r} is not a Hub repo id like 'user/model'.")
+    return repo_id
+
+
 def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = None, private: bool = False,
                  commit_message: str = "Upload msrnn-zoo model") -> str:
     """Create ``repo_id`` if needed and commit ``files`` (path in repo -> local file) at once; the commit URL.
@@ -345,8 +352,7 @@ def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = No
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")) or repo_id.endswith("/"):
-        raise ValueError(f"{repo_id!r} is not a Hub repo id like 'user/model'.")
+    check_repo_id(repo_id)
     if hub_offline():
         raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on (HF_HUB_OFFLINE=1).")
     for name, path in files.items():

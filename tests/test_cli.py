@@ -140,6 +140,10 @@ def test_model_card_from_a_run(tmp_path, clips_file):
     assert "| training memory |" in text and "| FLOPs per frame at 16x16 |" in text and "layer sizes at 16x16" in text
     assert (out / "metrics.png").is_file() and (out / "forecast.png").is_file()
     assert run("card", out, "--repo-id", "someone/convlstm-clips", ok=False).exit_code == 1  # never overwrites
+    for wrong in ("", "convlstm-clips", "someone/convlstm/clips"):  # a card whose load line could never load
+        refused = run("card", out, "--repo-id", wrong, "--out", tmp_path / "wrong.md", ok=False)
+        assert f"{wrong!r} is not a Hub repo id like 'user/model'" in refused.output
+        assert not (tmp_path / "wrong.md").exists()
 
 
 def test_download_fetches_a_dataset_file_from_a_mirror(tmp_path, monkeypatch):
