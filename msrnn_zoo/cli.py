@@ -1129,6 +1129,9 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
         if out is None:
             raise ValueError("Say where the run goes: --out runs/NAME.")
         overrides = {k: v for k, v in _parse_options(settings, "--set").items()}
+        from .train import check_run_dir
+
+        check_run_dir(out, force)  # before the recipe's data is downloaded
         plan = repro.make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
                                overrides=overrides, out=out)
         budget = plan.budget

@@ -176,7 +176,10 @@ def reproduce(model: str, dataset: str, out: str | Path, *, root: str | Path | N
               max_eval_clips: int | None = None, force: bool = False, overrides: dict[str, Any] | None = None,
               fit: Callable[[Any], Any] | None = None) -> dict[str, Path]:
     """Train ``model`` on ``dataset`` by the paper's recipe into ``out``, evaluate it and write its card."""
+    from .train import check_run_dir
+
     _check_max_eval_clips(max_eval_clips)
+    check_run_dir(out, force)  # before the recipe's data is downloaded
     plan = make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
                      overrides=overrides, out=out)
     trainer = start(plan, out, force=force)

@@ -258,6 +258,29 @@ def require_run(run_dir: str | Path) -> Path:
     return run_dir
 
 
+def check_run_dir(run_dir: str | Path, force: bool = False) -> bool:
+    """Whether a new run in ``run_dir`` replaces a run there (only with ``force``, only a run of ours); a
+    ``FileExistsError`` saying what to do where it may not go. Nothing is written: commands ask it first, before
+    they download or prepare anything for the run."""
+    run_dir = Path(run_dir)
+    if not (run_dir.is_symlink() or (run_dir.exists() and not (run_dir.is_dir() and not any(run_dir.iterdir())))):
+        return False
+    if not force:
+        if run_dir.is_dir() and (run_dir / RUN_MARKER).is_file():  # most often: the same command again
+            raise OverwriteRefusedError(
+                f"{run_dir} holds a run of msrnn-zoo train already; ",
+                python_hint=f"continue it with Trainer.resume({str(run_dir)!r}), choose another directory "
+                            "for the new run, or pass force=True to replace it.",
+                cli_hint=f"continue it with `msrnn-zoo train --resume {run_dir}`, choose another --out for "
+                         "the new run, or pass --force to replace it.")
+        raise OverwriteRefusedError(
+            f"{run_dir} already exists and is not empty; choose another directory for the run, or ",
+            python_hint="pass force=True to replace it (only a run made by msrnn-zoo train is replaced).",
+            cli_hint="pass --force to replace it (only a run made by msrnn-zoo train is replaced).")
+    check_replaceable(run_dir, RUN_FILES)
+    return True
+
+
 class Trainer:
     """Trains a model into a run directory; every checkpoint is a complete, loadable state."""
 
@@ -318,22 +341,7 @@ class Trainer:
         completes (:meth:`fit`), so a failed or interrupted new run leaves the old one whole.
         """
         run_dir = Path(run_dir)
-        replace = False
-        if run_dir.is_symlink() or (run_dir.exists() and not (run_dir.is_dir() and not any(run_dir.iterdir()))):
-            if not force:
-                if run_dir.is_dir() and (run_dir / RUN_MARKER).is_file():  # most often: the same command again
-                    raise OverwriteRefusedError(
-                        f"{run_dir} holds a run of msrnn-zoo train already; ",
-                        python_hint=f"continue it with Trainer.resume({str(run_dir)!r}), choose another directory "
-                                    "for the new run, or pass force=True to replace it.",
-                        cli_hint=f"continue it with `msrnn-zoo train --resume {run_dir}`, choose another --out for "
-                                 "the new run, or pass --force to replace it.")
-                raise OverwriteRefusedError(
-                    f"{run_dir} already exists and is not empty; choose another directory for the run, or ",
-                    python_hint="pass force=True to replace it (only a run made by msrnn-zoo train is replaced).",
-                    cli_hint="pass --force to replace it (only a run made by msrnn-zoo train is replaced).")
-            check_replaceable(run_dir, RUN_FILES)
-            replace = True
+        replace = check_run_dir(run_dir, force)
         cfg.world_size = distributed.from_env().world_size
         trainer = cls(run_dir, cfg)
         cfg.sampling_steps = trainer.sampling_steps  # fixed from now on: --resume --epochs N does not stretch it

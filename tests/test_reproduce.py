@@ -75,3 +75,23 @@ def test_reproduce_refuses_what_it_cannot_run(tmp_path):
         with pytest.raises(ValueError, match="max_eval_clips must be a whole number"):
             reproduce.resume(tmp_path / "x", max_eval_clips=bad)
     assert not (tmp_path / "x").exists()
+
+
+def test_an_occupied_out_is_refused_before_the_recipes_data_is_downloaded(tmp_path, monkeypatch):
+    """The paper's Moving MNIST recipe downloads MNIST first: a run directory it may not use must stop it before."""
+    from msrnn_zoo import datasets
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded before the run directory was checked")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_download)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    for args in (["--out", str(mine)], ["--out", str(mine), "--force"]):
+        result = CliRunner().invoke(main, ["reproduce", "ms-convlstm", "moving-mnist", *args])
+        assert result.exit_code == 1 and "downloaded before" not in result.output, result.output
+        assert str(mine) in result.output
+    with pytest.raises(FileExistsError, match="already exists and is not empty"):
+        reproduce.reproduce("ms-convlstm", "moving-mnist", mine)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
