@@ -585,8 +585,6 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             compile_cells=bool(compile_cells))
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
-    if trainer.dist.is_main:
-        _note_precision(trainer.cfg.precision, trainer.device)
     try:
         _fit_with_progress(trainer, log_every)
     finally:
@@ -613,6 +611,8 @@ def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
     if trainer.progress.epoch >= trainer.cfg.epochs:
         raise ValueError(f"The run already finished its {trainer.cfg.epochs} epoch(s); pass a larger --epochs "
                          "to train it further.")
+    if trainer.dist.is_main:
+        _note_precision(trainer.cfg.precision, trainer.device)
     if not trainer.dist.is_main:  # under torchrun, rank 0 shows the progress of the whole job
         trainer.fit()
         return
