@@ -38,7 +38,20 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path} could not be read as a PyTorch checkpoint with weights_only=True: {exc}") from exc
+        with open(path, "rb") as file:
+            head = file.read(4)
+        # torch.save writes a zip archive (a pickle, before PyTorch 1.6); in either a refusal of weights_only is
+        # about what the pickle holds
+        saved = head == b"PK\x03\x04" or head[:1] == b"\x80"
+        if saved and "weights only load failed" in str(exc).lower():
+            raise ValueError(
+                f"{path} holds Python objects besides tensors, which msrnn-zoo does not unpickle: that could run "
+                "code (torch.load with weights_only=True refused it). If you trust the file, save its state dict "
+                f"alone: torch.save(torch.load({str(path)!r}, weights_only=False)['state_dict'], 'weights.pth') "
+                "(or the dict itself if it has no 'state_dict' key), and convert weights.pth.") from exc
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise ValueError(f"{path} is not a checkpoint torch.save wrote ({type(exc).__name__}: {first}); pass the "
+                         "original's .pth file.") from exc
     if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
         data = data["state_dict"]
     if not isinstance(data, Mapping):

@@ -97,3 +97,23 @@ def test_cli_convert_failures_are_one_line(tmp_path):
         result = CliRunner().invoke(main, ["convert", str(checkpoint), *options, "--out", str(out)])
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
         assert not (out / "model.safetensors").exists()  # nothing written when a check fails
+
+
+class TrainingSettings:
+    """What a training script might pickle beside its weights (the original saves a bare state dict)."""
+
+    lr = 1e-3
+
+
+def test_files_that_are_no_safe_checkpoint_say_what_to_do(tmp_path):
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"notes.pth is not a checkpoint torch.save wrote \(UnpicklingError"):
+        from_original(text, "ms-convlstm")
+    pickled = tmp_path / "with-settings.pth"
+    torch.save({"state_dict": original_weights(), "settings": TrainingSettings()}, pickled)
+    with pytest.raises(ValueError, match="holds Python objects besides tensors, which msrnn-zoo does not unpickle"):
+        from_original(pickled, "ms-convlstm")
+    # what the message tells a user who trusts the file
+    torch.save(torch.load(pickled, weights_only=False)["state_dict"], tmp_path / "weights.pth")
+    assert from_original(tmp_path / "weights.pth", "ms-convlstm").config.num_layers == 6
