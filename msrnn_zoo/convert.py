@@ -42,16 +42,18 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str
             head = file.read(4)
         # torch.save writes a zip archive (a pickle, before PyTorch 1.6); in either a refusal of weights_only is
         # about what the pickle holds
-        saved = head == b"PK\x03\x04" or head[:1] == b"\x80"
-        if saved and "weights only load failed" in str(exc).lower():
+        if head != b"PK\x03\x04" and head[:1] != b"\x80":
+            raise ValueError(f"{path} is not a checkpoint torch.save wrote: it starts with {head!r}, not with a zip "
+                             "archive's or a pickle's header. Pass the original's .pth file.") from exc
+        if "weights only load failed" in str(exc).lower():
             raise ValueError(
                 f"{path} holds Python objects besides tensors, which msrnn-zoo does not unpickle: that could run "
                 "code (torch.load with weights_only=True refused it). If you trust the file, save its state dict "
                 f"alone: torch.save(torch.load({str(path)!r}, weights_only=False)['state_dict'], 'weights.pth') "
                 "(or the dict itself if it has no 'state_dict' key), and convert weights.pth.") from exc
         first = (str(exc).splitlines() or [""])[0][:200]
-        raise ValueError(f"{path} is not a checkpoint torch.save wrote ({type(exc).__name__}: {first}); pass the "
-                         "original's .pth file.") from exc
+        raise ValueError(f"{path} could not be read as a checkpoint ({type(exc).__name__}: {first}); it may be cut "
+                         "short or damaged: copy it again.") from exc
     if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
         data = data["state_dict"]
     if not isinstance(data, Mapping):

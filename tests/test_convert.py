@@ -108,8 +108,13 @@ class TrainingSettings:
 def test_files_that_are_no_safe_checkpoint_say_what_to_do(tmp_path):
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint")
-    with pytest.raises(ValueError, match=r"notes.pth is not a checkpoint torch.save wrote \(UnpicklingError"):
+    with pytest.raises(ValueError, match=r"notes.pth is not a checkpoint torch.save wrote: it starts with b'not '"):
         from_original(text, "ms-convlstm")
+    cut = tmp_path / "cut.pth"
+    torch.save(original_weights(), cut)
+    cut.write_bytes(cut.read_bytes()[:2000])
+    with pytest.raises(ValueError, match="cut.pth could not be read as a checkpoint .*cut short or damaged"):
+        from_original(cut, "ms-convlstm")
     pickled = tmp_path / "with-settings.pth"
     torch.save({"state_dict": original_weights(), "settings": TrainingSettings()}, pickled)
     with pytest.raises(ValueError, match="holds Python objects besides tensors, which msrnn-zoo does not unpickle"):
