@@ -698,10 +698,10 @@ def _fit_with_log_lines(trainer: Any, every: float) -> None:
 @click.argument("model")
 @click.option("--configs", default=None,
               help="Comma-separated configurations, each one or more speed options joined by '+': plain (the "
-                   "defaults), clip-graph, compile, cudagraph, bf16, fp16, channels-last, compile-cells, "
-                   "grad-checkpointing (and the ablations cpu-contiguous, embedding, zero-states). Ratios are to "
-                   "the first. Default on a GPU: plain,clip-graph,clip-graph+bf16; on the CPU: "
-                   "plain,grad-checkpointing.")
+                   "defaults), clip-graph, compile, cudagraph, bf16, fp16, tf32 (matrix products: PrecipLSTM), "
+                   "channels-last, compile-cells, grad-checkpointing (and the ablations cpu-contiguous, "
+                   "embedding, zero-states). Ratios are to the first. Default on a GPU: "
+                   "plain,clip-graph,clip-graph+bf16; on the CPU: plain,grad-checkpointing.")
 @click.option("--size", type=POSITIVE, default=64, show_default=True, help="Frame height and width.")
 @click.option("--in-frames", type=POSITIVE, default=10, show_default=True)
 @click.option("--out-frames", type=POSITIVE, default=10, show_default=True)

@@ -163,3 +163,8 @@ def test_on_a_gpu_each_configuration_reports_its_peak_memory():
         assert "error" not in row, row
         assert row["device"] == "cuda" and row["peak_mib"] > 0 and row["train_s"] > 0 and "kept_mib" not in row
     assert rows[1]["train_flags"] == "--fast-path clip-graph"
+
+
+def test_the_help_names_every_option():
+    text = " ".join(run("bench", "--help").output.split())
+    assert [name for name in bench.OPTIONS if name != "none" and name not in text] == []
