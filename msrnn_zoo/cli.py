@@ -611,11 +611,10 @@ def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
     if trainer.progress.epoch >= trainer.cfg.epochs:
         raise ValueError(f"The run already finished its {trainer.cfg.epochs} epoch(s); pass a larger --epochs "
                          "to train it further.")
-    if trainer.dist.is_main:
-        _note_precision(trainer.cfg.precision, trainer.device)
     if not trainer.dist.is_main:  # under torchrun, rank 0 shows the progress of the whole job
         trainer.fit()
         return
+    _note_precision(trainer.cfg.precision, trainer.device)
     if not console.is_terminal:
         _fit_with_log_lines(trainer, log_every)
         return
