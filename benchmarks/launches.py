@@ -65,13 +65,28 @@ class OperationCount(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = launched(func)
+        out = func(*args, **(kwargs or {}))
         if name is not None:
-            self.counts[name] += 1
-        return func(*args, **(kwargs or {}))
+            self.counts[name] += kernels(name, args, out)
+        return out
+
+
+def kernels(name: str, args: Any, out: Any) -> int:
+    """Kernels an operation launches on a GPU: one, but a concatenation whose parts are not all in its result's dtype
+    copies each part into its span (PyTorch's ``cat`` kernels concatenate in one pass only parts of one dtype)."""
+    if name == "cat" and isinstance(out, torch.Tensor):
+        parts = [t for t in args[0] if t.numel()]
+        if any(t.dtype != out.dtype for t in parts):
+            return len(parts)
+    return 1
 
 
 COMPUTE = ("convolution", "mm", "bmm", "addmm", "baddbmm", "scaled_dot_product", "flex_attention")
 """Operations whose time is their arithmetic (counted by ``--flops``), not their memory traffic."""
+
+
+WRITE_ONLY = {"copy_", "fill_", "zero_"}
+"""In-place operations that overwrite their first argument without reading it."""
 
 
 class Traffic(TorchDispatchMode):
@@ -90,7 +105,11 @@ class Traffic(TorchDispatchMode):
             return out
         if isinstance(out, torch.Tensor) and tuple(out.shape) in self.parameter_shapes:
             return out
-        tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
+        # an operation that only writes its first argument (a copy into a span, a fill) reads the others alone, and
+        # one given ``out=`` writes that (it is the result, counted once)
+        read = args[1:] if name in WRITE_ONLY else args
+        given = {k: v for k, v in (kwargs or {}).items() if k != "out"}
+        tensors = [t for t in torch.utils._pytree.tree_leaves((read, given, out)) if isinstance(t, torch.Tensor)]
         moved = sum(t.numel() * t.element_size() for t in tensors)
         self.bytes += moved
         self.by_operation[name] += moved

@@ -574,32 +574,27 @@ def _clip_cast_dtype(weight: torch.Tensor) -> torch.dtype | None:
 
 
 def _concatenation_in(inputs: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-    """``torch.cat(inputs, 1).to(dtype)`` in the fewest operations, and of those the fewest bytes; the same numbers
-    bit for bit every way.
+    """``torch.cat(inputs, 1).to(dtype)`` in the fewest kernels, and of those the fewest bytes; the same numbers bit
+    for bit every way.
 
     Under autocast a gate's inputs may differ in dtype (a hidden state that comes out of half-precision products,
-    a memory out of float32 arithmetic). Concatenated as they are, the half-precision ones would be widened to
-    float32 and the whole concatenation narrowed again for the convolution; cast first, each float32 part is
-    written in half precision and read again by the concatenation. Cast straight into its span of the result
-    (``copy_`` rounds as ``to`` does), each part is read once and the result written once, in one operation per
-    part: that way wherever it takes no more operations than the others (two parts, or two of three to cast).
+    a memory out of float32 arithmetic). Three ways, counted as a GPU runs them, where ``cat`` is one kernel over
+    parts of its result's dtype and one copy per part otherwise: each part not in ``dtype`` cast, then
+    concatenated (its copies written in half precision and read again); all concatenated, then cast (the whole
+    written in float32 and read again); or concatenated into a result of ``dtype`` (``out=``), each part cast
+    straight into its span (read once, the result written once; ``copy_`` rounds as ``to`` does). The last wherever
+    it takes no more kernels: two parts, or all but at most one to cast. Compiled cells fuse the casts anyway.
     """
     parts = len(inputs)
     wide = sum(t.dtype != dtype for t in inputs)
     if wide == 0:
         return torch.cat(list(inputs), dim=1)
-    if parts > min(wide, parts - wide + 1) + 1:  # one cast per part more than casting some or all of them
-        if wide <= parts - wide + 1:
+    cast_each, cat_then_cast = wide + 1, (1 if wide == parts else parts) + 1
+    if torch.compiler.is_compiling() or parts > min(cast_each, cat_then_cast):
+        if cast_each <= cat_then_cast:
             return torch.cat([t.to(dtype) for t in inputs], dim=1)
         return torch.cat(list(inputs), dim=1).to(dtype)
-    first = inputs[0]
-    out = torch.empty((first.shape[0], sum(t.shape[1] for t in inputs), *first.shape[2:]), dtype=dtype,
-                      device=first.device, memory_format=memory_format_of(first))
-    start = 0
-    for t in inputs:
-        out[:, start:start + t.shape[1]].copy_(t)
-        start += t.shape[1]
-    return out
+    return torch.cat(list(inputs), dim=1, out=inputs[0].new_empty(0, dtype=dtype))
 
 
 def _forward_concatenation(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -138,13 +138,21 @@ def test_under_autocast_inputs_of_mixed_dtypes_are_cast_once_to_the_same_numbers
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Casts(TorchDispatchMode):
-        """The operations that make the convolution's input and weights: casts, copies into spans, concatenations."""
+        """The kernels that make the convolution's input and weights: casts and concatenations (one copy per part
+        where the parts' dtypes are not the result's, as a GPU's ``cat`` does then)."""
 
         count = 0
+        parts_cast_apart = 0  # casts of a part on its own: a half-precision copy the concatenation reads again
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Casts.count += func.__name__.split(".")[0] in ("_to_copy", "copy_", "cat")
-            return func(*args, **(kwargs or {}))
+            out = func(*args, **(kwargs or {}))
+            name = func.__name__.split(".")[0]
+            if name == "cat":
+                Casts.count += len(args[0]) if any(t.dtype != out.dtype for t in args[0]) else 1
+            elif name == "_to_copy":
+                Casts.count += 1
+                Casts.parts_cast_apart += tuple(args[0].shape) == (2, 2, 6, 6)
+            return out
 
     torch.manual_seed(0)
     conv = nn.Conv2d(2 * len(dtypes), 4, 3, padding=1)
@@ -155,10 +163,12 @@ def test_under_autocast_inputs_of_mixed_dtypes_are_cast_once_to_the_same_numbers
         conv.zero_grad()
         for p in parts:
             p.grad = None
-        Casts.count = 0
+        Casts.count = Casts.parts_cast_apart = 0
         with Casts(), torch.autocast("cpu", dtype=torch.bfloat16):
             out = joint_conv2d(conv, *parts) if joint else conv(torch.cat(parts, 1))
         forward_casts = Casts.count
+        if joint:
+            cast_apart = Casts.parts_cast_apart
         out.float().square().sum().backward()
         results.append((out, conv.weight.grad.clone(), [p.grad for p in parts], forward_casts))
     (out, weight_grad, grads, casts), (expected, expected_weight_grad, expected_grads, plain_casts) = results
@@ -166,14 +176,17 @@ def test_under_autocast_inputs_of_mixed_dtypes_are_cast_once_to_the_same_numbers
     assert torch.equal(weight_grad, expected_weight_grad)
     for got, want in zip(grads, expected_grads):
         assert torch.equal(got, want)
-    parts, wide, narrow = len(dtypes), dtypes.count("f32"), dtypes.count("bf16")
+    count, wide, narrow = len(dtypes), dtypes.count("f32"), dtypes.count("bf16")
     # the weight and bias are cast by autocast in both (2); then the parts: one copy each into the concatenation
-    # where that is no more operations than casting the float32 ones (or the whole) and concatenating
-    cast_then_concatenate = min(wide, narrow + 1) + 1
-    assert casts == 2 + (parts if parts <= cast_then_concatenate else cast_then_concatenate)
+    # where that is no more kernels than casting the float32 ones, or the whole concatenation, on their own
+    assert casts == 2 + min(count, wide + 1, (count if narrow else 1) + 1)
     assert casts == 2 + {("bf16", "bf16", "f32"): 2, ("f32", "bf16"): 2, ("f32", "f32"): 2,
                          ("bf16", "f32", "f32"): 3}[dtypes]
     assert plain_casts == 2 + narrow + 2  # the narrow parts widened, the concatenation, and that narrowed again
+    # and the fewest bytes: a part is cast on its own only where copying every part would take more operations
+    assert cast_apart == (1 if dtypes == ("bf16", "bf16", "f32") else 0)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # a forecast's convolutions: the same bits
+        assert torch.equal(joint_conv2d(conv, *parts), conv(torch.cat(parts, 1)))
 
 
 def test_under_autocast_the_bias_gradient_is_summed_in_float32_and_the_parts_gradients_cast_once():
