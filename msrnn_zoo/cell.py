@@ -583,14 +583,16 @@ def _concatenation_in(inputs: Sequence[torch.Tensor], dtype: torch.dtype) -> tor
     concatenated (its copies written in half precision and read again); all concatenated, then cast (the whole
     written in float32 and read again); or concatenated into a result of ``dtype`` (``out=``), each part cast
     straight into its span (read once, the result written once; ``copy_`` rounds as ``to`` does). The last wherever
-    it takes no more kernels: two parts, or all but at most one to cast. Compiled cells fuse the casts anyway.
+    it takes no more kernels: two parts, or all but at most one to cast; not where autograd records (``out=`` has no
+    derivative: a double backward through the backward's concatenation). Compiled cells fuse the casts anyway.
     """
     parts = len(inputs)
     wide = sum(t.dtype != dtype for t in inputs)
     if wide == 0:
         return torch.cat(list(inputs), dim=1)
     cast_each, cat_then_cast = wide + 1, (1 if wide == parts else parts) + 1
-    if torch.compiler.is_compiling() or parts > min(cast_each, cat_then_cast):
+    differentiated = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)  # (a double backward)
+    if parts > min(cast_each, cat_then_cast) or differentiated or torch.compiler.is_compiling():
         if cast_each <= cat_then_cast:
             return torch.cat([t.to(dtype) for t in inputs], dim=1)
         return torch.cat(list(inputs), dim=1).to(dtype)

@@ -656,3 +656,17 @@ def test_a_weight_written_within_a_clip_is_cast_again_and_nothing_outlives_the_c
     with torch.autocast("cpu", dtype=torch.bfloat16):
         want = conv(torch.cat(parts, 1))
     assert torch.equal(got, want)
+
+
+def test_under_autocast_a_double_backward_goes_through_the_backwards_concatenation():
+    """A gradient penalty differentiates the backward itself: its concatenation of float32 and half-precision parts
+    must then be one autograd can differentiate (a concatenation into a given result has no derivative)."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 3, 3, padding=1)
+    x = torch.randn(1, 2, 5, 5, requires_grad=True)
+    h = torch.randn(1, 2, 5, 5).bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = joint_conv2d(conv, x, h)
+    (grad_x,) = torch.autograd.grad(out.float().square().sum(), x, create_graph=True)
+    grad_x.square().sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
