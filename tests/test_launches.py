@@ -36,6 +36,23 @@ def test_traffic_counts_the_bytes_of_activations_outside_products():
     assert counter.bytes == 3 * 4 * 6 * 4
 
 
+def test_a_concatenation_of_other_dtypes_counts_a_copy_per_part_and_what_is_overwritten_is_not_read():
+    """A GPU's cat concatenates parts of its result's dtype in one kernel and copies each part otherwise; a copy into
+    a span (or a result given as ``out=``) writes it without reading it."""
+    a, b = torch.rand(2, 3), torch.rand(2, 3).bfloat16()
+
+    def step():
+        torch.cat([a, a], 1)
+        torch.cat([a, b], 1, out=torch.empty(0, dtype=torch.bfloat16))
+
+    assert count(step) == {"cat": 1 + 2}
+    counter = Traffic(set())
+    with counter:
+        torch.empty(2, 6).narrow(1, 0, 3).copy_(a)  # reads 24 bytes, writes 24
+        torch.cat([a, b], 1, out=torch.empty(0, dtype=torch.bfloat16))  # reads 24 + 12, writes 24
+    assert counter.bytes == 2 * 24 + 24 + 12 + 24
+
+
 def test_the_backward_pass_is_counted_too():
     w = torch.rand(3, requires_grad=True)
     forward_only = count(lambda: (w.detach() * 2).sum())
