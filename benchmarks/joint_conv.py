@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 import msrnn_zoo
-from msrnn_zoo import cell
+from msrnn_zoo import joint_conv
 from msrnn_zoo.cell import JointConv2d
 from msrnn_zoo.profile import retained_bytes, saved_bytes
 
@@ -61,15 +61,15 @@ def _concatenation(weight: torch.Tensor, bias: torch.Tensor | None, padding: obj
 @contextlib.contextmanager
 def backward_way(way: str) -> Iterator[None]:
     """Joint convolutions kept for the backward by ``hooks``, ``function`` or ``concatenation`` meanwhile."""
-    allowed, function = cell._own_hooks_allowed, cell._JointConv.apply
+    allowed, function = joint_conv._own_hooks_allowed, joint_conv._JointConv.apply
     if way != "hooks":
-        cell._own_hooks_allowed = lambda device: False
+        joint_conv._own_hooks_allowed = lambda device: False
     if way == "concatenation":
-        cell._JointConv.apply = _concatenation  # type: ignore[method-assign]
+        joint_conv._JointConv.apply = _concatenation  # type: ignore[method-assign]
     try:
         yield
     finally:
-        cell._own_hooks_allowed, cell._JointConv.apply = allowed, function  # type: ignore[method-assign]
+        joint_conv._own_hooks_allowed, joint_conv._JointConv.apply = allowed, function  # type: ignore[method-assign]
 
 
 def compare_backwards(args: argparse.Namespace, device: torch.device, timer: _common.Timer) -> None:

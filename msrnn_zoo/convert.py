@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from .cell import fold_joint_convs
 from .factory import build_config, split_tag
+from .joint_conv import fold_joint_convs
 from .network import Forecaster
 from .registry import get_cell, get_model
 

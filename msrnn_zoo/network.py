@@ -16,11 +16,14 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .cell import EmbeddedFrame, RecurrentCell, State, unmark_zero, weight_casts_per_clip, zero_like_source, zeros
+from .cell import RecurrentCell, State
 from .compiled_cells import run_cell, run_compiled_cell
+from .embedded_frame import EmbeddedFrame
 from .graphs import ClipGraphs
 from .hub import HubMixin
+from .joint_conv import weight_casts_per_clip
 from .schedule import ScaleSchedule, build_schedule
+from .zero_states import unmark_zero, zero_like_source, zeros
 
 FAST_PATHS: tuple[str | None, ...] = (None, "compile", "cudagraph", "clip-graph")
 """How a clip may run: eagerly, each step compiled, each step compiled and replayed as CUDA graphs, or the whole

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -79,3 +80,15 @@ def grad_scaler(precision: str, device: torch.device | str) -> torch.amp.GradSca
     if check_precision(precision) != "fp16":
         return None
     return torch.amp.GradScaler(torch.device(device).type)
+
+
+def autocast_off(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Autocast switched off on ``device``, for a computation that must keep its inputs' precision.
+
+    A device without autocast (``meta``, on which FLOPs are counted without computing) needs nothing switched off.
+    Compiled code never runs there, and Dynamo in PyTorch 2.11 could not trace the query (it broke the graph
+    of every compiled cell there; 2.14 can), so the query is asked only outside a trace.
+    """
+    if not torch.compiler.is_compiling() and not torch.amp.is_autocast_available(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, enabled=False)

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .cell import unmark_zero
 from .network import Forecaster
+from .zero_states import unmark_zero
 
 
 def flops_per_frame(model: Forecaster, height: int, width: int, batch: int = 1) -> int:

@@ -18,10 +18,11 @@ from typing import Any, NoReturn
 import torch
 
 from . import compiled_cells
-from .cell import RecurrentCell, recipes_off
+from .cell import RecurrentCell
 from .factory import create
 from .network import Forecaster
 from .profile import saved_bytes_by_op, training_clip
+from .recompute import recipes_off
 
 
 class ConformanceError(AssertionError):

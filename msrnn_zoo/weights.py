@@ -72,7 +72,7 @@ def load_weights(model: nn.Module, path: str | Path, *, device: str | torch.devi
     Convolutions stored separately that the model computes as one (:class:`~msrnn_zoo.cell.JointConv2d`, e.g.
     in checkpoints written before the cells joined them) are folded together first.
     """
-    from .cell import fold_joint_convs
+    from .joint_conv import fold_joint_convs
 
     state = read_safetensors(path, device)
     fold_joint_convs(model, state)

@@ -153,7 +153,7 @@ def test_training_keeps_no_embedding_for_the_backward():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_the_combined_weight_has_the_gradients_of_its_products(bias):
-    from msrnn_zoo.cell import _AbsorbedWeight
+    from msrnn_zoo.embedded_frame import _AbsorbedWeight
     torch.manual_seed(0)
     weight = torch.randn(3, 4 + 2 + 4, 3, 3, dtype=torch.float64, requires_grad=True)
     embed_weight = torch.randn(4, 2, 1, 1, dtype=torch.float64, requires_grad=True)

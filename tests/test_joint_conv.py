@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, _JointConv, fold_joint_convs, joint_conv2d, zeros
+from msrnn_zoo import joint_conv, recompute
+from msrnn_zoo.cell import CellOutput, JointConv2d, RecurrentCell, fold_joint_convs, joint_conv2d, zeros
+from msrnn_zoo.joint_conv import _JointConv
 from msrnn_zoo.profile import saved_bytes, saved_bytes_by_op
 
 
@@ -291,13 +293,12 @@ def test_joint_conv2d_leaves_other_convolutions_on_the_concatenation():
 def test_where_nothing_else_hooks_saved_tensors_autograd_convolves_and_keeps_the_parts():
     """The default path (no checkpoint, no memory count, no autocast) swaps the saved concatenation for its parts
     by hooking autograd's own convolution: what stays allocated is the output alone, and the backward is exact."""
-    from msrnn_zoo import cell
     from msrnn_zoo.profile import retained_bytes
 
     torch.manual_seed(0)
     conv = nn.Conv2d(5, 4, 3, padding=1)
     a, b = torch.randn(2, 2, 8, 8, requires_grad=True), torch.randn(2, 3, 8, 8, requires_grad=True)
-    assert cell._own_hooks_allowed(a.device)
+    assert joint_conv._own_hooks_allowed(a.device)
     out_bytes = 2 * 4 * 8 * 8 * 4
     assert retained_bytes(lambda: conv(torch.cat([a, b], dim=1))) == out_bytes + nbytes(a, b)  # plain keeps the copy
     assert retained_bytes(lambda: joint_conv2d(conv, a, b)) == out_bytes
@@ -308,20 +309,19 @@ def test_where_nothing_else_hooks_saved_tensors_autograd_convolves_and_keeps_the
         assert torch.equal(got, want)  # the same kernels on the same numbers
     w64, b64 = conv.weight.detach().double().requires_grad_(), conv.bias.detach().double().requires_grad_()
     a64, b64_in = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
-    assert torch.autograd.gradcheck(lambda w, bias, x, h: cell._conv_keeping_parts(w, bias, 1, (x, h)),
+    assert torch.autograd.gradcheck(lambda w, bias, x, h: joint_conv._conv_keeping_parts(w, bias, 1, (x, h)),
                                     (w64, b64, a64, b64_in))
 
 
 def test_a_convolution_that_fails_leaves_no_hooks_behind():
     """The hooks are pushed and popped by hand (no context manager): an error in the convolution must still pop
     them, or every later saved tensor of the process would go through them."""
-    from msrnn_zoo import cell
 
     weight = torch.randn(4, 6, 3, 3, requires_grad=True)  # reads 6 channels, the parts have 5
     a, b = torch.randn(1, 2, 6, 6, requires_grad=True), torch.randn(1, 3, 6, 6)
     with pytest.raises(RuntimeError):
-        cell._conv_keeping_parts(weight, None, 1, (a, b))
-    assert cell._TOP_HOOKS(False) is None and cell._own_hooks_allowed(a.device)
+        joint_conv._conv_keeping_parts(weight, None, 1, (a, b))
+    assert joint_conv._TOP_HOOKS(False) is None and joint_conv._own_hooks_allowed(a.device)
 
 
 def test_an_input_changed_in_place_after_the_forward_is_refused_in_the_backward():
@@ -337,10 +337,9 @@ def test_under_other_hooks_or_autocast_the_python_backward_keeps_the_parts(monke
     """A checkpoint or a memory count hooks every saved tensor itself, and under autocast autograd would keep
     half-precision weights and sum their gradients in half precision: there the joint convolution is the
     autograd.Function, which keeps the same parts."""
-    from msrnn_zoo import cell
 
     calls = []
-    monkeypatch.setattr(cell._JointConv, "apply", lambda *args: calls.append(1) or F.conv2d(
+    monkeypatch.setattr(joint_conv._JointConv, "apply", lambda *args: calls.append(1) or F.conv2d(
         torch.cat(args[3:], 1), args[0], args[1], padding=args[2]))
     conv = nn.Conv2d(5, 4, 3, padding=1)
     a, b = torch.randn(1, 2, 6, 6, requires_grad=True), torch.randn(1, 3, 6, 6)
@@ -362,15 +361,15 @@ def _registered_models():
 @pytest.mark.parametrize("name", _registered_models())
 def test_a_training_step_is_the_same_either_way_to_the_bit(name, monkeypatch):
     """Every registered model: hooks or the Python backward, the same forecast, gradients and kept bytes."""
-    from msrnn_zoo import cell, testing
+    from msrnn_zoo import testing
     from msrnn_zoo.profile import retained_bytes
 
     torch.manual_seed(0)
     model = testing.small(name, num_layers=4)
     frames, teacher = torch.rand(2, 5, 1, 8, 8), (torch.rand(2, 4) > 0.5).float()
     results = []
-    for allowed in (cell._own_hooks_allowed, lambda device: False):
-        monkeypatch.setattr(cell, "_own_hooks_allowed", allowed)
+    for allowed in (joint_conv._own_hooks_allowed, lambda device: False):
+        monkeypatch.setattr(joint_conv, "_own_hooks_allowed", allowed)
         model.zero_grad()
         prediction, aux = model.forward_train(frames, teacher)
         (prediction.square().sum() + (aux if aux is not None else 0)).backward()
@@ -391,11 +390,10 @@ def _two_gates_reading_a_difference(x, y, h, joint, recipe):
 
 @pytest.mark.parametrize("hooks", [True, False], ids=["hooks", "python-backward"])
 def test_an_input_made_by_recomputable_is_kept_as_its_recipe_and_recomputed_once(hooks, monkeypatch):
-    from msrnn_zoo import cell
     from msrnn_zoo.profile import retained_bytes
 
     if not hooks:
-        monkeypatch.setattr(cell, "_own_hooks_allowed", lambda device: False)
+        monkeypatch.setattr(joint_conv, "_own_hooks_allowed", lambda device: False)
     torch.manual_seed(0)
     joint = JointConv2d({"d": 4, "h": 4}, 8, 3)
     x, y, h = (torch.randn(2, 4, 6, 6, requires_grad=True) for _ in range(3))
@@ -416,15 +414,14 @@ def test_an_input_made_by_recomputable_is_kept_as_its_recipe_and_recomputed_once
         calls.append(1)
         return a - b
 
-    d = cell.recomputable(counted, x, y)
-    recipe = cell._RECIPES[id(d)][2]
+    d = recompute.recomputable(counted, x, y)
+    recipe = recompute._RECIPES[id(d)][2]
     (joint(d, h) + joint(d, h.flip(-1))).sum().backward()
     assert len(calls) == 2  # the forward, then once for both gates' backward
     assert recipe.readers == 0 and recipe.value is None  # the rebuilt value went with the last gate's backward
 
 
 def test_a_source_of_a_recipe_written_after_the_forward_is_refused_in_the_backward(monkeypatch):
-    from msrnn_zoo import cell
     from msrnn_zoo.cell import recomputable
 
     joint = JointConv2d({"d": 2, "h": 2}, 4, 3)
@@ -434,7 +431,7 @@ def test_a_source_of_a_recipe_written_after_the_forward_is_refused_in_the_backwa
     y.add_(1.0)
     with pytest.raises(RuntimeError, match="recomputed was modified in place"):
         out.sum().backward()
-    monkeypatch.setattr(cell, "_own_hooks_allowed", lambda device: False)  # autograd's own check there
+    monkeypatch.setattr(joint_conv, "_own_hooks_allowed", lambda device: False)  # autograd's own check there
     out = joint(recomputable(torch.sub, x, y), h)
     y.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
@@ -442,28 +439,27 @@ def test_a_source_of_a_recipe_written_after_the_forward_is_refused_in_the_backwa
 
 
 def test_a_recipe_is_noted_only_for_a_training_forward_and_forgotten_with_its_tensor():
-    from msrnn_zoo import cell
     from msrnn_zoo.cell import recomputable
 
     x, y = torch.randn(1, 2, 4, 4, requires_grad=True), torch.randn(1, 2, 4, 4)
-    before = len(cell._RECIPES)
+    before = len(recompute._RECIPES)
     with torch.no_grad():
         recomputable(torch.sub, x, y)
     with torch.inference_mode():
         recomputable(torch.sub, x.detach(), y)
     recomputable(torch.sub, x.detach(), y)  # nothing needs a gradient
-    assert len(cell._RECIPES) == before
+    assert len(recompute._RECIPES) == before
     d = recomputable(torch.sub, x, y)
-    assert cell._recipe_of(d) is not None and len(cell._RECIPES) == before + 1
+    assert recompute._recipe_of(d) is not None and len(recompute._RECIPES) == before + 1
     d.mul_(2.0)  # written since: kept as the tensor it now is
-    assert cell._recipe_of(d) is None
+    assert recompute._recipe_of(d) is None
     joint = JointConv2d({"d": 2, "h": 2}, 4, 3)
     h = torch.randn(1, 2, 4, 4)
     joint(d, h).sum().backward()
     expected = torch.autograd.grad(joint((x - y) * 2.0, h).sum(), x)[0]
     torch.testing.assert_close(x.grad, expected, rtol=0, atol=0)
     del d
-    assert len(cell._RECIPES) == before
+    assert len(recompute._RECIPES) == before
 
 
 def test_a_recipe_must_make_one_tensor():
@@ -512,7 +508,6 @@ def _cats_in_backward(loss):
 def test_convolutions_of_the_same_parts_in_a_row_concatenate_them_once_for_the_backward(monkeypatch):
     """PredRNN's output gate and its 1x1 read-out both convolve [C_t, M_t]: the backward concatenates c and m once
     for both, and the gradients are those of the Python backward, which concatenates for each."""
-    from msrnn_zoo import cell
 
     torch.manual_seed(0)
     gate, fuse = JointConv2d({"c": 3, "m": 3}, 4, 3), nn.Conv2d(6, 4, 1)
@@ -529,7 +524,7 @@ def test_convolutions_of_the_same_parts_in_a_row_concatenate_them_once_for_the_b
     assert _cats_in_backward(step(c * 1.0)) == shared + 1  # other parts: each convolution concatenates its own
     for p in params:
         p.grad = None
-    monkeypatch.setattr(cell, "_own_hooks_allowed", lambda device: False)
+    monkeypatch.setattr(joint_conv, "_own_hooks_allowed", lambda device: False)
     step(c).backward()
     assert all(torch.equal(p.grad, g) for p, g in zip(params, grads))
 
@@ -634,25 +629,24 @@ def test_per_clip_weight_casts_change_no_number(name, cache_enabled, monkeypatch
 
 
 def test_a_weight_written_within_a_clip_is_cast_again_and_nothing_outlives_the_clip():
-    from msrnn_zoo import cell
 
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 4, 3, padding=1)
     parts = [torch.randn(2, 3, 6, 6, requires_grad=True) for _ in range(2)]
-    with cell.weight_casts_per_clip(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with joint_conv.weight_casts_per_clip(), torch.autocast("cpu", dtype=torch.bfloat16):
         joint_conv2d(conv, *parts).sum().backward()
         with torch.no_grad():
             conv.weight.mul_(-1.0)  # in place, within the clip: the copy made before must not serve
         got = joint_conv2d(conv, *parts)
-        with cell.weight_casts_per_clip():  # a scope within a scope starts empty and gives the outer one back
-            assert cell._CLIP.casts == {}
-        assert cell._CLIP.casts
+        with joint_conv.weight_casts_per_clip():  # a scope within a scope starts empty and gives the outer one back
+            assert joint_conv._CLIP.casts == {}
+        assert joint_conv._CLIP.casts
         elsewhere = []  # a clip in another thread has its own scope, or none
-        worker = threading.Thread(target=lambda: elsewhere.append(cell._CLIP.casts))
+        worker = threading.Thread(target=lambda: elsewhere.append(joint_conv._CLIP.casts))
         worker.start()
         worker.join()
         assert elsewhere == [None]
-    assert cell._CLIP.casts is None
+    assert joint_conv._CLIP.casts is None
     with torch.autocast("cpu", dtype=torch.bfloat16):
         want = conv(torch.cat(parts, 1))
     assert torch.equal(got, want)

@@ -147,7 +147,7 @@ def test_a_copy_is_not_taken_for_zeros_and_marks_go_with_their_tensors():
     import gc
     import io
 
-    from msrnn_zoo import cell
+    from msrnn_zoo import zero_states
 
     state = mark_zero(torch.zeros(2, 3))
     assert is_known_zero(state) and not is_known_zero(copy.deepcopy(state))
@@ -157,7 +157,7 @@ def test_a_copy_is_not_taken_for_zeros_and_marks_go_with_their_tensors():
     buffer.seek(0)
     assert not is_known_zero(copy.deepcopy(state)) and not is_known_zero(torch.load(buffer))
     gc.collect()  # marks of earlier tests' garbage go first, so that the count below is this tensor's alone
-    before = len(cell._KNOWN_ZEROS)
+    before = len(zero_states._KNOWN_ZEROS)
     del state
     gc.collect()
-    assert len(cell._KNOWN_ZEROS) == before - 1
+    assert len(zero_states._KNOWN_ZEROS) == before - 1
