@@ -2,7 +2,7 @@
 
     ORIG=/path/to/msrnn-original python benchmarks/launches.py [--tools ../shared/tools] [--size 16] [--hidden 8]
         [--in-frames 5] [--out-frames 5] [--batch 2] [--frames-loss-only] [--flops] [--traffic]
-        [--convolve-zero-states] [--precision fp32|bf16|fp16 [--recorded]] [--json] [models ...]
+        [--convolve-zero-states] [--precision fp32|bf16|fp16 [--recorded]] [--compile-cells] [--json] [models ...]
 
 On a GPU at the paper's sizes the eager training step waits on kernel launches (issue 7), so its time follows the
 number of kernels more than their sizes. Every ATen operation that computes something launches at least one
@@ -26,6 +26,12 @@ memory, so ``GB / bandwidth`` bounds what fusing them (compiled cells) can save 
 between float32 and half precision are operations too, each a kernel on a GPU. The original is counted in fp32,
 as ``gpu_bench.py`` runs it. ``--recorded`` counts it as a clip recording runs (fast path ``clip-graph``, the
 fastest path on a GPU): with autocast's cache of cast weights off, which a recording must not use.
+
+``--compile-cells`` counts only the casts (``aten::_to_copy``) of ours with compiled cells, in the graphs Dynamo and
+AOTAutograd hand inductor (traced with the ``aot_eager`` backend, nothing fused; counted by the profiler, since a
+dispatch mode would stop Dynamo), and again with every cell handed its float32 weights, as before the compiled
+cells read the clip's half-precision copies: under ``--precision bf16`` the difference is the weight casts that
+are gone, each a kernel of its own on a GPU unless inductor fuses it with another.
 """
 
 from __future__ import annotations
@@ -139,6 +145,38 @@ def count(step: Any) -> collections.Counter[str]:
     return counter.counts
 
 
+def casts(step: Any) -> int:
+    """``aten::_to_copy`` calls of ``step``, counted by the profiler (which, unlike a dispatch mode, leaves
+    Dynamo alone)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        step()
+    return sum(e.name == "aten::_to_copy" for e in prof.events())
+
+
+def compiled_casts(step: Any, model: msrnn_zoo.Forecaster) -> tuple[int, int]:
+    """The casts of a step with compiled cells, traced for inductor (``aot_eager``), and with every cell handed its
+    float32 weights instead of the clip's half-precision copies."""
+    from msrnn_zoo import compiled_cells
+
+    model.set_compile_cells(True)
+    found = []
+    with compiled_cells.backend("aot_eager"):
+        for per_clip in (True, False):
+            saved = compiled_cells._clip_weights
+            if not per_clip:
+                compiled_cells._clip_weights = lambda cell, x: {}
+            try:
+                torch._dynamo.reset()
+                step()  # traces
+                found.append(casts(step))
+            finally:
+                compiled_cells._clip_weights = saved
+    model.set_compile_cells(False)
+    return found[0], found[1]
+
+
 def gflop(step: Any) -> float:
     counter = FlopCounterMode(display=False)
     with counter:
@@ -166,6 +204,8 @@ def main() -> None:
                         help="ours under this autocast precision (the original stays fp32)")
     parser.add_argument("--recorded", action="store_true", help="with --precision bf16|fp16: autocast without its "
                         "cache of cast weights, as a clip recording (fast path clip-graph) runs it")
+    parser.add_argument("--compile-cells", action="store_true", help="count only the casts of ours with compiled "
+                        "cells (traced, unfused), with the clip's weight copies and without")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.recorded and PRECISIONS[args.precision] is None:
@@ -201,6 +241,12 @@ def main() -> None:
                 loss = loss + aux
             loss.backward()
 
+        if args.compile_cells:
+            with_copies, without = compiled_casts(ours, model)
+            row = {"model": name, "compiled_casts": with_copies, "compiled_casts_float32_weights": without}
+            print(json.dumps(row) if args.json else f"{name:16s} casts in compiled cells {with_copies:6d} (handed "
+                  f"float32 weights: {without})", flush=True)
+            continue
         row: dict[str, Any] = {"model": name, "ours": sum(count(ours).values())}
         if args.flops:
             row["ours_gflop"] = gflop(ours)

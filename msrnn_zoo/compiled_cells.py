@@ -12,6 +12,10 @@ fused backward kernels. Left to itself, AOTAutograd kept each gate's concatenate
 that the parts are kept by the rest of the clip -- and a training clip kept 1.78x (ms-predrnn) and 1.98x
 (predrnn-pp) the eager path's activation memory; now 1.06x and 0.98x (``benchmarks/step_time.py --compile-cells``,
 exact; ``benchmarks/options.py --options plain,compile-cells`` for time).
+
+Under autocast within a clip, a compiled cell's gate convolutions read the clip's half-precision copies of their
+weights (:func:`_clip_weights`), as eager gates do (``weight_casts_per_clip``): a graph handed the float32 weights
+casts each of them at every call, and its backward casts them again, each cast a kernel of its own on a GPU.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .cell import RecurrentCell, State
+from .embedded_frame import EmbeddedFrame
+from .joint_conv import JointConv2d, _cast_for_clip, _clip_cast_dtype
 
 RECOMPILE_LIMIT = 64
 """How many variants of the compiled cell call (class, size, grad mode, ...) Dynamo keeps before it runs new ones
@@ -63,19 +70,73 @@ def run_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | N
     return cell(x, state, memory, lower)
 
 
+class _ClipCopy(torch.autograd.Function):
+    """A weight read as the clip's half-precision copy by one call of a compiled cell. The call's gradient reaches
+    the float32 weight on its own, widened to float32 (the same rounding as a cast inside the graph), and the calls'
+    gradients are summed there in float32, as an eager gate's are."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
+        ctx.dtype = weight.dtype
+        return copy.view_as(copy)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.to(ctx.dtype), None
+
+
+def _clip_weights(cell: RecurrentCell, x: Any) -> dict[str, torch.Tensor]:
+    """The weights a compiled call of ``cell`` reads in place of its parameters: within a clip under a half-precision
+    autocast, the clip's copy of the weight of each gate convolution (an ``nn.Conv2d`` or a ``JointConv2d`` the
+    cell, or a cell within it, holds itself), which autocast would cast for the convolution at every call anyway.
+
+    Elsewhere none: no clip or no autocast, grad checkpointing's hooks (``_clip_cast_dtype``), and the bottom
+    layer's embedded frame, whose convolution first combines its weight with the embedding in float32. The biases
+    stay the parameters: the graph sums a bias's gradient in float32 from the half-precision gradient of the
+    convolution's output, which a half-precision bias would round first. Convolutions deeper inside (an attention's
+    projections, PredRNN++'s highway unit, MotionRNN's motion GRU) keep their parameters too.
+    """
+    if isinstance(x, EmbeddedFrame):
+        return {}
+    weights: dict[str, torch.Tensor] = {}
+    half: torch.dtype | None = None
+    differentiable = torch.is_grad_enabled()
+    for prefix, module in cell.named_modules():
+        if not isinstance(module, RecurrentCell):
+            continue
+        for name, conv in module.named_children():
+            if type(conv) not in (nn.Conv2d, JointConv2d):
+                continue
+            weight = conv.weight
+            if half is None and (half := _clip_cast_dtype(weight)) is None:
+                return {}
+            if weight.dtype != torch.float32:
+                continue
+            with torch.no_grad():
+                copy = _cast_for_clip(weight, half)
+            key = f"{prefix}.{name}.weight" if prefix else f"{name}.weight"
+            weights[key] = _ClipCopy.apply(weight, copy) if differentiable and weight.requires_grad else copy
+    return weights
+
+
 def _policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
     from torch.utils.checkpoint import CheckpointPolicy
 
     return CheckpointPolicy.MUST_SAVE if op in _kept_ops() else CheckpointPolicy.PREFER_RECOMPUTE
 
 
-def _run_cell_keeping_products(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
-                               lower: torch.Tensor | None) -> Any:
+def _call_with(cell: RecurrentCell, weights: dict[str, torch.Tensor], *args: Any) -> Any:
+    return torch.func.functional_call(cell, weights, args)
+
+
+def _run_cell_keeping_products(cell: RecurrentCell, weights: dict[str, torch.Tensor], x: Any, state: State,
+                               memory: torch.Tensor | None, lower: torch.Tensor | None) -> Any:
+    call: Callable[..., Any] = functools.partial(_call_with, cell, weights) if weights else cell
     if not torch.is_grad_enabled():
-        return cell(x, state, memory, lower)
+        return call(x, state, memory, lower)
     from torch.utils.checkpoint import create_selective_checkpoint_contexts
 
-    return checkpoint(cell, x, state, memory, lower, use_reentrant=False,
+    return checkpoint(call, x, state, memory, lower, use_reentrant=False,
                       context_fn=functools.partial(create_selective_checkpoint_contexts, _policy))
 
 
@@ -164,7 +225,7 @@ def run_compiled_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.T
         return cell(x, state, memory, lower)
     try:
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-            return _compiled()(cell, x, state, memory, lower)
+            return _compiled()(cell, _clip_weights(cell, x), x, state, memory, lower)
     except Exception as exc:
         if not _compiler_failed(exc):  # the cell's own error (shapes, memory): the user must see it
             raise

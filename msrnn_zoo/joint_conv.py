@@ -148,7 +148,9 @@ class _JointConv(torch.autograd.Function):
             found = _recipe_of(t) if recipes else None
             ctx.recipes.append(None if found is None else (found[0], len(found[1])))
             kept += [t] if found is None else found[1]
-        ctx.weight_dtype = weight.dtype
+        # the dtypes of the gradients to hand back: a compiled cell under autocast may pass the clip's
+        # half-precision copy of the weight (msrnn_zoo.compiled_cells), its bias still the float32 parameter
+        ctx.weight_dtype, ctx.bias_dtype = weight.dtype, None if bias is None else bias.dtype
         half = _clip_cast_dtype(weight)
         if half is not None:  # the clip's copies, which the backward reads too (see weight_casts_per_clip)
             weight = _cast_for_clip(weight, half)
@@ -172,20 +174,20 @@ class _JointConv(torch.autograd.Function):
         need_weight, need_bias = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         need_inputs = any(ctx.needs_input_grad[3:])
         x = _concatenation_in(inputs, grad.dtype)
-        # under autocast the bias's gradient is summed straight into the weights' dtype: one reduction, where the
+        # under autocast the bias's gradient is summed straight into the bias's dtype: one reduction, where the
         # convolution's would round it to half precision and a cast widen it again
         dtype = ctx.weight_dtype  # the parameter's: the saved weight may be the clip's half-precision copy
-        bias_apart = need_bias and grad.dtype != dtype
+        bias_apart = need_bias and grad.dtype != ctx.bias_dtype
         grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
             grad, x, weight.to(grad.dtype), [weight.shape[0]] if ctx.has_bias else None, [1, 1],
             ctx.padding, [1, 1], False, [0, 0], 1, [need_inputs, need_weight, need_bias and not bias_apart])
         if bias_apart:
-            grad_bias = grad.sum((0, 2, 3), dtype=dtype)
+            grad_bias = grad.sum((0, 2, 3), dtype=ctx.bias_dtype)
         grad_inputs: list[torch.Tensor | None] = [None] * len(inputs)
         if need_inputs:
             grad_inputs = _split_in(grad_x, inputs, ctx.needs_input_grad[3:])
         return (None if grad_weight is None else grad_weight.to(dtype),
-                None if grad_bias is None else grad_bias.to(dtype), None, *grad_inputs)
+                None if grad_bias is None else grad_bias.to(ctx.bias_dtype), None, *grad_inputs)
 
 
 def _split_in(grad: torch.Tensor, inputs: list[torch.Tensor], needed: tuple[bool, ...]) -> list[torch.Tensor | None]:

@@ -158,6 +158,48 @@ def test_compiled_cells_trace_under_bf16_autocast(cells_traced_only, name):
         torch.testing.assert_close(compiled_grads[key], grad, rtol=0.05, atol=2e-3, msg=lambda m, k=key: f"{k}: {m}")
 
 
+def weight_casts_and_numbers(model, frames, teacher, monkeypatch, per_clip):
+    """Casts run by a compiled bf16 training step (the profiler's count: a dispatch mode would stop Dynamo) and its
+    loss, gradients and forecast; ``per_clip=False``: the cells are handed their float32 weights, as before."""
+    from torch.profiler import profile
+
+    from msrnn_zoo import compiled_cells
+
+    if not per_clip:
+        monkeypatch.setattr(compiled_cells, "_clip_weights", lambda cell, x: {})
+    torch._dynamo.reset()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss_and_grads(model, frames, teacher)  # compiles
+        with profile() as prof:
+            loss, grads = loss_and_grads(model, frames, teacher)
+        with torch.no_grad():
+            forecast = model(frames[:, :2], horizon=2)
+    monkeypatch.undo()
+    casts = sum(e.name == "aten::_to_copy" for e in prof.events())
+    return casts, (loss, grads, forecast)
+
+
+@pytest.mark.parametrize(("name", "weights_per_layer"), [("convlstm", 1), ("predrnn-pp", 5)])
+def test_compiled_cells_under_bf16_read_the_clips_copies_of_their_weights(cells_traced_only, monkeypatch, name,
+                                                                          weights_per_layer):
+    """A compiled gate under autocast is handed the clip's bf16 copy of its weight (made once per clip), not the
+    float32 parameter, which its graph would cast at every call and again in the backward: two kernels per weight
+    and call on a GPU. The same numbers to the bit. Not the bottom layer, which combines its weight with the
+    embedding in float32 first, nor PredRNN++'s highway unit (a module of its own inside the cell)."""
+    torch.manual_seed(0)
+    model = msrnn_zoo.create(name, hidden_channels=4, num_layers=4).set_compile_cells(True)
+    frames, teacher = torch.rand(2, 4, 1, 8, 8), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    casts, numbers = weight_casts_and_numbers(model, frames, teacher, monkeypatch, per_clip=False)
+    clip_casts, clip_numbers = weight_casts_and_numbers(model, frames, teacher, monkeypatch, per_clip=True)
+    (loss, grads, forecast), (clip_loss, clip_grads, clip_forecast) = numbers, clip_numbers
+    assert torch.equal(clip_loss, loss) and torch.equal(clip_forecast, forecast)
+    assert grads.keys() == clip_grads.keys()
+    for key, grad in grads.items():
+        assert torch.equal(clip_grads[key], grad), key
+    weights, steps = 3 * weights_per_layer, frames.shape[1] - 1  # the three layers above the bottom one
+    assert casts - clip_casts == 2 * weights * steps - weights  # two per call, one per clip
+
+
 def check_same_as_eager_cells(model, frames, teacher, rtol=0.0, atol=1e-7):
     check_same_as_eager(model, frames, teacher, rtol, atol, switch=msrnn_zoo.Forecaster.set_compile_cells)
 

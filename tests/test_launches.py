@@ -100,3 +100,18 @@ def test_recorded_counts_autocast_without_its_cache_and_needs_a_half_precision()
     refused = subprocess.run([*script, "--recorded", "convlstm"], capture_output=True, text=True, timeout=120,
                              env={"PATH": "", "PYTHONPATH": ""})
     assert refused.returncode == 2 and "give it --precision bf16 or fp16" in refused.stderr
+
+
+def test_compiled_cells_casts_are_counted_with_the_clips_weight_copies_and_without():
+    """``--compile-cells`` counts the casts in the graphs of compiled cells under bf16: handed the clip's copies,
+    each of the five upper layers' ConvLSTM weight is cast once per clip instead of twice per call (the forward's
+    cast and the backward's), over the three steps of a 2 -> 2 clip."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "launches.py"), "--size", "8", "--hidden", "2",
+                             "--in-frames", "2", "--out-frames", "2", "--precision", "bf16", "--recorded",
+                             "--compile-cells", "--json", "convlstm"], capture_output=True, text=True, timeout=300,
+                            env={"PATH": "", "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout.splitlines()[-1])
+    weights, steps = 5, 3
+    assert row["compiled_casts"] > 0
+    assert row["compiled_casts_float32_weights"] - row["compiled_casts"] == 2 * weights * steps - weights
