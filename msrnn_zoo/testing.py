@@ -331,7 +331,8 @@ def check_compiled_cells(name: str, size: int = 16, **overrides: Any) -> None:
 
     Traced with the ``aot_eager`` backend: Dynamo and AOTAutograd, as for inductor, without generating kernels, so
     it takes seconds. Not part of :func:`run_conformance`: a cell that cannot be traced whole still runs (eagerly,
-    with a warning); a plugin's test says which it is.
+    with a warning); a plugin's test says which it is. Also checks the compiled bf16 step with the clip's weight
+    copies against the one without (:mod:`msrnn_zoo.compiled_cells`), to the bit.
     """
     torch.manual_seed(0)
     model = small(name, **overrides).double()
@@ -354,6 +355,35 @@ def check_compiled_cells(name: str, size: int = 16, **overrides: Any) -> None:
                   "branches on tensor values); with compiled cells it would run eagerly")
     _assert_same_step(step, compiled, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(compiled_forecast, forecast, rtol=1e-9, atol=1e-12)
+    _check_clip_weight_copies(name, size, **overrides)
+
+
+def _check_clip_weight_copies(name: str, size: int, **overrides: Any) -> None:
+    """Under bf16 autocast a compiled cell reads the clip's half-precision copies of its convolutions' weights: the
+    same training step to the bit as when it is handed the float32 parameters and casts them itself (forecasts read
+    the same copies without a gradient: ``tests/test_fast_path.py``)."""
+    torch.manual_seed(0)
+    model = small(name, **{"num_layers": 2, **overrides}).set_compile_cells(True)  # the bottom layer keeps its own
+    model.cpu_channels_last = False
+    frames = torch.rand(2, 3, model.config.in_channels, size, size)
+    teacher = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    results = []
+    saved = compiled_cells._clip_weights
+    with compiled_cells.backend("aot_eager"):
+        for per_clip in (True, False):
+            compiled_cells._clip_weights = saved if per_clip else lambda cell, x: {}
+            try:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    results.append(_loss_and_grads(model, frames, teacher))
+            finally:
+                compiled_cells._clip_weights = saved
+    (loss, grads), (again, regrads) = results
+    same = torch.equal(loss, again) and grads.keys() == regrads.keys() and all(torch.equal(grads[k], regrads[k])
+                                                                                for k in grads)
+    _check(same, f"model {name!r}", "under bf16 autocast its compiled cell gives other numbers when it reads the "
+           "clip's bf16 copies of the weights of its nn.Conv2d and JointConv2d modules than when it casts them itself",
+           "use those weights only in the convolutions of their modules; a weight that enters other arithmetic "
+           "belongs to a module of another type (or a submodule of one)")
 
 
 def concatenations_kept(name: str, size: int = 16, **overrides: Any) -> int:
