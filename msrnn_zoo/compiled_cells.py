@@ -96,21 +96,18 @@ def _clip_weights(cell: RecurrentCell, x: Any) -> dict[str, torch.Tensor]:
     convolution's output, which a half-precision bias would round first. Convolutions deeper inside (an attention's
     projections, PredRNN++'s highway unit, MotionRNN's motion GRU) keep their parameters too.
     """
-    if isinstance(x, EmbeddedFrame):
+    first = next(cell.parameters(), None)
+    half = None if first is None or isinstance(x, EmbeddedFrame) else _clip_cast_dtype(first)
+    if half is None:  # (the common case, float32, answered before walking the modules)
         return {}
     weights: dict[str, torch.Tensor] = {}
-    half: torch.dtype | None = None
     differentiable = torch.is_grad_enabled()
     for prefix, module in cell.named_modules():
         if not isinstance(module, RecurrentCell):
             continue
         for name, conv in module.named_children():
-            if type(conv) not in (nn.Conv2d, JointConv2d):
-                continue
-            weight = conv.weight
-            if half is None and (half := _clip_cast_dtype(weight)) is None:
-                return {}
-            if weight.dtype != torch.float32:
+            weight = conv.weight if type(conv) in (nn.Conv2d, JointConv2d) else None
+            if weight is None or weight.dtype != torch.float32:
                 continue
             with torch.no_grad():
                 copy = _cast_for_clip(weight, half)
