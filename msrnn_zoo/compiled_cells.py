@@ -85,6 +85,22 @@ class _ClipCopy(torch.autograd.Function):
         return grad.to(ctx.dtype), None
 
 
+_HAND_COPIES = True
+"""Whether compiled cells are handed the clip's weight copies (off only within :func:`weights_cast_per_call`)."""
+
+
+@contextlib.contextmanager
+def weights_cast_per_call() -> Iterator[None]:
+    """Meanwhile compiled cells are handed their float32 weights and cast them at every call, as they did before they
+    read the clip's copies: what the tests and ``benchmarks/launches.py --compile-cells`` compare the copies with."""
+    global _HAND_COPIES
+    previous, _HAND_COPIES = _HAND_COPIES, False
+    try:
+        yield
+    finally:
+        _HAND_COPIES = previous
+
+
 def _clip_weights(cell: RecurrentCell, x: Any) -> dict[str, torch.Tensor]:
     """The weights a compiled call of ``cell`` reads in place of its parameters: within a clip under a half-precision
     autocast, the clip's copy of the weight of each gate convolution (an ``nn.Conv2d`` or a ``JointConv2d`` the
@@ -96,7 +112,7 @@ def _clip_weights(cell: RecurrentCell, x: Any) -> dict[str, torch.Tensor]:
     convolution's output, which a half-precision bias would round first. Convolutions deeper inside (an attention's
     projections, PredRNN++'s highway unit, MotionRNN's motion GRU) keep their parameters too.
     """
-    first = next(cell.parameters(), None)
+    first = next(cell.parameters(), None) if _HAND_COPIES else None
     half = None if first is None or isinstance(x, EmbeddedFrame) else _clip_cast_dtype(first)
     if half is None:  # (the common case, float32, answered before walking the modules)
         return {}

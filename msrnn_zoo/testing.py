@@ -368,19 +368,15 @@ def _check_clip_weight_copies(name: str, size: int, **overrides: Any) -> None:
     frames = torch.rand(2, 3, model.config.in_channels, size, size)
     teacher = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     results = []
-    saved = compiled_cells._clip_weights
     with compiled_cells.backend("aot_eager"), warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*cannot be (traced whole|compiled)")  # both eager: nothing checked
-        for per_clip in (True, False):
-            compiled_cells._clip_weights = saved if per_clip else lambda cell, x: {}
+        for way in (contextlib.nullcontext, compiled_cells.weights_cast_per_call):
             try:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with way(), torch.autocast("cpu", dtype=torch.bfloat16):
                     results.append(_loss_and_grads(model, frames, teacher))
             except UserWarning as exc:
                 _fail(f"cell {model.config.cell!r}", f"Dynamo cannot trace it whole under bf16 autocast: {exc}",
                       "keep the cell's forward traceable under autocast too; with compiled cells it would run eagerly")
-            finally:
-                compiled_cells._clip_weights = saved
     (loss, grads), (again, regrads) = results
     same = torch.equal(loss, again) and grads.keys() == regrads.keys() and all(torch.equal(grads[k], regrads[k])
                                                                                 for k in grads)

@@ -1,5 +1,6 @@
 """The compiled-step fast path: same numbers as the eager path; CUDA graphs where a GPU is present."""
 
+import contextlib
 import json
 import warnings
 
@@ -158,30 +159,27 @@ def test_compiled_cells_trace_under_bf16_autocast(cells_traced_only, name):
         torch.testing.assert_close(compiled_grads[key], grad, rtol=0.05, atol=2e-3, msg=lambda m, k=key: f"{k}: {m}")
 
 
-def weight_casts_and_numbers(model, frames, teacher, monkeypatch, per_clip):
+def weight_casts_and_numbers(model, frames, teacher, per_clip):
     """Casts run by a compiled bf16 training step (the profiler's count: a dispatch mode would stop Dynamo) and its
     loss, gradients and forecast; ``per_clip=False``: the cells are handed their float32 weights, as before."""
     from torch.profiler import profile
 
     from msrnn_zoo import compiled_cells
 
-    if not per_clip:
-        monkeypatch.setattr(compiled_cells, "_clip_weights", lambda cell, x: {})
     torch._dynamo.reset()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    way = contextlib.nullcontext if per_clip else compiled_cells.weights_cast_per_call
+    with way(), torch.autocast("cpu", dtype=torch.bfloat16):
         loss_and_grads(model, frames, teacher)  # compiles
         with profile() as prof:
             loss, grads = loss_and_grads(model, frames, teacher)
         with torch.no_grad():
             forecast = model(frames[:, :2], horizon=2)
-    monkeypatch.undo()
     casts = sum(e.name == "aten::_to_copy" for e in prof.events())
     return casts, (loss, grads, forecast)
 
 
 @pytest.mark.parametrize(("name", "weights_per_layer"), [("convlstm", 1), ("predrnn-pp", 5)])
-def test_compiled_cells_under_bf16_read_the_clips_copies_of_their_weights(cells_traced_only, monkeypatch, name,
-                                                                          weights_per_layer):
+def test_compiled_cells_under_bf16_read_the_clips_copies_of_their_weights(cells_traced_only, name, weights_per_layer):
     """A compiled gate under autocast is handed the clip's bf16 copy of its weight (made once per clip), not the
     float32 parameter, which its graph would cast at every call and again in the backward: two kernels per weight
     and call on a GPU. The same numbers to the bit. Not the bottom layer, which combines its weight with the
@@ -189,8 +187,8 @@ def test_compiled_cells_under_bf16_read_the_clips_copies_of_their_weights(cells_
     torch.manual_seed(0)
     model = msrnn_zoo.create(name, hidden_channels=4, num_layers=4).set_compile_cells(True)
     frames, teacher = torch.rand(2, 4, 1, 8, 8), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
-    casts, numbers = weight_casts_and_numbers(model, frames, teacher, monkeypatch, per_clip=False)
-    clip_casts, clip_numbers = weight_casts_and_numbers(model, frames, teacher, monkeypatch, per_clip=True)
+    casts, numbers = weight_casts_and_numbers(model, frames, teacher, per_clip=False)
+    clip_casts, clip_numbers = weight_casts_and_numbers(model, frames, teacher, per_clip=True)
     (loss, grads, forecast), (clip_loss, clip_grads, clip_forecast) = numbers, clip_numbers
     assert torch.equal(clip_loss, loss) and torch.equal(clip_forecast, forecast)
     assert grads.keys() == clip_grads.keys()
