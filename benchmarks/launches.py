@@ -203,6 +203,9 @@ def main() -> None:
                         "cells (traced, unfused), with the clip's weight copies and without")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.compile_cells and (args.flops or args.traffic or args.convolve_zero_states):
+        parser.error("--compile-cells counts only the casts of compiled cells; run --flops, --traffic or "
+                     "--convolve-zero-states without it.")
     if args.recorded and PRECISIONS[args.precision] is None:
         parser.error("--recorded counts autocast's casts as a recording makes them; give it --precision bf16 or fp16.")
     original = None
