@@ -115,3 +115,7 @@ def test_compiled_cells_casts_are_counted_with_the_clips_weight_copies_and_witho
     weights, steps = 5, 3
     assert row["compiled_casts"] > 0
     assert row["compiled_casts_float32_weights"] - row["compiled_casts"] == 2 * weights * steps - weights
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "launches.py"), "--compile-cells", "--flops",
+                              "convlstm"], capture_output=True, text=True, timeout=120,
+                             env={"PATH": "", "PYTHONPATH": ""})
+    assert refused.returncode == 2 and "counts only the casts of compiled cells" in refused.stderr
