@@ -30,7 +30,10 @@ class _ClipCasts(threading.local):
     """This thread's ``(id(weight), dtype) -> (weight, its version when cast, the cast)`` within
     :func:`weight_casts_per_clip`, else ``None``; per thread, so that clips run in two threads never share one."""
 
-    casts: dict[tuple[int, torch.dtype], tuple[torch.Tensor, int, torch.Tensor]] | None = None
+    def __init__(self) -> None:
+        # set on every thread's instance, not left to a class default: Dynamo, tracing a user's torch.compile of
+        # the model, guarded on the attribute's absence and failed its own guard once the clip had set it
+        self.casts: dict[tuple[int, torch.dtype], tuple[torch.Tensor, int, torch.Tensor]] | None = None
 
 
 _CLIP = _ClipCasts()

@@ -38,10 +38,11 @@ def mark_zero(tensor: torch.Tensor) -> torch.Tensor:
     leave a marked input out, with its span of the weight: the same sum, without adding zeros. The mark
     holds only while the tensor is unchanged (its version counter, which every in-place write bumps), so a
     state written in place is convolved again; it is this tensor's alone (a copy is not marked), and it goes
-    with the tensor. Tensors of ``torch.inference_mode`` have no version counter and are not marked. Returns
-    ``tensor``.
+    with the tensor. Tensors of ``torch.inference_mode`` have no version counter and are not marked, nor are
+    tensors made while ``torch.compile`` traces (a compiled graph convolves every input; asking a traced tensor
+    whether it belongs to inference mode would split a user's compiled model at every state). Returns ``tensor``.
     """
-    if not tensor.is_inference():
+    if not torch.compiler.is_compiling() and not tensor.is_inference():
         key = id(tensor)
         _KNOWN_ZEROS[key] = (weakref.ref(tensor, lambda _: _KNOWN_ZEROS.pop(key, None)), tensor._version)
     return tensor

@@ -382,3 +382,23 @@ def test_compiled_cells_keep_about_what_the_eager_step_keeps(cells_traced_only):
     loss_and_grads(model, frames, teacher)  # compiled before it is measured
     compiled = retained_bytes(lambda: model.forward_train(frames, teacher), torch.device("cpu"))
     assert compiled < 1.1 * eager
+
+
+def test_a_users_torch_compile_of_the_model_breaks_only_at_the_frames_check():
+    """``torch.compile(model)``, as a timm user compiles a model: the forecast and the training clip trace in one graph
+    each after the check of the frames (whose NaN test reads a value, a graph break Dynamo cannot avoid); the first
+    step's zero states no longer split it at every state (their mark asked whether the traced tensor belonged to
+    inference mode)."""
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("ms-predrnn", hidden_channels=4, num_layers=4)
+    frames = torch.rand(2, 5, 1, 8, 8)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = torch.compile(model, backend="aot_eager")
+    forecast = compiled(frames[:, :3], horizon=2)
+    prediction, _ = torch.compile(model.forward_train, backend="aot_eager")(frames, torch.ones(2, 4))
+    breaks = torch._dynamo.utils.counters["graph_break"]
+    assert sum(breaks.values()) == 2 and all(reason.startswith("Data-dependent branching") for reason in breaks)
+    torch.testing.assert_close(forecast, model(frames[:, :3], horizon=2))
+    torch.testing.assert_close(prediction, model.forward_train(frames, torch.ones(2, 4))[0])
+    torch._dynamo.reset()
