@@ -228,6 +228,18 @@ def _compiler_failed(exc: BaseException) -> bool:
     return (internal is not None and isinstance(exc, internal)) or _raised_in_compiler(exc)
 
 
+def _warning_within(exc: BaseException) -> bool:
+    """Whether a warning raised as an error is among the causes of ``exc``."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, Warning):
+            return True
+        seen.add(id(cause))
+        cause = getattr(cause, "inner_exception", None) or cause.__cause__ or cause.__context__
+    return False
+
+
 def run_compiled_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.Tensor | None,
                       lower: torch.Tensor | None) -> Any:
     """:func:`run_cell` compiled. A cell that cannot be traced whole (a part kept out of the compiler, like
@@ -237,8 +249,17 @@ def run_compiled_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.T
     if torch.compiler.is_compiling() or key in _EAGER:  # inside a compiled step, the cell is part of its graph
         return cell(x, state, memory, lower)
     try:
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-            return _compiled()(cell, _clip_weights(cell, x), x, state, memory, lower)
+        try:
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+                return _compiled()(cell, _clip_weights(cell, x), x, state, memory, lower)
+        except Exception as exc:
+            if not (_compiler_failed(exc) and _warning_within(exc)):
+                raise
+            # warnings made errors (python -W error): the compiler stopped at a warning of its own. Traced again
+            # with warnings ignored, as a compiled cell's Python warns only while it is traced anyway
+            with warnings.catch_warnings(), torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+                warnings.simplefilter("ignore")
+                return _compiled()(cell, _clip_weights(cell, x), x, state, memory, lower)
     except Exception as exc:
         if not _compiler_failed(exc):  # the cell's own error (shapes, memory): the user must see it
             raise

@@ -402,3 +402,22 @@ def test_a_users_torch_compile_of_the_model_breaks_only_at_the_frames_check():
     torch.testing.assert_close(forecast, model(frames[:, :3], horizon=2))
     torch.testing.assert_close(prediction, model.forward_train(frames, torch.ones(2, 4))[0])
     torch._dynamo.reset()
+
+
+def test_compiled_cells_compile_where_warnings_are_errors(cells_traced_only):
+    """Under ``python -W error`` (or pytest's ``filterwarnings = error``) PyTorch's compiler stops at a warning of its
+    own (it reads ``.grad`` of states that are not leaves while it wraps them); the cell is then traced again with
+    warnings ignored, not run eagerly with a warning that would itself be an error."""
+    from msrnn_zoo import compiled_cells
+
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("predrnn", hidden_channels=4, num_layers=2).set_compile_cells(True)
+    frames = torch.rand(2, 4, 1, 8, 8)
+    torch._dynamo.utils.counters.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forecast = model(frames[:, :2], horizon=2)
+        loss_and_grads(model, frames, torch.ones(2, 3))
+    assert not compiled_cells._EAGER and compiled_graphs() > 0
+    model.set_compile_cells(False)
+    torch.testing.assert_close(forecast, model(frames[:, :2], horizon=2))
