@@ -248,18 +248,21 @@ def run_compiled_cell(cell: RecurrentCell, x: Any, state: State, memory: torch.T
     key = (type(cell), state[0].device.type)
     if torch.compiler.is_compiling() or key in _EAGER:  # inside a compiled step, the cell is part of its graph
         return cell(x, state, memory, lower)
+    def compiled_call() -> Any:
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            return _compiled()(cell, _clip_weights(cell, x), x, state, memory, lower)
+
     try:
         try:
-            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-                return _compiled()(cell, _clip_weights(cell, x), x, state, memory, lower)
+            return compiled_call()
         except Exception as exc:
             if not (_compiler_failed(exc) and _warning_within(exc)):
                 raise
             # warnings made errors (python -W error): the compiler stopped at a warning of its own. Traced again
             # with warnings ignored, as a compiled cell's Python warns only while it is traced anyway
-            with warnings.catch_warnings(), torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return _compiled()(cell, _clip_weights(cell, x), x, state, memory, lower)
+                return compiled_call()
     except Exception as exc:
         if not _compiler_failed(exc):  # the cell's own error (shapes, memory): the user must see it
             raise
