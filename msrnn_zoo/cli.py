@@ -429,18 +429,34 @@ def data_info(dataset: str, root: Path | None, source: str | None, as_json: bool
 
 
 # ---------------------------------------------------------------------------------------------- training
-def _parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, Any]:
-    """``--option links=13`` -> ``{"links": 13}`` (values parsed as JSON where they can be)."""
+_MODEL_FLAGS = {"hidden_channels": "--hidden", "num_layers": "--layers", "kernel_size": "--kernel-size",
+                "in_channels": "--in-channels"}
+"""The model options a command sets with flags of its own, not through ``--option``."""
+
+
+def _parse_options(pairs: tuple[str, ...], flag: str = "--option", owned: dict[str, str] | None = None
+                   ) -> dict[str, Any]:
+    """``--option links=13`` -> ``{"links": 13}`` (values parsed as JSON where they can be).
+
+    ``owned`` names the keys the command sets otherwise, each with what to do instead: the same value twice would
+    be a ``TypeError`` deep inside, and a silent override of the flag's value would be worse."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"{flag} takes KEY=VALUE, got {pair!r}.")
+        if owned and key in owned:
+            raise ValueError(f"{flag} {pair}: {key} is not a cell option here; {owned[key]}.")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
     return options
+
+
+def _flags_instead(flags: dict[str, str], *leave_out: str) -> dict[str, str]:
+    """``owned`` for :func:`_parse_options`: each key with the flag to pass instead."""
+    return {key: f"pass {flag} instead" for key, flag in flags.items() if key not in leave_out}
 
 
 @main.command()
@@ -571,7 +587,10 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         cfg = new_train_config(
             model, model_options={"hidden_channels": hidden_channels, "num_layers": num_layers,
                                   "kernel_size": kernel_size, "in_channels": in_channels,
-                                  **_parse_options(options)},
+                                  **_parse_options(options, owned={
+                                      **_flags_instead(_MODEL_FLAGS, "in_channels"),
+                                      "in_channels": f"the frames' channels come from the data ({in_channels} "
+                                                     "here)"})},
             dataset=dataset, source=source, root=str(root) if root else None, protocol=protocol,
             data=str(Path(data).expanduser().resolve()) if data else None,  # evaluate may run from elsewhere
             split_fractions=split_fractions, in_frames=in_frames, out_frames=out_frames,
@@ -742,7 +761,7 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     base = create(model, hidden_channels=hidden_channels, num_layers=num_layers, kernel_size=kernel_size,
-                  in_channels=in_channels, **_parse_options(options))
+                  in_channels=in_channels, **_parse_options(options, owned=_flags_instead(_MODEL_FLAGS)))
     base.schedule.check_size(size, size)
     base = base.to(torch_device).train()
     frames = torch.rand(batch_size, in_frames + out_frames, in_channels, size, size, device=torch_device)
@@ -1316,7 +1335,8 @@ def convert(checkpoint: Path, model_name: str, out: Path, hidden_channels: int |
 
     config = {k: v for k, v in {"hidden_channels": hidden_channels, "num_layers": num_layers,
                                 "in_channels": in_channels}.items() if v is not None}
-    model = from_original(checkpoint, model_name, kernel_size=kernel_size, **config, **_parse_options(options))
+    model = from_original(checkpoint, model_name, kernel_size=kernel_size, **config,
+                          **_parse_options(options, owned=_flags_instead(_MODEL_FLAGS)))
     report = check_conversion(model, model_name, out, size=size, reference=reference, in_len=in_len, force=force)
     table = Table(title=escape(f"{checkpoint.name} -> {out}"), show_header=False)
     table.add_column(style="bold")

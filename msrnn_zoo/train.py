@@ -320,8 +320,9 @@ class Trainer:
         shape = check_clip_length(self.train_set, cfg)
         self.model.check_size(shape[-2], shape[-1])
         if shape[1] != self.model.config.in_channels:
-            raise ValueError(f"The clips have {shape[1]} channels but the model was built for "
-                             f"{self.model.config.in_channels}; pass --in-channels {shape[1]}.")
+            raise ValueError(f"The clips have {shape[1]} channel(s) but the model was built for "
+                             f"{self.model.config.in_channels}: give it clips of {self.model.config.in_channels} "
+                             f"channel(s), or start a new run, whose model takes the clips' channels.")
         global_batch = cfg.batch_size * cfg.world_size
         self.steps_per_epoch = len(self.train_set) // global_batch  # type: ignore[arg-type]
         if self.steps_per_epoch == 0:

@@ -97,6 +97,38 @@ def test_bad_options_of_other_commands(run, command, option):
     one_red_line(invoke(*[c.format(run=run) for c in command]), option)
 
 
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        (["train", "convlstm", "--data", "{clips}", "--out", "{out}", "--option", "hidden_channels=3"], ["--hidden"]),
+        (["train", "convlstm", "--data", "{clips}", "--out", "{out}", "--option", "kernel_size=5"], ["--kernel-size"]),
+        (["train", "convlstm", "--data", "{clips}", "--out", "{out}", "--option", "in_channels=3"],
+         ["in_channels", "from the data (1 here)"]),
+        (["bench", "convlstm", "--size", "8", "--option", "in_channels=3"], ["--in-channels"]),
+        (["bench", "convlstm", "--size", "8", "--option", "num_layers=2"], ["--layers"]),
+        (["convert", "{clips}", "--model", "convlstm", "--out", "{out}", "--option", "hidden_channels=3"],
+         ["--hidden"]),
+    ],
+)
+def test_an_option_with_its_own_flag_is_refused_by_option(tmp_path, clips_file, command, words):
+    """Given both ways, the flag's value was either overridden in silence (train) or a TypeError (bench, convert)."""
+    out = tmp_path / "r"
+    line = one_red_line(invoke(*[c.format(clips=clips_file, out=out) for c in command]), *words)
+    assert "is not a cell option here" in line
+    assert not out.exists()
+
+
+def test_resuming_on_clips_of_other_channels_says_what_to_do(run, tmp_path):
+    """The run's --data file replaced by clips of 3 channels since: the model keeps its 1-channel input."""
+    import numpy as np
+
+    config = json.loads((run / "train_config.json").read_text())
+    config["data"] = str(tmp_path / "rgb.npy")  # (the copy's own: the module's run shares its clips)
+    (run / "train_config.json").write_text(json.dumps(config))
+    np.save(config["data"], (np.random.default_rng(1).random((40, 6, 3, 16, 16)) * 255).astype(np.uint8))
+    one_red_line(invoke("train", "--resume", run, "--epochs", "2"), "3 channel(s)", "built for 1", "new run")
+
+
 def test_rich_markup_and_emoji_codes_print_as_typed():
     line = one_red_line(invoke("info", ":train:[bold]x[/bold]"))
     assert ":train:[bold]x[/bold]" in line
