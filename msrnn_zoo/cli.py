@@ -43,12 +43,28 @@ def error_line(message: str) -> None:
     err_console.print(line, highlight=False, soft_wrap=True)
 
 
+DISTRIBUTED_COMMANDS = ("train", "reproduce")
+"""The commands that run under torchrun (``WORLD_SIZE`` > 1), each process training its share of the batches."""
+
+
+def _check_not_copied_by_torchrun(ctx: click.Context) -> None:
+    """Refuse any other command under torchrun: each of its copies would run the whole command, writing the same
+    files at once (and racing on the checks that they do not exist yet)."""
+    from .distributed import from_env
+
+    if from_env().active and ctx.command.name not in DISTRIBUTED_COMMANDS:
+        raise ValueError(f"`{ctx.command_path}` runs in one process: start it without torchrun (under torchrun only "
+                         f"{' and '.join(f'`msrnn-zoo {c}`' for c in DISTRIBUTED_COMMANDS)} share the work between "
+                         "processes).")
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a user's mistake into one red line (exit code 1) unless --debug asks for the traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            _check_not_copied_by_torchrun(click.get_current_context())
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             if click.get_current_context().find_root().obj.get("debug"):
@@ -653,6 +669,16 @@ def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
         trainer.fit(on_step=on_step)
 
 
+def _fit_with_progress_then_leave_the_job(trainer: Any) -> None:
+    """Train, then leave torchrun's process group (if any): what follows (scoring, the card) is rank 0's alone."""
+    from .distributed import shutdown
+
+    try:
+        _fit_with_progress(trainer)
+    finally:
+        shutdown()
+
+
 @contextlib.contextmanager
 def _counting(label: str, every: float = 30.0) -> Iterator[Callable[[int, int], None]]:
     """A ``report(done, total)`` for a long loop: a bar on a terminal (gone when done), in a log file a line every
@@ -1135,10 +1161,11 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
               force: bool, resume: Path | None) -> None:
     """Train MODEL on DATASET by the MS-RNN paper's recipe, evaluate it and write its model card."""
     from . import reproduce as repro
+    from .distributed import is_main_process
 
     if resume is not None:
         files = repro.resume(resume, device=device if device != "cpu" else None, max_eval_clips=max_eval_clips,
-                             fit=_fit_with_progress)
+                             fit=_fit_with_progress_then_leave_the_job)
         run_dir = resume
     else:
         if model is None or dataset is None:
@@ -1153,13 +1180,17 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
         plan = repro.make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
                                overrides=overrides, out=out)
         budget = plan.budget
-        console.print(f"Recipe [bold]{plan.recipe.key}[/bold]: {budget['steps']} steps ({budget['epochs']} epoch(s) "
-                      f"over {budget['train_clips']} clips)" + (f", budget-limited from {budget['recipe_steps']}"
-                                                               if budget["limited"] else ""), highlight=False)
+        if is_main_process():
+            console.print(f"Recipe [bold]{plan.recipe.key}[/bold]: {budget['steps']} steps "
+                          f"({budget['epochs']} epoch(s) over {budget['train_clips']} clips)" + (
+                              f", budget-limited from {budget['recipe_steps']}" if budget["limited"] else ""),
+                          highlight=False)
         trainer = repro.start(plan, out, force=force)
-        _fit_with_progress(trainer)
+        _fit_with_progress_then_leave_the_job(trainer)
         files = repro.finish(trainer, device=device, max_eval_clips=max_eval_clips, report=_print_reports)
         run_dir = out
+    if not files:  # under torchrun, a rank other than 0: rank 0 evaluates and writes
+        return
     console.print(f"Model card written to [bold]{escape(str(files['README.md']))}[/bold] "
                   f"({', '.join(sorted(n for n in files if n != 'README.md'))} beside it). "
                   f"Next: msrnn-zoo push {escape(str(run_dir))} --repo-id YOU/NAME", highlight=False)

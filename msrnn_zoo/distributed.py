@@ -37,15 +37,26 @@ class Context:
 
 def from_env() -> Context:
     """The job as torchrun describes it in the environment (a single process when it does not)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Context()
-    return Context(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return Context()
+        return Context(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    except (KeyError, ValueError):
+        raise ValueError(
+            "WORLD_SIZE, RANK and LOCAL_RANK describe a torchrun job, but here they are incomplete or not numbers "
+            f"(WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}, RANK={os.environ.get('RANK')!r}, "
+            f"LOCAL_RANK={os.environ.get('LOCAL_RANK')!r}): start several processes with torchrun, or unset "
+            "WORLD_SIZE to run one.") from None
 
 
 def is_main_process() -> bool:
-    """Whether this process should print and write (rank 0, or no torchrun at all)."""
-    return from_env().is_main
+    """Whether this process should print and write (rank 0, or no torchrun at all; or a job described wrongly,
+    whose error must be seen)."""
+    try:
+        return from_env().is_main
+    except ValueError:
+        return True
 
 
 def setup(device: torch.device) -> tuple[Context, torch.device]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .card import PROFILE_JSON, RECIPE_JSON, write_card
 from .catalogue import Recipe, get_recipe, paper
 from .io import read_json, write_json
@@ -73,8 +74,14 @@ def make_plan(model: str, dataset: str, *, root: str | Path | None = None, sourc
     if source and recipe.get("source") and source != recipe["source"]:
         deviations["source"] = {"recipe": recipe["source"], "used": source}
     source = source or recipe.get("source")
+    processes = distributed.from_env().world_size
+    if recipe["batch_size"] % processes:
+        raise ValueError(f"The recipe's batch of {recipe['batch_size']} clips does not split evenly over torchrun's "
+                         f"{processes} processes; start a number of processes that divides it, or --set batch_size "
+                         f"to a multiple of {processes} (a deviation the card records).")
     base = dict(dataset=dataset, source=source, in_frames=recipe["in_frames"], out_frames=recipe["out_frames"],
-                epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
+                # under torchrun each process takes its share of the recipe's batch: the same steps as one process
+                epochs=recipe["epochs"], batch_size=recipe["batch_size"] // processes, lr=recipe["lr"],
                 weight_decay=recipe.get("weight_decay", 0.0), seed=recipe["seed"],
                 sampling=recipe.get("sampling"), device=device,
                 root=str(Path(root).expanduser().resolve()) if root is not None else None,
@@ -138,7 +145,10 @@ def start(plan: Plan, out: str | Path, *, force: bool = False) -> Any:
     from .train import Trainer
 
     trainer = Trainer.create(out, plan.cfg, force=force)
-    write_json(Path(out) / RECIPE_JSON, {"recipe": plan.recipe.key, "settings": plan.recipe.settings,
+    if not trainer.dist.is_main:  # under torchrun, rank 0 writes the run
+        return trainer
+    # into the trainer's directory: with force, the new run is built beside the old one, which stays whole
+    write_json(trainer.run_dir / RECIPE_JSON, {"recipe": plan.recipe.key, "settings": plan.recipe.settings,
                                         "sources": plan.recipe.sources, "budget": plan.budget,
                                         "deviations": plan.deviations,
                                         "command": plan.command, "code_commit": paper()["code_commit"]})
@@ -155,9 +165,13 @@ def _check_max_eval_clips(max_eval_clips: int | None) -> None:
 
 def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = None,
            report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Path]:
-    """After training: measure the model, evaluate it on the test split, render the card and its pictures."""
+    """After training: measure the model, evaluate it on the test split, render the card and its pictures.
+
+    Under torchrun only rank 0 does this (the others return no files): one process scores the run and writes it."""
     from .evaluate import evaluate_run, load_run, reports_to_dict
 
+    if not trainer.dist.is_main:
+        return {}
     run_dir = trainer.run_dir
     peak = torch.cuda.max_memory_allocated(trainer.device) if trainer.device.type == "cuda" else None
     model, cfg = load_run(run_dir, "cpu")

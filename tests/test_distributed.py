@@ -28,12 +28,12 @@ def history(run):
     return [json.loads(line)["loss"] for line in (run / "history.jsonl").read_text().splitlines()]
 
 
-def torchrun(tmp_path, *args):
+def torchrun(tmp_path, *args, command=("train",)):
     """``torchrun --standalone --nproc_per_node 2 -m msrnn_zoo.cli train ...`` on the CPU (gloo)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "msrnn_zoo.cli", "train", *map(str, args)]
+               "-m", "msrnn_zoo.cli", *command, *map(str, args)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -66,3 +66,53 @@ def test_two_processes_of_batch_b_train_as_one_of_batch_2b_and_resume(tmp_path, 
     # a run of two processes resumes only with two
     again = CliRunner().invoke(main, ["train", "--resume", str(pair), "--epochs", "3"])
     assert again.exit_code == 1 and "torchrun --nproc_per_node 2" in again.output
+
+
+@pytest.mark.parametrize("command", [["evaluate", "runs/a"], ["predict", "runs/a", "--out", "f.gif"],
+                                     ["data", "info", "kth"], ["list"]])
+def test_commands_that_run_in_one_process_refuse_torchrun(monkeypatch, tmp_path, command):
+    """Each of torchrun's copies would run the whole command and write the same files at once."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    for rank, says in (("0", True), ("1", False)):  # one line from rank 0; rank 1 fails in silence
+        monkeypatch.setenv("RANK", rank)
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1, result.output
+        assert ("runs in one process: start it without torchrun" in " ".join(result.output.split())) is says
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_torchrun_job_described_wrongly_says_so(monkeypatch, tmp_path, clips_file):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    result = CliRunner().invoke(main, ["train", "convlstm", "--data", str(clips_file), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "RANK=None" in result.output and "unset WORLD_SIZE" in " ".join(result.output.split())
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_reproduce_under_torchrun_trains_the_recipes_batch_and_writes_once(tmp_path):
+    """Each process takes half the recipe's batch (so the same steps as one process); rank 0 alone scores the run
+    and writes its card."""
+    args = ["reproduce", "convlstm", "moving-mnist", "--source", "synthetic", "--budget-steps", "2", "--set",
+            "hidden_channels=4", "--set", "num_layers=2", "--max-eval-clips", "4"]
+    single = tmp_path / "single"
+    result = CliRunner().invoke(main, [*args, "--out", str(single)])
+    assert result.exit_code == 0, result.output
+    pair = tmp_path / "pair"
+    done = torchrun(tmp_path, *args, "--out", pair, command=())
+    assert done.stdout.count("Model card written") == 1 and done.stdout.count("Recipe convlstm.moving-mnist") == 1
+    train = json.loads((pair / "train_config.json").read_text())
+    assert (train["batch_size"], train["world_size"]) == (2, 2)  # the recipe's 4, shared
+    assert history(pair) == pytest.approx(history(single), rel=1e-5, abs=0)
+    assert len(history(pair)) == 2
+    for name in ("README.md", "recipe.json", "metrics-test.json", "profile.json"):
+        assert (pair / name).is_file(), name
+    odd = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3",
+                          "-m", "msrnn_zoo.cli", *args, "--out", str(tmp_path / "odd")],
+                         capture_output=True, text=True, timeout=600,
+                         env={k: v for k, v in os.environ.items() if k != "WORLD_SIZE"} | {"OMP_NUM_THREADS": "1"})
+    assert odd.returncode != 0 and "does not split evenly over torchrun's 3 processes" in odd.stderr
+    assert not (tmp_path / "odd").exists()

@@ -95,3 +95,17 @@ def test_an_occupied_out_is_refused_before_the_recipes_data_is_downloaded(tmp_pa
     with pytest.raises(FileExistsError, match="already exists and is not empty"):
         reproduce.reproduce("ms-convlstm", "moving-mnist", mine)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
+
+
+def test_reproduce_force_builds_the_new_run_whole_beside_the_old(tmp_path):
+    """The recipe file went into the old run while the new one was built beside it: the swapped-in run had none,
+    and scoring it failed after the whole training ("No recipe file")."""
+    out = tmp_path / "a"
+    settings = dict(source="synthetic", budget_steps=1, max_eval_clips=2,
+                    overrides={"hidden_channels": 4, "num_layers": 2})
+    reproduce.reproduce("convlstm", "moving-mnist", out, **settings)
+    assert json.loads((out / "recipe.json").read_text())["budget"]["steps"] == 1
+    files = reproduce.reproduce("convlstm", "moving-mnist", out, force=True, **settings | {"budget_steps": 2})
+    assert files["README.md"] == out / "README.md" and "trained 2 steps" in files["README.md"].read_text()
+    assert json.loads((out / "recipe.json").read_text())["budget"]["steps"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # nothing left beside it
