@@ -21,7 +21,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from .io import atomic_write, read_json, refuse_overwrite, write_json, write_text
+from .io import atomic_write, read_json, refuse_overwrite, write_json, write_text, written_by_us
 from .weights import load_weights
 
 WEIGHTS_NAME = "model.safetensors"
@@ -256,7 +256,8 @@ class HubMixin:
         """Write ``model.safetensors``, ``config.json`` and a model card into ``directory``.
 
         As huggingface_hub's mixins do, a card is written even when none is given: one generated from the
-        config (architecture, size, how to load it), unless the directory already holds a README.md.
+        config (architecture, size, how to load it), unless the directory already holds a README.md of its
+        own. A card msrnn-zoo wrote there is written again under ``force``: it described the model replaced.
         """
         directory = Path(directory)
         refuse_overwrite(directory / WEIGHTS_NAME, force, "model")
@@ -268,7 +269,8 @@ class HubMixin:
         meta = {"format": "pt", "library": "msrnn-zoo"}
         atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata=meta))
         write_json(directory / CONFIG_NAME, self.config.to_dict())
-        if card is None and not (directory / CARD_NAME).exists():
+        stale = force and written_by_us(directory / CARD_NAME, "model card")
+        if card is None and (stale or not (directory / CARD_NAME).exists()):
             from .card import render_model_card
 
             card = render_model_card(self, None)

@@ -356,3 +356,15 @@ def test_save_pretrained_never_overwrites_a_config_or_readme_it_did_not_write(tm
     assert (tmp_path / "README.md").read_text() == "my readme" and not (tmp_path / "config.json").exists()
     model.save_pretrained(tmp_path)  # without a card the README is not touched
     assert (tmp_path / "README.md").read_text() == "my readme"
+    model.save_pretrained(tmp_path, force=True)  # forced: a README of the user's is still not touched
+    assert (tmp_path / "README.md").read_text() == "my readme"
+
+
+def test_a_forced_save_writes_its_generated_card_again(tmp_path):
+    """The card it generated described the model it replaced (its name, layers and load line)."""
+    msrnn_zoo.create("ms-convlstm", hidden_channels=4).save_pretrained(tmp_path)
+    assert "# ms-convlstm" in (tmp_path / "README.md").read_text()
+    msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=2).save_pretrained(tmp_path, force=True)
+    card = (tmp_path / "README.md").read_text()
+    assert "# convlstm" in card and "ms-convlstm" not in card
+    msrnn_zoo.create("convlstm", pretrained=str(tmp_path))  # what the card's load line says
