@@ -129,6 +129,10 @@ def explain(exc: BaseException, repo_id: str, revision: str | None, action: str,
     if isinstance(exc, RevisionNotFoundError):
         return HubRepoNotFoundError(f"{where}: no such revision on the Hub at {endpoint} (HTTP 404). A revision is a "
                                     "branch, a tag or a commit id of the repo.")
+    if action == "push to" and status == 401 and not _has_token(token):  # not "not found": it would be created
+        return HubError(f"Pushing to {where} needs a token with write access, and none was found (the Hub at "
+                        f"{endpoint} answered HTTP 401). Log in with `hf auth login`, or pass --token / token=, or "
+                        "set HF_TOKEN.")
     if isinstance(exc, RepositoryNotFoundError) or status == 401:
         if not _has_token(token):
             return HubRepoNotFoundError(
@@ -327,6 +331,12 @@ class HubMixin:
         local file) in one commit; returns the commit's URL. Without ``card``, one is generated for the repo."""
         import tempfile
 
+        own = {WEIGHTS_NAME, CONFIG_NAME, CARD_NAME}
+        clash = sorted(own.intersection(extra_files or {}))
+        if clash:  # uploaded last, it would replace the model's own file in the same commit
+            raise ValueError(f"extra_files may not hold {', '.join(clash)}: push_to_hub writes the model's own "
+                             f"{', '.join(sorted(own))}. Pass the card as card=, or upload other files under other "
+                             "names.")
         if card is None:
             from .card import render_model_card
 

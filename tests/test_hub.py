@@ -196,10 +196,15 @@ def test_push_failures_are_one_line(hub, tmp_path, monkeypatch):
     assert "Cannot reach the Hub" in str(exc) and "push to Hub repo 'me/x'" in str(exc)
     assert seconds < 3
     monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", hub.endpoint)
-    exc, _ = timed(model.push_to_hub, "me/x")
-    assert "'me/x'" in str(exc) and "HTTP 401" in str(exc)
+    exc, _ = timed(model.push_to_hub, "me/x")  # no token: not "not found", a repo that push would create
+    assert "'me/x'" in str(exc) and "HTTP 401" in str(exc) and "not found" not in str(exc)
+    assert "needs a token with write access, and none was found" in str(exc)
     exc, _ = timed(model.push_to_hub, "other/x", token=TOKEN)
     assert "HTTP 403" in str(exc) and "'other/x'" in str(exc)
+    (tmp_path / "notes.json").write_text("{}")
+    exc, _ = timed(model.push_to_hub, "me/x", token=TOKEN, extra_files={"config.json": tmp_path / "notes.json"})
+    assert isinstance(exc, ValueError) and "extra_files may not hold config.json" in str(exc)
+    assert "me/x" not in hub.state.repos  # refused before anything was created
 
 
 # ---------------------------------------------------------------------------------------------- CLI
