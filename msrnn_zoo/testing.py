@@ -441,11 +441,21 @@ def run_conformance(cell: str, size: int = 16, **overrides: Any) -> None:
 
 
 def load_fixture(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and metadata of a parity fixture."""
+    """The tensors and metadata of a parity fixture; a missing, damaged or foreign file is an error naming it (it is
+    a user's ``convert --reference`` too)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No reference file at {path}: give a safetensors file with the 'input' and "
+                                "'output' tensors of the original code.")
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+    except Exception as exc:  # safetensors' own error types, for a truncated or foreign file
+        raise ValueError(f"{path} is not a readable safetensors file ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())}): a reference holds the original code's 'input' and "
+                         "'output' tensors in the format of the zoo's parity fixtures.") from exc
 
 
 def parity_error(path: str | Path, name: str | None = None, **options: Any) -> float:

@@ -84,7 +84,11 @@ def test_cli_convert_failures_are_one_line(tmp_path):
 
     checkpoint = tmp_path / "original.pth"
     torch.save(original_weights(), checkpoint)
+    (tmp_path / "garbage.safetensors").write_text("garbage")
     cases = [
+        (["--model", "ms-convlstm", "--reference", str(tmp_path / "garbage.safetensors")],
+         "garbage.safetensors is not a readable safetensors file"),
+        (["--model", "ms-convlstm", "--reference", str(tmp_path)], "No reference file at"),
         (["--model", "ms-predrnn"], "does not match 'ms-predrnn'"),
         (["--model", "ms-convlstm", "--hidden", "64"], "hidden_channels=8, but hidden_channels=64"),
         (["--model", "ms-convlstm", "--reference", str(PREDRNN_FIXTURE), "--size", "16"], "Parity check failed"),
