@@ -177,6 +177,16 @@ def written_by_us(path: str | Path, what: str) -> bool:
     return WRITTEN_BY_US[what](Path(path))
 
 
+def check_folder_path(folder: str | Path, doing: str) -> None:
+    """A ``NotADirectoryError`` saying so if ``folder``, or the nearest of its parents that exists, is a file:
+    the write would fail there only after the work (scoring a run, training it) with a bare ``[Errno 20]``."""
+    for existing in (Path(folder), *Path(folder).parents):
+        if existing.exists() or existing.is_symlink():
+            if not existing.is_dir():
+                raise NotADirectoryError(f"{doing}: {existing} is not a folder but a file; choose a path in a folder.")
+            return
+
+
 def refuse_overwrite(path: str | Path, force: bool, what: str = "file", *, python_flag: str = "force") -> None:
     """Raise unless writing the file ``path`` is safe: it does not exist, or ``force`` is set and it is a file of
     this kind that msrnn-zoo wrote (kinds in :data:`WRITTEN_BY_US`; any file for another ``what``).
@@ -187,6 +197,7 @@ def refuse_overwrite(path: str | Path, force: bool, what: str = "file", *, pytho
     path = Path(path)
     if path.is_dir():
         raise OverwriteRefusedError(f"{path} is a directory, not a {what}; name a file to write.")
+    check_folder_path(path.parent, f"Cannot write {path}")
     if not path.exists():
         return
     if not force:

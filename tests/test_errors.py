@@ -368,3 +368,30 @@ def test_a_forced_save_writes_its_generated_card_again(tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert "# convlstm" in card and "ms-convlstm" not in card
     msrnn_zoo.create("convlstm", pretrained=str(tmp_path))  # what the card's load line says
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "convlstm", "--data", "{clips}", "--out", "{file}", *TINY],
+    ["train", "convlstm", "--data", "{clips}", "--out", "{file}/run", *TINY],
+    ["evaluate", "{run}", "--out", "{file}/metrics.json"],
+    ["predict", "{run}", "--out", "{file}/f.gif"],
+    ["card", "{run}", "--repo-id", "me/x", "--out", "{file}/README.md"],
+])
+def test_a_file_where_a_folder_must_go_is_one_line_before_any_work(run, tmp_path, clips_file, command):
+    """Was a bare "[Errno 20] Not a directory" or "[Errno 17] File exists", evaluate's only after scoring."""
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    args = [c.format(clips=clips_file, file=mine, run=run) for c in command]
+    line = one_red_line(invoke(*args), f"{mine} is not a folder but a file")
+    assert "Errno" not in line and mine.read_text() == "mine"
+    assert "scoring" not in invoke(*args).output  # refused before the work
+
+
+def test_save_pretrained_into_a_file_says_so(tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    model = msrnn_zoo.create("convlstm", hidden_channels=2, num_layers=1)
+    for target in (mine, mine / "sub"):
+        with pytest.raises(NotADirectoryError, match="notes.txt is not a folder but a file"):
+            model.save_pretrained(target)
+    assert mine.read_text() == "mine"
