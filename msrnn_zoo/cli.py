@@ -1272,10 +1272,21 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
 
 
 def _checked_card(card_path: Path, repo_id: str, run_dir: Path) -> Path:
-    """A card the user rendered (and perhaps edited) may be pushed only to the repo its load lines name."""
-    if f'pretrained="{repo_id}"' not in card_path.read_text(encoding="utf-8"):
-        raise ValueError(f"{card_path} does not load from {repo_id!r}: it was rendered for another repo. Render "
-                         f"it again with `msrnn-zoo card {run_dir} --repo-id {repo_id} --force`.")
+    """A card the user rendered (and perhaps edited) may be pushed only to the repo its load lines name; one
+    without load lines (written by hand) goes as it is."""
+    import re
+
+    if not card_path.is_file():
+        raise FileNotFoundError(f"No card at {card_path}: --card takes a Markdown file (`msrnn-zoo card RUN "
+                                f"--repo-id {repo_id}` renders one to edit).")
+    named = set(re.findall(r'pretrained="([^"]*)"', card_path.read_text(encoding="utf-8", errors="replace")))
+    others = sorted(named - {repo_id})
+    if others:
+        is_run = (run_dir / "train_config.json").is_file()
+        fix = (f"Render it again with `msrnn-zoo card {run_dir} --repo-id {repo_id} --force`" if is_run else
+               f'Change them to pretrained="{repo_id}", or leave out --card for a card generated for the repo')
+        raise ValueError(f"{card_path} loads from {', '.join(map(repr, others))} (its pretrained= lines), not from "
+                         f"{repo_id!r}, where it would be pushed. {fix}.")
     return card_path
 
 

@@ -309,7 +309,17 @@ def test_cli_pushes_a_converted_folder(hub, tmp_path):
     assert 'pretrained="me/conv"' in files["README.md"].data.decode()
     refused = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(
         main, ["push", str(tmp_path / "converted"), "me/conv", "--card", str(tmp_path / "converted" / "README.md")])
-    assert refused.exit_code == 1 and "rendered for another repo" in refused.output
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1 and "loads from 'someone/else'" in said
+    assert 'Change them to pretrained="me/conv"' in said
+    missing = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(
+        main, ["push", str(tmp_path / "converted"), "me/conv", "--card", str(tmp_path / "absent.md")])
+    assert missing.exit_code == 1 and "No card at" in missing.output and "Errno" not in missing.output
+    (tmp_path / "mine.md").write_text("# My model\n\nNotes of mine, no load lines.\n")
+    mine = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(
+        main, ["push", str(tmp_path / "converted"), "me/conv", "--card", str(tmp_path / "mine.md")])
+    assert mine.exit_code == 0, mine.output
+    assert hub.state.repos["me/conv"].resolve("main").files["README.md"].data.decode().startswith("# My model")
     assert torch.equal(forecast(msrnn_zoo.create("ms-convlstm", pretrained="me/conv")), forecast(model))
 
 
