@@ -1326,6 +1326,9 @@ def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> 
     from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, download_files
     from .network import Forecaster
 
+    if repo_id.startswith((".", "/", "~")) or ("/" not in repo_id and "." not in repo_id and Path(repo_id).is_dir()):
+        raise ValueError(f"{repo_id!r} is a local path, and pull downloads a Hub repo (user/name) into the cache. "
+                         f'A local folder loads as it is: msrnn_zoo.create(MODEL, pretrained="{repo_id}").')
     if "/" not in repo_id and "." in repo_id:  # MODEL.TAG: the catalogue says where it lives
         from .factory import split_tag
         from .registry import get_model

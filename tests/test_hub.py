@@ -271,6 +271,11 @@ def test_cli_card_needs_the_repo_and_pull_names_the_failure(hub, run):
     assert result.exit_code != 0 and "--repo-id" in result.output
     result = CliRunner().invoke(main, ["pull", "me/absent"])
     assert result.exit_code == 1 and "'me/absent'" in result.output and "Traceback" not in result.output
+    for local in (str(run), "./" + run.name):  # was "neither a local directory nor a Hub repo id"
+        result = CliRunner().invoke(main, ["pull", local])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and "is a local path, and pull downloads a Hub repo" in said, said
+        assert f'pretrained="{local}"' in said
 
 
 def test_list_pretrained_shows_every_record_and_its_status():
