@@ -775,9 +775,12 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
     import torch
 
     from .bench import Timer, compare, parse_configs
-    from .factory import create
+    from .factory import create, split_tag
     from .validation import parse_device
 
+    if split_tag(model)[1] is not None:  # its weights would be replaced by bench's own random ones anyway
+        raise ValueError(f"bench times a model's architecture, not a checkpoint: give {split_tag(model)[0]!r} "
+                         f"rather than {model!r}.")
     torch_device = parse_device(device)
     cuda = torch_device.type == "cuda"
     if configs is None:
@@ -804,8 +807,11 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
     if as_json:
         for row in rows:
             click.echo(json.dumps({"model": model, "device": str(torch_device), **row}))
-        return
-    _print_bench(rows, what, cuda, chosen[0])
+    else:
+        _print_bench(rows, what, cuda, chosen[0])
+    if all("error" in row for row in rows):  # a table of dashes is no measurement: a script must see it failed
+        raise ValueError(f"None of the {len(rows)} configuration(s) could run on {torch_device} (why: above); "
+                         "choose others (`msrnn-zoo bench --help`).")
 
 
 CLEARLY_FASTER = 0.95

@@ -89,6 +89,15 @@ def test_a_configuration_this_machine_cannot_run_is_reported_and_the_others_go_o
     assert by["grad-checkpointing"]["train_ratio"] > 0 and by["plain"]["train_s"] > 0
 
 
+@pytest.mark.parametrize("as_json", [(), ("--json",)])
+def test_when_no_configuration_can_run_the_command_fails(as_json):
+    """A table (or JSON) of errors alone is no measurement: a script running bench must see it failed."""
+    result = run("bench", "convlstm", *TINY, "--configs", "clip-graph,compile+compile-cells", *as_json, ok=False)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "None of the 2 configuration(s) could run on cpu" in text
+    assert "needs a GPU" in text and "compiled cells go with fast path" in text  # each one's reason, still
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--configs", "plain,clip-graph+bf61"), "unknown option 'bf61' in 'clip-graph+bf61'"),
     (("--configs", "plain,,bf16"), "an empty configuration"),
@@ -101,6 +110,7 @@ def test_a_configuration_this_machine_cannot_run_is_reported_and_the_others_go_o
     (("--device", "tpu"), "not a device PyTorch knows"),
     (("--option", "gain"), "--option takes KEY=VALUE"),
     (("--repeat", 0), "--repeat"),
+    (("--option", "hidden_channels=3"), "pass --hidden instead"),
 ])
 def test_mistakes_are_refused_before_anything_runs(args, message):
     result = run("bench", "ms-convlstm", *TINY, *args, ok=False)
@@ -113,6 +123,8 @@ def test_mistakes_are_refused_before_anything_runs(args, message):
 def test_an_unknown_model_is_one_red_line():
     result = run("bench", "ms-convlstmm", ok=False)
     assert result.exit_code == 1 and "Error:" in result.output and "ms-convlstm" in result.output
+    tagged = run("bench", "ms-convlstm.kth", ok=False)  # was about "Config overrides" the user never gave
+    assert tagged.exit_code == 1 and "give 'ms-convlstm' rather than 'ms-convlstm.kth'" in tagged.output
 
 
 def test_configurations_map_onto_models_and_train_flags():
