@@ -269,8 +269,10 @@ class ClipArrayDataset(Dataset):
         return len(self.array)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        clip = to_unit_float(np.asarray(self.array[index]), f"{self.name}[{index}]")
-        return torch.from_numpy(np.ascontiguousarray(clip))
+        clip = np.ascontiguousarray(to_unit_float(np.asarray(self.array[index]), f"{self.name}[{index}]"))
+        # a float32 file is memory-mapped read-only and comes back as it is: a tensor over it would be read-only
+        # too, which PyTorch warns of (to the user, once per run); one clip's copy is cheap
+        return torch.from_numpy(clip if clip.flags.writeable else clip.copy())
 
 
 def split_clips(array: np.ndarray, split: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> np.ndarray:

@@ -292,3 +292,19 @@ def test_resuming_a_run_without_a_checkpoint_says_it_starts_over(tmp_path, clips
     out = " ".join(run("train", "--resume", tmp_path / "b").output.split())
     assert "has no checkpoint yet" in out and "training it from its first step" in out
     assert (tmp_path / "b" / "latest.json").is_file()
+
+
+def test_float_clips_read_from_a_file_raise_no_warning(tmp_path):
+    """A float32 .npy is memory-mapped read-only; each clip's tensor over it made PyTorch warn the user."""
+    import warnings
+
+    from msrnn_zoo.data import ClipArrayDataset, load_clip_array
+
+    path = tmp_path / "clips.npy"
+    np.save(path, np.random.default_rng(0).random((3, 4, 1, 8, 8), dtype=np.float32))
+    clips = ClipArrayDataset(load_clip_array(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clip = clips[1]
+    clip += 0  # its own memory: writing to it leaves the file alone
+    assert np.array_equal(np.load(path)[1], clip.numpy())
