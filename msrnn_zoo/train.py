@@ -264,7 +264,7 @@ def check_run_dir(run_dir: str | Path, force: bool = False) -> bool:
     ``FileExistsError`` saying what to do where it may not go. Nothing is written: commands ask it first, before
     they download or prepare anything for the run."""
     run_dir = Path(run_dir)
-    check_folder_path(run_dir, f"Cannot make the run directory {run_dir}")
+    check_folder_path(run_dir.parent, f"Cannot make the run directory {run_dir}")  # (run_dir a file: below)
     if not (run_dir.is_symlink() or (run_dir.exists() and not (run_dir.is_dir() and not any(run_dir.iterdir())))):
         return False
     if not force:

@@ -371,7 +371,6 @@ def test_a_forced_save_writes_its_generated_card_again(tmp_path):
 
 
 @pytest.mark.parametrize("command", [
-    ["train", "convlstm", "--data", "{clips}", "--out", "{file}", *TINY],
     ["train", "convlstm", "--data", "{clips}", "--out", "{file}/run", *TINY],
     ["evaluate", "{run}", "--out", "{file}/metrics.json"],
     ["predict", "{run}", "--out", "{file}/f.gif"],
