@@ -39,8 +39,20 @@ def error_line(message: str) -> None:
     if not is_main_process():
         return
     line = Text("Error: ", style="red")
-    line.append(" ".join(str(message).split()))
+    line.append(_one_line_but_commands(str(message)))
     err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def _one_line_but_commands(message: str) -> str:
+    """The message on one line, but for the lines it indents: commands to copy (``not_published_message``), each
+    kept on a line of its own so that it can be copied whole."""
+    out: list[str] = []
+    for raw in message.splitlines():
+        if raw.startswith("  ") and raw.strip():
+            out.append("\n  " + " ".join(raw.split()))
+        elif raw.strip():
+            out.append(("\n" if out and out[-1].startswith("\n") else " ") + " ".join(raw.split()))
+    return "".join(out).strip(" ")
 
 
 DISTRIBUTED_COMMANDS = ("train", "reproduce")
@@ -226,6 +238,10 @@ def _list_pretrained(pattern: str | None, as_json: bool) -> None:
         table.add_row(escape(r.name), escape(r.dataset or "-"), escape(r.protocol or "-"), escape(r.repo_id),
                       r.revision[:7] or "-", status, escape(metrics))
     console.print(table)
+    if pattern is not None and not records:
+        console.print(escape(f"No checkpoint name matches {pattern!r}: names are MODEL.DATASET ('ms-motionrnn.kth'), "
+                             "and a pattern is a glob over them ('ms-*', '*.kth'); `msrnn-zoo list --pretrained` "
+                             "shows them all."), highlight=False)
     if published < len(records):
         console.print("A recipe-only checkpoint has no weights yet: `msrnn_zoo.create(MODEL, pretrained=TAG)` prints "
                       "the `reproduce` and `push` commands that would create it.", highlight=False)

@@ -286,6 +286,18 @@ def test_list_pretrained_shows_every_record_and_its_status():
     assert {r["name"] for r in records} >= {"ms-motionrnn.kth", "convlstm.moving-mnist", "ms-preciplstm.germany"}
     table = CliRunner().invoke(main, ["list", "--pretrained", "ms-motionrnn"])
     assert "Pretrained catalogue (4 checkpoints, 0 published)" in table.output
+    assert "No checkpoint name matches" not in table.output
+    nothing = CliRunner().invoke(main, ["list", "--pretrained", "zzz"])  # was an empty table, no word
+    assert nothing.exit_code == 0 and "No checkpoint name matches 'zzz'" in " ".join(nothing.output.split())
+
+
+def test_the_commands_of_a_recipe_only_message_keep_their_own_lines():
+    """Squashed into the one error line, the three commands could not be copied."""
+    for command in (["pull", "ms-convlstm.kth"], ["info", "ms-convlstm.kth"]):
+        lines = CliRunner().invoke(main, command).output.splitlines()
+        assert lines[0].startswith("Error: 'ms-convlstm.kth' is recipe-only") and len(lines) == 5, lines
+        assert lines[2] == "  msrnn-zoo reproduce ms-convlstm kth --root DATA/kth --out runs/ms-convlstm-kth"
+        assert lines[4].startswith("then load it with pretrained='msrnn-zoo/ms-convlstm-kth'")
 
 
 def test_recipe_only_tags_answer_with_the_commands():
