@@ -22,7 +22,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from .io import atomic_write, read_json, refuse_overwrite, write_json, write_text, written_by_us
-from .weights import load_weights
+from .weights import UnreadableWeightsError, load_weights
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -321,7 +321,15 @@ class HubMixin:
             model = from_config(config)
         except ValueError as exc:  # an unknown cell, options it rejects: name the file (or repo) they came from
             raise ValueError(f"{origin or config_path}: {exc}") from exc
-        load_weights(model, weights_path, device=map_location, cast=cast)
+        try:
+            load_weights(model, weights_path, device=map_location, cast=cast)
+        except UnreadableWeightsError as exc:
+            if origin is None:
+                raise
+            # the cache holds what the Hub served, checked against its hash: the repo's own file is damaged
+            raise HubError(f"{origin}: its {WEIGHTS_NAME} is not a readable safetensors file ({exc.detail}); the "
+                           "repo itself holds a damaged or foreign file. Push the model to it again, or ask its "
+                           "owner to.") from exc
         return model
 
     def push_to_hub(self, repo_id: str, *, card: str | None = None, token: str | None = None, private: bool = False,

@@ -13,6 +13,15 @@ import torch
 from torch import nn
 
 
+class UnreadableWeightsError(ValueError):
+    """A weights file that is not safetensors (damaged, or another format); ``detail`` says what the reader found,
+    so that a caller who knows where the file came from (a Hub repo) can say what to do instead."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Every tensor of a safetensors file; a damaged or foreign file is a ``ValueError`` naming it."""
     from safetensors.torch import load_file
@@ -23,8 +32,9 @@ def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> di
     try:
         return load_file(str(path), device=str(device))
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
-        raise ValueError(f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc}); it is damaged "
-                         "or was not written by msrnn-zoo. Restore it, or train again.") from exc
+        detail = f"{type(exc).__name__}: {exc}"
+        raise UnreadableWeightsError(f"{path} is not a readable safetensors file ({detail}); it is damaged or was "
+                                     "not written by msrnn-zoo. Restore it, or train again.", detail) from exc
 
 
 def _names(keys: list[str], limit: int = 4) -> str:

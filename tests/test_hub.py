@@ -188,6 +188,21 @@ def test_a_corrupt_download_is_caught_and_pull_force_repairs_it(hub, tmp_path):
     assert torch.equal(forecast(msrnn_zoo.create("ms-convlstm", pretrained="me/fragile")), forecast(model))
 
 
+def test_a_repo_holding_damaged_weights_says_the_repo_is_at_fault(hub, tmp_path):
+    """Its hash checks (the Hub serves what it holds), so the advice for a local run ("train again") was wrong."""
+    from msrnn_zoo.hub import upload_files
+
+    tiny().save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not safetensors")
+    upload_files("me/damaged", {name: tmp_path / "m" / name for name in ("model.safetensors", "config.json")},
+                 token=TOKEN)
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/damaged")
+    assert isinstance(exc, HubError) and "Hub repo 'me/damaged'" in str(exc)
+    assert "the repo itself holds a damaged or foreign file" in str(exc) and "train again" not in str(exc)
+    result = CliRunner().invoke(main, ["pull", "me/damaged"])
+    assert result.exit_code == 1 and "the repo itself holds a damaged" in " ".join(result.output.split())
+
+
 def test_push_failures_are_one_line(hub, tmp_path, monkeypatch):
     model = tiny()
     model.save_pretrained(tmp_path / "m")
