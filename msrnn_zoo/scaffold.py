@@ -8,13 +8,15 @@ an existing directory is never written into.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import re
 import shutil
 from importlib.resources import files
 from pathlib import Path
 from string import Template
 
-from .io import atomic_write, make_sibling_dir
+from .io import SOFTWARE, atomic_write, make_sibling_dir
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -38,6 +40,34 @@ def check_name(name: str) -> None:
                          f"name the cell {name[3:]!r} and the zoo adds {name!r} itself.")
     if name in list_cells() or name in list_models():
         raise ValueError(f"{name!r} is already registered (see `msrnn-zoo list`); choose another name.")
+    implied = names(name)
+    taken = _taken_by(implied)
+    if taken:
+        raise ValueError(f"{name!r} would make the distribution {implied['dist']!r} with package "
+                         f"{implied['package']!r}, but {taken}; installing it would replace that. Choose another name "
+                         "(nothing was written).")
+
+
+def normalize(dist: str) -> str:
+    """A distribution name as PEP 503 compares them: pip treats ``msrnn_Foo`` and ``msrnn-foo`` as one."""
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _taken_by(implied: dict[str, str]) -> str | None:
+    """What already owns the names a new cell implies, or ``None``: installing over it would break it."""
+    from .registry import list_datasets
+
+    if implied["name"] in list_datasets():
+        return f"{implied['name']!r} names a registered dataset (see `msrnn-zoo list`)"
+    dist = normalize(implied["dist"])
+    if dist == normalize(SOFTWARE):
+        return f"{implied['dist']!r} is the zoo's own distribution"
+    installed = {normalize(d.metadata["Name"] or "") for d in importlib.metadata.distributions()}
+    if dist in installed:
+        return f"a distribution {implied['dist']!r} is already installed"
+    if importlib.util.find_spec(implied["package"]) is not None:
+        return f"a package {implied['package']!r} can already be imported"
+    return None
 
 
 def new_cell(name: str, parent: str | Path = ".") -> Path:

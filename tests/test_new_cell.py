@@ -88,12 +88,33 @@ def test_installed_it_registers_both_models_and_passes_its_own_tests(tmp_path, m
         ("2cell", "cannot name a cell"),
         ("", "cannot name a cell"),
         ("a--b", "cannot name a cell"),
+        ("zoo", "'msrnn-zoo' is the zoo's own distribution"),
+        ("moving-mnist", "names a registered dataset"),
+        ("kth", "names a registered dataset"),
     ],
 )
 def test_bad_names_are_refused(tmp_path, name, words):
     result = invoke("new-cell", name, "--dir", tmp_path)
     assert result.exit_code == 1 and "Traceback" not in result.output and words in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_names_of_installed_distributions_and_importable_packages_are_refused(tmp_path, monkeypatch):
+    """A new distribution of the same name (PEP 503: case, '-', '_' and '.' alike) or package would replace it."""
+    site = tmp_path / "site"
+    (site / "MSRNN_Other.Cell-1.0.dist-info").mkdir(parents=True)
+    (site / "MSRNN_Other.Cell-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: MSRNN_Other.Cell\n"
+                                                                    "Version: 1.0\n")
+    (site / "msrnn_loose").mkdir()
+    (site / "msrnn_loose" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(site))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke("new-cell", "other-cell", "--dir", out)
+    assert result.exit_code == 1 and "'msrnn-other-cell' is already installed" in result.output, result.output
+    result = invoke("new-cell", "loose", "--dir", out)
+    assert result.exit_code == 1 and "'msrnn_loose' can already be imported" in result.output, result.output
+    assert list(out.iterdir()) == []
 
 
 def test_an_existing_directory_is_never_written_into(tmp_path):
