@@ -34,6 +34,16 @@ GRAPH_PATHS = ("cudagraph", "clip-graph")
 """The fast paths that record CUDA graphs: they need a GPU and cannot recompute steps (gradient checkpointing)."""
 
 
+def _switch(enable: Any, setter: str) -> bool:
+    """``enable`` as a bool, refusing anything else: ``bool("no")`` is ``True`` and would turn the option on."""
+    if isinstance(enable, bool):
+        return enable
+    if str(getattr(enable, "dtype", "")) in ("bool", "torch.bool") and tuple(getattr(enable, "shape", (0,))) == ():
+        return bool(enable)  # a NumPy or PyTorch boolean scalar
+    raise TypeError(f"{setter} takes True or False, got {enable!r} ({type(enable).__name__}); "
+                    f"e.g. {setter}(False) to turn it off.")
+
+
 @dataclass
 class ForecasterConfig:
     """Everything needed to rebuild a model; round-trips through JSON (``config.json`` on the Hub)."""
@@ -176,15 +186,17 @@ class Forecaster(HubMixin, nn.Module):
         self._clip_graphs: ClipGraphs | None = None
 
     # ---------------------------------------------------------------- options
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
+    def set_grad_checkpointing(self, enable: bool = True) -> Forecaster:
         """Recompute each time step in the backward pass instead of keeping its activations (timm's name).
 
         Training then keeps, per step, only what flows between steps (the recurrent state and the
         forecast) instead of every gate of every layer, at the cost of a second forward pass of each step
         during the backward. Losses and gradients are exactly those of the plain path; it applies wherever
-        autograd records a clip (``forward_train``, or ``forward`` with gradients on).
+        autograd records a clip (``forward_train``, or ``forward`` with gradients on). Returns the model, like
+        ``to`` (timm's returns ``None``).
         """
-        self.grad_checkpointing = bool(enable)
+        self.grad_checkpointing = _switch(enable, "set_grad_checkpointing")
+        return self
 
     def set_fast_path(self, mode: str | None) -> Forecaster:
         """Run clips through a faster path: ``"compile"``, ``"cudagraph"``, ``"clip-graph"`` or ``None`` (eager).
@@ -203,8 +215,10 @@ class Forecaster(HubMixin, nn.Module):
         whole clip -- every step's forward, and for training every step's backward -- is recorded as CUDA
         graphs and replayed from then on (:mod:`msrnn_zoo.graphs`). The warm-up takes seconds and the numbers
         are the eager path's. It applies to ``forward_train`` and ``forward`` on a GPU; ``step`` and CPU
-        tensors run eagerly. Returns the model, like ``to``.
+        tensors run eagerly. ``"none"`` (as the command line spells it) is ``None``. Returns the model, like ``to``.
         """
+        if mode == "none":
+            mode = None
         if mode not in FAST_PATHS:
             raise ValueError(f"Unknown fast path {mode!r}; use one of {', '.join(map(repr, FAST_PATHS))}.")
         if mode in GRAPH_PATHS and not torch.cuda.is_available():
@@ -232,11 +246,12 @@ class Forecaster(HubMixin, nn.Module):
         first clip pays the compilation; the numbers are the eager path's up to float rounding. Returns the
         model, like ``to``.
         """
+        enable = _switch(enable, "set_compile_cells")
         if enable and self.fast_path in COMPILED_PATHS:
             raise ValueError(f"The {self.fast_path!r} fast path compiles the whole step, cells included; compiled "
                              "cells go with fast path 'clip-graph' or none (--fast-path none, set_fast_path(None)); "
                              f"or keep the {self.fast_path!r} fast path alone.")
-        self.compile_cells = bool(enable)
+        self.compile_cells = enable
         return self
 
     def set_channels_last(self, enable: bool = True) -> Forecaster:
@@ -246,7 +261,7 @@ class Forecaster(HubMixin, nn.Module):
         can run faster in it. On the CPU the activations are channels-last already by default
         (:attr:`cpu_channels_last`); this also converts the weights. Returns the model, like ``to``.
         """
-        self.channels_last = bool(enable)
+        self.channels_last = enable = _switch(enable, "set_channels_last")
         return self.to(memory_format=torch.channels_last if enable else torch.contiguous_format)
 
     # ---------------------------------------------------------------- checks

@@ -136,6 +136,27 @@ def test_grad_checkpointing_recomputes_each_step_in_the_backward():
     assert len(calls) == 6 * 5 + 6 * 3
 
 
+@pytest.mark.parametrize("setter", ["set_grad_checkpointing", "set_compile_cells", "set_channels_last"])
+def test_option_setters_take_only_booleans_and_return_the_model(setter):
+    """bool("no") is True: a string (or a number) would turn the option on; the setters chain like ``to``."""
+    import numpy as np
+
+    model = msrnn_zoo.create("convlstm", hidden_channels=2, num_layers=1)
+    for wrong in ("no", "False", 0, None):
+        with pytest.raises(TypeError, match=rf"{setter} takes True or False, got {wrong!r}"):
+            getattr(model, setter)(wrong)
+    attribute = setter.removeprefix("set_")
+    assert getattr(model, attribute) is False
+    assert getattr(model, setter)(True) is model and getattr(model, attribute) is True
+    assert getattr(model, setter)(np.bool_(False)) is model and getattr(model, attribute) is False
+    assert getattr(model, setter)(torch.tensor(True)) is model and getattr(model, attribute) is True
+
+
+def test_fast_path_none_is_spelled_as_on_the_command_line():
+    model = msrnn_zoo.create("convlstm", hidden_channels=2, num_layers=1).set_fast_path("compile")
+    assert model.set_fast_path("none") is model and model.fast_path is None
+
+
 def test_channels_last_is_the_same_computation():
     torch.manual_seed(0)
     model = msrnn_zoo.create("ms-predrnn", hidden_channels=4)
