@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
 
 from .network import Forecaster, ForecasterConfig
@@ -51,15 +52,15 @@ def from_config(config: ForecasterConfig) -> Forecaster:
     return Forecaster(config, get_cell(config.cell).cell)
 
 
-def create(name: str, pretrained: bool | str | None = None, **kwargs: Any) -> Forecaster:
+def create(name: str, pretrained: bool | str | os.PathLike[str] | None = None, **kwargs: Any) -> Forecaster:
     """Build model ``name`` (``"ms-convlstm"``), optionally with published or local weights.
 
     ``pretrained`` is a tag of the pretrained catalogue (``"kth"``), ``True`` for the model's default
-    one, a local directory written by ``save_pretrained``, or a Hub repo id; ``revision=`` pins a branch,
-    tag or commit of the repo (``token``, ``cache_dir``, ``local_files_only`` and ``force_download`` are
-    passed to the download too). ``name`` may carry the tag itself: ``create("ms-motionrnn.kth")``. Other
-    keyword arguments override the config; those that are not config fields are the cell's own options
-    (e.g. ``links=13`` for TrajGRU).
+    one, a local directory written by ``save_pretrained`` (a string or a path), or a Hub repo id;
+    ``revision=`` pins a branch, tag or commit of the repo (``token``, ``cache_dir``, ``local_files_only``
+    and ``force_download`` are passed to the download too). ``name`` may carry the tag itself:
+    ``create("ms-motionrnn.kth")``. Other keyword arguments override the config; those that are not config
+    fields are the cell's own options (e.g. ``links=13`` for TrajGRU).
     """
     model_name, tag = split_tag(name)
     if tag is not None:

@@ -391,7 +391,7 @@ def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = No
     return str(getattr(info, "commit_url", info))
 
 
-def resolve_pretrained(model_name: str, pretrained: bool | str, *, revision: str | None = None,
+def resolve_pretrained(model_name: str, pretrained: bool | str | os.PathLike[str], *, revision: str | None = None,
                        token: str | bool | None = None, cache_dir: str | Path | None = None,
                        local_files_only: bool = False, force_download: bool = False, **overrides: Any) -> Any:
     """The model ``model_name`` with weights from a catalogue tag, a local directory or a Hub repo."""
@@ -409,8 +409,14 @@ def resolve_pretrained(model_name: str, pretrained: bool | str, *, revision: str
             raise ValueError(f"{model_name!r} has no checkpoint in the pretrained catalogue; train one with "
                              f"`msrnn-zoo train {model_name}` or pass a directory or Hub repo id as pretrained=.")
         record = next(iter(entry.pretrained.values()))
+    elif isinstance(pretrained, os.PathLike):  # a path is a directory, never a tag or a repo id
+        pretrained = os.fspath(pretrained)
+        if not Path(pretrained).is_dir():
+            raise FileNotFoundError(f"pretrained={pretrained!r} is not a directory; a path must name a directory "
+                                    "written by save_pretrained or `msrnn-zoo train`.")
     elif not isinstance(pretrained, str):
-        raise TypeError(f"pretrained= takes True, a tag, a directory or a Hub repo id, not {pretrained!r}.")
+        raise TypeError(f"pretrained= takes True, a tag, a directory (a string or a path) or a Hub repo id, "
+                        f"not {pretrained!r}.")
     elif pretrained in entry.pretrained:
         record = entry.pretrained[pretrained]
     elif not (Path(pretrained).is_dir() or "/" in pretrained):

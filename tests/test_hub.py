@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -328,6 +329,16 @@ def test_recipe_only_tags_answer_with_the_commands():
         msrnn_zoo.create("ms-convlstm", pretrained=True)  # the first record is the default
     with pytest.raises(ValueError, match="no checkpoint tagged 'nope'"):
         msrnn_zoo.create("ms-convlstm", pretrained="nope")
+
+
+def test_pretrained_takes_a_path_as_a_directory(tmp_path, monkeypatch):
+    model = tiny()
+    model.save_pretrained(tmp_path / "m")
+    loaded = msrnn_zoo.create("ms-convlstm", pretrained=tmp_path / "m")
+    assert torch.equal(forecast(loaded), forecast(model))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"pretrained='kth' is not a directory"):
+        msrnn_zoo.create("ms-motionrnn", pretrained=Path("kth"))  # a path, not the catalogue's tag
 
 
 def test_cli_pushes_a_converted_folder(hub, tmp_path):
