@@ -15,9 +15,21 @@ HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "force_down
 
 
 def split_tag(name: str) -> tuple[str, str | None]:
-    """``"ms-motionrnn.kth"`` -> ``("ms-motionrnn", "kth")``: a pretrained checkpoint is ``model.tag``."""
-    model, _, tag = name.partition(".")
+    """``"ms-motionrnn.kth"`` -> ``("ms-motionrnn", "kth")``: a pretrained checkpoint is ``model.tag``.
+
+    A dot with no tag after it is refused: read as no tag, it would silently give random weights.
+    """
+    model, dot, tag = name.partition(".")
+    if dot and not tag:
+        raise ValueError(f"{name!r} ends with '.' but names no checkpoint; write {model!r} for a model with random "
+                         f"weights or {model + '.TAG'!r} with a tag of the pretrained catalogue ({_tags(model)}).")
     return model, tag or None
+
+
+def _tags(model: str) -> str:
+    """The catalogue tags of ``model`` for a message (an unknown model is the error to report first)."""
+    tags = ", ".join(get_model(model).pretrained)
+    return f"{model}'s tags: {tags}" if tags else f"{model} has none"
 
 
 def cell_options(cell_class: type, options: dict[str, Any], cell_name: str) -> dict[str, Any]:
@@ -68,6 +80,10 @@ def create(name: str, pretrained: bool | str | os.PathLike[str] | None = None, *
             raise ValueError(f"{name!r} already names the checkpoint {tag!r}; "
                              f"do not also pass pretrained={pretrained!r}.")
         pretrained = tag
+    if isinstance(pretrained, str) and not pretrained.strip():
+        raise ValueError(f"pretrained={pretrained!r} names no checkpoint; pass a tag of the pretrained catalogue "
+                         f"({_tags(model_name)}), True for the default one, a directory written by save_pretrained, "
+                         "a Hub repo id, or leave it out for random weights.")
     if pretrained:
         from .hub import resolve_pretrained
 

@@ -331,6 +331,14 @@ def test_recipe_only_tags_answer_with_the_commands():
         msrnn_zoo.create("ms-convlstm", pretrained="nope")
 
 
+def test_an_empty_tag_is_refused_not_read_as_random_weights():
+    with pytest.raises(ValueError, match=r"'ms-motionrnn\.' ends with '\.' but names no checkpoint.*"
+                                         r"ms-motionrnn's tags: moving-mnist, kth"):
+        msrnn_zoo.create("ms-motionrnn.")
+    with pytest.raises(ValueError, match=r"pretrained='' names no checkpoint.*ms-convlstm's tags: moving-mnist"):
+        msrnn_zoo.create("ms-convlstm", pretrained="")
+
+
 def test_pretrained_takes_a_path_as_a_directory(tmp_path, monkeypatch):
     model = tiny()
     model.save_pretrained(tmp_path / "m")
