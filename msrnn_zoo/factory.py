@@ -19,6 +19,9 @@ def split_tag(name: str) -> tuple[str, str | None]:
 
     A dot with no tag after it is refused: read as no tag, it would silently give random weights.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"A model name is a string such as 'ms-convlstm' or 'ms-motionrnn.kth' (see "
+                        f"msrnn_zoo.list_models()), got {name!r} ({type(name).__name__}).")
     model, dot, tag = name.partition(".")
     if dot and not tag:
         raise ValueError(f"{name!r} ends with '.' but names no checkpoint; write {model!r} for a model with random "

@@ -95,7 +95,16 @@ class ForecasterConfig:
 
     @classmethod
     def from_json(cls, text: str) -> ForecasterConfig:
-        return cls.from_dict(json.loads(text))
+        """A config from the text of a ``config.json``; text that is not JSON is a ``ValueError`` saying where."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise TypeError(f"from_json takes the text of a config.json, got {type(text).__name__}"
+                            + ("; for a dict use ForecasterConfig.from_dict." if isinstance(text, dict) else "."))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"The model config is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                             f"{exc.colno}); pass the text of a config.json, as to_json writes it.") from None
+        return cls.from_dict(data)
 
 
 @dataclass
@@ -425,6 +434,7 @@ class Forecaster(HubMixin, nn.Module):
         forecasts to look further ahead.
         """
         if state is None:
+            self._check_one_frame(frame)
             self.check_frames(frame.unsqueeze(1), what="frame")
             state = self.init_state(frame.shape[0], frame.shape[-2], frame.shape[-1],
                                     device=frame.device, dtype=frame.dtype)
@@ -438,16 +448,15 @@ class Forecaster(HubMixin, nn.Module):
     already known to be right, e.g. a compiled streaming loop feeding its own forecasts back."""
 
     def check_step(self, frame: torch.Tensor, state: ForecastState) -> None:
-        """Raise ``ValueError`` if ``frame`` cannot continue ``state``: other device, batch, size, or NaN values.
+        """Raise ``ValueError`` if ``frame`` cannot continue ``state``: other device, batch, size, or NaN values
+        (``TypeError`` if it is not a tensor).
 
         Cheap on purpose (it runs every step): metadata of the first layer's state, and one ``isfinite``
         reduction over the frame.
         """
         if not self.check_step_inputs:
             return
-        if not isinstance(frame, torch.Tensor) or frame.dim() != 4:
-            shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
-            raise ValueError(f"frame must be a tensor of shape (B, C, H, W), got {shape}.")
+        self._check_one_frame(frame)
         weight = self.embed.weight
         if frame.device != weight.device:
             raise ValueError(f"frame is on {frame.device} but the model is on {weight.device}; move one of them "
@@ -473,6 +482,16 @@ class Forecaster(HubMixin, nn.Module):
         self._check_dtype(frame, "frame")
         if not torch.isfinite(frame).all():
             raise ValueError("frame contains NaN or Inf values; clean or mask it before forecasting.")
+
+    @staticmethod
+    def _check_one_frame(frame: Any) -> None:
+        """``step`` takes one frame: an array or a whole clip fails here saying so, not deep inside a cell."""
+        if not isinstance(frame, torch.Tensor):
+            raise TypeError(f"step takes one frame, a torch.Tensor of shape (B, C, H, W), got {type(frame).__name__}; "
+                            "convert it with torch.as_tensor(frame).")
+        if frame.dim() != 4:
+            clip = " For a clip (B, T, C, H, W), forecast with model(frames, horizon=...)." if frame.dim() == 5 else ""
+            raise ValueError(f"step takes one frame of shape (B, C, H, W), got shape {tuple(frame.shape)}.{clip}")
 
     # ---------------------------------------------------------------- whole clips
     def forward(self, frames: torch.Tensor, horizon: int = 1) -> torch.Tensor:
@@ -512,6 +531,9 @@ class Forecaster(HubMixin, nn.Module):
         b, t = frames.shape[:2]
         if t < 2:
             raise ValueError(f"Training needs clips of at least 2 frames, got T={t}.")
+        if not isinstance(teacher, torch.Tensor):
+            raise TypeError(f"teacher mask must be a torch.Tensor of shape (B, T-1) = {(b, t - 1)} with values in "
+                            f"[0, 1], got {type(teacher).__name__}; e.g. torch.ones({b}, {t - 1}) for teacher forcing.")
         if teacher.shape != (b, t - 1):
             raise ValueError(f"teacher mask must have shape (B, T-1) = {(b, t - 1)}, got {tuple(teacher.shape)}.")
         graphs = self._recorded(frames)

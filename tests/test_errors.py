@@ -317,6 +317,18 @@ class TestStep:
         with pytest.raises(ValueError, match="dtype of frame is torch.float64, but the model.s weights are"):
             model.step(torch.rand(2, 1, 16, 16, dtype=torch.float64), state)
 
+    @pytest.mark.parametrize("with_state", [False, True])
+    def test_one_frame_not_a_clip_nor_an_array(self, model, state, with_state):
+        """The shape in the message is the one passed, and a clip is pointed to the call that takes clips."""
+        import numpy as np
+
+        given = state if with_state else None
+        with pytest.raises(ValueError, match=r"step takes one frame of shape \(B, C, H, W\), got shape "
+                                             r"\(2, 1, 1, 16, 16\)\. For a clip .* model\(frames, horizon=\.\.\.\)"):
+            model.step(torch.rand(2, 1, 1, 16, 16), given)
+        with pytest.raises(TypeError, match=r"step takes one frame, a torch.Tensor .*got ndarray.*torch.as_tensor"):
+            model.step(np.zeros((2, 1, 16, 16), dtype=np.float32), given)
+
     def test_the_check_can_be_skipped_on_a_hot_path(self, model, state):
         frame = torch.rand(2, 1, 16, 16)
         expected, _ = model.step(frame, state)
@@ -326,6 +338,26 @@ class TestStep:
         bad = frame.clone()
         bad[0, 0, 0, 0] = float("nan")
         assert torch.isnan(model.step(bad, state)[0]).any()  # unchecked, as asked
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda m: m.forward_train(torch.rand(2, 3, 1, 16, 16), [[1, 1], [1, 1]]), TypeError,
+         r"teacher mask must be a torch.Tensor of shape \(B, T-1\) = \(2, 2\).*got list.*torch.ones\(2, 2\)"),
+        (lambda m: msrnn_zoo.create(None), TypeError, r"A model name is a string such as 'ms-convlstm'.*got None"),
+        (lambda m: msrnn_zoo.create(3), TypeError, r"A model name is a string .*got 3 \(int\)"),
+        (lambda m: msrnn_zoo.ForecasterConfig.from_json("not json"), ValueError,
+         r"The model config is not valid JSON \(Expecting value at line 1, column 1\); pass the text of a config"),
+        (lambda m: msrnn_zoo.ForecasterConfig.from_json({"cell": "convlstm"}), TypeError,
+         r"from_json takes the text of a config.json, got dict; for a dict use ForecasterConfig.from_dict"),
+    ],
+    ids=["teacher-list", "create-none", "create-int", "from-json-text", "from-json-dict"],
+)
+def test_api_inputs_of_the_wrong_kind_say_what_is_expected(call, error, words):
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    with pytest.raises(error, match=words):
+        call(model)
 
 
 def test_forward_checks_the_device_too():
