@@ -807,7 +807,7 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
     torch.manual_seed(0)
     base = create(model, hidden_channels=hidden_channels, num_layers=num_layers, kernel_size=kernel_size,
                   in_channels=in_channels, **_parse_options(options, owned=_flags_instead(_MODEL_FLAGS)))
-    base.schedule.check_size(size, size)
+    base.check_size(size, size)
     base = base.to(torch_device).train()
     frames = torch.rand(batch_size, in_frames + out_frames, in_channels, size, size, device=torch_device)
     teacher = torch.ones(batch_size, in_frames + out_frames - 1, device=torch_device)

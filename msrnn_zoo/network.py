@@ -306,9 +306,47 @@ class Forecaster(HubMixin, nn.Module):
                              "under torch.autocast for mixed precision.")
 
     def check_size(self, height: int, width: int) -> None:
-        """Raise ``ValueError`` unless the schedule and every cell can run at ``height x width``."""
+        """Raise ``ValueError`` unless the schedule and every cell can run at ``height x width``.
+
+        The message ends with the nearest size that passes every check together: the schedule's and a cell's
+        suggestions would each ignore the other's constraints (MotionRNN's half-resolution MotionGRU on a
+        3-level pyramid needs a multiple of 8, not the pyramid's 4).
+        """
+        try:
+            self._check_size(height, width)
+        except ValueError as exc:
+            nearest = self.nearest_size(height, width)
+            if nearest is None:
+                raise
+            raise ValueError(f"{exc} The nearest size this model accepts: {nearest[0]}x{nearest[1]}.") from None
+
+    def _check_size(self, height: int, width: int) -> None:
         for cell, (h, w) in zip(self.cells, self.schedule.sizes(height, width)):
             cell.check_size(h, w)
+
+    def nearest_size(self, height: int, width: int, reach: int = 1024) -> tuple[int, int] | None:
+        """The size nearest ``height x width`` (cropping on a tie) that the model accepts, ``None`` if none is near.
+
+        Height and width are searched one at a time, each as a square, then checked together, so that a
+        constraint that couples them still never gets a size suggested that the model would refuse.
+        """
+
+        def accepts(h: int, w: int) -> bool:
+            try:
+                self._check_size(h, w)
+            except ValueError:
+                return False
+            return True
+
+        def nearest(n: int) -> int | None:
+            for distance in range(reach + 1):
+                for candidate in (n - distance, n + distance):
+                    if candidate >= 1 and accepts(candidate, candidate):
+                        return candidate
+            return None
+
+        h, w = nearest(height), nearest(width)
+        return (h, w) if h is not None and w is not None and accepts(h, w) else None
 
     def _nhwc(self, device: torch.device) -> bool:
         """Whether activations on ``device`` run in channels-last (the option, or the CPU's default)."""

@@ -43,13 +43,16 @@ class ScaleSchedule(ABC):
         return [1.0 / 2**level for level in self.levels()]
 
     def check_size(self, height: int, width: int) -> None:
-        """Raise ``ValueError`` unless every level divides the frame size exactly."""
+        """Raise ``ValueError`` unless every level divides the frame size exactly.
+
+        It suggests no size: the cells may constrain it further, and only the model knows both
+        (:meth:`~msrnn_zoo.network.Forecaster.check_size` adds the nearest size it accepts).
+        """
         factor = 2 ** max(self.levels())
         if height % factor or width % factor:
             raise ValueError(
                 f"Frames of {height}x{width} cannot run through the {self.describe()} schedule: height and "
-                f"width must be divisible by {factor} (2**(levels-1)). Crop or pad the frames, e.g. to "
-                f"{height // factor * factor or factor}x{width // factor * factor or factor}."
+                f"width must be divisible by {factor} (2**(levels-1)); crop or pad the frames."
             )
 
     def sizes(self, height: int, width: int) -> list[tuple[int, int]]:

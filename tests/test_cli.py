@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -32,6 +33,19 @@ def test_info_shows_scales_parameters_and_flops():
     assert "convolution" in shown and "bmm" in shown  # its attention's products, beside the convolutions
     radar = json.loads(run("info", "ms-convlstm", "--size", "4096", "--hidden", "8", "--json").output)
     assert radar["flops_per_frame"] > data["flops_per_frame"]  # counted on the meta device: no 4096x4096 state
+
+
+@pytest.mark.parametrize(("model", "size"), [("ms-motionrnn", 15), ("ms-motionrnn", 12), ("motionrnn", 15),
+                                           ("ms-convlstm", 6), ("ms-convlstm", 1)])
+def test_the_size_suggested_for_a_refused_one_is_accepted(model, size):
+    """The suggestion satisfies the schedule and every cell at once (ms-motionrnn needs a multiple of 8, not 4)."""
+    line = " ".join(run("info", model, "--size", size, "--hidden", 8, ok=False).output.split())
+    suggested = re.search(r"The nearest size this model accepts: (\d+)x(\d+)\.", line)
+    assert suggested and suggested[1] == suggested[2], line
+    assert abs(int(suggested[1]) - size) <= 4
+    run("info", model, "--size", suggested[1], "--hidden", 8)
+    if not model.startswith("ms-"):
+        assert "multi-scale" not in line  # the single-scale model is not told about the pyramid's needs
 
 
 def test_plugins_lists_distributions():

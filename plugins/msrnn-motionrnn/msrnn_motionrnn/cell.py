@@ -104,7 +104,7 @@ class MotionRNNCell(RecurrentCell):
         if self.has_motion and (height % 2 or width % 2):
             raise ValueError(f"MotionRNN layer {self.layer_index} would run at {height}x{width}, but its MotionGRU "
                              "works at half resolution and needs an even height and width at every layer; crop "
-                             "or pad the frames (the 3-level multi-scale model needs a multiple of 8).")
+                             "or pad the frames.")
 
     def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> State:

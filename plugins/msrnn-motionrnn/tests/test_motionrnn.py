@@ -35,8 +35,10 @@ def test_hidden_channels_divisible_by_four():
 
 
 def test_even_size_at_every_layer():
-    with pytest.raises(ValueError, match="even height and width"):
+    with pytest.raises(ValueError, match="even height and width") as info:
         testing.small("motionrnn")(torch.rand(1, 2, 1, 15, 16))
+    assert "multi-scale" not in str(info.value)  # a single-scale model is not told about the pyramid
+    assert str(info.value).endswith("The nearest size this model accepts: 14x16.")
     with pytest.raises(ValueError, match="layer 2 would run at 5x5"):
         testing.small("ms-motionrnn").check_size(20, 20)
     testing.small("ms-motionrnn").check_size(24, 24)
