@@ -205,8 +205,12 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
     cache = hub_cache(cache_dir)
     endpoint = hub_endpoint()
     offline = local_files_only or hub_offline()
+    why_offline, online_again = (("offline mode is on (HF_HUB_OFFLINE=1)", "unset HF_HUB_OFFLINE") if hub_offline()
+                                 else ("local_files_only=True was asked", "leave out local_files_only"))
+    pull = f"msrnn-zoo pull {repo_id}" + (f" --revision {revision}" if revision else "")
     if offline and force_download:
-        raise HubError(f"Cannot download {_where(repo_id, revision)} again: offline mode is on (HF_HUB_OFFLINE=1).")
+        raise HubError(f"Cannot download {_where(repo_id, revision)} again: {why_offline}; {online_again} to "
+                       "download it, or leave out force_download to load it from the cache.")
     unreachable: str | None = None
     if not offline:
         url = hf_hub_url(repo_id, filenames[0], revision=revision, endpoint=endpoint)
@@ -233,10 +237,9 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
             if unreachable is not None:
                 raise HubError(f"Cannot reach the Hub at {_endpoint_name()} to download {where} ({unreachable}), and "
                                f"its {name} is not in the cache ({cache}). Check the network connection, or pull it "
-                               f"once while online: `msrnn-zoo pull {repo_id}`.") from exc
-            reason = "offline mode is on (HF_HUB_OFFLINE=1)" if hub_offline() else "local_files_only=True was asked"
-            raise HubError(f"Cannot load {where}: {reason} and its {name} is not in the cache ({cache}). Pull it "
-                           f"once while online (`msrnn-zoo pull {repo_id}`), or unset HF_HUB_OFFLINE.") from exc
+                               f"once while online: `{pull}`.") from exc
+            raise HubError(f"Cannot load {where}: {why_offline} and its {name} is not in the cache ({cache}). Pull it "
+                           f"once while online (`{pull}`), or {online_again}.") from exc
         except EntryNotFoundError as exc:
             if name in optional:
                 continue

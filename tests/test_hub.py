@@ -134,8 +134,20 @@ def test_offline_with_an_empty_cache_is_immediate(hub, monkeypatch):
     exc, seconds = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/absent")
     assert isinstance(exc, HubError)
     assert "'me/absent'" in str(exc) and "offline mode is on (HF_HUB_OFFLINE=1)" in str(exc)
-    assert "msrnn-zoo pull me/absent" in str(exc)
+    assert "msrnn-zoo pull me/absent" in str(exc) and "unset HF_HUB_OFFLINE" in str(exc)
     assert seconds < 3
+    assert hub.state.requests == []
+
+
+def test_offline_messages_name_what_made_them_offline(hub, monkeypatch):
+    """local_files_only=True was blamed on HF_HUB_OFFLINE, which was not set, and the pull lost the revision."""
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/absent", local_files_only=True,
+                   revision="v1")
+    assert "local_files_only=True was asked" in str(exc) and "HF_HUB_OFFLINE" not in str(exc)
+    assert "`msrnn-zoo pull me/absent --revision v1`" in str(exc) and "leave out local_files_only" in str(exc)
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/absent", local_files_only=True,
+                   force_download=True)
+    assert "local_files_only=True was asked" in str(exc) and "HF_HUB_OFFLINE" not in str(exc)
     assert hub.state.requests == []
 
 
