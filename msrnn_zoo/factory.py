@@ -10,7 +10,7 @@ from .network import Forecaster, ForecasterConfig
 from .registry import get_cell, get_model
 
 CONFIG_FIELDS = ("in_channels", "hidden_channels", "num_layers", "kernel_size", "schedule_options", "cell_options")
-HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
+HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "force_download", "cast")
 """Keyword arguments of ``create`` that say where pretrained weights come from, not what the model is."""
 
 
@@ -73,7 +73,8 @@ def create(name: str, pretrained: bool | str | os.PathLike[str] | None = None, *
     ``pretrained`` is a tag of the pretrained catalogue (``"kth"``), ``True`` for the model's default
     one, a local directory written by ``save_pretrained`` (a string or a path), or a Hub repo id;
     ``revision=`` pins a branch, tag or commit of the repo (``token``, ``cache_dir``, ``local_files_only``
-    and ``force_download`` are passed to the download too). ``name`` may carry the tag itself:
+    and ``force_download`` are passed to the download too; ``cast=True`` accepts weights saved in another
+    floating-point precision). ``name`` may carry the tag itself:
     ``create("ms-motionrnn.kth")``. Other keyword arguments override the config; those that are not config
     fields are the cell's own options (e.g. ``links=13`` for TrajGRU).
     """

@@ -396,8 +396,10 @@ def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = No
 
 def resolve_pretrained(model_name: str, pretrained: bool | str | os.PathLike[str], *, revision: str | None = None,
                        token: str | bool | None = None, cache_dir: str | Path | None = None,
-                       local_files_only: bool = False, force_download: bool = False, **overrides: Any) -> Any:
-    """The model ``model_name`` with weights from a catalogue tag, a local directory or a Hub repo."""
+                       local_files_only: bool = False, force_download: bool = False, cast: bool = False,
+                       **overrides: Any) -> Any:
+    """The model ``model_name`` with weights from a catalogue tag, a local directory or a Hub repo (``cast``: of
+    another floating-point precision, converted on load, as :meth:`HubMixin.from_pretrained` takes it)."""
     from .network import Forecaster
     from .registry import get_model
 
@@ -405,7 +407,7 @@ def resolve_pretrained(model_name: str, pretrained: bool | str | os.PathLike[str
     if overrides:
         raise ValueError(f"Config overrides {sorted(overrides)} cannot be applied to pretrained weights; "
                          "load the checkpoint as it was trained (Hub options: revision, token, cache_dir, "
-                         "local_files_only, force_download).")
+                         "local_files_only, force_download; cast for weights of another precision).")
     record = None
     if pretrained is True:
         if not entry.pretrained:
@@ -434,7 +436,7 @@ def resolve_pretrained(model_name: str, pretrained: bool | str | os.PathLike[str
         source = record.repo_id
         revision = revision or record.revision or None
     model = Forecaster.from_pretrained(source, revision=revision, cache_dir=cache_dir, token=token,
-                                       local_files_only=local_files_only, force_download=force_download)
+                                       local_files_only=local_files_only, force_download=force_download, cast=cast)
     if model.config.cell != entry.cell or model.config.schedule != entry.schedule:
         raise ValueError(f"{source} holds a {model.config.schedule}-scale {model.config.cell} model, "
                          f"not {model_name!r}.")

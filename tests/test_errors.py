@@ -244,6 +244,10 @@ def test_weights_of_another_precision_are_cast_only_when_asked(tmp_path, dtype):
         Forecaster.from_pretrained(directory)
     model = Forecaster.from_pretrained(directory, cast=True)
     assert model.embed.weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="pass cast=True"):  # create's message names the way...
+        msrnn_zoo.create(model.config.cell, pretrained=str(directory))
+    model = msrnn_zoo.create(model.config.cell, pretrained=str(directory), cast=True)  # ...and create takes it
+    assert model.embed.weight.dtype == torch.float32
 
 
 def test_integer_weights_are_never_cast(tmp_path):
