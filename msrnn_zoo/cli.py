@@ -1271,9 +1271,14 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
     repo_id = repo_id or repo_id_arg
     if not repo_id:
         raise ValueError("Say where to push: --repo-id USER/NAME.")
-    if not (run_dir / "train_config.json").is_file() and (run_dir / CONFIG_NAME).is_file():
-        _push_model_folder(run_dir, repo_id, token, private, card_path)  # save_pretrained / convert output
-        return
+    if not (run_dir / "train_config.json").is_file():
+        if (run_dir / CONFIG_NAME).is_file() or (run_dir / WEIGHTS_NAME).is_file():
+            _push_model_folder(run_dir, repo_id, token, private, card_path)  # save_pretrained / convert output
+            return
+        if run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir} holds neither a run (train_config.json, from `msrnn-zoo train`) nor "
+                                    f"a saved model ({CONFIG_NAME} and {WEIGHTS_NAME}, from save_pretrained or "
+                                    "`msrnn-zoo convert`): push one of those folders.")
     _, run_cfg = load_run(run_dir, "cpu")  # a clear error for a directory that is not a finished run
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

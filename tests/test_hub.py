@@ -378,6 +378,13 @@ def test_cli_pushes_a_converted_folder(hub, tmp_path):
     missing = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(
         main, ["push", str(tmp_path / "converted"), "me/conv", "--card", str(tmp_path / "absent.md")])
     assert missing.exit_code == 1 and "No card at" in missing.output and "Errno" not in missing.output
+    (tmp_path / "converted" / "config.json").rename(tmp_path / "config.json")  # a model folder missing its config
+    incomplete = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(main, ["push", str(tmp_path / "converted"), "me/conv"])
+    assert incomplete.exit_code == 1 and "has no config.json" in incomplete.output, incomplete.output
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(main, ["push", str(tmp_path / "empty"), "me/conv"])
+    assert empty.exit_code == 1 and "holds neither a run" in " ".join(empty.output.split())
+    (tmp_path / "config.json").rename(tmp_path / "converted" / "config.json")
     (tmp_path / "mine.md").write_text("# My model\n\nNotes of mine, no load lines.\n")
     mine = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(
         main, ["push", str(tmp_path / "converted"), "me/conv", "--card", str(tmp_path / "mine.md")])
