@@ -267,6 +267,7 @@ class HubMixin:
         own. A card msrnn-zoo wrote there is written again under ``force``: it described the model replaced.
         """
         directory = Path(directory)
+        self._check_config_describes_weights()
         refuse_overwrite(directory / WEIGHTS_NAME, force, "model")
         refuse_overwrite(directory / CONFIG_NAME, force, "config")  # a project's own config.json is not ours
         if card is not None:
@@ -284,6 +285,21 @@ class HubMixin:
         if card is not None:
             write_text(directory / CARD_NAME, card)
         return directory
+
+    def _check_config_describes_weights(self) -> None:
+        """Refuse to save a config that no longer builds this model (``model.config`` is a plain dataclass, and a
+        field changed after creation would be written beside weights of another shape: a folder that never loads)."""
+        import torch
+
+        from .factory import from_config
+
+        with torch.device("meta"):  # the shapes alone: no memory, no initialisation
+            expected = {k: tuple(v.shape) for k, v in from_config(self.config).state_dict().items()}
+        actual = {k: tuple(v.shape) for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+        if expected != actual:
+            raise ValueError(f"model.config ({self.config.to_json()}) no longer describes this model's weights: was "
+                             "it changed after the model was built? Build the model you want with "
+                             "msrnn_zoo.create(...) instead of editing its config, then save that one.")
 
     @classmethod
     def from_pretrained(cls, source: str | Path, *, revision: str | None = None,

@@ -430,3 +430,15 @@ def test_save_pretrained_into_a_file_says_so(tmp_path):
         with pytest.raises(NotADirectoryError, match="notes.txt is not a folder but a file"):
             model.save_pretrained(target)
     assert mine.read_text() == "mine"
+
+
+def test_a_config_edited_after_creation_is_not_saved_beside_the_weights(tmp_path):
+    """The folder would never load again (weights of 4 hidden channels, a config of 8)."""
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    model.config.hidden_channels = 8
+    with pytest.raises(ValueError, match="no longer describes this model's weights"):
+        model.save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+    model.config.hidden_channels = 4
+    model.save_pretrained(tmp_path / "m")
+    msrnn_zoo.create("convlstm", pretrained=str(tmp_path / "m"))
