@@ -189,6 +189,8 @@ def to_unit_float(array: np.ndarray, what: str) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"{what}: frames must be uint8 (0..255) or float in [0, 1], got dtype {array.dtype}.")
     array = array.astype(np.float32, copy=False)
+    if array.size == 0:  # (no values to range-check; min() of nothing is an error of NumPy's)
+        return array
     if not np.isfinite(array).all():
         raise ValueError(f"{what}: the frames contain NaN or Inf; clean them before training or forecasting.")
     lo, hi = float(array.min()), float(array.max())

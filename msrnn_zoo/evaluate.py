@@ -222,6 +222,9 @@ def read_input_clip(path: str | Path, channels: int | None = None) -> torch.Tens
     if array.ndim != 4:
         raise ValueError(f"{path}: an input clip has shape (T, C, H, W) or (T, H, W), got {array.shape}; "
                          f"{one_clip}.")
+    if 0 in array.shape:
+        raise ValueError(f"{path} holds no frames (shape {array.shape}): an input clip needs at least one context "
+                         "frame of at least 1x1 pixels.")
     if channels is not None and array.shape[1] != channels:
         raise ValueError(f"{path}: read as one clip (T, C, H, W) = {array.shape}, with {array.shape[1]} channels, "
                          f"but the model takes {channels}; {one_clip}.")

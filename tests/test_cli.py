@@ -100,6 +100,10 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
         np.save(context, np.zeros(many, dtype=np.float32))
         refused = run("predict", out, "--input", context, "--out", tmp_path / "h.png", ok=False)
         assert refused.exit_code == 1 and "save one of them" in refused.output and not (tmp_path / "h.png").exists()
+    for empty in ((0, 1, 16, 16), (3, 1, 0, 16)):  # was NumPy's "zero-size array to reduction operation minimum"
+        np.save(context, np.zeros(empty, dtype=np.float32))
+        refused = run("predict", out, "--input", context, "--out", tmp_path / "h.png", ok=False)
+        assert refused.exit_code == 1 and "holds no frames" in refused.output and not (tmp_path / "h.png").exists()
 
 
 @pytest.mark.parametrize(
