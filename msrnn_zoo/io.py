@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -226,11 +226,13 @@ def _protected(path: Path) -> str | None:
     return None
 
 
-def check_replaceable(run_dir: str | Path, owned: Iterable[str]) -> None:
+def check_replaceable(run_dir: str | Path, owned: Iterable[str] | Mapping[str, Callable[[Path], bool] | None]
+                      ) -> None:
     """Raise unless ``run_dir`` is a run of ours that may be replaced as a whole.
 
-    ``owned`` are the names (or ``fnmatch`` patterns) of what msrnn-zoo writes inside a run; anything else
-    there (a user's notes, their clip file) would be lost, so it refuses and names it.
+    ``owned`` are the names (or ``fnmatch`` patterns) of what msrnn-zoo writes inside a run, optionally each with
+    a check that an entry of that name is what msrnn-zoo wrote there; anything else there (a user's notes, their
+    clip file, their own README.md) would be lost, so it refuses and names it.
     """
     import fnmatch
 
@@ -246,8 +248,14 @@ def check_replaceable(run_dir: str | Path, owned: Iterable[str]) -> None:
         raise OverwriteRefusedError(
             f"{run_dir} is not a run made by `msrnn-zoo train` (it has no {RUN_MARKER} marker), so it is not "
             "replaced; choose another directory for the run, or empty this one yourself.")
-    patterns = list(owned)
-    foreign = sorted(p.name for p in run_dir.iterdir() if not any(fnmatch.fnmatch(p.name, pat) for pat in patterns))
+    checks = dict(owned) if isinstance(owned, Mapping) else dict.fromkeys(owned)
+    foreign = []
+    for entry in sorted(run_dir.iterdir()):
+        pattern = next((pat for pat in checks if fnmatch.fnmatch(entry.name, pat)), None)
+        check = checks.get(pattern) if pattern is not None else None
+        # a name of ours is not enough: a README.md or metrics.png of the user's would be lost with the run
+        if pattern is None or (check is not None and not check(entry)):
+            foreign.append(entry.name)
     if foreign:
         raise OverwriteRefusedError(
             f"{run_dir} holds files msrnn-zoo did not write ({', '.join(foreign[:5])}"
@@ -263,7 +271,7 @@ def make_sibling_dir(path: str | Path, tag: str) -> Path:
     return sibling
 
 
-def swap_in(new: Path, target: Path, owned: Iterable[str]) -> None:
+def swap_in(new: Path, target: Path, owned: Iterable[str] | Mapping[str, Callable[[Path], bool] | None]) -> None:
     """Put the complete directory ``new`` at ``target``, deleting the old ``target`` only if it is a run of ours.
 
     The old run is first renamed aside, so at every moment one complete run exists; if ``target`` stopped

@@ -50,6 +50,7 @@ from .io import (
     swap_in,
     write_json,
     write_text,
+    written_by_us,
 )
 from .network import COMPILED_PATHS, FAST_PATHS, Forecaster, ForecasterConfig
 from .precision import PRECISIONS, autocast, float32_products, grad_scaler
@@ -63,10 +64,77 @@ CHECKPOINTS = "checkpoints"
 HISTORY = "history.jsonl"
 TRAINING_STATE = "training_state.pt"
 CHECKPOINT_NAME = re.compile(r"step-\d{8}")
-RUN_FILES = (RUN_MARKER, TRAIN_CONFIG, CONFIG_NAME, WEIGHTS_NAME, HISTORY, LATEST, CHECKPOINTS, "README.md",
-             "metrics-*.json", ".*.tmp", "recipe.json", "profile.json", "metrics.png", "forecast.png")
-"""What msrnn-zoo writes in a run directory (train, evaluate, card, reproduce): ``--force`` replaces a run holding
-nothing else."""
+
+
+def _checkpoints_folder(path: Path) -> bool:
+    """``checkpoints/`` as :meth:`Trainer.save_checkpoint` leaves it: ``step-NNNNNNNN`` folders (and the hidden one
+    being written), each holding the weights and the training state only."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    for folder in path.iterdir():
+        name = folder.name.removeprefix(".").removesuffix(".tmp")
+        if not (CHECKPOINT_NAME.fullmatch(name) and folder.is_dir() and not folder.is_symlink()):
+            return False
+        if any(f.name not in (WEIGHTS_NAME, TRAINING_STATE) or not f.is_file() for f in folder.iterdir()):
+            return False
+    return True
+
+
+def _history(path: Path) -> bool:
+    """The loss log: JSON lines with a step (the last one may be cut short by a kill)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        return not lines or "step" in json.loads(lines[0])
+    except (ValueError, TypeError):
+        return False
+
+
+def _safetensors_file(path: Path) -> bool:
+    """Any safetensors file (the run's weights are copied from a checkpoint, which carries no mark)."""
+    try:
+        with path.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            return 0 < size < 100_000_000 and isinstance(json.loads(handle.read(size)), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def _json_object_with(*keys: str) -> Callable[[Path], bool]:
+    def check(path: Path) -> bool:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and set(keys) <= data.keys()
+
+    return check
+
+
+def _written_by_us(what: str) -> Callable[[Path], bool]:
+    return lambda path: path.is_file() and written_by_us(path, what)
+
+
+RUN_FILES: dict[str, Callable[[Path], bool]] = {
+    RUN_MARKER: Path.is_file,
+    TRAIN_CONFIG: _json_object_with("model", "model_config"),
+    CONFIG_NAME: _written_by_us("config"),
+    WEIGHTS_NAME: _safetensors_file,
+    HISTORY: _history,
+    LATEST: _json_object_with("name", "step"),
+    CHECKPOINTS: _checkpoints_folder,
+    "README.md": _written_by_us("model card"),
+    "metrics-*.json": _written_by_us("metrics file"),
+    ".*.tmp": Path.is_file,
+    "recipe.json": _json_object_with("recipe", "settings"),
+    "profile.json": _json_object_with("parameters"),
+    "metrics.png": _written_by_us("picture"),
+    "forecast.png": _written_by_us("picture"),
+}
+"""What msrnn-zoo writes in a run directory (train, evaluate, card, reproduce), each name with how to tell that the
+entry is what msrnn-zoo wrote there: ``--force`` replaces a run holding nothing else."""
 
 
 @dataclass

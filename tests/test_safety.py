@@ -136,11 +136,32 @@ def test_force_refuses_a_run_holding_files_we_did_not_write(run_dir, clips_file)
     assert snapshot(run_dir.parent) == before
 
 
+@pytest.mark.parametrize(("name", "content"), [
+    ("README.md", "# my notes on this run"),
+    ("metrics-test.json", '{"mine": 1}'),
+    ("forecast.png", None),  # a picture of the user's: no mark of ours
+    ("checkpoints/mynotes.txt", "mine"),
+    ("checkpoints/step-00000002/notes.txt", "mine"),
+    ("checkpoints/mine/x.txt", "mine"),
+])
+def test_force_refuses_a_users_file_under_a_name_of_ours(run_dir, clips_file, name, content):
+    """Matching the names alone, --force deleted these with the run."""
+    path = run_dir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if content is None:
+        Image.new("L", (4, 4)).save(path)
+    else:
+        path.write_text(content)
+    before = snapshot(run_dir.parent)
+    refused(train(clips_file, run_dir, "--force"), "did not write", name.split("/")[0])
+    assert snapshot(run_dir.parent) == before
+
+
 def test_force_replaces_our_run_and_nothing_beside_it(run_dir, clips_file, tmp_path):
     beside = {run_dir.parent / name: name for name in ("a.bak", ".a.new", ".a.new-x", "a-old", ".a.old-1")}
     for path, text in beside.items():
         path.write_text(text)
-    (run_dir / "metrics-test.json").write_text("{}")  # evaluate writes this: ours
+    (run_dir / "metrics-test.json").write_text('{"forecasters": [], "frames": "future", "split": "test"}')  # ours
     others = snapshot(tmp_path / "runs")
     result = train(clips_file, run_dir, "--force", "--seed", "1")
     assert result.exit_code == 0, result.output
