@@ -1045,10 +1045,13 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
 def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | None, index: int, scale: int,
             force: bool, device: str | None, precision: str, fast_path: str, compile_cells: bool) -> None:
     """Write an input | truth | forecast strip (GIF and/or PNG) for a test clip or your own frames."""
+    import hashlib
+    import io
+
     import numpy as np
 
     from .evaluate import forecast_clip, load_run, read_input_clip
-    from .io import atomic_write, refuse_overwrite
+    from .io import FORECAST_ARRAY_KEY, atomic_write, refuse_overwrite
     from .train import open_split
     from .visualize import save_gif, save_png
 
@@ -1081,17 +1084,17 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
         if len(truth) < horizon:
             truth = None
     forecast = forecast_clip(model, context, horizon, precision)
+    array = io.BytesIO()
+    np.save(array, forecast.numpy())
+    # the PNG records the array's hash: how a later --force knows the .npy beside it is this command's to replace
+    text = {FORECAST_ARRAY_KEY: hashlib.sha256(array.getvalue()).hexdigest()} if array_path is not None else None
     if gif is not None:
         save_gif(gif, context, truth, forecast, overwrite=force, scale=scale)
-    save_png(png, context, truth, forecast, overwrite=force, scale=scale)
+    save_png(png, context, truth, forecast, overwrite=force, scale=scale, text=text)
     written = " and ".join(f"[bold]{escape(str(p))}[/bold]" for p in (gif, png) if p is not None)
     console.print(f"Forecast of {horizon} frames written to {written}")
     if array_path is not None:  # frames with no ground truth: the user wants the numbers, not only pictures
-        def write_array(tmp: Path) -> None:
-            with tmp.open("wb") as handle:  # a handle, since np.save would append .npy to a bare path
-                np.save(handle, forecast.numpy())
-
-        atomic_write(array_path, write_array)
+        atomic_write(array_path, lambda tmp: tmp.write_bytes(array.getvalue()))
         console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{escape(str(array_path))}[/bold]")
 
 

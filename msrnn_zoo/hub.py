@@ -21,7 +21,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from .io import atomic_write, read_json, refuse_overwrite, write_json, write_text, written_by_us
+from .io import atomic_write, file_hash, read_json, refuse_overwrite, write_json, write_text, written_by_us
 from .weights import UnreadableWeightsError, load_weights
 
 WEIGHTS_NAME = "model.safetensors"
@@ -166,10 +166,10 @@ def verify_cached(path: str | Path, repo_id: str, revision: str | None) -> None:
     real = Path(os.path.realpath(path))
     name = real.name
     if _HEX64.match(name):
-        algorithm, digest = "sha256", _file_hash(real, hashlib.sha256())
+        algorithm, digest = "sha256", file_hash(real, hashlib.sha256())
     elif _HEX40.match(name):
         algorithm = "git object id"
-        digest = _file_hash(real, hashlib.sha1(b"blob %d\0" % real.stat().st_size))
+        digest = file_hash(real, hashlib.sha1(b"blob %d\0" % real.stat().st_size))
     else:
         return  # no symlinked blob (e.g. a copy on Windows): nothing to compare with
     if digest != name:
@@ -178,13 +178,6 @@ def verify_cached(path: str | Path, repo_id: str, revision: str | None) -> None:
         raise HubError(f"The {filename} of {_where(repo_id, revision)} is corrupt in the cache ({real}): its "
                        f"{algorithm} is {digest[:12]}..., the Hub's is {name[:12]}.... Download it again with "
                        f"`{again}` (or force_download=True).")
-
-
-def _file_hash(path: Path, digest: Any) -> str:
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | None = None,

@@ -13,6 +13,7 @@ Two rules hold for everything msrnn-zoo writes:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -146,14 +147,29 @@ def _model_card(path: Path) -> bool:
     return head.startswith("---") and f"library_name: {SOFTWARE}" in front
 
 
-def _forecast_array(path: Path) -> bool:
-    try:
-        import numpy as np
+FORECAST_ARRAY_KEY = "msrnn-zoo forecast array sha256"
+"""The text entry of the PNG that ``predict`` writes beside its forecast array: the array's hash. An ``.npy`` holds
+no mark of its own, and a user's clip (float32, 4-D) looks just like a forecast."""
 
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception:  # not an .npy file
+
+def file_hash(path: Path, digest: Any) -> str:
+    """The hex digest of a file's bytes by ``digest`` (a ``hashlib`` object), read in blocks."""
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _forecast_array(path: Path) -> bool:
+    """An array ``predict`` wrote: the marked PNG beside it (same name) records this very file's hash."""
+    try:
+        from PIL import Image
+
+        with Image.open(path.with_suffix(".png")) as image:
+            text = dict(image.info) if image.format == "PNG" else {}
+        return text.get("Software") == SOFTWARE and text.get(FORECAST_ARRAY_KEY) == file_hash(path, hashlib.sha256())
+    except Exception:  # no picture beside it, or not one Pillow reads, or the array unreadable
         return False
-    return array.dtype == np.float32 and array.ndim == 4
 
 
 WRITTEN_BY_US: dict[str, Callable[[Path], bool]] = {
@@ -168,7 +184,9 @@ WRITTEN_BY_US: dict[str, Callable[[Path], bool]] = {
 
 
 UNMARKED_NOTE = {"picture": " (pictures from earlier versions of msrnn-zoo carry no mark: delete those to "
-                             "replace them)"}
+                             "replace them)",
+                 "forecast array": " (an array is known as predict's by the hash its PNG beside it records; "
+                                   "arrays of earlier versions of msrnn-zoo are not: delete those to replace them)"}
 """What to add when a kind was written without its mark by earlier versions."""
 
 

@@ -212,12 +212,15 @@ def forecast_frames(
     return images
 
 
-def png_info() -> PngImagePlugin.PngInfo:
-    """The ``Software`` text of every PNG we write: how ``force`` knows a picture is ours to replace."""
+def png_info(text: dict[str, str] | None = None) -> PngImagePlugin.PngInfo:
+    """The ``Software`` text of every PNG we write: how ``force`` knows a picture is ours to replace; ``text``
+    adds entries of its own (the hash of the forecast array written beside it, :data:`FORECAST_ARRAY_KEY`)."""
     from .io import SOFTWARE
 
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", SOFTWARE)
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     return info
 
 
@@ -240,12 +243,13 @@ def save_png(
     gap: int = 2,
     labels: bool = True,
     channel_reduce: ChannelReduce = "mean",
+    text: dict[str, str] | None = None,
 ) -> Path:
-    """Save :func:`forecast_strip` as one PNG; returns the path written."""
+    """Save :func:`forecast_strip` as one PNG (``text``: entries for its text chunks); returns the path written."""
     image = forecast_strip(
         context, truth, forecast, scale=scale, gap=gap, labels=labels, channel_reduce=channel_reduce
     )
-    return _write_atomically(path, overwrite, lambda tmp: image.save(tmp, format="PNG", pnginfo=png_info()))
+    return _write_atomically(path, overwrite, lambda tmp: image.save(tmp, format="PNG", pnginfo=png_info(text)))
 
 
 def save_gif(

@@ -299,6 +299,26 @@ def test_predict_never_writes_over_its_own_input(run_dir, tmp_path):
     assert context.read_bytes() == before and not (tmp_path / "clip.gif").exists()
 
 
+def test_predict_force_replaces_its_own_forecast_array_and_no_clip_of_the_users(run_dir, tmp_path):
+    """A float32 (T, C, H, W) array was taken for a forecast: --force wrote over a user's clip named like the picture."""
+    context = tmp_path / "context.npy"
+    np.save(context, np.random.default_rng(0).random((3, 1, 16, 16), dtype=np.float32))
+    mine = tmp_path / "mine.npy"
+    np.save(mine, np.random.default_rng(1).random((3, 1, 16, 16), dtype=np.float32))
+    before = snapshot(tmp_path)
+    refused(invoke("predict", run_dir, "--input", context, "--out", tmp_path / "mine.gif", "--force"),
+            "mine.npy is not a forecast array that msrnn-zoo wrote")
+    assert snapshot(tmp_path) == before
+    ours = tmp_path / "f.gif"
+    for horizon in ("2", "4"):  # the second run replaces the first one's picture and array
+        result = invoke("predict", run_dir, "--input", context, "--out", ours, "--horizon", horizon, "--force")
+        assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "f.npy").shape == (4, 1, 16, 16)
+    np.save(tmp_path / "f.npy", np.zeros((4, 1, 16, 16), dtype=np.float32))  # the user's now, though the PNG is ours
+    refused(invoke("predict", run_dir, "--input", context, "--out", ours, "--force"), "not a forecast array")
+    assert not np.load(tmp_path / "f.npy").any()
+
+
 def test_save_pretrained_with_force_replaces_only_what_it_wrote(tmp_path):
     import msrnn_zoo
 
