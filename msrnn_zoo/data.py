@@ -202,15 +202,30 @@ def to_unit_float(array: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
+def read_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """One array from an ``.npy`` file, or a ``ValueError`` that says what the file is instead: NumPy reads an
+    ``.npz`` archive as a mapping and takes any other file for pickled data, with advice to unpickle it."""
+    with path.open("rb") as handle:
+        magic = handle.read(6)
+    if magic.startswith(b"PK\x03\x04"):
+        raise ValueError(f"{path} is an .npz archive of several arrays; save the clips as one array with "
+                         "numpy.save('clips.npy', array) and pass that.")
+    if magic != b"\x93NUMPY":
+        raise ValueError(f"{path} is not an .npy file (it does not begin with NumPy's header); save the clips with "
+                         "numpy.save('clips.npy', array).")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable .npy array of numbers ({' '.join(str(exc).split())}); save the "
+                         "clips as uint8 or float with numpy.save.") from exc
+
+
 def load_clip_array(path: str | Path) -> np.ndarray:
     """Read a user's ``.npy`` clips as (N, T, C, H, W); (N, T, H, W) gains a channel axis."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No clip file at {path}: pass a .npy array of shape (N, T, C, H, W) or (N, T, H, W).")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable .npy array ({exc}); save clips with numpy.save.") from exc
+    array = read_npy(path, mmap=True)
     if array.ndim == 4:
         array = array[:, :, None]
     if array.ndim != 5:

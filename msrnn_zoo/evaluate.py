@@ -207,15 +207,12 @@ def read_input_clip(path: str | Path, channels: int | None = None) -> torch.Tens
     ``channels`` is what the model takes: a file of several clips ((N, T, H, W) read as (T, C, H, W), or
     (N, T, C, H, W)) is then refused with a message that says how to pass one of them.
     """
-    from .data import to_unit_float
+    from .data import read_npy, to_unit_float
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No input clip at {path}: pass a .npy array (T, C, H, W) or (T, H, W).")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable .npy array ({exc}).") from exc
+    array = read_npy(path)
     one_clip = "if it holds several clips, save one of them (np.save('clip.npy', clips[0])) and pass that"
     if array.ndim == 3:
         array = array[:, None]

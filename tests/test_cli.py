@@ -326,3 +326,22 @@ def test_float_clips_read_from_a_file_raise_no_warning(tmp_path):
         clip = clips[1]
     clip += 0  # its own memory: writing to it leaves the file alone
     assert np.array_equal(np.load(path)[1], clip.numpy())
+
+
+def test_files_that_are_not_one_npy_array_say_what_they_are(tmp_path, clips_file):
+    """An .npz was an AttributeError traceback; a text file got NumPy's advice to unpickle it."""
+    np.savez(tmp_path / "clips.npz", a=np.zeros((4, 6, 8, 8), dtype=np.float32))
+    (tmp_path / "notes.npy").write_text("hello")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    cases = {"clips.npz": "is an .npz archive of several arrays", "notes.npy": "is not an .npy file",
+             "objects.npy": "is not a readable .npy array of numbers"}
+    run_dir = tmp_path / "run"
+    run("train", "convlstm", "--data", clips_file, "--out", run_dir, "--hidden", "2", "--layers", "1",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
+    for name, message in cases.items():
+        for command in (["train", "convlstm", "--data", tmp_path / name, "--out", tmp_path / "new"],
+                        ["predict", run_dir, "--input", tmp_path / name, "--out", tmp_path / "f.gif"]):
+            result = run(*command, ok=False)
+            said = " ".join(result.output.split())
+            assert result.exit_code == 1 and message in said and "unsafely" not in said, said
+            assert not (tmp_path / "new").exists() and not (tmp_path / "f.gif").exists()

@@ -300,7 +300,7 @@ def test_predict_never_writes_over_its_own_input(run_dir, tmp_path):
 
 
 def test_predict_force_replaces_its_own_forecast_array_and_no_clip_of_the_users(run_dir, tmp_path):
-    """A float32 (T, C, H, W) array was taken for a forecast: --force wrote over a user's clip named like the picture."""
+    """A float32 (T, C, H, W) array was taken for a forecast: --force wrote over a clip named like the picture."""
     context = tmp_path / "context.npy"
     np.save(context, np.random.default_rng(0).random((3, 1, 16, 16), dtype=np.float32))
     mine = tmp_path / "mine.npy"
