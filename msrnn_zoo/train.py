@@ -415,6 +415,14 @@ class Trainer:
         replace = check_run_dir(run_dir, force)
         cfg.world_size = distributed.from_env().world_size
         trainer = cls(run_dir, cfg)
+        if cfg.data:  # a split is fixed with the run: one with no test clips could never be scored
+            try:
+                open_split(cfg, "test")
+            except ValueError:
+                fractions = ",".join(f"{f:g}" for f in cfg.split_fractions)
+                raise ValueError(f"The split {fractions} leaves the test split of {cfg.data} without clips: "
+                                 "`evaluate` and `predict` of the run would have none to score. Give the test "
+                                 "split a larger share (--split, e.g. 0.8,0.1,0.1).") from None
         cfg.sampling_steps = trainer.sampling_steps  # fixed from now on: --resume --epochs N does not stretch it
         distributed.barrier(trainer.dist)  # every process has checked the directory before rank 0 writes it
         if not trainer.dist.is_main:

@@ -71,6 +71,8 @@ def run(trained, tmp_path):
         (["--split", "abc"], "--split"),
         (["--split", "0.5,0.5"], "--split"),
         (["--split", "0.9,0.9,-0.8"], "--split"),
+        (["--split", "1,0,0"], "leaves the test split"),  # the run could never be scored
+        (["--split", "0.9,0.1,0"], "leaves the test split"),
         (["--epochs", "two"], "--epochs"),
         (["--device", "gpu"], "--device"),
     ],
