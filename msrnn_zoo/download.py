@@ -32,6 +32,9 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
                   show_progress: bool = True) -> Path:
     """Fetch ``url`` into ``dest`` atomically; raise ``OSError`` naming the URL if it cannot be fetched."""
     dest = Path(dest)
+    from .io import check_folder_path
+
+    check_folder_path(dest.parent, f"Cannot download {url} to {dest}")  # (not a bare [Errno 20] from mkdir)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 import time
@@ -577,9 +578,10 @@ class Trainer:
             if self.scaler is not None and "grad_scaler" in state:
                 self.scaler.load_state_dict(state["grad_scaler"])
         except Exception as exc:  # unpickling a damaged file raises many types; all mean the same to the user
+            # (PyTorch's own text for a refused unpickling advises weights_only=False: not for a damaged file)
+            detail = "" if isinstance(exc, pickle.UnpicklingError) or not str(exc) else f": {str(exc).splitlines()[0]}"
             raise ValueError(f"{state_path} is damaged or not a training state msrnn-zoo wrote "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-                             f"{self._earlier(path)}") from exc
+                             f"({type(exc).__name__}{detail}). {self._earlier(path)}") from exc
         self.progress = progress
         torch.set_rng_state(rng)
 

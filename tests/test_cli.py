@@ -187,6 +187,11 @@ def test_download_fetches_a_dataset_file_from_a_mirror(tmp_path, monkeypatch):
         (mirror / "mnist_test_seq.npy").unlink()
         missing = run("download", "moving-mnist", "--source", "standard", "--root", tmp_path / "other", ok=False)
         assert missing.exit_code == 1 and "Traceback" not in missing.output
+        (tmp_path / "afile").write_text("mine")  # a file where the data folder must go: was a bare [Errno 20]
+        blocked = run("download", "moving-mnist", "--source", "standard", "--root", tmp_path / "afile", ok=False)
+        said = " ".join(blocked.output.split())
+        assert blocked.exit_code == 1 and "afile is not a folder but a file" in said and "Errno" not in said
+        assert (tmp_path / "afile").read_text() == "mine"
     finally:
         server.shutdown()
 
