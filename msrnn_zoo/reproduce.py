@@ -177,7 +177,14 @@ def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = No
     model, cfg = load_run(run_dir, "cpu")
     clip = trainer.train_set[0]
     write_json(run_dir / PROFILE_JSON, measure(model.train(), cfg, int(clip.shape[-2]), int(clip.shape[-1]), peak))
-    frames = read_json(run_dir / RECIPE_JSON, "recipe file")["settings"].get("eval_frames", "future")
+    recipe = read_json(run_dir / RECIPE_JSON, "recipe file")
+    frames = recipe["settings"].get("eval_frames", "future")
+    words = shlex.split(recipe.get("command", ""))
+    if max_eval_clips is not None and "--max-eval-clips" not in words and "--out" in words:
+        # the card's command must score what the card's metrics scored: the first N test clips
+        at = words.index("--out")
+        recipe["command"] = shlex.join([*words[:at], "--max-eval-clips", str(max_eval_clips), *words[at:]])
+        write_json(run_dir / RECIPE_JSON, recipe)
     reports = evaluate_run(run_dir, split="test", max_clips=max_eval_clips, device=device, frames=frames)
     if report is not None:
         report(reports)

@@ -34,6 +34,7 @@ def test_reproduce_tiny_budget_then_push_and_pull(hub, tmp_path):
     assert "Budget-limited: trained 2 steps" in card and "hidden_channels 4 (recipe: 64)" in card
     assert str(tmp_path) not in card and "pretrained=\"path/to/this/folder\"" in card
     assert "config.py: cfg.lstm_hidden_state = 64" in card  # every setting with its source
+    assert "--budget-steps 2 --max-eval-clips 4 --out a" in recipe_command(out)  # what the metrics scored
 
     pushed = CliRunner(env={"HF_TOKEN": "tok-me"}).invoke(main, ["push", str(out), "--repo-id", "me/ms-convlstm-mm"])
     assert pushed.exit_code == 0, pushed.output
@@ -48,6 +49,10 @@ def test_reproduce_tiny_budget_then_push_and_pull(hub, tmp_path):
     frames = torch.rand(1, 10, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(remote(frames, horizon=10), local(frames, horizon=10))
+
+
+def recipe_command(out):
+    return json.loads((out / "recipe.json").read_text())["command"]
 
 
 def test_reproduce_refuses_what_it_cannot_run(tmp_path):
