@@ -149,6 +149,12 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
     dataset = open_split(cfg, split)
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError(f"The {split} split of this run's data is empty; nothing to evaluate.")
+    shape, need = tuple(dataset[0].shape), cfg.in_frames + cfg.out_frames
+    if len(shape) != 4 or shape[0] < need or shape[1] != model.config.in_channels:
+        raise ValueError(f"The {split} clips of this run's data ({cfg.data or cfg.dataset}) have shape {shape} "
+                         f"(T, C, H, W), but the run was trained on clips of at least {need} frames and "
+                         f"{model.config.in_channels} channel(s): have they changed since? Evaluate on the data the "
+                         "run was trained on.")
     loader = DataLoader(dataset, batch_size=batch_size or cfg.batch_size, shuffle=False)
     model.set_fast_path(auto_fast_path(device, len(loader)) if fast_path == "auto" else fast_path)
     model.set_compile_cells(compile_cells)

@@ -444,3 +444,14 @@ def test_a_config_edited_after_creation_is_not_saved_beside_the_weights(tmp_path
     model.config.hidden_channels = 4
     model.save_pretrained(tmp_path / "m")
     msrnn_zoo.create("convlstm", pretrained=str(tmp_path / "m"))
+
+
+def test_evaluating_on_clips_changed_since_training_says_so(run, tmp_path):
+    """Was "pred and truth must have the same shape (B, T, C, H, W)", from deep inside the scoring."""
+    import numpy as np
+
+    config = json.loads((run / "train_config.json").read_text())
+    config["data"] = str(tmp_path / "short.npy")  # (the copy's own: the module's run shares its clips)
+    (run / "train_config.json").write_text(json.dumps(config))
+    np.save(config["data"], (np.random.default_rng(1).random((40, 4, 16, 16)) * 255).astype(np.uint8))
+    one_red_line(invoke("evaluate", run), "have shape (4, 1, 16, 16)", "at least 6 frames", "changed since")
