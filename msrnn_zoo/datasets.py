@@ -32,6 +32,21 @@ def check_split(entry: DatasetEntry, protocol: ClipProtocol, split: str) -> None
                          f"{', '.join(protocol.splits)}.")
 
 
+def check_source(entry: DatasetEntry, source: str | None) -> str | None:
+    """The source to read (the dataset's default if ``source`` is ``None``), or a ``ValueError`` naming the ones
+    it has: asked once, before a loop over splits that would otherwise meet the same mistake in each."""
+    info = entry.info
+    if info.sources:
+        source = source or info.default_source
+        if source not in info.sources:
+            raise ValueError(f"Dataset {info.name!r} has no source {source!r}; its sources: "
+                             f"{', '.join(info.sources)}.")
+    elif source is not None:
+        raise ValueError(f"Dataset {info.name!r} has no named sources; it reads the store at --root (leave --source "
+                         "out).")
+    return source
+
+
 def load_dataset(name: str, split: str = "train", source: str | None = None, root: str | Path | None = None,
                  download: bool = False, protocol: str | None = None, **options: Any) -> Dataset:
     """Open ``split`` of dataset ``name`` cut by ``protocol`` (its default if not given).
@@ -43,12 +58,7 @@ def load_dataset(name: str, split: str = "train", source: str | None = None, roo
     info = entry.info
     clip_protocol = info.protocol(protocol)
     check_split(entry, clip_protocol, split)
-    if info.sources:
-        source = source or info.default_source
-        if source not in info.sources:
-            raise ValueError(f"Dataset {name!r} has no source {source!r}; its sources: {', '.join(info.sources)}.")
-    elif source is not None:
-        raise ValueError(f"Dataset {name!r} has no named sources; it reads the store at --root (leave --source out).")
+    source = check_source(entry, source)
     return entry.factory(split=split, source=source, root=resolve_root(entry, root), download=download,
                          protocol=clip_protocol.name, **options)
 
@@ -83,6 +93,7 @@ def describe_dataset(name: str, root: str | Path | None = None, source: str | No
     """What ``msrnn-zoo data info`` shows: protocols, clips per split and protocol, the plugin's statistics."""
     entry = get_dataset(name)
     info = entry.info
+    check_source(entry, source)  # a mistake of the user's, not a split that is unavailable (once per split)
     store = None
     if entry.capabilities.prepare is not None:
         store = open_store(resolve_root(entry, root), name)  # one clear error before any split is tried

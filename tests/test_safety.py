@@ -395,3 +395,18 @@ def test_a_download_into_a_log_file_reports_lines(tmp_path, capsys):
     assert lines[-1] == "downloading file.bin: 3.0 of 3.0 MB"
     download_file(source.as_uri(), tmp_path / "again.bin", show_progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_run_resumed_twice_at_once_is_refused_the_second_time(run_dir):
+    """Two `train --resume` of one run both trained, each step twice in the history. The lock stands for the other
+    process (an OS lock on its own open file, as that process would hold it)."""
+    from filelock import FileLock
+
+    before = snapshot(run_dir)
+    with FileLock(str(run_dir / ".msrnn-zoo-lock")):
+        refused(invoke("train", "--resume", run_dir, "--epochs", "2"), "being trained by another process")
+        assert {k: v for k, v in snapshot(run_dir).items() if "lock" not in k} == before  # nothing written
+    result = invoke("train", "--resume", run_dir, "--epochs", "2")  # free again
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(line)["step"] for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))
