@@ -67,6 +67,24 @@ TRAINING_STATE = "training_state.pt"
 CHECKPOINT_NAME = re.compile(r"step-\d{8}")
 
 
+RUN_LOCK = ".msrnn-zoo-lock"
+"""Held while a resumed run trains: a second ``train --resume`` of the same run would interleave its steps."""
+
+
+def _lock_run(run_dir: Path) -> Any:
+    """The run's lock, held (an OS lock through ``filelock``: a killed process frees it), or a ``ValueError`` saying
+    that another process trains this run now."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run_dir / RUN_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ValueError(f"{run_dir} is being trained by another process right now (a `train --resume` of it runs); "
+                         "wait for it to finish, or stop it, before resuming the run again.") from None
+    return lock
+
+
 def _checkpoints_folder(path: Path) -> bool:
     """``checkpoints/`` as :meth:`Trainer.save_checkpoint` leaves it: ``step-NNNNNNNN`` folders (and the hidden one
     being written), each holding the weights and the training state only."""
@@ -120,6 +138,7 @@ def _written_by_us(what: str) -> Callable[[Path], bool]:
 
 RUN_FILES: dict[str, Callable[[Path], bool]] = {
     RUN_MARKER: Path.is_file,
+    RUN_LOCK: Path.is_file,
     TRAIN_CONFIG: _json_object_with("model", "model_config"),
     CONFIG_NAME: _written_by_us("config"),
     WEIGHTS_NAME: _safetensors_file,
@@ -358,6 +377,7 @@ class Trainer:
     def __init__(self, run_dir: str | Path, cfg: TrainConfig, model: Forecaster | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.final_dir: Path | None = None  # set while a new run is built beside the one it will replace
+        self._lock: Any = None  # a resumed run's lock (_lock_run), held until fit ends
         self.cfg = cfg
         cfg.validate()
         self.dist, self.device = distributed.setup(parse_device(cfg.device))
@@ -484,6 +504,8 @@ class Trainer:
         if compile_cells is not None:
             cfg.compile_cells = compile_cells
         trainer = cls(run_dir, cfg)
+        if trainer.dist.is_main:  # before anything is written (the history rolled back, the config)
+            trainer._lock = _lock_run(run_dir)
         if cfg.sampling_steps is None:  # a run written before the horizon was stored: it was the planned epochs
             cfg.sampling_steps = trainer.sampling_steps = trainer.steps_per_epoch * planned
         if (run_dir / LATEST).exists():
@@ -635,11 +657,19 @@ class Trainer:
             losses = self._fit(on_step, stop_after)
         except BaseException:
             self._discard()
+            self._unlock()
             raise
         if self.progress.epoch >= self.cfg.epochs:
             self._commit()
+        self._unlock()
         distributed.barrier(self.dist)  # rank 0 has written the last checkpoint before any process moves on
         return losses
+
+    def _unlock(self) -> None:
+        """Let the run be resumed again (by this process too: the lock is per open file, not per process)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def _fit(self, on_step: Callable[[Trainer, float, float], None] | None, stop_after: int | None) -> list[float]:
         cfg = self.cfg
