@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -491,6 +492,40 @@ def _flags_instead(flags: dict[str, str], *leave_out: str) -> dict[str, str]:
     return {key: f"pass {flag} instead" for key, flag in flags.items() if key not in leave_out}
 
 
+def _typed(ctx: click.Context, name: str) -> bool:
+    """Whether the user wrote parameter ``name`` on the command line: its default, however it reads, does not
+    count, so a check of what was given never refuses what the user left out."""
+    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
+def _spelled(param: click.Parameter) -> str:
+    """A parameter as ``--help`` shows it: ``--hidden`` for an option, ``MODEL`` for an argument."""
+    return param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+
+
+def _refuse_what_resume_ignores(ctx: click.Context, takes: tuple[str, ...], what: str) -> None:
+    """Refuse, before anything runs, every parameter typed beside ``--resume`` that resuming does not apply.
+
+    A resumed run keeps the settings it was made with: ``--hidden 8`` or ``--lr 5`` beside ``--resume`` used to
+    exit 0 with the run unchanged, so the user believed a run was changed that was not. ``takes`` names the
+    parameters resuming applies (or checks); ``what`` says what resuming keeps and how to change the rest.
+    """
+    ignored = [_spelled(p) for p in ctx.command.params
+               if p.name not in (*takes, "resume") and p.name is not None and _typed(ctx, p.name)]
+    if not ignored:
+        return
+    taken = [_spelled(p) for p in ctx.command.params if p.name in takes and isinstance(p, click.Option)]
+    they = "it" if len(ignored) == 1 else "them"
+    raise ValueError(f"--resume {what}, so it would ignore {', '.join(ignored)}: leave {they} out. With --resume, "
+                     f"msrnn-zoo {ctx.command.name} takes only {', '.join(taken[:-1])} and {taken[-1]}.")
+
+
+RESUME_TAKES = ("model", "epochs", "device", "keep_checkpoints", "grad_checkpointing", "precision", "channels_last",
+                "fast_path", "compile_cells", "log_every")
+"""What ``train --resume`` applies: the arguments of ``Trainer.resume``, ``log_every`` (how progress is shown) and
+MODEL (checked to be the run's). Every other option of ``train`` sets up a new run and is refused beside it."""
+
+
 @main.command()
 @click.argument("model", required=False)
 @click.option("--dataset", default=None, help="A registered dataset (see `msrnn-zoo list`).")
@@ -564,12 +599,10 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
     from .train import Trainer, new_train_config
 
     if resume is not None:
-        if out is not None or data is not None or dataset is not None:
-            raise ValueError("--resume continues a run as it was set up; it takes no --out, --data or --dataset "
-                             "(only --epochs, --device, --keep-checkpoints and the speed options such as "
-                             "--grad-checkpointing).")
-        if sampling_steps is not None:
-            raise ValueError("--sampling-steps is fixed when a run is created; --resume continues its schedule.")
+        _refuse_what_resume_ignores(
+            click.get_current_context(), RESUME_TAKES,
+            "continues a run with the data, model, optimizer and input schedule it was created with (to change "
+            "those, start a new run with --out)")
         if model is not None:
             from .io import read_json
             from .train import TRAIN_CONFIG, TrainConfig, require_run

@@ -350,3 +350,33 @@ def test_files_that_are_not_one_npy_array_say_what_they_are(tmp_path, clips_file
             said = " ".join(result.output.split())
             assert result.exit_code == 1 and message in said and "unsafely" not in said, said
             assert not (tmp_path / "new").exists() and not (tmp_path / "f.gif").exists()
+
+
+def test_resume_refuses_the_options_it_would_ignore(tmp_path, clips_file):
+    """`train --resume RUN --hidden 8 --lr 5 ...` exited 0 with the run unchanged: each option that sets up a new run
+    is refused by name beside --resume, before anything runs; those it applies (and defaults) are not."""
+    from msrnn_zoo.train import TrainConfig, Trainer
+
+    run("train", "convlstm", "--data", clips_file, "--out", tmp_path / "a", *TINY_TRAIN)
+    cfg = TrainConfig.from_dict(json.loads((tmp_path / "a" / "train_config.json").read_text()))
+    Trainer.create(tmp_path / "b", cfg)  # set up, never trained
+    before = (tmp_path / "b" / "train_config.json").read_text()
+    ignored = [("--hidden", "8"), ("--lr", "5"), ("--batch-size", "1"), ("--in-frames", "3"), ("--out-frames", "2"),
+               ("--sampling", "none"), ("--max-train-clips", "1"), ("--max-eval-clips", "1"), ("--force",),
+               ("--seed", "3"), ("--layers", "1"), ("--kernel-size", "5"), ("--option", "x=1"),
+               ("--sampling-steps", "3"), ("--checkpoint-every", "1"), ("--split", "0.5,0.25,0.25"),
+               ("--source", "synthetic"), ("--root", str(tmp_path)), ("--protocol", "small"),
+               ("--out", str(tmp_path / "c")), ("--data", str(clips_file)), ("--dataset", "moving-mnist")]
+    for given in ignored:
+        line = " ".join(run("train", "--resume", tmp_path / "b", "--epochs", "2", *given, ok=False).output.split())
+        assert f"it would ignore {given[0]}: leave it out" in line, line
+        assert "takes only --epochs, --keep-checkpoints, --device" in line and "--log-every" in line
+    line = " ".join(run("train", "--resume", tmp_path / "b", "--hidden", "8", "--lr", "5", ok=False).output.split())
+    assert "ignore --lr, --hidden: leave them out" in line
+    assert (tmp_path / "b" / "train_config.json").read_text() == before and not (tmp_path / "c").exists()
+    # what --resume applies, and the run's own model named, still go through
+    run("train", "convlstm", "--resume", tmp_path / "b", "--epochs", "2", "--keep-checkpoints", "3",
+        "--device", "cpu", "--no-grad-checkpointing", "--precision", "fp32", "--fast-path", "none",
+        "--no-channels-last", "--no-compile-cells", "--log-every", "0")
+    resumed = json.loads((tmp_path / "b" / "train_config.json").read_text())
+    assert (resumed["epochs"], resumed["keep_checkpoints"]) == (2, 3)
