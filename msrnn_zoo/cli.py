@@ -1221,9 +1221,15 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
     from . import reproduce as repro
     from .distributed import is_main_process
 
+    ctx = click.get_current_context()
     if resume is not None:
-        files = repro.resume(resume, device=device if device != "cpu" else None, max_eval_clips=max_eval_clips,
-                             fit=_fit_with_progress_then_leave_the_job)
+        _refuse_what_resume_ignores(
+            ctx, ("device", "max_eval_clips"),
+            "finishes a reproduction as it was planned: the recipe, its budget and its changes (to change those, "
+            "start a new reproduction with --out)")
+        # the run's device unless one is typed: `--device cpu` moves a GPU run to the CPU, as its help says
+        files = repro.resume(resume, device=device if _typed(ctx, "device") else None,
+                             max_eval_clips=max_eval_clips, fit=_fit_with_progress_then_leave_the_job)
         run_dir = resume
     else:
         if model is None or dataset is None:

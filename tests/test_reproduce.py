@@ -114,3 +114,24 @@ def test_reproduce_force_builds_the_new_run_whole_beside_the_old(tmp_path):
     assert files["README.md"] == out / "README.md" and "trained 2 steps" in files["README.md"].read_text()
     assert json.loads((out / "recipe.json").read_text())["budget"]["steps"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # nothing left beside it
+
+
+def test_reproduce_resume_refuses_what_it_would_ignore(tmp_path, monkeypatch):
+    """`reproduce --resume RUN` finished the run as planned whatever else was typed (MODEL, --set, --budget-steps,
+    --out...): each is refused by name before anything runs. A typed --device reaches the run, --device cpu too."""
+    calls = []
+    monkeypatch.setattr(reproduce, "resume", lambda out, **kwargs: calls.append(kwargs) or {})
+    out = str(tmp_path / "a")
+    for given, name in [(["ms-convlstm"], "MODEL"), (["ms-convlstm", "moving-mnist"], "MODEL, DATASET"),
+                        (["--budget-steps", "3"], "--budget-steps"), (["--set", "seed=1"], "--set"),
+                        (["--source", "synthetic"], "--source"), (["--root", str(tmp_path)], "--root"),
+                        (["--out", str(tmp_path / "b")], "--out"), (["--force"], "--force")]:
+        result = CliRunner().invoke(main, ["reproduce", *given, "--resume", out])
+        line = " ".join(result.output.split())
+        assert result.exit_code == 1 and f"it would ignore {name}: leave" in line, result.output
+        assert "takes only --max-eval-clips and --device" in line
+    assert calls == [] and list(tmp_path.iterdir()) == []
+    for device, expected in (([], None), (["--device", "cpu"], "cpu")):
+        result = CliRunner().invoke(main, ["reproduce", "--resume", out, "--max-eval-clips", "2", *device])
+        assert result.exit_code == 0, result.output
+        assert (calls[-1]["device"], calls[-1]["max_eval_clips"]) == (expected, 2)
