@@ -1238,9 +1238,7 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
         if out is None:
             raise ValueError("Say where the run goes: --out runs/NAME.")
         overrides = {k: v for k, v in _parse_options(settings, "--set").items()}
-        from .train import check_run_dir
-
-        check_run_dir(out, force)  # before the recipe's data is downloaded
+        repro.check_out(out, force)  # before the recipe's data is downloaded
         plan = repro.make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
                                overrides=overrides, out=out)
         budget = plan.budget

@@ -24,7 +24,7 @@ import torch
 from . import distributed
 from .card import PROFILE_JSON, RECIPE_JSON, write_card
 from .catalogue import Recipe, get_recipe, paper
-from .io import read_json, write_json
+from .io import RUN_MARKER, OverwriteRefusedError, read_json, write_json
 
 MODEL_OPTIONS = ("hidden_channels", "num_layers", "kernel_size")
 OVERRIDABLE = (*MODEL_OPTIONS, "lr", "batch_size", "seed", "epochs", "sampling")
@@ -155,6 +155,25 @@ def start(plan: Plan, out: str | Path, *, force: bool = False) -> Any:
     return trainer
 
 
+def check_out(out: str | Path, force: bool = False) -> bool:
+    """``check_run_dir`` for a reproduction: whether ``out`` is replaced (only with ``force``), else why not.
+
+    A reproduction already in ``out`` is continued with ``reproduce --resume``, which trains what is left and
+    then scores the run and writes its card; ``train --resume``, which ``check_run_dir`` suggests for any run,
+    would leave it without its card."""
+    from .train import check_run_dir
+
+    out = Path(out)
+    if not force and (out / RECIPE_JSON).is_file() and (out / RUN_MARKER).is_file():
+        raise OverwriteRefusedError(
+            f"{out} holds a reproduction already; ",
+            python_hint=f"continue it with reproduce.resume({str(out)!r}), choose another directory for the new "
+                        "one, or pass force=True to replace it.",
+            cli_hint=f"continue it with `msrnn-zoo reproduce --resume {shlex.quote(str(out))}`, choose another "
+                     "--out for the new one, or pass --force to replace it.")
+    return check_run_dir(out, force)
+
+
 def _check_max_eval_clips(max_eval_clips: int | None) -> None:
     """Refuse a clip count that evaluation would reject only after the whole training run."""
     if max_eval_clips is not None and (isinstance(max_eval_clips, bool) or not isinstance(max_eval_clips, int)
@@ -197,10 +216,8 @@ def reproduce(model: str, dataset: str, out: str | Path, *, root: str | Path | N
               max_eval_clips: int | None = None, force: bool = False, overrides: dict[str, Any] | None = None,
               fit: Callable[[Any], Any] | None = None) -> dict[str, Path]:
     """Train ``model`` on ``dataset`` by the paper's recipe into ``out``, evaluate it and write its card."""
-    from .train import check_run_dir
-
     _check_max_eval_clips(max_eval_clips)
-    check_run_dir(out, force)  # before the recipe's data is downloaded
+    check_out(out, force)  # before the recipe's data is downloaded
     plan = make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
                      overrides=overrides, out=out)
     trainer = start(plan, out, force=force)

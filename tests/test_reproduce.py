@@ -135,3 +135,23 @@ def test_reproduce_resume_refuses_what_it_would_ignore(tmp_path, monkeypatch):
         result = CliRunner().invoke(main, ["reproduce", "--resume", out, "--max-eval-clips", "2", *device])
         assert result.exit_code == 0, result.output
         assert (calls[-1]["device"], calls[-1]["max_eval_clips"]) == (expected, 2)
+
+
+def test_an_out_holding_a_reproduction_says_to_resume_it_with_reproduce(tmp_path):
+    """It said `msrnn-zoo train --resume`, which would train the rest but never score the run or write its card."""
+    from msrnn_zoo.io import RUN_MARKER
+
+    done = tmp_path / "rp a"
+    done.mkdir()
+    (done / RUN_MARKER).write_text("")
+    (done / "recipe.json").write_text("{}")
+    result = CliRunner().invoke(main, ["reproduce", "ms-convlstm", "moving-mnist", "--out", str(done)])
+    line = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"msrnn-zoo reproduce --resume '{done}'" in line, result.output
+    assert "train --resume" not in line
+    with pytest.raises(FileExistsError, match=r"holds a reproduction already; continue it with reproduce\.resume"):
+        reproduce.reproduce("ms-convlstm", "moving-mnist", done)
+    (done / "recipe.json").unlink()  # a run of train: train --resume continues it
+    result = CliRunner().invoke(main, ["reproduce", "ms-convlstm", "moving-mnist", "--out", str(done)])
+    assert result.exit_code == 1 and "msrnn-zoo train --resume" in result.output
+    assert sorted(p.name for p in done.iterdir()) == [RUN_MARKER]
