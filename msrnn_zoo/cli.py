@@ -625,8 +625,17 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             raise ValueError("Say where the run goes: --out runs/NAME.")
         if (dataset is None) == (data is None):
             raise ValueError("Train on exactly one of --dataset NAME or --data clips.npy.")
-        if dataset is None and (root is not None or protocol is not None):
-            raise ValueError("--root and --protocol belong to --dataset; --data clips.npy needs neither.")
+        # each of these would be ignored in silence by the other kind of data
+        ctx = click.get_current_context()
+        if dataset is None and (root is not None or protocol is not None or source is not None):
+            given = [flag for flag, value in (("--source", source), ("--root", root), ("--protocol", protocol))
+                     if value is not None]
+            one = len(given) == 1
+            raise ValueError(f"{', '.join(given)} belong{'s' if one else ''} to --dataset; --data clips.npy reads "
+                             f"your own clips as they are: leave {'it' if one else 'them'} out.")
+        if dataset is not None and _typed(ctx, "split_fractions"):
+            raise ValueError("--split divides your own clips (--data) into train, val and test; a --dataset comes "
+                             "split already (its --protocol says how): leave --split out.")
         in_channels = 1
         if dataset is not None:
             from .datasets import resolve_root
