@@ -427,6 +427,18 @@ def test_newcomer_mistakes_are_one_red_line(toy_dataset, raw, tmp_path, args, me
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_data_info_with_a_source_the_dataset_lacks_is_one_red_line(toy_dataset, raw, tmp_path):
+    """It exited 0, printing "has no source 'bogus'" once per protocol and split as if those were unavailable."""
+    result = run("data", "info", "moving-mnist", "--source", "bogus", ok=False)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: Dataset 'moving-mnist' has no source 'bogus'; its sources: synthetic")
+    result = run("data", "info", "toy-store", "--root", tmp_path / "nothing", "--source", "x", ok=False)
+    assert result.exit_code == 1 and "has no named sources" in result.output  # before the missing store
+    with pytest.raises(ValueError, match="has no source 'bogus'"):
+        describe_dataset("moving-mnist", source="bogus")
+
+
 def test_cli_refuses_empty_data_paths(toy_dataset, raw, tmp_path, monkeypatch):
     """``--source "$RAW"`` with RAW unset must not mean "search the current folder to any depth"."""
     monkeypatch.chdir(raw)
