@@ -23,6 +23,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from .validation import MAX_SEED
+
 # No emoji codes: a path or a message holding ":train:" must print as typed.
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
@@ -122,6 +124,23 @@ class ZooGroup(click.Group):
 
 POSITIVE = click.IntRange(min=1)
 """An integer option that must be at least 1 (``--epochs 0`` is refused, never read as "the default")."""
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A ``FloatRange`` that refuses nan and inf: every comparison with nan is false, so ``FloatRange(min=0)`` let
+    ``--lr nan`` through to a config check that said "must be a number, got nan (a number)"."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number; give one in the range {self._describe_range()}.", param, ctx)
+        return number
+
+
+SEED = click.IntRange(0, MAX_SEED)
+"""What ``torch.manual_seed`` takes, so that click names ``--seed`` when a seed is out of it."""
 
 
 class DataPath(click.Path):
@@ -543,8 +562,8 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
               help="Replace an existing run made by msrnn-zoo train (the old one stays until the new one completes).")
 @click.option("--epochs", type=POSITIVE, default=None, help="Epochs to train (default 1).")
 @click.option("--batch-size", type=POSITIVE, default=4, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--in-frames", type=POSITIVE, default=None, help="Context frames (default: the dataset's).")
 @click.option("--out-frames", type=POSITIVE, default=None, help="Frames to forecast (default: the dataset's).")
 @click.option("--hidden", "hidden_channels", type=POSITIVE, default=64, show_default=True)
@@ -582,7 +601,7 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
 @click.option("--compile-cells/--no-compile-cells", default=None,
               help="torch.compile each cell, fusing its gate arithmetic (the first step pays the compilation; goes "
                    "with --fast-path clip-graph or none). Default off, on --resume the run's.")
-@click.option("--log-every", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
+@click.option("--log-every", type=FiniteFloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
               help="Where the output is not a terminal (a log file, a batch job), a progress line at most every "
                    "SECONDS and at each epoch's end (0: every step); a terminal gets a live bar instead.")
 @friendly

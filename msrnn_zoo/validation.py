@@ -13,6 +13,9 @@ import types
 import typing
 from typing import Any, Union
 
+MAX_SEED = 2**64 - 1
+"""The largest seed ``torch.manual_seed`` takes (a larger one was "Overflow when unpacking long long")."""
+
 
 def _describe(value: Any) -> str:
     kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",

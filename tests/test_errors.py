@@ -75,6 +75,13 @@ def run(trained, tmp_path):
         (["--split", "0.9,0.1,0"], "leaves the test split"),
         (["--epochs", "two"], "--epochs"),
         (["--device", "gpu"], "--device"),
+        # beyond what torch.manual_seed takes: was "Overflow when unpacking long long", naming no option
+        (["--seed", "99999999999999999999"], "--seed"),
+        # not finite: --lr was "must be a number, got nan (a number)", --log-every was accepted
+        (["--lr", "nan"], "'--lr': nan is not a finite number"),
+        (["--lr", "inf"], "'--lr': inf is not a finite number"),
+        (["--log-every", "nan"], "'--log-every': nan is not a finite number"),
+        (["--log-every", "inf"], "'--log-every': inf is not a finite number"),
     ],
 )
 def test_bad_training_options_name_themselves(tmp_path, clips_file, args, option):
