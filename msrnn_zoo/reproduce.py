@@ -12,6 +12,7 @@ card says so in its first lines.
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 from collections.abc import Callable
@@ -25,10 +26,33 @@ from . import distributed
 from .card import PROFILE_JSON, RECIPE_JSON, write_card
 from .catalogue import Recipe, get_recipe, paper
 from .io import RUN_MARKER, OverwriteRefusedError, read_json, write_json
+from .validation import MAX_SEED
 
 MODEL_OPTIONS = ("hidden_channels", "num_layers", "kernel_size")
 OVERRIDABLE = (*MODEL_OPTIONS, "lr", "batch_size", "seed", "epochs", "sampling")
 """Recipe settings a user may change (``--set KEY=VALUE``); the card lists every change beside the recipe's value."""
+
+
+def check_overrides(overrides: dict[str, Any]) -> None:
+    """Refuse a ``--set`` value that train's own option would refuse (``--batch-size``, ``--seed``...), before any
+    data is fetched: ``batch_size=0`` was a ZeroDivisionError in planning, ``seed=-1`` a run train never makes."""
+    from .sampling import SCHEDULES
+
+    for key, value in overrides.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        whole = number and isinstance(value, int)
+        if key in ("hidden_channels", "num_layers", "kernel_size", "batch_size", "epochs"):
+            ok, rule = whole and value >= 1, "a whole number of at least 1"
+        elif key == "seed":
+            ok, rule = whole and 0 <= value <= MAX_SEED, f"a whole number from 0 to {MAX_SEED}"
+        elif key == "lr":
+            ok, rule = number and math.isfinite(value) and value > 0, "a finite number above 0, such as 3e-4"
+        elif key == "sampling":
+            ok, rule = value is None or value in SCHEDULES, f"one of {', '.join(SCHEDULES)} (or null: the cell's own)"
+        else:
+            continue  # make_plan names what --set cannot change
+        if not ok:
+            raise ValueError(f"--set {key}={json.dumps(value, default=str)}: {key} must be {rule}.")
 
 
 @dataclass
@@ -57,6 +81,7 @@ def make_plan(model: str, dataset: str, *, root: str | Path | None = None, sourc
     bad = sorted(set(overrides) - set(OVERRIDABLE))
     if bad:
         raise ValueError(f"--set cannot change {', '.join(bad)}; it can change {', '.join(OVERRIDABLE)}.")
+    check_overrides(overrides)
     deviations = {k: {"recipe": recipe.get(k), "used": v} for k, v in overrides.items() if recipe.get(k) != v}
     recipe = Recipe(recipe.model, recipe.dataset, {**recipe.settings, **overrides}, recipe.sources)
     try:

@@ -155,3 +155,33 @@ def test_an_out_holding_a_reproduction_says_to_resume_it_with_reproduce(tmp_path
     result = CliRunner().invoke(main, ["reproduce", "ms-convlstm", "moving-mnist", "--out", str(done)])
     assert result.exit_code == 1 and "msrnn-zoo train --resume" in result.output
     assert sorted(p.name for p in done.iterdir()) == [RUN_MARKER]
+
+
+@pytest.mark.parametrize(("setting", "rule"), [
+    ({"batch_size": 0}, "batch_size=0: batch_size must be a whole number of at least 1"),  # was ZeroDivisionError
+    ({"seed": -1}, "seed=-1: seed must be a whole number from 0 to"),  # was accepted; train --seed -1 is refused
+    ({"seed": 2**64}, "seed must be a whole number from 0 to 18446744073709551615"),
+    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"lr": float("nan")}, "lr=NaN: lr must be a finite number above 0"),
+    ({"lr": float("inf")}, "lr must be a finite number above 0"),
+    ({"lr": 0}, "lr must be a finite number above 0"),
+    ({"lr": "fast"}, 'lr="fast": lr must be a finite number'),
+    ({"hidden_channels": True}, "hidden_channels=true: hidden_channels must be a whole number of at least 1"),
+    ({"num_layers": -2}, "num_layers must be a whole number of at least 1"),
+    ({"kernel_size": 0}, "kernel_size must be a whole number of at least 1"),
+    ({"epochs": 0}, "epochs must be a whole number of at least 1"),
+    ({"sampling": "bogus"}, "sampling must be one of scheduled, reverse, none"),
+])
+def test_set_values_follow_trains_rules(setting, rule):
+    with pytest.raises(ValueError, match=rule.replace("(", r"\(")):
+        reproduce.make_plan("convlstm", "moving-mnist", source="synthetic", overrides=setting)
+
+
+def test_a_bad_set_value_is_one_red_line_before_anything_runs(tmp_path):
+    out = tmp_path / "x"
+    result = CliRunner().invoke(main, ["reproduce", "convlstm", "moving-mnist", "--source", "synthetic",
+                                       "--set", "batch_size=0", "--out", str(out)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0] == "Error: --set batch_size=0: batch_size must be a whole number of at least 1."
+    assert not out.exists()
