@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import functools
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,12 @@ console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, OSError,
                FloatingPointError)  # a diverging loss: the user chose the learning rate and the data
+
+
+def _q(path: str | Path) -> str:
+    """A path or name as it must be typed in a shell: a printed command is there to be copied, and ``runs/g ü``
+    unquoted is two arguments."""
+    return shlex.quote(str(path))
 
 
 def error_line(message: str) -> None:
@@ -368,7 +375,7 @@ def download(dataset: str, source: str | None, root: Path | None) -> None:
     if entry.capabilities.prepare is not None:
         where = entry.info.url or "see its plugin's README"
         raise ValueError(f"{dataset} is built from public files you download yourself ({where}); then run "
-                         f"`msrnn-zoo data prepare {dataset} --source FOLDER --root ROOT`.")
+                         f"`msrnn-zoo data prepare {_q(dataset)} --source FOLDER --root ROOT`.")
     for split in ("test", "train"):
         try:
             ds = load_dataset(dataset, split=split, source=source, root=root, download=True)
@@ -421,8 +428,9 @@ def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> 
                        "same command again to start over.")
             sys.exit(130)
     sizes = ", ".join(f"{name} {tuple(rec['shape'])}" for name, rec in store.arrays.items())
-    console.print(f"Prepared {dataset} in [bold]{store.root}[/bold] ({sizes}). "
-                  f"Next: msrnn-zoo data info {dataset} --root {store.root}")
+    console.print(f"Prepared {escape(dataset)} in [bold]{escape(str(store.root))}[/bold] ({escape(sizes)}). "
+                  f"Next: msrnn-zoo data info {escape(_q(dataset))} --root {escape(_q(store.root))}",
+                  highlight=False, soft_wrap=True)
 
 
 @data.command("info")
@@ -705,7 +713,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         shutdown()
     if trainer.dist.is_main:
         console.print(f"Run saved in [bold]{escape(str(run_dir))}[/bold] (final loss "
-                      f"{trainer.progress.losses[-1]:.4f}). Next: msrnn-zoo evaluate {escape(str(run_dir))}")
+                      f"{trainer.progress.losses[-1]:.4f}). Next: msrnn-zoo evaluate {escape(_q(run_dir))}",
+                      soft_wrap=True)
 
 
 def _say_where_training_resumes(trainer: Any, run_dir: Path) -> None:
@@ -1173,8 +1182,8 @@ def new_cell_cmd(name: str, parent: Path) -> None:
     package = names(name)["package"]
     console.print(f"Wrote [bold]{escape(str(target))}[/bold]: a working ConvGRU named {escape(name)} whose equations "
                   f"you replace in {escape(package)}/cell.py.", highlight=False)
-    console.print(f"Next: pip install -e {escape(str(target))} && pytest {escape(str(target / 'tests'))} "
-                  f"&& msrnn-zoo list '*{escape(name)}'", highlight=False)
+    console.print(f"Next: pip install -e {escape(_q(target))} && pytest {escape(_q(target / 'tests'))} "
+                  f"&& msrnn-zoo list {escape(_q('*' + name))}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------- recipes
@@ -1283,7 +1292,7 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
         return
     console.print(f"Model card written to [bold]{escape(str(files['README.md']))}[/bold] "
                   f"({', '.join(sorted(n for n in files if n != 'README.md'))} beside it). "
-                  f"Next: msrnn-zoo push {escape(str(run_dir))} --repo-id YOU/NAME", highlight=False)
+                  f"Next: msrnn-zoo push {escape(_q(run_dir))} --repo-id YOU/NAME", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------- sharing
@@ -1378,7 +1387,7 @@ def _checked_card(card_path: Path, repo_id: str, run_dir: Path) -> Path:
     others = sorted(named - {repo_id})
     if others:
         is_run = (run_dir / "train_config.json").is_file()
-        fix = (f"Render it again with `msrnn-zoo card {run_dir} --repo-id {repo_id} --force`" if is_run else
+        fix = (f"Render it again with `msrnn-zoo card {_q(run_dir)} --repo-id {_q(repo_id)} --force`" if is_run else
                f'Change them to pretrained="{repo_id}", or leave out --card for a card generated for the repo')
         raise ValueError(f"{card_path} loads from {', '.join(map(repr, others))} (its pretrained= lines), not from "
                          f"{repo_id!r}, where it would be pushed. {fix}.")

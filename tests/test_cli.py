@@ -389,3 +389,17 @@ def test_resume_refuses_the_options_it_would_ignore(tmp_path, clips_file):
         "--no-channels-last", "--no-compile-cells", "--log-every", "0")
     resumed = json.loads((tmp_path / "b" / "train_config.json").read_text())
     assert (resumed["epochs"], resumed["keep_checkpoints"]) == (2, 3)
+
+
+def test_printed_commands_quote_their_paths(tmp_path, clips_file):
+    """`Next: msrnn-zoo evaluate runs/g ü` was two arguments where one was meant: a printed command is copied."""
+    import shlex
+
+    out = tmp_path / "g ü"
+    hint = run("train", "convlstm", "--data", clips_file, "--out", out, *TINY_TRAIN).output.split("Next: ")[1]
+    assert hint.strip() == f"msrnn-zoo evaluate {shlex.quote(str(out))}"
+    run(*shlex.split(hint)[1:])  # the command as printed runs
+    made = run("new-cell", "foo", "--dir", tmp_path / "my cells").output.split("Next: ")[1]
+    target = tmp_path / "my cells" / "msrnn-foo"
+    assert " ".join(made.split()) == (f"pip install -e {shlex.quote(str(target))} && pytest "
+                                      f"{shlex.quote(str(target / 'tests'))} && msrnn-zoo list '*foo'")

@@ -462,3 +462,14 @@ def test_cli_ctrl_c_during_prepare_says_how_to_go_on(toy_dataset, raw, tmp_path,
     result = run("data", "prepare", "toy-store", "--source", raw, "--root", tmp_path / "s", ok=False)
     assert result.exit_code == 130 and "run the same command again" in result.output
 
+
+
+def test_the_next_command_after_prepare_quotes_its_path(toy_dataset, raw, tmp_path):
+    """`Next: msrnn-zoo data info toy-store --root /tmp/x/g store` was three arguments where one was meant."""
+    import shlex
+
+    root = tmp_path / "g store [x]"
+    out = run("data", "prepare", "toy-store", "--source", raw, "--root", root).output
+    hint = next(line for line in out.splitlines() if "Next:" in line)
+    assert hint.endswith(f"Next: msrnn-zoo data info toy-store --root {shlex.quote(str(root.resolve()))}"), out
+    run(*shlex.split(hint.split("Next: msrnn-zoo ")[1]))  # the command as printed runs
