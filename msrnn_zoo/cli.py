@@ -150,17 +150,29 @@ SEED = click.IntRange(0, MAX_SEED)
 """What ``torch.manual_seed`` takes, so that click names ``--seed`` when a seed is out of it."""
 
 
-class DataPath(click.Path):
-    """A data path that is not empty: ``--source "$RAW"`` with ``RAW`` unset would otherwise mean the current
-    folder, and ``data prepare`` would search it (a home folder, say) to any depth for raw files."""
+class UserPath(click.Path):
+    """A path that is not empty, with ``~`` expanded.
+
+    Empty, ``--source "$RAW"`` with ``RAW`` unset would mean the current folder, and ``data prepare`` would search
+    it (a home folder, say) to any depth for raw files; ``--input ""`` would read the folder as a file. A quoted
+    ``"~/runs/a"`` would be a folder named ``~`` in the current one, which a later ``rm -rf ~`` meant for it would
+    take the home folder with it. ``data`` says what the path must be, for the message."""
+
+    def __init__(self, what: str = "path") -> None:
+        super().__init__(path_type=Path)
+        self.what = what
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and not value.strip():
-            self.fail("is empty; give a folder (write . for the current one).", param, ctx)
-        return super().convert(value, param, ctx)
+            where = " (write . for the current one)" if self.what == "folder" else ""
+            self.fail(f"is empty; give a {self.what}{where}.", param, ctx)
+        path = super().convert(value, param, ctx)
+        return path.expanduser() if isinstance(path, Path) else path
 
 
-DATA_PATH = DataPath(path_type=Path)
+DATA_PATH = UserPath("folder")
+FILE_PATH = UserPath("file")
+PATH = UserPath()
 MAX_HORIZON = 1000
 """predict's ceiling: a picture of more frames than this is not a picture; long rollouts belong to the API."""
 FAST_PATH_CHOICE = click.Choice(["none", "compile", "cudagraph", "clip-graph"])
@@ -560,12 +572,12 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
 @click.option("--root", type=DATA_PATH, default=None,
               help="The dataset's prepared store (`msrnn-zoo data prepare`), or data root ($MSRNN_ZOO_DATA).")
 @click.option("--protocol", default=None, help="How clips are cut: paper, openstl... (default: the dataset's).")
-@click.option("--data", type=DATA_PATH, default=None,
+@click.option("--data", type=FILE_PATH, default=None,
               help="Your own clips: a .npy array (N, T, C, H, W) or (N, T, H, W), uint8 or float in [0, 1].")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, callback=_parse_split,
               help="train,val,test fractions for --data.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory to create.")
-@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue this run directory.")
+@click.option("--out", type=PATH, default=None, help="Run directory to create.")
+@click.option("--resume", type=PATH, default=None, help="Continue this run directory.")
 @click.option("--force", is_flag=True,
               help="Replace an existing run made by msrnn-zoo train (the old one stays until the new one completes).")
 @click.option("--epochs", type=POSITIVE, default=None, help="Epochs to train (default 1).")
@@ -953,11 +965,11 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
 
 # ---------------------------------------------------------------------------------------------- results
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=PATH)
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--batch-size", type=POSITIVE, default=None, help="Default: the run's training batch size.")
 @click.option("--max-clips", type=POSITIVE, default=None, help="Score only the first N clips of the split.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", type=PATH, default=None,
               help="Where to write the JSON (default RUN_DIR/metrics-SPLIT.json).")
 @click.option("--force", is_flag=True,
               help="Overwrite the metrics file named by --out: only that file, and only a metrics file msrnn-zoo "
@@ -1089,10 +1101,10 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("forecast.gif"), show_default=True,
+@click.argument("run_dir", type=PATH)
+@click.option("--out", type=PATH, default=Path("forecast.gif"), show_default=True,
               help="Picture to write: NAME.gif (an animation, plus a PNG strip beside it) or NAME.png (the strip).")
-@click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
+@click.option("--input", "input_path", type=FILE_PATH, default=None,
               help="Forecast from your own frames (.npy, (T, C, H, W) or (T, H, W)); no ground truth needed.")
 @click.option("--horizon", type=click.IntRange(1, MAX_HORIZON), default=None,
               help=f"Frames to forecast, 1..{MAX_HORIZON} (default: the run's).")
@@ -1171,7 +1183,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
 # ---------------------------------------------------------------------------------------------- authoring
 @main.command("new-cell")
 @click.argument("name")
-@click.option("--dir", "parent", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+@click.option("--dir", "parent", type=PATH, default=Path("."), show_default=True,
               help="Where to create the distribution folder msrnn-NAME (it must not exist yet).")
 @friendly
 def new_cell_cmd(name: str, parent: Path) -> None:
@@ -1236,7 +1248,7 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("model", required=False)
 @click.argument("dataset", required=False)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory to create.")
+@click.option("--out", type=PATH, default=None, help="Run directory to create.")
 @click.option("--root", type=DATA_PATH, default=None,
               help="The dataset's data directory (a prepared store for kth, taxibj, germany).")
 @click.option("--source", default=None, help="Another source of the dataset than the recipe's (e.g. synthetic).")
@@ -1248,7 +1260,7 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
                    "seed, epochs, sampling); the card lists every change.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
-@click.option("--resume", type=click.Path(path_type=Path), default=None,
+@click.option("--resume", type=PATH, default=None,
               help="Finish an interrupted reproduction in this directory.")
 @friendly
 def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Path | None, source: str | None,
@@ -1297,9 +1309,9 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
 
 # ---------------------------------------------------------------------------------------------- sharing
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=PATH)
 @click.option("--repo-id", required=True, help="The Hub repo the card will describe (its load lines use it).")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", type=PATH, default=None,
               help="The card file to write (default RUN_DIR/README.md); metrics.png and forecast.png go beside it.")
 @click.option("--force", is_flag=True,
               help="Overwrite the card and its two pictures: only those files, and only if msrnn-zoo wrote them.")
@@ -1323,12 +1335,12 @@ def _public_metrics(path: Path, tmp: Path) -> Path:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=PATH)
 @click.argument("repo_id_arg", metavar="[REPO_ID]", required=False)
 @click.option("--repo-id", "repo_id", default=None, help="The Hub repo to push to (user/name).")
 @click.option("--private", is_flag=True, help="Create the repo private.")
 @click.option("--token", default=None, help="Hub token (default: the one `hf auth login` stored, or $HF_TOKEN).")
-@click.option("--card", "card_path", type=click.Path(path_type=Path), default=None,
+@click.option("--card", "card_path", type=FILE_PATH, default=None,
               help="Push this card (e.g. one rendered by `msrnn-zoo card` and edited) instead of rendering it.")
 @friendly
 def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: bool, token: str | None,
@@ -1460,16 +1472,16 @@ def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> 
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=FILE_PATH)
 @click.option("--model", "model_name", required=True, help="The zoo model the checkpoint is of (e.g. ms-predrnn).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the model into.")
+@click.option("--out", type=PATH, required=True, help="Directory to write the model into.")
 @click.option("--hidden", "hidden_channels", type=POSITIVE, default=None,
               help="Hidden channels (read from the checkpoint; given, it must agree).")
 @click.option("--layers", "num_layers", type=POSITIVE, default=None, help="Layers (read from the checkpoint).")
 @click.option("--in-channels", type=POSITIVE, default=None, help="Frame channels (read from the checkpoint).")
 @click.option("--kernel-size", type=POSITIVE, default=3, show_default=True)
 @click.option("--option", "options", multiple=True, help="A cell option KEY=VALUE (repeatable).")
-@click.option("--reference", type=click.Path(path_type=Path), default=None,
+@click.option("--reference", type=FILE_PATH, default=None,
               help="A safetensors file with `input` (T, B, C, H, W) and the original's `output` (T-1, B, C, H, W) "
                    "to check parity against (the format of the zoo's parity fixtures).")
 @click.option("--in-len", type=POSITIVE, default=None, help="Context frames of --reference (default: its metadata).")

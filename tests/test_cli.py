@@ -403,3 +403,17 @@ def test_printed_commands_quote_their_paths(tmp_path, clips_file):
     target = tmp_path / "my cells" / "msrnn-foo"
     assert " ".join(made.split()) == (f"pip install -e {shlex.quote(str(target))} && pytest "
                                       f"{shlex.quote(str(target / 'tests'))} && msrnn-zoo list '*foo'")
+
+
+def test_a_quoted_tilde_means_home_and_an_empty_path_is_refused(tmp_path, clips_file, monkeypatch):
+    """`--out "~/x"` made a folder named ~ in the current one (which a later `rm -rf ~` meant for it would take
+    the home folder with); an empty --input read the current folder as a file."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    run("train", "convlstm", "--data", clips_file, "--out", "~/runs/a", "--hidden", "2", "--layers", "1",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
+    assert (tmp_path / "home" / "runs" / "a" / "model.safetensors").is_file() and not (tmp_path / "~").exists()
+    for args in (["predict", "~/runs/a", "--input", ""], ["evaluate", "~/runs/a", "--out", ""],
+                 ["train", "convlstm", "--data", "", "--out", "b"]):
+        result = run(*args, ok=False)
+        assert result.exit_code == 1 and "is empty; give a" in result.output, result.output
