@@ -717,8 +717,14 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             compile_cells=bool(compile_cells))
         trainer = Trainer.create(out, cfg, force=force)
         run_dir = out
+    replacing = trainer.final_dir is not None
     try:
         _fit_with_progress(trainer, log_every)
+    except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on, not only "Aborted."
+        error_line(f"Interrupted. The new run was dropped; {run_dir} holds the run it was to replace, as it was."
+                   if replacing else f"Interrupted. Continue from the last checkpoint (at most --checkpoint-every "
+                   f"steps back) with: msrnn-zoo train --resume {_q(run_dir)}")
+        sys.exit(130)
     finally:
         from .distributed import shutdown
 
@@ -1137,6 +1143,9 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     from .train import open_split
     from .visualize import save_gif, save_png
 
+    if input_path is not None and _typed(click.get_current_context(), "index"):
+        raise ValueError("--index picks a clip of the run's test split; with --input the clip is yours: give one "
+                         "of them.")
     suffix = out.suffix.lower()
     if suffix not in (".gif", ".png"):
         raise ValueError(f"--out {out}: the picture's name must end in .gif (animation and PNG strip) or .png "

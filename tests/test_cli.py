@@ -100,6 +100,8 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
         np.save(context, np.zeros(many, dtype=np.float32))
         refused = run("predict", out, "--input", context, "--out", tmp_path / "h.png", ok=False)
         assert refused.exit_code == 1 and "save one of them" in refused.output and not (tmp_path / "h.png").exists()
+    refused = run("predict", out, "--input", context, "--index", "3", "--out", tmp_path / "h.png", ok=False)
+    assert refused.exit_code == 1 and "--index picks a clip of the run's test split" in refused.output  # was ignored
     for empty in ((0, 1, 16, 16), (3, 1, 0, 16)):  # was NumPy's "zero-size array to reduction operation minimum"
         np.save(context, np.zeros(empty, dtype=np.float32))
         refused = run("predict", out, "--input", context, "--out", tmp_path / "h.png", ok=False)
@@ -417,3 +419,25 @@ def test_a_quoted_tilde_means_home_and_an_empty_path_is_refused(tmp_path, clips_
                  ["train", "convlstm", "--data", "", "--out", "b"]):
         result = run(*args, ok=False)
         assert result.exit_code == 1 and "is empty; give a" in result.output, result.output
+
+
+def test_ctrl_c_says_how_to_go_on(tmp_path, clips_file, monkeypatch):
+    """Was "Error: Aborted." alone."""
+    from msrnn_zoo.train import Trainer
+
+    args = ["train", "convlstm", "--data", clips_file, "--hidden", "2", "--layers", "1", "--in-frames", "3",
+            "--out-frames", "3", "--batch-size", "8"]
+    run(*args, "--out", tmp_path / "a")
+    real = Trainer._fit
+
+    def interrupted(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_fit", interrupted)
+    fresh = run(*args, "--out", tmp_path / "b", ok=False)
+    assert fresh.exit_code == 130 and f"train --resume {tmp_path / 'b'}" in " ".join(fresh.output.split())
+    forced = run(*args, "--out", tmp_path / "a", "--force", ok=False)
+    assert forced.exit_code == 130 and "holds the run it was to replace, as it was" in " ".join(forced.output.split())
+    monkeypatch.setattr(Trainer, "_fit", real)
+    assert (tmp_path / "a" / "model.safetensors").is_file()
+    run("train", "--resume", tmp_path / "b")  # the hint works
