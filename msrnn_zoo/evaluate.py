@@ -15,6 +15,7 @@ Two conventions for which frames count (``frames``):
 
 from __future__ import annotations
 
+import shlex
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -79,7 +80,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Forecaster
         warnings.warn(note, stacklevel=2)
     if not (run_dir / "model.safetensors").is_file():
         raise FileNotFoundError(f"{run_dir} has no trained weights yet (model.safetensors); let training finish "
-                                f"an epoch, or resume it with `msrnn-zoo train --resume {run_dir}`.")
+                                f"an epoch, or resume it with `msrnn-zoo train --resume {shlex.quote(str(run_dir))}`.")
     model = Forecaster.from_pretrained(run_dir, map_location=device).to(device).eval()
     return model, cfg
 

@@ -22,6 +22,7 @@ import math
 import os
 import pickle
 import re
+import shlex
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -361,8 +362,8 @@ def check_run_dir(run_dir: str | Path, force: bool = False) -> bool:
                 f"{run_dir} holds a run of msrnn-zoo train already; ",
                 python_hint=f"continue it with Trainer.resume({str(run_dir)!r}), choose another directory "
                             "for the new run, or pass force=True to replace it.",
-                cli_hint=f"continue it with `msrnn-zoo train --resume {run_dir}`, choose another --out for "
-                         "the new run, or pass --force to replace it.")
+                cli_hint=f"continue it with `msrnn-zoo train --resume {shlex.quote(str(run_dir))}`, choose another "
+                         "--out for the new run, or pass --force to replace it.")
         raise OverwriteRefusedError(
             f"{run_dir} already exists and is not empty; choose another directory for the run, or ",
             python_hint="pass force=True to replace it (only a run made by msrnn-zoo train is replaced).",

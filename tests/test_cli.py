@@ -401,6 +401,8 @@ def test_printed_commands_quote_their_paths(tmp_path, clips_file):
     hint = run("train", "convlstm", "--data", clips_file, "--out", out, *TINY_TRAIN).output.split("Next: ")[1]
     assert hint.strip() == f"msrnn-zoo evaluate {shlex.quote(str(out))}"
     run(*shlex.split(hint)[1:])  # the command as printed runs
+    again = run("train", "convlstm", "--data", clips_file, "--out", out, *TINY_TRAIN, ok=False)
+    assert f"msrnn-zoo train --resume {shlex.quote(str(out))}`" in " ".join(again.output.split())
     made = run("new-cell", "foo", "--dir", tmp_path / "my cells").output.split("Next: ")[1]
     target = tmp_path / "my cells" / "msrnn-foo"
     assert " ".join(made.split()) == (f"pip install -e {shlex.quote(str(target))} && pytest "
