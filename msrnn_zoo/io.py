@@ -109,7 +109,8 @@ def read_json(path: str | Path, what: str) -> Any:
         raise ValueError(f"{path} is not valid JSON ({exc}); it is not a {what} this version wrote.") from exc
 
 
-def _json_with(path: Path, keys: set[str]) -> bool:
+def json_with(path: Path, keys: set[str]) -> bool:
+    """Whether ``path`` holds a JSON object with (at least) these keys."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -128,14 +129,20 @@ def _picture(path: Path) -> bool:
     return mark in (SOFTWARE, SOFTWARE.encode())
 
 
-def _safetensors(path: Path) -> bool:
+def safetensors_header(path: Path) -> dict[str, Any] | None:
+    """The JSON header of a safetensors file, ``None`` if ``path`` is not one."""
     try:
         with path.open("rb") as handle:
             size = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(size)) if 0 < size < 100_000_000 else {}
+            header = json.loads(handle.read(size)) if 0 < size < 100_000_000 else None
     except (OSError, ValueError):
-        return False
-    return isinstance(header, dict) and (header.get("__metadata__") or {}).get("library") == SOFTWARE
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _safetensors(path: Path) -> bool:
+    header = safetensors_header(path)
+    return header is not None and (header.get("__metadata__") or {}).get("library") == SOFTWARE
 
 
 def _model_card(path: Path) -> bool:
@@ -173,8 +180,8 @@ def _forecast_array(path: Path) -> bool:
 
 
 WRITTEN_BY_US: dict[str, Callable[[Path], bool]] = {
-    "metrics file": lambda p: _json_with(p, {"forecasters", "frames", "split"}),
-    "config": lambda p: _json_with(p, {"cell", "schedule", "hidden_channels"}),
+    "metrics file": lambda p: json_with(p, {"forecasters", "frames", "split"}),
+    "config": lambda p: json_with(p, {"cell", "schedule", "hidden_channels"}),
     "model": _safetensors,
     "model card": _model_card,
     "picture": _picture,

@@ -47,8 +47,10 @@ from .io import (
     check_replaceable,
     default_mode,
     fsync_path,
+    json_with,
     make_sibling_dir,
     read_json,
+    safetensors_header,
     swap_in,
     write_json,
     write_text,
@@ -112,25 +114,8 @@ def _history(path: Path) -> bool:
         return False
 
 
-def _safetensors_file(path: Path) -> bool:
-    """Any safetensors file (the run's weights are copied from a checkpoint, which carries no mark)."""
-    try:
-        with path.open("rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            return 0 < size < 100_000_000 and isinstance(json.loads(handle.read(size)), dict)
-    except (OSError, ValueError):
-        return False
-
-
 def _json_object_with(*keys: str) -> Callable[[Path], bool]:
-    def check(path: Path) -> bool:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(data, dict) and set(keys) <= data.keys()
-
-    return check
+    return lambda path: json_with(path, set(keys))
 
 
 def _written_by_us(what: str) -> Callable[[Path], bool]:
@@ -142,7 +127,7 @@ RUN_FILES: dict[str, Callable[[Path], bool]] = {
     RUN_LOCK: Path.is_file,
     TRAIN_CONFIG: _json_object_with("model", "model_config"),
     CONFIG_NAME: _written_by_us("config"),
-    WEIGHTS_NAME: _safetensors_file,
+    WEIGHTS_NAME: lambda path: safetensors_header(path) is not None,  # copied from a checkpoint: no mark
     HISTORY: _history,
     LATEST: _json_object_with("name", "step"),
     CHECKPOINTS: _checkpoints_folder,
