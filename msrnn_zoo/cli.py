@@ -716,6 +716,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             fast_path=_new_run_fast_path(fast_path, device, grad_checkpointing),
             compile_cells=bool(compile_cells))
         trainer = Trainer.create(out, cfg, force=force)
+        _note_interrupted_replacements(trainer)
         run_dir = out
     replacing = trainer.final_dir is not None
     try:
@@ -733,6 +734,17 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         console.print(f"Run saved in [bold]{escape(str(run_dir))}[/bold] (final loss "
                       f"{trainer.progress.losses[-1]:.4f}). Next: msrnn-zoo evaluate {escape(_q(run_dir))}",
                       soft_wrap=True)
+
+
+def _note_interrupted_replacements(trainer: Any) -> None:
+    """Say what a replacement of the run, killed hard before it could tidy up, had left beside it."""
+    for folder in trainer.cleared:
+        err_console.print(escape(f"Note: removed {folder}, left by a replacement of this run that was killed "
+                                 "before it finished."), highlight=False, soft_wrap=True)
+    for folder in trainer.left_beside:
+        err_console.print(escape(f"Note: {folder} was left by a replacement of this run that was killed before it "
+                                 "finished (its new run, or the old one it was to delete); look inside, and remove "
+                                 "it yourself if nothing there is wanted."), highlight=False, soft_wrap=True)
 
 
 def _say_where_training_resumes(trainer: Any, run_dir: Path) -> None:
@@ -1306,6 +1318,7 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
                               f", budget-limited from {budget['recipe_steps']}" if budget["limited"] else ""),
                           highlight=False)
         trainer = repro.start(plan, out, force=force)
+        _note_interrupted_replacements(trainer)
         _fit_with_progress_then_leave_the_job(trainer)
         files = repro.finish(trainer, device=device, max_eval_clips=max_eval_clips, report=_print_reports)
         run_dir = out

@@ -17,6 +17,7 @@ process. Only rank 0 writes the run directory.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -71,7 +72,8 @@ CHECKPOINT_NAME = re.compile(r"step-\d{8}")
 
 
 RUN_LOCK = ".msrnn-zoo-lock"
-"""Held while a resumed run trains: a second ``train --resume`` of the same run would interleave its steps."""
+"""Held while a run is resumed or replaced, and by a replacement while it is built: a second ``train --resume`` of
+the same run would interleave its steps, and a ``train --force`` would pull the run from under it."""
 
 
 def _lock_run(run_dir: Path) -> Any:
@@ -83,9 +85,33 @@ def _lock_run(run_dir: Path) -> Any:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise ValueError(f"{run_dir} is being trained by another process right now (a `train --resume` of it runs); "
-                         "wait for it to finish, or stop it, before resuming the run again.") from None
+        raise ValueError(f"{run_dir} is being trained by another process right now (a `train --resume` of it, or a "
+                         "`train --force` replacing it, runs); wait for it to finish, or stop it, first.") from None
     return lock
+
+
+def _idle(folder: Path) -> bool:
+    """Whether no process holds ``folder``'s run lock (taking it for an instant to know)."""
+    try:
+        _lock_run(folder).release()
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def interrupted_replacements(run_dir: str | Path) -> list[Path]:
+    """The hidden folders that a ``train --force`` (or ``reproduce --force``) of ``run_dir`` killed hard left beside
+    it, which no process builds now: its unfinished new run (``.NAME.new-*``), or the old run it had set aside to
+    delete (``.NAME.old-*``). A replacement that fails or is interrupted otherwise removes its own."""
+    run_dir = Path(run_dir)
+    if not run_dir.parent.is_dir():
+        return []
+    found = []
+    for tag in ("new", "old"):
+        for folder in sorted(run_dir.parent.glob(f".{glob.escape(run_dir.name)}.{tag}-*")):
+            if folder.is_dir() and not folder.is_symlink() and (folder / RUN_MARKER).is_file() and _idle(folder):
+                found.append(folder)
+    return found
 
 
 def _checkpoints_folder(path: Path) -> bool:
@@ -363,7 +389,10 @@ class Trainer:
     def __init__(self, run_dir: str | Path, cfg: TrainConfig, model: Forecaster | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.final_dir: Path | None = None  # set while a new run is built beside the one it will replace
-        self._lock: Any = None  # a resumed run's lock (_lock_run), held until fit ends
+        self._locks: list[Any] = []  # run locks (_lock_run) held until fit ends: a resumed or replaced run's, and
+        # that of the replacement being built beside it
+        self.cleared: list[Path] = []  # what an earlier replacement, killed hard, had left beside the run (removed)
+        self.left_beside: list[Path] = []  # the same, where no run of ours is there to replace (kept)
         self.cfg = cfg
         cfg.validate()
         self.dist, self.device = distributed.setup(parse_device(cfg.device))
@@ -435,14 +464,37 @@ class Trainer:
         if not trainer.dist.is_main:
             return trainer
         if replace:
-            trainer.final_dir = run_dir
-            trainer.run_dir = make_sibling_dir(run_dir, "new")
+            # held until the new run is swapped in: no `train --resume` of the old one meanwhile
+            trainer._locks.append(_lock_run(run_dir))
+            try:
+                trainer._clear_interrupted_replacements(run_dir)
+                trainer.final_dir = run_dir
+                trainer.run_dir = make_sibling_dir(run_dir, "new")
+                trainer._locks.append(_lock_run(trainer.run_dir))  # marks it as being built, for the next one
+            except BaseException:
+                trainer._unlock()
+                raise
+        else:
+            trainer.left_beside = interrupted_replacements(run_dir)
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(trainer.run_dir / RUN_MARKER, {"created_by": "msrnn-zoo train",
                                                   "note": "marks a run that `train --force` may replace"})
         write_json(trainer.run_dir / TRAIN_CONFIG, asdict(cfg))
         write_json(trainer.run_dir / CONFIG_NAME, trainer.model.config.to_dict())
         return trainer
+
+    def _clear_interrupted_replacements(self, run_dir: Path) -> None:
+        """Remove what an earlier replacement of the run ``run_dir``, killed hard, left beside it: ``run_dir`` is
+        about to be replaced by the user's choice, so neither its unfinished successor nor its old copy is wanted.
+        A folder holding anything msrnn-zoo did not write is kept, and named."""
+        for folder in interrupted_replacements(run_dir):
+            try:
+                check_replaceable(folder, RUN_FILES)
+            except OverwriteRefusedError:
+                self.left_beside.append(folder)
+                continue
+            shutil.rmtree(folder)
+            self.cleared.append(folder)
 
     def _commit(self) -> None:
         """Swap a completed replacement run into the place of the run it replaces."""
@@ -491,7 +543,7 @@ class Trainer:
             cfg.compile_cells = compile_cells
         trainer = cls(run_dir, cfg)
         if trainer.dist.is_main:  # before anything is written (the history rolled back, the config)
-            trainer._lock = _lock_run(run_dir)
+            trainer._locks.append(_lock_run(run_dir))
         if cfg.sampling_steps is None:  # a run written before the horizon was stored: it was the planned epochs
             cfg.sampling_steps = trainer.sampling_steps = trainer.steps_per_epoch * planned
         if (run_dir / LATEST).exists():
@@ -653,8 +705,8 @@ class Trainer:
 
     def _unlock(self) -> None:
         """Let the run be resumed again (by this process too: the lock is per open file, not per process)."""
-        lock, self._lock = self._lock, None
-        if lock is not None:
+        locks, self._locks = self._locks, []
+        for lock in locks:
             lock.release()
 
     def _fit(self, on_step: Callable[[Trainer, float, float], None] | None, stop_after: int | None) -> list[float]:

@@ -39,6 +39,11 @@ def snapshot(root: Path) -> dict[str, str]:
     return tree
 
 
+def without_locks(tree: dict[str, str]) -> dict[str, str]:
+    """A snapshot less the runs' empty lock files, which taking a run's lock (to resume or replace it) creates."""
+    return {k: v for k, v in tree.items() if Path(k).name != ".msrnn-zoo-lock"}
+
+
 def refused(result, *words):
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
@@ -212,7 +217,7 @@ def test_a_new_run_that_fails_midway_leaves_the_old_run_whole(run_dir, clips_fil
     result = train(clips_file, run_dir, "--force")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: The loss became nan")
-    assert calls and snapshot(tmp_path / "runs") == before  # no half-made sibling left either
+    assert calls and without_locks(snapshot(tmp_path / "runs")) == before  # no half-made sibling left either
 
 
 def test_the_python_api_replaces_the_same_way(run_dir, clips_file, tmp_path):
@@ -227,7 +232,7 @@ def test_the_python_api_replaces_the_same_way(run_dir, clips_file, tmp_path):
     trainer = Trainer.create(run_dir, cfg, force=True)
     assert trainer.run_dir != run_dir and trainer.run_dir.parent == run_dir.parent
     trainer.fit(stop_after=1)  # not complete: the old run is still in place
-    assert snapshot(run_dir) == before
+    assert without_locks(snapshot(run_dir)) == before
     trainer.fit()
     assert trainer.run_dir == run_dir and '"seed": 5' in (run_dir / "train_config.json").read_text()
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["a"]
@@ -405,8 +410,69 @@ def test_a_run_resumed_twice_at_once_is_refused_the_second_time(run_dir):
     before = snapshot(run_dir)
     with FileLock(str(run_dir / ".msrnn-zoo-lock")):
         refused(invoke("train", "--resume", run_dir, "--epochs", "2"), "being trained by another process")
-        assert {k: v for k, v in snapshot(run_dir).items() if "lock" not in k} == before  # nothing written
+        assert without_locks(snapshot(run_dir)) == before  # nothing written
     result = invoke("train", "--resume", run_dir, "--epochs", "2")  # free again
     assert result.exit_code == 0, result.output
     steps = [json.loads(line)["step"] for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))
+
+
+def _killed_replacement(run_dir: Path, force_cfg_from: Path):
+    """What a `train --force` of ``run_dir`` killed hard leaves: its new run half-built beside the old one, and no
+    process holding its locks any more (the OS frees a killed process's locks, as ``_unlock`` does here)."""
+    from msrnn_zoo.train import TrainConfig, Trainer
+
+    cfg = TrainConfig.from_dict(json.loads((force_cfg_from / "train_config.json").read_text()))
+    trainer = Trainer.create(run_dir, cfg, force=True)
+    assert trainer.final_dir == run_dir and trainer.run_dir.name.startswith(f".{run_dir.name}.new-")
+    trainer.save_checkpoint()
+    return trainer
+
+
+def test_a_replacement_killed_hard_is_removed_by_the_next_force_and_said(run_dir, clips_file):
+    """A `train --force` killed hard (no chance to remove its new run) left `.a.new-XXXX` beside the run, which
+    every later run ignored in silence. The next replacement of the run removes it, and says so; the user's own
+    hidden folders of similar names stay."""
+    left = _killed_replacement(run_dir, run_dir)
+    left._unlock()
+    half_built = left.run_dir
+    users = run_dir.parent / ".a.new-mine"  # the user's: no run marker
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    result = train(clips_file, run_dir, "--force")
+    assert result.exit_code == 0, result.output
+    assert f"removed {half_built}" in " ".join(result.output.split())
+    assert not half_built.exists() and (users / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == [".a.new-mine", "a"]
+
+
+def test_a_replacement_being_built_is_neither_removed_nor_raced(run_dir, clips_file):
+    """While one `train --force` builds its new run (its locks held), a second one of the same run, and a resume of
+    the run, are refused before they write; the one being built is untouched."""
+    building = _killed_replacement(run_dir, run_dir)
+    before = snapshot(run_dir.parent)
+    try:
+        refused(train(clips_file, run_dir, "--force"), "being trained by another process")
+        refused(invoke("train", "--resume", run_dir, "--epochs", "2"), "being trained by another process")
+        assert snapshot(run_dir.parent) == before
+    finally:
+        building._unlock()
+
+
+def test_a_leftover_of_a_killed_replacement_is_only_named_where_no_run_is_replaced(run_dir, clips_file):
+    """Killed in the middle of the swap (the old run set aside, the new one not yet in place): both leftovers are
+    complete runs and no run is at the path, so a new run there keeps them and names them. A leftover holding a
+    file of the user's is kept too, and named, even by a replacement."""
+    import shutil
+
+    aside = run_dir.parent / ".a.old-k1"
+    shutil.move(run_dir, aside)
+    result = train(clips_file, run_dir)
+    assert result.exit_code == 0, result.output
+    assert f"{aside} was left by a replacement" in " ".join(result.output.split())
+    assert (aside / "model.safetensors").is_file()
+    (aside / "notes.txt").write_text("mine")
+    result = train(clips_file, run_dir, "--force")
+    assert result.exit_code == 0, result.output
+    assert f"{aside} was left by a replacement" in " ".join(result.output.split())
+    assert (aside / "notes.txt").read_text() == "mine"
