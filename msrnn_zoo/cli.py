@@ -1514,13 +1514,19 @@ def convert(checkpoint: Path, model_name: str, out: Path, hidden_channels: int |
             in_channels: int | None, kernel_size: int, options: tuple[str, ...], reference: Path | None,
             in_len: int | None, size: int, force: bool) -> None:
     """Convert a checkpoint of the original MS-RNN code (.pth) into a folder `create(pretrained=DIR)` loads."""
-    from .convert import check_conversion, from_original
+    from .convert import check_conversion, fitting_equally, from_original, read_state_dict
 
     config = {k: v for k, v in {"hidden_channels": hidden_channels, "num_layers": num_layers,
                                 "in_channels": in_channels}.items() if v is not None}
-    model = from_original(checkpoint, model_name, kernel_size=kernel_size, **config,
-                          **_parse_options(options, owned=_flags_instead(_MODEL_FLAGS)))
+    config.update(kernel_size=kernel_size, **_parse_options(options, owned=_flags_instead(_MODEL_FLAGS)))
+    state = read_state_dict(checkpoint)
+    model = from_original(state, model_name, **config)
     report = check_conversion(model, model_name, out, size=size, reference=reference, in_len=in_len, force=force)
+    twins = fitting_equally(state, model_name, **config) if reference is None else []
+    if twins:
+        report["caution"] = (f"the checkpoint fits {' and '.join(twins)} as well (a schedule has no weights): only "
+                             "the original's class name or its outputs tell which it is; make sure it was "
+                             f"{model_name}'s, or check it with --reference (a file of the original's outputs)")
     table = Table(title=escape(f"{checkpoint.name} -> {out}"), show_header=False)
     table.add_column(style="bold")
     table.add_column()

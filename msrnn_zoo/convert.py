@@ -19,7 +19,7 @@ import torch
 from .factory import build_config, split_tag
 from .joint_conv import fold_joint_convs
 from .network import Forecaster
-from .registry import get_cell, get_model
+from .registry import get_cell, get_model, registry
 
 _LAYER = re.compile(r"^rnns\.lstm\.(\d+)\.(.+)$")
 
@@ -148,6 +148,27 @@ def from_original(state_dict_or_path: str | Path | Mapping[str, torch.Tensor], n
                              f"{tuple(expected[key].shape)}; check kernel_size and the cell options.")
     model.load_state_dict({key: tensor for key, (_, tensor) in ours.items()}, strict=True)
     return model
+
+
+def fitting_equally(state_dict_or_path: str | Path | Mapping[str, torch.Tensor], name: str,
+                    **config: Any) -> list[str]:
+    """The other models of ``name``'s cell (its other schedules) that the checkpoint loads into as well.
+
+    A schedule adds no weights, so the original's ``PredRNN`` and ``MS_PredRNN`` save the same keys and shapes:
+    a checkpoint converted as the wrong one loads without a word and forecasts nonsense. Only the original's
+    outputs (``--reference``) or its class name can tell them apart, which is what the caller is told."""
+    state = read_state_dict(state_dict_or_path)
+    cell = get_model(split_tag(name)[0]).cell
+    fits = []
+    for other, entry in sorted(registry().models.items()):
+        if entry.cell != cell or other == split_tag(name)[0]:
+            continue
+        try:
+            from_original(state, other, **config)
+        except (ValueError, TypeError, RuntimeError):
+            continue
+        fits.append(other)
+    return fits
 
 
 PARITY_TOLERANCE = 1e-4

@@ -126,3 +126,27 @@ def test_files_that_are_no_safe_checkpoint_say_what_to_do(tmp_path):
     # what the message tells a user who trusts the file
     torch.save(torch.load(pickled, weights_only=False)["state_dict"], tmp_path / "weights.pth")
     assert from_original(tmp_path / "weights.pth", "ms-convlstm").config.num_layers == 6
+
+
+def test_convert_cautions_where_the_checkpoint_fits_another_schedule_as_well(tmp_path):
+    """ms-convlstm's weights converted as `convlstm` loaded without a word (a schedule has no weights) and forecast
+    nonsense. Without --reference the table now names the model the checkpoint fits as well; with it (the parity
+    check decides) it does not; other cells' models are never named."""
+    from click.testing import CliRunner
+
+    from msrnn_zoo.cli import main
+    from msrnn_zoo.convert import fitting_equally
+
+    assert fitting_equally(original_weights(), "convlstm") == ["ms-convlstm"]
+    assert fitting_equally(original_weights(), "ms-convlstm") == ["convlstm"]
+    checkpoint = tmp_path / "original.pth"
+    torch.save(original_weights(), checkpoint)
+    result = CliRunner().invoke(main, ["convert", str(checkpoint), "--model", "convlstm", "--out",
+                                       str(tmp_path / "a"), "--size", "16"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "fits ms-convlstm as well" in result.output and "--reference" in result.output
+    result = CliRunner().invoke(main, ["convert", str(checkpoint), "--model", "ms-convlstm", "--out",
+                                       str(tmp_path / "b"), "--reference", str(FIXTURE), "--size", "16"],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "as well" not in result.output and "max |difference|" in result.output
