@@ -253,6 +253,7 @@ def check_training_step(name: str, size: int = 16, steps: int = 5, **overrides: 
 
 def _loss_and_grads(model: Forecaster, frames: torch.Tensor,
                     teacher: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    torch.manual_seed(0)  # each way of a step that is compared draws the same random numbers (a cell's dropout)
     model.zero_grad(set_to_none=True)
     prediction, aux = model.forward_train(frames, teacher)
     loss = (prediction - frames[:, 1:]).pow(2).mean() + (aux if aux is not None else 0)
@@ -260,14 +261,46 @@ def _loss_and_grads(model: Forecaster, frames: torch.Tensor,
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def _assert_same_step(first: tuple[torch.Tensor, dict[str, torch.Tensor]],
-                      second: tuple[torch.Tensor, dict[str, torch.Tensor]], rtol: float, atol: float) -> None:
-    """Two ways of one training step gave the same loss and the same gradient of every parameter."""
+def _step_difference(first: tuple[torch.Tensor, dict[str, torch.Tensor]],
+                     second: tuple[torch.Tensor, dict[str, torch.Tensor]], rtol: float, atol: float) -> str | None:
+    """How two training steps differ (the loss or the first gradient that does), or ``None`` if they agree."""
     (loss, grads), (again, regrads) = first, second
-    torch.testing.assert_close(again, loss, rtol=rtol, atol=atol)
-    assert regrads.keys() == grads.keys()
-    for key, grad in grads.items():
-        torch.testing.assert_close(regrads[key], grad, rtol=rtol, atol=atol, msg=lambda m, k=key: f"{k}: {m}")
+    if grads.keys() != regrads.keys():
+        return f"the parameters that receive a gradient differ ({', '.join(sorted(grads.keys() ^ regrads.keys()))})"
+    for what, a, b in (("the loss", loss, again), *((f"the gradient of {k}", grads[k], regrads[k]) for k in grads)):
+        if not torch.allclose(b, a, rtol=rtol, atol=atol):
+            return f"{what} differs by {float((a - b).abs().max()):.3g}"
+    return None
+
+
+def _reference_step(subject: str, model: Forecaster, frames: torch.Tensor, teacher: torch.Tensor, rtol: float,
+                    atol: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The step that another way of computing it is compared with, run twice: a cell whose numbers are not finite,
+    or differ when the very same step is repeated, would otherwise fail the comparison as if the other way were
+    wrong, with a bare assertion about tensors that are "not close"."""
+    step = _loss_and_grads(model, frames, teacher)
+    loss, grads = step
+    not_finite = [name for name, grad in grads.items() if not bool(torch.isfinite(grad).all())]
+    _check(bool(torch.isfinite(loss)) and not not_finite, subject,
+           f"a training step gives a loss of {float(loss):.4g}"
+           + (f" and non-finite gradients of {', '.join(not_finite[:3])}" if not_finite else ""),
+           "keep every output and state of forward finite: look for divisions by zero, log or sqrt of 0 or of "
+           "negative numbers, exp that overflows, or an uninitialised tensor (torch.empty) in forward or init_state")
+    difference = _step_difference(step, _loss_and_grads(model, frames, teacher), rtol, atol)
+    _check(difference is None, subject, f"the same training step, run twice on the same clip, gives other numbers "
+           f"({difference})", "keep everything a step needs in the state it returns: no attribute of self that "
+           "changes between calls (a step counter, the previous frame), and no in-place write into the state "
+           "forward receives, so that every clip starts afresh")
+    return step
+
+
+def _assert_same_step(first: tuple[torch.Tensor, dict[str, torch.Tensor]],
+                      second: tuple[torch.Tensor, dict[str, torch.Tensor]], rtol: float, atol: float,
+                      subject: str, ways: str, fix: str) -> None:
+    """Two ways of one training step (``ways`` says which) gave the same loss and the same gradient of every
+    parameter; else a :class:`ConformanceError` that says which number differs and ``fix``."""
+    difference = _step_difference(first, second, rtol, atol)
+    _check(difference is None, subject, f"{ways} give other numbers ({difference})", fix)
 
 
 def check_grad_checkpointing(name: str, size: int = 16, **overrides: Any) -> None:
@@ -276,13 +309,16 @@ def check_grad_checkpointing(name: str, size: int = 16, **overrides: Any) -> Non
     model = small(name, **overrides)
     frames = torch.rand(2, 4, model.config.in_channels, size, size)
     teacher = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
-    loss, grads = _loss_and_grads(model, frames, teacher)
+    subject = f"model {name!r}"
+    step = _reference_step(subject, model, frames, teacher, rtol=0, atol=0)
     model.set_grad_checkpointing(True)
     try:
-        again, regrads = _loss_and_grads(model, frames, teacher)
+        recomputed = _loss_and_grads(model, frames, teacher)
     finally:
         model.set_grad_checkpointing(False)
-    _assert_same_step((loss, grads), (again, regrads), rtol=0, atol=0)
+    _assert_same_step(step, recomputed, 0, 0, subject, "a training step and the same step recomputed in the backward "
+                      "pass (gradient checkpointing)", "compute forward from its arguments and the cell's parameters "
+                      "alone, the same way every time, and write nothing in place into the state it receives")
 
 
 def check_absorbed_embedding(name: str, size: int = 16, **overrides: Any) -> None:
@@ -298,15 +334,19 @@ def check_absorbed_embedding(name: str, size: int = 16, **overrides: Any) -> Non
         return
     frames = torch.rand(2, 4, model.config.in_channels, size, size, dtype=torch.float64)
     teacher = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    subject = f"cell {model.config.cell!r}"
     try:
-        loss, grads = _loss_and_grads(model, frames, teacher)
+        step = _reference_step(f"model {name!r}", model, frames, teacher, rtol=1e-9, atol=1e-12)
     except (TypeError, AttributeError) as exc:
-        _fail(f"cell {model.config.cell!r}", f"convolves_input_only is True, but the bottom layer used its input "
+        _fail(subject, f"convolves_input_only is True, but the bottom layer used its input "
               f"x outside a convolution ({type(exc).__name__}: {exc})",
               "set convolves_input_only = False (or a property that is False for this layer_index), or feed x only "
               "to JointConv2d / joint_conv2d convolutions, which absorb the embedding")
     model.absorb_embedding = False
-    _assert_same_step((loss, grads), _loss_and_grads(model, frames, teacher), rtol=1e-9, atol=1e-12)
+    _assert_same_step(step, _loss_and_grads(model, frames, teacher), 1e-9, 1e-12, subject,
+                      "the bottom layer's convolutions absorbing the frame's embedding and reading the embedding",
+                      "set convolves_input_only = False (or a property that is False for this layer_index), or feed x "
+                      "only to JointConv2d / joint_conv2d convolutions, never element-wise or to a plain nn.Conv2d")
 
 
 def check_zero_states(name: str, size: int = 16, **overrides: Any) -> None:
@@ -320,9 +360,12 @@ def check_zero_states(name: str, size: int = 16, **overrides: Any) -> None:
     model = small(name, **overrides).double()
     frames = torch.rand(2, 4, model.config.in_channels, size, size, dtype=torch.float64)
     teacher = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
-    loss, grads = _loss_and_grads(model, frames, teacher)
+    subject = f"model {name!r}"
+    step = _reference_step(subject, model, frames, teacher, rtol=1e-9, atol=1e-12)
     model.skip_zero_states = False
-    _assert_same_step((loss, grads), _loss_and_grads(model, frames, teacher), rtol=1e-9, atol=1e-12)
+    _assert_same_step(step, _loss_and_grads(model, frames, teacher), 1e-9, 1e-12, subject,
+                      "the first step leaving out the zero states of its joint convolutions and convolving them",
+                      "mark a tensor as zeros (msrnn_zoo.cell.zeros, zeros_like, mark_zero) only while it holds zeros")
 
 
 def check_compiled_cells(name: str, size: int = 16, **overrides: Any) -> None:

@@ -85,6 +85,32 @@ class UnusedWeights(Good):
         self.unused = nn.Conv2d(1, 1, 1)
 
 
+class NaNOutput(Good):
+    def forward(self, x, state, memory=None, lower_previous=None):
+        out = super().forward(x, state)
+        return CellOutput(out.output / (out.output - out.output), out.state)  # 0 / 0
+
+
+class KeepsACounter(Good):
+    """Python state on self that outlives a clip: the second clip starts where the first ended."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.steps = 0
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        self.steps += 1
+        out = super().forward(x, state)
+        return CellOutput(out.output * (1 + 0.01 * self.steps), out.state)
+
+
+class WritesStateInPlace(Good):
+    def forward(self, x, state, memory=None, lower_previous=None):
+        out = super().forward(x, state)
+        state[0].mul_(0).add_(out.output)
+        return CellOutput(out.output, state)
+
+
 class BadSampling(Good):
     sampling = "sometimes"
 
@@ -105,6 +131,11 @@ CASES = [
     (WrongOutputWidth, "not (B, hidden_channels, H, W)", "hidden output"),
     (ForgetsMemory, "uses_memory is True", "CellOutput.memory"),
     (UnusedWeights, "unused.weight received no gradient", "use every submodule"),
+    (NaNOutput, "a training step gives a loss of nan", "keep every output and state of forward finite"),
+    (KeepsACounter, "the same training step, run twice on the same clip, gives other numbers",
+     "no attribute of self that changes between calls"),
+    (WritesStateInPlace, "recomputed in the backward pass (gradient checkpointing) give other numbers",
+     "write nothing in place into the state it receives"),
     (BadSampling, "sampling is 'sometimes'", "scheduled"),
     (ClaimsConvolvedInput, "convolves_input_only is True", "JointConv2d / joint_conv2d"),
 ]
@@ -155,4 +186,20 @@ class ConvolvesInput(Good):
 
 def test_a_cell_that_only_convolves_its_input_passes(register_cell):
     register_cell(ConvolvesInput)
+    testing.run_conformance("broken")
+
+
+class WithDropout(Good):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dropout = nn.Dropout(0.1)
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        out = super().forward(x, state)
+        return CellOutput(self.dropout(out.output), out.state)
+
+
+def test_a_cell_with_dropout_passes(register_cell):
+    """Dropout draws other numbers in every training step; the kit compares ways of one step drawing the same."""
+    register_cell(WithDropout)
     testing.run_conformance("broken")
