@@ -10,6 +10,7 @@ command line in-process, for the zoo's tests and a plugin's.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import traceback
 import warnings
 from pathlib import Path
@@ -54,6 +55,8 @@ def _fail(subject: str, problem: str, fix: str) -> NoReturn:
 
 INIT_SIGNATURE = ("def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, *, "
                   "layer_index: int = 0, num_layers: int = 1, <your options with defaults>)")
+FORWARD_SIGNATURE = ("def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...], "
+                     "memory: torch.Tensor | None = None, lower_previous: torch.Tensor | None = None) -> CellOutput")
 INIT_STATE_SIGNATURE = ("def init_state(self, batch: int, height: int, width: int, *, device=None, dtype=None) "
                         "-> tuple[torch.Tensor, ...]")
 
@@ -140,14 +143,24 @@ def check_cell_contract(cell: str) -> None:
         x = torch.rand(batch, 8, height, width)
         memory = torch.zeros(batch, layer.memory_channels, height, width) if cls.uses_memory else None
         lower = torch.zeros(batch, 8, height, width) if cls.uses_lower_previous and layer_index > 0 else None
+        try:  # bound before the call, so that a TypeError raised inside forward is left the user's own traceback
+            inspect.signature(layer.forward).bind(x, state, memory, lower)
+        except TypeError as exc:
+            _fail(where, f"forward cannot be called as the network calls it ({exc})",
+                  f"give it the signature `{FORWARD_SIGNATURE}`")
         result = layer(x, state, memory, lower)
         if not isinstance(result, CellOutput):
             _fail(where, f"forward returned {type(result).__name__}",
                   "return msrnn_zoo.CellOutput(output, state, memory, aux)")
         if not isinstance(result.output, torch.Tensor) or tuple(result.output.shape) != (batch, 8, height, width):
-            shape = tuple(result.output.shape) if isinstance(result.output, torch.Tensor) else result.output
+            shape = (tuple(result.output.shape) if isinstance(result.output, torch.Tensor)
+                     else f"a {type(result.output).__name__}")  # its repr could be a whole nested list
             _fail(where, f"forward's output is {shape}, not (B, hidden_channels, H, W) = {(batch, 8, height, width)}",
                   "return the layer's hidden output, which goes up the stack, as CellOutput.output")
+        if result.output.dtype != x.dtype:
+            _fail(where, f"forward's output is {result.output.dtype} for an input x of {x.dtype}",
+                  "create every intermediate tensor and constant with the dtype of the input (x.new_tensor, "
+                  "torch.zeros_like, a Python float rather than a float64 tensor or numpy value)")
         _check_state(where, result.state, batch, torch.device("cpu"), torch.float32, "forward's state")
         if len(result.state) != len(state) or any(a.shape != b.shape for a, b in zip(result.state, state)):
             _fail(where, "forward's state does not have the shapes init_state gives",

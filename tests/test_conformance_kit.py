@@ -75,6 +75,26 @@ class WrongOutputWidth(Good):
         return CellOutput(out.output[:, :1], out.state)
 
 
+class OldForward(Good):
+    def forward(self, x, state):
+        return super().forward(x, state)
+
+
+class Float64Constant(Good):
+    """A per-channel constant built in float64 (as from numpy), which promotes a float32 output."""
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        out = super().forward(x, state)
+        scale = torch.full((1, self.hidden_channels, 1, 1), 0.5, dtype=torch.float64)
+        return CellOutput(out.output * scale, out.state)
+
+
+class OutputAsList(Good):
+    def forward(self, x, state, memory=None, lower_previous=None):
+        out = super().forward(x, state)
+        return CellOutput(out.output.tolist(), out.state)
+
+
 class ForgetsMemory(Good):
     uses_memory = True
 
@@ -129,6 +149,10 @@ CASES = [
     (NoSuperInit, "constructor failed", "super().__init__"),
     (ReturnsATuple, "forward returned tuple", "CellOutput(output, state, memory, aux)"),
     (WrongOutputWidth, "not (B, hidden_channels, H, W)", "hidden output"),
+    (OldForward, "forward cannot be called as the network calls it",
+     "def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...], memory"),
+    (Float64Constant, "forward's output is torch.float64 for an input x of torch.float32", "dtype of the input"),
+    (OutputAsList, "forward's output is a list, not (B, hidden_channels, H, W)", "hidden output"),
     (ForgetsMemory, "uses_memory is True", "CellOutput.memory"),
     (UnusedWeights, "unused.weight received no gradient", "use every submodule"),
     (NaNOutput, "a training step gives a loss of nan", "keep every output and state of forward finite"),
@@ -167,6 +191,7 @@ def test_each_broken_rule_is_explained(register_cell, cls, problem, fix):
     with pytest.raises(testing.ConformanceError) as caught:
         testing.run_conformance("broken")
     message = str(caught.value)
+    assert len(message) < 600, message  # one readable message, not a tensor's values
     assert problem in message and "How to fix:" in message and fix in message, message
     assert message.startswith(("cell 'broken'", "model 'broken'")), message
 
