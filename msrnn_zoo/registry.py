@@ -25,7 +25,8 @@ MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 """Name prefix -> (schedule, schedule options) of the models every cell yields."""
 
-_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+"""A cell's, dataset's or baseline's name, matched whole (``fullmatch``: ``$`` would accept a trailing newline)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def _collect(registry: Registry) -> None:
 
     def cell_register(plugin: str, record: Any) -> Any:
         def register(name: str, cell: type[RecurrentCell], *, paper: str = "", description: str = "") -> None:
-            if not _NAME.match(name):
+            if not _NAME.fullmatch(name):
                 raise ValueError(f"cell name {name!r} must be lowercase words joined by '-'")
             if not (isinstance(cell, type) and issubclass(cell, RecurrentCell)):
                 raise TypeError(f"cell {name!r} must be a RecurrentCell subclass, got {cell!r}")
@@ -117,14 +118,14 @@ def _collect(registry: Registry) -> None:
                      scores: Any = None, baselines: dict[str, Any] | None = None) -> None:
             if not isinstance(info, DatasetInfo):
                 raise TypeError(f"datasets are registered with a DatasetInfo, got {info!r}")
-            if not _NAME.match(info.name):
+            if not _NAME.fullmatch(info.name):
                 raise ValueError(f"dataset name {info.name!r} must be lowercase words joined by '-'")
             for what, fn in (("factory", factory), ("prepare", prepare), ("describe", describe), ("scores", scores)):
                 if fn is not None and not callable(fn):
                     raise TypeError(f"dataset {info.name!r}: {what} must be callable, got {fn!r}")
             baselines = dict(baselines or {})
             for name, fn in baselines.items():
-                if not _NAME.match(name) or name in CORE_BASELINES or name == "model":
+                if not _NAME.fullmatch(name) or name in CORE_BASELINES or name == "model":
                     raise ValueError(f"dataset {info.name!r}: baseline name {name!r} must be lowercase words "
                                      f"joined by '-' and differ from 'model' and {', '.join(CORE_BASELINES)}")
                 if not callable(fn):

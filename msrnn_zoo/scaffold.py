@@ -18,7 +18,8 @@ from string import Template
 
 from .io import SOFTWARE, atomic_write, make_sibling_dir
 
-NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+"""A cell's name, matched whole (``fullmatch``: ``$`` would let a trailing newline through into folder names)."""
 
 
 def names(name: str) -> dict[str, str]:
@@ -32,7 +33,7 @@ def check_name(name: str) -> None:
     """Raise ``ValueError`` unless ``name`` can be a new cell: well formed and not taken."""
     from .registry import list_cells, list_models
 
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ValueError(f"{name!r} cannot name a cell: use lowercase letters and digits, words joined by '-', "
                          "starting with a letter (e.g. 'convgru' or 'my-cell').")
     if name.startswith("ms-"):

@@ -88,6 +88,7 @@ def test_installed_it_registers_both_models_and_passes_its_own_tests(tmp_path, m
         ("2cell", "cannot name a cell"),
         ("", "cannot name a cell"),
         ("a--b", "cannot name a cell"),
+        ("nl\n", "cannot name a cell"),  # else a folder and a package whose names end in a newline
         ("zoo", "'msrnn-zoo' is the zoo's own distribution"),
         ("moving-mnist", "names a registered dataset"),
         ("kth", "names a registered dataset"),

@@ -64,6 +64,24 @@ def test_broken_plugin_is_reported_and_breaks_nothing():
         forget("bad-plugin")
 
 
+def test_a_name_with_a_trailing_newline_is_refused():
+    """`$` in a pattern matches before a final newline: 'nl\\n' would become a model no command line can name."""
+
+    class Newline:
+        @msrnn_zoo.hookimpl
+        def register_cells(self, register):
+            register("nl\n", msrnn_zoo.RecurrentCell)
+
+    plugin = Newline()
+    pm.register(plugin, name="newline-plugin")
+    try:
+        assert "nl\n" not in msrnn_zoo.list_cells()
+        assert "lowercase" in {r.name: r for r in records()}["newline-plugin"].error
+    finally:
+        pm.unregister(plugin)
+        forget("newline-plugin")
+
+
 def test_a_hook_that_uses_the_catalogue_is_reported_not_recursed():
     class Greedy:
         @msrnn_zoo.hookimpl
