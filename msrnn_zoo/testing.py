@@ -409,7 +409,9 @@ def check_compiled_cells(name: str, size: int = 16, **overrides: Any) -> None:
             _fail(f"cell {model.config.cell!r}", f"Dynamo cannot trace it whole: {exc}",
                   "keep the cell's forward traceable (no torch.compiler.disable, .item() or data-dependent Python "
                   "branches on tensor values); with compiled cells it would run eagerly")
-    _assert_same_step(step, compiled, rtol=1e-9, atol=1e-12)
+    _assert_same_step(step, compiled, 1e-9, 1e-12, f"model {name!r}", "the eager and the compiled training step",
+                      "compute forward from its arguments and the cell's parameters alone, the same way whether "
+                      "traced or not (no Python state on self, no branch on torch.compiler.is_compiling())")
     torch.testing.assert_close(compiled_forecast, forecast, rtol=1e-9, atol=1e-12)
     _check_clip_weight_copies(name, size, **overrides)
 
