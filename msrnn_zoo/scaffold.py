@@ -77,7 +77,13 @@ def new_cell(name: str, parent: str | Path = ".") -> Path:
 
     check_name(name)
     values = {**names(name), "zoo_version": __version__}
-    target = Path(parent) / values["dist"]
+    parent = Path(parent)
+    # the nearest existing folder on the way must be a folder: else mkdir's bare "[Errno 17] File exists"
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise NotADirectoryError(f"{existing} is a file, so {parent} cannot be the folder to write msrnn-{name} in; "
+                                 "choose another --dir (nothing was written).")
+    target = parent / values["dist"]
     if target.exists() or target.is_symlink():
         raise FileExistsError(f"{target} already exists; choose another --dir (nothing was written).")
     template = files("msrnn_zoo") / "templates" / "new_cell"

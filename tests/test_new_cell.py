@@ -131,6 +131,16 @@ def test_an_existing_directory_is_never_written_into(tmp_path):
     assert list(empty.iterdir()) == []
 
 
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_dir_that_is_a_file_is_refused_by_name(tmp_path, below):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    result = invoke("new-cell", "convgru", "--dir", notes / below if below else notes)
+    assert result.exit_code == 1 and "Errno" not in result.output, result.output
+    assert f"{notes} is a file" in result.output and "choose another --dir" in result.output, result.output
+    assert notes.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 @pytest.mark.slow
 def test_pip_installs_it_into_a_fresh_venv_and_its_tests_pass(tmp_path):
     """The whole path of a plugin author: generate, pip install -e, pytest, msrnn-zoo list."""
