@@ -213,6 +213,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @friendly
 def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
     """Every model and dataset (optionally only names matching a glob such as 'ms-*')."""
+    from .plugins import failed_note
     from .registry import list_datasets, list_models, registry
 
     if pretrained:
@@ -256,6 +257,9 @@ def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
     if pattern is not None and not models and not datasets:
         console.print(f"No model or dataset name matches {pattern!r}: a pattern is a glob over whole names "
                       "('ms-*', '*lstm'); `msrnn-zoo list` shows them all.")
+    failed = failed_note()
+    if failed:
+        console.print(escape(failed), style="yellow", highlight=False)
 
 
 def _list_pretrained(pattern: str | None, as_json: bool) -> None:

@@ -131,6 +131,28 @@ def load_entry_points() -> None:
             record.detail = traceback.format_exc()
 
 
+HOOKS: tuple[str, ...] = tuple(name for name, fn in vars(hookspecs).items() if hasattr(fn, "msrnn_zoo_spec"))
+"""The hooks of :mod:`msrnn_zoo.hookspecs`, the only names under which a plugin's functions are called."""
+
+
+def hook_mistake(plugin: object) -> str | None:
+    """Why a hook of ``plugin`` will never be called, or ``None``.
+
+    pluggy accepts a ``@hookimpl`` under a name no hook has (``register_cell``) and ignores a ``register_cells``
+    without the decorator; either way the plugin registers nothing and would show as ok.
+    """
+    for caller in pm.get_hookcallers(plugin) or []:
+        impl = next((i for i in caller.get_hookimpls() if i.plugin is plugin), None)
+        if caller.spec is None and impl is not None and not impl.opts.get("optionalhook"):
+            return (f"its @hookimpl {caller.name!r} is no hook of the zoo, so it is never called; name it "
+                    f"{' or '.join(HOOKS)}")
+    for name in HOOKS:
+        if callable(getattr(plugin, name, None)) and pm.parse_hookimpl_opts(plugin, name) is None:
+            return (f"its {name} has no @msrnn_zoo.hookimpl decorator, so it is never called; put `@hookimpl` (from "
+                    "msrnn_zoo import hookimpl) on the line above it")
+    return None
+
+
 def record_for(plugin_name: str) -> PluginRecord:
     """The record of a plugin, creating one for plugins registered directly (tests, notebooks)."""
     if plugin_name not in _records:
@@ -159,6 +181,17 @@ def records() -> list[PluginRecord]:
         record_for(name)
     order = {name: i for i, name in enumerate(plugin_order())}
     return sorted(_records.values(), key=lambda r: (r.rank == (), r.rank, order.get(r.key, 0), r.key))
+
+
+def failed_note() -> str:
+    """A sentence naming the plugins that failed (their cells and datasets are missing), or ``""``: where a name
+    is not found, the plugin that should have brought it may be why."""
+    failed = [r.key for r in records() if not r.ok]
+    if not failed:
+        return ""
+    return (f"{len(failed)} plugin{'s' if len(failed) > 1 else ''} failed to load or register "
+            f"({', '.join(failed)}), so what {'they' if len(failed) > 1 else 'it'} would add is missing: "
+            "`msrnn-zoo plugins` says why.")
 
 
 def forget(plugin_name: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from .catalogue import Checkpoint, builtin_checkpoints, make_checkpoint
 from .cell import RecurrentCell
 from .data import DatasetCapabilities, DatasetFactory, DatasetInfo
 from .metrics import BASELINES as CORE_BASELINES
-from .plugins import load_entry_points, plugin_order, pm, record_for
+from .plugins import failed_note, hook_mistake, load_entry_points, plugin_order, pm, record_for
 
 MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "": ("single", {}),
@@ -96,9 +97,14 @@ def _collect(registry: Registry) -> None:
         for impl in impls:
             record = record_for(impl.plugin_name)
             try:
-                impl.function(register=make_register(impl.plugin_name, record))
+                returned = impl.function(register=make_register(impl.plugin_name, record))
             except Exception as exc:  # one broken plugin must not hide the others
                 record.error = f"{hook_name}: {type(exc).__name__}: {exc}"
+                record.detail = traceback.format_exc()  # for `plugins --traceback`: the line in the plugin
+                continue
+            if returned is not None:  # e.g. `return {"mycell": MyCell}`: nothing of it is registered
+                record.error = (f"{hook_name} returned a {type(returned).__name__}, which the zoo ignores; call "
+                                "register(...) once for each thing to add, and return nothing")
 
     def cell_register(plugin: str, record: Any) -> Any:
         def register(name: str, cell: type[RecurrentCell], *, paper: str = "", description: str = "") -> None:
@@ -161,6 +167,8 @@ def _collect(registry: Registry) -> None:
         rec.checkpoints.clear()
         rec.error = rec.detail = None  # a registered plugin imported fine; its hooks are judged afresh
         rec.conflicts.clear()
+    for name, plugin in pm.list_name_plugin():
+        record_for(name).error = hook_mistake(plugin)
     call("register_cells", cell_register)
     call("register_datasets", dataset_register)
     call("register_checkpoints", checkpoint_register)
@@ -207,8 +215,9 @@ def unknown(kind: str, name: str, known: list[str]) -> ValueError:
     """An error for an unknown name that suggests the closest known ones."""
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    failed = failed_note()
     return ValueError(f"Unknown {kind} {name!r}.{hint} Run `msrnn-zoo list` to see them all "
-                      f"({len(known)} {kind}s known).")
+                      f"({len(known)} {kind}s known).{' ' + failed if failed else ''}")
 
 
 def _match(names: list[str], pattern: str | None) -> list[str]:

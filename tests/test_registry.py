@@ -151,3 +151,66 @@ def test_an_entry_point_that_fails_to_import_is_reported(monkeypatch):
         assert CliRunner().invoke(main, ["list"]).exit_code == 0
     finally:
         forget("broken-dist")
+
+
+class MisspeltHook:
+    @msrnn_zoo.hookimpl
+    def register_cell(self, register):  # register_cells without its s: pluggy never calls it
+        register("typo-cell", msrnn_zoo.RecurrentCell)
+
+
+class Undecorated:
+    def register_cells(self, register):  # no @hookimpl: pluggy never calls it
+        register("typo-cell", msrnn_zoo.RecurrentCell)
+
+
+class ReturnsCells:
+    @msrnn_zoo.hookimpl
+    def register_cells(self, register):
+        return {"typo-cell": msrnn_zoo.RecurrentCell}
+
+
+@pytest.mark.parametrize(("cls", "words"), [
+    (MisspeltHook, "its @hookimpl 'register_cell' is no hook of the zoo, so it is never called; name it"),
+    (Undecorated, "its register_cells has no @msrnn_zoo.hookimpl decorator, so it is never called"),
+    (ReturnsCells, "register_cells returned a dict, which the zoo ignores; call register(...)"),
+])
+def test_a_hook_that_is_never_called_or_returns_its_cells_is_a_failure_that_says_why(cls, words):
+    """Each registered nothing and showed as 'ok' in `msrnn-zoo plugins`; the cell was then merely 'Unknown'."""
+    from click.testing import CliRunner
+
+    from msrnn_zoo.cli import main
+
+    plugin = cls()
+    pm.register(plugin, name="mistaken-plugin")
+    try:
+        assert "typo-cell" not in msrnn_zoo.list_cells()
+        assert words in {r.name: r for r in records()}["mistaken-plugin"].error
+        with pytest.raises(ValueError, match=r"Unknown model 'typo-cell'.*\(mistaken-plugin\).*`msrnn-zoo plugins`"):
+            msrnn_zoo.create("typo-cell")
+        listed = CliRunner().invoke(main, ["list", "typo-*"])
+        assert listed.exit_code == 0 and "(mistaken-plugin)" in listed.output, listed.output
+    finally:
+        pm.unregister(plugin)
+        forget("mistaken-plugin")
+
+
+def test_the_traceback_of_a_hook_that_raises_shows_the_plugins_line():
+    from click.testing import CliRunner
+
+    from msrnn_zoo.cli import main
+
+    class Raises:
+        @msrnn_zoo.hookimpl
+        def register_cells(self, register):
+            return None.missing_attribute  # the line `plugins --traceback` must show
+
+    plugin = Raises()
+    pm.register(plugin, name="raising-plugin")
+    try:
+        result = CliRunner().invoke(main, ["plugins", "--traceback"])
+        assert result.exit_code == 0
+        assert "return None.missing_attribute" in result.output and "AttributeError" in result.output, result.output
+    finally:
+        pm.unregister(plugin)
+        forget("raising-plugin")
