@@ -67,6 +67,11 @@ def small(name: str, **overrides: Any) -> Forecaster:
 
 
 def _build_cell(cell: str, cls: type, layer_index: int, num_layers: int, **options: Any) -> RecurrentCell:
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:  # else the TypeError below, whose fix (the constructor's signature) is not this one
+        signatures = {"init_state": INIT_STATE_SIGNATURE, "forward": FORWARD_SIGNATURE}
+        _fail(f"cell {cell!r}", f"it does not define {' and '.join(missing)} (a misspelt name counts as missing)",
+              "define " + " and ".join(f"`{signatures.get(name, name)}`" for name in missing))
     try:
         built = cls(8, 8, 3, layer_index=layer_index, num_layers=num_layers, **options)  # the network's in == hidden
     except TypeError as exc:

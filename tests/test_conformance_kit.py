@@ -58,6 +58,16 @@ class NoLayerArguments(Good):
         super().__init__(in_channels, hidden_channels, kernel_size)
 
 
+class MisspeltInitState(RecurrentCell):
+    memory_flow = "H through time"
+
+    def init_states(self, batch, height, width, *, device=None, dtype=None):  # not RecurrentCell.init_state
+        return (zeros(batch, self.hidden_channels, height, width, device, dtype),)
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        return CellOutput(x, state)
+
+
 class NoSuperInit(Good):
     def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1):
         self.conv = nn.Conv2d(in_channels, hidden_channels, kernel_size)
@@ -147,6 +157,8 @@ CASES = [
     (OldInitState, "init_state cannot be called", "def init_state(self, batch: int, height: int, width: int, *"),
     (NoLayerArguments, "constructor cannot be called", "layer_index: int = 0, num_layers: int = 1"),
     (NoSuperInit, "constructor failed", "super().__init__"),
+    (MisspeltInitState, "it does not define init_state (a misspelt name counts as missing)",
+     "define `def init_state(self, batch: int, height: int, width: int, *"),
     (ReturnsATuple, "forward returned tuple", "CellOutput(output, state, memory, aux)"),
     (WrongOutputWidth, "not (B, hidden_channels, H, W)", "hidden output"),
     (OldForward, "forward cannot be called as the network calls it",
