@@ -163,7 +163,13 @@ class Forecaster(HubMixin, nn.Module):
                 for i in range(config.num_layers)
             )
         except TypeError as exc:
-            raise ValueError(f"Cell {config.cell!r} rejected its options {config.cell_options}: {exc}") from exc
+            if config.cell_options:
+                raise ValueError(f"Cell {config.cell!r} rejected its options {config.cell_options}: {exc}") from exc
+            # no option to blame: the cell class itself cannot be built the way every cell is
+            raise ValueError(f"Cell {config.cell!r} ({cell_class.__module__}.{cell_class.__qualname__}) cannot be "
+                             f"built the way the network builds every cell ({exc}): its plugin breaks the cell "
+                             f"contract; msrnn_zoo.testing.check_cell_contract({config.cell!r}) says how to fix "
+                             "it.") from exc
         except RuntimeError as exc:  # sizes that cannot be allocated
             raise ValueError(f"Cell {config.cell!r} could not be built with hidden_channels={hidden}, "
                              f"kernel_size={config.kernel_size}: {str(exc).splitlines()[0]}") from exc

@@ -214,3 +214,34 @@ def test_the_traceback_of_a_hook_that_raises_shows_the_plugins_line():
     finally:
         pm.unregister(plugin)
         forget("raising-plugin")
+
+
+def test_a_constructor_that_breaks_the_contract_is_blamed_not_the_options():
+    """Before: "Cell 'old-init' rejected its options {}: ... unexpected keyword argument 'layer_index'"."""
+
+    class OldInit(msrnn_zoo.RecurrentCell):
+        def __init__(self, in_channels, hidden_channels, kernel_size=3):  # no layer_index, num_layers
+            super().__init__(in_channels, hidden_channels, kernel_size)
+
+        def init_state(self, batch, height, width, *, device=None, dtype=None):
+            return (torch.zeros(batch, self.hidden_channels, height, width, device=device, dtype=dtype),)
+
+        def forward(self, x, state, memory=None, lower_previous=None):
+            return msrnn_zoo.CellOutput(x, state)
+
+    class Plugin:
+        @msrnn_zoo.hookimpl
+        def register_cells(self, register):
+            register("old-init", OldInit)
+
+    plugin = Plugin()
+    pm.register(plugin, name="old-init-plugin")
+    try:
+        with pytest.raises(ValueError) as caught:
+            msrnn_zoo.create("old-init")
+        message = str(caught.value)
+        assert "rejected its options" not in message and "'layer_index'" in message, message
+        assert "breaks the cell contract" in message and "check_cell_contract('old-init')" in message, message
+    finally:
+        pm.unregister(plugin)
+        forget("old-init-plugin")
