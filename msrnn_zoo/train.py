@@ -679,6 +679,13 @@ class Trainer:
         # it), and before the weights change: a bad loss leaves them as they were
         value = reported.item()
         if not math.isfinite(value):
+            if self.progress.step == 0:  # no weight was updated yet: no learning rate can be why
+                cell = self.model.config.cell
+                fp16 = ", and --precision bf16 or fp32 rules out an fp16 overflow" if cfg.precision == "fp16" else ""
+                raise FloatingPointError(
+                    f"The loss is {value} at the first step, before any weight was updated, so --lr is not why: the "
+                    f"data holds a value that is not finite, or the cell {cell!r} computes one; "
+                    f"msrnn_zoo.testing.run_conformance({cell!r}) checks the cell{fp16}.")
             raise FloatingPointError(f"The loss became {value} at step {self.progress.step}; "
                                      "lower --lr or check the data for outliers.")
         if self.scaler is None:

@@ -50,6 +50,20 @@ def test_a_loss_that_is_not_finite_stops_the_run_before_the_weights_change(tmp_p
         assert torch.equal(value, before[key]), key
 
 
+def test_a_loss_that_is_not_finite_at_the_first_step_does_not_blame_the_learning_rate(tmp_path, clips_file,
+                                                                                        monkeypatch):
+    """Before any update the weights are the initial ones: a NaN comes from the data or the cell, never from --lr."""
+    import msrnn_zoo.train as train
+
+    trainer = Trainer.create(tmp_path / "run", config(clips_file))
+    monkeypatch.setattr(train, "frame_loss", lambda prediction, truth: (prediction - truth).sum() * float("nan"))
+    with pytest.raises(FloatingPointError) as caught:
+        trainer.train_step(next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=4))))
+    message = str(caught.value)
+    assert "lower --lr" not in message and "--lr is not why" in message, message
+    assert "run_conformance('convlstm')" in message, message
+
+
 def test_loss_is_sum_over_pixels_mean_over_frames_and_batch():
     pred = torch.zeros(2, 3, 1, 4, 4)
     truth = torch.full_like(pred, 0.5)
