@@ -143,6 +143,11 @@ def check_cell_contract(cell: str) -> None:
             _fail(where, f"init_state cannot be called as the network calls it ({exc})",
                   f"give it the signature `{INIT_STATE_SIGNATURE}`")
         _check_state(where, state, batch, torch.device("meta"), torch.float64, "init_state(...)")
+        for i, tensor in enumerate(state):  # the size is not square for this: else the cell's own forward fails
+            if tensor.dim() >= 3 and tuple(tensor.shape[-2:]) == (width, height):
+                _fail(where, f"init_state(...)[{i}] has shape {tuple(tensor.shape)} for height {height} and width "
+                      f"{width}: its last two dimensions are swapped", "make every state tensor (B, channels, "
+                      "height, width), in the order init_state receives them")
         state = layer.init_state(batch, height, width, device=torch.device("cpu"), dtype=torch.float32)
         _check_state(where, state, batch, torch.device("cpu"), torch.float32, "init_state(...)")
         x = torch.rand(batch, 8, height, width)

@@ -48,6 +48,11 @@ class IgnoresDevice(Good):
         return (torch.zeros(batch, self.hidden_channels, height, width, dtype=dtype),)
 
 
+class SwapsHeightAndWidth(Good):
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return (zeros(batch, self.hidden_channels, width, height, device, dtype),)
+
+
 class OldInitState(Good):
     def init_state(self, batch, height, width):
         return (torch.zeros(batch, self.hidden_channels, height, width),)
@@ -154,6 +159,7 @@ CASES = [
     (ListState, "list, not a non-empty tuple", "tuple of tensors"),
     (IgnoresDtype, "torch.float64 was asked for", "dtype=dtype"),
     (IgnoresDevice, "meta was asked for", "device=device"),
+    (SwapsHeightAndWidth, "its last two dimensions are swapped", "(B, channels, height, width)"),
     (OldInitState, "init_state cannot be called", "def init_state(self, batch: int, height: int, width: int, *"),
     (NoLayerArguments, "constructor cannot be called", "layer_index: int = 0, num_layers: int = 1"),
     (NoSuperInit, "constructor failed", "super().__init__"),
