@@ -128,6 +128,8 @@ def load_entry_points() -> None:
             pm.register(plugin, name=key)
         except Exception as exc:  # a broken third-party plugin must not break the zoo
             record.error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, pluggy.PluginValidationError):  # pluggy says what is wrong, not what the hooks take
+                record.error += f"\nEach hook of the zoo takes one argument, named register: def {HOOKS[0]}(register)"
             record.detail = traceback.format_exc()
 
 

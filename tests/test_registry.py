@@ -245,3 +245,30 @@ def test_a_constructor_that_breaks_the_contract_is_blamed_not_the_options():
     finally:
         pm.unregister(plugin)
         forget("old-init-plugin")
+
+
+def test_a_hook_whose_argument_is_misnamed_is_told_what_the_hooks_take(monkeypatch, tmp_path):
+    """pluggy's own error says only that 'reg' is not in the hookspec."""
+    import importlib.metadata
+
+    from msrnn_zoo import plugins
+
+    (tmp_path / "misnamed_argument_plugin.py").write_text(
+        "from msrnn_zoo import hookimpl\n\n\n@hookimpl\ndef register_cells(reg):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = importlib.metadata.entry_points
+
+    def with_a_misnamed_one(**kwargs):
+        found = list(real(**kwargs))
+        if kwargs.get("group") == plugins.ENTRY_POINT_GROUP:
+            found.append(importlib.metadata.EntryPoint("misnamed-argument", "misnamed_argument_plugin",
+                                                       plugins.ENTRY_POINT_GROUP))
+        return found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", with_a_misnamed_one)
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    try:
+        error = {r.name: r for r in records()}["misnamed-argument"].error
+        assert "{'reg'}" in error and "takes one argument, named register: def register_cells(register)" in error
+    finally:
+        forget("misnamed-argument")
