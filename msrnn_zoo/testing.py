@@ -94,6 +94,12 @@ def _check_state(subject: str, state: Any, batch: int, device: torch.device, dty
     if isinstance(state, torch.Tensor):
         _fail(subject, f"{what} is a bare tensor of shape {tuple(state.shape)}",
               "return a tuple of tensors, even for one: `return (h,)`")
+    if isinstance(state, tuple):  # name the element: "a tuple, not a tuple of tensors" hides which one it is
+        other = next((i for i, t in enumerate(state) if not isinstance(t, torch.Tensor)), None)
+        if other is not None:
+            _fail(subject, f"{what}[{other}] is {type(state[other]).__name__}, not a tensor",
+                  "put only tensors in the state (a part that is absent at first starts as zeros, "
+                  "msrnn_zoo.cell.zeros_like(h)); the network maps over it to move and detach states")
     if not isinstance(state, tuple) or not all(isinstance(t, torch.Tensor) for t in state) or not state:
         _fail(subject, f"{what} is {type(state).__name__}, not a non-empty tuple of tensors",
               "return a tuple of tensors: `return (h, c)`; the network maps over it to move and detach states")

@@ -38,6 +38,11 @@ class ListState(Good):
         return [zeros(batch, self.hidden_channels, height, width, device, dtype)]
 
 
+class NoneInState(Good):
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return (zeros(batch, self.hidden_channels, height, width, device, dtype), None)  # "no memory yet"
+
+
 class IgnoresDtype(Good):
     def init_state(self, batch, height, width, *, device=None, dtype=None):
         return (torch.zeros(batch, self.hidden_channels, height, width, device=device),)
@@ -157,6 +162,7 @@ class ClaimsConvolvedInput(Good):
 CASES = [
     (BareTensorState, "bare tensor", "return (h,)"),
     (ListState, "list, not a non-empty tuple", "tuple of tensors"),
+    (NoneInState, "init_state(...)[1] is NoneType, not a tensor", "zeros_like(h)"),
     (IgnoresDtype, "torch.float64 was asked for", "dtype=dtype"),
     (IgnoresDevice, "meta was asked for", "device=device"),
     (SwapsHeightAndWidth, "its last two dimensions are swapped", "(B, channels, height, width)"),
