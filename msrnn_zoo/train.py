@@ -293,9 +293,22 @@ def open_split(cfg: TrainConfig, split: str) -> Dataset:
 
 
 def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
+    """The shape of the first clip, checked against what training needs.
+
+    A dataset plugin's items are checked here, on the first clip, for the mistakes that would otherwise train
+    silently on wrong values (frames in [0, 255]) or fail deep in the loop (an item that is a (clip, label) pair).
+    """
     first = dataset[0]
+    if not isinstance(first, torch.Tensor):
+        raise ValueError(f"The dataset's items must be clips, tensors (T, C, H, W); its first item is a "
+                         f"{type(first).__name__}. Its __getitem__ returns the clip alone (no label, no tuple).")
     if first.dim() != 4:
         raise ValueError(f"Clips must have shape (T, C, H, W), the dataset gives {tuple(first.shape)}.")
+    if first.is_floating_point() and first.numel() and not (
+            bool(torch.isfinite(first).all()) and float(first.min()) >= 0 and float(first.max()) <= 1):
+        raise ValueError(f"The dataset's first clip holds values from {float(first.min()):g} to "
+                         f"{float(first.max()):g}, not in [0, 1]: its factory must give frames scaled to [0, 1] "
+                         "(frames of 0-255: divide by 255).")
     need = cfg.in_frames + cfg.out_frames
     if first.shape[0] < need:
         raise ValueError(f"Clips have {first.shape[0]} frames but in_frames + out_frames = {need}; "

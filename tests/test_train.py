@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from msrnn_zoo.sampling import reverse, scheduled
-from msrnn_zoo.train import Trainer, frame_loss, new_train_config
+from msrnn_zoo.train import Trainer, check_clip_length, frame_loss, new_train_config
 
 
 def config(clips_file, **kw):
@@ -62,6 +62,19 @@ def test_a_loss_that_is_not_finite_at_the_first_step_does_not_blame_the_learning
     message = str(caught.value)
     assert "lower --lr" not in message and "--lr is not why" in message, message
     assert "run_conformance('convlstm')" in message, message
+
+
+@pytest.mark.parametrize(("item", "words"), [
+    (torch.linspace(0, 255, 6 * 16 * 16).reshape(6, 1, 16, 16), "values from 0 to 255, not in [0, 1]"),
+    (torch.full((6, 1, 16, 16), float("nan")), "not in [0, 1]"),
+    ((torch.rand(6, 1, 16, 16), 0), "its first item is a tuple"),
+])
+def test_a_dataset_plugins_clips_of_wrong_values_or_type_are_refused(clips_file, item, words):
+    """A factory giving frames of 0-255 trained silently on them; a (clip, label) item was an AttributeError."""
+    with pytest.raises(ValueError) as caught:
+        check_clip_length([item], config(clips_file))
+    assert words in str(caught.value), caught.value
+    assert check_clip_length([torch.rand(6, 1, 16, 16)], config(clips_file)) == (6, 1, 16, 16)
 
 
 def test_loss_is_sum_over_pixels_mean_over_frames_and_batch():
