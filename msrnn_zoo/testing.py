@@ -187,6 +187,32 @@ def check_cell_contract(cell: str) -> None:
         if not cls.uses_memory and result.memory is not None:
             _fail(where, "forward returned a memory but uses_memory is False",
                   "set uses_memory = True if the cell reads and writes the zigzag memory, or return memory=None")
+        _check_another_clip(where, layer, cls, (batch, height, width), (3, 4, 6))
+
+
+def _check_another_clip(where: str, layer: RecurrentCell, cls: type, first: tuple[int, int, int],
+                        second: tuple[int, int, int]) -> None:
+    """One more clip, of another batch and size, through the same layer: a tensor the first call kept on self (a
+    cached zeros, a mask) breaks it here, where the message can say so, not in a user's run at another size."""
+    batch, height, width = second
+    try:
+        layer.check_size(height, width)
+    except ValueError:
+        return  # a size the cell refuses on purpose; the first clip's was checked
+    state = layer.init_state(batch, height, width, device=torch.device("cpu"), dtype=torch.float32)
+    memory = torch.zeros(batch, layer.memory_channels, height, width) if cls.uses_memory else None
+    lower = torch.zeros(batch, 8, height, width) if cls.uses_lower_previous and layer.layer_index > 0 else None
+    clips = f"a clip of batch {batch} at {height}x{width} after one of batch {first[0]} at {first[1]}x{first[2]}"
+    fix = ("keep nothing of one call's shape on self (a cached zeros, a mask): make such tensors in forward from x, "
+           "or in init_state, whose state the network hands back; a size the cell cannot run at is refused in "
+           "check_size")
+    try:
+        output = layer(torch.rand(batch, 8, height, width), state, memory, lower).output
+    except RuntimeError as exc:
+        _fail(where, f"forward failed on {clips} ({' '.join(str(exc).split())})", fix)
+    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (batch, 8, height, width):
+        _fail(where, f"forward's output for {clips} is not (B, hidden_channels, H, W) = {(batch, 8, height, width)}",
+              fix)
 
 
 def _check(ok: bool, subject: str, problem: str, fix: str) -> None:

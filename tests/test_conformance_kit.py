@@ -144,6 +144,19 @@ class KeepsACounter(Good):
         return CellOutput(out.output * (1 + 0.01 * self.steps), out.state)
 
 
+class CachesAZeros(Good):
+    """A tensor of the first call's shape kept on self: the next clip of another batch or size breaks."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.offset = None
+
+    def forward(self, x, state, memory=None, lower_previous=None):
+        if self.offset is None:
+            self.offset = torch.zeros_like(x)
+        return super().forward(x + self.offset, state)
+
+
 class WritesStateInPlace(Good):
     def forward(self, x, state, memory=None, lower_previous=None):
         out = super().forward(x, state)
@@ -182,6 +195,8 @@ CASES = [
     (NaNOutput, "a training step gives a loss of nan", "keep every output and state of forward finite"),
     (KeepsACounter, "the same training step, run twice on the same clip, gives other numbers",
      "no attribute of self that changes between calls"),
+    (CachesAZeros, "forward failed on a clip of batch 3 at 4x6 after one of batch 2 at 8x12",
+     "keep nothing of one call's shape on self"),
     (WritesStateInPlace, "recomputed in the backward pass (gradient checkpointing) give other numbers",
      "write nothing in place into the state it receives"),
     (BadSampling, "sampling is 'sometimes'", "scheduled"),
