@@ -1465,7 +1465,7 @@ def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> 
 
     REPO_ID is a Hub repo (user/name) or a checkpoint of the pretrained catalogue (ms-motionrnn.kth)."""
     from .card import _model_name
-    from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, download_files
+    from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, _where, download_files
     from .network import Forecaster
 
     if repo_id.startswith((".", "/", "~")) or ("/" not in repo_id and "." not in repo_id and Path(repo_id).is_dir()):
@@ -1486,7 +1486,9 @@ def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> 
 
     paths, commit = download_files(repo_id, (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME), revision=revision, token=token,
                                    force_download=force, optional=(CARD_NAME,))
-    model = Forecaster.from_pretrained(repo_id, revision=commit or revision, token=token, local_files_only=True)
+    # from the files just pulled: by its name, a folder spelled like the repo here would be read in its place
+    origin = _where(repo_id, revision) + (f" (commit {commit[:7]})" if commit else "")
+    model = Forecaster._from_files(paths[CONFIG_NAME], paths[WEIGHTS_NAME], origin)
     name = _model_name(model)
     where = paths[WEIGHTS_NAME].parent
     console.print(f"Pulled [bold]{escape(repo_id)}[/bold]" + (f" at commit {commit[:7]}" if commit else "") +
@@ -1495,6 +1497,10 @@ def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> 
     pin = f', revision="{revision}"' if revision else ""
     console.print(escape(f'Load it (offline too) with: msrnn_zoo.create("{name}", pretrained="{repo_id}"{pin})'),
                   highlight=False)
+    if Path(repo_id).is_dir():
+        console.print(escape(f"Note: from this working directory, pretrained=\"{repo_id}\" loads the folder {repo_id} "
+                             "here instead (a local folder wins over a Hub repo of the same name); load the repo "
+                             "from another folder, or rename that one."), highlight=False, soft_wrap=True)
 
 
 @main.command()

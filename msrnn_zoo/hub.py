@@ -302,27 +302,34 @@ class HubMixin:
         """Load a model from a local directory or a Hub repo id (``user/repo``), optionally at ``revision``.
 
         Weights must match the config exactly (names, shapes, float32, finite); ``cast=True`` accepts
-        floating-point weights of another precision, converted on load.
+        floating-point weights of another precision, converted on load. A local directory wins over a Hub
+        repo of the same name, as in huggingface_hub's libraries.
         """
-        from .factory import from_config
-        from .network import ForecasterConfig
-
         directory = Path(source)
-        origin: str | None = None
         if directory.is_dir():
+            shadow = shadowed_repo(source)
             if revision is not None:
-                raise ValueError(f"revision={revision!r} applies to Hub repos, but {directory} is a local directory.")
+                raise ValueError(f"revision={revision!r} applies to Hub repos, but {directory} is a local "
+                                 f"directory.{shadow}")
             config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
             for path in (config_path, weights_path):
                 if not path.is_file():
                     raise FileNotFoundError(f"{directory} has no {path.name}: it is not a directory written by "
-                                            "save_pretrained or `msrnn-zoo train`.")
-        else:
-            paths, commit = download_files(str(source), (CONFIG_NAME, WEIGHTS_NAME), revision=revision,
-                                           cache_dir=cache_dir, token=token, local_files_only=local_files_only,
-                                           force_download=force_download)
-            config_path, weights_path = paths[CONFIG_NAME], paths[WEIGHTS_NAME]
-            origin = _where(str(source), revision) + (f" (commit {commit[:7]})" if commit else "")
+                                            f"save_pretrained or `msrnn-zoo train`.{shadow}")
+            return cls._from_files(config_path, weights_path, None, map_location=map_location, cast=cast)
+        paths, commit = download_files(str(source), (CONFIG_NAME, WEIGHTS_NAME), revision=revision,
+                                       cache_dir=cache_dir, token=token, local_files_only=local_files_only,
+                                       force_download=force_download)
+        origin = _where(str(source), revision) + (f" (commit {commit[:7]})" if commit else "")
+        return cls._from_files(paths[CONFIG_NAME], paths[WEIGHTS_NAME], origin, map_location=map_location, cast=cast)
+
+    @classmethod
+    def _from_files(cls, config_path: Path, weights_path: Path, origin: str | None, *, map_location: str = "cpu",
+                    cast: bool = False) -> Any:
+        """The model of a config and weights file; ``origin`` names the Hub repo they came from (None: local)."""
+        from .factory import from_config
+        from .network import ForecasterConfig
+
         try:
             config = ForecasterConfig.from_dict(read_json(config_path, "model config"), what=str(config_path))
         except (ValueError, TypeError, KeyError) as exc:
@@ -366,6 +373,15 @@ class HubMixin:
             files = {name: Path(tmp) / name for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)}
             files.update({name: Path(path) for name, path in (extra_files or {}).items()})
             return upload_files(repo_id, files, token=token, private=private, commit_message=commit_message)
+
+
+def shadowed_repo(source: str | os.PathLike[str]) -> str:
+    """A sentence for messages about ``source`` read as a local directory although it is spelled like a Hub
+    repo id (``user/model``): a folder of that name under the working directory hides the repo. Else ''."""
+    if not isinstance(source, str) or source.count("/") != 1 or source.startswith(("/", ".", "~")):
+        return ""
+    return (f" If you meant the Hub repo {source!r}: the folder of that name in the working directory is read in "
+            "its place; run from another folder, or rename that one.")
 
 
 def check_repo_id(repo_id: str) -> str:

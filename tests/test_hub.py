@@ -417,3 +417,17 @@ def test_pull_takes_a_catalogue_name():
     assert "msrnn-zoo reproduce ms-motionrnn kth" in result.output
     result = CliRunner().invoke(main, ["pull", "ms-motionrnn.nope"])
     assert result.exit_code == 1 and "not in the pretrained catalogue" in result.output
+
+
+def test_a_folder_named_like_the_repo_neither_breaks_pull_nor_hides_why_loading_fails(hub, tmp_path, monkeypatch):
+    tiny().push_to_hub("me/shadowed", token=TOKEN)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "me" / "shadowed").mkdir(parents=True)  # e.g. `msrnn-zoo train --out me/shadowed`, not finished
+    result = CliRunner().invoke(main, ["pull", "me/shadowed"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, said  # was "revision='<commit>' applies to Hub repos, but me/shadowed is local"
+    assert "Pulled me/shadowed at commit" in said and "loads the folder me/shadowed here instead" in said
+    with pytest.raises(FileNotFoundError, match="If you meant the Hub repo 'me/shadowed'"):
+        msrnn_zoo.create("ms-convlstm", pretrained="me/shadowed")
+    with pytest.raises(ValueError, match="If you meant the Hub repo 'me/shadowed'"):
+        msrnn_zoo.create("ms-convlstm", pretrained="me/shadowed", revision="main")
