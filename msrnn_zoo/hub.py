@@ -98,6 +98,18 @@ def _has_token(token: str | bool | None) -> bool:
     return get_token() is not None
 
 
+def clean_token(token: str | bool | None) -> str | bool | None:
+    """``token`` without the spaces and line ends a copy from a file brings (sent as they are, they made
+    ``Illegal header value``), as huggingface_hub cleans the tokens it reads itself; an empty one is refused
+    by name: it is most often an unset variable (``--token "$HF_TOKEN"``), and would be sent as ``Bearer ``."""
+    if not isinstance(token, str):
+        return token
+    if not token.strip():
+        raise ValueError(f"The token given is empty ({token!r}): was its variable unset? Pass a Hub token, or "
+                         "leave out --token / token= to use the one `hf auth login` stored (or $HF_TOKEN).")
+    return token.strip()
+
+
 def explain(exc: BaseException, repo_id: str, revision: str | None, action: str, token: str | bool | None,
             filename: str | None = None) -> HubError:
     """One plain error for a failed Hub call: which repo, what went wrong, what to do."""
@@ -195,6 +207,7 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
 
     if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")) or repo_id.endswith("/"):
         raise FileNotFoundError(f"{repo_id!r} is neither a local directory nor a Hub repo id like 'user/model'.")
+    token = clean_token(token)
     cache = hub_cache(cache_dir)
     endpoint = hub_endpoint()
     offline = local_files_only or hub_offline()
@@ -401,12 +414,13 @@ def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = No
     from huggingface_hub import CommitOperationAdd, HfApi
 
     check_repo_id(repo_id)
+    sent = clean_token(token)
     if hub_offline():
         raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on (HF_HUB_OFFLINE=1).")
     for name, path in files.items():
         if not Path(path).is_file():
             raise FileNotFoundError(f"Cannot push {name}: {path} does not exist.")
-    api = HfApi(endpoint=hub_endpoint(), token=token)
+    api = HfApi(endpoint=hub_endpoint(), token=sent)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
@@ -415,7 +429,7 @@ def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = No
         raise HubError(f"The Hub at {_endpoint_name()} refused the upload to {_where(repo_id, None)}: "
                        f"{' '.join(str(exc).split())}") from exc
     except Exception as exc:
-        raise explain(exc, repo_id, None, "push to", token) from exc
+        raise explain(exc, repo_id, None, "push to", sent) from exc
     return str(getattr(info, "commit_url", info))
 
 

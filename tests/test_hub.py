@@ -431,3 +431,14 @@ def test_a_folder_named_like_the_repo_neither_breaks_pull_nor_hides_why_loading_
         msrnn_zoo.create("ms-convlstm", pretrained="me/shadowed")
     with pytest.raises(ValueError, match="If you meant the Hub repo 'me/shadowed'"):
         msrnn_zoo.create("ms-convlstm", pretrained="me/shadowed", revision="main")
+
+
+def test_an_empty_token_is_refused_by_name_and_a_pasted_line_end_is_dropped(hub, run):
+    for args in (["pull", "me/anything", "--token", ""], ["push", str(run), "me/anything", "--token", " "]):
+        result = CliRunner().invoke(main, args)  # was "LocalProtocolError: Illegal header value b'Bearer '"
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and "The token given is empty" in said and "Illegal header" not in said, said
+    assert "me/anything" not in hub.state.repos
+    tiny().push_to_hub("me/pasted", token=TOKEN + "\n")
+    assert "me/pasted" in hub.state.repos
+    msrnn_zoo.create("ms-convlstm", pretrained="me/pasted", token=TOKEN + "\n")
