@@ -1360,6 +1360,25 @@ def _public_metrics(path: Path, tmp: Path) -> Path:
     return write_json(tmp / path.name, data)
 
 
+RUN_EXTRAS = ("metrics-test.json", "metrics.png", "forecast.png", "recipe.json", "profile.json")
+"""What `push` uploads beside a model when the run has it. Left in the repo by an earlier push, these would
+describe that model beside this one's card and weights, so a push that brings none of its own removes them."""
+
+
+def _upload_replacing(repo_id: str, files: dict[str, Path], token: str | None, private: bool, message: str) -> str:
+    """Upload ``files`` in one commit that also removes the :data:`RUN_EXTRAS` an earlier push left; say which."""
+    from .hub import repo_files, upload_files
+
+    stale = tuple(sorted((repo_files(repo_id, token) & set(RUN_EXTRAS)) - set(files)))
+    url = upload_files(repo_id, files, token=token, private=private, commit_message=message, delete=stale)
+    console.print(f"Pushed {len(files)} files to [bold]{escape(url)}[/bold]", highlight=False)
+    if stale:
+        console.print(escape(f"Removed {', '.join(stale)} from the repo: an earlier push left them, and they "
+                             "described that model, not this one (the repo's history keeps them)."),
+                      highlight=False, soft_wrap=True)
+    return url
+
+
 @main.command()
 @click.argument("run_dir", type=PATH)
 @click.argument("repo_id_arg", metavar="[REPO_ID]", required=False)
@@ -1379,7 +1398,7 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
 
     from .card import write_card
     from .evaluate import load_run
-    from .hub import CONFIG_NAME, WEIGHTS_NAME, upload_files
+    from .hub import CONFIG_NAME, WEIGHTS_NAME
 
     if repo_id and repo_id_arg and repo_id != repo_id_arg:
         raise ValueError(f"Two repo ids given ({repo_id_arg!r} and --repo-id {repo_id!r}); give one.")
@@ -1406,9 +1425,7 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
                 files[extra] = run_dir / extra
         if (run_dir / "metrics-test.json").is_file():
             files["metrics-test.json"] = _public_metrics(run_dir / "metrics-test.json", tmp)
-        url = upload_files(repo_id, files, token=token, private=private,
-                           commit_message=f"Upload {run_dir.name} with msrnn-zoo")
-    console.print(f"Pushed {len(files)} files to [bold]{escape(url)}[/bold]", highlight=False)
+        _upload_replacing(repo_id, files, token, private, f"Upload {run_dir.name} with msrnn-zoo")
     console.print(escape(f'Load it with: msrnn_zoo.create("{run_cfg.model}", pretrained="{repo_id}")'),
                   highlight=False)
 
@@ -1437,7 +1454,7 @@ def _push_model_folder(folder: Path, repo_id: str, token: str | None, private: b
     import tempfile
 
     from .card import _model_name, render_model_card
-    from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, upload_files
+    from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
     from .network import Forecaster
 
     model = Forecaster.from_pretrained(folder)
@@ -1447,9 +1464,7 @@ def _push_model_folder(folder: Path, repo_id: str, token: str | None, private: b
         if card_path is not None:
             card = _checked_card(card_path, repo_id, folder)
         files = {WEIGHTS_NAME: folder / WEIGHTS_NAME, CONFIG_NAME: folder / CONFIG_NAME, CARD_NAME: card}
-        url = upload_files(repo_id, files, token=token, private=private,
-                           commit_message=f"Upload {folder.name} with msrnn-zoo")
-    console.print(f"Pushed {len(files)} files to [bold]{escape(url)}[/bold]", highlight=False)
+        _upload_replacing(repo_id, files, token, private, f"Upload {folder.name} with msrnn-zoo")
     console.print(escape(f'Load it with: msrnn_zoo.create("{_model_name(model)}", pretrained="{repo_id}")'),
                   highlight=False)
 

@@ -404,14 +404,36 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def repo_files(repo_id: str, token: str | None = None) -> set[str]:
+    """The files of ``repo_id`` on its main branch; none if it does not exist yet (or this token cannot see it:
+    pushing to it then fails with the reason)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    check_repo_id(repo_id)
+    sent = clean_token(token)
+    if hub_offline():
+        raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on (HF_HUB_OFFLINE=1).")
+    try:
+        info = HfApi(endpoint=hub_endpoint(), token=sent).model_info(repo_id)
+    except HfHubHTTPError as exc:
+        if getattr(exc.response, "status_code", None) in (401, 404):
+            return set()
+        raise explain(exc, repo_id, None, "push to", sent) from exc
+    except Exception as exc:
+        raise explain(exc, repo_id, None, "push to", sent) from exc
+    return {sibling.rfilename for sibling in info.siblings or ()}
+
+
 def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = None, private: bool = False,
-                 commit_message: str = "Upload msrnn-zoo model") -> str:
+                 commit_message: str = "Upload msrnn-zoo model", delete: tuple[str, ...] = ()) -> str:
     """Create ``repo_id`` if needed and commit ``files`` (path in repo -> local file) at once; the commit URL.
 
     One ``create_commit`` rather than ``upload_folder``: exactly these files, in a single commit, and the
-    first failure (server down, no token, no write access) becomes one plain error.
+    first failure (server down, no token, no write access) becomes one plain error. The files named in
+    ``delete`` (which must be in the repo) leave it in the same commit.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     check_repo_id(repo_id)
     sent = clean_token(token)
@@ -423,7 +445,9 @@ def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = No
     api = HfApi(endpoint=hub_endpoint(), token=sent)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+        operations: list[Any] = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path))
+                                 for name, path in files.items()]
+        operations += [CommitOperationDelete(path_in_repo=name) for name in delete if name not in files]
         info = api.create_commit(repo_id, operations, commit_message=commit_message)
     except ValueError as exc:  # e.g. the Hub's YAML validation of the card
         raise HubError(f"The Hub at {_endpoint_name()} refused the upload to {_where(repo_id, None)}: "

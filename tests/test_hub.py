@@ -442,3 +442,21 @@ def test_an_empty_token_is_refused_by_name_and_a_pasted_line_end_is_dropped(hub,
     tiny().push_to_hub("me/pasted", token=TOKEN + "\n")
     assert "me/pasted" in hub.state.repos
     msrnn_zoo.create("ms-convlstm", pretrained="me/pasted", token=TOKEN + "\n")
+
+
+def test_a_push_over_an_earlier_one_removes_the_metrics_and_pictures_of_that_model(hub, run, tmp_path):
+    from msrnn_zoo.hub import upload_files
+
+    runner = CliRunner(env={"HF_TOKEN": TOKEN})
+    assert runner.invoke(main, ["push", str(run), "me/reused"]).exit_code == 0
+    (tmp_path / "notes.md").write_text("mine")
+    upload_files("me/reused", {"notes.md": tmp_path / "notes.md", "extra.png": tmp_path / "notes.md"}, token=TOKEN)
+    tiny(3).save_pretrained(tmp_path / "other")
+    result = runner.invoke(main, ["push", str(tmp_path / "other"), "me/reused"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0 and "Removed forecast.png, metrics-test.json, metrics.png from the repo" in said, said
+    files = hub.state.repos["me/reused"].resolve("main").files
+    # these described the run pushed first (its numbers, its forecast), not the model now beside them
+    assert set(files) == {"README.md", "config.json", "model.safetensors", "notes.md", "extra.png"}
+    result = runner.invoke(main, ["push", str(tmp_path / "other"), "me/reused"])
+    assert result.exit_code == 0 and "Removed" not in result.output
