@@ -205,8 +205,13 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")) or repo_id.endswith("/"):
-        raise FileNotFoundError(f"{repo_id!r} is neither a local directory nor a Hub repo id like 'user/model'.")
+    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")) or repo_id.endswith("/"):
+        home = " (~ is not expanded here: pass os.path.expanduser(PATH))" if repo_id.startswith("~") else ""
+        raise FileNotFoundError(f"{repo_id!r} is neither a local directory{home} nor a Hub repo id like "
+                                "'user/model'.")
+    if revision is not None and not revision.strip():  # sent as it is, the Hub's answer reads as no revision at all
+        raise ValueError(f"The revision given ({revision!r}) names no branch, tag or commit; leave out --revision / "
+                         "revision= for the main branch.")
     token = clean_token(token)
     cache = hub_cache(cache_dir)
     endpoint = hub_endpoint()

@@ -460,3 +460,14 @@ def test_a_push_over_an_earlier_one_removes_the_metrics_and_pictures_of_that_mod
     assert set(files) == {"README.md", "config.json", "model.safetensors", "notes.md", "extra.png"}
     result = runner.invoke(main, ["push", str(tmp_path / "other"), "me/reused"])
     assert result.exit_code == 0 and "Removed" not in result.output
+
+
+def test_an_empty_revision_and_a_home_path_are_named_as_such(hub):
+    tiny().push_to_hub("me/spelled", token=TOKEN)
+    result = CliRunner().invoke(main, ["pull", "me/spelled", "--revision", ""])
+    said = " ".join(result.output.split())  # was "Hub repo 'me/spelled': no such revision ... (HTTP 404)"
+    assert result.exit_code == 1 and "The revision given ('') names no branch" in said, said
+    with pytest.raises(ValueError, match="names no branch, tag or commit"):
+        msrnn_zoo.create("ms-convlstm", pretrained="me/spelled", revision=" ")
+    with pytest.raises(FileNotFoundError, match="~ is not expanded here"):  # was huggingface_hub's repo id rules
+        msrnn_zoo.create("ms-convlstm", pretrained="~/models/absent")
