@@ -367,6 +367,10 @@ class HubMixin:
             raise HubError(f"{origin}: its {WEIGHTS_NAME} is not a readable safetensors file ({exc.detail}); the "
                            "repo itself holds a damaged or foreign file. Push the model to it again, or ask its "
                            "owner to.") from exc
+        except ValueError as exc:  # names, shapes, precision, values: say which repo, not only its cache path
+            if origin is None:
+                raise
+            raise ValueError(f"{origin}: {exc}") from exc
         return model
 
     def push_to_hub(self, repo_id: str, *, card: str | None = None, token: str | None = None, private: bool = False,

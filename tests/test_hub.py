@@ -471,3 +471,16 @@ def test_an_empty_revision_and_a_home_path_are_named_as_such(hub):
         msrnn_zoo.create("ms-convlstm", pretrained="me/spelled", revision=" ")
     with pytest.raises(FileNotFoundError, match="~ is not expanded here"):  # was huggingface_hub's repo id rules
         msrnn_zoo.create("ms-convlstm", pretrained="~/models/absent")
+
+
+def test_weights_that_do_not_fit_the_repos_config_name_the_repo(hub, tmp_path):
+    from safetensors.torch import save_file
+
+    tiny().save_pretrained(tmp_path / "m")
+    save_file({"fc.weight": torch.zeros(2, 2)}, tmp_path / "foreign.safetensors")  # e.g. another library's
+    hub.state.put_files("me/mixed", {"config.json": (tmp_path / "m" / "config.json").read_bytes(),
+                                     "model.safetensors": (tmp_path / "foreign.safetensors").read_bytes()})
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/mixed")
+    # was the cache path alone
+    assert isinstance(exc, ValueError) and str(exc).startswith("Hub repo 'me/mixed' (commit "), exc
+    assert "holds 1 weight(s) the model does not have (fc.weight)" in str(exc)
