@@ -361,9 +361,9 @@ def write_card(run_dir: str | Path, card_path: str | Path, repo_id: str | None, 
     metrics_path = run_dir / f"metrics-{split}.json"
     folder = card_path.parent
     targets = [card_path] + ([folder / METRICS_PNG, folder / FORECAST_PNG] if metrics_path.is_file() else [])
+    text = render_card(run_dir, repo_id, split)  # first: a folder that is no run is told so, not to add --force
     for target in targets:
         refuse_overwrite(target, force, "model card" if target == card_path else "picture")
-    text = render_card(run_dir, repo_id, split)
     folder.mkdir(parents=True, exist_ok=True)
     files = {"README.md": write_text(card_path, text)}
     if metrics_path.is_file():

@@ -484,3 +484,11 @@ def test_weights_that_do_not_fit_the_repos_config_name_the_repo(hub, tmp_path):
     # was the cache path alone
     assert isinstance(exc, ValueError) and str(exc).startswith("Hub repo 'me/mixed' (commit "), exc
     assert "holds 1 weight(s) the model does not have (fc.weight)" in str(exc)
+
+
+def test_card_of_a_saved_folder_says_it_is_no_run_before_asking_for_force(tmp_path):
+    tiny().save_pretrained(tmp_path / "saved")  # holds the README.md save_pretrained writes
+    for extra in ([], ["--force"]):
+        result = CliRunner().invoke(main, ["card", str(tmp_path / "saved"), "--repo-id", "me/x", *extra])
+        said = " ".join(result.output.split())  # was "... already exists ...; pass --force", then "is not a run"
+        assert result.exit_code == 1 and "is not a run" in said and "--force" not in said, said
