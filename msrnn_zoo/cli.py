@@ -1438,7 +1438,12 @@ def _checked_card(card_path: Path, repo_id: str, run_dir: Path) -> Path:
     if not card_path.is_file():
         raise FileNotFoundError(f"No card at {card_path}: --card takes a Markdown file (`msrnn-zoo card RUN "
                                 f"--repo-id {repo_id}` renders one to edit).")
-    named = set(re.findall(r'pretrained="([^"]*)"', card_path.read_text(encoding="utf-8", errors="replace")))
+    try:  # the Hub reads a card as UTF-8: another encoding failed the push after creating the repo, empty
+        text = card_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{card_path} is not UTF-8 text ({exc.reason} at byte {exc.start}): --card takes a Markdown "
+                         "file; save it as UTF-8 (or check that it is the card you meant).") from exc
+    named = set(re.findall(r'pretrained="([^"]*)"', text))
     others = sorted(named - {repo_id})
     if others:
         is_run = (run_dir / "train_config.json").is_file()

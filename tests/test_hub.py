@@ -492,3 +492,12 @@ def test_card_of_a_saved_folder_says_it_is_no_run_before_asking_for_force(tmp_pa
         result = CliRunner().invoke(main, ["card", str(tmp_path / "saved"), "--repo-id", "me/x", *extra])
         said = " ".join(result.output.split())  # was "... already exists ...; pass --force", then "is not a run"
         assert result.exit_code == 1 and "is not a run" in said and "--force" not in said, said
+
+
+def test_push_of_a_card_that_is_not_utf8_is_refused_before_the_repo_is_made(hub, run, tmp_path):
+    (tmp_path / "latin1.md").write_bytes("caf\xe9, my notes\n".encode("latin-1"))
+    result = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(main, ["push", str(run), "me/enc", "--card",
+                                                             str(tmp_path / "latin1.md")])
+    said = " ".join(result.output.split())  # was "The Hub ... refused the upload ...: 'utf-8' codec can't decode"
+    assert result.exit_code == 1 and "is not UTF-8 text" in said, said
+    assert "me/enc" not in hub.state.repos  # was created, and left empty
