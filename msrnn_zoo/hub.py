@@ -205,6 +205,8 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    from .io import check_folder_path
+
     if repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")) or repo_id.endswith("/"):
         home = " (~ is not expanded here: pass os.path.expanduser(PATH))" if repo_id.startswith("~") else ""
         raise FileNotFoundError(f"{repo_id!r} is neither a local directory{home} nor a Hub repo id like "
@@ -214,6 +216,10 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
                          "revision= for the main branch.")
     token = clean_token(token)
     cache = hub_cache(cache_dir)
+    chosen_by = next((name for name, value in (("cache_dir=", cache_dir), ("$HF_HUB_CACHE", os.environ.get(
+        "HF_HUB_CACHE")), ("$HF_HOME", os.environ.get("HF_HOME"))) if value), "huggingface_hub's default")
+    # else huggingface_hub's bare "[Errno 20] Not a directory" after the metadata request, naming no setting
+    check_folder_path(cache, f"Cannot download into the Hub cache {cache} (from {chosen_by})")
     endpoint = hub_endpoint()
     offline = local_files_only or hub_offline()
     why_offline, online_again = (("offline mode is on (HF_HUB_OFFLINE=1)", "unset HF_HUB_OFFLINE") if hub_offline()

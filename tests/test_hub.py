@@ -501,3 +501,15 @@ def test_push_of_a_card_that_is_not_utf8_is_refused_before_the_repo_is_made(hub,
     said = " ".join(result.output.split())  # was "The Hub ... refused the upload ...: 'utf-8' codec can't decode"
     assert result.exit_code == 1 and "is not UTF-8 text" in said, said
     assert "me/enc" not in hub.state.repos  # was created, and left empty
+
+
+def test_a_hub_cache_that_is_a_file_is_named_with_its_setting(hub, tmp_path, monkeypatch):
+    tiny().push_to_hub("me/cached", token=TOKEN)
+    (tmp_path / "notes").write_text("mine")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "notes"))
+    result = CliRunner().invoke(main, ["pull", "me/cached"])
+    said = " ".join(result.output.split())  # was "Could not download ...: NotADirectoryError: [Errno 20] Not a dir..."
+    assert result.exit_code == 1 and "the Hub cache" in said and "(from $HF_HUB_CACHE)" in said, said
+    assert "Errno" not in said and (tmp_path / "notes").read_text() == "mine"
+    with pytest.raises(NotADirectoryError, match=r"\(from cache_dir=\)"):
+        msrnn_zoo.create("ms-convlstm", pretrained="me/cached", cache_dir=tmp_path / "notes" / "sub")
