@@ -419,25 +419,28 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def repo_files(repo_id: str, token: str | None = None) -> set[str]:
-    """The files of ``repo_id`` on its main branch; none if it does not exist yet (or this token cannot see it:
-    pushing to it then fails with the reason)."""
+def _repo_info(repo_id: str, token: str | bool | None) -> Any:
+    """What the Hub says of ``repo_id`` before a push to it: its ``ModelInfo``, or None if it does not exist yet
+    (or this token cannot see it: the push then fails with the reason)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    check_repo_id(repo_id)
-    sent = clean_token(token)
     if hub_offline():
         raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on (HF_HUB_OFFLINE=1).")
     try:
-        info = HfApi(endpoint=hub_endpoint(), token=sent).model_info(repo_id)
+        return HfApi(endpoint=hub_endpoint(), token=token).model_info(repo_id)
     except HfHubHTTPError as exc:
         if getattr(exc.response, "status_code", None) in (401, 404):
-            return set()
-        raise explain(exc, repo_id, None, "push to", sent) from exc
+            return None
+        raise explain(exc, repo_id, None, "push to", token) from exc
     except Exception as exc:
-        raise explain(exc, repo_id, None, "push to", sent) from exc
-    return {sibling.rfilename for sibling in info.siblings or ()}
+        raise explain(exc, repo_id, None, "push to", token) from exc
+
+
+def repo_files(repo_id: str, token: str | None = None) -> set[str]:
+    """The files of ``repo_id`` on its main branch; none if it does not exist yet."""
+    info = _repo_info(check_repo_id(repo_id), clean_token(token))
+    return {sibling.rfilename for sibling in info.siblings or ()} if info is not None else set()
 
 
 def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = None, private: bool = False,
@@ -457,6 +460,12 @@ def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = No
     for name, path in files.items():
         if not Path(path).is_file():
             raise FileNotFoundError(f"Cannot push {name}: {path} does not exist.")
+    if private:  # create_repo keeps an existing repo as it is: the files would go public without a word
+        info = _repo_info(repo_id, sent)
+        if info is not None and info.private is False:
+            raise HubError(f"{_where(repo_id, None)} already exists and is public, so --private / private=True "
+                           "(which applies when the repo is created) would not hide what is pushed. Make the repo "
+                           "private on the Hub first (its Settings), or push to a new repo; nothing was pushed.")
     api = HfApi(endpoint=hub_endpoint(), token=sent)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)

@@ -513,3 +513,17 @@ def test_a_hub_cache_that_is_a_file_is_named_with_its_setting(hub, tmp_path, mon
     assert "Errno" not in said and (tmp_path / "notes").read_text() == "mine"
     with pytest.raises(NotADirectoryError, match=r"\(from cache_dir=\)"):
         msrnn_zoo.create("ms-convlstm", pretrained="me/cached", cache_dir=tmp_path / "notes" / "sub")
+
+
+def test_private_is_refused_for_a_public_repo_instead_of_pushing_there_in_public(hub, run):
+    tiny().push_to_hub("me/open", token=TOKEN)
+    before = hub.state.repos["me/open"].branches["main"]
+    result = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(main, ["push", str(run), "me/open", "--private"])
+    said = " ".join(result.output.split())  # was "Pushed 6 files to ...": into the public repo
+    assert result.exit_code == 1 and "already exists and is public" in said and "nothing was pushed" in said, said
+    with pytest.raises(HubError, match="already exists and is public"):
+        tiny(1).push_to_hub("me/open", token=TOKEN, private=True)
+    assert hub.state.repos["me/open"].branches["main"] == before and not hub.state.repos["me/open"].private
+    tiny(1).push_to_hub("me/closed", token=TOKEN, private=True)
+    tiny(2).push_to_hub("me/closed", token=TOKEN, private=True)  # a private repo takes --private again
+    assert hub.state.repos["me/closed"].private
