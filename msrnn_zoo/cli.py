@@ -1405,6 +1405,9 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
     repo_id = repo_id or repo_id_arg
     if not repo_id:
         raise ValueError("Say where to push: --repo-id USER/NAME.")
+    if run_dir.is_file():  # else "No run directory at run/model.safetensors; train one with ... --out" that file
+        raise NotADirectoryError(f"{run_dir} is a file; push takes the folder of a run or a saved model: "
+                                 f"msrnn-zoo push {_q(run_dir.parent)} {_q(repo_id)}")
     if not (run_dir / "train_config.json").is_file():
         if (run_dir / CONFIG_NAME).is_file() or (run_dir / WEIGHTS_NAME).is_file():
             _push_model_folder(run_dir, repo_id, token, private, card_path)  # save_pretrained / convert output

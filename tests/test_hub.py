@@ -527,3 +527,10 @@ def test_private_is_refused_for_a_public_repo_instead_of_pushing_there_in_public
     tiny(1).push_to_hub("me/closed", token=TOKEN, private=True)
     tiny(2).push_to_hub("me/closed", token=TOKEN, private=True)  # a private repo takes --private again
     assert hub.state.repos["me/closed"].private
+
+
+def test_push_of_a_file_points_at_its_folder(hub, run):
+    result = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(main, ["push", str(run / "model.safetensors"), "me/file"])
+    said = " ".join(result.output.split())  # was "No run directory at .../model.safetensors; train one with ..."
+    assert result.exit_code == 1 and "is a file" in said and f"msrnn-zoo push {run} me/file" in said, said
+    assert "me/file" not in hub.state.repos
