@@ -458,6 +458,8 @@ def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = No
     if hub_offline():
         raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on (HF_HUB_OFFLINE=1).")
     for name, path in files.items():
+        if Path(path).is_dir():  # it exists: "does not exist" sent the user looking for a typo
+            raise IsADirectoryError(f"Cannot push {name}: {path} is a folder; give a file for each path in the repo.")
         if not Path(path).is_file():
             raise FileNotFoundError(f"Cannot push {name}: {path} does not exist.")
     if private:  # create_repo keeps an existing repo as it is: the files would go public without a word

@@ -534,3 +534,9 @@ def test_push_of_a_file_points_at_its_folder(hub, run):
     said = " ".join(result.output.split())  # was "No run directory at .../model.safetensors; train one with ..."
     assert result.exit_code == 1 and "is a file" in said and f"msrnn-zoo push {run} me/file" in said, said
     assert "me/file" not in hub.state.repos
+
+
+def test_an_extra_file_that_is_a_folder_is_called_a_folder(hub, tmp_path):
+    exc, _ = timed(tiny().push_to_hub, "me/x", token=TOKEN, extra_files={"notes": tmp_path})
+    assert isinstance(exc, IsADirectoryError) and f"{tmp_path} is a folder" in str(exc), exc  # was "does not exist"
+    assert "me/x" not in hub.state.repos
