@@ -1367,10 +1367,15 @@ describe that model beside this one's card and weights, so a push that brings no
 
 def _upload_replacing(repo_id: str, files: dict[str, Path], token: str | None, private: bool, message: str) -> str:
     """Upload ``files`` in one commit that also removes the :data:`RUN_EXTRAS` an earlier push left; say which."""
-    from .hub import repo_files, upload_files
+    from .hub import repo_state, upload_files
 
-    stale = tuple(sorted((repo_files(repo_id, token) & set(RUN_EXTRAS)) - set(files)))
+    present, head = repo_state(repo_id, token)
+    stale = tuple(sorted((present & set(RUN_EXTRAS)) - set(files)))
     url = upload_files(repo_id, files, token=token, private=private, commit_message=message, delete=stale)
+    if head is not None and url.rstrip("/").endswith(head):  # the Hub made no commit: "Pushed" would be untrue
+        console.print(escape(f"Nothing to push: {repo_id} already holds these {len(files)} files as they are "
+                             f"(commit {head[:7]}); no commit was made."), highlight=False, soft_wrap=True)
+        return url
     console.print(f"Pushed {len(files)} files to [bold]{escape(url)}[/bold]", highlight=False)
     if stale:
         console.print(escape(f"Removed {', '.join(stale)} from the repo: an earlier push left them, and they "

@@ -437,10 +437,12 @@ def _repo_info(repo_id: str, token: str | bool | None) -> Any:
         raise explain(exc, repo_id, None, "push to", token) from exc
 
 
-def repo_files(repo_id: str, token: str | None = None) -> set[str]:
-    """The files of ``repo_id`` on its main branch; none if it does not exist yet."""
+def repo_state(repo_id: str, token: str | None = None) -> tuple[set[str], str | None]:
+    """The files of ``repo_id`` on its main branch and its commit id; none and None if it does not exist yet."""
     info = _repo_info(check_repo_id(repo_id), clean_token(token))
-    return {sibling.rfilename for sibling in info.siblings or ()} if info is not None else set()
+    if info is None:
+        return set(), None
+    return {sibling.rfilename for sibling in info.siblings or ()}, info.sha
 
 
 def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = None, private: bool = False,

@@ -540,3 +540,15 @@ def test_an_extra_file_that_is_a_folder_is_called_a_folder(hub, tmp_path):
     exc, _ = timed(tiny().push_to_hub, "me/x", token=TOKEN, extra_files={"notes": tmp_path})
     assert isinstance(exc, IsADirectoryError) and f"{tmp_path} is a folder" in str(exc), exc  # was "does not exist"
     assert "me/x" not in hub.state.repos
+
+
+def test_pushing_the_same_files_again_says_nothing_was_pushed(hub, tmp_path):
+    tiny().save_pretrained(tmp_path / "m")
+    runner = CliRunner(env={"HF_TOKEN": TOKEN})
+    assert "Pushed 3 files" in runner.invoke(main, ["push", str(tmp_path / "m"), "me/same"]).output
+    head = hub.state.repos["me/same"].branches["main"]
+    result = runner.invoke(main, ["push", str(tmp_path / "m"), "me/same"])
+    said = " ".join(result.output.split())  # was "Pushed 3 files to <the earlier commit>"
+    assert result.exit_code == 0 and f"Nothing to push: me/same already holds these 3 files as they are (commit " \
+        f"{head[:7]})" in said and "Pushed" not in said, said
+    assert hub.state.repos["me/same"].branches["main"] == head
