@@ -329,6 +329,12 @@ class HubMixin:
         floating-point weights of another precision, converted on load. A local directory wins over a Hub
         repo of the same name, as in huggingface_hub's libraries.
         """
+        from .validation import parse_device
+
+        try:  # checked first: read later, a device typo ('gpu') was blamed on the weights file ("damaged or foreign")
+            parse_device(map_location)
+        except ValueError as exc:
+            raise ValueError(f"map_location={map_location!r}: {exc}") from exc
         directory = Path(source)
         if directory.is_dir():
             shadow = shadowed_repo(source)

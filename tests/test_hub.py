@@ -552,3 +552,14 @@ def test_pushing_the_same_files_again_says_nothing_was_pushed(hub, tmp_path):
     assert result.exit_code == 0 and f"Nothing to push: me/same already holds these 3 files as they are (commit " \
         f"{head[:7]})" in said and "Pushed" not in said, said
     assert hub.state.repos["me/same"].branches["main"] == head
+
+
+def test_a_bad_map_location_is_not_blamed_on_the_repo(hub, tmp_path):
+    tiny().push_to_hub("me/dev", token=TOKEN)
+    tiny().save_pretrained(tmp_path / "m")
+    for source in ("me/dev", tmp_path / "m"):
+        exc, _ = timed(msrnn_zoo.Forecaster.from_pretrained, source, map_location="gpu")
+        # was "its model.safetensors is not a readable safetensors file (...device gpu is invalid); the repo itself
+        # holds a damaged or foreign file. Push the model to it again"
+        assert isinstance(exc, ValueError) and str(exc).startswith("map_location='gpu': "), exc
+        assert "damaged" not in str(exc) and "cpu, cuda" in str(exc)
