@@ -217,6 +217,8 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
     config = model.config
     metrics_path = run_dir / f"metrics-{split}.json"
     metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else None
+    if metrics is not None:
+        _check_metrics_scored_these_weights(run_dir, metrics_path, metrics, split)
     recipe = read_json(run_dir / RECIPE_JSON, "recipe file") if (run_dir / RECIPE_JSON).is_file() else None
     profile = read_json(run_dir / PROFILE_JSON, "profile file") if (run_dir / PROFILE_JSON).is_file() else {}
     latest = read_json(run_dir / "latest.json", "checkpoint pointer") if (run_dir / "latest.json").is_file() else {}
@@ -271,6 +273,27 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
                               datasets=hub_datasets or None, model_name=model_index_name if eval_list else None,
                               eval_results=eval_list)
     return _card(card_data, **values)
+
+
+def _check_metrics_scored_these_weights(run_dir: Path, metrics_path: Path, metrics: dict[str, Any],
+                                        split: str) -> None:
+    """Refuse metrics of other weights than the run holds now (it was trained on, with --resume, after
+    ``evaluate``): the card, and the metrics pushed beside it, would show another model's numbers. A metrics
+    file written before the digest was recorded cannot be told apart, and is taken as it is."""
+    import hashlib
+    import shlex
+
+    from .evaluate import WEIGHTS_DIGEST
+    from .io import file_hash
+
+    recorded = metrics.get(WEIGHTS_DIGEST)
+    if recorded is None or recorded == file_hash(run_dir / "model.safetensors", hashlib.sha256()):
+        return
+    again = shlex.join(["msrnn-zoo", "evaluate", str(run_dir), *(["--split", split] if split != "test" else []),
+                        "--force"])
+    raise ValueError(f"{metrics_path} scored other weights than {run_dir / 'model.safetensors'} holds now (was the "
+                     f"run trained on after `msrnn-zoo evaluate`?): its card would show another model's numbers. "
+                     f"Score the run again first: {again}")
 
 
 def _frame_size(run_dir: Path, cfg: Any, profile: dict[str, Any]) -> tuple[int | None, int | None]:

@@ -1030,7 +1030,8 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
                                fast_path=None if fast_path == "none" else fast_path, compile_cells=compile_cells,
                                on_batch=on_batch)
     _print_reports(reports, frames)
-    write_json(out, reports_to_dict(reports, run_dir, split, frames))  # type: ignore[arg-type]
+    write_json(out, reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
+                                    weights=run_dir / "model.safetensors"))
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
 
 

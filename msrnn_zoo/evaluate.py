@@ -201,11 +201,24 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
     return {name: scorer.result() for name, scorer in scorers.items()}
 
 
+WEIGHTS_DIGEST = "weights_sha256"
+"""The key of a metrics file that records the sha256 of the weights file it scored: a run trained on after
+``evaluate`` holds other weights, and its card must not show the earlier ones' numbers."""
+
+
 def reports_to_dict(reports: dict[str, MetricReport], run_dir: str | Path, split: str,
-                    frames: FrameMode = "future") -> dict[str, Any]:
-    """The metrics file: which frames were scored, the forecasters in order, and each one's report."""
-    return {"run": str(run_dir), "split": split, "frames": frames, "frames_scored": FRAME_MODES[frames],
+                    frames: FrameMode = "future", weights: str | Path | None = None) -> dict[str, Any]:
+    """The metrics file: which frames were scored, the forecasters in order, and each one's report (and, given
+    the ``weights`` file that was scored, its digest)."""
+    import hashlib
+
+    from .io import file_hash
+
+    data = {"run": str(run_dir), "split": split, "frames": frames, "frames_scored": FRAME_MODES[frames],
             "forecasters": list(reports), **{name: rep.to_dict() for name, rep in reports.items()}}
+    if weights is not None:
+        data[WEIGHTS_DIGEST] = file_hash(Path(weights), hashlib.sha256())
+    return data
 
 
 def read_input_clip(path: str | Path, channels: int | None = None) -> torch.Tensor:

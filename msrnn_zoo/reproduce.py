@@ -232,7 +232,8 @@ def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = No
     reports = evaluate_run(run_dir, split="test", max_clips=max_eval_clips, device=device, frames=frames)
     if report is not None:
         report(reports)
-    write_json(run_dir / "metrics-test.json", reports_to_dict(reports, run_dir.name, "test", frames))
+    write_json(run_dir / "metrics-test.json", reports_to_dict(reports, run_dir.name, "test", frames,
+                                                              weights=run_dir / "model.safetensors"))
     return write_card(run_dir, run_dir / "README.md", repo_id=None)
 
 

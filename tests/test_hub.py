@@ -563,3 +563,18 @@ def test_a_bad_map_location_is_not_blamed_on_the_repo(hub, tmp_path):
         # holds a damaged or foreign file. Push the model to it again"
         assert isinstance(exc, ValueError) and str(exc).startswith("map_location='gpu': "), exc
         assert "damaged" not in str(exc) and "cpu, cuda" in str(exc)
+
+
+def test_metrics_of_earlier_weights_are_neither_carded_nor_pushed(hub, run):
+    runner = CliRunner(env={"HF_TOKEN": TOKEN})
+    resumed = runner.invoke(main, ["train", "--resume", str(run), "--epochs", "2"])
+    assert resumed.exit_code == 0, resumed.output  # new weights; metrics-test.json still scores the epoch-1 ones
+    for args in (["push", str(run), "me/later"], ["card", str(run), "--repo-id", "me/later", "--force"]):
+        result = runner.invoke(main, args)
+        said = " ".join(result.output.split())  # was a card and metrics-test.json of the earlier weights
+        assert result.exit_code == 1 and "scored other weights than" in said, said
+        assert f"msrnn-zoo evaluate {run} --force" in said
+    assert "me/later" not in hub.state.repos
+    assert runner.invoke(main, ["evaluate", str(run), "--max-clips", "4", "--force"]).exit_code == 0
+    result = runner.invoke(main, ["push", str(run), "me/later"])
+    assert result.exit_code == 0, result.output
