@@ -284,6 +284,8 @@ class HubMixin:
         own. A card msrnn-zoo wrote there is written again under ``force``: it described the model replaced.
         """
         directory = Path(directory)
+        if card is not None:
+            _check_card_text(card)
         self._check_config_describes_weights()
         refuse_overwrite(directory / WEIGHTS_NAME, force, "model")
         refuse_overwrite(directory / CONFIG_NAME, force, "config")  # a project's own config.json is not ours
@@ -407,6 +409,20 @@ class HubMixin:
             files = {name: Path(tmp) / name for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)}
             files.update({name: Path(path) for name, path in (extra_files or {}).items()})
             return upload_files(repo_id, files, token=token, private=private, commit_message=commit_message)
+
+
+def _check_card_text(card: Any) -> None:
+    """Refuse a ``card=`` that is not a card's text: a path to one (written as the card itself, it made a repo
+    whose README reads ``cards/mine.md``), or nothing at all (an empty README)."""
+    if isinstance(card, os.PathLike) or (isinstance(card, str) and "\n" not in card.strip() and card.strip() and (
+            card.strip().lower().endswith((".md", ".markdown", ".txt")) or Path(card.strip()).is_file())):
+        raise ValueError(f"card={os.fspath(card)!r} looks like the path of a card, but card= takes the card's text "
+                         f"(Markdown): pass card=Path({os.fspath(card)!r}).read_text(encoding='utf-8').")
+    if not isinstance(card, str):
+        raise TypeError(f"card= takes the card's text (Markdown), not {type(card).__name__}.")
+    if not card.strip():
+        raise ValueError("card= is empty: the repo would get a blank README.md. Leave card= out for a card generated "
+                         "from the model, or pass the card's text.")
 
 
 def shadowed_repo(source: str | os.PathLike[str]) -> str:

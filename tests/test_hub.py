@@ -578,3 +578,17 @@ def test_metrics_of_earlier_weights_are_neither_carded_nor_pushed(hub, run):
     assert runner.invoke(main, ["evaluate", str(run), "--max-clips", "4", "--force"]).exit_code == 0
     result = runner.invoke(main, ["push", str(run), "me/later"])
     assert result.exit_code == 0, result.output
+
+
+def test_card_takes_the_cards_text_not_its_path_and_not_nothing(hub, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("mine.md").write_text("---\nlicense: mit\n---\n# My model\n")
+    model = tiny()
+    for card in ("mine.md", Path("mine.md")):  # was a repo whose README.md reads "mine.md" (or a TypeError)
+        with pytest.raises(ValueError, match=r"looks like the path of a card.*read_text"):
+            model.push_to_hub("me/carded", token=TOKEN, card=card)
+    with pytest.raises(ValueError, match="card= is empty"):  # was a blank README.md
+        model.save_pretrained(tmp_path / "m", card=" \n")
+    assert "me/carded" not in hub.state.repos and not (tmp_path / "m").exists()
+    model.push_to_hub("me/carded", token=TOKEN, card=Path("mine.md").read_text())
+    assert hub.state.repos["me/carded"].resolve("main").files["README.md"].data.decode().startswith("---\nlicense")
