@@ -1514,7 +1514,7 @@ def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> 
         repo_id, revision = record.repo_id, revision or record.revision or None
 
     paths, commit = download_files(repo_id, (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME), revision=revision, token=token,
-                                   force_download=force, optional=(CARD_NAME,))
+                                   force_download=force, optional=(CARD_NAME,), from_hub=True)
     # from the files just pulled: by its name, a folder spelled like the repo here would be read in its place
     origin = _where(repo_id, revision) + (f" (commit {commit[:7]})" if commit else "")
     model = Forecaster._from_files(paths[CONFIG_NAME], paths[WEIGHTS_NAME], origin)

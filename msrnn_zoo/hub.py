@@ -195,12 +195,13 @@ def verify_cached(path: str | Path, repo_id: str, revision: str | None) -> None:
 def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | None = None,
                    cache_dir: str | Path | None = None, token: str | bool | None = None,
                    local_files_only: bool = False, force_download: bool = False,
-                   optional: tuple[str, ...] = ()) -> tuple[dict[str, Path], str | None]:
+                   optional: tuple[str, ...] = (), from_hub: bool = False) -> tuple[dict[str, Path], str | None]:
     """Files of a Hub repo from the cache, or downloaded into it: ``({name: path}, commit id)``.
 
     One metadata request (no retries) decides whether the Hub can be reached; if it cannot, the cache is
-    used, and if the cache lacks the files the error says so at once. Files named in ``optional`` may be
-    absent from the repo. Every file is checked against the Hub's hash before it is returned.
+    used (unless ``from_hub``: ``pull``, whose point is to download), and if the cache lacks the files the
+    error says so at once. Files named in ``optional`` may be absent from the repo. Every file is checked
+    against the Hub's hash before it is returned.
     """
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
@@ -238,6 +239,11 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
             if cause is None:
                 raise explain(exc, repo_id, revision, "download", token, filenames[0]) from exc
             unreachable = cause
+    if unreachable is not None and (from_hub or force_download):  # the cache cannot stand in for a download
+        cached = _cached_note(repo_id, filenames, revision, cache)
+        raise HubError(f"Cannot reach the Hub at {_endpoint_name()} to download {_where(repo_id, revision)} "
+                       f"({unreachable}); nothing was downloaded. Check the network connection (or HF_ENDPOINT / "
+                       f"MSRNN_ZOO_HUB_ENDPOINT if you use a mirror).{cached}")
     use_cache_only = offline or unreachable is not None
     paths: dict[str, Path] = {}
     commit: str | None = None
@@ -269,6 +275,18 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
         if commit is None and _HEX40.match(snapshot):
             commit = snapshot
     return paths, commit
+
+
+def _cached_note(repo_id: str, filenames: tuple[str, ...], revision: str | None, cache: str) -> str:
+    """A sentence saying which commit of the repo the cache holds, for a download that could not happen."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = [try_to_load_from_cache(repo_id, name, cache_dir=cache, revision=revision) for name in filenames[:2]]
+    if not all(isinstance(path, str) for path in found):
+        return ""
+    commit = Path(str(found[0])).parent.name
+    return (f" The cache holds it at commit {commit[:7]}, perhaps not the latest; it loads from there while the Hub "
+            "cannot be reached.")
 
 
 class HubMixin:

@@ -592,3 +592,18 @@ def test_card_takes_the_cards_text_not_its_path_and_not_nothing(hub, tmp_path, m
     assert "me/carded" not in hub.state.repos and not (tmp_path / "m").exists()
     model.push_to_hub("me/carded", token=TOKEN, card=Path("mine.md").read_text())
     assert hub.state.repos["me/carded"].resolve("main").files["README.md"].data.decode().startswith("---\nlicense")
+
+
+def test_pull_with_the_hub_unreachable_says_nothing_was_downloaded(hub, monkeypatch):
+    tiny().push_to_hub("me/away", token=TOKEN)
+    assert CliRunner().invoke(main, ["pull", "me/away"]).exit_code == 0
+    commit = hub.state.repos["me/away"].branches["main"]
+    monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    for extra in ([], ["--force"]):
+        # was "Pulled me/away at commit ..." (the cache's, told as new), and with --force "Cannot pass
+        # 'force_download=True' and 'local_files_only=True' at the same time"
+        result = CliRunner().invoke(main, ["pull", "me/away", *extra])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and "Cannot reach the Hub" in said and "nothing was downloaded" in said, said
+        assert f"The cache holds it at commit {commit[:7]}, perhaps not the latest" in said
+    msrnn_zoo.create("ms-convlstm", pretrained="me/away")  # loading still falls back on the cache
