@@ -1404,13 +1404,14 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
 
     from .card import write_card
     from .evaluate import load_run
-    from .hub import CONFIG_NAME, WEIGHTS_NAME
+    from .hub import CONFIG_NAME, WEIGHTS_NAME, check_repo_id
 
     if repo_id and repo_id_arg and repo_id != repo_id_arg:
         raise ValueError(f"Two repo ids given ({repo_id_arg!r} and --repo-id {repo_id!r}); give one.")
     repo_id = repo_id or repo_id_arg
     if not repo_id:
         raise ValueError("Say where to push: --repo-id USER/NAME.")
+    check_repo_id(repo_id)  # before the card is rendered and the pictures drawn
     if run_dir.is_file():  # else "No run directory at run/model.safetensors; train one with ... --out" that file
         raise NotADirectoryError(f"{run_dir} is a file; push takes the folder of a run or a saved model: "
                                  f"msrnn-zoo push {_q(run_dir.parent)} {_q(repo_id)}")

@@ -453,9 +453,20 @@ def shadowed_repo(source: str | os.PathLike[str]) -> str:
 
 
 def check_repo_id(repo_id: str) -> str:
-    """``repo_id`` if it has the form of a Hub repo id (``user/model``), else a ``ValueError`` saying so."""
+    """``repo_id`` if it has the form of a Hub repo id (``user/model``), else a ``ValueError`` saying so.
+
+    The Hub's own rules for names are checked too (huggingface_hub's): else ``card`` wrote a card whose load
+    lines name a repo that cannot exist, and ``push`` failed only after rendering it."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     if repo_id.count("/") != 1 or repo_id.startswith(("/", ".")) or repo_id.endswith("/"):
         raise ValueError(f"{repo_id!r} is not a Hub repo id like 'user/model'.")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        rule = str(exc).split(": '")[0].rstrip(".")
+        raise ValueError(f"{repo_id!r} is not a valid Hub repo id ({rule}).") from exc
     return repo_id
 
 

@@ -607,3 +607,13 @@ def test_pull_with_the_hub_unreachable_says_nothing_was_downloaded(hub, monkeypa
         assert result.exit_code == 1 and "Cannot reach the Hub" in said and "nothing was downloaded" in said, said
         assert f"The cache holds it at commit {commit[:7]}, perhaps not the latest" in said
     msrnn_zoo.create("ms-convlstm", pretrained="me/away")  # loading still falls back on the cache
+
+
+def test_a_repo_id_the_hub_cannot_hold_is_refused_before_a_card_names_it(hub, run, tmp_path):
+    result = CliRunner().invoke(main, ["card", str(run), "--repo-id", "me/My Model", "--out", str(tmp_path / "c.md")])
+    said = " ".join(result.output.split())  # was "Model card written": load lines naming a repo that cannot exist
+    assert result.exit_code == 1, said
+    assert "'me/My Model' is not a valid Hub repo id (Repo id must use alphanumeric chars" in said, said
+    assert not (tmp_path / "c.md").exists()
+    with pytest.raises(ValueError, match=r"'me/a--b' is not a valid Hub repo id \(Cannot have -- or \.\."):
+        tiny().push_to_hub("me/a--b", token=TOKEN)
