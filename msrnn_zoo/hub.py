@@ -367,6 +367,9 @@ class HubMixin:
                     raise FileNotFoundError(f"{directory} has no {path.name}: it is not a directory written by "
                                             f"save_pretrained or `msrnn-zoo train`.{shadow}")
             return cls._from_files(config_path, weights_path, None, map_location=map_location, cast=cast)
+        if isinstance(source, os.PathLike):  # a path is never a repo id: "Hub repo 'runs/a' was not found" misleads
+            raise FileNotFoundError(f"{directory} is not a directory; a path must name a directory written by "
+                                    "save_pretrained or `msrnn-zoo train` (a Hub repo id is given as a string).")
         paths, commit = download_files(str(source), (CONFIG_NAME, WEIGHTS_NAME), revision=revision,
                                        cache_dir=cache_dir, token=token, local_files_only=local_files_only,
                                        force_download=force_download)

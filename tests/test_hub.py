@@ -617,3 +617,12 @@ def test_a_repo_id_the_hub_cannot_hold_is_refused_before_a_card_names_it(hub, ru
     assert not (tmp_path / "c.md").exists()
     with pytest.raises(ValueError, match=r"'me/a--b' is not a valid Hub repo id \(Cannot have -- or \.\."):
         tiny().push_to_hub("me/a--b", token=TOKEN)
+
+
+def test_from_pretrained_of_a_missing_path_object_is_not_looked_up_on_the_hub(hub, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exc, _ = timed(msrnn_zoo.Forecaster.from_pretrained, Path("runs/absent"))
+    # was "Hub repo 'runs/absent' was not found on the Hub ...: it does not exist, or it is private"
+    assert isinstance(exc, FileNotFoundError) and "runs/absent is not a directory" in str(exc), exc
+    assert "not found on the Hub" not in str(exc)
+    assert not any(path.startswith("/api/") or "/resolve/" in path for _, path in hub.state.requests)
