@@ -229,6 +229,9 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
     if offline and force_download:
         raise HubError(f"Cannot download {_where(repo_id, revision)} again: {why_offline}; {online_again} to "
                        "download it, or leave out force_download to load it from the cache.")
+    if offline and from_hub:  # "Pulled" from the cache would tell of a download that did not happen
+        raise HubError(f"Cannot download {_where(repo_id, revision)}: {why_offline}; {online_again} to download it; "
+                       f"nothing was downloaded.{_cached_note(repo_id, filenames, revision, cache)}")
     unreachable: str | None = None
     if not offline:
         url = hf_hub_url(repo_id, filenames[0], revision=revision, endpoint=endpoint)
@@ -285,8 +288,7 @@ def _cached_note(repo_id: str, filenames: tuple[str, ...], revision: str | None,
     if not all(isinstance(path, str) for path in found):
         return ""
     commit = Path(str(found[0])).parent.name
-    return (f" The cache holds it at commit {commit[:7]}, perhaps not the latest; it loads from there while the Hub "
-            "cannot be reached.")
+    return f" The cache holds it at commit {commit[:7]}, perhaps not the latest; it loads from there without the Hub."
 
 
 class HubMixin:

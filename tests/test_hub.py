@@ -626,3 +626,15 @@ def test_from_pretrained_of_a_missing_path_object_is_not_looked_up_on_the_hub(hu
     assert isinstance(exc, FileNotFoundError) and "runs/absent is not a directory" in str(exc), exc
     assert "not found on the Hub" not in str(exc)
     assert not any(path.startswith("/api/") or "/resolve/" in path for _, path in hub.state.requests)
+
+
+def test_pull_in_offline_mode_says_nothing_was_downloaded(hub, monkeypatch):
+    tiny().push_to_hub("me/plane", token=TOKEN)
+    assert CliRunner().invoke(main, ["pull", "me/plane"]).exit_code == 0
+    commit = hub.state.repos["me/plane"].branches["main"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(main, ["pull", "me/plane"])
+    said = " ".join(result.output.split())  # was "Pulled me/plane at commit ...", from the cache
+    assert result.exit_code == 1 and "offline mode is on (HF_HUB_OFFLINE=1)" in said, said
+    assert "nothing was downloaded" in said and f"The cache holds it at commit {commit[:7]}" in said
+    msrnn_zoo.create("ms-convlstm", pretrained="me/plane")  # loading offline is what the cache is for
