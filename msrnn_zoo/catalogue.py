@@ -26,7 +26,7 @@ DATA_DIR = Path(__file__).parent / "templates"
 RECIPES_FILE = DATA_DIR / "recipes.toml"
 PRETRAINED_FILE = DATA_DIR / "pretrained.toml"
 STATUSES = ("published", "recipe-only")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def validate_checkpoint(record: Checkpoint) -> Checkpoint:
     if record.repo_id.count("/") != 1:
         raise ValueError(f"{where}: repo_id {record.repo_id!r} is not a Hub repo id like 'user/model'.")
     if record.published:
-        if record.revision and not _COMMIT.match(record.revision):
+        if record.revision and not _COMMIT.fullmatch(record.revision):
             raise ValueError(f"{where}: revision {record.revision!r} is not a 40-digit commit id.")
         if record.metrics and not record.metrics_command:
             raise ValueError(f"{where}: metrics without the metrics_command that measured them.")

@@ -28,8 +28,8 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 DEFAULT_ENDPOINT = "https://huggingface.co"
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _NETWORK_ERRORS = {"ConnectError", "ConnectTimeout", "ConnectionError", "NetworkError", "ReadTimeout",
                    "TimeoutException", "Timeout", "ProxyError", "SSLError", "RemoteProtocolError", "ReadError",
                    "WriteError", "PoolTimeout", "WriteTimeout"}
@@ -177,9 +177,9 @@ def verify_cached(path: str | Path, repo_id: str, revision: str | None) -> None:
     """
     real = Path(os.path.realpath(path))
     name = real.name
-    if _HEX64.match(name):
+    if _HEX64.fullmatch(name):
         algorithm, digest = "sha256", file_hash(real, hashlib.sha256())
-    elif _HEX40.match(name):
+    elif _HEX40.fullmatch(name):
         algorithm = "git object id"
         digest = file_hash(real, hashlib.sha1(b"blob %d\0" % real.stat().st_size))
     else:
@@ -275,7 +275,7 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
         verify_cached(path, repo_id, revision)
         paths[name] = path
         snapshot = path.parent.name
-        if commit is None and _HEX40.match(snapshot):
+        if commit is None and _HEX40.fullmatch(snapshot):
             commit = snapshot
     return paths, commit
 

@@ -70,6 +70,8 @@ def test_the_catalogue_claims_nothing_no_run_produced():
         make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", metrics={"mse": 1.0})
     with pytest.raises(ValueError, match="not one of published, recipe-only"):
         make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", status="soon")
+    with pytest.raises(ValueError, match="is not a 40-digit commit id"):  # `$` matched before a final newline
+        make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", revision="a" * 40 + "\n")
 
 
 def test_a_plugin_cannot_take_a_zoo_tag(toy_plugin):
