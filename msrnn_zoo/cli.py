@@ -1018,7 +1018,9 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     """Per-frame and mean scores of a run beside baselines (copy-last-frame, mean-frame, blank, the dataset's)."""
     from .evaluate import evaluate_run, reports_to_dict
     from .io import refuse_overwrite, write_json
+    from .train import refuse_a_file_for_a_run
 
+    refuse_a_file_for_a_run(run_dir)  # before its metrics file's path inside it is checked
     out = out or run_dir / f"metrics-{split}.json"
     refuse_overwrite(out, force, "metrics file")
     device = _run_device(run_dir, device)

@@ -31,7 +31,7 @@ from .metrics import merge_reports as merge
 from .network import Forecaster
 from .precision import autocast, check_precision
 from .sampling import teacher_forcing
-from .train import TRAIN_CONFIG, TrainConfig, open_split
+from .train import TRAIN_CONFIG, TrainConfig, open_split, refuse_a_file_for_a_run
 
 FrameMode = Literal["future", "all"]
 FRAME_MODES: dict[str, str] = {
@@ -67,6 +67,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Forecaster
     run_dir = Path(run_dir)
     if device is not None:
         parse_device(device)
+    refuse_a_file_for_a_run(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`.")
     if not (run_dir / TRAIN_CONFIG).is_file():

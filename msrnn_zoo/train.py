@@ -362,9 +362,21 @@ class Progress:
     losses: list[float] = field(default_factory=list)
 
 
+def refuse_a_file_for_a_run(run_dir: Path) -> None:
+    """A ``NotADirectoryError`` where a run's folder was asked for and a file given (often a file inside the run,
+    its ``model.safetensors``), pointing at the run it belongs to: "no run directory; train one with --out" that
+    file would be advice that cannot work."""
+    if run_dir.is_file():
+        run = run_dir.parent
+        which = (f"its folder {run} is the run; give that" if (run / TRAIN_CONFIG).is_file() else
+                 "give the --out directory of an earlier `msrnn-zoo train`")
+        raise NotADirectoryError(f"{run_dir} is a file, not a run directory: {which}.")
+
+
 def require_run(run_dir: str | Path) -> Path:
     """``run_dir`` as a path, if it holds a run to resume; else an error that names the directory in full."""
     run_dir = Path(run_dir)
+    refuse_a_file_for_a_run(run_dir)
     if not (run_dir / TRAIN_CONFIG).is_file():
         where = "no such directory" if not run_dir.is_dir() else f"it holds no {TRAIN_CONFIG}"
         raise FileNotFoundError(f"{run_dir} ({run_dir.resolve()}) is not a run: {where}. Resume the --out "

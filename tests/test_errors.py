@@ -462,3 +462,14 @@ def test_evaluating_on_clips_changed_since_training_says_so(run, tmp_path):
     (run / "train_config.json").write_text(json.dumps(config))
     np.save(config["data"], (np.random.default_rng(1).random((40, 4, 16, 16)) * 255).astype(np.uint8))
     one_red_line(invoke("evaluate", run), "have shape (4, 1, 16, 16)", "at least 6 frames", "changed since")
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["predict"], ["card", "--repo-id", "me/m"], ["train", "--resume"]])
+def test_a_file_given_for_a_run_points_at_the_run_it_belongs_to(run, tmp_path, command):
+    """`evaluate run/model.safetensors` blamed writing a metrics file inside a file, predict and card said "No run
+    directory; train one with --out" that file, resume "no such directory". Now each points at the run."""
+    one_red_line(invoke(*command, run / "model.safetensors"), "is a file, not a run directory",
+                 f"its folder {run} is the run")
+    (tmp_path / "notes.txt").write_text("mine")
+    line = one_red_line(invoke(*command, tmp_path / "notes.txt"), "is a file, not a run directory", "--out")
+    assert "train one with" not in line and (tmp_path / "notes.txt").read_text() == "mine"
