@@ -422,7 +422,8 @@ def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> 
     from .datasets import prepare_dataset
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as bar:
+    # a log file gets plain lines (below), not the bar, whose end left a blank line before the result or error
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         tasks: dict[str, Any] = {}
         due = _Every(30.0)
 

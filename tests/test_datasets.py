@@ -473,3 +473,11 @@ def test_the_next_command_after_prepare_quotes_its_path(toy_dataset, raw, tmp_pa
     hint = next(line for line in out.splitlines() if "Next:" in line)
     assert hint.endswith(f"Next: msrnn-zoo data info toy-store --root {shlex.quote(str(root.resolve()))}"), out
     run(*shlex.split(hint.split("Next: msrnn-zoo ")[1]))  # the command as printed runs
+
+
+def test_prepare_in_a_log_leaves_no_blank_line(toy_dataset, raw, tmp_path):
+    """Not a terminal: the progress bar's end printed an empty line before "Prepared ..." and before an error."""
+    done = run("data", "prepare", "toy-store", "--source", raw, "--root", tmp_path / "s").output
+    assert "" not in done.splitlines() and "Prepared toy-store" in done, done
+    again = run("data", "prepare", "toy-store", "--source", raw, "--root", tmp_path / "s", ok=False).output
+    assert again.startswith("Error: ") and "already holds a prepared toy-store store" in again, again
