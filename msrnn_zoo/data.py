@@ -177,9 +177,13 @@ class DatasetCapabilities:
 
 
 def default_root() -> Path:
-    """Where datasets live unless told otherwise: ``$MSRNN_ZOO_DATA`` or ``~/.cache/msrnn_zoo/datasets``."""
+    """Where datasets live unless told otherwise: ``$MSRNN_ZOO_DATA`` or ``~/.cache/msrnn_zoo/datasets``.
+
+    A ``~`` in the variable is the home folder: set where no shell expands it (a quoted value, a ``.env`` file,
+    a service's environment), it made a folder named ``~`` in the current one.
+    """
     env = os.environ.get("MSRNN_ZOO_DATA")
-    return Path(env) if env else Path.home() / ".cache" / "msrnn_zoo" / "datasets"
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "msrnn_zoo" / "datasets"
 
 
 def to_unit_float(array: np.ndarray, what: str) -> np.ndarray:

@@ -57,3 +57,20 @@ def test_corrupt_download_is_a_clear_valueerror(mirror: Path, tmp_path: Path) ->
     message = str(info.value)
     assert str(tmp_path / "moving-mnist" / "mnist_test_seq.npy") in message
     assert "msrnn-zoo download moving-mnist --source standard" in message
+
+
+def test_a_quoted_tilde_in_the_data_root_variable_is_the_home_folder(mirror: Path, tmp_path: Path,
+                                                                     sequences: np.ndarray,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """MSRNN_ZOO_DATA='~/data' (set where no shell expands it) downloaded into a folder named ~ here."""
+    from msrnn_zoo.datasets import load_dataset
+
+    np.save(mirror / "mnist_test_seq.npy", sequences)
+    home, here = tmp_path / "home", tmp_path / "here"
+    here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MSRNN_ZOO_DATA", "~/data")
+    monkeypatch.chdir(here)
+    assert len(load_dataset("moving-mnist", split="test", source="standard", download=True)) == 5
+    assert (home / "data" / "moving-mnist" / "mnist_test_seq.npy").is_file()
+    assert not list(here.iterdir())
