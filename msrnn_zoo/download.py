@@ -46,6 +46,10 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
             os.close(fd)
             raise OSError(f"Could not download {url}: {exc}. Check the network, "
                           f"or place the file at {dest} by hand.") from exc
+        except ValueError as exc:  # urllib's "unknown url type": a mirror variable set to a bare path or a typo
+            os.close(fd)
+            raise OSError(f"Could not download {url}: it is not a URL ({exc}); a download needs one beginning "
+                          f"with https://, http:// or file://. Or place the file at {dest} by hand.") from exc
         with response, os.fdopen(fd, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             console = Console(stderr=True)

@@ -74,3 +74,12 @@ def test_a_quoted_tilde_in_the_data_root_variable_is_the_home_folder(mirror: Pat
     assert len(load_dataset("moving-mnist", split="test", source="standard", download=True)) == 5
     assert (home / "data" / "moving-mnist" / "mnist_test_seq.npy").is_file()
     assert not list(here.iterdir())
+
+
+def test_a_mirror_that_is_not_a_url_is_a_clear_oserror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder path as the mirror ended in urllib's bare "unknown url type: '/srv/mm/mnist_test_seq.npy'"."""
+    monkeypatch.setenv(files.URL_ENV, str(tmp_path / "served"))
+    with pytest.raises(OSError, match="is not a URL") as info:
+        make_moving_mnist("test", "standard", tmp_path / "root", download=True)
+    assert "file://" in str(info.value) and files.URL_ENV in str(info.value)
+    assert not list((tmp_path / "root" / "moving-mnist").glob("*"))  # its temporary file is gone too
