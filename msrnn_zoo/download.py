@@ -2,13 +2,16 @@
 
 A download goes to a temporary file beside the destination and is renamed into place only when it is
 complete (and matches its checksum, when one is known), so an interrupted download leaves nothing that
-a later run could mistake for the real file.
+a later run could mistake for the real file. A download killed outright (no ``finally`` runs) leaves its
+temporary file behind, up to the whole file's size; the next download of the same file deletes such files
+once no process holds their lock (each download locks its own while it writes).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import time
 import urllib.error
@@ -17,6 +20,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+try:  # POSIX: a download's lock on its temporary file tells a live download from one that was killed
+    import fcntl
+except ImportError:  # Windows: an open file cannot be deleted there, which tells the same
+    fcntl = None  # type: ignore[assignment]
 
 CHUNK = 1 << 16
 LOG_EVERY = 30.0
@@ -28,6 +36,37 @@ def _log_line(console: Console, name: str, done: int, total: int | None) -> None
     console.print(f"downloading {name}: {done / 1e6:.1f}{of} MB", markup=False, highlight=False, soft_wrap=True)
 
 
+def _lock(fd: int) -> bool:
+    """Take the lock that marks a temporary file as being written; ``False`` if another process holds it."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _clear_killed_downloads(dest: Path) -> None:
+    """Delete the temporary files of earlier downloads of ``dest`` that were killed: those no process locks.
+
+    A file created a moment ago and still empty is left alone: its download may not have locked it yet.
+    """
+    ours = re.compile(rf"\.{re.escape(dest.name)}\.[a-z0-9_]{{8}}\.part")  # exactly what mkstemp names below
+    for part in dest.parent.iterdir():
+        if not ours.fullmatch(part.name) or part.is_symlink() or not part.is_file():
+            continue
+        try:
+            with part.open("rb") as handle:
+                info = os.fstat(handle.fileno())
+                fresh = info.st_size == 0 and time.time() - info.st_mtime < 60
+                killed = not fresh and _lock(handle.fileno())
+            if killed:  # (a writer never reopens an old file: a dead one stays dead)
+                part.unlink()
+        except OSError:  # gone meanwhile, or in use (Windows): not ours to delete now
+            continue
+
+
 def download_file(url: str, dest: str | Path, *, sha256: str | None = None, timeout: float = 60.0,
                   show_progress: bool = True) -> Path:
     """Fetch ``url`` into ``dest`` atomically; raise ``OSError`` naming the URL if it cannot be fetched."""
@@ -36,7 +75,9 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
 
     check_folder_path(dest.parent, f"Cannot download {url} to {dest}")  # (not a bare [Errno 20] from mkdir)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _clear_killed_downloads(dest)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    _lock(fd)  # held until the file is closed, by this process or by its death
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     try:

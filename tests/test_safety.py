@@ -402,6 +402,31 @@ def test_a_download_into_a_log_file_reports_lines(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_a_killed_download_leaves_no_temporary_file_after_the_next(tmp_path):
+    """kill -9 mid-download left `.file.bin.XXXXXXXX.part` (up to the whole file: 800 MB for Moving MNIST's test
+    set) and every later kill another; the next download deletes those, never one still being written."""
+    fcntl = pytest.importorskip("fcntl")
+    from msrnn_zoo.download import download_file
+
+    source = tmp_path / "remote.bin"
+    source.write_bytes(b"data")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    killed = folder / ".file.bin.k1ll3d_x.part"
+    killed.write_bytes(b"half a file")
+    live = folder / ".file.bin.w0rk1ng_.part"
+    live.write_bytes(b"being written")
+    mine = [folder / ".file.bin.notes.part", folder / "file.bin.part", folder / ".other.bin.k1ll3d_x.part"]
+    for path in mine:
+        path.write_bytes(b"the user's")
+    with live.open("rb") as writer:
+        fcntl.flock(writer.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a download still running holds it
+        assert download_file(source.as_uri(), folder / "file.bin", show_progress=False).read_bytes() == b"data"
+    assert not killed.exists() and live.exists()
+    assert all(path.read_bytes() == b"the user's" for path in mine)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, "file.bin", *(p.name for p in mine)])
+
+
 def test_a_run_resumed_twice_at_once_is_refused_the_second_time(run_dir):
     """Two `train --resume` of one run both trained, each step twice in the history. The lock stands for the other
     process (an OS lock on its own open file, as that process would hold it)."""
