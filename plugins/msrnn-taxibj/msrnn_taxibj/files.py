@@ -7,6 +7,7 @@ h5py cannot open, or whose datasets do not have that shape, fails with its path 
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,11 @@ def _parse_dates(path: Path, dates: np.ndarray) -> list[tuple[str, int]]:
         if not match or not 1 <= int(match.group(2)) <= SLOTS_PER_DAY:
             raise ValueError(f"{path}: date entry {text!r} is not YYYYMMDDSS with slot SS in 01..{SLOTS_PER_DAY}; "
                              "this is not a TaxiBJ crowd-flow file.")
+        try:  # checked here, where the file is known: the windows' calendar arithmetic would fail without it
+            datetime.datetime.strptime(match.group(1), "%Y%m%d")
+        except ValueError as exc:
+            raise ValueError(f"{path}: date entry {text!r} is not a day of the calendar ({exc}); the file is "
+                             "damaged or not a TaxiBJ crowd-flow file. Download it again.") from None
         parsed.append((match.group(1), int(match.group(2))))
     return parsed
 
@@ -109,6 +115,10 @@ def read_year(path: Path) -> YearFile:
         else:
             dropped.append(day)
     kept = flows[keep]
+    invalid = int((~np.isfinite(kept)).sum())
+    if invalid:  # the min-max scaling fitted on them would be NaN, and so would every training clip
+        raise ValueError(f"{path}: 'data' holds {invalid} NaN or infinite value(s) in its complete days; TaxiBJ "
+                         "flows are finite counts. The file is damaged: download it again.")
     negatives = int((kept < 0).sum())
     np.maximum(kept, 0, out=kept)
     return YearFile(path, kept, keep_days, dropped, negatives, len(stamps))

@@ -95,6 +95,8 @@ def test_plugin_registration_and_entry_point():
         ("remove", "no BJ15_M32x32_T30_InOut.h5"),
         ("schema", "'data' has shape (96, 32, 32), expected (N, 2, 32, 32)"),
         ("date", "date entry '2014030199' is not YYYYMMDDSS"),
+        ("calendar", "date entry '2014023001' is not a day of the calendar"),  # was "day is out of range for month"
+        ("nan", "'data' holds 2 NaN or infinite value(s)"),  # was prepared, with NaN as its fitted scaling
     ],
 )
 def test_bad_files_name_the_file(raw_taxibj, tmp_path, damage, message):
@@ -107,6 +109,15 @@ def test_bad_files_name_the_file(raw_taxibj, tmp_path, damage, message):
         with h5py.File(raw_taxibj / "BJ14_M32x32_T30_InOut.h5", "w") as handle:
             handle["data"] = np.zeros((96, 32, 32))
             handle["date"] = np.array([b"2014030101"] * 96)
+    elif damage == "calendar":
+        with h5py.File(raw_taxibj / "BJ14_M32x32_T30_InOut.h5", "w") as handle:
+            handle["data"] = np.zeros((48, 2, 32, 32))
+            handle["date"] = np.array([f"20140230{slot:02d}".encode() for slot in range(1, 49)])
+    elif damage == "nan":
+        with h5py.File(raw_taxibj / "BJ14_M32x32_T30_InOut.h5", "r+") as handle:
+            data = handle["data"][()]
+            data[3, 0, 1, 1], data[7, 1, 2, 2] = np.nan, np.inf
+            handle["data"][...] = data
     else:
         with h5py.File(raw_taxibj / "BJ14_M32x32_T30_InOut.h5", "w") as handle:
             handle["data"] = np.zeros((1, 2, 32, 32))
