@@ -84,7 +84,12 @@ def _folder_files(folder: Path) -> tuple[str, list[RawFile]]:
     if pngs and ry:
         raise SourceError(f"{folder} mixes PNGs and RADOLAN files; keep one kind of raw file per source.")
     if pngs:
-        return "png", [RawFile(p) for p in sorted(pngs, key=lambda p: int(p.stem))]
+        ordered = sorted(pngs, key=lambda p: (int(p.stem), p.name))
+        for before, after in itertools.pairwise(ordered):  # 7.png and 007.png: which comes first is a guess
+            if int(before.stem) == int(after.stem):
+                raise SourceError(f"{before} and {after} hold the same frame number ({int(after.stem)}); keep one "
+                                  "of them: the number orders the frames.")
+        return "png", [RawFile(p) for p in ordered]
     if ry:
         return "radolan", _ordered_radolan(ry)
     raise SourceError(f"{folder} holds no files of the expected names: {PNG_HINT}, or DWD RADOLAN RY files named "

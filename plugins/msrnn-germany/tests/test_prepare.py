@@ -226,6 +226,15 @@ def test_split_folder_mistakes(tmp_path: Path) -> None:
         scan(tmp_path / "b")
 
 
+def test_pngs_of_the_same_number_name_both_files(tmp_path: Path) -> None:
+    """7.png and 007.png were both kept, in an order that depended on the folder listing."""
+    write_pngs(tmp_path / "raw" / "train", numbered_frames(60))
+    write_pngs(tmp_path / "raw" / "test", numbered_frames(60))
+    (tmp_path / "raw" / "train" / "007.png").write_bytes((tmp_path / "raw" / "train" / "8.png").read_bytes())
+    with pytest.raises(SourceError, match=r"007\.png and .*/7\.png hold the same frame number \(7\)"):
+        scan(tmp_path / "raw")
+
+
 def test_duplicate_times_name_both_files(tmp_path: Path) -> None:
     time = dt.datetime(2016, 1, 1)
     write_ry(tmp_path / "raw", time, np.zeros((900, 900)))
