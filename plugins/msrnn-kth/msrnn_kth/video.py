@@ -19,6 +19,9 @@ def frame_count(path: Path) -> int:
     """Frames the AVI's header announces (0 if it announces none); opening it also checks it is a video."""
     try:
         with av.open(str(path)) as container:
+            if "avi" not in container.format.name.split(","):  # FFmpeg opens a picture too, as a 1-frame "video"
+                raise ValueError(f"{path} is a {container.format.long_name} file, not an AVI; expected a KTH AVI "
+                                 "(160x120, 25 fps). Download it again.")
             if not container.streams.video:
                 raise ValueError(f"{path} holds no video stream; expected a KTH AVI (160x120, 25 fps).")
             return int(container.streams.video[0].frames or 0)

@@ -13,6 +13,7 @@ from msrnn_kth import plugin
 from msrnn_kth.clips import CUTS, clip_starts
 from msrnn_kth.files import read_sequences
 from msrnn_kth.video import _weights, resize_linear
+from PIL import Image
 
 import msrnn_zoo
 from msrnn_zoo.datasets import prepare_dataset
@@ -119,15 +120,17 @@ def test_count_clips_script_agrees_with_the_dataset(store, sequences_text):
     assert counts["openstl"]["test"]["total"] == COUNTS["openstl"]["test"] - 1  # no handwaving line
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "picture"])
 def test_a_broken_avi_names_the_file(raw_kth, tmp_path, avi_writer, damage):
     broken = raw_kth / "running" / "person05_running_d2_uncomp.avi"
     if damage == "garbage":
         broken.write_bytes(b"RIFF....AVI " + bytes(500))
+    elif damage == "picture":  # a PNG saved under the video's name was prepared as a video of one frame
+        Image.fromarray(np.zeros((120, 160), dtype=np.uint8)).save(broken, format="PNG")
     else:
         avi_writer(broken, 30)
         broken.write_bytes(broken.read_bytes()[:300_000])
-    with pytest.raises(ValueError, match="person05_running_d2_uncomp.avi does not"):
+    with pytest.raises(ValueError, match=r"person05_running_d2_uncomp.avi (does not|is a piped png)"):
         prepare_dataset("kth", raw_kth, tmp_path / "store")
     assert not (tmp_path / "store").exists()
 
