@@ -83,3 +83,21 @@ def test_a_mirror_that_is_not_a_url_is_a_clear_oserror(tmp_path: Path, monkeypat
         make_moving_mnist("test", "standard", tmp_path / "root", download=True)
     assert "file://" in str(info.value) and files.URL_ENV in str(info.value)
     assert not list((tmp_path / "root" / "moving-mnist").glob("*"))  # its temporary file is gone too
+
+
+def test_a_data_root_that_cannot_hold_the_file_is_not_blamed_on_the_mirror(
+        mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--root a file, or a folder one cannot write, ended in "Or set MSRNN_ZOO_MOVING_MNIST_URL to ... a mirror"."""
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(NotADirectoryError, match="is not a folder but a file") as info:
+        files.locate(files.STANDARD_FILE, tmp_path / "a-file", download=True)
+    assert files.URL_ENV not in str(info.value) and (tmp_path / "a-file").read_text() == "mine"
+
+    def refused(url: str, dest: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(dest.parent))
+
+    monkeypatch.setattr(files, "download_file", refused)
+    with pytest.raises(PermissionError, match=r"Cannot save mnist_test_seq\.npy in .*\(Permission denied\); give a "
+                                              "data root you can write to") as info:
+        files.locate(files.STANDARD_FILE, tmp_path / "root", download=True)
+    assert files.URL_ENV not in str(info.value)
