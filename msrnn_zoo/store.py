@@ -251,8 +251,12 @@ def _prepare_into(root: Path, dataset: str, build: Callable[[StoreWriter], None]
                               "prepare into a new or empty folder (the raw files go to --source). Nothing was changed.")
     if current is not None and not force:
         other = "" if current["dataset"] == dataset else f" (you are preparing {dataset}: --force would replace it)"
+        # a killed rebuild's folder can be as large as the store, and is hidden: say so, or it stays for good
+        left = sorted(n for n in _ours(root, current) if n != str(current["data"]) and (root / n).is_dir())
+        unfinished = (f" An interrupted rebuild left {', '.join(f'{n}/' for n in left)} there: --force clears it, or "
+                      "delete it yourself.") if left else ""
         raise FileExistsError(f"{root} already holds a prepared {current['dataset']} store{other}; pass --force "
-                              "(force=True) to rebuild it, or choose another --root.")
+                              f"(force=True) to rebuild it, or choose another --root.{unfinished}")
     _clear_leftovers(root, current)
     tmp = root / f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -274,6 +274,25 @@ def test_an_interrupted_prepare_is_cleared_by_the_next(toy_dataset, raw, tmp_pat
     assert not stale.exists()
 
 
+def test_a_killed_rebuild_is_named_where_a_second_prepare_is_refused(toy_dataset, raw, tmp_path):
+    """After a kill -9 during `prepare --force`, a prepare without it was refused without a word of the hidden,
+    store-sized .prepare-* folder left beside the store: nothing but a later --force ever removed it."""
+    root = tmp_path / "store"
+    prepare_dataset("toy-store", raw, root)
+    with pytest.raises(FileExistsError) as clean:
+        prepare_dataset("toy-store", raw, root)
+    assert "interrupted" not in str(clean.value)
+    stale = root / ".prepare-dead0000"
+    stale.mkdir()
+    (stale / MARKER).write_text("")
+    with pytest.raises(FileExistsError, match=r"An interrupted rebuild left \.prepare-dead0000/ there: --force "
+                                              "clears it"):
+        prepare_dataset("toy-store", raw, root)
+    assert stale.is_dir()  # refused: nothing changed
+    prepare_dataset("toy-store", raw, root, force=True)
+    assert not stale.exists()
+
+
 def test_prepare_failure_leaves_nothing(toy_dataset, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
