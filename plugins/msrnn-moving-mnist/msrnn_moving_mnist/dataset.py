@@ -161,7 +161,7 @@ def _make(split: str, source: str, root: str | Path | None, download: bool, num_
             raise ValueError(
                 f"The standard Moving MNIST file is the benchmark test set only; it has no {split!r} split. "
                 "Train on source 'generated' (real MNIST digits; fetch them with "
-                f"`{files.MNIST_FILE.fetch_command}`) or 'synthetic' (no download), and test on 'standard'."
+                f"`{files.MNIST_FILE.fetch_command_for(root)}`) or 'synthetic' (no download), and test on 'standard'."
             )
         return StandardSequences(files.locate(files.STANDARD_FILE, root, download), num_clips)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import shlex
 import struct
 import zlib
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from msrnn_zoo.data import default_root
 from msrnn_zoo.download import download_file
 
 URL_ENV = "MSRNN_ZOO_MOVING_MNIST_URL"
@@ -39,6 +41,13 @@ class PublicFile:
     @property
     def fetch_command(self) -> str:
         return f"msrnn-zoo download moving-mnist --source {self.source}"
+
+    def fetch_command_for(self, root: str | Path) -> str:
+        """The command that fetches the file into ``root``: without ``--root`` it would go to the default data
+        root, and the command that needed it in ``root`` would fail again."""
+        if Path(root).expanduser().resolve() == default_root().expanduser().resolve():
+            return self.fetch_command
+        return f"{self.fetch_command} --root {shlex.quote(str(root))}"
 
 
 STANDARD_FILE = PublicFile(
@@ -78,7 +87,7 @@ def locate(file: PublicFile, root: str | Path, download: bool = False) -> Path:
     path = folder / file.name
     if not download:
         raise FileNotFoundError(
-            f"Moving MNIST needs {path}, which is missing. Fetch it with `{file.fetch_command}` "
+            f"Moving MNIST needs {path}, which is missing. Fetch it with `{file.fetch_command_for(root)}` "
             f"(or pass download=True), or place the file there by hand from {url_for(file)}."
         )
     url = url_for(file)
@@ -116,7 +125,8 @@ def fetch(source: str, root: str | Path) -> Path | None:
 
 def _corrupt(path: Path, file: PublicFile, problem: str) -> ValueError:
     return ValueError(
-        f"{path} is not a valid {file.name}: {problem}. Delete it and run `{file.fetch_command}` "
+        f"{path} is not a valid {file.name}: {problem}. Delete it and run "
+        f"`{file.fetch_command_for(path.parent.parent) if path.parent.name == DIRNAME else file.fetch_command}` "
         "to fetch a fresh copy."
     )
 

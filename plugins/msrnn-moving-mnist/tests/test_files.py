@@ -70,11 +70,17 @@ def test_standard_is_test_only(data_root: Path, split: str) -> None:
     ("standard", "mnist_test_seq.npy", FETCH_STANDARD),
     ("generated", "train-images-idx3-ubyte.gz", FETCH_GENERATED),
 ])
-def test_missing_file_names_path_and_command(tmp_path: Path, source: str, name: str, command: str) -> None:
+def test_missing_file_names_path_and_command(tmp_path: Path, source: str, name: str, command: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(FileNotFoundError) as info:
-        make_moving_mnist("test", source, tmp_path)
+        make_moving_mnist("test", source, tmp_path / "my data")
     message = str(info.value)
-    assert str(tmp_path / "moving-mnist" / name) in message and command in message
+    # the command fetches into that root: without --root it fetched into the default one and this failed again
+    assert str(tmp_path / "my data" / "moving-mnist" / name) in message
+    assert f"`{command} --root '{tmp_path / 'my data'}'`" in message, message
+    monkeypatch.setenv("MSRNN_ZOO_DATA", str(tmp_path / "default"))
+    with pytest.raises(FileNotFoundError, match=f"`{command}`"):  # the default root needs no --root
+        make_moving_mnist("test", source, None)
 
 
 def _bad_npy(folder: Path, kind: str) -> Path:
