@@ -292,6 +292,14 @@ def open_split(cfg: TrainConfig, split: str) -> Dataset:
     return dataset
 
 
+def _has_empty_test_split(cfg: TrainConfig) -> bool:
+    """Whether the dataset's test split exists and has no clips (one it lacks is the dataset's own design)."""
+    try:
+        return len(open_split(cfg, "test")) == 0  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError):
+        return False
+
+
 def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
     """The shape of the first clip, checked against what training needs.
 
@@ -484,6 +492,12 @@ class Trainer:
                 raise ValueError(f"The split {fractions} leaves the test split of {cfg.data} without clips: "
                                  "`evaluate` and `predict` of the run would have none to score. Give the test "
                                  "split a larger share (--split, e.g. 0.8,0.1,0.1).") from None
+        elif cfg.dataset and _has_empty_test_split(cfg):  # e.g. a store prepared from too few test frames
+            info = f"msrnn-zoo data info {shlex.quote(cfg.dataset)}"
+            info += f" --root {shlex.quote(cfg.root)}" if cfg.root else ""
+            raise ValueError(f"The test split of {cfg.dataset} ({cfg.protocol or 'its default protocol'}) holds no "
+                             f"clips: `evaluate` and `predict` of the run would have none to score. `{info}` shows "
+                             "its clips per split; prepare it from more raw files, or train on another protocol.")
         cfg.sampling_steps = trainer.sampling_steps  # fixed from now on: --resume --epochs N does not stretch it
         distributed.barrier(trainer.dist)  # every process has checked the directory before rank 0 writes it
         if not trainer.dist.is_main:

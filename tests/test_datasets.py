@@ -446,6 +446,23 @@ def test_newcomer_mistakes_are_one_red_line(toy_dataset, raw, tmp_path, args, me
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_train_refuses_a_dataset_whose_test_split_holds_no_clips(toy_dataset, tmp_path):
+    """A store prepared from too few test frames trained to the end; then `evaluate` had nothing to score."""
+    raw = tmp_path / "few"
+    raw.mkdir()
+    np.save(raw / "a.npy", np.zeros((15, 16, 16), dtype=np.uint8))  # test: 5 frames, no 6-frame 'paper' clip
+    store = tmp_path / "store"
+    prepare_dataset("toy-store", raw, store)
+    assert len(load_dataset("toy-store", split="test", root=store, protocol="paper")) == 0
+    tiny = ("--hidden", "4", "--layers", "1", "--batch-size", "2", "--max-train-clips", "2")
+    result = run("train", "convlstm", "--dataset", "toy-store", "--root", store, "--out", tmp_path / "r", *tiny,
+                 ok=False)
+    assert result.exit_code == 1 and "The test split of toy-store (paper) holds no clips" in result.output
+    assert f"msrnn-zoo data info toy-store --root {store}" in result.output and not (tmp_path / "r").exists()
+    run("train", "convlstm", "--dataset", "toy-store", "--root", store, "--protocol", "short", "--out",
+        tmp_path / "s", *tiny)  # 'short' cuts a test clip from the same frames
+
+
 def test_data_info_with_a_source_the_dataset_lacks_is_one_red_line(toy_dataset, raw, tmp_path):
     """It exited 0, printing "has no source 'bogus'" once per protocol and split as if those were unavailable."""
     result = run("data", "info", "moving-mnist", "--source", "bogus", ok=False)
