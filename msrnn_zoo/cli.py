@@ -399,6 +399,10 @@ def download(dataset: str, source: str | None, root: Path | None) -> None:
             if split == "train":  # some sources only provide a test split
                 continue
             raise exc
+        except KeyboardInterrupt:  # (was "Aborted." alone) the download's temporary file is gone already
+            error_line("Interrupted: the file being downloaded was not kept (files already complete are); run the "
+                       "same command again to fetch the rest.")
+            sys.exit(130)
         console.print(f"{dataset} ({split}): {len(ds)} clips ready")  # type: ignore[arg-type]
 
 

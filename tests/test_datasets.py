@@ -500,6 +500,18 @@ def test_cli_ctrl_c_during_prepare_says_how_to_go_on(toy_dataset, raw, tmp_path,
 
 
 
+def test_cli_ctrl_c_during_download_says_how_to_go_on(monkeypatch):
+    """It printed "Error: Aborted." alone, exit 1."""
+    import msrnn_zoo.datasets
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(msrnn_zoo.datasets, "load_dataset", interrupted)
+    result = run("download", "moving-mnist", "--source", "standard", ok=False)
+    assert result.exit_code == 130 and "run the same command again" in result.output, result.output
+
+
 def test_the_next_command_after_prepare_quotes_its_path(toy_dataset, raw, tmp_path):
     """`Next: msrnn-zoo data info toy-store --root /tmp/x/g store` was three arguments where one was meant."""
     import shlex
