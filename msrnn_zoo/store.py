@@ -146,10 +146,13 @@ def read_store_file(root: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable store description ({exc}).") from exc
+    except (OSError, json.JSONDecodeError) as exc:  # (written atomically: damaged on disk, or edited by hand)
+        raise ValueError(f"{path} is not a readable store description ({exc}), so even --force cannot tell which "
+                         f"files in {root} the store's are. Prepare into a new --root (then delete this folder if "
+                         "nothing in it is yours).") from exc
     if not isinstance(data, dict) or "dataset" not in data or "data" not in data:
-        raise ValueError(f"{path} is not a msrnn-zoo store description (no 'dataset'/'data' entries).")
+        raise ValueError(f"{path} is not a msrnn-zoo store description (no 'dataset'/'data' entries), so {root} is "
+                         "not a store `data prepare` wrote; give a new or empty folder as --root.")
     if not _DATA_NAME.fullmatch(str(data["data"])):  # the one folder a rebuild deletes: never a path elsewhere
         raise ValueError(f"{path} names {data['data']!r} as its data folder, not one `data prepare` writes "
                          "(data-XXXXXXXX); it was edited by hand. Restore it or prepare into a new folder.")

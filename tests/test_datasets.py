@@ -293,6 +293,22 @@ def test_a_killed_rebuild_is_named_where_a_second_prepare_is_refused(toy_dataset
     assert not stale.exists()
 
 
+def test_a_damaged_store_file_says_what_to_do(toy_dataset, raw, tmp_path):
+    """A store.json cut short (or a file of that name of someone else's) said only that it was not readable, and
+    `prepare --force` gave the same answer: no way on was named."""
+    root = tmp_path / "store"
+    prepare_dataset("toy-store", raw, root)
+    data = json.loads((root / STORE_FILE).read_text())["data"]
+    (root / STORE_FILE).write_text((root / STORE_FILE).read_text()[:40])
+    for attempt in (lambda: open_store(root, "toy-store"), lambda: prepare_dataset("toy-store", raw, root, force=True)):
+        with pytest.raises(ValueError, match="not a readable store description .*Prepare into a new --root"):
+            attempt()
+    (root / STORE_FILE).write_text('{"name": "another tool\'s file"}')
+    with pytest.raises(ValueError, match="not a store `data prepare` wrote; give a new or empty folder as --root"):
+        prepare_dataset("toy-store", raw, root, force=True)
+    assert (root / data).is_dir()  # nothing was deleted on the word of a file it could not read
+
+
 def test_prepare_failure_leaves_nothing(toy_dataset, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
