@@ -74,6 +74,9 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
     from .io import check_folder_path
 
     check_folder_path(dest.parent, f"Cannot download {url} to {dest}")  # (not a bare [Errno 20] from mkdir)
+    if dest.is_dir():  # found before the download, not by the rename after it (a bare [Errno 21])
+        raise IsADirectoryError(f"Cannot download {url} to {dest}: a folder of that name is in the way; move it "
+                                "away, then run this again.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     _clear_killed_downloads(dest)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)

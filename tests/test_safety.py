@@ -427,6 +427,20 @@ def test_a_killed_download_leaves_no_temporary_file_after_the_next(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, "file.bin", *(p.name for p in mine)])
 
 
+def test_a_folder_in_the_way_of_a_download_is_found_before_it(tmp_path):
+    """A folder named as the file failed only at the rename after the whole download: a bare [Errno 21]."""
+    from msrnn_zoo.download import download_file
+
+    source = tmp_path / "remote.bin"
+    source.write_bytes(b"data")
+    (tmp_path / "data" / "file.bin").mkdir(parents=True)
+    (tmp_path / "data" / "file.bin" / "mine.txt").write_text("mine")
+    with pytest.raises(IsADirectoryError, match="a folder of that name is in the way; move it away"):
+        download_file(source.as_uri(), tmp_path / "data" / "file.bin", show_progress=False)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["file.bin"]
+    assert (tmp_path / "data" / "file.bin" / "mine.txt").read_text() == "mine"
+
+
 def test_a_run_resumed_twice_at_once_is_refused_the_second_time(run_dir):
     """Two `train --resume` of one run both trained, each step twice in the history. The lock stands for the other
     process (an OS lock on its own open file, as that process would hold it)."""

@@ -93,8 +93,8 @@ def locate(file: PublicFile, root: str | Path, download: bool = False) -> Path:
     url = url_for(file)
     try:
         return download_file(url, path)
-    except NotADirectoryError:  # the data root is a file: says so itself; a mirror would not help
-        raise
+    except (NotADirectoryError, IsADirectoryError):  # the data root is a file, or a folder has the file's name:
+        raise  # each says so itself; a mirror would not help
     except PermissionError as exc:  # (network errors come as plain OSError): the folder, not the mirror
         raise PermissionError(f"Cannot save {file.name} in {folder} ({exc.strerror}); give a data root you can "
                               "write to (--root, or $MSRNN_ZOO_DATA).") from exc
