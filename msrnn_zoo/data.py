@@ -224,6 +224,10 @@ def read_npy(path: Path, mmap: bool = False) -> np.ndarray:
                          "clips as uint8 or float with numpy.save.") from exc
 
 
+MAX_CHANNELS_LAST = 4
+"""A last axis this short under a longer channel axis is channels (grey, RGB, RGBA), not the frames' width."""
+
+
 def load_clip_array(path: str | Path) -> np.ndarray:
     """Read a user's ``.npy`` clips as (N, T, C, H, W); (N, T, H, W) gains a channel axis."""
     path = Path(path).expanduser()
@@ -236,6 +240,11 @@ def load_clip_array(path: str | Path) -> np.ndarray:
         raise ValueError(
             f"{path}: expected an array of shape (N, T, C, H, W) or (N, T, H, W), got shape {tuple(array.shape)}."
         )
+    if array.shape[-1] <= MAX_CHANNELS_LAST < array.shape[2]:  # a frame a few pixels wide, of many channels
+        h, w, c = array.shape[2:]
+        raise ValueError(f"{path}: shape {tuple(array.shape)} reads as {h} channels of {w}x{c}-pixel frames; it looks "
+                         f"like (N, T, H, W, C), channels last, as images are usually stored. Save it as (N, T, C, H, "
+                         "W): numpy.save(path, array.transpose(0, 1, 4, 2, 3)).")
     return array
 
 

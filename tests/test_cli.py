@@ -154,6 +154,21 @@ def test_bad_clip_values(tmp_path):
     assert "must lie in [0, 1]" in result.output
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_channels_last_clips_are_refused_with_the_transpose(tmp_path, channels):
+    """(N, T, H, W, C), as images are stored, trained as H channels of W x C-pixel frames: 16 channels of 16x3."""
+    path = tmp_path / "hwc.npy"
+    np.save(path, np.zeros((10, 6, 16, 16, channels), dtype=np.uint8))
+    result = run("train", "convlstm", "--data", path, "--out", tmp_path / "r", "--hidden", "4", "--layers", "1",
+                 "--in-frames", "3", "--out-frames", "3", ok=False)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "looks like (N, T, H, W, C), channels last" in said, said
+    assert "transpose(0, 1, 4, 2, 3)" in said and not (tmp_path / "r").exists()
+    np.save(path, np.zeros((10, 6, channels, 16, 16), dtype=np.uint8))
+    run("train", "convlstm", "--data", path, "--out", tmp_path / "r", "--hidden", "4", "--layers", "1",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "2")  # (N, T, C, H, W) as asked: trains
+
+
 def test_model_card_from_a_run(tmp_path, clips_file):
     out = tmp_path / "run"
     run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
