@@ -300,6 +300,15 @@ def _has_empty_test_split(cfg: TrainConfig) -> bool:
         return False
 
 
+def empty_split_error(cfg: TrainConfig, split: str, consequence: str) -> ValueError:
+    """A registered dataset's ``split`` holds no clips (e.g. a store prepared from too few raw files)."""
+    info = f"msrnn-zoo data info {shlex.quote(str(cfg.dataset))}"
+    info += f" --root {shlex.quote(cfg.root)}" if cfg.root else ""
+    return ValueError(f"The {split} split of {cfg.dataset} ({cfg.protocol or 'its default protocol'}) holds no clips: "
+                      f"{consequence}. `{info}` shows its clips per split; prepare it from more raw files, or train "
+                      "on another protocol.")
+
+
 def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
     """The shape of the first clip, checked against what training needs.
 
@@ -456,6 +465,8 @@ class Trainer:
         self.schedule = get_schedule(cfg.sampling or self.model.cell_class.sampling)
         self.optimizer = create_optimizer_v2(self.model, opt="adam", lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.train_set = open_split(cfg, "train")
+        if len(self.train_set) == 0:  # type: ignore[arg-type]  # (the first clip's shape is read next)
+            raise empty_split_error(cfg, "training", "there is nothing to train on")
         shape = check_clip_length(self.train_set, cfg)
         self.model.check_size(shape[-2], shape[-1])
         if shape[1] != self.model.config.in_channels:
@@ -493,11 +504,7 @@ class Trainer:
                                  "`evaluate` and `predict` of the run would have none to score. Give the test "
                                  "split a larger share (--split, e.g. 0.8,0.1,0.1).") from None
         elif cfg.dataset and _has_empty_test_split(cfg):  # e.g. a store prepared from too few test frames
-            info = f"msrnn-zoo data info {shlex.quote(cfg.dataset)}"
-            info += f" --root {shlex.quote(cfg.root)}" if cfg.root else ""
-            raise ValueError(f"The test split of {cfg.dataset} ({cfg.protocol or 'its default protocol'}) holds no "
-                             f"clips: `evaluate` and `predict` of the run would have none to score. `{info}` shows "
-                             "its clips per split; prepare it from more raw files, or train on another protocol.")
+            raise empty_split_error(cfg, "test", "`evaluate` and `predict` of the run would have none to score")
         cfg.sampling_steps = trainer.sampling_steps  # fixed from now on: --resume --epochs N does not stretch it
         distributed.barrier(trainer.dist)  # every process has checked the directory before rank 0 writes it
         if not trainer.dist.is_main:

@@ -479,6 +479,19 @@ def test_train_refuses_a_dataset_whose_test_split_holds_no_clips(toy_dataset, tm
         tmp_path / "s", *tiny)  # 'short' cuts a test clip from the same frames
 
 
+def test_train_on_a_dataset_whose_training_split_holds_no_clips_is_one_red_line(toy_dataset, tmp_path):
+    """A KTH store prepared from boxing videos only (the 'paper' protocol uses none) was an IndexError traceback."""
+    raw = tmp_path / "few"
+    raw.mkdir()
+    np.save(raw / "a.npy", np.zeros((8, 16, 16), dtype=np.uint8))  # train: 5 frames, no 6-frame 'paper' clip
+    store = tmp_path / "store"
+    prepare_dataset("toy-store", raw, store)
+    result = run("train", "convlstm", "--dataset", "toy-store", "--root", store, "--out", tmp_path / "r", ok=False)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # one red line, not an IndexError
+    assert "The training split of toy-store (paper) holds no clips: there is nothing to train on" in result.output
+    assert f"msrnn-zoo data info toy-store --root {store}" in result.output and not (tmp_path / "r").exists()
+
+
 def test_data_info_with_a_source_the_dataset_lacks_is_one_red_line(toy_dataset, raw, tmp_path):
     """It exited 0, printing "has no source 'bogus'" once per protocol and split as if those were unavailable."""
     result = run("data", "info", "moving-mnist", "--source", "bogus", ok=False)
