@@ -462,13 +462,19 @@ def test_newcomer_mistakes_are_one_red_line(toy_dataset, raw, tmp_path, args, me
     assert message in result.output and "Traceback" not in result.output
 
 
-def test_train_refuses_a_dataset_whose_test_split_holds_no_clips(toy_dataset, tmp_path):
-    """A store prepared from too few test frames trained to the end; then `evaluate` had nothing to score."""
+def store_of_frames(tmp_path: Path, frames: int) -> Path:
+    """A toy store prepared from one source of ``frames`` frames, so that a split may hold no whole clip."""
     raw = tmp_path / "few"
     raw.mkdir()
-    np.save(raw / "a.npy", np.zeros((15, 16, 16), dtype=np.uint8))  # test: 5 frames, no 6-frame 'paper' clip
+    np.save(raw / "a.npy", np.zeros((frames, 16, 16), dtype=np.uint8))
     store = tmp_path / "store"
     prepare_dataset("toy-store", raw, store)
+    return store
+
+
+def test_train_refuses_a_dataset_whose_test_split_holds_no_clips(toy_dataset, tmp_path):
+    """A store prepared from too few test frames trained to the end; then `evaluate` had nothing to score."""
+    store = store_of_frames(tmp_path, 15)  # test: 5 frames, no 6-frame 'paper' clip
     assert len(load_dataset("toy-store", split="test", root=store, protocol="paper")) == 0
     tiny = ("--hidden", "4", "--layers", "1", "--batch-size", "2", "--max-train-clips", "2")
     result = run("train", "convlstm", "--dataset", "toy-store", "--root", store, "--out", tmp_path / "r", *tiny,
@@ -481,11 +487,7 @@ def test_train_refuses_a_dataset_whose_test_split_holds_no_clips(toy_dataset, tm
 
 def test_train_on_a_dataset_whose_training_split_holds_no_clips_is_one_red_line(toy_dataset, tmp_path):
     """A KTH store prepared from boxing videos only (the 'paper' protocol uses none) was an IndexError traceback."""
-    raw = tmp_path / "few"
-    raw.mkdir()
-    np.save(raw / "a.npy", np.zeros((8, 16, 16), dtype=np.uint8))  # train: 5 frames, no 6-frame 'paper' clip
-    store = tmp_path / "store"
-    prepare_dataset("toy-store", raw, store)
+    store = store_of_frames(tmp_path, 8)  # train: 5 frames, no 6-frame 'paper' clip
     result = run("train", "convlstm", "--dataset", "toy-store", "--root", store, "--out", tmp_path / "r", ok=False)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # one red line, not an IndexError
     assert "The training split of toy-store (paper) holds no clips: there is nothing to train on" in result.output
