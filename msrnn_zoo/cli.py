@@ -1368,14 +1368,9 @@ def _public_metrics(path: Path, tmp: Path) -> Path:
     return write_json(tmp / path.name, data)
 
 
-RUN_EXTRAS = ("metrics-test.json", "metrics.png", "forecast.png", "recipe.json", "profile.json")
-"""What `push` uploads beside a model when the run has it. Left in the repo by an earlier push, these would
-describe that model beside this one's card and weights, so a push that brings none of its own removes them."""
-
-
 def _upload_replacing(repo_id: str, files: dict[str, Path], token: str | None, private: bool, message: str) -> str:
     """Upload ``files`` in one commit that also removes the :data:`RUN_EXTRAS` an earlier push left; say which."""
-    from .hub import repo_state, upload_files
+    from .hub import RUN_EXTRAS, repo_state, upload_files
 
     present, head = repo_state(repo_id, token)
     stale = tuple(sorted((present & set(RUN_EXTRAS)) - set(files)))

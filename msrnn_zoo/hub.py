@@ -28,6 +28,9 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 DEFAULT_ENDPOINT = "https://huggingface.co"
+RUN_EXTRAS = ("metrics-test.json", "metrics.png", "forecast.png", "recipe.json", "profile.json")
+"""What `push` uploads beside a model when the run has it. Left in the repo by an earlier push, these would
+describe that model beside this one's card and weights, so a push that brings none of its own removes them."""
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NETWORK_ERRORS = {"ConnectError", "ConnectTimeout", "ConnectionError", "NetworkError", "ReadTimeout",
@@ -240,7 +243,8 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
         except Exception as exc:  # every failure is explained below, or by the cache fallback
             cause = network_cause(exc)
             if cause is None:
-                raise explain(exc, repo_id, revision, "download", token, filenames[0]) from exc
+                raise _unfinished_push(exc, repo_id, revision, token) or explain(
+                    exc, repo_id, revision, "download", token, filenames[0]) from exc
             unreachable = cause
     if unreachable is not None and (from_hub or force_download):  # the cache cannot stand in for a download
         cached = _cached_note(repo_id, filenames, revision, cache)
@@ -269,7 +273,8 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
         except EntryNotFoundError as exc:
             if name in optional:
                 continue
-            raise explain(exc, repo_id, revision, "download", token, name) from exc
+            raise _unfinished_push(exc, repo_id, revision, token) or explain(
+                exc, repo_id, revision, "download", token, name) from exc
         except Exception as exc:
             raise explain(exc, repo_id, revision, "download", token, name) from exc
         verify_cached(path, repo_id, revision)
@@ -278,6 +283,32 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
         if commit is None and _HEX40.fullmatch(snapshot):
             commit = snapshot
     return paths, commit
+
+
+def _unfinished_push(exc: BaseException, repo_id: str, revision: str | None,
+                     token: str | bool | None) -> HubError | None:
+    """For a repo that lacks a model file: if it holds nothing but what a push writes (or nothing at all), the
+    error that says so. A push creates the repo, then commits; cut off in between, it left an empty repo that
+    was called "not an msrnn-zoo model", when pushing again is all it needs. None for any other repo."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import EntryNotFoundError
+
+    if not isinstance(exc, EntryNotFoundError):
+        return None
+    try:  # one more request, on this failure only; if it fails too, the plain "has no FILE" stands
+        info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo_id, revision=revision)
+    except Exception:
+        return None
+    files = sorted(sibling.rfilename for sibling in info.siblings or ())
+    pushed = {".gitattributes", WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, *RUN_EXTRAS}
+    missing = " or ".join(name for name in (CONFIG_NAME, WEIGHTS_NAME) if name not in files)
+    if not missing or not set(files) <= pushed:  # a file of another library's: the repo is someone else's model
+        return None
+    held = [name for name in files if name != ".gitattributes"]  # the Hub writes that one when it creates a repo
+    state = (f"holds {', '.join(held)} but no {missing}" if held else
+             "is empty (created, but no model file was ever committed to it)")
+    return HubRepoNotFoundError(f"{_where(repo_id, revision)} {state}: it looks like a push that did not finish. Push "
+                                f"to it again (`msrnn-zoo push RUN {repo_id}`, or push_to_hub), then load it.")
 
 
 def _cached_note(repo_id: str, filenames: tuple[str, ...], revision: str | None, cache: str) -> str:

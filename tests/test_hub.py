@@ -638,3 +638,29 @@ def test_pull_in_offline_mode_says_nothing_was_downloaded(hub, monkeypatch):
     assert result.exit_code == 1 and "offline mode is on (HF_HUB_OFFLINE=1)" in said, said
     assert "nothing was downloaded" in said and f"The cache holds it at commit {commit[:7]}" in said
     msrnn_zoo.create("ms-convlstm", pretrained="me/plane")  # loading offline is what the cache is for
+
+
+def test_a_repo_an_interrupted_push_left_says_to_push_again(hub, monkeypatch):
+    """A push cut off between creating the repo and committing to it left a repo called "not an msrnn-zoo model"."""
+    from huggingface_hub import HfApi
+
+    def cut(*args, **kwargs):
+        raise ConnectionError("connection reset by peer")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(HfApi, "create_commit", cut)
+        with pytest.raises(HubError, match="Cannot reach the Hub"):
+            tiny().push_to_hub("me/cut", token=TOKEN)
+    assert "me/cut" in hub.state.repos  # created, nothing committed
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/cut")
+    assert isinstance(exc, HubRepoNotFoundError) and "not an msrnn-zoo model" not in str(exc), exc
+    assert "'me/cut' is empty" in str(exc) and "a push that did not finish" in str(exc)
+    assert "Push to it again (`msrnn-zoo push RUN me/cut`, or push_to_hub)" in str(exc)
+    hub.state.put_files("me/half", {"README.md": b"# card", "config.json": tiny().config.to_json().encode()})
+    result = CliRunner().invoke(main, ["pull", "me/half"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "'me/half' holds README.md, config.json but no model.safetensors" in said, said
+    assert "a push that did not finish" in said and "not an msrnn-zoo model" not in said
+    hub.state.put_files("me/bert", {"config.json": b"{}", "pytorch_model.bin": b"x"})  # another library's model
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/bert")
+    assert "has no model.safetensors: it is not an msrnn-zoo model" in str(exc), exc
