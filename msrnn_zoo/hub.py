@@ -59,6 +59,15 @@ def hub_offline() -> bool:
     return value.upper() in {"1", "ON", "YES", "TRUE"} or bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
+def offline_setting() -> str:
+    """The setting that turned offline mode on, as it was given (``HF_HUB_OFFLINE=1``), for messages: advice to
+    unset HF_HUB_OFFLINE when it was TRANSFORMERS_OFFLINE that was set changed nothing, and was given again."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # the first one set decides, as in hub_offline
+        if os.environ.get(name):
+            return f"{name}={os.environ[name]}"
+    return "HF_HUB_OFFLINE=1"  # huggingface_hub read it at its import, and it was unset since
+
+
 def hub_cache(cache_dir: str | Path | None = None) -> str:
     """The cache huggingface_hub downloads into (``$HF_HUB_CACHE`` is read now, not at its import)."""
     from huggingface_hub import constants
@@ -226,15 +235,19 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
     check_folder_path(cache, f"Cannot download into the Hub cache {cache} (from {chosen_by})")
     endpoint = hub_endpoint()
     offline = local_files_only or hub_offline()
-    why_offline, online_again = (("offline mode is on (HF_HUB_OFFLINE=1)", "unset HF_HUB_OFFLINE") if hub_offline()
+    setting = offline_setting()
+    why_offline, online_again = ((f"offline mode is on ({setting})", f"unset {setting.split('=')[0]}") if hub_offline()
                                  else ("local_files_only=True was asked", "leave out local_files_only"))
     pull = f"msrnn-zoo pull {repo_id}" + (f" --revision {revision}" if revision else "")
+    if offline and from_hub:  # "Pulled" from the cache would tell of a download that did not happen
+        # (checked before force_download: pull --force was told to leave out force_download "to load it from the
+        # cache", which pull never does, and which then met this refusal)
+        raise HubError(f"Cannot download {_where(repo_id, revision)}: {why_offline}, so nothing was downloaded. To "
+                       f"download it, {online_again} where the Hub can be reached and pull again."
+                       f"{_cached_note(repo_id, filenames, revision, cache)}")
     if offline and force_download:
         raise HubError(f"Cannot download {_where(repo_id, revision)} again: {why_offline}; {online_again} to "
                        "download it, or leave out force_download to load it from the cache.")
-    if offline and from_hub:  # "Pulled" from the cache would tell of a download that did not happen
-        raise HubError(f"Cannot download {_where(repo_id, revision)}: {why_offline}; {online_again} to download it; "
-                       f"nothing was downloaded.{_cached_note(repo_id, filenames, revision, cache)}")
     unreachable: str | None = None
     if not offline:
         url = hf_hub_url(repo_id, filenames[0], revision=revision, endpoint=endpoint)
@@ -513,7 +526,7 @@ def _repo_info(repo_id: str, token: str | bool | None) -> Any:
     from huggingface_hub.errors import HfHubHTTPError
 
     if hub_offline():
-        raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on (HF_HUB_OFFLINE=1).")
+        raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on ({offline_setting()}).")
     try:
         return HfApi(endpoint=hub_endpoint(), token=token).model_info(repo_id)
     except HfHubHTTPError as exc:
@@ -545,7 +558,7 @@ def upload_files(repo_id: str, files: dict[str, Path], *, token: str | None = No
     check_repo_id(repo_id)
     sent = clean_token(token)
     if hub_offline():
-        raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on (HF_HUB_OFFLINE=1).")
+        raise HubError(f"Cannot push to {_where(repo_id, None)}: offline mode is on ({offline_setting()}).")
     for name, path in files.items():
         if Path(path).is_dir():  # it exists: "does not exist" sent the user looking for a typo
             raise IsADirectoryError(f"Cannot push {name}: {path} is a folder; give a file for each path in the repo.")

@@ -664,3 +664,24 @@ def test_a_repo_an_interrupted_push_left_says_to_push_again(hub, monkeypatch):
     hub.state.put_files("me/bert", {"config.json": b"{}", "pytorch_model.bin": b"x"})  # another library's model
     exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/bert")
     assert "has no model.safetensors: it is not an msrnn-zoo model" in str(exc), exc
+
+
+def test_pull_offline_names_the_setting_that_made_it_offline_and_how_to_download(hub, monkeypatch):
+    """TRANSFORMERS_OFFLINE=1 was reported as HF_HUB_OFFLINE=1, so the advice to unset HF_HUB_OFFLINE changed
+    nothing and was given again; pull --force was told to leave out force_download "to load it from the cache"."""
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    result = CliRunner().invoke(main, ["pull", "me/absent"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "offline mode is on (TRANSFORMERS_OFFLINE=1)" in said, said
+    assert "unset TRANSFORMERS_OFFLINE where the Hub can be reached and pull again" in said
+    assert "HF_HUB_OFFLINE" not in said
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(main, ["pull", "me/absent", "--force"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "offline mode is on (HF_HUB_OFFLINE=1), so nothing was downloaded" in said, said
+    assert "unset HF_HUB_OFFLINE where the Hub can be reached and pull again" in said
+    assert "force_download" not in said and "from the cache" not in said
+    assert hub.state.requests == []
+    with pytest.raises(HubError, match=r"Cannot push to Hub repo 'me/m': offline mode is on \(HF_HUB_OFFLINE=1\)"):
+        tiny().push_to_hub("me/m", token=TOKEN)
