@@ -381,6 +381,11 @@ def write_card(run_dir: str | Path, card_path: str | Path, repo_id: str | None, 
     from .io import refuse_overwrite, write_text
 
     run_dir, card_path = Path(run_dir), Path(card_path)
+    # the card was written, then the picture of that name over it (casefolded: one file on macOS and Windows)
+    if card_path.name.casefold() in (METRICS_PNG, FORECAST_PNG):
+        raise ValueError(f"{card_path} is where the card's picture {card_path.name.lower()} goes ({METRICS_PNG} and "
+                         f"{FORECAST_PNG} are written beside the card), so the picture would replace the card. Name "
+                         f"the card another file, e.g. {card_path.with_name('README.md')}.")
     metrics_path = run_dir / f"metrics-{split}.json"
     folder = card_path.parent
     targets = [card_path] + ([folder / METRICS_PNG, folder / FORECAST_PNG] if metrics_path.is_file() else [])

@@ -283,6 +283,22 @@ def test_card_pictures_never_replace_a_users_files(tmp_path, clips_file):
     assert (mine / "notes.txt").read_text() == "keep"
 
 
+def test_card_refuses_an_out_named_as_one_of_its_pictures(tmp_path, clips_file):
+    """`card RUN --out RUN/metrics.png` wrote the card there, then the chart over it: no card, and a chart."""
+    out = tmp_path / "run"
+    run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
+    run("evaluate", out)
+    for name in ("metrics.png", "forecast.png"):
+        refused = run("card", out, "--repo-id", "me/a", "--out", out / name, "--force", ok=False)
+        said = " ".join(refused.output.split())
+        assert refused.exit_code == 1 and f"{out / name} is where the card's picture {name} goes" in said, said
+        assert f"Name the card another file, e.g. {out / 'README.md'}" in said
+        assert not (out / name).exists() and not (out / "README.md").exists()
+    run("card", out, "--repo-id", "me/a", "--out", out / "card.md")  # any other name is the card's own
+    assert (out / "card.md").read_text().startswith("---") and (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_a_run_on_own_clips_given_relatively_works_from_any_folder(tmp_path, clips_file, monkeypatch):
     """``--data clips.npy`` is the file in the folder the user trained from, not in whatever folder evaluate runs in."""
     here = tmp_path / "here"
