@@ -21,6 +21,7 @@ import click
 from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -51,6 +52,19 @@ def error_line(message: str) -> None:
     line = Text("Error: ", style="red")
     line.append(_one_line_but_commands(str(message)))
     err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def print_table(table: Table) -> None:
+    """Print a table of the CLI. Into a terminal it fits the window, as rich does; elsewhere (a pipe, a file, a CI
+    log) rich assumes 80 columns and cut names to fit (``checkpoi…``, ``moving-m…``), so there the table is as wide
+    as its longest cells need."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if natural > console.width:
+        table.width = natural
+    console.print(table, crop=False)  # lines wider than the console's 80 columns are printed whole
 
 
 def _one_line_but_commands(message: str) -> str:
@@ -242,7 +256,7 @@ def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
         table.add_column(col)
     for m in models:
         table.add_row(m["name"], m["cell"], m["schedule"], m["plugin"], ", ".join(m["pretrained"]) or "-")
-    console.print(table)
+    print_table(table)
     dtable = Table(title=f"Datasets ({len(datasets)})")
     for col in ("name", "protocol", "frames", "C x H x W", "sources", "plugin"):
         dtable.add_column(col)
@@ -253,7 +267,7 @@ def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
             dtable.add_row(d["name"] if i == 0 else "", label, f"{p['in_frames']} -> {p['out_frames']}",
                            f"{p['channels']}x{p['height']}x{p['width']}", sources if i == 0 else "",
                            d["plugin"] if i == 0 else "")
-    console.print(dtable)
+    print_table(dtable)
     if pattern is not None and not models and not datasets:
         console.print(f"No model or dataset name matches {pattern!r}: a pattern is a glob over whole names "
                       "('ms-*', '*lstm'); `msrnn-zoo list` shows them all.")
@@ -280,7 +294,7 @@ def _list_pretrained(pattern: str | None, as_json: bool) -> None:
         metrics = ", ".join(f"{k} {v:g}" for k, v in r.metrics.items()) or "-"
         table.add_row(escape(r.name), escape(r.dataset or "-"), escape(r.protocol or "-"), escape(r.repo_id),
                       r.revision[:7] or "-", status, escape(metrics))
-    console.print(table)
+    print_table(table)
     if pattern is not None and not records:
         console.print(escape(f"No checkpoint name matches {pattern!r}: names are MODEL.DATASET ('ms-motionrnn.kth'), "
                              "and a pattern is a glob over them ('ms-*', '*.kth'); `msrnn-zoo list --pretrained` "
@@ -338,7 +352,7 @@ def info(name: str, size: int, hidden_channels: int | None, in_channels: int | N
     parts = f" ({', '.join(f'{op} {n / 1e9:.3f}' for op, n in split.items())})" if len(split) > 1 else ""
     table.add_row(f"FLOPs per frame at {size}x{size}", f"{described['flops_per_frame'] / 1e9:.3f} G{parts}")
     table.add_row("config", json.dumps(model.config.to_dict()))
-    console.print(table)
+    print_table(table)
 
 
 @main.command()
@@ -369,7 +383,7 @@ def plugins(as_json: bool, show_tb: bool) -> None:
             status = Text("ok", style="green")
         dist = (r.distribution or "-") + (" (built-in)" if r.builtin else "")
         table.add_row(Text(r.key), Text(dist), r.version or "-", Text(registered), status)
-    console.print(table)
+    print_table(table)
     if show_tb:
         for r in recs:
             if r.detail:
@@ -482,7 +496,7 @@ def data_info(dataset: str, root: Path | None, source: str | None, as_json: bool
         label = f"{name} (default)" if name == described["default_protocol"] else name
         protocols.add_row(label, f"{p['in_frames']} -> {p['out_frames']}",
                           f"{p['channels']}x{p['height']}x{p['width']}", *shown, escape(p["description"]))
-    console.print(protocols)
+    print_table(protocols)
     first_name, first = "", {}
     for i, (name, p) in enumerate(described["protocols"].items()):
         own = {k: v for k, v in p["provenance"].items() if i == 0 or first.get(k) != v}
@@ -495,7 +509,7 @@ def data_info(dataset: str, root: Path | None, source: str | None, as_json: bool
             table.add_column()
             for setting, origin in own.items():
                 table.add_row(escape(setting), escape(origin))
-            console.print(table)
+            print_table(table)
     for name, counts in described["clips"].items():
         for split, count in counts.items():
             if not isinstance(count, int):
@@ -506,7 +520,7 @@ def data_info(dataset: str, root: Path | None, source: str | None, as_json: bool
         stats.add_column()
         for key, value in described["stats"].items():
             stats.add_row(escape(key), escape(value if isinstance(value, str) else json.dumps(value, default=str)))
-        console.print(stats)
+        print_table(stats)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -961,7 +975,7 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
         table.add_row(escape(row["config"]), number(row, "warmup_s", 2), number(row, "train_s", 3),
                       number(row, "train_ratio", 2), number(row, "forecast_fps", 1), number(row, "forecast_ratio", 2),
                       number(row, memory[0], 1))
-    console.print(table)
+    print_table(table)
     console.print(escape(f"Step: a training step (forward, backward, Adam); fps: forecast frames per second "
                          f"(without gradients); x first: time as a multiple of {baseline}'s, in the same rounds; "
                          f"{memory[1]}: "
@@ -1112,7 +1126,7 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
         arrow = "↑" if result.spec.higher_is_better else "↓"
         means = (f"{rep[result.name].mean:.4f}" for rep in reports.values())
         table.add_row(escape(f"{result.spec.label} {arrow}"), *means)
-    console.print(table)
+    print_table(table)
     _print_margin(reports)
     console.print("Conventions:", highlight=False)
     for result in first:
@@ -1127,7 +1141,7 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
         for t in range(first.frames):
             number = t + 1 if frames == "future" else t + 2
             per.add_row(str(number), *(f"{rep[name].per_frame[t]:.3f}" for rep in reports.values()))
-        console.print(per)
+        print_table(per)
 
 
 @main.command()
@@ -1255,7 +1269,7 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
         for r in recipes:
             table.add_row(r.key, f"{r['in_frames']}->{r['out_frames']}", f"{r['height']}x{r['width']}",
                           str(r["epochs"]), r["sampling"], "store" if r.get("root_required") else "fetch")
-        console.print(table)
+        print_table(table)
         first = recipes[0]
         console.print(escape(f"All: {first['num_layers']} layers of hidden {first['hidden_channels']}, kernel "
                              f"{first['kernel_size']}, {first['optimizer']} lr {first['lr']:g}, batch "
@@ -1273,7 +1287,7 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
     for key, value in found.settings.items():
         table.add_row(escape(key), escape(value if isinstance(value, str) else json.dumps(value)),
                       escape(found.sources.get(key, "")))
-    console.print(table)
+    print_table(table)
     console.print(escape(f"Sources name lines of {paper()['code']} at commit {paper()['code_commit'][:7]}; run it "
                          f"with `{found.reproduce_command()}`."), highlight=False)
 
@@ -1574,7 +1588,7 @@ def convert(checkpoint: Path, model_name: str, out: Path, hidden_channels: int |
     table.add_column()
     for key, value in report.items():
         table.add_row(escape(key), escape(str(value)))
-    console.print(table)
+    print_table(table)
     console.print(escape(f'Load it with: msrnn_zoo.create("{model_name}", pretrained="{out}")'), highlight=False)
 
 

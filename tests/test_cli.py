@@ -22,6 +22,20 @@ def test_list_and_json():
     assert "No model" not in run("list", "ms-*").output
 
 
+def test_list_tables_keep_whole_names_when_not_printed_to_a_terminal(monkeypatch):
+    """Into a pipe or a CI log the tables were squashed to 80 columns: `checkpoi…`, `msrnn-zo…`, `moving-m…`."""
+    monkeypatch.delenv("COLUMNS", raising=False)  # rich's width when the output is no terminal: 80
+    records = json.loads(CliRunner().invoke(main, ["list", "--pretrained", "--json"]).output)
+    shown = CliRunner().invoke(main, ["list", "--pretrained"])  # CliRunner's output is no terminal
+    assert shown.exit_code == 0 and "…" not in shown.output, shown.output
+    lines = shown.output.splitlines()
+    for r in records:  # each record on one line of its own, every name whole
+        assert any(re.search(rf"│ {re.escape(r['name'])} +│ {r['dataset']} +│ {r['protocol']} +│ "
+                             rf"{re.escape(r['repo_id'])} +│", line) for line in lines), r["name"]
+    listed = CliRunner().invoke(main, ["list"]).output
+    assert "…" not in listed and re.search(r"│ moving-mnist +│ paper \(default\) +│", listed), listed
+
+
 def test_info_shows_scales_parameters_and_flops():
     out = run("info", "ms-convlstm", "--size", "32", "--hidden", "8").output
     assert "1, 1/2, 1/4, 1/4, 1/2, 1" in out and "FLOPs" in out
