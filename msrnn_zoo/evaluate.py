@@ -31,7 +31,7 @@ from .metrics import merge_reports as merge
 from .network import Forecaster
 from .precision import autocast, check_precision
 from .sampling import teacher_forcing
-from .train import TRAIN_CONFIG, TrainConfig, open_split, refuse_a_file_for_a_run
+from .train import TRAIN_CONFIG, TrainConfig, empty_split_error, open_split, refuse_a_file_for_a_run
 
 FrameMode = Literal["future", "all"]
 FRAME_MODES: dict[str, str] = {
@@ -149,8 +149,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
     if max_clips is not None:
         cfg.max_eval_clips = max_clips
     dataset = open_split(cfg, split)
-    if len(dataset) == 0:  # type: ignore[arg-type]
-        raise ValueError(f"The {split} split of this run's data is empty; nothing to evaluate.")
+    if len(dataset) == 0:  # type: ignore[arg-type]  # e.g. a store prepared again, from fewer files, since training
+        raise empty_split_error(cfg, split, "there is nothing to evaluate")
     shape, need = tuple(dataset[0].shape), cfg.in_frames + cfg.out_frames
     if len(shape) != 4 or shape[0] < need or shape[1] != model.config.in_channels:
         raise ValueError(f"The {split} clips of this run's data ({cfg.data or cfg.dataset}) have shape {shape} "

@@ -301,7 +301,10 @@ def _has_empty_test_split(cfg: TrainConfig) -> bool:
 
 
 def empty_split_error(cfg: TrainConfig, split: str, consequence: str) -> ValueError:
-    """A registered dataset's ``split`` holds no clips (e.g. a store prepared from too few raw files)."""
+    """A registered dataset's ``split`` holds no clips (e.g. a store prepared from too few raw files, or prepared
+    again since a run trained on it); of the user's clip file, only what it means (its own check gives advice)."""
+    if not cfg.dataset:
+        return ValueError(f"The {split} split of {cfg.data} holds no clips: {consequence}.")
     info = f"msrnn-zoo data info {shlex.quote(str(cfg.dataset))}"
     info += f" --root {shlex.quote(cfg.root)}" if cfg.root else ""
     return ValueError(f"The {split} split of {cfg.dataset} ({cfg.protocol or 'its default protocol'}) holds no clips: "

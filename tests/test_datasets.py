@@ -485,6 +485,34 @@ def test_train_refuses_a_dataset_whose_test_split_holds_no_clips(toy_dataset, tm
         tmp_path / "s", *tiny)  # 'short' cuts a test clip from the same frames
 
 
+def test_predict_and_evaluate_of_a_run_whose_test_split_is_now_empty_say_so_and_what_to_do(toy_dataset, raw, tmp_path):
+    """The store of a run prepared again from fewer frames (as runs made before train refused an empty test split):
+    predict said "--index 0 is outside the test split (0..-1)", evaluate "nothing to evaluate", without advice."""
+    import shutil
+
+    store = tmp_path / "store"
+    prepare_dataset("toy-store", raw, store)
+    run("train", "convlstm", "--dataset", "toy-store", "--root", store, "--out", tmp_path / "r", "--hidden", "4",
+        "--layers", "1", "--batch-size", "2", "--max-train-clips", "2")
+    few = tmp_path / "few"
+    few.mkdir()
+    np.save(few / "a.npy", np.zeros((15, 16, 16), dtype=np.uint8))  # test: 5 frames, no 6-frame 'paper' clip
+    shutil.rmtree(store)
+    prepare_dataset("toy-store", few, store)
+    info = f"`msrnn-zoo data info toy-store --root {store}` shows its clips per split"
+    predicted = run("predict", tmp_path / "r", "--out", tmp_path / "f.png", ok=False)
+    said = " ".join(predicted.output.split())
+    assert predicted.exit_code == 1 and "(0..-1)" not in said, said
+    assert "The test split of toy-store (paper) holds no clips: predict has no clip to show" in said
+    assert "--input FRAMES.npy forecasts frames of your own" in said and info in said
+    assert not (tmp_path / "f.png").exists()
+    evaluated = run("evaluate", tmp_path / "r", ok=False)
+    said = " ".join(evaluated.output.split())
+    assert evaluated.exit_code == 1 and "The test split of toy-store (paper) holds no clips: there is nothing to " \
+        "evaluate" in said, said
+    assert info in said and not (tmp_path / "r" / "metrics-test.json").exists()
+
+
 def test_train_on_a_dataset_whose_training_split_holds_no_clips_is_one_red_line(toy_dataset, tmp_path):
     """A KTH store prepared from boxing videos only (the 'paper' protocol uses none) was an IndexError traceback."""
     store = store_of_frames(tmp_path, 8)  # train: 5 frames, no 6-frame 'paper' clip
