@@ -225,14 +225,14 @@ def refuse_overwrite(path: str | Path, force: bool, what: str = "file", *, pytho
     check_folder_path(path.parent, f"Cannot write {path}")
     if not path.exists():
         return
+    if what in WRITTEN_BY_US and not written_by_us(path, what):  # asked first: forcing would not help
+        note = UNMARKED_NOTE.get(what, "")
+        raise OverwriteRefusedError(f"{path} already exists and is not a {what} that msrnn-zoo wrote, which is all "
+                                    f"forcing replaces; choose another path, or move the file away yourself{note}.")
     if not force:
         raise OverwriteRefusedError(f"{path} already exists and holds a {what}; choose another path or ",
                                python_hint=f"pass {python_flag}=True to overwrite it.",
                                cli_hint="pass --force to overwrite it.")
-    if what in WRITTEN_BY_US and not written_by_us(path, what):
-        note = UNMARKED_NOTE.get(what, "")
-        raise OverwriteRefusedError(f"{path} is not a {what} that msrnn-zoo wrote, and forcing replaces only those; "
-                                    f"choose another path, or move the file away yourself{note}.")
 
 
 # ---------------------------------------------------------------------------------------------- run directories

@@ -473,3 +473,11 @@ def test_a_file_given_for_a_run_points_at_the_run_it_belongs_to(run, tmp_path, c
     (tmp_path / "notes.txt").write_text("mine")
     line = one_red_line(invoke(*command, tmp_path / "notes.txt"), "is a file, not a run directory", "--out")
     assert "train one with" not in line and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_file_that_forcing_would_not_replace_is_not_offered_to_force(run):
+    """`card RUN --out RUN/config.json` said the config "holds a model card" and to pass --force, which then refused."""
+    before = (run / "config.json").read_bytes()
+    line = one_red_line(invoke("card", run, "--repo-id", "me/m", "--out", run / "config.json"),
+                        "already exists and is not a model card that msrnn-zoo wrote")
+    assert "--force" not in line and (run / "config.json").read_bytes() == before

@@ -312,7 +312,7 @@ def test_predict_force_replaces_its_own_forecast_array_and_no_clip_of_the_users(
     np.save(mine, np.random.default_rng(1).random((3, 1, 16, 16), dtype=np.float32))
     before = snapshot(tmp_path)
     refused(invoke("predict", run_dir, "--input", context, "--out", tmp_path / "mine.gif", "--force"),
-            "mine.npy is not a forecast array that msrnn-zoo wrote")
+            "mine.npy already exists and is not a forecast array that msrnn-zoo wrote")
     assert snapshot(tmp_path) == before
     ours = tmp_path / "f.gif"
     for horizon in ("2", "4"):  # the second run replaces the first one's picture and array

@@ -102,15 +102,16 @@ def test_refuses_to_overwrite_unless_told(tmp_path, save):
     path = tmp_path / "out.bin"
     path.write_bytes(b"keep me")
     context, forecast = _clip(2), _clip(2, seed=2)
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        save(path, context, None, forecast)
-    assert path.read_bytes() == b"keep me"
-    with pytest.raises(FileExistsError, match="not a picture that msrnn-zoo wrote"):  # overwrite: ours only
-        save(path, context, None, forecast, overwrite=True)
+    for overwrite in (False, True):  # overwrite: ours only, so it is not offered for another file
+        with pytest.raises(FileExistsError, match="not a picture that msrnn-zoo wrote") as refused:
+            save(path, context, None, forecast, overwrite=overwrite)
+        assert "overwrite=True" not in str(refused.value)
     assert path.read_bytes() == b"keep me"
     ours = tmp_path / "ours.bin"
     save(ours, context, None, forecast)
     first = ours.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save(ours, forecast, None, context)
     save(ours, forecast, None, context, overwrite=True)
     assert ours.read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ours.bin", "out.bin"]
