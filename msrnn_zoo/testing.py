@@ -66,14 +66,15 @@ def small(name: str, **overrides: Any) -> Forecaster:
     return create(name, **{"hidden_channels": 8, **overrides})
 
 
-def _build_cell(cell: str, cls: type, layer_index: int, num_layers: int, **options: Any) -> RecurrentCell:
+def _build_cell(cell: str, cls: type, layer_index: int, num_layers: int, hidden: int = 8, kernel_size: int = 3,
+                options: dict[str, Any] | None = None) -> RecurrentCell:
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if missing:  # else the TypeError below, whose fix (the constructor's signature) is not this one
         signatures = {"init_state": INIT_STATE_SIGNATURE, "forward": FORWARD_SIGNATURE}
         _fail(f"cell {cell!r}", f"it does not define {' and '.join(missing)} (a misspelt name counts as missing)",
               "define " + " and ".join(f"`{signatures.get(name, name)}`" for name in missing))
-    try:
-        built = cls(8, 8, 3, layer_index=layer_index, num_layers=num_layers, **options)  # the network's in == hidden
+    try:  # the network's in == hidden
+        built = cls(hidden, hidden, kernel_size, layer_index=layer_index, num_layers=num_layers, **(options or {}))
     except TypeError as exc:
         _fail(f"cell {cell!r}", f"its constructor cannot be called the way the network calls it ({exc})",
               f"give it the signature `{INIT_SIGNATURE}` and call `super().__init__(in_channels, hidden_channels, "
@@ -115,16 +116,25 @@ def _check_state(subject: str, state: Any, batch: int, device: torch.device, dty
                   "pass `dtype=dtype` to every tensor init_state creates (msrnn_zoo.cell.zeros does)")
 
 
-def check_cell_contract(cell: str) -> None:
+def check_cell_contract(cell: str, **overrides: Any) -> None:
     """The cell class alone, before any network: constructor, class attributes, init_state and one forward.
 
-    Each failure names what is wrong and the fix (see CONTRIBUTING.md, "The cell contract").
+    ``overrides`` are those of :func:`run_conformance`: ``hidden_channels``, ``kernel_size`` and ``num_layers``
+    build the cell as the models are built, the cell's own options are passed to it (a cell may work only with
+    some), and the other model options (``in_channels``, ``schedule_options``) are not the cell's concern. Each
+    failure names what is wrong and the fix (see CONTRIBUTING.md, "The cell contract").
     """
     from .cell import AuxiliaryLoss, CellOutput
+    from .factory import CONFIG_FIELDS, cell_options
     from .registry import get_cell
     from .sampling import SCHEDULES
 
     cls = get_cell(cell).cell
+    options = {**(overrides.get("cell_options") or {}),
+               **{k: v for k, v in overrides.items() if k not in CONFIG_FIELDS}}
+    options = cell_options(cls, options, cell)  # a misspelt option is named with the real ones
+    hidden, kernel_size = overrides.get("hidden_channels", 8), overrides.get("kernel_size", 3)
+    num_layers = overrides.get("num_layers", 2)
     subject = f"cell {cell!r} ({cls.__module__}.{cls.__qualname__})"
     for attr in ("uses_memory", "uses_lower_previous"):
         if not isinstance(getattr(cls, attr), bool):
@@ -140,8 +150,8 @@ def check_cell_contract(cell: str) -> None:
     if not isinstance(keys, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
         _fail(subject, "original_keys is not a dict of str to str", "map {their submodule name: ours}")
     batch, height, width = 2, 8, 12  # not square, to catch swapped axes; even, as some cells need
-    for layer_index, num_layers in ((0, 2), (1, 2)):
-        layer = _build_cell(cell, cls, layer_index, num_layers)
+    for layer_index in sorted({0, num_layers - 1}):  # the first and the last layer, where cells may differ
+        layer = _build_cell(cell, cls, layer_index, num_layers, hidden, kernel_size, options)
         where = f"{subject}, layer {layer_index} of {num_layers}"
         try:
             state = layer.init_state(batch, height, width, device=torch.device("meta"), dtype=torch.float64)
@@ -156,9 +166,9 @@ def check_cell_contract(cell: str) -> None:
                       "height, width), in the order init_state receives them")
         state = layer.init_state(batch, height, width, device=torch.device("cpu"), dtype=torch.float32)
         _check_state(where, state, batch, torch.device("cpu"), torch.float32, "init_state(...)")
-        x = torch.rand(batch, 8, height, width)
+        x = torch.rand(batch, hidden, height, width)
         memory = torch.zeros(batch, layer.memory_channels, height, width) if cls.uses_memory else None
-        lower = torch.zeros(batch, 8, height, width) if cls.uses_lower_previous and layer_index > 0 else None
+        lower = torch.zeros(batch, hidden, height, width) if cls.uses_lower_previous and layer_index > 0 else None
         try:  # bound before the call, so that a TypeError raised inside forward is left the user's own traceback
             inspect.signature(layer.forward).bind(x, state, memory, lower)
         except TypeError as exc:
@@ -168,10 +178,11 @@ def check_cell_contract(cell: str) -> None:
         if not isinstance(result, CellOutput):
             _fail(where, f"forward returned {type(result).__name__}",
                   "return msrnn_zoo.CellOutput(output, state, memory, aux)")
-        if not isinstance(result.output, torch.Tensor) or tuple(result.output.shape) != (batch, 8, height, width):
+        want = (batch, hidden, height, width)
+        if not isinstance(result.output, torch.Tensor) or tuple(result.output.shape) != want:
             shape = (tuple(result.output.shape) if isinstance(result.output, torch.Tensor)
                      else f"a {type(result.output).__name__}")  # its repr could be a whole nested list
-            _fail(where, f"forward's output is {shape}, not (B, hidden_channels, H, W) = {(batch, 8, height, width)}",
+            _fail(where, f"forward's output is {shape}, not (B, hidden_channels, H, W) = {want}",
                   "return the layer's hidden output, which goes up the stack, as CellOutput.output")
         if result.output.dtype != x.dtype:
             _fail(where, f"forward's output is {result.output.dtype} for an input x of {x.dtype}",
@@ -188,6 +199,7 @@ def check_cell_contract(cell: str) -> None:
             _fail(where, "forward returned a memory but uses_memory is False",
                   "set uses_memory = True if the cell reads and writes the zigzag memory, or return memory=None")
         _check_another_clip(where, layer, cls, (batch, height, width), (3, 4, 6))
+    _check_other_width_and_kernel(subject, cell, cls, hidden, kernel_size, num_layers, options)
 
 
 def _check_another_clip(where: str, layer: RecurrentCell, cls: type, first: tuple[int, int, int],
@@ -201,18 +213,106 @@ def _check_another_clip(where: str, layer: RecurrentCell, cls: type, first: tupl
         return  # a size the cell refuses on purpose; the first clip's was checked
     state = layer.init_state(batch, height, width, device=torch.device("cpu"), dtype=torch.float32)
     memory = torch.zeros(batch, layer.memory_channels, height, width) if cls.uses_memory else None
-    lower = torch.zeros(batch, 8, height, width) if cls.uses_lower_previous and layer.layer_index > 0 else None
+    hidden = layer.hidden_channels
+    lower = torch.zeros(batch, hidden, height, width) if cls.uses_lower_previous and layer.layer_index > 0 else None
     clips = f"a clip of batch {batch} at {height}x{width} after one of batch {first[0]} at {first[1]}x{first[2]}"
     fix = ("keep nothing of one call's shape on self (a cached zeros, a mask): make such tensors in forward from x, "
            "or in init_state, whose state the network hands back; a size the cell cannot run at is refused in "
            "check_size")
     try:
-        output = layer(torch.rand(batch, 8, height, width), state, memory, lower).output
+        output = layer(torch.rand(batch, hidden, height, width), state, memory, lower).output
     except RuntimeError as exc:
         _fail(where, f"forward failed on {clips} ({' '.join(str(exc).split())})", fix)
-    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (batch, 8, height, width):
-        _fail(where, f"forward's output for {clips} is not (B, hidden_channels, H, W) = {(batch, 8, height, width)}",
-              fix)
+    want = (batch, hidden, height, width)
+    if not isinstance(output, torch.Tensor) or tuple(output.shape) != want:
+        _fail(where, f"forward's output for {clips} is not (B, hidden_channels, H, W) = {want}", fix)
+
+
+def _check_other_width_and_kernel(subject: str, cell: str, cls: type, hidden: int, kernel_size: int, num_layers: int,
+                                  options: dict[str, Any]) -> None:
+    """The top layer again, at another hidden width and with each of two kernel sizes: every other check builds
+    cells of one width and kernel (8 and 3 unless overridden), so a cell that hard-codes them would pass the kit and
+    fail, or silently be another model, at the width and kernel of a real run (64, 5). The top layer, as a lower one
+    may reach across the whole frame whatever its kernel (MotionRNN's warps), which leaves nothing to compare."""
+    torch.manual_seed(0)
+    widths = [w for w in (12, 16) if w != hidden]  # 16 for a cell that refuses 12 (groups of 8, say)
+    kernels = sorted({kernel_size, 5 if kernel_size != 5 else 3})
+    for width in widths:
+        try:
+            layer = _build_cell(cell, cls, num_layers - 1, num_layers, width, kernel_size, options)
+            break
+        except ValueError as exc:
+            refused = exc
+    else:
+        _fail(subject, f"its constructor refuses hidden_channels {' and '.join(map(str, widths))} ({refused})",
+              "derive every convolution, split and state from in_channels and hidden_channels: a model's width is "
+              "its user's choice (the zoo's models use 64)")
+    size = 16
+    try:
+        layer.check_size(size, size)
+    except ValueError:
+        return  # a size the cell refuses on purpose; nothing to measure
+    reach = {kernel_size: _one_step_reach(subject, layer, cls, f"hidden_channels={width} (the other checks use "
+                                          f"{hidden})", "derive every convolution's channels, every split and every "
+                                          f"state from in_channels and hidden_channels, never from a constant such "
+                                          f"as {hidden}", size)}
+    other = next(k for k in kernels if k != kernel_size)
+    try:
+        layer = _build_cell(cell, cls, num_layers - 1, num_layers, width, other, options)
+    except ValueError as exc:
+        _fail(subject, f"its constructor refuses kernel_size={other} ({exc})",
+              "accept every odd kernel_size: the network passes the model's own to every layer")
+    reach[other] = _one_step_reach(subject, layer, cls, f"kernel_size={other} (the other checks use {kernel_size})",
+                                   "give every convolution of kernel_size the padding kernel_size // 2, so that it "
+                                   "keeps the size (JointConv2d does)", size)
+    small_reach, large_reach = reach[kernels[0]], reach[kernels[1]]
+    if all(r is None or r >= size // 2 - 1 for r in small_reach):
+        return  # every input already reaches across the frame (an attention, say): no kernel could reach farther
+    if not any(a is not None and b is not None and b > a for a, b in zip(small_reach, large_reach)):
+        farthest = max((r for r in large_reach if r is not None), default=0)
+        _fail(subject, f"built with kernel_size={kernels[1]} its output at a pixel depends on no input farther than "
+              f"built with kernel_size={kernels[0]} ({farthest} pixels away): it ignores kernel_size",
+              "pass kernel_size to the cell's spatial convolutions (with padding kernel_size // 2) instead of a "
+              "constant")
+
+
+def _one_step_reach(subject: str, layer: RecurrentCell, cls: type, built: str, fix: str,
+                    size: int) -> list[int | None]:
+    """One step of a 1-sample clip from a random state, checked as the first clip is; for each input (x, each state
+    tensor at the frame's size, the memory), how far from the pixel in the middle lie the pixels that its output
+    there depends on (``None`` for an input it does not depend on)."""
+    width = layer.hidden_channels
+    where = f"{subject}, built with {built}"
+    state = layer.init_state(1, size, size, device=torch.device("cpu"), dtype=torch.float32)
+    _check_state(where, state, 1, torch.device("cpu"), torch.float32, "init_state(...)")
+    state = tuple(torch.rand_like(t).requires_grad_() if t.is_floating_point() else t for t in state)
+    x = torch.rand(1, width, size, size, requires_grad=True)
+    memory = torch.rand(1, layer.memory_channels, size, size, requires_grad=True) if cls.uses_memory else None
+    lower = torch.rand(1, width, size, size) if cls.uses_lower_previous and layer.layer_index > 0 else None
+    try:  # copies, which a cell may write in place (the gradient check is another's)
+        result = layer(x.clone(), tuple(t.clone() for t in state), None if memory is None else memory.clone(), lower)
+    except RuntimeError as exc:
+        _fail(where, f"forward failed ({' '.join(str(exc).split())})", fix)
+    want = (1, width, size, size)
+    if not isinstance(result.output, torch.Tensor) or tuple(result.output.shape) != want:
+        shape = tuple(result.output.shape) if isinstance(result.output, torch.Tensor) else type(result.output).__name__
+        _fail(where, f"forward's output is {shape}, not (B, hidden_channels, H, W) = {want}", fix)
+    if len(result.state) != len(state) or any(a.shape != b.shape for a, b in zip(result.state, state)):
+        _fail(where, "forward's state does not have the shapes init_state gives", fix)
+    if memory is not None and (result.memory is None or result.memory.shape != memory.shape):
+        _fail(where, f"forward's memory is not (B, memory_channels, H, W) = {tuple(memory.shape)}", fix)
+    inputs = [t for t in (x, *state, memory) if t is not None and t.requires_grad and t.shape[-2:] == (size, size)]
+    if not result.output.requires_grad:
+        return [None] * len(inputs)
+    grads = torch.autograd.grad(result.output[0, :, size // 2, size // 2].sum(), inputs, allow_unused=True)
+    reach: list[int | None] = []
+    for grad in grads:
+        where_nonzero = None if grad is None else grad.abs().flatten(0, -3).sum(0).nonzero()
+        if where_nonzero is None or not len(where_nonzero):
+            reach.append(None)
+        else:
+            reach.append(int((where_nonzero - size // 2).abs().max()))
+    return reach
 
 
 def _check(ok: bool, subject: str, problem: str, fix: str) -> None:

@@ -164,6 +164,33 @@ class WritesStateInPlace(Good):
         return CellOutput(out.output, state)
 
 
+class HardCodesItsWidth(Good):
+    """Built for the kit's 8 channels whatever hidden_channels says: it fails at every other width."""
+
+    def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1):
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        self.conv = nn.Conv2d(in_channels + 8, 8, kernel_size, padding=kernel_size // 2)
+
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        return (zeros(batch, 8, height, width, device, dtype),)
+
+
+class IgnoresKernelSize(Good):
+    """Always 3x3: a model asked for kernel_size 5 runs, and is silently another model."""
+
+    def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1):
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        self.conv = nn.Conv2d(in_channels + hidden_channels, hidden_channels, 3, padding=1)
+
+
+class PadsByOne(Good):
+    """Right for 3x3 only: a 5x5 convolution padded by 1 shrinks the frame."""
+
+    def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1):
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        self.conv = nn.Conv2d(in_channels + hidden_channels, hidden_channels, kernel_size, padding=1)
+
+
 class BadSampling(Good):
     sampling = "sometimes"
 
@@ -199,6 +226,12 @@ CASES = [
      "keep nothing of one call's shape on self"),
     (WritesStateInPlace, "recomputed in the backward pass (gradient checkpointing) give other numbers",
      "write nothing in place into the state it receives"),
+    (HardCodesItsWidth, "built with hidden_channels=12 (the other checks use 8): forward's output is (1, 8, 16, 16)",
+     "never from a constant such as 8"),
+    (IgnoresKernelSize, "its output at a pixel depends on no input farther than built with kernel_size=3",
+     "pass kernel_size to the cell's spatial convolutions"),
+    (PadsByOne, "built with kernel_size=5 (the other checks use 3): forward's output is (1, 12, 14, 14)",
+     "padding kernel_size // 2"),
     (BadSampling, "sampling is 'sometimes'", "scheduled"),
     (ClaimsConvolvedInput, "convolves_input_only is True", "JointConv2d / joint_conv2d"),
 ]
@@ -267,3 +300,4 @@ def test_a_cell_with_dropout_passes(register_cell):
     """Dropout draws other numbers in every training step; the kit compares ways of one step drawing the same."""
     register_cell(WithDropout)
     testing.run_conformance("broken")
+
