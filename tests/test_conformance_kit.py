@@ -301,3 +301,25 @@ def test_a_cell_with_dropout_passes(register_cell):
     register_cell(WithDropout)
     testing.run_conformance("broken")
 
+
+class SwapsOnRequest(Good):
+    """Breaks the contract only with its option, which only an override of run_conformance sets."""
+
+    def __init__(self, in_channels, hidden_channels, kernel_size=3, *, layer_index=0, num_layers=1, swap=False):
+        super().__init__(in_channels, hidden_channels, kernel_size, layer_index=layer_index, num_layers=num_layers)
+        self.swap = swap
+
+    def init_state(self, batch, height, width, *, device=None, dtype=None):
+        height, width = (width, height) if self.swap else (height, width)
+        return (zeros(batch, self.hidden_channels, height, width, device, dtype),)
+
+
+def test_overrides_are_checked_against_the_contract_too(register_cell):
+    """The models of the other checks are square, so only the contract's own check sees swapped axes."""
+    register_cell(SwapsOnRequest)
+    testing.run_conformance("broken", swap=False)
+    testing.check_cell_contract("broken", hidden_channels=12, kernel_size=5, num_layers=3)
+    with pytest.raises(testing.ConformanceError, match="its last two dimensions are swapped"):
+        testing.run_conformance("broken", swap=True)
+    with pytest.raises(ValueError, match="has no option 'swpa'"):
+        testing.run_conformance("broken", swpa=True)
