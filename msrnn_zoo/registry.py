@@ -83,6 +83,12 @@ def _describe_plugin(plugin: str) -> str:
     return f"plugin {plugin!r}"
 
 
+def _variant_prefix(name: str) -> str | None:
+    """The prefix of :data:`MODEL_VARIANTS` that ``name`` starts with, or ``None``: a cell so named would take the
+    name of another cell's model (a cell ``ms-x`` that of the multi-scale model of ``x``) and add ``ms-ms-x``."""
+    return next((prefix for prefix in MODEL_VARIANTS if prefix and name.startswith(prefix)), None)
+
+
 def _clash(kind: str, name: str, holder: str, claimant: str) -> None:
     """Record on both sides that ``claimant`` asked for a name ``holder`` already has: nothing is replaced."""
     record_for(claimant).conflicts.append(f"{kind} {name!r} is taken by {_describe_plugin(holder)}; not added")
@@ -110,6 +116,11 @@ def _collect(registry: Registry) -> None:
         def register(name: str, cell: type[RecurrentCell], *, paper: str = "", description: str = "") -> None:
             if not _NAME.fullmatch(name):
                 raise ValueError(f"cell name {name!r} must be lowercase words joined by '-'")
+            prefix = _variant_prefix(name)
+            if prefix:  # refused whether or not that cell exists: else the order of plugins decided whose model it is
+                raise ValueError(f"cell name {name!r} starts with {prefix!r}, the prefix of the models the zoo derives "
+                                 f"from every cell ({name!r} is a model of a cell {name[len(prefix):]!r}); name the "
+                                 f"cell {name[len(prefix):]!r}, and the zoo adds {name!r} itself")
             if not (isinstance(cell, type) and issubclass(cell, RecurrentCell)):
                 raise TypeError(f"cell {name!r} must be a RecurrentCell subclass, got {cell!r}")
             if name in registry.cells:
@@ -175,7 +186,7 @@ def _collect(registry: Registry) -> None:
     for cell in registry.cells.values():  # in the order cells were claimed, so model names are too
         for prefix, (schedule, options) in MODEL_VARIANTS.items():
             model = prefix + cell.name
-            if model in registry.models:  # e.g. a cell named "ms-x" against the multi-scale twin of "x"
+            if model in registry.models:  # cells named like a model are refused; this, should prefixes overlap
                 _clash("model", model, registry.models[model].plugin, cell.plugin)
                 continue
             registry.models[model] = ModelEntry(model, cell.name, schedule, options, cell.plugin, {})

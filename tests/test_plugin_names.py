@@ -106,12 +106,22 @@ def test_between_third_parties_the_order_is_by_distribution_name(fresh_zoo, monk
     assert "taken by alpha-cells" in records["shared@zeta-cells"].conflicts[0]
 
 
-def test_a_cell_named_like_a_multiscale_twin_does_not_replace_it(fresh_zoo, monkeypatch, tmp_path):
-    install(monkeypatch, tmp_path, [("twin-maker", "twin", ["ms-convlstm"])])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_cell_named_like_a_multiscale_model_is_refused(fresh_zoo, monkeypatch, tmp_path, reverse):
+    """'ms-x' names the multi-scale model of cell 'x', whichever plugin comes first: a cell 'ms-x' would take it (or
+    add a model 'ms-ms-x' and have none of its own named 'ms-x'), so it is refused, with the name to use instead."""
+    install(monkeypatch, tmp_path, [("twin-maker", "twin", ["ms-convlstm"]), ("aaa-first", "first", ["ms-later"]),
+                                    ("zzz-later", "later", ["later"])], reverse)
     reg = registry.registry()
     assert reg.models["ms-convlstm"].cell == "convlstm" and reg.models["ms-convlstm"].schedule == "mirror"
-    assert "ms-ms-convlstm" in reg.models
-    assert "model 'ms-convlstm' is taken by msrnn-convlstm (built-in)" in by_key()["twin"].conflicts[0]
+    assert reg.models["ms-later"].cell == "later" and reg.models["ms-later"].schedule == "mirror"
+    assert not {"ms-convlstm", "ms-later"} & set(reg.cells)
+    assert not [m for m in reg.models if m.startswith("ms-ms-")]
+    records = by_key()
+    assert "cell name 'ms-convlstm' starts with 'ms-'" in records["twin"].error
+    assert "name the cell 'convlstm'" in records["twin"].error
+    assert "name the cell 'later'" in records["first"].error
+    assert records["later"].ok and records["later"].cells == ["later"]
 
 
 def test_builtin_distributions_are_the_plugins_shipped_here():
