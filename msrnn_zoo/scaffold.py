@@ -31,7 +31,7 @@ def names(name: str) -> dict[str, str]:
 
 def check_name(name: str) -> None:
     """Raise ``ValueError`` unless ``name`` can be a new cell: well formed and not taken."""
-    from .registry import list_cells, list_models
+    from .registry import MODEL_VARIANTS, list_cells, list_models
 
     if not NAME.fullmatch(name):
         raise ValueError(f"{name!r} cannot name a cell: use lowercase letters and digits, words joined by '-', "
@@ -39,8 +39,14 @@ def check_name(name: str) -> None:
     if name.startswith("ms-"):
         raise ValueError(f"{name!r} starts with 'ms-', which names the multi-scale twin of every cell; "
                          f"name the cell {name[3:]!r} and the zoo adds {name!r} itself.")
-    if name in list_cells() or name in list_models():
+    if name in list_cells():
         raise ValueError(f"{name!r} is already registered (see `msrnn-zoo list`); choose another name.")
+    models = [prefix + name for prefix in MODEL_VARIANTS]
+    taken = [model for model in models if model in list_models()]
+    if taken:  # names are first come, first served: the new cell would be installed without these models
+        raise ValueError(f"{name!r} would add the models {' and '.join(map(repr, models))}, but "
+                         f"{' and '.join(map(repr, taken))} {'is' if len(taken) == 1 else 'are'} already registered "
+                         "(see `msrnn-zoo list`); choose another name.")
     implied = names(name)
     taken = _taken_by(implied)
     if taken:

@@ -100,6 +100,21 @@ def test_bad_names_are_refused(tmp_path, name, words):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_name_whose_multiscale_model_is_taken_is_refused(tmp_path, monkeypatch):
+    """Every model the cell would add must be free, not only its own name, else the installed cell has no
+    multi-scale model. The catalogue is simulated: the registry now refuses the cell 'ms-fresh' that made such a
+    model 'ms-fresh' without a cell 'fresh'."""
+    from msrnn_zoo import registry
+
+    listed = registry.list_models
+    monkeypatch.setattr(registry, "list_models", lambda *args, **kwargs: [*listed(*args, **kwargs), "ms-fresh"])
+    result = invoke("new-cell", "fresh", "--dir", tmp_path)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "'fresh' would add the models 'fresh' and 'ms-fresh', but 'ms-fresh' is already registered" in " ".join(
+        result.output.split()), result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_names_of_installed_distributions_and_importable_packages_are_refused(tmp_path, monkeypatch):
     """A new distribution of the same name (PEP 503: case, '-', '_' and '.' alike) or package would replace it."""
     site = tmp_path / "site"
