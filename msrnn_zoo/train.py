@@ -324,6 +324,8 @@ def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
                          f"{type(first).__name__}. Its __getitem__ returns the clip alone (no label, no tuple).")
     if first.dim() != 4:
         raise ValueError(f"Clips must have shape (T, C, H, W), the dataset gives {tuple(first.shape)}.")
+    if cfg.dataset and not cfg.data:  # a user's own clips (--data) have no protocol to hold them to
+        _check_protocol_size(cfg.dataset, cfg.protocol, tuple(first.shape[-2:]))
     if first.is_floating_point() and first.numel() and not (
             bool(torch.isfinite(first).all()) and float(first.min()) >= 0 and float(first.max()) <= 1):
         raise ValueError(f"The dataset's first clip holds values from {float(first.min()):g} to "
@@ -336,6 +338,20 @@ def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
     if cfg.in_frames < 1 or cfg.out_frames < 1:
         raise ValueError(f"in_frames and out_frames must be >= 1, got {cfg.in_frames} and {cfg.out_frames}.")
     return tuple(first.shape)
+
+
+def _check_protocol_size(dataset: str, protocol: str | None, size: tuple[int, ...]) -> None:
+    """Clips of another size than their protocol declares train as well, but the run is then compared with
+    scores it does not share (and ``data info`` and ``list`` state a size its clips do not have)."""
+    from .registry import get_dataset
+
+    entry = get_dataset(dataset)
+    declared = entry.info.protocol(protocol)
+    if size != (declared.height, declared.width):
+        raise ValueError(f"The first clip of {dataset} ({declared.name}) is {size[0]}x{size[1]} (height x width), but "
+                         f"its protocol declares {declared.height}x{declared.width}. The dataset's plugin "
+                         f"({entry.plugin}) must cut its clips at the size its ClipProtocol declares, or declare the "
+                         "size its clips have.")
 
 
 def _seeded(*parts: int) -> torch.Generator:
