@@ -83,7 +83,7 @@ def _describe_plugin(plugin: str) -> str:
     return f"plugin {plugin!r}"
 
 
-def _variant_prefix(name: str) -> str | None:
+def variant_prefix(name: str) -> str | None:
     """The prefix of :data:`MODEL_VARIANTS` that ``name`` starts with, or ``None``: a cell so named would take the
     name of another cell's model (a cell ``ms-x`` that of the multi-scale model of ``x``) and add ``ms-ms-x``."""
     return next((prefix for prefix in MODEL_VARIANTS if prefix and name.startswith(prefix)), None)
@@ -116,7 +116,7 @@ def _collect(registry: Registry) -> None:
         def register(name: str, cell: type[RecurrentCell], *, paper: str = "", description: str = "") -> None:
             if not _NAME.fullmatch(name):
                 raise ValueError(f"cell name {name!r} must be lowercase words joined by '-'")
-            prefix = _variant_prefix(name)
+            prefix = variant_prefix(name)
             if prefix:  # refused whether or not that cell exists: else the order of plugins decided whose model it is
                 raise ValueError(f"cell name {name!r} starts with {prefix!r}, the prefix of the models the zoo derives "
                                  f"from every cell ({name!r} is a model of a cell {name[len(prefix):]!r}); name the "

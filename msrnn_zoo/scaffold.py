@@ -31,14 +31,16 @@ def names(name: str) -> dict[str, str]:
 
 def check_name(name: str) -> None:
     """Raise ``ValueError`` unless ``name`` can be a new cell: well formed and not taken."""
-    from .registry import MODEL_VARIANTS, list_cells, list_models
+    from .registry import MODEL_VARIANTS, list_cells, list_models, variant_prefix
 
     if not NAME.fullmatch(name):
         raise ValueError(f"{name!r} cannot name a cell: use lowercase letters and digits, words joined by '-', "
                          "starting with a letter (e.g. 'convgru' or 'my-cell').")
-    if name.startswith("ms-"):
-        raise ValueError(f"{name!r} starts with 'ms-', which names the multi-scale twin of every cell; "
-                         f"name the cell {name[3:]!r} and the zoo adds {name!r} itself.")
+    prefix = variant_prefix(name)
+    if prefix is not None:
+        schedule = MODEL_VARIANTS[prefix][0]
+        raise ValueError(f"{name!r} starts with {prefix!r}, which names the model of every cell on the {schedule!r} "
+                         f"schedule; name the cell {name[len(prefix):]!r} and the zoo adds {name!r} itself.")
     if name in list_cells():
         raise ValueError(f"{name!r} is already registered (see `msrnn-zoo list`); choose another name.")
     models = [prefix + name for prefix in MODEL_VARIANTS]
