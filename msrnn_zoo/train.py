@@ -325,7 +325,7 @@ def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
     if first.dim() != 4:
         raise ValueError(f"Clips must have shape (T, C, H, W), the dataset gives {tuple(first.shape)}.")
     if cfg.dataset and not cfg.data:  # a user's own clips (--data) have no protocol to hold them to
-        _check_protocol_size(cfg.dataset, cfg.protocol, tuple(first.shape[-2:]))
+        _check_protocol_shape(cfg.dataset, cfg.protocol, tuple(first.shape[1:]))
     if first.is_floating_point() and first.numel() and not (
             bool(torch.isfinite(first).all()) and float(first.min()) >= 0 and float(first.max()) <= 1):
         raise ValueError(f"The dataset's first clip holds values from {float(first.min()):g} to "
@@ -340,18 +340,25 @@ def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
     return tuple(first.shape)
 
 
-def _check_protocol_size(dataset: str, protocol: str | None, size: tuple[int, ...]) -> None:
+def _check_protocol_shape(dataset: str, protocol: str | None, shape: tuple[int, ...]) -> None:
     """Clips of another size than their protocol declares train as well, but the run is then compared with
-    scores it does not share (and ``data info`` and ``list`` state a size its clips do not have)."""
+    scores it does not share (and ``data info`` and ``list`` state a size its clips do not have); clips of other
+    channels fail later, against a model built for the protocol's, with advice to the user that only the
+    plugin's author can follow."""
     from .registry import get_dataset
 
     entry = get_dataset(dataset)
     declared = entry.info.protocol(protocol)
-    if size != (declared.height, declared.width):
-        raise ValueError(f"The first clip of {dataset} ({declared.name}) is {size[0]}x{size[1]} (height x width), but "
+    channels, height, width = shape
+    if (height, width) != (declared.height, declared.width):
+        raise ValueError(f"The first clip of {dataset} ({declared.name}) is {height}x{width} (height x width), but "
                          f"its protocol declares {declared.height}x{declared.width}. The dataset's plugin "
                          f"({entry.plugin}) must cut its clips at the size its ClipProtocol declares, or declare the "
                          "size its clips have.")
+    if channels != declared.channels:
+        raise ValueError(f"The first clip of {dataset} ({declared.name}) has {channels} channel(s), but its protocol "
+                         f"declares {declared.channels}. The dataset's plugin ({entry.plugin}) must give clips of the "
+                         "channels its ClipProtocol declares, or declare the channels its clips have.")
 
 
 def _seeded(*parts: int) -> torch.Generator:

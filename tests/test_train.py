@@ -176,10 +176,11 @@ def test_unknown_precision(tmp_path, clips_file):
         Trainer.create(tmp_path / "a", config(clips_file, precision="fp8"))
 
 
-@pytest.mark.parametrize("size", [16, 20])
-def test_a_dataset_plugins_clips_of_another_size_than_its_protocol_are_refused(tmp_path, size):
+@pytest.mark.parametrize(("size", "channels"), [(16, 1), (20, 1), (16, 3)])
+def test_a_dataset_plugins_clips_of_another_size_than_its_protocol_are_refused(tmp_path, size, channels):
     """A factory cutting 20x20 clips for a protocol of 16x16 trained silently, on clips the protocol's scores do
-    not describe."""
+    not describe; one of 3 channels for a protocol of 1 was told to "give it clips of 1 channel(s)", which only the
+    plugin's author can."""
     import msrnn_zoo
     from msrnn_zoo.data import ClipProtocol, DatasetInfo
     from msrnn_zoo.plugins import forget, pm
@@ -190,21 +191,25 @@ def test_a_dataset_plugins_clips_of_another_size_than_its_protocol_are_refused(t
         @msrnn_zoo.hookimpl
         def register_datasets(self, register):
             register(DatasetInfo(name="odd-size", protocols=(protocol,)),
-                     lambda split, **options: [torch.rand(6, 1, size, size) for _ in range(8)])
+                     lambda split, **options: [torch.rand(6, channels, size, size) for _ in range(8)])
 
     plugin = Plugin()
     pm.register(plugin, name="odd-size-plugin")
     try:
         cfg = new_train_config("convlstm", model_options={"hidden_channels": 4}, dataset="odd-size", in_frames=3,
                                out_frames=3, batch_size=4, root=str(tmp_path / "data"))
-        if size == 16:
+        if (size, channels) == (16, 1):
             Trainer.create(tmp_path / "run", cfg)
             return
         with pytest.raises(ValueError) as caught:
             Trainer.create(tmp_path / "run", cfg)
         message = str(caught.value)
-        assert "first clip of odd-size (paper) is 20x20 (height x width), but its protocol declares 16x16" in message
-        assert "(odd-size-plugin) must cut its clips at the size its ClipProtocol declares" in message, message
+        if size != 16:
+            assert "odd-size (paper) is 20x20 (height x width), but its protocol declares 16x16" in message
+            assert "(odd-size-plugin) must cut its clips at the size its ClipProtocol declares" in message, message
+        else:
+            assert "first clip of odd-size (paper) has 3 channel(s), but its protocol declares 1" in message
+            assert "(odd-size-plugin) must give clips of the channels its ClipProtocol declares" in message, message
         assert not (tmp_path / "run").exists()
     finally:
         pm.unregister(plugin)
