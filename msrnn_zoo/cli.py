@@ -398,7 +398,7 @@ def plugins(as_json: bool, show_tb: bool) -> None:
 @friendly
 def download(dataset: str, source: str | None, root: Path | None) -> None:
     """Fetch a dataset's public files (with a progress bar) so it can be used offline."""
-    from .datasets import load_dataset
+    from .datasets import check_source, load_dataset
     from .registry import get_dataset
 
     entry = get_dataset(dataset)
@@ -406,6 +406,12 @@ def download(dataset: str, source: str | None, root: Path | None) -> None:
         where = entry.info.url or "see its plugin's README"
         raise ValueError(f"{dataset} is built from public files you download yourself ({where}); then run "
                          f"`msrnn-zoo data prepare {_q(dataset)} --source FOLDER --root ROOT`.")
+    source = check_source(entry, source)
+    if source in entry.info.drawn_sources:  # it read no file and wrote none at --root: "clips ready" misled
+        fetched = [s for s in entry.info.sources if s not in entry.info.drawn_sources]
+        console.print(f"Nothing to download: {dataset}'s source {source!r} is drawn on the fly, with no files"
+                      + (f"; the sources with files: {', '.join(fetched)} (`--source NAME`)." if fetched else "."))
+        return
     for split in ("test", "train"):
         try:
             ds = load_dataset(dataset, split=split, source=source, root=root, download=True)

@@ -91,6 +91,9 @@ class DatasetInfo:
     """Named variants of where clips come from (Moving MNIST: synthetic, generated, standard); empty for a
     dataset read from one prepared store."""
     default_source: str | None = None
+    drawn_sources: tuple[str, ...] = ()
+    """Those of ``sources`` that are drawn on the fly from nothing downloaded (Moving MNIST: synthetic), so
+    that ``msrnn-zoo download`` can say there is nothing to fetch instead of reporting clips it never wrote."""
     description: str = ""
     url: str = ""
     license: str = ""
@@ -110,6 +113,10 @@ class DatasetInfo:
         if self.sources and self.default_source not in self.sources:
             raise ValueError(f"dataset {self.name!r}: default source {self.default_source!r} is not one of "
                              f"{', '.join(self.sources)}")
+        strays = [s for s in self.drawn_sources if s not in self.sources]
+        if strays:
+            raise ValueError(f"dataset {self.name!r}: drawn source(s) {', '.join(map(repr, strays))} not among its "
+                             f"sources ({', '.join(self.sources) or 'none'}); list them in sources too")
 
     def protocol(self, name: str | None = None) -> ClipProtocol:
         """The protocol called ``name`` (the default one for ``None``); an unknown name lists the known."""

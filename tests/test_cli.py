@@ -236,6 +236,16 @@ def test_download_fetches_a_dataset_file_from_a_mirror(tmp_path, monkeypatch):
         server.shutdown()
 
 
+def test_download_of_a_source_drawn_on_the_fly_says_there_is_nothing_to_fetch(tmp_path):
+    """It said "moving-mnist (test): 10000 clips ready" and wrote nothing at --root, as if it had downloaded."""
+    result = run("download", "moving-mnist", "--root", tmp_path / "data")
+    said = " ".join(result.output.split())
+    assert "Nothing to download: moving-mnist's source 'synthetic' is drawn on the fly" in said
+    assert "the sources with files: generated, standard" in said and "clips ready" not in said
+    assert not (tmp_path / "data").exists()
+    assert "has no source 'nope'" in run("download", "moving-mnist", "--source", "nope", ok=False).output
+
+
 def test_evaluate_and_predict_run_on_the_runs_device(tmp_path, clips_file, monkeypatch):
     """A run trained on a GPU is used on the GPU by default; where there is none, on the CPU, with a note."""
     import torch

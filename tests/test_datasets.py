@@ -125,6 +125,8 @@ def test_info_validates_its_protocols():
         DatasetInfo(name="x", protocols=(SHORT,))
     with pytest.raises(ValueError, match="twice"):
         DatasetInfo(name="x", protocols=(PAPER, PAPER))
+    with pytest.raises(ValueError, match="drawn source\\(s\\) 'made' not among its sources \\(a\\)"):
+        DatasetInfo(name="x", protocols=(PAPER,), sources=("a",), default_source="a", drawn_sources=("made",))
     with pytest.raises(ValueError, match="positive integer"):
         ClipProtocol("p", 0, 1, 1, 8, 8, "")
     assert INFO.in_frames == 3 and INFO.protocol("short").frames == 4

@@ -50,6 +50,7 @@ INFO = DatasetInfo(
     protocols=(PAPER, SMALL),
     sources=SOURCES,
     default_source="synthetic",
+    drawn_sources=("synthetic",),
     description=(
         "Two handwritten digits bouncing in a 64x64 box; 10 frames in, 10 out. Sources: 'synthetic' "
         "(Pillow-drawn digits, no download), 'generated' (real MNIST digits, made on the fly), "
