@@ -1427,7 +1427,7 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
     with a card describing the model."""
     import tempfile
 
-    from .card import write_card
+    from .card import render_card, write_card
     from .evaluate import load_run
     from .hub import CONFIG_NAME, WEIGHTS_NAME, check_repo_id
 
@@ -1454,6 +1454,8 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
         files = write_card(run_dir, tmp / "README.md", repo_id)
         if card_path is not None:
             files["README.md"] = _checked_card(card_path, repo_id, run_dir)
+        else:
+            _note_own_card_left(run_dir, repo_id, lambda named: render_card(run_dir, named))
         files.update({WEIGHTS_NAME: run_dir / WEIGHTS_NAME, CONFIG_NAME: run_dir / CONFIG_NAME})
         for extra in ("recipe.json", "profile.json"):
             if (run_dir / extra).is_file():
@@ -1463,6 +1465,33 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
         _upload_replacing(repo_id, files, token, private, f"Upload {run_dir.name} with msrnn-zoo")
     console.print(escape(f'Load it with: msrnn_zoo.create("{run_cfg.model}", pretrained="{repo_id}")'),
                   highlight=False)
+
+
+def _note_own_card_left(folder: Path, repo_id: str, render: Callable[[str | None], str]) -> None:
+    """Say, before the upload, that the folder's README.md will not be the repo's card when it is not simply a
+    rendering of msrnn-zoo's (``render(repo_id_it_names)``): a card edited after `msrnn-zoo card`, or written by
+    ``save_pretrained(card=...)``, was replaced on the Hub by a fresh one without a word (it is pushed with --card)."""
+    import re
+
+    from .hub import CARD_NAME
+
+    path = folder / CARD_NAME
+    if not path.is_file():
+        return
+    try:
+        text: str | None = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    if text is not None:
+        named = set(re.findall(r'pretrained="([^"]*)"', text))
+        # msrnn-zoo's own rendering, for some repo or for none (its load line then names a placeholder path): the
+        # fresh card says the same, for this repo
+        if len(named) <= 1 and (text == render(next(iter(named), None)) or (named and text == render(None))):
+            return
+    console.print(escape(f"Note: {path} is not pushed: it is not the card msrnn-zoo renders for this model (edited, "
+                         "written by hand, or rendered before the run's metrics changed), so the repo gets a card "
+                         f"rendered now. To push yours instead: msrnn-zoo push {_q(folder)} {_q(repo_id)} --card "
+                         f"{_q(path)}"), style="yellow", highlight=False, soft_wrap=True)
 
 
 def _checked_card(card_path: Path, repo_id: str, run_dir: Path) -> Path:
@@ -1503,6 +1532,8 @@ def _push_model_folder(folder: Path, repo_id: str, token: str | None, private: b
         card.write_text(render_model_card(model, repo_id), encoding="utf-8")
         if card_path is not None:
             card = _checked_card(card_path, repo_id, folder)
+        else:
+            _note_own_card_left(folder, repo_id, lambda named: render_model_card(model, named))
         files = {WEIGHTS_NAME: folder / WEIGHTS_NAME, CONFIG_NAME: folder / CONFIG_NAME, CARD_NAME: card}
         _upload_replacing(repo_id, files, token, private, f"Upload {folder.name} with msrnn-zoo")
     console.print(escape(f'Load it with: msrnn_zoo.create("{_model_name(model)}", pretrained="{repo_id}")'),

@@ -529,6 +529,30 @@ def test_private_is_refused_for_a_public_repo_instead_of_pushing_there_in_public
     assert hub.state.repos["me/closed"].private
 
 
+def test_push_says_when_the_folders_own_card_is_not_what_it_pushes(hub, run, tmp_path):
+    """A card edited after `msrnn-zoo card`, or given to save_pretrained, was replaced on the Hub without a word."""
+    runner = CliRunner(env={"HF_TOKEN": TOKEN})
+
+    def pushed(folder, repo):
+        result = runner.invoke(main, ["push", str(folder), repo])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert runner.invoke(main, ["card", str(run), "--repo-id", "me/other"]).exit_code == 0
+    assert "Note:" not in pushed(run, "me/a")  # a rendering, for another repo: nothing of the user's is left out
+    card = run / "README.md"
+    card.write_text(card.read_text() + "\nTrained on my lab's clips.\n")
+    said = pushed(run, "me/b")
+    assert f"Note: {card} is not pushed" in said and f"--card {card}" in said
+    assert "my lab" not in hub.state.repos["me/b"].resolve("main").files["README.md"].data.decode()
+    assert "Trained on my lab's clips." in card.read_text()  # left as it was
+
+    tiny().save_pretrained(tmp_path / "saved")
+    assert "Note:" not in pushed(tmp_path / "saved", "me/c")  # the card save_pretrained generated
+    tiny().save_pretrained(tmp_path / "carded", card="# Mine\n\nMy own words.\n")
+    assert f"Note: {tmp_path / 'carded' / 'README.md'} is not pushed" in pushed(tmp_path / "carded", "me/d")
+
+
 def test_push_of_a_file_points_at_its_folder(hub, run):
     result = CliRunner(env={"HF_TOKEN": TOKEN}).invoke(main, ["push", str(run / "model.safetensors"), "me/file"])
     said = " ".join(result.output.split())  # was "No run directory at .../model.safetensors; train one with ..."
