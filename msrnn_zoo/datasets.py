@@ -75,6 +75,10 @@ def prepare_dataset(name: str, source: str | Path, root: str | Path | None = Non
     if not source.exists():
         raise FileNotFoundError(f"No raw {name} files at {source}: --source must be the folder holding the "
                                 "public files you downloaded (see the dataset plugin's README).")
+    if source.resolve() == Path(source.resolve().anchor):  # the plugins search their source's whole tree
+        raise ValueError(f"--source {source} is the root of the file system: prepare would search every file on "
+                         f"the disk for raw {name} files. Give the folder that holds them (see the dataset plugin's "
+                         "README).")
     report = progress or (lambda task, done, total: None)
     return prepare_store(resolve_root(entry, root), name, lambda out: prepare(source, out, report), force=force)
 

@@ -453,6 +453,7 @@ def test_cli_prepare_info_train_evaluate(toy_dataset, raw, tmp_path):
         (["data", "prepare", "toy-store", "--source", "{raw}", "--root", "{raw}"], "did not write"),
         (["data", "prepare", "moving-mnist", "--source", "{raw}", "--root", "{tmp}/s"], "has no prepare step"),
         (["download", "toy-store"], "then run `msrnn-zoo data prepare toy-store"),
+        (["data", "prepare", "toy-store", "--source", "/", "--root", "{tmp}/s"], "is the root of the file system"),
         (["train", "convlstm", "--dataset", "toy-store", "--root", "{tmp}/nothing", "--out", "{tmp}/r"],
          "does not exist"),
         (["train", "convlstm", "--dataset", "toy-store", "--protocol", "nope", "--out", "{tmp}/r"], "no protocol"),
