@@ -12,12 +12,14 @@ our marker. A root with anything else in it is refused, even with ``force``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,11 @@ from typing import Any
 import numpy as np
 
 from .io import write_json
+
+try:  # POSIX: a prepare locks its root, so that a second one into it is refused instead of racing it
+    import fcntl
+except ImportError:  # Windows: unlocked, as before
+    fcntl = None  # type: ignore[assignment]
 
 STORE_FILE = "store.json"
 STORE_FORMAT = 1
@@ -236,11 +243,35 @@ def prepare_store(root: str | Path, dataset: str, build: Callable[[StoreWriter],
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     try:
-        return _prepare_into(root, dataset, build, force)
+        with _preparing(root):
+            return _prepare_into(root, dataset, build, force)
     except BaseException:
         if created and not any(root.iterdir()):
             root.rmdir()  # a failed first prepare leaves no empty folder behind
         raise
+
+
+@contextmanager
+def _preparing(root: Path) -> Iterator[None]:
+    """Hold an OS lock on the root folder itself while a store is built there (a killed prepare frees it; no lock
+    file is added to the user's folder): two prepares into one root each cleared the other's temporary folder as an
+    interrupted one's."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        busy = False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:  # any other error: a file system without such locks, where it runs unlocked
+            busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+        if busy:
+            raise FileExistsError(f"Another `msrnn-zoo data prepare` is writing into {root} right now; wait for it "
+                                  "to finish (or stop it), then run this again. Nothing was changed.")
+        yield
+    finally:
+        os.close(fd)
 
 
 def _prepare_into(root: Path, dataset: str, build: Callable[[StoreWriter], None], force: bool) -> Store:

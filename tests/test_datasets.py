@@ -295,6 +295,28 @@ def test_a_killed_rebuild_is_named_where_a_second_prepare_is_refused(toy_dataset
     assert not stale.exists()
 
 
+def test_a_second_prepare_into_a_root_being_prepared_is_refused_and_touches_nothing(toy_dataset, raw, tmp_path):
+    """Two prepares into one root each removed the other's temporary folder as an interrupted one's."""
+    fcntl = pytest.importorskip("fcntl")
+    root = tmp_path / "store"
+    prepare_dataset("toy-store", raw, root)
+    building = root / ".prepare-running0"  # the other prepare's folder, half written
+    building.mkdir()
+    (building / MARKER).write_text("")
+    before = sorted(p.name for p in root.iterdir())
+    held = os.open(root, os.O_RDONLY)  # as the other prepare holds it
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(FileExistsError, match="Another `msrnn-zoo data prepare` is writing into .* right now"):
+            prepare_dataset("toy-store", raw, root, force=True)
+        assert sorted(p.name for p in root.iterdir()) == before and building.is_dir()
+        assert open_store(root, "toy-store").array("frames").shape == (50, 16, 16)  # reading needs no lock
+    finally:
+        os.close(held)
+    prepare_dataset("toy-store", raw, root, force=True)
+    assert not building.exists()
+
+
 def test_a_damaged_store_file_says_what_to_do(toy_dataset, raw, tmp_path):
     """A store.json cut short (or a file of that name of someone else's) said only that it was not readable, and
     `prepare --force` gave the same answer: no way on was named."""
