@@ -282,6 +282,16 @@ class Forecaster(HubMixin, nn.Module):
     # ---------------------------------------------------------------- checks
     def check_frames(self, frames: torch.Tensor, *, what: str = "frames") -> None:
         """Raise ``ValueError`` saying what is wrong with an input clip, before any work is done."""
+        self._check_clip_form(frames, what)
+        if not torch.isfinite(frames).all():
+            raise self._not_finite(what)
+
+    @staticmethod
+    def _not_finite(what: str) -> ValueError:
+        return ValueError(f"{what} contain NaN or Inf values; clean or mask them before forecasting.")
+
+    def _check_clip_form(self, frames: torch.Tensor, what: str) -> None:
+        """All of :meth:`check_frames` but the values: what can be checked without reading from the device."""
         if not isinstance(frames, torch.Tensor):
             raise ValueError(f"{what} must be a torch.Tensor of shape (B, T, C, H, W), got {type(frames).__name__}.")
         if frames.dim() != 5:
@@ -299,8 +309,6 @@ class Forecaster(HubMixin, nn.Module):
         if frames.device != self.embed.weight.device:
             raise ValueError(f"{what} are on {frames.device} but the model is on {self.embed.weight.device}; "
                              "move one of them (frames.to(device) or model.to(device)).")
-        if not torch.isfinite(frames).all():
-            raise ValueError(f"{what} contain NaN or Inf values; clean or mask them before forecasting.")
         self.check_size(h, w)
 
     def _check_dtype(self, frames: torch.Tensor, what: str) -> None:
@@ -571,7 +579,7 @@ class Forecaster(HubMixin, nn.Module):
         Returns the predictions (B, T-1, C, H, W) and the auxiliary loss (a scalar, ``None`` if the cell
         has none), already averaged over steps and samples and scaled by its weight.
         """
-        self.check_frames(frames)
+        self._check_clip_form(frames, "frames")
         b, t = frames.shape[:2]
         if t < 2:
             raise ValueError(f"Training needs clips of at least 2 frames, got T={t}.")
@@ -580,9 +588,18 @@ class Forecaster(HubMixin, nn.Module):
                             f"[0, 1], got {type(teacher).__name__}; e.g. torch.ones({b}, {t - 1}) for teacher forcing.")
         if teacher.shape != (b, t - 1):
             raise ValueError(f"teacher mask must have shape (B, T-1) = {(b, t - 1)}, got {tuple(teacher.shape)}.")
+        # mixed in as they are, a 2 or a -1 extrapolates past the truth and a NaN makes every later step NaN
+        teacher = teacher.to(frames.device)  # the frames' device, as the recorded path has always moved it
+        in_range = ((teacher >= 0) & (teacher <= 1)).all()  # NaN fails both comparisons
+        if not (torch.isfinite(frames).all() & in_range):  # one read back from the device for both checks
+            if not in_range:
+                raise ValueError("teacher mask values must be in [0, 1] (1: feed the true frame, 0: the model's own "
+                                 f"forecast), with no NaN; got values from {teacher.min().item()} to "
+                                 f"{teacher.max().item()}.")
+            raise self._not_finite("frames")
         graphs = self._recorded(frames)
         if graphs is not None and not teacher.requires_grad:
-            outputs = graphs.run("train", self._train_clip_outputs, (frames, teacher.to(frames.device)), self)
+            outputs = graphs.run("train", self._train_clip_outputs, (frames, teacher), self)
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
         return self._train_clip(frames, teacher)
 

@@ -92,6 +92,17 @@ def test_teacher_mask_shape_checked():
         model.forward_train(torch.rand(2, 4, 1, 8, 8), torch.ones(2, 4))
 
 
+@pytest.mark.parametrize("value", [2.0, -1.0, math.nan])
+def test_teacher_mask_values_outside_0_1_are_refused(value):
+    # mixed in as given, 2 extrapolated past the truth and NaN made the whole clip NaN, without a word
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    frames = torch.rand(2, 3, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"teacher mask values must be in \[0, 1\]"):
+        model.forward_train(frames, torch.full((2, 2), value))
+    for mask in (torch.ones(2, 2, dtype=torch.bool), torch.full((2, 2), 0.5)):
+        assert model.forward_train(frames, mask)[0].shape == (2, 2, 1, 8, 8)
+
+
 def test_without_skips_the_outputs_differ():
     torch.manual_seed(0)
     with_skips = msrnn_zoo.create("ms-convlstm", hidden_channels=4)
