@@ -9,6 +9,7 @@ so the batch forward, the teacher-forced training path and streaming inference s
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -42,6 +43,19 @@ def _switch(enable: Any, setter: str) -> bool:
         return bool(enable)  # a NumPy or PyTorch boolean scalar
     raise TypeError(f"{setter} takes True or False, got {enable!r} ({type(enable).__name__}); "
                     f"e.g. {setter}(False) to turn it off.")
+
+
+def _horizon(horizon: Any) -> int:
+    """``horizon`` as a Python ``int``: an integer of NumPy or a one-element integer tensor is one too (refused, it
+    read "must be an integer, got np.int64(10)"); a bool, a float (``10.0``) or a value below 1 is refused."""
+    is_bool = isinstance(horizon, bool) or str(getattr(horizon, "dtype", "")) in ("bool", "torch.bool")
+    try:
+        value = None if is_bool else operator.index(horizon)
+    except TypeError:
+        value = None
+    if value is None or value < 1:
+        raise ValueError(f"horizon must be an integer >= 1 (frames to forecast), got {horizon!r}.")
+    return value
 
 
 @dataclass
@@ -548,8 +562,7 @@ class Forecaster(HubMixin, nn.Module):
     # ---------------------------------------------------------------- whole clips
     def forward(self, frames: torch.Tensor, horizon: int = 1) -> torch.Tensor:
         """Forecast ``horizon`` frames after the context ``frames`` (B, T, C, H, W) -> (B, horizon, C, H, W)."""
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f"horizon must be an integer >= 1 (frames to forecast), got {horizon!r}.")
+        horizon = _horizon(horizon)
         self.check_frames(frames)
         graphs = self._recorded(frames)
         if graphs is not None:

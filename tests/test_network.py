@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,6 +74,20 @@ def test_bad_input_is_a_clear_value_error(frames, horizon, message):
     model = msrnn_zoo.create("ms-convlstm", hidden_channels=4)
     with pytest.raises(ValueError, match=message):
         model(frames, horizon=horizon)
+
+
+@pytest.mark.parametrize("horizon", [np.int64(2), torch.tensor(2)])
+def test_horizon_may_be_an_integer_of_numpy_or_torch(horizon):
+    # refused before, by a message that contradicted itself: "must be an integer >= 1, got np.int64(2)"
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    assert model(torch.rand(1, 2, 1, 8, 8), horizon=horizon).shape == (1, 2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("horizon", [True, 2.0, np.float64(2.0), torch.tensor(True), torch.tensor(2.0), -1, "2"])
+def test_horizon_refuses_what_is_not_a_count(horizon):
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    with pytest.raises(ValueError, match="horizon must be an integer >= 1"):
+        model(torch.rand(1, 2, 1, 8, 8), horizon=horizon)
 
 
 def test_streaming_state_detach_and_move():
