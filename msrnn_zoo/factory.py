@@ -63,8 +63,19 @@ def build_config(name: str, **kwargs: Any) -> ForecasterConfig:
 
 
 def from_config(config: ForecasterConfig) -> Forecaster:
-    """Build the model a config describes (the cell is looked up in the registry by name)."""
-    return Forecaster(config, get_cell(config.cell).cell)
+    """Build the model a config describes (the cell is looked up in the registry by name).
+
+    The cell options are checked as ``create`` checks them, so a misspelt one in a hand-edited ``config.json``
+    is named beside the cell's real options, not reported as a constructor's ``unexpected keyword argument``.
+    """
+    if not isinstance(config, ForecasterConfig):
+        hint = {dict: "; for a dict use from_config(ForecasterConfig.from_dict(d))",
+                str: "; for a model name use msrnn_zoo.create(name)"}.get(type(config), "")
+        raise TypeError(f"from_config takes a ForecasterConfig (model.config, or ForecasterConfig.from_json(text)), "
+                        f"got {type(config).__name__}{hint}.")
+    cell = get_cell(config.cell)
+    cell_options(cell.cell, config.cell_options, config.cell)
+    return Forecaster(config, cell.cell)
 
 
 def create(name: str, pretrained: bool | str | os.PathLike[str] | None = None, **kwargs: Any) -> Forecaster:

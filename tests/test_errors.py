@@ -184,7 +184,7 @@ def test_damaged_latest_pointer(run, pointer):
         ("kernel_size", True, ["kernel_size", "a boolean"]),
         ("in_channels", 0, ["in_channels", "at least 1"]),
         ("cell_options", [], ["cell_options", "an object"]),
-        ("cell_options", {"bogus": 1}, ["rejected its options", "bogus"]),
+        ("cell_options", {"bogus": 1}, ["has no option 'bogus'", "cell options: none"]),
         ("schedule_options", {"0": None}, ["no option '0'"]),
         ("schedule_options", {"levels": "two"}, ["schedule"]),
         ("cell", "nocell", ["Unknown cell 'nocell'"]),
@@ -364,13 +364,28 @@ class TestStep:
          r"The model config is not valid JSON \(Expecting value at line 1, column 1\); pass the text of a config"),
         (lambda m: msrnn_zoo.ForecasterConfig.from_json({"cell": "convlstm"}), TypeError,
          r"from_json takes the text of a config.json, got dict; for a dict use ForecasterConfig.from_dict"),
+        (lambda m: msrnn_zoo.from_config({"cell": "convlstm"}), TypeError,
+         r"from_config takes a ForecasterConfig .*got dict; for a dict use from_config\(ForecasterConfig.from_dict"),
+        (lambda m: msrnn_zoo.from_config("convlstm"), TypeError,
+         r"from_config takes a ForecasterConfig .*got str; for a model name use msrnn_zoo.create\(name\)"),
     ],
-    ids=["teacher-list", "create-none", "create-int", "from-json-text", "from-json-dict"],
+    ids=["teacher-list", "create-none", "create-int", "from-json-text", "from-json-dict", "from-config-dict",
+         "from-config-name"],
 )
 def test_api_inputs_of_the_wrong_kind_say_what_is_expected(call, error, words):
     model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
     with pytest.raises(error, match=words):
         call(model)
+
+
+def test_a_misspelt_cell_option_in_config_json_is_named_with_the_real_ones(tmp_path):
+    # before: "Cell 'trajgru' rejected its options {'link': 13}: TrajGRUCell.__init__() got an unexpected keyword..."
+    msrnn_zoo.create("trajgru", hidden_channels=4, num_layers=1).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["cell_options"] = {"link": 13}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json: Cell 'trajgru' has no option 'link'\..*cell options: .*links"):
+        Forecaster.from_pretrained(tmp_path)
 
 
 def test_forward_checks_the_device_too():
