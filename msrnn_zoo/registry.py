@@ -224,7 +224,9 @@ def refresh() -> Registry:
 
 def unknown(kind: str, name: str, known: list[str]) -> ValueError:
     """An error for an unknown name that suggests the closest known ones."""
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    # compared without case: "MS-ConvLSTM", as the paper spells it, is otherwise too far from "ms-convlstm" to suggest
+    lowered = {k.lower(): k for k in known}
+    close = [lowered[c] for c in difflib.get_close_matches(str(name).lower(), list(lowered), n=3, cutoff=0.5)]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     failed = failed_note()
     return ValueError(f"Unknown {kind} {name!r}.{hint} Run `msrnn-zoo list` to see them all "

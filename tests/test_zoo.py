@@ -22,6 +22,13 @@ def test_sixteen_models_with_their_plugins():
     assert all(plugins[prefix + cell] == cell for cell in CELLS for prefix in ("", "ms-"))
 
 
+@pytest.mark.parametrize(("name", "meant"), [("MS-ConvLSTM", "ms-convlstm"), ("MS-PredRNN-V2", "ms-predrnn-v2")])
+def test_a_name_spelt_as_the_paper_does_suggests_the_zoo_name(name, meant):
+    # the suggestions compared with case, so the paper's spelling got none: "Unknown model 'MS-ConvLSTM'." alone
+    with pytest.raises(ValueError, match=f"Unknown model '{name}'. Did you mean '{meant}'"):
+        msrnn_zoo.create(name)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_info_describes_every_model(name):
     result = CliRunner().invoke(main, ["info", name, "--size", "16", "--hidden", "8", "--json"])
