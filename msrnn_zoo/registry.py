@@ -234,6 +234,9 @@ def unknown(kind: str, name: str, known: list[str]) -> ValueError:
 
 
 def _match(names: list[str], pattern: str | None) -> list[str]:
+    if pattern is not None and not isinstance(pattern, str):  # else fnmatch's "expected str, bytes or os.PathLike"
+        raise TypeError(f"A name pattern is one glob string such as 'ms-*' (or None for every name), got "
+                        f"{pattern!r} ({type(pattern).__name__}); for several, join the lists of several calls.")
     return sorted(n for n in names if pattern is None or fnmatch.fnmatch(n, pattern))
 
 

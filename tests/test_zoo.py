@@ -29,6 +29,13 @@ def test_a_name_spelt_as_the_paper_does_suggests_the_zoo_name(name, meant):
         msrnn_zoo.create(name)
 
 
+@pytest.mark.parametrize("lister", [msrnn_zoo.list_models, msrnn_zoo.list_cells, msrnn_zoo.list_datasets])
+def test_a_pattern_that_is_not_a_string_says_what_a_pattern_is(lister):
+    # timm's list_models takes a list of globs; here it was fnmatch's "expected str, bytes or os.PathLike object"
+    with pytest.raises(TypeError, match=r"A name pattern is one glob string such as 'ms-\*'.*got \['ms-\*'\] \(list\)"):
+        lister(["ms-*"])
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_info_describes_every_model(name):
     result = CliRunner().invoke(main, ["info", name, "--size", "16", "--hidden", "8", "--json"])
