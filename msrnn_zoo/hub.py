@@ -397,10 +397,7 @@ class HubMixin:
         """
         from .validation import parse_device
 
-        try:  # checked first: read later, a device typo ('gpu') was blamed on the weights file ("damaged or foreign")
-            parse_device(map_location)
-        except ValueError as exc:
-            raise ValueError(f"map_location={map_location!r}: {exc}") from exc
+        parse_device(map_location, "map_location")  # first: read later, a typo ('gpu') was blamed on the weights
         directory = Path(source)
         if directory.is_dir():
             shadow = shadowed_repo(source)

@@ -88,23 +88,28 @@ def check_fields(cls: type, data: dict[str, Any], what: str) -> None:
                              f"got {_describe(data[f.name])}.")
 
 
-def parse_device(name: str) -> Any:
-    """``torch.device(name)``, or a ``ValueError`` that says which devices exist here."""
+def parse_device(name: str, option: str = "--device") -> Any:
+    """``torch.device(name)``, or a ``ValueError`` that says which devices exist here, in the words of ``option``:
+    a command-line flag (``--device``) or a Python argument (``map_location``)."""
     import torch
+
+    def given(value: str) -> str:
+        return f"{option} {value}" if option.startswith("--") else f"{option}={value!r}"
 
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"--device {name!r} is not a device PyTorch knows; use cpu, cuda or cuda:N.") from exc
+        raise ValueError(f"{given(name)} is not a device PyTorch knows; use {given('cpu')}, {given('cuda')} or "
+                         f"{given('cuda:N')}.") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device here; use --device cpu.")
+            raise ValueError(f"{given(name)} was asked for, but PyTorch sees no CUDA device here; use {given('cpu')}.")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            raise ValueError(f"{given(name)}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                              f"numbered from 0.")
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ValueError("--device mps was asked for, but this machine has no Apple GPU; use --device cpu.")
+            raise ValueError(f"{given(name)} was asked for, but this machine has no Apple GPU; use {given('cpu')}.")
     elif device.type != "cpu":
-        raise ValueError(f"--device {name!r}: msrnn-zoo runs on cpu, cuda[:N] or mps.")
+        raise ValueError(f"{given(name)}: msrnn-zoo runs on cpu, cuda[:N] or mps.")
     return device
