@@ -467,6 +467,15 @@ class JointConv2d(nn.Module):
             if f"{prefix}{param}" in state:
                 raise ValueError(f"The checkpoint holds both {prefix}{param} and its parts "
                                  f"{', '.join(map(name, keys))}; keep one of the two.")
+            # parts of another kernel size or width than each other could not be joined at all (torch.cat raised
+            # a bare RuntimeError); the joint's own shape is checked by the caller, against the model
+            shapes = [tuple(state[k].shape) for k in keys]
+            alike = {s[:1] + s[2:] for s in shapes} if param == "weight" else set(shapes)
+            if len(alike) != 1 or (param == "weight" and len(shapes[0]) != 4):
+                described = ", ".join(f"{name(k)} {s}" for k, s in zip(keys, shapes))
+                joined = "all dimensions but the second (input channels)" if param == "weight" else "their shape"
+                raise ValueError(f"The parts of the joint convolution {prefix}{param} must agree in {joined}, but "
+                                 f"they are {described}; the checkpoint is damaged or of another model.")
             tensors = [state.pop(k) for k in keys]
             if param == "weight":
                 state[f"{prefix}{param}"] = torch.cat(tensors, dim=1)

@@ -150,3 +150,18 @@ def test_convert_cautions_where_the_checkpoint_fits_another_schedule_as_well(tmp
                                 terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "as well" not in result.output and "max |difference|" in result.output
+
+
+def test_parts_of_a_joint_convolution_that_cannot_be_joined_are_named():
+    """A checkpoint whose two convolutions of one gate have other kernel sizes (or dimensions) than each other failed
+    with torch.cat's bare RuntimeError (a traceback under the CLI); now a ValueError names both original keys."""
+    weights = original_weights()
+    weights["rnns.lstm.1._conv_h2h.weight"] = torch.zeros(32, 8, 5, 5)
+    with pytest.raises(ValueError, match=r"rnns\.lstm\.1\._conv_x2h\.weight \(ours: cells\.1\.conv_x\.weight\) "
+                                         r"\(32, 8, 3, 3\), rnns\.lstm\.1\._conv_h2h\.weight .* \(32, 8, 5, 5\); the "
+                                         "checkpoint is damaged"):
+        from_original(weights, "ms-convlstm")
+    weights = original_weights()
+    weights["rnns.lstm.0._conv_h2h.bias"] = torch.zeros(31)
+    with pytest.raises(ValueError, match=r"cells\.0\.conv_xh\.bias must agree in their shape"):
+        from_original(weights, "ms-convlstm")
