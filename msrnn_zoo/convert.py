@@ -146,6 +146,15 @@ def from_original(state_dict_or_path: str | Path | Mapping[str, torch.Tensor], n
         if expected[key].shape != tensor.shape:
             raise ValueError(f"Shape mismatch at {original} -> {key}: checkpoint {tuple(tensor.shape)}, model "
                              f"{tuple(expected[key].shape)}; check kernel_size and the cell options.")
+        # load_state_dict casts integers into float parameters without a word, and a NaN in a weight the forecast
+        # does not use (PredRNN-V2's adapter) passed the forward check, was saved, and the folder never loaded
+        if expected[key].is_floating_point() and not tensor.is_floating_point():
+            raise ValueError(f"{original} is {str(tensor.dtype).replace('torch.', '')}, not floating point: the "
+                             "checkpoint is quantized or damaged, and its integers would load as other weights. "
+                             "Convert the original's float checkpoint.")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"{original} (ours: {key}) contains NaN or Inf: the checkpoint is damaged, or its "
+                             "training diverged. Convert an earlier checkpoint of it.")
     model.load_state_dict({key: tensor for key, (_, tensor) in ours.items()}, strict=True)
     return model
 

@@ -471,7 +471,7 @@ class JointConv2d(nn.Module):
             # a bare RuntimeError); the joint's own shape is checked by the caller, against the model
             shapes = [tuple(state[k].shape) for k in keys]
             alike = {s[:1] + s[2:] for s in shapes} if param == "weight" else set(shapes)
-            if len(alike) != 1 or (param == "weight" and len(shapes[0]) != 4):
+            if len(alike) != 1:
                 described = ", ".join(f"{name(k)} {s}" for k, s in zip(keys, shapes))
                 joined = "all dimensions but the second (input channels)" if param == "weight" else "their shape"
                 raise ValueError(f"The parts of the joint convolution {prefix}{param} must agree in {joined}, but "

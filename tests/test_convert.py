@@ -165,3 +165,30 @@ def test_parts_of_a_joint_convolution_that_cannot_be_joined_are_named():
     weights["rnns.lstm.0._conv_h2h.bias"] = torch.zeros(31)
     with pytest.raises(ValueError, match=r"cells\.0\.conv_xh\.bias must agree in their shape"):
         from_original(weights, "ms-convlstm")
+
+
+V2_FIXTURE = Path(__file__).parents[1] / "plugins" / "msrnn-predrnn-v2" / "tests" / "data" / "ms-predrnn-v2.safetensors"
+
+
+def test_integer_or_non_finite_weights_are_refused_before_anything_is_written(tmp_path):
+    """int32 weights loaded as their float values without a word; a NaN in PredRNN-V2's adapter (used by the
+    training loss only) passed the forward check and was saved, leaving a folder that never loads ("train again with
+    a lower learning rate"). Both are refused now, naming the original's key, and nothing is written."""
+    from click.testing import CliRunner
+
+    from msrnn_zoo.cli import main
+
+    weights = {k: v.to(torch.int32) if k.startswith("fc.") else v for k, v in original_weights().items()}
+    with pytest.raises(ValueError, match=r"fc\.conv_fc\.(bias|weight) is int32, not floating point"):
+        from_original(weights, "ms-convlstm")
+    tensors, _ = load_fixture(V2_FIXTURE)
+    weights = {k[len("weights."):]: v for k, v in tensors.items() if k.startswith("weights.")}
+    weights["rnns.adapter.weight"] = torch.full_like(weights["rnns.adapter.weight"], float("nan"))
+    torch.save(weights, tmp_path / "diverged.pth")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "diverged.pth"), "--model", "ms-predrnn-v2",
+                                       "--out", str(out), "--size", "16"])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "rnns.adapter.weight (ours: aux_loss.adapter.weight) contains NaN or Inf" in said, said
+    assert not out.exists()
