@@ -71,6 +71,13 @@ def setup(device: torch.device) -> tuple[Context, torch.device]:
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        # the rendezvous torchrun sets up: without it init_process_group names only the variable, not the cause
+        unset = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+        if unset:
+            raise ValueError(f"WORLD_SIZE={ctx.world_size} describes a job of several processes, but "
+                             f"{' and '.join(unset)} (where they meet, which torchrun sets) is not set: start the "
+                             "job with torchrun (torchrun --nproc_per_node N -m msrnn_zoo.cli train ...), or unset "
+                             "WORLD_SIZE to run one process.")
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if dist.get_world_size() != ctx.world_size:
         raise ValueError(f"The process group has {dist.get_world_size()} processes but WORLD_SIZE says "

@@ -116,3 +116,18 @@ def test_reproduce_under_torchrun_trains_the_recipes_batch_and_writes_once(tmp_p
                          env={k: v for k, v in os.environ.items() if k != "WORLD_SIZE"} | {"OMP_NUM_THREADS": "1"})
     assert odd.returncode != 0 and "does not split evenly over torchrun's 3 processes" in odd.stderr
     assert not (tmp_path / "odd").exists()
+
+
+def test_a_job_without_its_rendezvous_address_says_to_start_it_with_torchrun(monkeypatch, tmp_path, clips_file):
+    """WORLD_SIZE, RANK and LOCAL_RANK set by hand (or left over in a shell) without MASTER_ADDR printed PyTorch's
+    "Error initializing torch.distributed using env:// rendezvous: environment variable MASTER_ADDR expected", which
+    says nothing of torchrun or of WORLD_SIZE."""
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    result = CliRunner().invoke(main, ["train", "convlstm", "--data", str(clips_file), "--out", str(tmp_path / "r")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "MASTER_ADDR (where they meet, which torchrun sets) is not set" in said and "unset WORLD_SIZE" in said
+    assert not (tmp_path / "r").exists()
