@@ -22,10 +22,14 @@ from .network import Forecaster
 from .registry import get_cell, get_model, registry
 
 _LAYER = re.compile(r"^rnns\.lstm\.(\d+)\.(.+)$")
+WEIGHT_KEYS = ("state_dict", "model", "model_state_dict", "net")
+"""Where a checkpoint of weights and training state keeps the weights; taken only when one of them holds a dict."""
 
 
 def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A state dict from a mapping, a ``.pth``/``.pt`` file (read with ``weights_only=True``) or safetensors."""
+    """A state dict from a mapping, a ``.pth``/``.pt`` file (read with ``weights_only=True``) or safetensors.
+
+    A file holding the weights beside training state (under one of :data:`WEIGHT_KEYS`) gives the weights."""
     if isinstance(source, Mapping):
         return dict(source)
     path = Path(source)
@@ -56,6 +60,11 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str
                          "short or damaged: copy it again.") from exc
     if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
         data = data["state_dict"]
+    elif isinstance(data, Mapping) and not any(isinstance(v, torch.Tensor) for v in data.values()):
+        # training scripts save the weights beside the optimizer's state under one of these names
+        inner = [key for key in WEIGHT_KEYS if isinstance(data.get(key), Mapping)]
+        if len(inner) == 1:
+            data = data[inner[0]]
     if not isinstance(data, Mapping):
         raise ValueError(f"{path} holds a {type(data).__name__}, not a state dict of tensors.")
     return dict(data)
@@ -72,8 +81,11 @@ def infer_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     try:
         weight = state["embed.conv_embed.weight"]
     except KeyError:
+        nested = [key for key, value in state.items() if isinstance(value, Mapping)]
+        hint = (f"; it holds dicts under {', '.join(map(repr, nested[:5]))}: save the one with the weights alone, "
+                "torch.save(checkpoint[KEY], 'weights.pth'), and convert weights.pth") if nested else ""
         raise ValueError("Not an original MS-RNN checkpoint: it has no 'embed.conv_embed.weight' "
-                         f"(first keys: {sorted(state)[:5]}).") from None
+                         f"(first keys: {sorted(state)[:5]}){hint}.") from None
     layers = {int(m.group(1)) for k in state if (m := _LAYER.match(k))}
     if not layers:
         raise ValueError("Not an original MS-RNN checkpoint: no 'rnns.lstm.<layer>.*' keys.")

@@ -192,3 +192,17 @@ def test_integer_or_non_finite_weights_are_refused_before_anything_is_written(tm
     said = " ".join(result.output.split())
     assert "rnns.adapter.weight (ours: aux_loss.adapter.weight) contains NaN or Inf" in said, said
     assert not out.exists()
+
+
+@pytest.mark.parametrize("key", ["model", "model_state_dict"])
+def test_weights_saved_beside_training_state_are_found(tmp_path, key):
+    """torch.save({'model': weights, 'optimizer': ...}) was refused as 'not an original MS-RNN checkpoint (first keys:
+    ['model', 'optimizer'])'; only 'state_dict' was looked into."""
+    path = tmp_path / "checkpoint.pth"
+    torch.save({key: {"module." + k: v for k, v in original_weights().items()}, "optimizer": {"lr": 1e-3},
+                "epoch": 7}, path)
+    assert from_original(path, "ms-convlstm").config.num_layers == 6
+    torch.save({"generator": original_weights(), "optimizer": {}}, path)  # a name of the user's own: say what to do
+    with pytest.raises(ValueError, match=r"holds dicts under 'generator', 'optimizer': save the one with the weights "
+                                         r"alone, torch\.save\(checkpoint\[KEY\], 'weights\.pth'\)"):
+        from_original(path, "ms-convlstm")
