@@ -208,7 +208,11 @@ def check_conversion(model: Forecaster, name: str, out: str | Path, *, size: int
     """
     from .factory import create
     from .testing import load_fixture, parity_against
+    from .train import TRAIN_CONFIG
 
+    if (Path(out) / TRAIN_CONFIG).is_file():  # its model.safetensors is the run's, under its history and checkpoints
+        raise ValueError(f"{out} is a run of `msrnn-zoo train`: the converted model would replace the run's own "
+                         "weights, with or without --force. Write it into a folder of its own (another --out).")
     model = model.eval()
     model.check_size(size, size)
     report = {"model": name, "parameters": f"{sum(p.numel() for p in model.parameters()):,}",

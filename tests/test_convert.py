@@ -206,3 +206,24 @@ def test_weights_saved_beside_training_state_are_found(tmp_path, key):
     with pytest.raises(ValueError, match=r"holds dicts under 'generator', 'optimizer': save the one with the weights "
                                          r"alone, torch\.save\(checkpoint\[KEY\], 'weights\.pth'\)"):
         from_original(path, "ms-convlstm")
+
+
+def test_convert_never_writes_into_a_training_run(tmp_path):
+    """`convert --out RUN --force` replaced the run's model.safetensors wherever msrnn-zoo had marked it (a model saved
+    there with save_pretrained), under the run's history and checkpoints; a run's unmarked weights were refused as
+    "not a model that msrnn-zoo wrote", which it was. Both are refused now as a run, before any work."""
+    from click.testing import CliRunner
+
+    import msrnn_zoo
+    from msrnn_zoo.cli import main
+
+    run = tmp_path / "run"
+    msrnn_zoo.create("ms-convlstm", hidden_channels=8, num_layers=6).save_pretrained(run)
+    (run / "train_config.json").write_text("{}")
+    before = (run / "model.safetensors").read_bytes()
+    checkpoint = tmp_path / "original.pth"
+    torch.save(original_weights(), checkpoint)
+    result = CliRunner().invoke(main, ["convert", str(checkpoint), "--model", "ms-convlstm", "--out", str(run),
+                                       "--size", "16", "--force"])
+    assert result.exit_code == 1 and "is a run of `msrnn-zoo train`" in " ".join(result.output.split())
+    assert (run / "model.safetensors").read_bytes() == before
