@@ -208,11 +208,9 @@ def check_conversion(model: Forecaster, name: str, out: str | Path, *, size: int
     """
     from .factory import create
     from .testing import load_fixture, parity_against
-    from .train import TRAIN_CONFIG
+    from .train import refuse_a_run_as_model_folder
 
-    if (Path(out) / TRAIN_CONFIG).is_file():  # its model.safetensors is the run's, under its history and checkpoints
-        raise ValueError(f"{out} is a run of `msrnn-zoo train`: the converted model would replace the run's own "
-                         "weights, with or without --force. Write it into a folder of its own (another --out).")
+    refuse_a_run_as_model_folder(out, "another --out")
     model = model.eval()
     model.check_size(size, size)
     report = {"model": name, "parameters": f"{sum(p.numel() for p in model.parameters()):,}",

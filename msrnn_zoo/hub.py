@@ -347,9 +347,12 @@ class HubMixin:
         config (architecture, size, how to load it), unless the directory already holds a README.md of its
         own. A card msrnn-zoo wrote there is written again under ``force``: it described the model replaced.
         """
+        from .train import refuse_a_run_as_model_folder
+
         directory = Path(directory)
         if card is not None:
             _check_card_text(card)
+        refuse_a_run_as_model_folder(directory)  # "not a model that msrnn-zoo wrote" was the wrong reason, or none
         self._check_config_describes_weights()
         refuse_overwrite(directory / WEIGHTS_NAME, force, "model")
         refuse_overwrite(directory / CONFIG_NAME, force, "config")  # a project's own config.json is not ours

@@ -416,6 +416,15 @@ def refuse_a_file_for_a_run(run_dir: Path) -> None:
         raise NotADirectoryError(f"{run_dir} is a file, not a run directory: {which}.")
 
 
+def refuse_a_run_as_model_folder(folder: str | Path, out: str = "another folder") -> None:
+    """A ``ValueError`` where a model is to be written into a folder that is a run of ``train``: its
+    ``model.safetensors`` is the run's, under its history and checkpoints, so it is never replaced, with or without
+    force (``out`` is how the caller names where to write instead)."""
+    if (Path(folder) / TRAIN_CONFIG).is_file():
+        raise ValueError(f"{folder} is a run of `msrnn-zoo train`: the model written there would replace the run's "
+                         f"own weights, with or without force. Write it into a folder of its own ({out}).")
+
+
 def require_run(run_dir: str | Path) -> Path:
     """``run_dir`` as a path, if it holds a run to resume; else an error that names the directory in full."""
     run_dir = Path(run_dir)

@@ -84,6 +84,16 @@ def test_save_pretrained_writes_a_card_but_keeps_the_users(tmp_path):
     assert (tmp_path / "b" / "README.md").read_text() == "my notes"
 
 
+def test_save_pretrained_never_writes_into_a_training_run(run):
+    """With force it replaced the run's model.safetensors (under its history) where msrnn-zoo had marked it, and
+    otherwise refused it as "not a model that msrnn-zoo wrote", the wrong reason."""
+    before = (run / "model.safetensors").read_bytes()
+    for force in (False, True):
+        with pytest.raises(ValueError, match="is a run of `msrnn-zoo train`: the model written there would replace"):
+            tiny().save_pretrained(run, force=force)
+    assert (run / "model.safetensors").read_bytes() == before
+
+
 def test_revision_pins_a_commit(hub, tmp_path):
     first, second = tiny(0), tiny(1)
     url = first.push_to_hub("me/pinned", token=TOKEN)
