@@ -300,6 +300,18 @@ class Forecaster(HubMixin, nn.Module):
         if not torch.isfinite(frames).all():
             raise self._not_finite(what)
 
+    def _check_training_values(self, frames: torch.Tensor, teacher: torch.Tensor) -> None:
+        """The values of a training clip and its teacher mask, in one read back from the device (a method of its
+        own, as :meth:`check_frames` is, so that a user's ``torch.compile`` breaks its graph only in here). Mixed in as
+        they are, a mask value of 2 or -1 extrapolates past the truth and a NaN makes every later step NaN."""
+        in_range = ((teacher >= 0) & (teacher <= 1)).all()  # NaN fails both comparisons
+        if not (torch.isfinite(frames).all() & in_range):
+            if not in_range:
+                raise ValueError("teacher mask values must be in [0, 1] (1: feed the true frame, 0: the model's own "
+                                 f"forecast), with no NaN; got values from {teacher.min().item()} to "
+                                 f"{teacher.max().item()}.")
+            raise self._not_finite("frames")
+
     @staticmethod
     def _not_finite(what: str) -> ValueError:
         return ValueError(f"{what} contain NaN or Inf values; clean or mask them before forecasting.")
@@ -601,15 +613,8 @@ class Forecaster(HubMixin, nn.Module):
                             f"[0, 1], got {type(teacher).__name__}; e.g. torch.ones({b}, {t - 1}) for teacher forcing.")
         if teacher.shape != (b, t - 1):
             raise ValueError(f"teacher mask must have shape (B, T-1) = {(b, t - 1)}, got {tuple(teacher.shape)}.")
-        # mixed in as they are, a 2 or a -1 extrapolates past the truth and a NaN makes every later step NaN
         teacher = teacher.to(frames.device)  # the frames' device, as the recorded path has always moved it
-        in_range = ((teacher >= 0) & (teacher <= 1)).all()  # NaN fails both comparisons
-        if not (torch.isfinite(frames).all() & in_range):  # one read back from the device for both checks
-            if not in_range:
-                raise ValueError("teacher mask values must be in [0, 1] (1: feed the true frame, 0: the model's own "
-                                 f"forecast), with no NaN; got values from {teacher.min().item()} to "
-                                 f"{teacher.max().item()}.")
-            raise self._not_finite("frames")
+        self._check_training_values(frames, teacher)
         graphs = self._recorded(frames)
         if graphs is not None and not teacher.requires_grad:
             outputs = graphs.run("train", self._train_clip_outputs, (frames, teacher), self)
