@@ -1,0 +1,74 @@
+"""The documentation does what it says: every command it shows exists with the options shown, and what it tells a
+plugin's author to call exists. Read from the files themselves, so a renamed option fails here, not for a reader."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from msrnn_zoo.cli import main
+from msrnn_zoo.store import StoreWriter
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = sorted([REPO / "README.md", REPO / "CONTRIBUTING.md", REPO / "DEVELOPERS.md", *(REPO / "docs").glob("*.md"),
+               *(REPO / "plugins").glob("*/README.md"), REPO / "cards" / "README.md"])
+
+
+def code_of(text: str) -> list[str]:
+    """The code a document shows: fenced blocks, indented blocks and inline code, backslash continuations joined."""
+    text = text.replace("\\\n", " ")
+    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+    rest = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.S | re.M)
+    indented = re.findall(r"^(?: {4}|\t)(\S.*)$", rest, flags=re.M)
+    inline = re.findall(r"`([^`\n]+)`", rest)
+    return [line for block in fenced for line in block.splitlines()] + indented + inline
+
+
+def commands_shown(path: Path) -> list[str]:
+    """Each `msrnn-zoo ...` command line of a document, up to a comment or the end of its code."""
+    return [m.group(1).strip() for code in code_of(path.read_text())
+            for m in re.finditer(r"(?<![\w/-])msrnn-zoo((?: +[^\s#|;&>)]+)+)", code)]
+
+
+def resolve(words: list[str]) -> tuple[click.Command, list[str]]:
+    command: click.Command = main
+    while words and words[0] in ("--debug", "--version"):  # the zoo's own options, before a command
+        words = words[1:]
+    while words and isinstance(command, click.Group) and words[0] in command.commands:
+        command = command.commands[words.pop(0)]
+    return command, words
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_command_a_document_shows_exists_with_the_options_shown(path):
+    shown = commands_shown(path)
+    wrong = []
+    for line in shown:
+        command, rest = resolve(line.split())
+        if isinstance(command, click.Group) and rest[:1] != ["..."]:  # `msrnn-zoo --debug ...`: any command
+            wrong.append(f"`msrnn-zoo {line}`: no such command (`msrnn-zoo --help` lists them)")
+            continue
+        known = {name for p in command.params for name in (*p.opts, *p.secondary_opts)} | {"--help", "-h"}
+        wrong += [f"`msrnn-zoo {line}`: {command.name} has no option {word.split('=')[0]}" for word in rest
+                  if word.startswith("-") and word.split("=")[0] not in known]
+    assert not wrong, f"{path.relative_to(REPO)} shows commands the CLI refuses:\n" + "\n".join(wrong)
+
+
+def test_the_documents_show_commands_at_all():
+    """The parser above finds what the README shows: a change of its syntax must not pass by finding nothing."""
+    shown = commands_shown(REPO / "README.md")
+    assert len(shown) >= 30 and "bench ms-predrnn --device cuda" in shown, shown
+
+
+def test_what_contributing_tells_a_dataset_prepare_to_call_on_its_store_exists():
+    """CONTRIBUTING offered `out.path` for other files, which StoreWriter no longer has (a store holds arrays only,
+    so that a rebuild can tell its files from a user's): a plugin following it failed with an AttributeError."""
+    writer = StoreWriter(dir=REPO, dataset="mydata")
+    named = set(re.findall(r"`out\.(\w+)", (REPO / "CONTRIBUTING.md").read_text()))
+    assert named >= {"create_array", "save_array", "meta"}, named
+    fields = {f.name for f in dataclasses.fields(writer)}
+    missing = sorted(name for name in named if name not in fields and not callable(getattr(writer, name, None)))
+    assert not missing, f"CONTRIBUTING.md names out.{', out.'.join(missing)}, which StoreWriter has not"
+
