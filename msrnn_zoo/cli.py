@@ -1315,7 +1315,8 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
               help="Change a recipe setting KEY=VALUE (hidden_channels, num_layers, kernel_size, lr, batch_size, "
                    "seed, epochs, sampling); the card lists every change.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--force", is_flag=True, help="Replace an existing run directory.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing run directory made by msrnn-zoo (one carrying its .msrnn-zoo-run marker).")
 @click.option("--resume", type=PATH, default=None,
               help="Finish an interrupted reproduction in this directory.")
 @friendly

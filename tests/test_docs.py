@@ -72,3 +72,10 @@ def test_what_contributing_tells_a_dataset_prepare_to_call_on_its_store_exists()
     missing = sorted(name for name in named if name not in fields and not callable(getattr(writer, name, None)))
     assert not missing, f"CONTRIBUTING.md names out.{', out.'.join(missing)}, which StoreWriter has not"
 
+
+@pytest.mark.parametrize("name", ["train", "reproduce"])
+def test_force_says_it_replaces_only_a_run_msrnn_zoo_made(name):
+    """`reproduce --help` said --force would 'Replace an existing run directory', any; it replaces only a run
+    carrying msrnn-zoo's marker, as `train --force` says."""
+    force = next(p for p in main.commands[name].params if "--force" in p.opts)
+    assert "made by msrnn-zoo" in force.help, force.help
