@@ -72,8 +72,9 @@ CHECKPOINT_NAME = re.compile(r"step-\d{8}")
 
 
 RUN_LOCK = ".msrnn-zoo-lock"
-"""Held while a run is resumed or replaced, and by a replacement while it is built: a second ``train --resume`` of
-the same run would interleave its steps, and a ``train --force`` would pull the run from under it."""
+"""Held while a run trains (new or resumed) or is replaced, and by a replacement while it is built: a second
+``train --resume`` of the same run would interleave its steps, and a ``train --force`` would pull the run from under
+it."""
 
 
 def _lock_run(run_dir: Path) -> Any:
@@ -466,7 +467,7 @@ class Trainer:
     def __init__(self, run_dir: str | Path, cfg: TrainConfig, model: Forecaster | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.final_dir: Path | None = None  # set while a new run is built beside the one it will replace
-        self._locks: list[Any] = []  # run locks (_lock_run) held until fit ends: a resumed or replaced run's, and
+        self._locks: list[Any] = []  # run locks (_lock_run) held until fit ends: a new, resumed or replaced run's, and
         # that of the replacement being built beside it
         self.cleared: list[Path] = []  # what an earlier replacement, killed hard, had left beside the run (removed)
         self.left_beside: list[Path] = []  # the same, where no run of ours is there to replace (kept)
@@ -558,6 +559,8 @@ class Trainer:
         else:
             trainer.left_beside = interrupted_replacements(run_dir)
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        if not replace:  # a new run is trained too: a `train --resume` (or --force) of it meanwhile raced this one
+            trainer._locks.append(_lock_run(trainer.run_dir))
         write_json(trainer.run_dir / RUN_MARKER, {"created_by": "msrnn-zoo train",
                                                   "note": "marks a run that `train --force` may replace"})
         write_json(trainer.run_dir / TRAIN_CONFIG, asdict(cfg))

@@ -217,7 +217,7 @@ def test_a_new_run_that_fails_midway_leaves_the_old_run_whole(run_dir, clips_fil
     result = train(clips_file, run_dir, "--force")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: The loss became nan")
-    assert calls and without_locks(snapshot(tmp_path / "runs")) == before  # no half-made sibling left either
+    assert calls and without_locks(snapshot(tmp_path / "runs")) == without_locks(before)  # no half-made sibling left
 
 
 def test_the_python_api_replaces_the_same_way(run_dir, clips_file, tmp_path):
@@ -232,7 +232,7 @@ def test_the_python_api_replaces_the_same_way(run_dir, clips_file, tmp_path):
     trainer = Trainer.create(run_dir, cfg, force=True)
     assert trainer.run_dir != run_dir and trainer.run_dir.parent == run_dir.parent
     trainer.fit(stop_after=1)  # not complete: the old run is still in place
-    assert without_locks(snapshot(run_dir)) == before
+    assert without_locks(snapshot(run_dir)) == without_locks(before)
     trainer.fit()
     assert trainer.run_dir == run_dir and '"seed": 5' in (run_dir / "train_config.json").read_text()
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["a"]
@@ -449,11 +449,29 @@ def test_a_run_resumed_twice_at_once_is_refused_the_second_time(run_dir):
     before = snapshot(run_dir)
     with FileLock(str(run_dir / ".msrnn-zoo-lock")):
         refused(invoke("train", "--resume", run_dir, "--epochs", "2"), "being trained by another process")
-        assert without_locks(snapshot(run_dir)) == before  # nothing written
+        assert without_locks(snapshot(run_dir)) == without_locks(before)  # nothing written
     result = invoke("train", "--resume", run_dir, "--epochs", "2")  # free again
     assert result.exit_code == 0, result.output
     steps = [json.loads(line)["step"] for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))
+
+
+def test_a_new_run_is_locked_while_it_trains(run_dir, tmp_path):
+    """Only resumed and replaced runs were locked: a `train --resume` of a run being trained for the first time was
+    accepted, and both processes trained into the folder at once (a `--force` could pull it from under it)."""
+    from msrnn_zoo.train import TrainConfig, Trainer
+
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "train_config.json").read_text()))
+    fresh = tmp_path / "runs" / "fresh"
+    trainer = Trainer.create(fresh, cfg)  # as the first `train --out runs/fresh` holds it, before its first step
+    try:
+        refused(invoke("train", "--resume", fresh, "--epochs", "2"), "being trained by another process")
+        assert not (fresh / "history.jsonl").exists()
+        trainer.fit()
+    finally:
+        trainer._unlock()
+    result = invoke("train", "--resume", fresh, "--epochs", "2")  # done: free again
+    assert result.exit_code == 0, result.output
 
 
 def _killed_replacement(run_dir: Path, force_cfg_from: Path):
