@@ -11,7 +11,7 @@ TEST_EXTRA = $(if $(shell grep -ls '^test = ' $(p)),[test])
 DEMO ?= demo
 
 # Demo settings: Moving MNIST's `small` protocol (32x32, 5 -> 5), 500 steps of batch 8, so that 2 CPU cores
-# learn to follow the digits in about two minutes (README: the numbers and the command that measured them).
+# learn to follow the digits in minutes (README: the numbers and the command that measured them).
 DEMO_MODEL ?= ms-convlstm
 DEMO_ARGS ?= --protocol small --hidden 16 --batch-size 8 --epochs 2 --max-eval-clips 128 --lr 3e-3 --seed 0
 
@@ -41,7 +41,8 @@ demo: $(DEMO_STAMP)
 	$(BIN)/msrnn-zoo predict $(DEMO)/run --out $(DEMO)/forecast.gif --force
 
 # The suite runs in one process per core (pytest-xdist; at most 8, each imports torch): on the 2-core build
-# machine 356 s against 626 s in one process. `PYTEST_ARGS=-n0 make test` runs it in one process.
+# machine, at an earlier commit, 356 s against 626 s in one process (README: the latest count and time).
+# `PYTEST_ARGS=-n0 make test` runs it in one process.
 PYTEST_ARGS ?= -n auto --maxprocesses 8
 
 test: install

@@ -34,6 +34,9 @@ def test_reproduce_tiny_budget_then_push_and_pull(hub, tmp_path):
     assert "Budget-limited: trained 2 steps" in card and "hidden_channels 4 (recipe: 64)" in card
     assert str(tmp_path) not in card and "pretrained=\"path/to/this/folder\"" in card
     assert "config.py: cfg.lstm_hidden_state = 64" in card  # every setting with its source
+    # the dataset's line read "(MNIST handwriting from the `generated` source). Source `synthetic`."
+    data_line = next(line for line in card.splitlines() if line.startswith("**moving-mnist**"))
+    assert "Source `synthetic`" in data_line and "generated" not in data_line, data_line
     assert "--budget-steps 2 --max-eval-clips 4 --out a" in recipe_command(out)  # what the metrics scored
 
     pushed = CliRunner(env={"HF_TOKEN": "tok-me"}).invoke(main, ["push", str(out), "--repo-id", "me/ms-convlstm-mm"])
