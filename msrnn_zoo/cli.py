@@ -114,11 +114,28 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             if click.get_current_context().find_root().obj.get("debug"):
                 raise
-            error_line("Ran out of memory; lower --hidden, --layers or --batch-size, or use smaller clips "
+            error_line(f"Ran out of memory; {_memory_advice()} "
                        f"({type(exc).__name__}: {text.splitlines()[0] if text else 'no detail'}).")
             sys.exit(1)
 
     return wrapper
+
+
+MEMORY_OPTIONS = ("--hidden", "--layers", "--batch-size", "--size", "--max-clips")
+"""The options that size a command's memory, in the order to try lowering them; a command whose options of these
+names are not the user's to lower sets its own ``memory_options``."""
+
+
+def _memory_advice() -> str:
+    """What to lower, among the options the running command has (`convert` was told to lower --batch-size, which
+    it does not take)."""
+    command = click.get_current_context().command
+    have = {name for param in command.params for name in getattr(param, "opts", ())}
+    options = list(getattr(command, "memory_options", [o for o in MEMORY_OPTIONS if o in have]))
+    if not options:
+        return "use smaller clips or a smaller model"
+    listed = options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
+    return f"lower {listed}, or use smaller clips"
 
 
 class ZooGroup(click.Group):
@@ -1631,6 +1648,9 @@ def convert(checkpoint: Path, model_name: str, out: Path, hidden_channels: int |
         table.add_row(escape(key), escape(str(value)))
     print_table(table)
     console.print(escape(f'Load it with: msrnn_zoo.create("{model_name}", pretrained="{out}")'), highlight=False)
+
+
+convert.memory_options = ("--size",)  # type: ignore[attr-defined]  # its --hidden and --layers are the checkpoint's
 
 
 if __name__ == "__main__":  # torchrun --nproc_per_node N -m msrnn_zoo.cli train ...

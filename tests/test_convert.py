@@ -227,3 +227,25 @@ def test_convert_never_writes_into_a_training_run(tmp_path):
                                        "--size", "16", "--force"])
     assert result.exit_code == 1 and "is a run of `msrnn-zoo train`" in " ".join(result.output.split())
     assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_convert_out_of_memory_names_the_one_size_it_can_lower(tmp_path, monkeypatch):
+    """Its advice was to lower --hidden, --layers or --batch-size: convert reads the first two from the checkpoint
+    and has no third; the forward check's --size is what a user can lower."""
+    from click.testing import CliRunner
+
+    import msrnn_zoo.convert
+    from msrnn_zoo.cli import main
+
+    checkpoint = tmp_path / "original.pth"
+    torch.save(original_weights(), checkpoint)
+
+    def too_big(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(msrnn_zoo.convert, "check_conversion", too_big)
+    result = CliRunner().invoke(main, ["convert", str(checkpoint), "--model", "ms-convlstm", "--out",
+                                       str(tmp_path / "out"), "--size", "100000"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Ran out of memory; lower --size, or use smaller clips" in said, said
+    assert "--hidden" not in said and "--batch-size" not in said
