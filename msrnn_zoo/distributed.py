@@ -11,6 +11,7 @@ batch N x B would. Only rank 0 writes the run directory. Without those variables
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -78,6 +79,11 @@ def setup(device: torch.device) -> tuple[Context, torch.device]:
                              f"{' and '.join(unset)} (where they meet, which torchrun sets) is not set: start the "
                              "job with torchrun (torchrun --nproc_per_node N -m msrnn_zoo.cli train ...), or unset "
                              "WORLD_SIZE to run one process.")
+        if "TORCHELASTIC_RUN_ID" not in os.environ:  # started by hand: a missing process is waited for in silence
+            print(f"Rank {ctx.rank} of {ctx.world_size}: waiting for the job's other processes at "
+                  f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, until PyTorch's timeout; start them with "
+                  "the same MASTER_ADDR and MASTER_PORT, or stop this (Ctrl-C) and start the job with torchrun.",
+                  file=sys.stderr, flush=True)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if dist.get_world_size() != ctx.world_size:
         raise ValueError(f"The process group has {dist.get_world_size()} processes but WORLD_SIZE says "

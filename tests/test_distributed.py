@@ -131,3 +131,26 @@ def test_a_job_without_its_rendezvous_address_says_to_start_it_with_torchrun(mon
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "MASTER_ADDR (where they meet, which torchrun sets) is not set" in said and "unset WORLD_SIZE" in said
     assert not (tmp_path / "r").exists()
+
+
+def test_a_process_started_by_hand_says_what_it_waits_for(monkeypatch, capsys):
+    """WORLD_SIZE=2 set by hand with a rendezvous address and no second process waited in silence, for as long as
+    PyTorch's timeout; under torchrun (TORCHELASTIC_RUN_ID) nothing is said."""
+    import torch.distributed as dist
+
+    from msrnn_zoo import distributed
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29511"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    joined = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: joined.append(backend))
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    distributed.setup(torch.device("cpu"))
+    said = " ".join(capsys.readouterr().err.split())
+    assert joined == ["gloo"] and "Rank 1 of 2: waiting for the job's other processes at 127.0.0.1:29511" in said
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+    distributed.setup(torch.device("cpu"))
+    assert capsys.readouterr().err == "" and joined == ["gloo", "gloo"]
