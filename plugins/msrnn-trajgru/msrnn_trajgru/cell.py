@@ -60,8 +60,11 @@ class TrajGRUCell(RecurrentCell):
         if isinstance(links, bool) or not isinstance(links, int) or links < 1:
             raise ValueError(f"TrajGRU needs a positive integer number of flow links, got links={links!r} "
                              "(the paper and the MS-RNN code use 10).")
+        if not isinstance(warp_align_corners, bool):  # bool("False") is True: a string would turn it on
+            raise ValueError(f"warp_align_corners takes True or False (on the command line: --option "
+                             f"warp_align_corners=true or =false, lowercase), got {warp_align_corners!r}.")
         self.links = links
-        self.warp_align_corners = bool(warp_align_corners)
+        self.warp_align_corners = warp_align_corners
         pad = kernel_size // 2
         self.conv_x = nn.Conv2d(in_channels, 3 * hidden_channels, kernel_size, padding=pad)
         self.flow_conv_xh = JointConv2d({"flow_conv_x": in_channels, "flow_conv_h": hidden_channels},

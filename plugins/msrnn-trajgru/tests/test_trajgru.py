@@ -74,3 +74,11 @@ def test_a_training_step_keeps_no_concatenated_copy_of_gate_inputs():
 def test_compiles_whole():
     """With compiled cells (set_compile_cells) the cell is one fused graph, with the eager numbers."""
     testing.check_compiled_cells("trajgru")
+
+
+@pytest.mark.parametrize("value", ["False", "no", None, 0, 1])
+def test_warp_align_corners_takes_only_a_bool(value):
+    """``--option warp_align_corners=False`` reaches the cell as the string 'False', which is truthy: refused, not
+    read as True (the CLI parses lowercase ``false`` as JSON)."""
+    with pytest.raises(ValueError, match="warp_align_corners takes True or False"):
+        msrnn_zoo.create("trajgru", hidden_channels=4, num_layers=2, warp_align_corners=value)
