@@ -67,8 +67,12 @@ class MotionRNNCell(RecurrentCell):
             raise ValueError(f"MotionRNN needs hidden_channels divisible by 4 (MotionGRU encodes the hidden "
                              f"state to a quarter of its channels); got {hidden_channels}, try "
                              f"{max(4, hidden_channels // 4 * 4)}.")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha, the trend's update rate, must lie in [0, 1]; got {alpha}.")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha, the trend's update rate, must be a number in [0, 1] (MotionRNN uses 0.5); "
+                             f"got {alpha!r}.")
+        if not isinstance(original_layout, bool):  # bool("False") is True: a string would pick the layout
+            raise ValueError(f"original_layout takes True or False (on the command line: --option "
+                             f"original_layout=true or =false, lowercase), got {original_layout!r}.")
         if isinstance(motion_kernel_size, bool) or not isinstance(motion_kernel_size, int) or motion_kernel_size < 1:
             raise ValueError(f"motion_kernel_size (MotionGRU learns k x k offsets per position) must be a positive "
                              f"integer; got {motion_kernel_size!r}.")

@@ -51,6 +51,21 @@ def test_bad_options():
         msrnn_zoo.create("motionrnn", motion_kernel_size=0)
 
 
+@pytest.mark.parametrize("alpha", [None, "0.5", True])
+def test_alpha_must_be_a_number(alpha):
+    """A string or None was a TypeError about '<=' wrapped in 'rejected its options'; True was read as 1.0."""
+    with pytest.raises(ValueError, match="alpha, the trend's update rate, must be a number in"):
+        msrnn_zoo.create("motionrnn", hidden_channels=4, num_layers=2, alpha=alpha)
+
+
+@pytest.mark.parametrize("value", ["False", "no", None, 0])
+def test_original_layout_takes_only_a_bool(value):
+    """``--option original_layout=False`` reaches the cell as the string 'False', which is truthy: it kept the
+    original layout in silence."""
+    with pytest.raises(ValueError, match="original_layout takes True or False"):
+        msrnn_zoo.create("motionrnn", hidden_channels=4, num_layers=2, original_layout=value)
+
+
 MIMS = ("conv_dn", "conv_dn_o", "conv_dc", "conv_s_o")  # MIM-N's and MIM-S's convolutions (joint where summed)
 MIMS_ORIGINAL = ("_conv_x2h_n", "_conv_n2h_n", "_conv_diff2o", "_conv_n2o", "_conv_x2h_s", "_conv_c2h_s", "_conv_s2o")
 MOTION_ORIGINAL = ("_conv_enc", "_conv_u", "_conv_r", "_conv_z", "_conv_hm", "_conv_dec", "_deconv_dec", "_conv_g")
