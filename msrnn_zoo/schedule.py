@@ -110,6 +110,13 @@ class MirrorPyramid(ScaleSchedule):
             raise ValueError(f"The mirror pyramid needs an even number of layers, got num_layers={depth}.")
         if levels is None:  # the paper's three levels, or as many as a shallower stack can hold
             levels = min(3, depth // 2)
+        # a float (2.0) built and failed in torch at the first step; True read as 1 level; bool("no") is True
+        if isinstance(levels, bool) or not isinstance(levels, int):
+            raise ValueError(f"The mirror pyramid's levels must be an integer in 1..{depth // 2} for {depth} layers "
+                             f"(or None for the default), got {levels!r}.")
+        if not isinstance(skips, bool):
+            raise ValueError(f"The mirror pyramid's skips takes True (the paper's skips) or False (its WO-Skip "
+                             f"ablation), got {skips!r}.")
         if not 1 <= levels <= depth // 2:
             raise ValueError(f"The mirror pyramid over {depth} layers supports 1..{depth // 2} levels, got {levels}.")
         self.num_levels = levels

@@ -32,6 +32,18 @@ def test_schedule_rejects_bad_geometry():
         MirrorPyramid().check_size(18, 16)
 
 
+@pytest.mark.parametrize(("options", "words"), [
+    ({"levels": 2.0}, "levels must be an integer in 1..3"),  # built, then failed inside torch.zeros at the first step
+    ({"levels": True}, "levels must be an integer"),  # read as 1 level
+    ({"levels": "2"}, "levels must be an integer"),  # a TypeError about '<=' wrapped in 'rejected its options'
+    ({"skips": "no"}, "skips takes True"),  # truthy: the skips stayed on in silence
+    ({"skips": None}, "skips takes True"),
+])
+def test_schedule_options_of_the_wrong_type_are_named(options, words):
+    with pytest.raises(ValueError, match=words):
+        msrnn_zoo.create("ms-convlstm", hidden_channels=2, schedule_options=options)
+
+
 def test_move_is_maxpool_down_and_bilinear_up():
     x = torch.arange(16.0).view(1, 1, 4, 4)
     down = ScaleSchedule.move(x, 0, 1)
