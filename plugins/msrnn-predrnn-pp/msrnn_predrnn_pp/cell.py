@@ -56,7 +56,8 @@ class CausalLSTMCell(RecurrentCell):
             raise ValueError(
                 f"highway_layer={highway_layer!r} is not a layer of this {num_layers}-layer stack: it must "
                 f"be an integer in 0..{num_layers - 1} (PredRNN++ uses 1, between the first two layers), or "
-                "highway_layer=None for a stack of Causal LSTMs without the gradient highway."
+                "highway_layer=None (on the command line: --option highway_layer=null) for a stack of Causal "
+                "LSTMs without the gradient highway."
             )
         self.highway_layer = highway_layer
         self.has_highway = layer_index == highway_layer

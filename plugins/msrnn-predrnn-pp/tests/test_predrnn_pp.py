@@ -69,6 +69,13 @@ def test_single_layer_stack_needs_no_highway():
     assert msrnn_zoo.create("predrnn-pp", num_layers=1, highway_layer=None, hidden_channels=4)
 
 
+def test_the_message_says_how_the_command_line_writes_none():
+    """``--option highway_layer=None`` reaches the cell as the string 'None', which the message then asked for
+    again: the command line's spelling is JSON's ``null``."""
+    with pytest.raises(ValueError, match="--option highway_layer=null"):
+        msrnn_zoo.create("predrnn-pp", num_layers=1, highway_layer="None")
+
+
 def test_options_checked():
     with pytest.raises(ValueError, match="odd"):
         msrnn_zoo.create("predrnn-pp", kernel_size=4)
