@@ -55,6 +55,11 @@ def build_config(name: str, **kwargs: Any) -> ForecasterConfig:
     """The config of model ``name`` with overrides; keys that are not config fields are cell options."""
     entry = get_model(name)
     cell = get_cell(entry.cell)
+    for key, example in (("cell_options", "{'links': 13}"), ("schedule_options", "{'levels': 2}")):
+        # checked before they are merged: dict('links=3') failed with "dictionary update sequence element #0"
+        if kwargs.get(key) is not None and not isinstance(kwargs[key], dict):
+            raise TypeError(f"{key} is a dict of option names to values (e.g. {key}={example}), got "
+                             f"{kwargs[key]!r} ({type(kwargs[key]).__name__}).")
     options = dict(kwargs.pop("cell_options", None) or {})
     options.update({k: kwargs.pop(k) for k in list(kwargs) if k not in CONFIG_FIELDS})
     schedule_options = {**entry.schedule_options, **(kwargs.pop("schedule_options", None) or {})}

@@ -368,9 +368,14 @@ class TestStep:
          r"from_config takes a ForecasterConfig .*got dict; for a dict use from_config\(ForecasterConfig.from_dict"),
         (lambda m: msrnn_zoo.from_config("convlstm"), TypeError,
          r"from_config takes a ForecasterConfig .*got str; for a model name use msrnn_zoo.create\(name\)"),
+        # were "dictionary update sequence element #0 has length 1" and "'list' object is not a mapping"
+        (lambda m: msrnn_zoo.create("trajgru", cell_options="links=3"), TypeError,
+         r"cell_options is a dict of option names to values \(e.g. cell_options=\{'links': 13\}\), got 'links=3'"),
+        (lambda m: msrnn_zoo.create("ms-convlstm", schedule_options=[2]), TypeError,
+         r"schedule_options is a dict of option names to values .*got \[2\] \(list\)"),
     ],
     ids=["teacher-list", "create-none", "create-int", "from-json-text", "from-json-dict", "from-config-dict",
-         "from-config-name"],
+         "from-config-name", "create-cell-options-str", "create-schedule-options-list"],
 )
 def test_api_inputs_of_the_wrong_kind_say_what_is_expected(call, error, words):
     model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
