@@ -328,17 +328,23 @@ def _list_pretrained(pattern: str | None, as_json: bool) -> None:
 @click.option("--hidden", "hidden_channels", type=POSITIVE, default=None,
               help="Hidden channels (default: the model's).")
 @click.option("--in-channels", type=POSITIVE, default=None, help="Frame channels (default: the model's).")
+@click.option("--layers", "num_layers", type=POSITIVE, default=None, help="Layers (default: the model's).")
+@click.option("--kernel-size", type=POSITIVE, default=None, help="Kernel size (default: the model's).")
+@click.option("--option", "options", multiple=True, help="A cell option KEY=VALUE (repeatable), as train takes it.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly
-def info(name: str, size: int, hidden_channels: int | None, in_channels: int | None, as_json: bool) -> None:
-    """A model's cell, schedule (scale of every layer), data flow, parameters and FLOPs per frame."""
+def info(name: str, size: int, hidden_channels: int | None, in_channels: int | None, num_layers: int | None,
+         kernel_size: int | None, options: tuple[str, ...], as_json: bool) -> None:
+    """A model's cell, schedule (scale of every layer), data flow, parameters and FLOPs per frame.
+
+    It takes the options that shape the model as train does, so what it shows is the model a run trains."""
     from .factory import create
     from .profile import flops_per_frame_by_op
     from .registry import get_cell, get_model
 
-    overrides = {k: v for k, v in {"hidden_channels": hidden_channels, "in_channels": in_channels}.items()
-                 if v is not None}
-    model = create(name, **overrides)
+    overrides = {k: v for k, v in {"hidden_channels": hidden_channels, "in_channels": in_channels,
+                                   "num_layers": num_layers, "kernel_size": kernel_size}.items() if v is not None}
+    model = create(name, **overrides, **_parse_options(options, owned=_flags_instead(_MODEL_FLAGS)))
     described = model.describe()
     entry = get_model(name)
     cell = get_cell(entry.cell)

@@ -49,6 +49,15 @@ def test_info_shows_scales_parameters_and_flops():
     assert radar["flops_per_frame"] > data["flops_per_frame"]  # counted on the meta device: no 4096x4096 state
 
 
+def test_info_describes_the_model_train_would_build():
+    """info took --hidden but not --layers, --kernel-size or --option: a run's own model could not be described."""
+    data = json.loads(run("info", "ms-trajgru", "--size", "16", "--hidden", "4", "--layers", "4", "--kernel-size",
+                          "5", "--option", "links=3", "--json").output)
+    assert data["layer_sizes"] == [[16, 16], [8, 8], [8, 8], [16, 16]]
+    assert data["config"]["kernel_size"] == 5 and data["config"]["cell_options"] == {"links": 3}
+    assert "pass --layers instead" in run("info", "ms-trajgru", "--option", "num_layers=4", ok=False).output
+
+
 @pytest.mark.parametrize(("model", "size"), [("ms-motionrnn", 15), ("ms-motionrnn", 12), ("motionrnn", 15),
                                            ("ms-convlstm", 6), ("ms-convlstm", 1)])
 def test_the_size_suggested_for_a_refused_one_is_accepted(model, size):
