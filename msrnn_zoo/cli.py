@@ -560,7 +560,8 @@ _MODEL_FLAGS = {"hidden_channels": "--hidden", "num_layers": "--layers", "kernel
 
 def _parse_options(pairs: tuple[str, ...], flag: str = "--option", owned: dict[str, str] | None = None
                    ) -> dict[str, Any]:
-    """``--option links=13`` -> ``{"links": 13}`` (values parsed as JSON where they can be).
+    """``--option links=13`` -> ``{"links": 13}`` (values parsed as JSON where they can be, True, False and None
+    as in Python).
 
     ``owned`` names the keys the command sets otherwise, each with what to do instead: the same value twice would
     be a ``TypeError`` deep inside, and a silent override of the flag's value would be worse."""
@@ -571,11 +572,18 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option", owned: dict[s
             raise ValueError(f"{flag} takes KEY=VALUE, got {pair!r}.")
         if owned and key in owned:
             raise ValueError(f"{flag} {pair}: {key} is not a cell option here; {owned[key]}.")
+        if value in PYTHON_SPELLINGS:  # `links=None`, `skips=False`, as in Python: kept as strings, "False" was truthy
+            options[key] = PYTHON_SPELLINGS[value]
+            continue
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
     return options
+
+
+PYTHON_SPELLINGS = {"True": True, "False": False, "None": None}
+"""Values of ``--option``/``--set`` written as in Python, read as JSON's ``true``, ``false`` and ``null`` are."""
 
 
 def _flags_instead(flags: dict[str, str], *leave_out: str) -> dict[str, str]:

@@ -507,3 +507,14 @@ def test_ctrl_c_says_how_to_go_on(tmp_path, clips_file, monkeypatch):
     monkeypatch.setattr(Trainer, "_fit", real)
     assert (tmp_path / "a" / "model.safetensors").is_file()
     run("train", "--resume", tmp_path / "b")  # the hint works
+
+
+def test_cell_options_written_as_in_python_are_read_as_their_values():
+    """`--option warp_align_corners=False` reached the cell as the string 'False', which is truthy: the opposite of
+    what was typed (JSON's lowercase false was the only spelling read)."""
+    from msrnn_zoo.cli import _parse_options
+
+    parsed = _parse_options(("a=False", "b=True", "c=None", "d=false", "e=null", "f=13", "g=0.5", "h=Nothing"))
+    assert parsed == {"a": False, "b": True, "c": None, "d": False, "e": None, "f": 13, "g": 0.5, "h": "Nothing"}
+    info = run("info", "trajgru", "--size", "16", "--hidden", "4", "--option", "warp_align_corners=False", "--json")
+    assert '"warp_align_corners": false' in info.output, info.output

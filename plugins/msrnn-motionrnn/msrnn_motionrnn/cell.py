@@ -72,7 +72,7 @@ class MotionRNNCell(RecurrentCell):
                              f"got {alpha!r}.")
         if not isinstance(original_layout, bool):  # bool("False") is True: a string would pick the layout
             raise ValueError(f"original_layout takes True or False (on the command line: --option "
-                             f"original_layout=true or =false, lowercase), got {original_layout!r}.")
+                             f"original_layout=true or =false), got {original_layout!r}.")
         if isinstance(motion_kernel_size, bool) or not isinstance(motion_kernel_size, int) or motion_kernel_size < 1:
             raise ValueError(f"motion_kernel_size (MotionGRU learns k x k offsets per position) must be a positive "
                              f"integer; got {motion_kernel_size!r}.")

@@ -62,7 +62,7 @@ class TrajGRUCell(RecurrentCell):
                              "(the paper and the MS-RNN code use 10).")
         if not isinstance(warp_align_corners, bool):  # bool("False") is True: a string would turn it on
             raise ValueError(f"warp_align_corners takes True or False (on the command line: --option "
-                             f"warp_align_corners=true or =false, lowercase), got {warp_align_corners!r}.")
+                             f"warp_align_corners=true or =false), got {warp_align_corners!r}.")
         self.links = links
         self.warp_align_corners = warp_align_corners
         pad = kernel_size // 2

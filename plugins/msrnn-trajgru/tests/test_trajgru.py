@@ -78,7 +78,7 @@ def test_compiles_whole():
 
 @pytest.mark.parametrize("value", ["False", "no", None, 0, 1])
 def test_warp_align_corners_takes_only_a_bool(value):
-    """``--option warp_align_corners=False`` reaches the cell as the string 'False', which is truthy: refused, not
-    read as True (the CLI parses lowercase ``false`` as JSON)."""
+    """A string such as 'False' (which ``--option warp_align_corners=False`` passed before the command line read
+    Python's spelling) is truthy: refused, not read as True."""
     with pytest.raises(ValueError, match="warp_align_corners takes True or False"):
         msrnn_zoo.create("trajgru", hidden_channels=4, num_layers=2, warp_align_corners=value)
