@@ -564,14 +564,20 @@ def _parse_options(pairs: tuple[str, ...], flag: str = "--option", owned: dict[s
     as in Python).
 
     ``owned`` names the keys the command sets otherwise, each with what to do instead: the same value twice would
-    be a ``TypeError`` deep inside, and a silent override of the flag's value would be worse."""
+    be a ``TypeError`` deep inside, and a silent override of the flag's value would be worse. A key given twice
+    is refused for the same reason: the last one won in silence, so a value appended to a command line (by hand
+    or by a script) replaced the one before it unseen."""
     options: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"{flag} takes KEY=VALUE, got {pair!r}.")
         if owned and key in owned:
             raise ValueError(f"{flag} {pair}: {key} is not a cell option here; {owned[key]}.")
+        if key in given:
+            raise ValueError(f"{key} is given twice ({flag} {given[key]} and {flag} {pair}); give it once.")
+        given[key] = pair
         if value in PYTHON_SPELLINGS:  # `links=None`, `skips=False`, as in Python: kept as strings, "False" was truthy
             options[key] = PYTHON_SPELLINGS[value]
             continue

@@ -157,6 +157,15 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
         (["train", "--resume", "{tmp}/nothing"], "is not a run: no such directory"),
         (["train", "--resume", "{tmp}"], "is not a run: it holds no train_config.json"),
         (["train", "convlstm", "--resume", "{tmp}"], "is not a run: it holds no train_config.json"),
+        # a key given twice: the last value won in silence
+        (["train", "ms-trajgru", "--dataset", "moving-mnist", "--source", "synthetic", "--protocol", "small",
+          "--hidden", "2", "--layers", "2", "--max-train-clips", "4", "--max-eval-clips", "2", "--option", "links=3",
+          "--option", "links=5", "--out", "{tmp}/r"],
+         "links is given twice (--option links=3 and --option links=5); give it once"),
+        (["reproduce", "ms-convlstm", "moving-mnist", "--source", "synthetic", "--budget-steps", "1",
+          "--max-eval-clips", "2", "--set", "hidden_channels=2", "--set", "num_layers=2", "--set", "batch_size=1",
+          "--set", "lr=1e-3", "--set", "lr=3e-4", "--out", "{tmp}/r"],
+         "lr is given twice (--set lr=1e-3 and --set lr=3e-4); give it once"),
     ],
 )
 def test_user_errors_are_one_red_line(tmp_path, args, message):
