@@ -90,7 +90,10 @@ def check_fields(cls: type, data: dict[str, Any], what: str) -> None:
 
 def parse_device(name: str, option: str = "--device") -> Any:
     """``torch.device(name)``, or a ``ValueError`` that says which devices exist here, in the words of ``option``:
-    a command-line flag (``--device``) or a Python argument (``map_location``)."""
+    a command-line flag (``--device``) or a Python argument (``map_location``).
+
+    ``cpu:0`` (any index: there is one CPU) is the CPU: PyTorch accepts it, but ``torch.load`` cannot map a
+    checkpoint onto it, so a run trained with ``--device cpu:0`` could not be resumed."""
     import torch
 
     def given(value: str) -> str:
@@ -112,4 +115,6 @@ def parse_device(name: str, option: str = "--device") -> Any:
             raise ValueError(f"{given(name)} was asked for, but this machine has no Apple GPU; use {given('cpu')}.")
     elif device.type != "cpu":
         raise ValueError(f"{given(name)}: msrnn-zoo runs on cpu, cuda[:N] or mps.")
+    else:
+        device = torch.device("cpu")
     return device

@@ -23,14 +23,18 @@ class UnreadableWeightsError(ValueError):
 
 
 def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file; a damaged or foreign file is a ``ValueError`` naming it."""
+    """Every tensor of a safetensors file; a damaged or foreign file is a ``ValueError`` naming it.
+
+    safetensors refuses ``cpu:0``, which PyTorch (and ``--device``) accept: the CPU is named without an index, or
+    every run trained with ``--device cpu:0`` had its weights called damaged when it was resumed or evaluated."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No weights file at {path}.")
+    device = torch.device(device)
     try:
-        return load_file(str(path), device=str(device))
+        return load_file(str(path), device="cpu" if device.type == "cpu" else str(device))
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
         detail = f"{type(exc).__name__}: {exc}"
         raise UnreadableWeightsError(f"{path} is not a readable safetensors file ({detail}); it is damaged or was "

@@ -283,6 +283,16 @@ def test_evaluate_and_predict_run_on_the_runs_device(tmp_path, clips_file, monke
     assert "Note" not in run("evaluate", out, "--device", "cpu", "--force").output
 
 
+def test_a_run_trained_on_cpu_0_resumes_and_evaluates(tmp_path, clips_file):
+    """PyTorch takes cpu:0 for the CPU; torch.load and safetensors did not, and called the run's checkpoint and
+    weights damaged ("train the run again")."""
+    out = tmp_path / "run"
+    run("train", "convlstm", "--data", clips_file, "--out", out, "--device", "cpu:0", *TINY_TRAIN)
+    run("train", "--resume", out, "--epochs", "2")
+    run("evaluate", out, "--device", "cpu:0")
+    run("predict", out, "--device", "cpu:0", "--out", tmp_path / "f.png", "--scale", "1")
+
+
 def test_tf32_is_a_precision_of_train_evaluate_and_predict(tmp_path, clips_file):
     out = tmp_path / "run"
     trained = run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
