@@ -738,6 +738,9 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             one = len(given) == 1
             raise ValueError(f"{', '.join(given)} belong{'s' if one else ''} to --dataset; --data clips.npy reads "
                              f"your own clips as they are: leave {'it' if one else 'them'} out.")
+        if sampling == "none" and sampling_steps is not None:
+            raise ValueError("--sampling-steps sets how long the input schedule runs, and --sampling none has no "
+                             "schedule (the model sees its own forecasts from the first step): leave one of them out.")
         if dataset is not None and _typed(ctx, "split_fractions"):
             raise ValueError("--split divides your own clips (--data) into train, val and test; a --dataset comes "
                              "split already (its --protocol says how): leave --split out.")
