@@ -1203,7 +1203,7 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
               help="Upscale frames for visibility.")
 @click.option("--force", is_flag=True,
               help="Overwrite the files this command writes: only those, and only pictures and forecast arrays "
-                   "msrnn-zoo wrote.")
+                   "msrnn-zoo wrote (and remove the forecast array of a picture replaced without one).")
 @click.option("--device", default=None, help="Default: the device the run trained on (the CPU if that GPU is absent).")
 @click.option("--precision", type=PRECISION_CHOICE, default="fp32", show_default=True,
               help="bf16 / fp16: forecast under autocast; tf32: the GPU's matrix products in TF32 (faster on GPUs).")
@@ -1223,7 +1223,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     import numpy as np
 
     from .evaluate import forecast_clip, load_run, read_input_clip
-    from .io import FORECAST_ARRAY_KEY, atomic_write, refuse_overwrite
+    from .io import FORECAST_ARRAY_KEY, atomic_write, refuse_overwrite, written_by_us
     from .train import empty_split_error, open_split
     from .visualize import save_gif, save_png
 
@@ -1243,6 +1243,10 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
                          "otherwise (the forecast array goes beside it, as NAME.npy).")
     for path in targets:  # every file is checked before any is written
         refuse_overwrite(path, force, "picture" if path.suffix != ".npy" else "forecast array")
+    # the forecast array of the picture being replaced: kept, it would stand beside a forecast it is not, and no
+    # longer be known as ours (the new PNG records no array), so a later --input --force refused to replace it
+    stale_array = out.with_suffix(".npy") if (
+        array_path is None and force and written_by_us(out.with_suffix(".npy"), "forecast array")) else None
     model, cfg = load_run(run_dir, _run_device(run_dir, device))
     _note_precision(precision, model.embed.weight.device)
     model.set_fast_path(None if fast_path == "none" else fast_path).set_compile_cells(compile_cells)
@@ -1271,6 +1275,10 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     save_png(png, context, truth, forecast, overwrite=force, scale=scale, text=text)
     written = " and ".join(f"[bold]{escape(str(p))}[/bold]" for p in (gif, png) if p is not None)
     console.print(f"Forecast of {horizon} frames written to {written}")
+    if stale_array is not None:
+        stale_array.unlink(missing_ok=True)
+        console.print(escape(f"Removed {stale_array}: the forecast array of the picture replaced (this forecast, of "
+                             "the run's test clip, writes none)."), highlight=False, soft_wrap=True)
     if array_path is not None:  # frames with no ground truth: the user wants the numbers, not only pictures
         atomic_write(array_path, lambda tmp: tmp.write_bytes(array.getvalue()))
         console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{escape(str(array_path))}[/bold]")

@@ -119,6 +119,14 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
     np.save(context, np.random.default_rng(1).random((2, 16, 16), dtype=np.float32))
     run("predict", out, "--input", context, "--horizon", "4", "--out", tmp_path / "g.gif")
     assert np.load(tmp_path / "g.npy").shape == (4, 1, 16, 16)
+    # over it, a forecast of the test clip (no array): g.npy stood beside it, stale and no longer known as ours
+    replaced = run("predict", out, "--out", tmp_path / "g.gif", "--force")
+    assert "Removed" in replaced.output and not (tmp_path / "g.npy").exists()
+    run("predict", out, "--input", context, "--horizon", "4", "--out", tmp_path / "g.gif", "--force")
+    np.save(tmp_path / "mine.npy", np.zeros(3))  # a user's array beside a picture of ours: never removed
+    run("predict", out, "--out", tmp_path / "mine.gif")
+    run("predict", out, "--out", tmp_path / "mine.gif", "--force")
+    assert np.load(tmp_path / "mine.npy").shape == (3,) and (tmp_path / "g.npy").is_file()
     for many in ((5, 2, 16, 16), (5, 2, 1, 16, 16)):  # a file of clips, as train's --data takes, is not one clip
         np.save(context, np.zeros(many, dtype=np.float32))
         refused = run("predict", out, "--input", context, "--out", tmp_path / "h.png", ok=False)
