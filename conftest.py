@@ -12,3 +12,9 @@ torch.set_num_threads(1)
 # once, at import) would turn the tests of pushing and pulling into tests of the offline messages.
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.pop(_name, None)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Start the cases marked slow first: the suite runs a process per core (pytest-xdist), and a minute-long case
+    handed out last kept one process busy while the others had finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
