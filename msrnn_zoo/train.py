@@ -634,7 +634,8 @@ class Trainer:
             trainer.load_checkpoint(trainer.latest_checkpoint())
         if trainer.dist.is_main:
             trainer.rollback_history()
-            write_json(run_dir / TRAIN_CONFIG, asdict(cfg))
+            if trainer.progress.epoch < cfg.epochs:  # a finished run trains no step: its record keeps what it ran
+                write_json(run_dir / TRAIN_CONFIG, asdict(cfg))
         return trainer
 
     def latest_checkpoint(self) -> Path:

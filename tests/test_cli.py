@@ -548,3 +548,15 @@ def test_cell_options_written_as_in_python_are_read_as_their_values():
     assert parsed == {"a": False, "b": True, "c": None, "d": False, "e": None, "f": 13, "g": 0.5, "h": "Nothing"}
     info = run("info", "trajgru", "--size", "16", "--hidden", "4", "--option", "warp_align_corners=False", "--json")
     assert '"warp_align_corners": false' in info.output, info.output
+
+
+def test_a_refused_resume_of_a_finished_run_leaves_its_record_as_it_was(tmp_path, clips_file):
+    """`train --resume RUN --precision bf16 --keep-checkpoints 1` of a finished run said "already finished" and exited
+    1, but had written bf16 and 1 into the run's train_config.json: the run then told `evaluate` and its card a
+    precision (or device) it never trained in."""
+    run("train", "convlstm", "--data", clips_file, "--out", tmp_path / "a", *TINY_TRAIN)
+    before = (tmp_path / "a" / "train_config.json").read_text()
+    done = run("train", "--resume", tmp_path / "a", "--precision", "bf16", "--keep-checkpoints", "1",
+               "--grad-checkpointing", ok=False)
+    assert done.exit_code == 1 and "already finished its 1 epoch(s)" in done.output
+    assert (tmp_path / "a" / "train_config.json").read_text() == before
