@@ -336,12 +336,20 @@ def _training_text(cfg: Any, recipe: dict[str, Any] | None, latest: dict[str, An
                    public: dict[str, Any]) -> tuple[str, str | None]:
     steps = latest.get("step")
     done = f"{steps} optimizer steps" if steps is not None else "an unknown number of steps"
-    summary = (f"Adam, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epoch(s) = {done}, seed {cfg.seed}, input "
+    epochs_done = latest.get("epoch")
+    # a run stopped (Ctrl-C, a kill) before its planned epochs: its weights are the latest checkpoint's, and a card
+    # saying "2 epoch(s) = 10 optimizer steps" would publish the plan as what was trained
+    stopped = (f"Training stopped before its end: these are the weights of step {steps}, with {epochs_done} of the "
+               f"{cfg.epochs} planned epoch(s) completed." if isinstance(epochs_done, int) and epochs_done < cfg.epochs
+               else None)
+    trained = (f"{epochs_done} of {cfg.epochs} epoch(s) completed, {done}" if stopped else
+               f"{cfg.epochs} epoch(s) = {done}")
+    summary = (f"Adam, lr {cfg.lr}, batch {cfg.batch_size}, {trained}, seed {cfg.seed}, input "
                f"schedule `{cfg.sampling or 'the cell default'}`; loss MSE + MAE summed over the pixels of a frame "
                "(+ the cell's auxiliary loss).")
     config_line = f"Training config: `{json.dumps(public, default=str, sort_keys=True)}`"
     if recipe is None:
-        return f"{summary}\n\n{config_line}", None
+        return f"{summary}\n\n{config_line}", stopped
     budget = recipe.get("budget") or {}
     deviations = recipe.get("deviations") or {}
     rows = ["| setting | value | source |", "|---|---|---|"]
@@ -368,6 +376,8 @@ def _training_text(cfg: Any, recipe: dict[str, Any] | None, latest: dict[str, An
         note = f"{note} {limited}" if note else limited
     if note:
         note += " Its numbers show what this run reaches, not the paper's setting."
+    if stopped:
+        note = f"{stopped} {note}" if note else stopped
     return text, note
 
 

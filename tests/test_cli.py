@@ -560,3 +560,21 @@ def test_a_refused_resume_of_a_finished_run_leaves_its_record_as_it_was(tmp_path
                "--grad-checkpointing", ok=False)
     assert done.exit_code == 1 and "already finished its 1 epoch(s)" in done.output
     assert (tmp_path / "a" / "train_config.json").read_text() == before
+
+
+def test_the_card_of_a_run_stopped_before_its_end_says_so(tmp_path, clips_file):
+    """A run interrupted (Ctrl-C, a kill) at step 2 of 2 epochs got a card reading "2 epoch(s) = 2 optimizer steps",
+    published by `push` as if the plan had been trained."""
+    from msrnn_zoo.train import Trainer, new_train_config
+
+    cfg = new_train_config("convlstm", model_options={"hidden_channels": 2, "num_layers": 1}, data=str(clips_file),
+                           in_frames=3, out_frames=3, epochs=2, batch_size=8)
+    Trainer.create(tmp_path / "a", cfg).fit(stop_after=2)  # an epoch has 4 steps
+    run("card", tmp_path / "a", "--repo-id", "someone/run", "--out", tmp_path / "stopped" / "README.md")
+    text = " ".join((tmp_path / "stopped" / "README.md").read_text().split())
+    assert "2 epoch(s) = 2 optimizer steps" not in text and "0 of 2 epoch(s) completed, 2 optimizer steps" in text
+    assert "Training stopped before its end: these are the weights of step 2" in text
+    Trainer.resume(tmp_path / "a").fit()
+    run("card", tmp_path / "a", "--repo-id", "someone/run", "--out", tmp_path / "done" / "README.md")
+    text = " ".join((tmp_path / "done" / "README.md").read_text().split())
+    assert "2 epoch(s) = 8 optimizer steps" in text and "stopped" not in text
