@@ -103,6 +103,14 @@ def test_bad_training_setups(tmp_path, clips_file):
         Trainer.create(tmp_path / "y", config(clips_file, max_train_clips=2))
 
 
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1])
+def test_a_seed_torch_cannot_take_is_named(tmp_path, clips_file, seed):
+    """`Trainer.create(..., seed=2**64)` failed with PyTorch's "Overflow when unpacking long long", naming nothing."""
+    with pytest.raises(ValueError, match=f"seed must be a whole number from 0 to {2**64 - 1}, got {seed}"):
+        Trainer.create(tmp_path / "x", config(clips_file, seed=seed))
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
 def test_cuda_asked_without_cuda(tmp_path, clips_file):
     with pytest.raises(ValueError, match="sees no CUDA"):
