@@ -792,8 +792,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         _fit_with_progress(trainer, log_every)
     except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on, not only "Aborted."
         error_line(f"Interrupted. The new run was dropped; {run_dir} holds the run it was to replace, as it was."
-                   if replacing else f"Interrupted. Continue from the last checkpoint (at most --checkpoint-every "
-                   f"steps back) with: msrnn-zoo train --resume {_q(run_dir)}")
+                   if replacing else _how_to_go_on(run_dir, trainer.progress.step))
         sys.exit(130)
     finally:
         from .distributed import shutdown
@@ -803,6 +802,23 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         console.print(f"Run saved in [bold]{escape(str(run_dir))}[/bold] (final loss "
                       f"{trainer.progress.losses[-1]:.4f}). Next: msrnn-zoo evaluate {escape(_q(run_dir))}",
                       soft_wrap=True)
+
+
+def _how_to_go_on(run_dir: Path, step: int) -> str:
+    """After Ctrl-C at ``step``: the step of the run's last checkpoint, where ``--resume`` goes on (the steps after it
+    are trained again), and the command. Checkpoints come at each epoch's end unless ``--checkpoint-every`` says more
+    often, so "at most --checkpoint-every steps back" would understate a whole epoch."""
+    from .train import LATEST
+
+    command = f"msrnn-zoo train --resume {_q(run_dir)}"
+    try:
+        saved = json.loads((run_dir / LATEST).read_text(encoding="utf-8"))["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        saved = None
+    if not isinstance(saved, int):
+        return (f"Interrupted after step {step}, before the run's first checkpoint (one is written at each epoch's "
+                f"end, or every --checkpoint-every steps). Train it from its first step with: {command}")
+    return f"Interrupted after step {step}. Continue from the last checkpoint, at step {saved}, with: {command}"
 
 
 def _note_interrupted_replacements(trainer: Any) -> None:
