@@ -406,6 +406,7 @@ class Progress:
     batch: int = 0  # batches done in the current epoch
     step: int = 0  # optimizer steps done in total
     losses: list[float] = field(default_factory=list)
+    train_clips: int | None = None  # the training split's size when the run was made (None: a checkpoint from before)
 
 
 def refuse_a_file_for_a_run(run_dir: Path) -> None:
@@ -518,7 +519,7 @@ class Trainer:
                              f"{global_batch}; lower --batch-size or give more clips.")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.sampling_steps = cfg.sampling_steps or self.total_steps
-        self.progress = Progress()
+        self.progress = Progress(train_clips=len(self.train_set))  # type: ignore[arg-type]
 
     # -------------------------------------------------------------- run directory
     @classmethod
@@ -729,6 +730,14 @@ class Trainer:
             detail = "" if isinstance(exc, pickle.UnpicklingError) or not str(exc) else f": {str(exc).splitlines()[0]}"
             raise ValueError(f"{state_path} is damaged or not a training state msrnn-zoo wrote "
                              f"({type(exc).__name__}{detail}). {self._earlier(path)}") from exc
+        clips = len(self.train_set)  # type: ignore[arg-type]
+        if progress.train_clips not in (None, clips):  # the batches of the steps to come would be of other clips
+            where = self.cfg.data or f"the dataset {self.cfg.dataset} at {self.cfg.root or 'its default root'}"
+            raise ValueError(f"{self.run_dir} was trained on {progress.train_clips} training clips, but its data "
+                             f"({where}) now gives {clips}: it changed since the run was made (a store prepared "
+                             "again, a clip file replaced), and a resumed run would go on with other clips than its "
+                             "checkpoints learnt from. Give it back the data it trained on, or start a new run.")
+        progress.train_clips = clips
         self.progress = progress
         torch.set_rng_state(rng)
 

@@ -98,3 +98,20 @@ def test_a_run_from_before_the_horizon_was_stored_keeps_its_planned_schedule(tmp
     del cfg["sampling_steps"], cfg["keep_checkpoints"]
     (run / "train_config.json").write_text(json.dumps(cfg))
     assert Trainer.resume(run, epochs=2).sampling_steps == 8
+
+
+def test_a_run_whose_data_changed_since_it_was_made_is_not_resumed(tmp_path, clips_file):
+    """A clip file replaced by a larger one (or a store prepared again) was resumed in silence: a run planned as 16
+    steps over 32 clips went on to 160 over other clips, and its card said so as if it were the run it began as."""
+    import numpy as np
+
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file)).fit(stop_after=5)
+    kept = clips_file.read_bytes()
+    before = {name: (run / name).read_text() for name in ("history.jsonl", "train_config.json", "latest.json")}
+    np.save(clips_file, np.zeros((400, 6, 16, 16), dtype=np.uint8))
+    with pytest.raises(ValueError, match="was trained on 32 training clips, but its data .* now gives 320: it changed"):
+        Trainer.resume(run)
+    assert {name: (run / name).read_text() for name in before} == before
+    clips_file.write_bytes(kept)  # the data it trained on, back: the run goes on
+    assert Trainer.resume(run).fit()[-1] == pytest.approx(Trainer.create(tmp_path / "b", config(clips_file)).fit()[-1])
