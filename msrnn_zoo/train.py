@@ -474,6 +474,7 @@ class Trainer:
         # that of the replacement being built beside it
         self.cleared: list[Path] = []  # what an earlier replacement, killed hard, had left beside the run (removed)
         self.left_beside: list[Path] = []  # the same, where no run of ours is there to replace (kept)
+        self._stopped: str | None = None  # why fit may not go on, once a fit was stopped by an exception (Ctrl-C)
         self.cfg = cfg
         cfg.validate()
         self.dist, self.device = distributed.setup(parse_device(cfg.device))
@@ -793,10 +794,25 @@ class Trainer:
 
     def fit(self, on_step: Callable[[Trainer, float, float], None] | None = None,
             stop_after: int | None = None) -> list[float]:
-        """Train to the configured number of epochs; ``stop_after`` ends early (to test resuming)."""
+        """Train to the configured number of epochs; ``stop_after`` ends early (to test resuming).
+
+        A fit stopped by an exception (Ctrl-C in a notebook) may have stopped between a weight update and its count,
+        and has let the run's lock go: calling it again would train on from a state that is no step of the run,
+        beside any process that took the run meanwhile. It is refused; the run goes on from its last checkpoint.
+        """
+        if self._stopped is not None:
+            raise RuntimeError(self._stopped)
         try:
             losses = self._fit(on_step, stop_after)
-        except BaseException:
+        except BaseException as exc:
+            if self.final_dir is not None:
+                self._stopped = (f"This Trainer's replacement of {self.final_dir} was dropped when its training "
+                                 f"stopped ({type(exc).__name__}); make it again with Trainer.create(..., force=True).")
+            else:
+                self._stopped = (f"This Trainer's training stopped ({type(exc).__name__}) after step "
+                                 f"{self.progress.step}, perhaps inside a step: its weights in memory may be ahead of "
+                                 "its count. Go on from the run's last checkpoint with "
+                                 f"Trainer.resume({str(self.run_dir)!r}).fit().")
             self._discard()
             self._unlock()
             raise

@@ -26,6 +26,28 @@ def test_resume_equals_uninterrupted_run(tmp_path, clips_file):
     assert json.loads((tmp_path / "b" / "latest.json").read_text())["step"] == 16
 
 
+def test_a_fit_stopped_by_ctrl_c_is_not_called_again_but_resumed(tmp_path, clips_file):
+    """Ctrl-C in a notebook, then `trainer.fit()` again: a stop between the optimizer's update and the step's count
+    trained that step twice, and the run went on in silence to other losses than the uninterrupted run's."""
+    losses = Trainer.create(tmp_path / "a", config(clips_file)).fit()
+    trainer = Trainer.create(tmp_path / "b", config(clips_file))
+    update, updates = trainer.optimizer.step, []
+
+    def update_then_ctrl_c(*args, **kwargs):
+        update(*args, **kwargs)
+        updates.append(1)
+        if len(updates) == 3:
+            raise KeyboardInterrupt
+
+    trainer.optimizer.step = update_then_ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(stop_after=5)
+    with pytest.raises(RuntimeError, match=r"stopped \(KeyboardInterrupt\) after step 2, perhaps inside a step.*"
+                                           r"Trainer.resume\(.*\).fit\(\)"):
+        trainer.fit()
+    assert Trainer.resume(tmp_path / "b").fit() == losses  # from the start: no checkpoint was written yet
+
+
 def test_run_directory_is_never_overwritten(tmp_path, clips_file):
     Trainer.create(tmp_path / "run", config(clips_file)).fit(stop_after=1)
     with pytest.raises(FileExistsError, match="force=True"):
