@@ -701,8 +701,11 @@ class Trainer:
             shutil.rmtree(final)
         tmp.rename(final)
         fsync_path(folder)
-        write_json(self.run_dir / LATEST, {"name": name, "step": self.progress.step, "epoch": self.progress.epoch})
+        # the run's weights before the pointer: killed between the two, a run pointing at its last checkpoint (done,
+        # to `--resume`) would keep the weights of the one before for `evaluate` and `push`; the other way round,
+        # `--resume` trains the steps after the older checkpoint again, to the same weights
         atomic_write(self.run_dir / WEIGHTS_NAME, lambda p: shutil.copyfile(final / WEIGHTS_NAME, p))
+        write_json(self.run_dir / LATEST, {"name": name, "step": self.progress.step, "epoch": self.progress.epoch})
         kept = [n for n in self._checkpoint_names() if n <= name][-self.cfg.keep_checkpoints :]
         for old in self._checkpoint_names():  # older ones, and any left from steps a resume rolled back
             if old not in kept:

@@ -115,3 +115,26 @@ def test_a_run_whose_data_changed_since_it_was_made_is_not_resumed(tmp_path, cli
     assert {name: (run / name).read_text() for name in before} == before
     clips_file.write_bytes(kept)  # the data it trained on, back: the run goes on
     assert Trainer.resume(run).fit()[-1] == pytest.approx(Trainer.create(tmp_path / "b", config(clips_file)).fit()[-1])
+
+
+def test_a_kill_before_the_runs_weights_are_replaced_leaves_no_finished_run_with_older_weights(tmp_path, clips_file,
+                                                                                               monkeypatch):
+    """latest.json was replaced before the run's model.safetensors: killed between the two at the last checkpoint, the
+    run was finished for `--resume` while `evaluate` and `push` took the weights of the checkpoint before."""
+    import msrnn_zoo.train as train
+
+    straight = Trainer.create(tmp_path / "a", config(clips_file, checkpoint_every=3)).fit()
+    real = train.atomic_write
+
+    def killed_at_the_last(path, write):
+        if path.name == "model.safetensors" and json.loads((tmp_path / "b" / "history.jsonl").read_text()
+                                                           .splitlines()[-1])["step"] == 16:
+            raise SystemExit(137)
+        return real(path, write)
+
+    monkeypatch.setattr(train, "atomic_write", killed_at_the_last)
+    with pytest.raises(SystemExit):
+        Trainer.create(tmp_path / "b", config(clips_file, checkpoint_every=3)).fit()
+    monkeypatch.setattr(train, "atomic_write", real)
+    assert Trainer.resume(tmp_path / "b").fit() == straight
+    assert (tmp_path / "b" / "model.safetensors").read_bytes() == (tmp_path / "a" / "model.safetensors").read_bytes()
