@@ -31,7 +31,7 @@ from .metrics import merge_reports as merge
 from .network import Forecaster
 from .precision import autocast, check_precision
 from .sampling import teacher_forcing
-from .train import TRAIN_CONFIG, TrainConfig, empty_split_error, open_split, refuse_a_file_for_a_run
+from .train import TRAIN_CONFIG, TrainConfig, empty_split_error, open_split, refuse_a_file_for_a_run, run_of_checkpoint
 
 FrameMode = Literal["future", "all"]
 FRAME_MODES: dict[str, str] = {
@@ -72,7 +72,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Forecaster
         raise FileNotFoundError(f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`.")
     if not (run_dir / TRAIN_CONFIG).is_file():
         raise FileNotFoundError(f"{run_dir} ({run_dir.resolve()}) is not a run: it holds no {TRAIN_CONFIG}. Give the "
-                                "--out directory of an earlier `msrnn-zoo train`.")
+                                f"--out directory of an earlier `msrnn-zoo train`.{run_of_checkpoint(run_dir)}")
     cfg = TrainConfig.from_dict(read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)"),
                                 str(run_dir / TRAIN_CONFIG))
     device, note = run_device(cfg, device)

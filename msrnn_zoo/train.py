@@ -429,6 +429,15 @@ def refuse_a_run_as_model_folder(folder: str | Path, out: str = "another folder"
                          f"own weights, with or without force. Write it into a folder of its own ({out}).")
 
 
+def run_of_checkpoint(folder: Path) -> str:
+    """Where ``folder`` is a run's ``checkpoints/`` or one checkpoint in it, a sentence naming that run (the folder a
+    command takes; ``--resume`` goes on from the checkpoint ``latest.json`` names); else nothing."""
+    checkpoints = folder if folder.name == CHECKPOINTS else folder.parent
+    if not (checkpoints.name == CHECKPOINTS and (checkpoints.parent / TRAIN_CONFIG).is_file()):
+        return ""
+    return f" It is inside the run {checkpoints.parent}: give that folder."
+
+
 def require_run(run_dir: str | Path) -> Path:
     """``run_dir`` as a path, if it holds a run to resume; else an error that names the directory in full."""
     run_dir = Path(run_dir)
@@ -436,7 +445,7 @@ def require_run(run_dir: str | Path) -> Path:
     if not (run_dir / TRAIN_CONFIG).is_file():
         where = "no such directory" if not run_dir.is_dir() else f"it holds no {TRAIN_CONFIG}"
         raise FileNotFoundError(f"{run_dir} ({run_dir.resolve()}) is not a run: {where}. Resume the --out "
-                                "directory of an earlier `msrnn-zoo train`.")
+                                f"directory of an earlier `msrnn-zoo train`.{run_of_checkpoint(run_dir)}")
     return run_dir
 
 

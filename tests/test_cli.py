@@ -603,3 +603,15 @@ def test_ctrl_c_names_the_checkpoint_the_run_goes_on_from(tmp_path, clips_file, 
     said = " ".join(run(*args, "--out", tmp_path / "c", ok=False).output.split())
     assert "Interrupted after step 0, before the run's first checkpoint" in said, said
     assert f"Train it from its first step with: msrnn-zoo train --resume {tmp_path / 'c'}" in said
+
+
+def test_a_checkpoint_folder_given_for_a_run_names_its_run(tmp_path, clips_file):
+    """`train --resume RUN/checkpoints/step-N` (or evaluate, predict of it) said only "is not a run"."""
+    run("train", "convlstm", "--data", clips_file, "--out", tmp_path / "a", *TINY_TRAIN)
+    step = next((tmp_path / "a" / "checkpoints").iterdir())
+    for args in (["train", "--resume", step], ["evaluate", step], ["predict", step.parent],
+                 ["train", "--resume", step.parent]):
+        said = " ".join(run(*args, ok=False).output.split())
+        assert "is not a run: it holds no train_config.json" in said, said
+        assert f"inside the run {tmp_path / 'a'}: give that" in said, said
+    assert "inside the run" not in " ".join(run("train", "--resume", tmp_path, ok=False).output.split())
