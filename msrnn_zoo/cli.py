@@ -792,7 +792,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         _fit_with_progress(trainer, log_every)
     except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on, not only "Aborted."
         error_line(f"Interrupted. The new run was dropped; {run_dir} holds the run it was to replace, as it was."
-                   if replacing else _how_to_go_on(run_dir, trainer.progress.step))
+                   if replacing else _how_to_go_on(run_dir, trainer))
         sys.exit(130)
     finally:
         from .distributed import shutdown
@@ -804,20 +804,22 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
                       soft_wrap=True)
 
 
-def _how_to_go_on(run_dir: Path, step: int) -> str:
-    """After Ctrl-C at ``step``: the step of the run's last checkpoint, where ``--resume`` goes on (the steps after it
-    are trained again), and the command. Checkpoints come at each epoch's end unless ``--checkpoint-every`` says more
-    often, so "at most --checkpoint-every steps back" would understate a whole epoch."""
+def _how_to_go_on(run_dir: Path, trainer: Any, command: str = "train") -> str:
+    """After Ctrl-C of ``trainer``: the step of the run's last checkpoint, where ``--resume`` goes on (the steps after
+    it are trained again), and the command. Checkpoints come at each epoch's end unless ``--checkpoint-every`` says
+    more often, so "at most --checkpoint-every steps back" would understate a whole epoch."""
     from .train import LATEST
 
-    command = f"msrnn-zoo train --resume {_q(run_dir)}"
+    step, command = trainer.progress.step, f"msrnn-zoo {command} --resume {_q(run_dir)}"
     try:
         saved = json.loads((run_dir / LATEST).read_text(encoding="utf-8"))["step"]
     except (OSError, ValueError, KeyError, TypeError):
         saved = None
     if not isinstance(saved, int):
-        return (f"Interrupted after step {step}, before the run's first checkpoint (one is written at each epoch's "
-                f"end, or every --checkpoint-every steps). Train it from its first step with: {command}")
+        every = trainer.cfg.checkpoint_every
+        when = f"every {every} steps and at each epoch's end" if every else "at each epoch's end"
+        return (f"Interrupted after step {step}, before the run's first checkpoint (one is written {when}). Train it "
+                f"from its first step with: {command}")
     return f"Interrupted after step {step}. Continue from the last checkpoint, at step {saved}, with: {command}"
 
 
@@ -871,11 +873,18 @@ def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
 
 
 def _fit_with_progress_then_leave_the_job(trainer: Any) -> None:
-    """Train, then leave torchrun's process group (if any): what follows (scoring, the card) is rank 0's alone."""
+    """Train a reproduction, then leave torchrun's process group (if any): what follows (scoring, the card) is rank
+    0's alone. Ctrl-C says, as `train` does, what is left and that `reproduce --resume` finishes it (scored and carded,
+    which `train --resume` would not do)."""
     from .distributed import shutdown
 
+    final_dir = trainer.final_dir  # a replacement's: the run it replaces
     try:
         _fit_with_progress(trainer)
+    except KeyboardInterrupt:
+        error_line(f"Interrupted. The new run was dropped; {final_dir} holds the run it was to replace, as it was."
+                   if final_dir is not None else _how_to_go_on(trainer.run_dir, trainer, "reproduce"))
+        sys.exit(130)
     finally:
         shutdown()
 

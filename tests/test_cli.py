@@ -601,7 +601,8 @@ def test_ctrl_c_names_the_checkpoint_the_run_goes_on_from(tmp_path, clips_file, 
     assert "Continue from the last checkpoint, at step 3," in said, said
     monkeypatch.setattr(Trainer, "train_step", lambda self, clips: (_ for _ in ()).throw(KeyboardInterrupt))
     said = " ".join(run(*args, "--out", tmp_path / "c", ok=False).output.split())
-    assert "Interrupted after step 0, before the run's first checkpoint" in said, said
+    assert "Interrupted after step 0, before the run's first checkpoint (one is written at each epoch's end)" \
+        in said, said
     assert f"Train it from its first step with: msrnn-zoo train --resume {tmp_path / 'c'}" in said
 
 

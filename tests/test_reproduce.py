@@ -140,6 +140,30 @@ def test_reproduce_resume_refuses_what_it_would_ignore(tmp_path, monkeypatch):
         assert (calls[-1]["device"], calls[-1]["max_eval_clips"]) == (expected, 2)
 
 
+def test_ctrl_c_of_a_reproduction_says_how_to_finish_it(tmp_path, monkeypatch):
+    """Ctrl-C during `reproduce` printed "Error: Aborted." and exited 1: not what was left, nor how to go on."""
+    from msrnn_zoo.train import Trainer
+
+    real = Trainer.train_step
+
+    def stopped_at_the_second(self, clips):
+        if self.progress.step == 1:
+            raise KeyboardInterrupt
+        return real(self, clips)
+
+    monkeypatch.setattr(Trainer, "train_step", stopped_at_the_second)
+    out = tmp_path / "a"
+    args = ["reproduce", "convlstm", "moving-mnist", "--source", "synthetic", "--budget-steps", "2", "--set",
+            "hidden_channels=2", "--set", "num_layers=1", "--max-eval-clips", "2", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 130 and "Interrupted after step 1, before the run's first checkpoint" in said, said
+    assert f"with: msrnn-zoo reproduce --resume {out}" in said and "Aborted" not in said
+    monkeypatch.setattr(Trainer, "train_step", real)
+    finished = CliRunner().invoke(main, ["reproduce", "--resume", str(out)])  # the hint works
+    assert finished.exit_code == 0 and (out / "README.md").is_file(), finished.output
+
+
 def test_an_out_holding_a_reproduction_says_to_resume_it_with_reproduce(tmp_path):
     """It said `msrnn-zoo train --resume`, which would train the rest but never score the run or write its card."""
     from msrnn_zoo.io import RUN_MARKER
