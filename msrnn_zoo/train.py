@@ -384,8 +384,11 @@ def epoch_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int, rank
         step = batch_size * world_size
         order = [i for start in range(0, len(order) - step + 1, step)
                  for i in order[start + rank * batch_size : start + (rank + 1) * batch_size]]
+    # a generator of its own: the loader draws a seed for its workers when it starts, which from the global generator
+    # would shift a cell's dropout in a resumed epoch (started again after the checkpoint's RNG state) against the
+    # uninterrupted one
     loader = DataLoader(torch.utils.data.Subset(dataset, order), batch_size=batch_size, shuffle=False,
-                        drop_last=True)
+                        drop_last=True, generator=torch.Generator())
     yield from loader
 
 
