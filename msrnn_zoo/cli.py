@@ -646,7 +646,8 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
 @click.option("--resume", type=PATH, default=None, help="Continue this run directory.")
 @click.option("--force", is_flag=True,
               help="Replace an existing run made by msrnn-zoo train (the old one stays until the new one completes).")
-@click.option("--epochs", type=POSITIVE, default=None, help="Epochs to train (default 1).")
+@click.option("--epochs", type=POSITIVE, default=None,
+              help="Epochs to train (default 1; on --resume the run's, and a larger number trains it further).")
 @click.option("--batch-size", type=POSITIVE, default=4, show_default=True)
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=3e-4, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -662,7 +663,7 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0,
               help="Also checkpoint every N steps (0: each epoch).")
 @click.option("--keep-checkpoints", type=POSITIVE, default=None,
-              help="How many of the latest checkpoints to keep on disk (default 2).")
+              help="How many of the latest checkpoints to keep on disk (default 2; on --resume the run's).")
 @click.option("--sampling-steps", type=POSITIVE, default=None,
               help="Steps over which scheduled sampling goes from the truth to own forecasts (default: the steps "
                    "of --epochs; fixed for the run, so a resumed run with more epochs continues the same schedule).")

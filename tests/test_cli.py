@@ -616,3 +616,20 @@ def test_a_checkpoint_folder_given_for_a_run_names_its_run(tmp_path, clips_file)
         assert "is not a run: it holds no train_config.json" in said, said
         assert f"inside the run {tmp_path / 'a'}: give that" in said, said
     assert "inside the run" not in " ".join(run("train", "--resume", tmp_path, ok=False).output.split())
+
+
+def test_train_help_says_what_resume_takes_when_epochs_and_kept_checkpoints_are_not_given(tmp_path, clips_file):
+    """--help said "(default 1)" and "(default 2)" for --epochs and --keep-checkpoints; a resume without them keeps
+    the run's own."""
+    helped = " ".join(run("train", "--help").output.split())
+    assert "Epochs to train (default 1; on --resume the run's, and a larger number trains it further)" in helped
+    assert "keep on disk (default 2; on --resume the run's)" in helped
+    from msrnn_zoo.train import Trainer, new_train_config
+
+    cfg = new_train_config("convlstm", model_options={"hidden_channels": 2, "num_layers": 1}, data=str(clips_file),
+                           in_frames=3, out_frames=3, epochs=3, batch_size=8, keep_checkpoints=3)
+    Trainer.create(tmp_path / "a", cfg).fit(stop_after=1)
+    run("train", "--resume", tmp_path / "a")
+    resumed = json.loads((tmp_path / "a" / "train_config.json").read_text())
+    assert (resumed["epochs"], resumed["keep_checkpoints"]) == (3, 3)
+    assert len(list((tmp_path / "a" / "checkpoints").iterdir())) == 3
