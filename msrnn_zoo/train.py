@@ -648,6 +648,10 @@ class Trainer:
             cfg.sampling_steps = trainer.sampling_steps = trainer.steps_per_epoch * planned
         if (run_dir / LATEST).exists():
             trainer.load_checkpoint(trainer.latest_checkpoint())
+        elif names := trainer._checkpoint_names():
+            # killed after the first checkpoint was renamed into place, before latest.json named it: it is whole (a
+            # checkpoint is renamed only once its files are on disk), and training from step 0 instead would delete it
+            trainer.load_checkpoint(run_dir / CHECKPOINTS / names[-1])
         if trainer.dist.is_main:
             trainer.rollback_history()
             if trainer.progress.epoch < cfg.epochs:  # a finished run trains no step: its record keeps what it ran

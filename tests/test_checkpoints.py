@@ -138,3 +138,15 @@ def test_a_kill_before_the_runs_weights_are_replaced_leaves_no_finished_run_with
     monkeypatch.setattr(train, "atomic_write", real)
     assert Trainer.resume(tmp_path / "b").fit() == straight
     assert (tmp_path / "b" / "model.safetensors").read_bytes() == (tmp_path / "a" / "model.safetensors").read_bytes()
+
+
+def test_a_kill_before_the_first_checkpoint_is_named_resumes_from_it(tmp_path, clips_file):
+    """Killed after the first checkpoint was renamed into place and before latest.json named it, the run was resumed
+    from step 0 ("no checkpoint yet"), which then deleted that checkpoint and the loss log of its steps."""
+    run = tmp_path / "run"
+    straight = Trainer.create(tmp_path / "a", config(clips_file)).fit()
+    Trainer.create(run, config(clips_file)).fit(stop_after=5)
+    (run / "latest.json").unlink()
+    resumed = Trainer.resume(run)
+    assert resumed.progress.step == 5 and len((run / "history.jsonl").read_text().splitlines()) == 5
+    assert resumed.fit() == straight
