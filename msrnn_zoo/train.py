@@ -703,19 +703,23 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(weights, str(tmp / WEIGHTS_NAME))
-        state = {"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
-                 "torch_rng": torch.get_rng_state()}
-        if self.scaler is not None:
-            state["grad_scaler"] = self.scaler.state_dict()
-        torch.save(state, tmp / TRAINING_STATE)
-        for path in (tmp / WEIGHTS_NAME, tmp / TRAINING_STATE, tmp):
-            os.chmod(path, default_mode(directory=path.is_dir()))
-            fsync_path(path)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        try:
+            weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+            save_file(weights, str(tmp / WEIGHTS_NAME))
+            state = {"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
+                     "torch_rng": torch.get_rng_state()}
+            if self.scaler is not None:
+                state["grad_scaler"] = self.scaler.state_dict()
+            torch.save(state, tmp / TRAINING_STATE)
+            for path in (tmp / WEIGHTS_NAME, tmp / TRAINING_STATE, tmp):
+                os.chmod(path, default_mode(directory=path.is_dir()))
+                fsync_path(path)
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        except BaseException:  # Ctrl-C or a full disk while it is written: no half-written checkpoint left in the run
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         fsync_path(folder)
         # the run's weights before the pointer: killed between the two, a run pointing at its last checkpoint (done,
         # to `--resume`) would keep the weights of the one before for `evaluate` and `push`; the other way round,

@@ -150,3 +150,23 @@ def test_a_kill_before_the_first_checkpoint_is_named_resumes_from_it(tmp_path, c
     resumed = Trainer.resume(run)
     assert resumed.progress.step == 5 and len((run / "history.jsonl").read_text().splitlines()) == 5
     assert resumed.fit() == straight
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_leaves_none_half_written(tmp_path, clips_file, monkeypatch):
+    """A Ctrl-C (or a full disk) while a checkpoint was written left its hidden checkpoints/.step-N.tmp, weights and
+    all, in the run for good unless the run was resumed to that very step."""
+    import msrnn_zoo.train as train
+
+    run = tmp_path / "run"
+    trainer = Trainer.create(run, config(clips_file))
+    trainer.fit(stop_after=2)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.torch, "save", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    assert checkpoints(run) == ["step-00000002"]
+    assert json.loads((run / "latest.json").read_text())["name"] == "step-00000002"
