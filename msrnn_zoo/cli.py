@@ -121,7 +121,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-MEMORY_OPTIONS = ("--hidden", "--layers", "--batch-size", "--size", "--max-clips")
+MEMORY_OPTIONS = ("--hidden", "--layers", "--batch-size", "--size")
 """The options that size a command's memory, in the order to try lowering them; a command whose options of these
 names are not the user's to lower sets its own ``memory_options``."""
 
@@ -130,8 +130,10 @@ def _memory_advice() -> str:
     """What to lower, among the options the running command has (`convert` was told to lower --batch-size, which
     it does not take)."""
     command = click.get_current_context().command
-    have = {name for param in command.params for name in getattr(param, "opts", ())}
-    options = list(getattr(command, "memory_options", [o for o in MEMORY_OPTIONS if o in have]))
+    options = getattr(command, "memory_options", None)
+    if options is None:
+        have = {name for param in command.params for name in getattr(param, "opts", ())}
+        options = [o for o in MEMORY_OPTIONS if o in have]
     if not options:
         return "use smaller clips or a smaller model"
     listed = options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
