@@ -94,6 +94,11 @@ class DatasetInfo:
     drawn_sources: tuple[str, ...] = ()
     """Those of ``sources`` that are drawn on the fly from nothing downloaded (Moving MNIST: synthetic), so
     that ``msrnn-zoo download`` can say there is nothing to fetch instead of reporting clips it never wrote."""
+    options: tuple[str, ...] | None = None
+    """The keyword options the factory takes besides split, source, root, download and protocol (Moving MNIST:
+    num_clips, seed). Declared, ``load_dataset`` refuses any other by name: factories take the standard arguments
+    they do not use through ``**ignored``, which also swallowed a typo (``num_clip=3`` gave every clip). ``None``:
+    undeclared, every option goes to the factory unchecked."""
     description: str = ""
     url: str = ""
     license: str = ""

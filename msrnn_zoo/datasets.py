@@ -59,6 +59,11 @@ def load_dataset(name: str, split: str = "train", source: str | None = None, roo
     clip_protocol = info.protocol(protocol)
     check_split(entry, clip_protocol, split)
     source = check_source(entry, source)
+    unknown = sorted(set(options) - set(info.options)) if info.options is not None else []
+    if unknown:
+        raise ValueError(f"Dataset {name!r} has no option {', '.join(map(repr, unknown))}; its options: "
+                         f"{', '.join(info.options or ()) or 'none'} (besides split, source, root, download and "
+                         "protocol).")
     return entry.factory(split=split, source=source, root=resolve_root(entry, root), download=download,
                          protocol=clip_protocol.name, **options)
 

@@ -155,6 +155,17 @@ def test_moving_mnist_declares_its_paper_protocol_first():
     assert clip.shape == (20, 1, 64, 64)
 
 
+def test_load_dataset_refuses_an_option_its_dataset_does_not_declare():
+    """The factories take the standard arguments they do not use through **ignored, which swallowed a typo:
+    num_clip=3 gave all the clips, without a word."""
+    with pytest.raises(ValueError, match=r"'moving-mnist' has no option 'num_clip'; its options: num_clips, seed"):
+        msrnn_zoo.load_dataset("moving-mnist", split="test", num_clip=3)
+    assert len(msrnn_zoo.load_dataset("moving-mnist", split="test", num_clips=3)) == 3
+    for name in ("kth", "taxibj", "germany"):  # they declare none: one checked before their store is opened
+        with pytest.raises(ValueError, match=f"'{name}' has no option 'num_clips'; its options: none"):
+            msrnn_zoo.load_dataset(name, split="test", root="/nonexistent", num_clips=3)
+
+
 class MappedFrames(Dataset):
     """Frames read through a store handle, as the plugins' datasets do (module level: DataLoader workers pickle it)."""
 

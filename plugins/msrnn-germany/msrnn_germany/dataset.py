@@ -33,10 +33,11 @@ def make_germany(split: str, source: str | None = None, *, root: str | Path, dow
                  protocol: str = "paper", **ignored: Any) -> Dataset:
     """One split of the prepared store at ``root``: clips ``(10, 1, 124, 124)`` float32 in [0, 1].
 
-    Options other datasets take (``num_clips``...) are accepted and ignored, so the zoo can pass one set of
-    options to every dataset; ``download`` is refused because DWD's archive is fetched by hand. This factory
-    is public (``msrnn_germany.make_germany``), so a direct call still gets its protocol checked, against
-    ``INFO`` as ``load_dataset`` checks it; ``root`` is required (the zoo always passes the resolved one).
+    The standard arguments it does not use arrive through ``**ignored`` (its ``DatasetInfo`` declares no other
+    options, so ``load_dataset`` refuses a stray one by name); ``download`` is refused because DWD's archive is
+    fetched by hand. This factory is public (``msrnn_germany.make_germany``), so a direct call still gets its
+    protocol checked, against ``INFO`` as ``load_dataset`` checks it; ``root`` is required (the zoo always passes
+    the resolved one).
     """
     from .plugin import INFO  # here, not at the top: plugin.py imports this module
 

@@ -52,6 +52,7 @@ PAPER = ClipProtocol(
 INFO = DatasetInfo(
     name="germany",
     protocols=(PAPER,),
+    options=(),  # its factory takes only the standard arguments
     description=(
         "German radar precipitation (DWD RADOLAN RY, 5-minute composites over Germany), as in MS-RNN: "
         "124x124 frames 30 minutes apart, 5 in -> 5 out, scored in mm/h. Prepared from the MS-RNN PNG folders or "

@@ -56,6 +56,7 @@ OPENSTL = ClipProtocol(
 INFO = DatasetInfo(
     name="kth",
     protocols=(PAPER, OPENSTL),
+    options=(),  # its factory takes only the standard arguments
     description="KTH human actions: 25 persons, 6 actions, 4 scenarios, 160x120 grey video at 25 fps; prepared once "
                 "from the public AVIs.",
     url="https://www.csc.kth.se/cvap/actions/",

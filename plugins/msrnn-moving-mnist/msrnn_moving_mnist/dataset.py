@@ -136,8 +136,8 @@ def make_moving_mnist(split: str, source: str = "synthetic", root: str | Path | 
     """Build one split of Moving MNIST from one source; items are float32 ``(20, 1, 64, 64)`` in [0, 1]
     under the ``paper`` protocol, ``(10, 1, 32, 32)`` under ``small``.
 
-    Options other zoo datasets take but this one does not are accepted and ignored, so the zoo can
-    pass one set of options to every dataset.
+    The standard arguments it does not use arrive through ``**ignored``; its ``DatasetInfo`` declares
+    ``num_clips`` and ``seed`` as its options, so ``load_dataset`` refuses any other by name.
     """
     if protocol not in (None, "paper", "small"):
         raise ValueError(f"moving-mnist has no protocol {protocol!r}; its protocols: paper, small.")

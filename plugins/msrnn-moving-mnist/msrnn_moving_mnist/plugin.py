@@ -51,6 +51,7 @@ INFO = DatasetInfo(
     sources=SOURCES,
     default_source="synthetic",
     drawn_sources=("synthetic",),
+    options=("num_clips", "seed"),
     description=(
         "Two handwritten digits bouncing in a 64x64 box; 10 frames in, 10 out. Sources: 'synthetic' "
         "(Pillow-drawn digits, no download), 'generated' (real MNIST digits, made on the fly), "

@@ -45,6 +45,7 @@ OPENSTL = ClipProtocol(
 INFO = DatasetInfo(
     name="taxibj",
     protocols=(PAPER, OPENSTL),
+    options=(),  # its factory takes only the standard arguments
     description="Crowd inflow and outflow of Beijing on a 32x32 grid every 30 minutes, from taxi GPS "
                 "(2013-2016, four periods); prepared once from the public h5 files.",
     url="https://github.com/TolicWang/DeepST/tree/master/data/TaxiBJ",
