@@ -11,7 +11,9 @@ import datetime
 import functools
 import json
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -792,7 +794,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         run_dir = out
     replacing = trainer.final_dir is not None
     try:
-        _fit_with_progress(trainer, log_every)
+        with _stopped_as_by_ctrl_c():
+            _fit_with_progress(trainer, log_every)
     except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on, not only "Aborted."
         error_line(f"Interrupted. The new run was dropped; {run_dir} holds the run it was to replace, as it was."
                    if replacing else _how_to_go_on(run_dir, trainer))
@@ -805,6 +808,25 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         console.print(f"Run saved in [bold]{escape(str(run_dir))}[/bold] (final loss "
                       f"{trainer.progress.losses[-1]:.4f}). Next: msrnn-zoo evaluate {escape(_q(run_dir))}",
                       soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _stopped_as_by_ctrl_c() -> Iterator[None]:
+    """Within it, SIGTERM (how a batch scheduler such as SLURM, or `kill`, stops a job) interrupts training as Ctrl-C
+    does: it ended Python at once, without a word, leaving what an interrupt tidies (a replacement being built, a
+    checkpoint half written, the run's locks) to the next run. The handler before is restored after."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _how_to_go_on(run_dir: Path, trainer: Any, command: str = "train") -> str:
@@ -883,7 +905,8 @@ def _fit_with_progress_then_leave_the_job(trainer: Any) -> None:
 
     final_dir = trainer.final_dir  # a replacement's: the run it replaces
     try:
-        _fit_with_progress(trainer)
+        with _stopped_as_by_ctrl_c():
+            _fit_with_progress(trainer)
     except KeyboardInterrupt:
         error_line(f"Interrupted. The new run was dropped; {final_dir} holds the run it was to replace, as it was."
                    if final_dir is not None else _how_to_go_on(trainer.run_dir, trainer, "reproduce"))

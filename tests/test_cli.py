@@ -1,5 +1,6 @@
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -537,6 +538,41 @@ def test_ctrl_c_says_how_to_go_on(tmp_path, clips_file, monkeypatch):
     monkeypatch.setattr(Trainer, "_fit", real)
     assert (tmp_path / "a" / "model.safetensors").is_file()
     run("train", "--resume", tmp_path / "b")  # the hint works
+
+
+def test_sigterm_stops_training_as_ctrl_c_does(tmp_path, clips_file, monkeypatch):
+    """A batch scheduler stops a job with SIGTERM, which ended Python at once: no word of how to go on, and a
+    replacement's half-built run and locks left to the next run. The handler before it is given back."""
+    import os
+    import signal
+
+    from msrnn_zoo.train import Trainer
+
+    class KilledError(Exception):
+        pass
+
+    def mine(signum, frame):  # stands for the default action, which would end this test's process
+        raise KilledError
+
+    args = ["train", "convlstm", "--data", clips_file, "--hidden", "2", "--layers", "1", "--in-frames", "3",
+            "--out-frames", "3", "--batch-size", "8"]
+    run(*args, "--out", tmp_path / "a")
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def terminated(self, *a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal arrives at once; this is never reached
+
+    monkeypatch.setattr(Trainer, "_fit", terminated)
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        forced = run(*args, "--out", tmp_path / "a", "--force", ok=False)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert forced.exit_code == 130, forced.output
+    assert "holds the run it was to replace, as it was" in " ".join(forced.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # the half-built replacement is gone
 
 
 def test_cell_options_written_as_in_python_are_read_as_their_values():
