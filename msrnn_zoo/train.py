@@ -708,6 +708,8 @@ class Trainer:
             save_file(weights, str(tmp / WEIGHTS_NAME))
             state = {"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
                      "torch_rng": torch.get_rng_state()}
+            if self.device.type == "cuda":  # a cell's dropout on the GPU draws from the GPU's own generator
+                state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
             if self.scaler is not None:
                 state["grad_scaler"] = self.scaler.state_dict()
             torch.save(state, tmp / TRAINING_STATE)
@@ -747,6 +749,7 @@ class Trainer:
             progress = Progress(**state["progress"])
             self.optimizer.load_state_dict(state["optimizer"])
             rng = state["torch_rng"].cpu()
+            cuda_rng = state.get("cuda_rng") if self.device.type == "cuda" else None  # not in a CPU run's state
             if self.scaler is not None and "grad_scaler" in state:
                 self.scaler.load_state_dict(state["grad_scaler"])
         except Exception as exc:  # unpickling a damaged file raises many types; all mean the same to the user
@@ -764,6 +767,8 @@ class Trainer:
         progress.train_clips = clips
         self.progress = progress
         torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng.cpu(), self.device)
 
     def _earlier(self, broken: Path) -> str:
         """What to do when the checkpoint ``broken`` cannot be read: name the checkpoints that remain."""

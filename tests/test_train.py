@@ -48,10 +48,12 @@ def test_a_fit_stopped_by_ctrl_c_is_not_called_again_but_resumed(tmp_path, clips
     assert Trainer.resume(tmp_path / "b").fit() == losses  # from the start: no checkpoint was written yet
 
 
-def test_a_run_drawing_random_numbers_in_training_resumes_exactly(tmp_path, clips_file, monkeypatch):
-    """A cell's dropout draws from PyTorch's global generator, restored from the checkpoint; each epoch's loader drew
-    from it too when it started, so a resumed epoch, whose loader started again after the restore, trained on other
-    dropout masks than the uninterrupted run."""
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_a_run_drawing_random_numbers_in_training_resumes_exactly(tmp_path, clips_file, monkeypatch, device):
+    """A cell's dropout draws from PyTorch's global generator (the GPU's own on a GPU), restored from the checkpoint;
+    each epoch's loader drew from it too when it started, so a resumed epoch, whose loader started again after the
+    restore, trained on other dropout masks than the uninterrupted run."""
     from msrnn_zoo.network import Forecaster
 
     forward_train = Forecaster.forward_train
@@ -61,8 +63,8 @@ def test_a_run_drawing_random_numbers_in_training_resumes_exactly(tmp_path, clip
         return torch.nn.functional.dropout(prediction, 0.2, training=True), aux
 
     monkeypatch.setattr(Forecaster, "forward_train", with_dropout)
-    losses = Trainer.create(tmp_path / "a", config(clips_file)).fit()
-    Trainer.create(tmp_path / "b", config(clips_file)).fit(stop_after=5)  # mid-epoch: epoch 0 has 8 steps
+    losses = Trainer.create(tmp_path / "a", config(clips_file, device=device)).fit()
+    Trainer.create(tmp_path / "b", config(clips_file, device=device)).fit(stop_after=5)  # epoch 0 has 8 steps
     assert Trainer.resume(tmp_path / "b").fit() == losses
 
 
