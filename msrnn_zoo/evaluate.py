@@ -146,8 +146,11 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
     check_precision(precision)
     model, cfg = load_run(run_dir, device)
     device = str(model.embed.weight.device)
-    if max_clips is not None:
-        cfg.max_eval_clips = max_clips
+    if max_clips is not None:  # the limit open_split applies to this split: train's is not the eval splits'
+        if split == "train":
+            cfg.max_train_clips = max_clips
+        else:
+            cfg.max_eval_clips = max_clips
     dataset = open_split(cfg, split)
     if len(dataset) == 0:  # type: ignore[arg-type]  # e.g. a store prepared again, from fewer files, since training
         raise empty_split_error(cfg, split, "there is nothing to evaluate")

@@ -669,3 +669,12 @@ def test_train_help_says_what_resume_takes_when_epochs_and_kept_checkpoints_are_
     resumed = json.loads((tmp_path / "a" / "train_config.json").read_text())
     assert (resumed["epochs"], resumed["keep_checkpoints"]) == (3, 3)
     assert len(list((tmp_path / "a" / "checkpoints").iterdir())) == 3
+
+
+def test_evaluate_max_clips_bounds_the_train_split_too(tmp_path, clips_file):
+    out = tmp_path / "run"
+    run("train", "ms-convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
+    result = run("evaluate", out, "--split", "train", "--max-clips", "3", "--batch-size", "2")
+    assert "scoring train clips: 3/3" in result.output  # was all 32 training clips: --max-clips was ignored
+    assert json.loads((out / "metrics-train.json").read_text())["model"]["samples"] == 3
