@@ -1148,6 +1148,11 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
                                fast_path=None if fast_path == "none" else fast_path, compile_cells=compile_cells,
                                on_batch=on_batch)
     _print_reports(reports, frames)
+    if "ssim" not in reports["model"].metrics:
+        from .metrics import SSIM_WINDOW
+
+        err_console.print(escape(f"Note: SSIM was not scored: its {SSIM_WINDOW}x{SSIM_WINDOW} window does not fit "
+                                 "in frames of this size."), highlight=False, soft_wrap=True)
     write_json(out, reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
                                     weights=run_dir / "model.safetensors"))
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")

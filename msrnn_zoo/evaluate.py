@@ -26,7 +26,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from .io import read_json
-from .metrics import BASELINES, Baseline, MetricAccumulator, MetricReport, PhysicalErrorAccumulator, ScoreContext
+from .metrics import (
+    BASELINES,
+    DEFAULT_METRICS,
+    SSIM_WINDOW,
+    Baseline,
+    MetricAccumulator,
+    MetricReport,
+    PhysicalErrorAccumulator,
+    ScoreContext,
+)
 from .metrics import merge_reports as merge
 from .network import Forecaster
 from .precision import autocast, check_precision
@@ -100,8 +109,9 @@ def baseline_frames(baseline: Baseline, clips: torch.Tensor, in_frames: int, out
 class _Scorer:
     """Every accumulator one forecaster is scored with."""
 
-    def __init__(self, physical: Callable[[], Any] | None, dataset_scores: Callable[[], Any] | None) -> None:
-        self.parts: list[Any] = [MetricAccumulator()]
+    def __init__(self, physical: Callable[[], Any] | None, dataset_scores: Callable[[], Any] | None,
+                 metrics: tuple[str, ...] = DEFAULT_METRICS) -> None:
+        self.parts: list[Any] = [MetricAccumulator(metrics)]
         if physical is not None:
             self.parts.append(physical())
         if dataset_scores is not None:
@@ -139,7 +149,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
     autocast (faster on GPUs; the metrics then differ slightly from fp32's); ``fast_path`` is one of
     ``Forecaster.set_fast_path``'s, or ``"auto"`` (:func:`auto_fast_path`); ``compile_cells`` compiles each cell
     (``Forecaster.set_compile_cells``); ``on_batch(clips scored, clips in all)`` is called after each batch (a
-    test split of thousands of clips takes minutes on a CPU).
+    test split of thousands of clips takes minutes on a CPU). Frames smaller than SSIM's window (11x11) are scored
+    without SSIM, which cannot be computed on them, rather than not at all.
     """
     if frames not in FRAME_MODES:
         raise ValueError(f"frames must be one of {', '.join(FRAME_MODES)}, got {frames!r}.")
@@ -183,7 +194,9 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
 
             def dataset_scores() -> Any:
                 return hook(context)
-    scorers = {name: _Scorer(physical, dataset_scores) for name in ("model", *baselines)}
+    small = shape[2] < SSIM_WINDOW or shape[3] < SSIM_WINDOW
+    metrics = tuple(name for name in DEFAULT_METRICS if not (small and name == "ssim"))
+    scorers = {name: _Scorer(physical, dataset_scores, metrics) for name in ("model", *baselines)}
     length = cfg.in_frames + cfg.out_frames
     scored, total = 0, len(dataset)  # type: ignore[arg-type]
     for clips in loader:

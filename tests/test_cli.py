@@ -678,3 +678,15 @@ def test_evaluate_max_clips_bounds_the_train_split_too(tmp_path, clips_file):
     result = run("evaluate", out, "--split", "train", "--max-clips", "3", "--batch-size", "2")
     assert "scoring train clips: 3/3" in result.output  # was all 32 training clips: --max-clips was ignored
     assert json.loads((out / "metrics-train.json").read_text())["model"]["samples"] == 3
+
+
+def test_evaluate_scores_frames_smaller_than_the_ssim_window_without_ssim(tmp_path):
+    clips = tmp_path / "small.npy"
+    np.save(clips, np.random.default_rng(0).integers(0, 256, (10, 6, 8, 8), dtype=np.uint8))
+    out = tmp_path / "run"
+    run("train", "ms-convlstm", "--data", clips, "--out", out, "--hidden", "4", "--layers", "2", "--in-frames", "3",
+        "--out-frames", "3")
+    result = run("evaluate", out)  # was "Error: SSIM needs frames of at least 11x11 pixels": no score at all
+    assert "SSIM was not scored" in " ".join(result.output.split())
+    metrics = json.loads((out / "metrics-test.json").read_text())["model"]["metrics"]
+    assert "ssim" not in metrics and metrics["mse"]["mean"] > 0
