@@ -65,16 +65,32 @@ def _ordered(model: dict[str, Any]) -> list[str]:
     return [n for n in CARD_METRICS if n in model] + [n for n in model if n not in CARD_METRICS]
 
 
+def _frame_axis(metrics: dict[str, Any]) -> tuple[int, str]:
+    """The number of the first scored frame and what the frames are: ``--frames all`` scores the clip's frames from
+    2 on, input reconstructions included, which numbered from 1 as forecast frames would misname every row."""
+    if _frames_scored(metrics) == "all":
+        return 2, "frame of the clip"
+    return 1, "forecast frame"
+
+
+def per_frame_heading(metrics: dict[str, Any]) -> str:
+    """The line above :func:`per_frame_table`."""
+    first, axis = _frame_axis(metrics)
+    return f"Per {axis} (from frame {first}, the first predicted; inputs included):" if first > 1 else \
+        f"Per {axis}:"
+
+
 def per_frame_table(metrics: dict[str, Any]) -> str:
-    """The model's metrics at every forecast frame, and each baseline's MSE beside them."""
+    """The model's metrics at every scored frame, and each baseline's MSE beside them."""
     series = _series(metrics)
     model = series["model"]
     names = [n for n in CARD_METRICS if n in model]
     baselines = [s for s in series if s != "model" and "mse" in series[s]]
+    first, _ = _frame_axis(metrics)
     header = ["frame", *(model[n]["label"] for n in names), *(f"MSE {b}" for b in baselines)]
     rows = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for t in range(len(model[names[0]]["per_frame"])):
-        cells = [str(t + 1), *(_fmt(model[n]["per_frame"][t]) for n in names),
+        cells = [str(t + first), *(_fmt(model[n]["per_frame"][t]) for n in names),
                  *(_fmt(series[b]["mse"]["per_frame"][t]) for b in baselines)]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -85,12 +101,13 @@ def metric_panels(metrics: dict[str, Any]) -> list[Any]:
 
     series = _series(metrics)
     model = series["model"]
+    first, axis = _frame_axis(metrics)
     panels = []
     for name in ("mse", "ssim"):
         if name in model:
             arrow = "higher is better" if model[name]["higher_is_better"] else "lower is better"
             curves = {s: series[s][name]["per_frame"] for s in series if name in series[s]}
-            panels.append(Panel(f"{model[name]['label']} per forecast frame ({arrow})", curves))
+            panels.append(Panel(f"{model[name]['label']} per {axis} ({arrow})", curves, first, axis))
     return panels
 
 
@@ -260,6 +277,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
         frames_scored = _frames_scored(metrics)
         values.update(
             metrics_table=metrics_table(metrics), per_frame_table=per_frame_table(metrics),
+            per_frame_heading=per_frame_heading(metrics),
             forecast_png=True,
             evaluation_text=(f"Measured with `msrnn-zoo evaluate --frames {frames_scored}` on "
                              f"{metrics['model']['samples']} clips of the {metrics.get('split', split)} split, scoring "

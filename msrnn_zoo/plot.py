@@ -25,6 +25,10 @@ class Panel:
 
     title: str
     series: dict[str, Sequence[float]]
+    first_frame: int = 1
+    """The number of the first value's frame: 2 for ``evaluate --frames all``, whose curves start at the clip's frame
+    2 (the first it predicts), so that the axis numbers the frames as the metrics table does."""
+    axis: str = "forecast frame"
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -54,7 +58,7 @@ def _label(value: float) -> str:
 
 
 def metric_chart(panels: Sequence[Panel], *, panel_width: int = 360, panel_height: int = 240) -> Image.Image:
-    """Panels side by side, x = forecast frame (1..T), a shared legend on top."""
+    """Panels side by side, x = frame (``first_frame`` on, 1..T for a forecast), a shared legend on top."""
     if not panels:
         raise ValueError("metric_chart needs at least one panel.")
     names: list[str] = []
@@ -100,12 +104,12 @@ def metric_chart(panels: Sequence[Panel], *, panel_width: int = 360, panel_heigh
             draw.text((left - 6 - font.getlength(label), y - line_h // 2 + 1), label, fill=(60, 60, 60), font=font)
         draw.line([(left, top), (left, bottom), (right, bottom)], fill=(0, 0, 0))
         step = max(1, math.ceil(frames / 10))
-        for f in range(0, frames, step):  # x labels: forecast frame numbers from 1
+        for f in range(0, frames, step):  # x labels: frame numbers from the panel's first
             x_pos, _ = px(f, lo)
             draw.line([(x_pos, bottom), (x_pos, bottom + 3)], fill=(0, 0, 0))
-            label = str(f + 1)
+            label = str(f + panel.first_frame)
             draw.text((x_pos - font.getlength(label) / 2, bottom + 5), label, fill=(60, 60, 60), font=font)
-        caption = "forecast frame"
+        caption = panel.axis
         draw.text(((left + right) / 2 - font.getlength(caption) / 2, bottom + 5 + line_h), caption,
                   fill=(0, 0, 0), font=font)
         for i, name in enumerate(names):

@@ -131,3 +131,19 @@ def test_shape_errors_are_clear():
 def test_accepts_numpy_clips():
     image = forecast_strip(_clip(2).numpy(), None, _clip(2, seed=1).numpy(), labels=False, gap=0)
     assert image.size == (20, 16)
+
+
+def test_card_numbers_the_frames_of_frames_all_from_2_as_evaluate_does():
+    from msrnn_zoo.card import metric_panels, per_frame_heading, per_frame_table
+    from msrnn_zoo.metrics import evaluate
+
+    truth = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    report = evaluate(truth * 0.5, truth).to_dict()
+    for frames, first, heading in (("future", 1, "Per forecast frame:"), ("all", 2, "from frame 2")):
+        metrics = {"frames": frames, "forecasters": ["model"], "model": report}
+        rows = per_frame_table(metrics).splitlines()[2:]
+        assert [row.split("|")[1].strip() for row in rows] == [str(first + t) for t in range(3)]
+        assert heading in per_frame_heading(metrics)
+        # all: the clip's frames 2..4, input reconstructions included, were labelled forecast frames 1..3
+        assert {(panel.first_frame, panel.axis == "forecast frame") for panel in metric_panels(metrics)} == {
+            (first, frames == "future")}
