@@ -91,6 +91,9 @@ def _check_pair(pred: torch.Tensor, truth: torch.Tensor) -> None:
             f"pred and truth must have the same shape (B, T, C, H, W), got {tuple(pred.shape)} and "
             f"{tuple(truth.shape)}."
         )
+    if 0 in pred.shape[1:]:  # a mean over no frames or pixels is NaN, or a division by zero in result()
+        raise ValueError(f"pred and truth hold no frames or no pixels (shape {tuple(pred.shape)}); score at least one "
+                         "frame of at least 1x1 pixels.")
 
 
 def _as_float64(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,6 +113,12 @@ def _absolute_error(pred: torch.Tensor, truth: torch.Tensor, reduction: Reductio
     p, t = _as_float64(pred, truth)
     err = (p - t).abs().flatten(2)
     return err.sum(-1) if reduction == "sum" else err.mean(-1)
+
+
+def _check_cap(cap: float) -> None:
+    if not cap > 0:  # a cap at or below 0 dB floors every error, and each PSNR reads as the cap
+        raise ValueError(f"The PSNR cap must be a positive number of dB (default {PSNR_CAP_DB:g}; math.inf for no "
+                         f"cap), got {cap!r}.")
 
 
 def _psnr(pred: torch.Tensor, truth: torch.Tensor, cap: float) -> torch.Tensor:
@@ -193,6 +202,7 @@ def psnr_per_frame(pred: torch.Tensor, truth: torch.Tensor, cap: float = PSNR_CA
     evaluation scripts do; the cap keeps one identical frame from making the mean infinite.
     """
     _check_pair(pred, truth)
+    _check_cap(cap)
     return _psnr(pred, truth, cap).mean(0)
 
 
@@ -314,6 +324,7 @@ class MetricAccumulator:
             raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}.")
         if not names:
             raise ValueError("at least one metric is needed.")
+        _check_cap(psnr_cap)
         self.names = names
         self.psnr_cap = float(psnr_cap)
         specs = dict(METRICS)

@@ -160,6 +160,20 @@ def test_accumulator_rejects_changing_horizon_and_empty_result():
         MetricAccumulator(["fvd"])
 
 
+def test_frames_of_no_pixels_and_caps_of_no_decibels_are_refused():
+    pred, truth = _pair(t=3)
+    with pytest.raises(ValueError, match="no frames or no pixels"):
+        MetricAccumulator(["mse"]).update(pred[:, :0], truth[:, :0])  # was a ZeroDivisionError in result()
+    with pytest.raises(ValueError, match="no frames or no pixels"):
+        mse_per_frame(pred[..., :0], truth[..., :0])
+    for cap in (0.0, -5.0, float("nan")):  # -5 made every PSNR -5 dB, whatever the error
+        with pytest.raises(ValueError, match="PSNR cap"):
+            evaluate(pred, truth, ["psnr"], psnr_cap=cap)
+        with pytest.raises(ValueError, match="PSNR cap"):
+            psnr_per_frame(pred, truth, cap)
+    assert evaluate(truth, truth, ["psnr"], psnr_cap=float("inf"))["psnr"].mean == float("inf")
+
+
 def test_report_to_dict_is_json_ready_and_carries_conventions():
     pred, truth = _pair()
     report = evaluate(pred, truth, ["mse", "ssim", "psnr"], psnr_cap=80.0)
