@@ -81,7 +81,8 @@ OPTIONS: dict[str, Option] = {
 
 def parse_configs(text: str) -> list[str]:
     """The comma-separated configurations of ``text``; a ``ValueError`` naming an unknown part before anything runs."""
-    configs = [config.strip() for config in text.split(",")]
+    # spaces around a '+' are read as around a ',': "plain + bf16" was refused as options 'plain ' and ' bf16'
+    configs = ["+".join(part.strip() for part in config.split("+")) for config in text.split(",")]
     for config in configs:
         unknown = [part for part in config.split("+") if part not in OPTIONS]
         if unknown:
@@ -93,7 +94,7 @@ def parse_configs(text: str) -> list[str]:
             if len(rivals) > 1:
                 raise ValueError(f"Configuration {config!r} names {len(rivals)} of one {choice} "
                                  f"({', '.join(rivals)}); keep one.")
-    if len(set(configs)) != len(configs):
+    if len({frozenset(config.split("+")) for config in configs}) != len(configs):  # bf16+channels-last twice too
         raise ValueError(f"Configurations {text!r} name one configuration twice; name each once.")
     return configs
 

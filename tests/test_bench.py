@@ -136,6 +136,9 @@ def test_configurations_map_onto_models_and_train_flags():
     assert bench.train_flags("compile-cells+bf16") == "--compile-cells --precision bf16"
     assert bench.train_flags("plain") == "" and bench.train_flags("embedding+bf16") is None
     assert bench.parse_configs(" plain , channels-last+bf16") == ["plain", "channels-last+bf16"]
+    assert bench.parse_configs("plain, channels-last + bf16") == ["plain", "channels-last+bf16"]
+    with pytest.raises(ValueError, match="twice"):  # the same options in another order: the same configuration
+        bench.parse_configs("channels-last+bf16,bf16+channels-last")
     assert bench.configured(base, "clip-graph+tf32" if torch.cuda.is_available() else "tf32")[1] == "tf32"
     assert bench.train_flags("channels-last+tf32") == "--channels-last --precision tf32"
     with pytest.raises(ValueError, match="names 2 of one precision"):
