@@ -275,11 +275,13 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
     eval_list = None
     if metrics is not None:
         frames_scored = _frames_scored(metrics)
+        precision = metrics.get("precision", "fp32")  # files written before it was recorded were scored in fp32
+        under = f" --precision {precision}" if precision != "fp32" else ""
         values.update(
             metrics_table=metrics_table(metrics), per_frame_table=per_frame_table(metrics),
             per_frame_heading=per_frame_heading(metrics),
             forecast_png=True,
-            evaluation_text=(f"Measured with `msrnn-zoo evaluate --frames {frames_scored}` on "
+            evaluation_text=(f"Measured with `msrnn-zoo evaluate --frames {frames_scored}{under}` on "
                              f"{metrics['model']['samples']} clips of the {metrics.get('split', split)} split, scoring "
                              f"{metrics.get('frames_scored') or 'the forecast frames'}, beside baselines that need "
                              "no training. Means over the frames here, a row per frame below."))

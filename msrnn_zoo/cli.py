@@ -1154,7 +1154,7 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
         err_console.print(escape(f"Note: SSIM was not scored: its {SSIM_WINDOW}x{SSIM_WINDOW} window does not fit "
                                  "in frames of this size."), highlight=False, soft_wrap=True)
     write_json(out, reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
-                                    weights=run_dir / "model.safetensors"))
+                                    weights=run_dir / "model.safetensors", precision=precision))
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
 
 

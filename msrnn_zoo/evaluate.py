@@ -224,14 +224,17 @@ WEIGHTS_DIGEST = "weights_sha256"
 
 
 def reports_to_dict(reports: dict[str, MetricReport], run_dir: str | Path, split: str,
-                    frames: FrameMode = "future", weights: str | Path | None = None) -> dict[str, Any]:
-    """The metrics file: which frames were scored, the forecasters in order, and each one's report (and, given
+                    frames: FrameMode = "future", weights: str | Path | None = None,
+                    precision: str = "fp32") -> dict[str, Any]:
+    """The metrics file: which frames were scored and in which ``precision`` (bf16's numbers are not fp32's, and a
+    card must not give them as `evaluate`'s default), the forecasters in order, and each one's report (and, given
     the ``weights`` file that was scored, its digest)."""
     import hashlib
 
     from .io import file_hash
 
     data = {"run": str(run_dir), "split": split, "frames": frames, "frames_scored": FRAME_MODES[frames],
+            "precision": precision,
             "forecasters": list(reports), **{name: rep.to_dict() for name, rep in reports.items()}}
     if weights is not None:
         data[WEIGHTS_DIGEST] = file_hash(Path(weights), hashlib.sha256())

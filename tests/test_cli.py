@@ -232,6 +232,11 @@ def test_model_card_from_a_run(tmp_path, clips_file):
         refused = run("card", out, "--repo-id", wrong, "--out", tmp_path / "wrong.md", ok=False)
         assert f"{wrong!r} is not a Hub repo id like 'user/model'" in refused.output
         assert not (tmp_path / "wrong.md").exists()
+    assert "evaluate --frames future` on" in text
+    run("evaluate", out, "--precision", "bf16", "--force")  # its numbers are not fp32's: the card says how they were
+    assert json.loads((out / "metrics-test.json").read_text())["precision"] == "bf16"
+    run("card", out, "--repo-id", "someone/convlstm-clips", "--out", tmp_path / "bf16.md")
+    assert "evaluate --frames future --precision bf16` on" in (tmp_path / "bf16.md").read_text()
 
 
 def test_download_fetches_a_dataset_file_from_a_mirror(tmp_path, monkeypatch):
