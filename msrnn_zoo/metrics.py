@@ -318,7 +318,8 @@ class MetricAccumulator:
     """
 
     def __init__(self, metrics: Sequence[str] | None = None, *, psnr_cap: float = PSNR_CAP_DB) -> None:
-        names = tuple(DEFAULT_METRICS if metrics is None else metrics)
+        # once each: a name given twice was summed twice per batch, and its mean read double
+        names = tuple(dict.fromkeys(DEFAULT_METRICS if metrics is None else metrics))
         unknown = [n for n in names if n not in METRICS]
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}.")

@@ -174,6 +174,13 @@ def test_frames_of_no_pixels_and_caps_of_no_decibels_are_refused():
     assert evaluate(truth, truth, ["psnr"], psnr_cap=float("inf"))["psnr"].mean == float("inf")
 
 
+def test_a_metric_named_twice_is_scored_once():
+    pred, truth = _pair(t=3)
+    twice = evaluate(pred, truth, ["mse", "psnr", "mse"])
+    assert list(twice.metrics) == ["mse", "psnr"]
+    assert twice["mse"].mean == pytest.approx(evaluate(pred, truth, ["mse"])["mse"].mean, rel=1e-12)  # was double
+
+
 def test_report_to_dict_is_json_ready_and_carries_conventions():
     pred, truth = _pair()
     report = evaluate(pred, truth, ["mse", "ssim", "psnr"], psnr_cap=80.0)
