@@ -1319,7 +1319,10 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
         clip = dataset[index]
         context = clip[: cfg.in_frames]
         truth = clip[cfg.in_frames : cfg.in_frames + horizon]
-        if len(truth) < horizon:
+        if len(truth) < horizon:  # a strip of rows of unequal length would misalign forecast and truth
+            err_console.print(escape(f"Note: test clip {index} holds {len(truth)} frame(s) after its context, fewer "
+                                     f"than the {horizon} forecast: the picture shows no truth (--horizon "
+                                     f"{len(truth)} or less shows it)."), highlight=False, soft_wrap=True)
             truth = None
     forecast = forecast_clip(model, context, horizon, precision)
     array = io.BytesIO()

@@ -695,3 +695,12 @@ def test_evaluate_scores_frames_smaller_than_the_ssim_window_without_ssim(tmp_pa
     assert "SSIM was not scored" in " ".join(result.output.split())
     metrics = json.loads((out / "metrics-test.json").read_text())["model"]["metrics"]
     assert "ssim" not in metrics and metrics["mse"]["mean"] > 0
+
+
+def test_predict_says_why_a_forecast_past_the_clip_shows_no_truth(tmp_path, clips_file):
+    out = tmp_path / "run"
+    run("train", "ms-convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
+    said = " ".join(run("predict", out, "--horizon", "5", "--out", tmp_path / "f.png").output.split())
+    assert "holds 3 frame(s) after its context, fewer than the 5 forecast: the picture shows no truth" in said
+    assert "no truth" not in run("predict", out, "--horizon", "3", "--out", tmp_path / "g.png").output
