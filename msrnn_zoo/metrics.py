@@ -318,6 +318,8 @@ class MetricAccumulator:
     """
 
     def __init__(self, metrics: Sequence[str] | None = None, *, psnr_cap: float = PSNR_CAP_DB) -> None:
+        if isinstance(metrics, str):  # one name, not its letters ("unknown metrics ['m', 's', 'e']")
+            metrics = (metrics,)
         # once each: a name given twice was summed twice per batch, and its mean read double
         names = tuple(dict.fromkeys(DEFAULT_METRICS if metrics is None else metrics))
         unknown = [n for n in names if n not in METRICS]

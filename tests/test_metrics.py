@@ -179,6 +179,7 @@ def test_a_metric_named_twice_is_scored_once():
     twice = evaluate(pred, truth, ["mse", "psnr", "mse"])
     assert list(twice.metrics) == ["mse", "psnr"]
     assert twice["mse"].mean == pytest.approx(evaluate(pred, truth, ["mse"])["mse"].mean, rel=1e-12)  # was double
+    assert list(evaluate(pred, truth, "ssim").metrics) == ["ssim"]  # one name, not the letters s, s, i, m
 
 
 def test_report_to_dict_is_json_ready_and_carries_conventions():
