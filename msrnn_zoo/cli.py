@@ -1280,7 +1280,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
 
     from .evaluate import forecast_clip, load_run, read_input_clip
     from .io import FORECAST_ARRAY_KEY, atomic_write, refuse_overwrite, written_by_us
-    from .train import empty_split_error, open_split
+    from .train import check_run_data, empty_split_error, open_split
     from .visualize import save_gif, save_png
 
     if input_path is not None and _typed(click.get_current_context(), "index"):
@@ -1310,6 +1310,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     if input_path is not None:
         context, truth = read_input_clip(input_path, model.config.in_channels), None
     else:
+        check_run_data(cfg, run_dir)
         dataset = open_split(cfg, "test")
         if len(dataset) == 0:  # type: ignore[arg-type]  # was "--index 0 is outside the test split (0..-1)"
             raise empty_split_error(cfg, "test", "predict has no clip to show (--input FRAMES.npy forecasts frames "

@@ -40,7 +40,15 @@ from .metrics import merge_reports as merge
 from .network import Forecaster
 from .precision import autocast, check_precision
 from .sampling import teacher_forcing
-from .train import TRAIN_CONFIG, TrainConfig, empty_split_error, open_split, refuse_a_file_for_a_run, run_of_checkpoint
+from .train import (
+    TRAIN_CONFIG,
+    TrainConfig,
+    check_run_data,
+    empty_split_error,
+    open_split,
+    refuse_a_file_for_a_run,
+    run_of_checkpoint,
+)
 
 FrameMode = Literal["future", "all"]
 FRAME_MODES: dict[str, str] = {
@@ -162,6 +170,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
             cfg.max_train_clips = max_clips
         else:
             cfg.max_eval_clips = max_clips
+    check_run_data(cfg, Path(run_dir))
     dataset = open_split(cfg, split)
     if len(dataset) == 0:  # type: ignore[arg-type]  # e.g. a store prepared again, from fewer files, since training
         raise empty_split_error(cfg, split, "there is nothing to evaluate")

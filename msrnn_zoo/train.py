@@ -441,6 +441,15 @@ def run_of_checkpoint(folder: Path) -> str:
     return f" It is inside the run {checkpoints.parent}: give that folder."
 
 
+def check_run_data(cfg: TrainConfig, run_dir: Path) -> None:
+    """A ``FileNotFoundError`` naming the run where the clip file it was trained on (``--data``) has gone: "No clip
+    file at ...: pass a .npy array" told a user who passed nothing to pass something."""
+    if cfg.data and not Path(cfg.data).expanduser().is_file():
+        raise FileNotFoundError(f"{run_dir} was trained on the clips in {cfg.data}, which is no longer there (moved or "
+                                "deleted); its splits are read from that file: put it back at that path. (`msrnn-zoo "
+                                f"predict {run_dir} --input FRAMES.npy` forecasts frames of your own without it.)")
+
+
 def require_run(run_dir: str | Path) -> Path:
     """``run_dir`` as a path, if it holds a run to resume; else an error that names the directory in full."""
     run_dir = Path(run_dir)
@@ -620,6 +629,7 @@ class Trainer:
         run_dir = require_run(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
+        check_run_data(cfg, run_dir)
         planned = cfg.epochs
         if epochs is not None:
             if epochs < cfg.epochs:

@@ -580,6 +580,26 @@ def test_sigterm_stops_training_as_ctrl_c_does(tmp_path, clips_file, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # the half-built replacement is gone
 
 
+def test_a_run_whose_clip_file_has_gone_says_so_by_the_run(tmp_path, clips_file):
+    """`evaluate`, `predict` and `train --resume` of a run whose --data file was moved said "No clip file at ...: pass
+    a .npy array", to a user who had passed nothing."""
+    import shutil
+
+    clips = tmp_path / "mine.npy"
+    shutil.copy(clips_file, clips)
+    run("train", "convlstm", "--data", clips, "--hidden", "2", "--layers", "1", "--in-frames", "3", "--out-frames",
+        "3", "--batch-size", "8", "--out", tmp_path / "a")
+    clips.rename(tmp_path / "moved.npy")
+    for args in (["evaluate", tmp_path / "a"], ["predict", tmp_path / "a", "--out", tmp_path / "f.gif"],
+                 ["train", "--resume", tmp_path / "a", "--epochs", "2"]):
+        said = " ".join(run(*args, ok=False).output.split())
+        assert f"{tmp_path / 'a'} was trained on the clips in {clips}, which is no longer there" in said, said
+        assert "pass a .npy array" not in said
+    context = tmp_path / "context.npy"
+    np.save(context, np.zeros((3, 16, 16), dtype=np.float32))
+    run("predict", tmp_path / "a", "--input", context, "--out", tmp_path / "g.gif")  # needs no clips of the run's
+
+
 def test_cell_options_written_as_in_python_are_read_as_their_values():
     """`--option warp_align_corners=False` reached the cell as the string 'False', which is truthy: the opposite of
     what was typed (JSON's lowercase false was the only spelling read)."""
