@@ -491,6 +491,7 @@ class Trainer:
     def __init__(self, run_dir: str | Path, cfg: TrainConfig, model: Forecaster | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.final_dir: Path | None = None  # set while a new run is built beside the one it will replace
+        self._paused: list[Path] = []  # the folders whose locks a fit(stop_after=N) let go, taken again by fit()
         self._locks: list[Any] = []  # run locks (_lock_run) held until fit ends: a new, resumed or replaced run's, and
         # that of the replacement being built beside it
         self.cleared: list[Path] = []  # what an earlier replacement, killed hard, had left beside the run (removed)
@@ -840,6 +841,7 @@ class Trainer:
         """
         if self._stopped is not None:
             raise RuntimeError(self._stopped)
+        self._relock()
         try:
             losses = self._fit(on_step, stop_after)
         except BaseException as exc:
@@ -854,11 +856,27 @@ class Trainer:
             self._discard()
             self._unlock()
             raise
-        if self.progress.epoch >= self.cfg.epochs:
+        finished = self.progress.epoch >= self.cfg.epochs
+        if finished:
             self._commit()
+        held = [Path(lock.lock_file).parent for lock in self._locks]
         self._unlock()
+        if not finished:  # fit(stop_after=N): a later fit() trains on, under the same locks
+            self._paused = held
         distributed.barrier(self.dist)  # rank 0 has written the last checkpoint before any process moves on
         return losses
+
+    def _relock(self) -> None:
+        """Take again the locks a fit stopped by ``stop_after`` let go (the run may have been resumed meanwhile,
+        by another process or another Trainer of this one: then this fit is refused, as such a resume would be)."""
+        folders, self._paused = self._paused, []
+        try:
+            for folder in folders:
+                self._locks.append(_lock_run(folder))
+        except BaseException:
+            self._unlock()
+            self._paused = folders
+            raise
 
     def _unlock(self) -> None:
         """Let the run be resumed again (by this process too: the lock is per open file, not per process)."""

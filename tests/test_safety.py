@@ -474,6 +474,27 @@ def test_a_new_run_is_locked_while_it_trains(run_dir, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_a_fit_stopped_by_stop_after_takes_the_run_lock_again(run_dir, tmp_path):
+    """fit(stop_after=N) lets the run's lock go (so that the run may be resumed); a second fit() of the same Trainer
+    then trained on without it, beside a resume of the run that had taken it meanwhile."""
+    from msrnn_zoo.train import TrainConfig, Trainer
+
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "train_config.json").read_text()))
+    cfg.max_train_clips = 16  # two steps
+    fresh = tmp_path / "runs" / "fresh"
+    trainer = Trainer.create(fresh, cfg)
+    trainer.fit(stop_after=1)
+    other = Trainer.resume(fresh)  # holds the lock now, as a `train --resume` in another process would
+    try:
+        with pytest.raises(ValueError, match="being trained by another process"):
+            trainer.fit()
+        assert len((fresh / "history.jsonl").read_text().splitlines()) == 1
+    finally:
+        other._unlock()
+    trainer.fit()  # free again: it goes on, and holds the lock while it trains
+    assert trainer.progress.step == 2 and not trainer._locks
+
+
 def _killed_replacement(run_dir: Path, force_cfg_from: Path):
     """What a `train --force` of ``run_dir`` killed hard leaves: its new run half-built beside the old one, and no
     process holding its locks any more (the OS frees a killed process's locks, as ``_unlock`` does here)."""
