@@ -1106,7 +1106,8 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
 @click.argument("run_dir", type=PATH)
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--batch-size", type=POSITIVE, default=None, help="Default: the run's training batch size.")
-@click.option("--max-clips", type=POSITIVE, default=None, help="Score only the first N clips of the split.")
+@click.option("--max-clips", type=POSITIVE, default=None,
+              help="Score only the first N clips of the split (with --split train, of the clips the run trained on).")
 @click.option("--out", type=PATH, default=None,
               help="Where to write the JSON (default RUN_DIR/metrics-SPLIT.json).")
 @click.option("--force", is_flag=True,

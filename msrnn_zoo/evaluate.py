@@ -166,8 +166,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
     model, cfg = load_run(run_dir, device)
     device = str(model.embed.weight.device)
     if max_clips is not None:  # the limit open_split applies to this split: train's is not the eval splits'
-        if split == "train":
-            cfg.max_train_clips = max_clips
+        if split == "train":  # never beyond the clips the run trained on (--max-train-clips): those are no train
+            cfg.max_train_clips = min(max_clips, cfg.max_train_clips or max_clips)
         else:
             cfg.max_eval_clips = max_clips
     check_run_data(cfg, Path(run_dir))

@@ -703,6 +703,11 @@ def test_evaluate_max_clips_bounds_the_train_split_too(tmp_path, clips_file):
     result = run("evaluate", out, "--split", "train", "--max-clips", "3", "--batch-size", "2")
     assert "scoring train clips: 3/3" in result.output  # was all 32 training clips: --max-clips was ignored
     assert json.loads((out / "metrics-train.json").read_text())["model"]["samples"] == 3
+    # a run trained on its first 8 training clips: the 9th on are no training clips of it
+    run("train", "ms-convlstm", "--data", clips_file, "--out", tmp_path / "few", "--hidden", "4", "--layers", "2",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8", "--max-train-clips", "8")
+    run("evaluate", tmp_path / "few", "--split", "train", "--max-clips", "20", "--batch-size", "4")
+    assert json.loads((tmp_path / "few" / "metrics-train.json").read_text())["model"]["samples"] == 8
 
 
 def test_evaluate_scores_frames_smaller_than_the_ssim_window_without_ssim(tmp_path):
