@@ -57,6 +57,20 @@ def _label(value: float) -> str:
     return f"{value:g}"
 
 
+def _legend_places(names: Sequence[str], font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int,
+                   row_height: int) -> list[tuple[int, int]]:
+    """Where each legend entry starts (x, top of its row): in rows as wide as the chart, so that a dataset with many
+    baselines, or a one-panel chart, shows every name instead of drawing past the right edge."""
+    places, x, top = [], 10, 0
+    for name in names:
+        entry = 22 + int(font.getlength(name))
+        if x > 10 and x + entry > width - 10:
+            x, top = 10, top + row_height
+        places.append((x, top))
+        x += entry + 16
+    return places
+
+
 def metric_chart(panels: Sequence[Panel], *, panel_width: int = 360, panel_height: int = 240) -> Image.Image:
     """Panels side by side, x = frame (``first_frame`` on, 1..T for a forecast), a shared legend on top."""
     if not panels:
@@ -68,17 +82,17 @@ def metric_chart(panels: Sequence[Panel], *, panel_width: int = 360, panel_heigh
                 names.append(name)
     font = ImageFont.load_default()
     line_h = font.getbbox("Ag")[3] + 4
-    legend_h = line_h + 8
     width = panel_width * len(panels)
+    places = _legend_places(names, font, width, line_h + 4)
+    legend_h = (places[-1][1] if places else 0) + line_h + 8
     image = Image.new("RGB", (width, legend_h + panel_height), (255, 255, 255))
     draw = ImageDraw.Draw(image)
 
-    x = 10
-    for i, name in enumerate(names):  # legend
+    for i, (name, (x, row_top)) in enumerate(zip(names, places, strict=True)):  # legend
         colour = COLOURS[i % len(COLOURS)]
-        draw.line([(x, legend_h // 2), (x + 18, legend_h // 2)], fill=colour, width=3)
-        draw.text((x + 22, legend_h // 2 - line_h // 2 + 2), name, fill=(0, 0, 0), font=font)
-        x += 22 + int(font.getlength(name)) + 16
+        middle = row_top + (line_h + 8) // 2
+        draw.line([(x, middle), (x + 18, middle)], fill=colour, width=3)
+        draw.text((x + 22, middle - line_h // 2 + 2), name, fill=(0, 0, 0), font=font)
 
     for p, panel in enumerate(panels):
         left0, top0 = p * panel_width, legend_h
