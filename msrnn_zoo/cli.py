@@ -1565,7 +1565,8 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
         if card_path is not None:
             files["README.md"] = _checked_card(card_path, repo_id, run_dir)
         else:
-            _note_own_card_left(run_dir, repo_id, lambda named: render_card(run_dir, named))
+            ours = files["README.md"].read_text(encoding="utf-8")
+            _note_own_card_left(run_dir, repo_id, ours, lambda named: render_card(run_dir, named))
         files.update({WEIGHTS_NAME: run_dir / WEIGHTS_NAME, CONFIG_NAME: run_dir / CONFIG_NAME})
         for extra in ("recipe.json", "profile.json"):
             if (run_dir / extra).is_file():
@@ -1577,10 +1578,11 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
                   highlight=False)
 
 
-def _note_own_card_left(folder: Path, repo_id: str, render: Callable[[str | None], str]) -> None:
+def _note_own_card_left(folder: Path, repo_id: str, ours: str, render: Callable[[str | None], str]) -> None:
     """Say, before the upload, that the folder's README.md will not be the repo's card when it is not simply a
-    rendering of msrnn-zoo's (``render(repo_id_it_names)``): a card edited after `msrnn-zoo card`, or written by
-    ``save_pretrained(card=...)``, was replaced on the Hub by a fresh one without a word (it is pushed with --card)."""
+    rendering of msrnn-zoo's (``ours``, the card rendered for ``repo_id``, or ``render(repo_id_it_names)``): a card
+    edited after `msrnn-zoo card`, or written by ``save_pretrained(card=...)``, was replaced on the Hub by a fresh one
+    without a word (it is pushed with --card)."""
     import re
 
     from .hub import CARD_NAME
@@ -1596,7 +1598,10 @@ def _note_own_card_left(folder: Path, repo_id: str, render: Callable[[str | None
         named = set(re.findall(r'pretrained="([^"]*)"', text))
         # msrnn-zoo's own rendering, for some repo or for none (its load line then names a placeholder path): the
         # fresh card says the same, for this repo
-        if len(named) <= 1 and (text == render(next(iter(named), None)) or (named and text == render(None))):
+        def rendering(name: str | None) -> str:  # a second load of the run only for a card of another repo
+            return ours if name == repo_id else render(name)
+
+        if len(named) <= 1 and (text == rendering(next(iter(named), None)) or (named and text == rendering(None))):
             return
     console.print(escape(f"Note: {path} is not pushed: it is not the card msrnn-zoo renders for this model (edited, "
                          "written by hand, or rendered before the run's metrics changed), so the repo gets a card "
@@ -1639,11 +1644,12 @@ def _push_model_folder(folder: Path, repo_id: str, token: str | None, private: b
     model = Forecaster.from_pretrained(folder)
     with tempfile.TemporaryDirectory() as tmp_name:
         card = Path(tmp_name) / CARD_NAME
-        card.write_text(render_model_card(model, repo_id), encoding="utf-8")
+        ours = render_model_card(model, repo_id)
+        card.write_text(ours, encoding="utf-8")
         if card_path is not None:
             card = _checked_card(card_path, repo_id, folder)
         else:
-            _note_own_card_left(folder, repo_id, lambda named: render_model_card(model, named))
+            _note_own_card_left(folder, repo_id, ours, lambda named: render_model_card(model, named))
         files = {WEIGHTS_NAME: folder / WEIGHTS_NAME, CONFIG_NAME: folder / CONFIG_NAME, CARD_NAME: card}
         _upload_replacing(repo_id, files, token, private, f"Upload {folder.name} with msrnn-zoo")
     console.print(escape(f'Load it with: msrnn_zoo.create("{_model_name(model)}", pretrained="{repo_id}")'),

@@ -539,7 +539,7 @@ def test_private_is_refused_for_a_public_repo_instead_of_pushing_there_in_public
     assert hub.state.repos["me/closed"].private
 
 
-def test_push_says_when_the_folders_own_card_is_not_what_it_pushes(hub, run, tmp_path):
+def test_push_says_when_the_folders_own_card_is_not_what_it_pushes(hub, run, tmp_path, monkeypatch):
     """A card edited after `msrnn-zoo card`, or given to save_pretrained, was replaced on the Hub without a word."""
     runner = CliRunner(env={"HF_TOKEN": TOKEN})
 
@@ -557,6 +557,14 @@ def test_push_says_when_the_folders_own_card_is_not_what_it_pushes(hub, run, tmp
     assert "my lab" not in hub.state.repos["me/b"].resolve("main").files["README.md"].data.decode()
     assert "Trained on my lab's clips." in card.read_text()  # left as it was
 
+    import msrnn_zoo.card as card_module
+
+    assert runner.invoke(main, ["card", str(run), "--repo-id", "me/e", "--force"]).exit_code == 0
+    renderings = []
+    render_card = card_module.render_card
+    monkeypatch.setattr(card_module, "render_card", lambda *a, **k: renderings.append(a) or render_card(*a, **k))
+    assert "Note:" not in pushed(run, "me/e")  # its own card, for this repo: rendered once, not once more to compare
+    assert len(renderings) == 1
     tiny().save_pretrained(tmp_path / "saved")
     assert "Note:" not in pushed(tmp_path / "saved", "me/c")  # the card save_pretrained generated
     tiny().save_pretrained(tmp_path / "carded", card="# Mine\n\nMy own words.\n")
