@@ -410,6 +410,7 @@ class Progress:
     step: int = 0  # optimizer steps done in total
     losses: list[float] = field(default_factory=list)
     train_clips: int | None = None  # the training split's size when the run was made (None: a checkpoint from before)
+    train_fingerprint: str | None = None  # of its first and last clips (train_fingerprint; None: not checked)
 
 
 def refuse_a_file_for_a_run(run_dir: Path) -> None:
@@ -439,6 +440,25 @@ def run_of_checkpoint(folder: Path) -> str:
     if not (checkpoints.name == CHECKPOINTS and (checkpoints.parent / TRAIN_CONFIG).is_file()):
         return ""
     return f" It is inside the run {checkpoints.parent}: give that folder."
+
+
+def train_fingerprint(dataset: Dataset) -> str | None:
+    """A hash of the first and last training clips, which a checkpoint keeps so that a resume notices data replaced
+    by other data of the same size (the count alone catches the rest); two clips read, not the split. None where a
+    dataset gives another first clip at each read (drawn at random): such data cannot be checked this way."""
+    import hashlib
+
+    count = len(dataset)  # type: ignore[arg-type]
+    if count == 0:
+        return None
+    first = torch.as_tensor(dataset[0]).contiguous()
+    if not torch.equal(first, torch.as_tensor(dataset[0])):
+        return None
+    digest = hashlib.sha256()
+    for clip in (first, torch.as_tensor(dataset[count - 1]).contiguous()):
+        digest.update(str((tuple(clip.shape), str(clip.dtype))).encode())
+        digest.update(clip.cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def check_run_data(cfg: TrainConfig, run_dir: Path) -> None:
@@ -542,7 +562,8 @@ class Trainer:
                              f"{global_batch}; lower --batch-size or give more clips.")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.sampling_steps = cfg.sampling_steps or self.total_steps
-        self.progress = Progress(train_clips=len(self.train_set))  # type: ignore[arg-type]
+        self.progress = Progress(train_clips=len(self.train_set),  # type: ignore[arg-type]
+                                 train_fingerprint=train_fingerprint(self.train_set))
 
     # -------------------------------------------------------------- run directory
     @classmethod
@@ -768,14 +789,21 @@ class Trainer:
             detail = "" if isinstance(exc, pickle.UnpicklingError) or not str(exc) else f": {str(exc).splitlines()[0]}"
             raise ValueError(f"{state_path} is damaged or not a training state msrnn-zoo wrote "
                              f"({type(exc).__name__}{detail}). {self._earlier(path)}") from exc
-        clips = len(self.train_set)  # type: ignore[arg-type]
+        clips, fingerprint = self.progress.train_clips, self.progress.train_fingerprint  # of the data now
+        changed = None
         if progress.train_clips not in (None, clips):  # the batches of the steps to come would be of other clips
+            changed = (f"was trained on {progress.train_clips} training clips, but its data ({{where}}) now gives "
+                       f"{clips}")
+        elif progress.train_fingerprint not in (None, fingerprint) and fingerprint is not None:
+            changed = (f"was trained on {clips} training clips, and its data ({{where}}) still gives {clips}, but "
+                       "other ones (its first or last training clip is not the one the run began with)")
+        if changed is not None:
             where = self.cfg.data or f"the dataset {self.cfg.dataset} at {self.cfg.root or 'its default root'}"
-            raise ValueError(f"{self.run_dir} was trained on {progress.train_clips} training clips, but its data "
-                             f"({where}) now gives {clips}: it changed since the run was made (a store prepared "
-                             "again, a clip file replaced), and a resumed run would go on with other clips than its "
-                             "checkpoints learnt from. Give it back the data it trained on, or start a new run.")
-        progress.train_clips = clips
+            raise ValueError(f"{self.run_dir} {changed.format(where=where)}: it changed since the run was made (a "
+                             "store prepared again, a clip file replaced), and a resumed run would go on with other "
+                             "clips than its checkpoints learnt from. Give it back the data it trained on, or start a "
+                             "new run.")
+        progress.train_clips, progress.train_fingerprint = clips, fingerprint
         self.progress = progress
         torch.set_rng_state(rng)
         if cuda_rng is not None:

@@ -103,6 +103,8 @@ def test_a_run_from_before_the_horizon_was_stored_keeps_its_planned_schedule(tmp
 def test_a_run_whose_data_changed_since_it_was_made_is_not_resumed(tmp_path, clips_file):
     """A clip file replaced by a larger one (or a store prepared again) was resumed in silence: a run planned as 16
     steps over 32 clips went on to 160 over other clips, and its card said so as if it were the run it began as."""
+    import io
+
     import numpy as np
 
     run = tmp_path / "run"
@@ -111,6 +113,12 @@ def test_a_run_whose_data_changed_since_it_was_made_is_not_resumed(tmp_path, cli
     before = {name: (run / name).read_text() for name in ("history.jsonl", "train_config.json", "latest.json")}
     np.save(clips_file, np.zeros((400, 6, 16, 16), dtype=np.uint8))
     with pytest.raises(ValueError, match="was trained on 32 training clips, but its data .* now gives 320: it changed"):
+        Trainer.resume(run)
+    assert {name: (run / name).read_text() for name in before} == before
+    # other clips of the same number and shape (another file of the same recording, a store prepared from other
+    # files): the count said nothing, and the run trained on over them
+    np.save(clips_file, 255 - np.load(io.BytesIO(kept)))
+    with pytest.raises(ValueError, match="still gives 32, but other ones .*: it changed since the run was made"):
         Trainer.resume(run)
     assert {name: (run / name).read_text() for name in before} == before
     clips_file.write_bytes(kept)  # the data it trained on, back: the run goes on
@@ -170,3 +178,21 @@ def test_ctrl_c_while_a_checkpoint_is_written_leaves_none_half_written(tmp_path,
     monkeypatch.undo()
     assert checkpoints(run) == ["step-00000002"]
     assert json.loads((run / "latest.json").read_text())["name"] == "step-00000002"
+
+
+def test_the_training_data_fingerprint_is_left_out_for_clips_drawn_at_random():
+    """A dataset that draws its clips at each read would fail any resume on a fingerprint: it is not checked."""
+    from msrnn_zoo.train import train_fingerprint
+
+    fixed = [torch.full((4, 1, 8, 8), float(i)) for i in range(3)]
+    assert train_fingerprint(fixed) == train_fingerprint([t.clone() for t in fixed]) is not None
+    assert train_fingerprint(fixed) != train_fingerprint([*fixed[:2], fixed[0]])  # another last clip
+
+    class Drawn(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            return torch.rand(4, 1, 8, 8)
+
+    assert train_fingerprint(Drawn()) is None and train_fingerprint([]) is None
