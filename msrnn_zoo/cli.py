@@ -1282,7 +1282,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     from .evaluate import forecast_clip, load_run, read_input_clip
     from .io import FORECAST_ARRAY_KEY, atomic_write, refuse_overwrite, written_by_us
     from .train import check_run_data, empty_split_error, open_split
-    from .visualize import save_gif, save_png
+    from .visualize import check_strip_size, save_gif, save_png
 
     if input_path is not None and _typed(click.get_current_context(), "index"):
         raise ValueError("--index picks a clip of the run's test split; with --input the clip is yours: give one "
@@ -1326,6 +1326,8 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
                                      f"than the {horizon} forecast: the picture shows no truth (--horizon "
                                      f"{len(truth)} or less shows it)."), highlight=False, soft_wrap=True)
             truth = None
+    check_strip_size(max(len(context), horizon), 2 if truth is None else 3, context.shape[-2], context.shape[-1],
+                     scale)  # before the forecast: a long one takes minutes
     forecast = forecast_clip(model, context, horizon, precision)
     array = io.BytesIO()
     np.save(array, forecast.numpy())

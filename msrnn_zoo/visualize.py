@@ -115,6 +115,23 @@ def _fill(mode: str, value: int) -> int | tuple[int, int, int]:
     return value if mode == "L" else (value, value, value)
 
 
+def check_strip_size(frames: int, rows: int, height: int, width: int, scale: int) -> None:
+    """A ``ValueError`` before a forecast is made for a strip too large to be a picture: one of more pixels than
+    Pillow opens without calling it a decompression bomb (``Image.MAX_IMAGE_PIXELS``), which takes gigabytes to draw
+    (``predict --horizon 1000 --scale 16``). ``frames`` is the longest row's, ``rows`` 2 or 3, ``height`` and
+    ``width`` a frame's before ``scale``. Labels and gaps are left out: the frames alone decide."""
+    limit = Image.MAX_IMAGE_PIXELS or float("inf")
+    pixels = frames * rows * height * width * scale * scale
+    if pixels <= limit:
+        return
+    fits = [s for s in range(scale - 1, 0, -1) if frames * rows * height * width * s * s <= limit]
+    advice = (f"--scale {fits[0]}" + (" or less" if fits[0] > 1 else "")) if fits else "a shorter --horizon"
+    raise ValueError(f"The picture would hold {pixels:,} pixels ({rows} rows of {frames} frames of "
+                     f"{height * scale}x{width * scale}), more than viewers open ({limit:,}, Pillow's limit): give "
+                     f"{advice}. (A long forecast as numbers: msrnn_zoo's Python API, "
+                     "model(frames, horizon=N).)")
+
+
 def forecast_strip(
     context: Clip,
     truth: Clip | None,

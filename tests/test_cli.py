@@ -729,3 +729,21 @@ def test_predict_says_why_a_forecast_past_the_clip_shows_no_truth(tmp_path, clip
     said = " ".join(run("predict", out, "--horizon", "5", "--out", tmp_path / "f.png").output.split())
     assert "holds 3 frame(s) after its context, fewer than the 5 forecast: the picture shows no truth" in said
     assert "no truth" not in run("predict", out, "--horizon", "3", "--out", tmp_path / "g.png").output
+
+
+def test_predict_refuses_a_picture_too_large_to_open_before_forecasting(tmp_path, clips_file, monkeypatch):
+    """--horizon 1000 --scale 16 drew a strip of a billion pixels (gigabytes, minutes) that no viewer opens."""
+    from PIL import Image
+
+    out = tmp_path / "run"
+    run("train", "ms-convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # Pillow's own is 89 million: the same rule, smaller
+    said = " ".join(run("predict", out, "--horizon", "20", "--scale", "2", "--out", tmp_path / "f.png",
+                        ok=False).output.split())  # 2 rows (no truth past the clip) of 20 frames of 32x32
+    assert "would hold 40,960 pixels (2 rows of 20 frames of 32x32)" in said and "a shorter --horizon" in said
+    said = " ".join(run("predict", out, "--horizon", "5", "--scale", "3", "--out", tmp_path / "f.png",
+                        ok=False).output.split())
+    assert "(2 rows of 5 frames of 48x48)" in said and "give --scale 1." in said
+    assert not list(tmp_path.glob("f.*"))
+    run("predict", out, "--horizon", "5", "--scale", "1", "--out", tmp_path / "f.png")
