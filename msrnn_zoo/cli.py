@@ -238,6 +238,20 @@ def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tupl
 def main(ctx: click.Context, debug: bool) -> None:
     """The MS-RNN model zoo: multi-scale recurrent video prediction for any cell."""
     ctx.obj = {"debug": debug}
+    _escape_what_the_output_cannot_encode()
+
+
+def _escape_what_the_output_cannot_encode() -> None:
+    """Print a character the output's encoding lacks (an arrow of the metrics table, an ``é`` or ``中`` of a path) as
+    an escape such as ``\\xe9``, as Python's stderr already does, instead of failing on it.
+
+    Where stdout is not UTF-8 (``PYTHONIOENCODING=ascii``, a Windows console or file in cp1252), the first such
+    character raised ``UnicodeEncodeError`` after the work: `train` reported an error for a run it had saved, and
+    `evaluate` never wrote the metrics file it had scored.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 # ---------------------------------------------------------------------------------------------- catalogue

@@ -747,3 +747,17 @@ def test_predict_refuses_a_picture_too_large_to_open_before_forecasting(tmp_path
     assert "(2 rows of 5 frames of 48x48)" in said and "give --scale 1." in said
     assert not list(tmp_path.glob("f.*"))
     run("predict", out, "--horizon", "5", "--scale", "1", "--out", tmp_path / "f.png")
+
+
+def test_output_without_utf8_escapes_what_it_cannot_encode(monkeypatch):
+    """With stdout in ASCII (PYTHONIOENCODING=ascii; a Windows console or file in cp1252) the first `é` or arrow raised
+    UnicodeEncodeError after the work: train reported an error for the run it had saved, evaluate wrote no metrics."""
+    import io
+    import sys
+
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="ascii", errors="strict"))
+    main.main(["list", "é*"], standalone_mode=False)
+    sys.stdout.flush()
+    assert sys.stdout.errors == "backslashreplace"
+    assert "No model or dataset name matches '\\xe9*'" in " ".join(raw.getvalue().decode("ascii").split())
