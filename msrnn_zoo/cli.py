@@ -1169,7 +1169,7 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
         err_console.print(escape(f"Note: SSIM was not scored: its {SSIM_WINDOW}x{SSIM_WINDOW} window does not fit "
                                  "in frames of this size."), highlight=False, soft_wrap=True)
     write_json(out, reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
-                                    weights=run_dir / "model.safetensors", precision=precision))
+                                    weights=run_dir / "model.safetensors", precision=precision), replace=force)
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
 
 
@@ -1357,7 +1357,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
         console.print(escape(f"Removed {stale_array}: the forecast array of the picture replaced (this forecast, of "
                              "the run's test clip, writes none)."), highlight=False, soft_wrap=True)
     if array_path is not None:  # frames with no ground truth: the user wants the numbers, not only pictures
-        atomic_write(array_path, lambda tmp: tmp.write_bytes(array.getvalue()))
+        atomic_write(array_path, lambda tmp: tmp.write_bytes(array.getvalue()), replace=force)
         console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{escape(str(array_path))}[/bold]")
 
 

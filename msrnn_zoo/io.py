@@ -68,10 +68,13 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], None], *, replace: bool = True) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, flush it to disk, then rename it into place.
 
-    The file gets the mode a plain ``open()`` would give (umask respected), not ``mkstemp``'s 0600.
+    The file gets the mode a plain ``open()`` would give (umask respected), not ``mkstemp``'s 0600. With
+    ``replace=False`` it is put in place only if nothing is at ``path`` at that moment: a check made before the work
+    (:func:`refuse_overwrite`) does not stop a second command started meanwhile (two ``predict`` into the default
+    ``forecast.gif``) from writing there first, and the later one would replace it without a word.
     """
     path = Path(path)
     if path.is_dir():
@@ -83,7 +86,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(Path(tmp))
         os.chmod(tmp, default_mode())
         fsync_path(tmp)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _rename_unless_taken(Path(tmp), path)
         fsync_path(path.parent)
     finally:
         if os.path.exists(tmp):
@@ -91,12 +97,29 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def _rename_unless_taken(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` unless something is there: a hard link fails on an existing name, where a rename
+    would replace it."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OverwriteRefusedError(f"{path} was written by another command while this one worked; it was not "
+                                    "replaced. Choose another path, or look at that file first.") from None
+    except OSError:  # a file system without hard links: the nearest check there is
+        if path.exists() or path.is_symlink():
+            raise OverwriteRefusedError(f"{path} was written by another command while this one worked; it was not "
+                                        "replaced. Choose another path, or look at that file first.") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    return write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def write_text(path: str | Path, text: str, *, replace: bool = True) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), replace=replace)
+
+
+def write_json(path: str | Path, data: Any, *, replace: bool = True) -> Path:
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", replace=replace)
 
 
 def read_json(path: str | Path, what: str) -> Any:

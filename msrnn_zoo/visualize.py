@@ -246,7 +246,7 @@ def _write_atomically(path: str | os.PathLike[str], overwrite: bool, write: Call
     from .io import atomic_write, refuse_overwrite
 
     refuse_overwrite(path, overwrite, "picture", python_flag="overwrite")
-    return atomic_write(Path(path), lambda tmp: write(str(tmp)))
+    return atomic_write(Path(path), lambda tmp: write(str(tmp)), replace=overwrite)
 
 
 def save_png(

@@ -362,6 +362,26 @@ def test_predict_checks_every_file_before_writing_any(run_dir, tmp_path):
     assert not (tmp_path / "f.gif").exists() and not (tmp_path / "f.png").exists()
 
 
+def test_evaluate_never_replaces_a_metrics_file_another_command_wrote_while_it_scored(run_dir, monkeypatch):
+    """Two `evaluate` of one run at once (a quick --max-clips look beside the full one) both passed the check that
+    no metrics file was there, and the one that finished last replaced the other's without a word."""
+    import msrnn_zoo.evaluate
+
+    metrics = run_dir / "metrics-test.json"
+    evaluate_run = msrnn_zoo.evaluate.evaluate_run
+
+    def another_command_finishes_first(*args, **kwargs):
+        metrics.write_text('{"the other command": "its scores"}')
+        return evaluate_run(*args, **kwargs)
+
+    monkeypatch.setattr(msrnn_zoo.evaluate, "evaluate_run", another_command_finishes_first)
+    result = invoke("evaluate", run_dir)  # the scores are printed; only the file is refused
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "metrics-test.json was written by another command" in " ".join(result.output.split()), result.output
+    assert metrics.read_text() == '{"the other command": "its scores"}'
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_files_get_normal_permissions(tmp_path, run_dir):
     old = os.umask(0o022)
     try:
