@@ -92,6 +92,17 @@ def network_cause(exc: BaseException) -> str | None:
     return None
 
 
+def _bad_endpoint_setting() -> str | None:
+    """The variable that set the Hub's address to something that is no http(s) URL (``HF_ENDPOINT=huggingface.co``,
+    a value pasted wrong), as it was given: every Hub call then fails with httpx's ``UnsupportedProtocol``, which
+    named neither the variable nor the fix."""
+    for name in ("MSRNN_ZOO_HUB_ENDPOINT", "HF_ENDPOINT"):  # the first one set decides, as in hub_endpoint
+        value = os.environ.get(name)
+        if value:
+            return None if value.strip().lower().startswith(("http://", "https://")) else f"{name}={value!r}"
+    return None
+
+
 def _where(repo_id: str, revision: str | None) -> str:
     return f"Hub repo {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
 
@@ -135,6 +146,10 @@ def explain(exc: BaseException, repo_id: str, revision: str | None, action: str,
 
     where = _where(repo_id, revision)
     endpoint = _endpoint_name()
+    setting = _bad_endpoint_setting()
+    if setting is not None:
+        return HubError(f"Could not {action} {where}: {setting} is not the address of a Hub. Set it to a URL such "
+                        f"as {DEFAULT_ENDPOINT} (or your mirror's, with http:// or https://), or unset it.")
     cause = network_cause(exc)
     if cause is not None:
         return HubError(f"Cannot reach the Hub at {endpoint} to {action} {where} ({cause}). Check the network "

@@ -657,6 +657,17 @@ def test_pull_with_the_hub_unreachable_says_nothing_was_downloaded(hub, monkeypa
     msrnn_zoo.create("ms-convlstm", pretrained="me/away")  # loading still falls back on the cache
 
 
+@pytest.mark.parametrize("name", ["HF_ENDPOINT", "MSRNN_ZOO_HUB_ENDPOINT"])
+def test_a_hub_address_that_is_no_url_is_named_with_its_variable(name, monkeypatch):
+    """HF_ENDPOINT=huggingface.co made "Could not download Hub repo 'me/x': UnsupportedProtocol: Request URL is
+    missing an 'http://' or 'https://' protocol.", naming neither the variable nor the fix."""
+    monkeypatch.delenv("MSRNN_ZOO_HUB_ENDPOINT", raising=False)
+    monkeypatch.setenv(name, "huggingface.co")
+    said = " ".join(CliRunner().invoke(main, ["pull", "me/x"]).output.split())
+    assert f"{name}='huggingface.co' is not the address of a Hub. Set it to a URL such as https://huggingface.co" \
+        in said, said
+
+
 def test_a_repo_id_the_hub_cannot_hold_is_refused_before_a_card_names_it(hub, run, tmp_path):
     result = CliRunner().invoke(main, ["card", str(run), "--repo-id", "me/My Model", "--out", str(tmp_path / "c.md")])
     said = " ".join(result.output.split())  # was "Model card written": load lines naming a repo that cannot exist
