@@ -238,8 +238,13 @@ def prepare_store(root: str | Path, dataset: str, build: Callable[[StoreWriter],
     Refuses a root that holds a store unless ``force``, and a root holding anything not ours always.
     """
     root = _root(root)
-    if root.exists() and not root.is_dir():
-        raise NotADirectoryError(f"--root {root} is a file; give a new or empty folder for the prepared data.")
+    for existing in (root, *root.parents):  # a file above it too: mkdir said only "[Errno 20] Not a directory"
+        if existing.exists():
+            if not existing.is_dir():
+                where = f"--root {root} is" if existing == root else f"--root {root} lies under {existing},"
+                raise NotADirectoryError(f"{where} a file; give a new or empty folder for the prepared data (the "
+                                         "default one is $MSRNN_ZOO_DATA/DATASET where that variable is set).")
+            break
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     try:

@@ -501,3 +501,14 @@ def test_a_file_that_forcing_would_not_replace_is_not_offered_to_force(run):
     line = one_red_line(invoke("card", run, "--repo-id", "me/m", "--out", run / "config.json"),
                         "already exists and is not a model card that msrnn-zoo wrote")
     assert "--force" not in line and (run / "config.json").read_bytes() == before
+
+
+def test_data_prepare_under_a_file_names_it(tmp_path, monkeypatch):
+    """MSRNN_ZOO_DATA (or --root) under a file made data prepare say only "[Errno 20] Not a directory: '.../kth'"."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    monkeypatch.setenv("MSRNN_ZOO_DATA", str(notes))
+    one_red_line(invoke("data", "prepare", "kth", "--source", tmp_path), f"--root {notes / 'kth'} lies under {notes}, "
+                 "a file; give a new or empty folder", "$MSRNN_ZOO_DATA")
+    one_red_line(invoke("data", "prepare", "kth", "--source", tmp_path, "--root", notes), f"--root {notes} is a file")
+    assert notes.read_text() == "mine"
