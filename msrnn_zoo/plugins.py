@@ -196,6 +196,23 @@ def failed_note() -> str:
             "`msrnn-zoo plugins` says why.")
 
 
+def missing_builtin(name: str) -> str | None:
+    """The distribution released with the zoo that registers ``name`` (a cell or dataset), if it is not installed.
+
+    The zoo's plugins are named after what they register (``msrnn-predrnn`` adds the cell ``predrnn``, a test keeps
+    it so), so a run or a ``save_pretrained`` folder whose plugin was uninstalled, or a core installed alone, can be
+    told what to install instead of only "unknown".
+    """
+    distribution = normalize(f"msrnn-{name}")
+    if distribution not in _BUILTIN:
+        return None
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return distribution
+    return None
+
+
 def forget(plugin_name: str) -> None:
     """Drop the record of a plugin that was unregistered (used by tests and interactive sessions)."""
     _records.pop(plugin_name, None)

@@ -18,7 +18,7 @@ from .catalogue import Checkpoint, builtin_checkpoints, make_checkpoint
 from .cell import RecurrentCell
 from .data import DatasetCapabilities, DatasetFactory, DatasetInfo
 from .metrics import BASELINES as CORE_BASELINES
-from .plugins import failed_note, hook_mistake, load_entry_points, plugin_order, pm, record_for
+from .plugins import failed_note, hook_mistake, load_entry_points, missing_builtin, plugin_order, pm, record_for
 
 MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "": ("single", {}),
@@ -223,14 +223,22 @@ def refresh() -> Registry:
 
 
 def unknown(kind: str, name: str, known: list[str]) -> ValueError:
-    """An error for an unknown name that suggests the closest known ones."""
+    """An error for an unknown name that suggests the closest known ones and, for a name of a plugin of the zoo
+    that is not installed, which to install."""
     # compared without case: "MS-ConvLSTM", as the paper spells it, is otherwise too far from "ms-convlstm" to suggest
     lowered = {k.lower(): k for k in known}
     close = [lowered[c] for c in difflib.get_close_matches(str(name).lower(), list(lowered), n=3, cutoff=0.5)]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    base = str(name)
+    if kind == "model":  # the cell of a model 'ms-X' is 'X'
+        base = base[len(variant_prefix(base) or ""):]
+    distribution = missing_builtin(base)
+    install = (f" {base!r} comes from {distribution}, a plugin of the zoo that is not installed here: install it "
+               f"(from a clone of the zoo: pip install plugins/{distribution}), then run this again."
+               if distribution is not None else "")
     failed = failed_note()
     return ValueError(f"Unknown {kind} {name!r}.{hint} Run `msrnn-zoo list` to see them all "
-                      f"({len(known)} {kind}s known).{' ' + failed if failed else ''}")
+                      f"({len(known)} {kind}s known).{install}{' ' + failed if failed else ''}")
 
 
 def _match(names: list[str], pattern: str | None) -> list[str]:

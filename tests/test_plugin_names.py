@@ -139,3 +139,15 @@ def test_loading_entry_points_again_adds_nothing(fresh_zoo, monkeypatch, tmp_pat
     monkeypatch.setattr(plugins, "_entry_points_loaded", False)
     assert sorted(r.key for r in plugins.records()) == before
     assert all(r.ok for r in plugins.records())
+
+
+def test_the_zoos_plugins_are_named_after_what_they_register():
+    """`missing_builtin` tells a user with an unknown cell or dataset to install msrnn-NAME: true only while each
+    plugin of the zoo registers the names its distribution is named after."""
+    registry.registry()
+    shipped = [r for r in plugins.records() if r.builtin]
+    assert {plugins.normalize(r.distribution) for r in shipped} == set(plugins.BUILTIN_DISTRIBUTIONS)
+    for record in shipped:
+        assert record.cells + record.datasets, record
+        for name in record.cells + record.datasets:
+            assert plugins.normalize(f"msrnn-{name}") == plugins.normalize(record.distribution), (name, record)

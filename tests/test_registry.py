@@ -272,3 +272,30 @@ def test_a_hook_whose_argument_is_misnamed_is_told_what_the_hooks_take(monkeypat
         assert "{'reg'}" in error and "takes one argument, named register: def register_cells(register)" in error
     finally:
         forget("misnamed-argument")
+
+
+def test_a_name_whose_zoo_plugin_is_not_installed_says_which_to_install(fresh_zoo, monkeypatch):
+    """The core alone, or a run kept after `pip uninstall msrnn-predrnn`: it said only "Unknown cell 'predrnn'. Run
+    `msrnn-zoo list` to see them all (0 cells known)", and `list` showed empty tables."""
+    import importlib.metadata
+
+    real_distribution = importlib.metadata.distribution
+
+    def uninstalled(name):
+        if name.startswith("msrnn-") and name != "msrnn-zoo":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_distribution(name)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
+    monkeypatch.setattr(importlib.metadata, "distribution", uninstalled)
+    install = r"'predrnn' comes from msrnn-predrnn, a plugin of the zoo that is not installed here: install it"
+    where = r"pip install plugins/msrnn-predrnn\), then run this again"
+    with pytest.raises(ValueError, match=rf"Unknown model 'ms-predrnn'\..*{install}.*{where}"):
+        msrnn_zoo.create("ms-predrnn")
+    with pytest.raises(ValueError, match=rf"Unknown cell 'predrnn'\..*{install}"):
+        msrnn_zoo.from_config(msrnn_zoo.ForecasterConfig(cell="predrnn"))
+    with pytest.raises(ValueError, match="Unknown dataset 'moving-mnist'.*comes from msrnn-moving-mnist"):
+        msrnn_zoo.load_dataset("moving-mnist")
+    with pytest.raises(ValueError) as caught:  # a name no plugin of the zoo has: nothing to install is invented
+        msrnn_zoo.create("ms-mycell")
+    assert "comes from" not in str(caught.value)
