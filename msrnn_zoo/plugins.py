@@ -141,13 +141,17 @@ def hook_mistake(plugin: object) -> str | None:
     """Why a hook of ``plugin`` will never be called, or ``None``.
 
     pluggy accepts a ``@hookimpl`` under a name no hook has (``register_cell``) and ignores a ``register_cells``
-    without the decorator; either way the plugin registers nothing and would show as ok.
+    without the decorator; either way the plugin registers nothing and would show as ok. A plugin written for a
+    newer zoo, with a hook this one lacks, looks the same to pluggy, so the message offers both ways out.
     """
     for caller in pm.get_hookcallers(plugin) or []:
         impl = next((i for i in caller.get_hookimpls() if i.plugin is plugin), None)
         if caller.spec is None and impl is not None and not impl.opts.get("optionalhook"):
+            from . import __version__
+
             return (f"its @hookimpl {caller.name!r} is no hook of the zoo, so it is never called; name it "
-                    f"{' or '.join(HOOKS)}")
+                    f"{' or '.join(HOOKS)}, or, if the plugin was written for a newer msrnn-zoo that has this hook, "
+                    f"upgrade msrnn-zoo (this is {__version__})")
     for name in HOOKS:
         if callable(getattr(plugin, name, None)) and pm.parse_hookimpl_opts(plugin, name) is None:
             return (f"its {name} has no @msrnn_zoo.hookimpl decorator, so it is never called; put `@hookimpl` (from "

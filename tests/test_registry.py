@@ -299,3 +299,24 @@ def test_a_name_whose_zoo_plugin_is_not_installed_says_which_to_install(fresh_zo
     with pytest.raises(ValueError) as caught:  # a name no plugin of the zoo has: nothing to install is invented
         msrnn_zoo.create("ms-mycell")
     assert "comes from" not in str(caught.value)
+
+
+def test_a_hook_of_a_newer_zoo_says_to_upgrade_the_zoo():
+    """A plugin written for a newer msrnn-zoo was told only to rename its hook to one of this zoo's."""
+
+    class Newer:
+        @msrnn_zoo.hookimpl
+        def register_metrics(self, register):
+            register("newer-metric", lambda prediction, truth: 0.0)
+
+    plugin = Newer()
+    pm.register(plugin, name="newer-plugin")
+    try:
+        assert "convlstm" in msrnn_zoo.list_cells()  # the catalogue is rebuilt, and the plugin judged
+        error = {r.name: r for r in records()}["newer-plugin"].error
+        assert "its @hookimpl 'register_metrics' is no hook of the zoo" in error, error
+        assert f"written for a newer msrnn-zoo that has this hook, upgrade msrnn-zoo (this is " \
+               f"{msrnn_zoo.__version__})" in error, error
+    finally:
+        pm.unregister(plugin)
+        forget("newer-plugin")
