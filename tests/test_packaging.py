@@ -14,3 +14,18 @@ def test_license_is_an_spdx_string(path):
     text = path.read_text()
     assert '\nlicense = "Apache-2.0"\n' in text, f"{path}: write license = \"Apache-2.0\" (an SPDX string)"
     assert 'requires = ["setuptools>=77"]' in text, f"{path}: the SPDX license needs setuptools>=77 to build"
+
+
+def test_python_dash_m_msrnn_zoo_is_the_command(monkeypatch, capsys):
+    """`python -m msrnn_zoo` said "No module named msrnn_zoo.__main__; 'msrnn_zoo' is a package and cannot be
+    directly executed"."""
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["msrnn_zoo", "--version"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("msrnn_zoo", run_name="__main__", alter_sys=True)
+    assert exited.value.code == 0
+    import msrnn_zoo
+
+    assert f"version {msrnn_zoo.__version__}" in capsys.readouterr().out
