@@ -17,6 +17,7 @@ from pathlib import Path
 from string import Template
 
 from .io import SOFTWARE, atomic_write, make_sibling_dir
+from .plugins import BUILTIN_DISTRIBUTIONS
 
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 """A cell's name, matched whole (``fullmatch``: ``$`` would let a trailing newline through into folder names)."""
@@ -74,6 +75,9 @@ def _taken_by(implied: dict[str, str]) -> str | None:
     installed = {normalize(d.metadata["Name"] or "") for d in importlib.metadata.distributions()}
     if dist in installed:
         return f"a distribution {implied['dist']!r} is already installed"
+    if dist in {normalize(d) for d in BUILTIN_DISTRIBUTIONS}:  # not installed, yet its name ranks as the zoo's own
+        return (f"{implied['dist']!r} is the name of a plugin released with the zoo (plugins/{dist} of its "
+                "repository), which is not installed here")
     if importlib.util.find_spec(implied["package"]) is not None:
         return f"a package {implied['package']!r} can already be imported"
     return None

@@ -133,6 +133,26 @@ def test_names_of_installed_distributions_and_importable_packages_are_refused(tm
     assert list(out.iterdir()) == []
 
 
+def test_the_name_of_a_plugin_of_the_zoo_that_is_not_installed_is_refused(tmp_path, monkeypatch):
+    """With the core alone, `new-cell predrnn` wrote msrnn-predrnn: installed, it ranked as the zoo's own plugin
+    (shown as built-in, first to claim names), and installing the real msrnn-predrnn would replace it."""
+    import importlib.metadata
+
+    from msrnn_zoo import registry
+
+    for lister in ("list_cells", "list_models", "list_datasets"):
+        monkeypatch.setattr(registry, lister, lambda *args, **kwargs: [])
+    real = importlib.metadata.distributions
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda **kwargs: [
+        d for d in real(**kwargs) if (d.metadata["Name"] or "").lower() not in ("msrnn-predrnn", "msrnn-germany")])
+    for name in ("predrnn", "germany"):
+        result = invoke("new-cell", name, "--dir", tmp_path)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert (f"'msrnn-{name}' is the name of a plugin released with the zoo (plugins/msrnn-{name} of its "
+                "repository), which is not installed here") in " ".join(result.output.split()), result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_existing_directory_is_never_written_into(tmp_path):
     mine = tmp_path / "msrnn-convgru"
     mine.mkdir()
