@@ -217,6 +217,17 @@ def missing_builtin(name: str) -> str | None:
     return None
 
 
+def failed_builtin(name: str) -> PluginRecord | None:
+    """The record of the distribution released with the zoo that registers ``name``, where it is installed and
+    failed to load (most often a dependency of its own missing, such as ``av`` for ``msrnn-kth``): the one failure
+    that explains the unknown name, which :func:`failed_note` only counts among others."""
+    distribution = normalize(f"msrnn-{name}")
+    if distribution not in _BUILTIN:
+        return None
+    return next((r for r in records() if not r.ok and r.distribution and normalize(r.distribution) == distribution),
+                None)
+
+
 def forget(plugin_name: str) -> None:
     """Drop the record of a plugin that was unregistered (used by tests and interactive sessions)."""
     _records.pop(plugin_name, None)

@@ -18,7 +18,16 @@ from .catalogue import Checkpoint, builtin_checkpoints, make_checkpoint
 from .cell import RecurrentCell
 from .data import DatasetCapabilities, DatasetFactory, DatasetInfo
 from .metrics import BASELINES as CORE_BASELINES
-from .plugins import failed_note, hook_mistake, load_entry_points, missing_builtin, plugin_order, pm, record_for
+from .plugins import (
+    failed_builtin,
+    failed_note,
+    hook_mistake,
+    load_entry_points,
+    missing_builtin,
+    plugin_order,
+    pm,
+    record_for,
+)
 
 MODEL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "": ("single", {}),
@@ -236,6 +245,11 @@ def unknown(kind: str, name: str, known: list[str]) -> ValueError:
     install = (f" {base!r} comes from {distribution}, a plugin of the zoo that is not installed here: install it "
                f"(from a clone of the zoo: pip install plugins/{distribution}), then run this again."
                if distribution is not None else "")
+    broken = failed_builtin(base)
+    if broken is not None:  # its own failure, not a count of all failures
+        first = (broken.error or "").splitlines()[0]
+        install = (f" {base!r} comes from {broken.distribution}, which is installed but failed to load ({first}): "
+                   "install what it is missing, then run this again.")
     failed = failed_note()
     return ValueError(f"Unknown {kind} {name!r}.{hint} Run `msrnn-zoo list` to see them all "
                       f"({len(known)} {kind}s known).{install}{' ' + failed if failed else ''}")

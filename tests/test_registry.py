@@ -301,6 +301,29 @@ def test_a_name_whose_zoo_plugin_is_not_installed_says_which_to_install(fresh_zo
     assert "comes from" not in str(caught.value)
 
 
+def test_a_name_whose_zoo_plugin_failed_to_load_says_why(fresh_zoo, monkeypatch):
+    """msrnn-kth installed without its own dependency (av): "Unknown dataset 'kth'" only counted the plugins that
+    failed, and sent the user to `msrnn-zoo plugins` to learn which one mattered and why."""
+    import importlib.metadata
+    from types import SimpleNamespace
+
+    from msrnn_zoo import plugins
+
+    def load():
+        raise ModuleNotFoundError("No module named 'av'")
+
+    kth = SimpleNamespace(name="kth", value="msrnn_kth.plugin", group=plugins.ENTRY_POINT_GROUP, load=load,
+                          dist=SimpleNamespace(metadata={"Name": "msrnn-kth"}, version="0.1.0"))
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [kth])
+    with pytest.raises(ValueError, match=r"Unknown dataset 'kth'\..* 'kth' comes from msrnn-kth, which is installed "
+                                         r"but failed to load \(ModuleNotFoundError: No module named 'av'\): install "
+                                         "what it is missing"):
+        msrnn_zoo.load_dataset("kth")
+    with pytest.raises(ValueError) as caught:  # another name: that failure is not its cause
+        msrnn_zoo.load_dataset("taxibj")
+    assert "No module named 'av'" not in str(caught.value)
+
+
 def test_a_hook_of_a_newer_zoo_says_to_upgrade_the_zoo():
     """A plugin written for a newer msrnn-zoo was told only to rename its hook to one of this zoo's."""
 
