@@ -511,4 +511,7 @@ def test_data_prepare_under_a_file_names_it(tmp_path, monkeypatch):
     one_red_line(invoke("data", "prepare", "kth", "--source", tmp_path), f"--root {notes / 'kth'} lies under {notes}, "
                  "a file; give a new or empty folder", "$MSRNN_ZOO_DATA")
     one_red_line(invoke("data", "prepare", "kth", "--source", tmp_path, "--root", notes), f"--root {notes} is a file")
+    # reading it said "the folder does not exist" and advised preparing into a folder under the file
+    one_red_line(invoke("data", "info", "kth"), f"No prepared kth data at {notes / 'kth'}: it lies under {notes}, a "
+                 "file", "is it set to a file?")
     assert notes.read_text() == "mine"
