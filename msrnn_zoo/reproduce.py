@@ -251,6 +251,42 @@ def reproduce(model: str, dataset: str, out: str | Path, *, root: str | Path | N
     return finish(trainer, device=device, max_eval_clips=max_eval_clips)
 
 
+def _rendered_as_it_stands(run_dir: Path, card: Path) -> bool:
+    """Whether ``card`` is msrnn-zoo's card of ``run_dir`` as it would be rendered now, locally or for the one
+    repo its load lines name: then finishing may render it again; anything else is the user's text."""
+    import re
+
+    from .card import render_card
+
+    try:
+        text = card.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    named = set(re.findall(r'pretrained="([^"]*)"', text))
+    try:
+        return len(named) <= 1 and any(text == render_card(run_dir, repo) for repo in (None, *named))
+    except (ValueError, OSError):  # a run the card cannot be rendered for as it stands: not ours to replace
+        return False
+
+
+def _check_card_replaceable(out: Path) -> None:
+    """Refuse, before any training, to finish a reproduction whose card or pictures ``finish`` would write over:
+    it renders them again, and a card edited after the reproduction wrote it was replaced without a word."""
+    from .card import FORECAST_PNG, METRICS_PNG
+    from .io import refuse_overwrite
+
+    card = out / "README.md"
+    if card.exists() and not (card.is_file() and _rendered_as_it_stands(out, card)):
+        where = shlex.quote(str(out))
+        raise OverwriteRefusedError(
+            f"{card} is not the card msrnn-zoo rendered for this run (edited since, or written by hand), and "
+            "finishing the reproduction writes its card there; move it away (it stays yours), then ",
+            python_hint=f"call reproduce.resume({str(out)!r}) again.",
+            cli_hint=f"run `msrnn-zoo reproduce --resume {where}` again.")
+    for name in (METRICS_PNG, FORECAST_PNG):
+        refuse_overwrite(out / name, True, "picture")
+
+
 def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | None = None,
            fit: Callable[[Any], Any] | None = None) -> dict[str, Path]:
     """Finish an interrupted reproduction: train from its last checkpoint, then evaluate and render."""
@@ -261,6 +297,7 @@ def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | 
     if not (out / RECIPE_JSON).is_file():
         raise FileNotFoundError(f"{out} is not a run started by `msrnn-zoo reproduce` (no {RECIPE_JSON}).")
     read_json(out / RECIPE_JSON, "recipe file")
+    _check_card_replaceable(out)
     trainer = Trainer.resume(out, device=device)
     if trainer.progress.epoch < trainer.cfg.epochs:
         (fit or (lambda t: t.fit()))(trainer)

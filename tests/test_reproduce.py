@@ -212,3 +212,24 @@ def test_a_bad_set_value_is_one_red_line_before_anything_runs(tmp_path):
     assert result.exit_code == 1 and len(lines) == 1, result.output
     assert lines[0] == "Error: --set batch_size=0: batch_size must be a whole number of at least 1."
     assert not out.exists()
+
+
+def test_finishing_a_reproduction_again_keeps_a_card_the_user_edited(tmp_path):
+    """`reproduce --resume` of a finished run scores it again and renders its card: a README.md edited after the
+    reproduction wrote it was replaced without a word. It is refused before anything runs; an unedited card (local
+    or rendered by `card --repo-id`) is still rendered again."""
+    out = tmp_path / "a"
+    reproduce.reproduce("convlstm", "moving-mnist", out, source="synthetic", budget_steps=1, max_eval_clips=1,
+                        overrides={"hidden_channels": 2, "num_layers": 1})
+    card = out / "README.md"
+    edited = card.read_text() + "\nMy notes on this run.\n"
+    card.write_text(edited)
+    result = CliRunner().invoke(main, ["reproduce", "--resume", str(out)])
+    line = " ".join(result.output.split())
+    assert result.exit_code == 1 and "is not the card msrnn-zoo rendered for this run" in line, result.output
+    assert f"then run `msrnn-zoo reproduce --resume {out}` again" in line
+    with pytest.raises(FileExistsError, match=r"move it away \(it stays yours\), then call reproduce\.resume"):
+        reproduce.resume(out)
+    assert card.read_text() == edited
+    assert CliRunner().invoke(main, ["card", str(out), "--repo-id", "me/a", "--force"]).exit_code == 0
+    assert reproduce.resume(out, max_eval_clips=1)["README.md"] == card
