@@ -168,7 +168,10 @@ def validate_checkpoint(record: Checkpoint) -> Checkpoint:
     if record.repo_id.count("/") != 1:
         raise ValueError(f"{where}: repo_id {record.repo_id!r} is not a Hub repo id like 'user/model'.")
     if record.published:
-        if record.revision and not _COMMIT.fullmatch(record.revision):
+        if not record.revision:  # else it loads whatever the repo's main holds then, not the weights measured
+            raise ValueError(f"{where}: a published record needs the revision its weights were pushed at (the "
+                             "40-digit commit id `msrnn-zoo push` printed), so that it always loads those weights.")
+        if not _COMMIT.fullmatch(record.revision):
             raise ValueError(f"{where}: revision {record.revision!r} is not a 40-digit commit id.")
         if record.metrics and not record.metrics_command:
             raise ValueError(f"{where}: metrics without the metrics_command that measured them.")

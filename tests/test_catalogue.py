@@ -67,11 +67,23 @@ def test_the_catalogue_claims_nothing_no_run_produced():
     with pytest.raises(ValueError, match="recipe-only record has no weights"):
         make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", status="recipe-only", metrics={"mse": 1})
     with pytest.raises(ValueError, match="without the metrics_command"):
-        make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", metrics={"mse": 1.0})
+        make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", revision="a" * 40, metrics={"mse": 1.0})
     with pytest.raises(ValueError, match="not one of published, recipe-only"):
         make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", status="soon")
     with pytest.raises(ValueError, match="is not a 40-digit commit id"):  # `$` matched before a final newline
         make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", revision="a" * 40 + "\n")
+
+
+def test_a_published_record_is_pinned_to_a_commit():
+    """DEVELOPERS.md and the validator's docstring say so, but a published record without a revision was accepted
+    (a plugin's `register(model=..., tag=..., repo_id=...)` is published by default): it loaded whatever the repo's
+    main branch held on the day, not the weights its metrics were measured on."""
+    with pytest.raises(ValueError, match="a published record needs the revision its weights were pushed at"):
+        make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b")
+    with pytest.raises(ValueError, match="a published record needs the revision"):
+        make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", status="published",
+                        metrics={"mse": 1.0}, metrics_command="msrnn-zoo evaluate runs/x")
+    assert make_checkpoint("test", model="ms-convlstm", tag="x", repo_id="a/b", revision="a" * 40).published
 
 
 def test_a_plugin_cannot_take_a_zoo_tag(toy_plugin):
@@ -80,7 +92,7 @@ def test_a_plugin_cannot_take_a_zoo_tag(toy_plugin):
     class Squatter:
         @msrnn_zoo.hookimpl
         def register_checkpoints(self, register):
-            register(model="ms-convlstm", tag="kth", repo_id="evil/weights")
+            register(model="ms-convlstm", tag="kth", repo_id="evil/weights", revision="e" * 40)
 
     plugin = Squatter()
     pm.register(plugin, name="squatter")
