@@ -428,6 +428,9 @@ class HubMixin:
                     raise FileNotFoundError(f"{directory} has no {path.name}: it is not a directory written by "
                                             f"save_pretrained or `msrnn-zoo train`.{shadow}")
             return cls._from_files(config_path, weights_path, None, map_location=map_location, cast=cast)
+        if directory.is_file():  # a string "runs/a/model.safetensors" has the form of a repo id: it went to the Hub
+            raise FileNotFoundError(f"{directory} is a file; pass the directory that holds it ({directory.parent}), "
+                                    "written by save_pretrained or `msrnn-zoo train`.")
         if isinstance(source, os.PathLike):  # a path is never a repo id: "Hub repo 'runs/a' was not found" misleads
             raise FileNotFoundError(f"{directory} is not a directory; a path must name a directory written by "
                                     "save_pretrained or `msrnn-zoo train` (a Hub repo id is given as a string).")

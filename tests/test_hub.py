@@ -687,6 +687,18 @@ def test_from_pretrained_of_a_missing_path_object_is_not_looked_up_on_the_hub(hu
     assert not any(path.startswith("/api/") or "/resolve/" in path for _, path in hub.state.requests)
 
 
+def test_pretrained_weights_file_is_not_looked_up_on_the_hub(hub, tmp_path, monkeypatch):
+    """`create(..., pretrained="runs/a/model.safetensors")` has the form of a repo id: it was sent to the Hub and
+    answered "Hub repo 'runs/a/model.safetensors' ..." (offline: "not in the cache") for a file right here."""
+    tiny().save_pretrained(tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    for given in ("m/model.safetensors", "m/config.json"):
+        exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained=given)
+        assert isinstance(exc, FileNotFoundError), exc
+        assert f"{given} is a file; pass the directory that holds it (m)" in str(exc), exc
+    assert not any(path.startswith("/api/") or "/resolve/" in path for _, path in hub.state.requests)
+
+
 def test_pull_in_offline_mode_says_nothing_was_downloaded(hub, monkeypatch):
     tiny().push_to_hub("me/plane", token=TOKEN)
     assert CliRunner().invoke(main, ["pull", "me/plane"]).exit_code == 0
