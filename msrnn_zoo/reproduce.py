@@ -73,8 +73,10 @@ def make_plan(model: str, dataset: str, *, root: str | Path | None = None, sourc
 
     ``overrides`` change recipe settings (those in :data:`OVERRIDABLE`); they are recorded as deviations.
     """
+    from .factory import build_config, from_config
     from .registry import get_dataset
     from .train import new_train_config, open_split
+    from .validation import parse_device
 
     recipe = get_recipe(model, dataset)
     overrides = dict(overrides or {})
@@ -111,6 +113,10 @@ def make_plan(model: str, dataset: str, *, root: str | Path | None = None, sourc
                 sampling=recipe.get("sampling"), device=device,
                 root=str(Path(root).expanduser().resolve()) if root is not None else None,
                 protocol=recipe.get("protocol"))
+    # what the trainer would refuse only when it builds the model, after the recipe's data were downloaded and
+    # the plan announced: `--set num_layers=5` of a multi-scale model, `--set kernel_size=2`, `--device gpu`
+    parse_device(device)
+    from_config(build_config(model, **options, in_channels=1))
     if recipe.get("download"):  # fetch what the source needs once, with a progress bar, before training
         from .datasets import load_dataset
 

@@ -105,6 +105,25 @@ def test_an_occupied_out_is_refused_before_the_recipes_data_is_downloaded(tmp_pa
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
 
 
+@pytest.mark.parametrize(("given", "message"), [
+    ({"overrides": {"num_layers": 5}}, "The mirror pyramid needs an even number of layers, got num_layers=5"),
+    ({"overrides": {"kernel_size": 2}}, "kernel_size must be a positive odd number"),
+    ({"device": "gpu"}, "--device gpu is not a device PyTorch knows"),
+])
+def test_a_model_or_device_train_would_refuse_is_refused_before_the_recipes_data_is_downloaded(
+        given, message, monkeypatch):
+    """These were refused only when the trainer built the model: after the paper's Moving MNIST recipe had
+    downloaded MNIST, and after the command had announced the plan's steps."""
+    from msrnn_zoo import datasets
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded before the model was checked")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_download)
+    with pytest.raises(ValueError, match=message):
+        reproduce.make_plan("ms-convlstm", "moving-mnist", **given)
+
+
 def test_reproduce_force_builds_the_new_run_whole_beside_the_old(tmp_path):
     """The recipe file went into the old run while the new one was built beside it: the swapped-in run had none,
     and scoring it failed after the whole training ("No recipe file")."""
