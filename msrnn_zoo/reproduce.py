@@ -230,10 +230,17 @@ def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = No
     recipe = read_json(run_dir / RECIPE_JSON, "recipe file")
     frames = recipe["settings"].get("eval_frames", "future")
     words = shlex.split(recipe.get("command", ""))
-    if max_eval_clips is not None and "--max-eval-clips" not in words and "--out" in words:
-        # the card's command must score what the card's metrics scored: the first N test clips
+    # the card's command must score what the card's metrics scored: the first N test clips, or every one. A count
+    # from an earlier scoring stays out: `reproduce --resume` of a finished run scores it again, and the card
+    # said `--max-eval-clips 2` of metrics over every test clip
+    if "--max-eval-clips" in words:
+        at = words.index("--max-eval-clips")
+        del words[at:at + 2]
+    if max_eval_clips is not None and "--out" in words:
         at = words.index("--out")
-        recipe["command"] = shlex.join([*words[:at], "--max-eval-clips", str(max_eval_clips), *words[at:]])
+        words[at:at] = ["--max-eval-clips", str(max_eval_clips)]
+    if words and shlex.join(words) != recipe.get("command"):
+        recipe["command"] = shlex.join(words)
         write_json(run_dir / RECIPE_JSON, recipe)
     reports = evaluate_run(run_dir, split="test", max_clips=max_eval_clips, device=device, frames=frames)
     if report is not None:

@@ -252,3 +252,15 @@ def test_finishing_a_reproduction_again_keeps_a_card_the_user_edited(tmp_path):
     assert card.read_text() == edited
     assert CliRunner().invoke(main, ["card", str(out), "--repo-id", "me/a", "--force"]).exit_code == 0
     assert reproduce.resume(out, max_eval_clips=1)["README.md"] == card
+
+
+def test_scoring_a_reproduction_again_updates_the_count_its_command_names(tmp_path):
+    """`reproduce --resume` of a finished run scores it again with the --max-eval-clips given then (or on every test
+    clip): the card's command kept the first scoring's `--max-eval-clips 1` beside metrics over other clips."""
+    out = tmp_path / "a"
+    reproduce.reproduce("convlstm", "moving-mnist", out, source="synthetic", budget_steps=1, max_eval_clips=1,
+                        overrides={"hidden_channels": 2, "num_layers": 1})
+    assert "--max-eval-clips 1 --out a" in recipe_command(out)
+    reproduce.resume(out, max_eval_clips=2)
+    assert "--max-eval-clips 2 --out a" in recipe_command(out) and "--max-eval-clips 1" not in recipe_command(out)
+    assert "--max-eval-clips 2 --out a" in (out / "README.md").read_text()
