@@ -57,7 +57,7 @@ from .io import (
     write_text,
     written_by_us,
 )
-from .network import COMPILED_PATHS, FAST_PATHS, Forecaster, ForecasterConfig
+from .network import COMPILED_PATHS, FAST_PATHS, GRAPH_PATHS, Forecaster, ForecasterConfig
 from .precision import PRECISIONS, autocast, float32_products, grad_scaler
 from .sampling import get_schedule
 from .validation import MAX_SEED, parse_device
@@ -673,6 +673,7 @@ class Trainer:
             cfg.fast_path = None if fast_path == "none" else fast_path
         if compile_cells is not None:
             cfg.compile_cells = compile_cells
+        _check_resumable_here(cfg, run_dir, device_given=device is not None, fast_path_given=fast_path is not None)
         trainer = cls(run_dir, cfg)
         if trainer.dist.is_main:  # before anything is written (the history rolled back, the config)
             trainer._locks.append(_lock_run(run_dir))
@@ -963,6 +964,28 @@ def auto_fast_path(device: str, grad_checkpointing: bool = False) -> str | None:
     if grad_checkpointing or distributed.from_env().active:
         return None
     return "clip-graph" if _device_type(device) == "cuda" else None
+
+
+def _check_resumable_here(cfg: TrainConfig, run_dir: Path, *, device_given: bool, fast_path_given: bool) -> None:
+    """Refuse, naming the flags that continue it here, a run whose own device or fast path this machine lacks.
+
+    A run trained on a GPU (where ``train`` records its clips as CUDA graphs by default) and resumed on a machine
+    without one was told "--device cuda was asked for", which the user had not typed; given ``--device cpu``, it
+    was then told that the 'clip-graph' fast path needs a GPU, without the flag that turns it off.
+    """
+    graphs = cfg.fast_path in GRAPH_PATHS and not fast_path_given
+    if not device_given:
+        try:
+            parse_device(cfg.device)
+        except ValueError:
+            here = "cuda" if torch.cuda.is_available() else "cpu"
+            flags = f"--device {here}" + (" --fast-path none" if graphs and here != "cuda" else "")
+            raise ValueError(f"{run_dir} was trained on {cfg.device}, which this machine does not have; to continue "
+                             f"it here, pass {flags}.") from None
+    if graphs and _device_type(cfg.device) != "cuda":
+        raise ValueError(f"{run_dir} runs its clips on the {cfg.fast_path!r} fast path, which records CUDA graphs "
+                         f"and needs a GPU; to continue it on {cfg.device}, also pass --fast-path none (or "
+                         "--fast-path compile).")
 
 
 def _device_type(device: str) -> str | None:

@@ -310,6 +310,24 @@ def test_a_run_trained_on_cpu_0_resumes_and_evaluates(tmp_path, clips_file):
     run("predict", out, "--device", "cpu:0", "--out", tmp_path / "f.png", "--scale", "1")
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU run resumed where there is no GPU")
+def test_a_gpu_run_resumed_without_a_gpu_names_the_flags_that_continue_it(tmp_path, clips_file):
+    """A run `train` made on a GPU (its clips recorded as CUDA graphs, the default there) and resumed on a machine
+    without one said "--device cuda was asked for", which nobody had typed; with --device cpu, that clip-graph needs
+    a GPU, without the flag that turns it off."""
+    out = tmp_path / "run"
+    run("train", "convlstm", "--data", clips_file, "--out", out, *TINY_TRAIN)
+    record = json.loads((out / "train_config.json").read_text())
+    (out / "train_config.json").write_text(json.dumps({**record, "device": "cuda", "fast_path": "clip-graph"}))
+    refused = " ".join(run("train", "--resume", out, "--epochs", "2", ok=False).output.split())
+    assert "was trained on cuda, which this machine does not have" in refused
+    assert "pass --device cpu --fast-path none" in refused and "was asked for" not in refused
+    refused = " ".join(run("train", "--resume", out, "--epochs", "2", "--device", "cpu", ok=False).output.split())
+    assert "'clip-graph' fast path" in refused and "also pass --fast-path none" in refused
+    run("train", "--resume", out, "--epochs", "2", "--device", "cpu", "--fast-path", "none")
+    assert json.loads((out / "train_config.json").read_text())["fast_path"] is None
+
+
 def test_tf32_is_a_precision_of_train_evaluate_and_predict(tmp_path, clips_file):
     out = tmp_path / "run"
     trained = run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
