@@ -1024,7 +1024,7 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
     """
     import torch
 
-    from .bench import Timer, compare, parse_configs
+    from .bench import OPTIONS, Timer, compare, parse_configs
     from .factory import create, split_tag
     from .validation import parse_device
 
@@ -1036,6 +1036,10 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
     if configs is None:
         configs = "plain,clip-graph,clip-graph+bf16" if cuda else "plain,grad-checkpointing"
     chosen = parse_configs(configs)  # an empty --configs "$UNSET" is refused, not read as the default
+    # as train, evaluate and predict do: a tf32 row on the CPU times fp32, and its ratio to plain is noise
+    for precision in dict.fromkeys(OPTIONS[part].precision for config in chosen for part in config.split("+")):
+        if precision is not None:
+            _note_precision(precision, torch_device)
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)

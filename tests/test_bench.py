@@ -81,6 +81,17 @@ def test_the_verdict_follows_the_measured_ratios(capsys):
     assert "Fastest" not in text and "train with" not in text
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="TF32 is a GPU's format")
+def test_a_tf32_configuration_on_the_cpu_is_said_to_time_fp32():
+    """train, evaluate and predict say that tf32 computes fp32 on the CPU; bench timed it beside plain without a
+    word, and could end "Fastest training step here: tf32; train with --precision tf32" on noise alone."""
+    result = run("bench", "convlstm", *TINY, "--repeat", 1, "--configs", "plain,tf32,clip-graph+tf32", "--train-only")
+    text = " ".join(result.output.split())
+    assert text.count("Note: precision tf32 computes fp32 on cpu") == 1
+    assert "Note" not in run("bench", "convlstm", *TINY, "--repeat", 1, "--configs", "plain,bf16",
+                             "--train-only").output
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's refusal of a GPU-only fast path")
 def test_a_configuration_this_machine_cannot_run_is_reported_and_the_others_go_on():
     result = run("bench", "convlstm", *TINY, "--configs", "plain,clip-graph,grad-checkpointing", "--json")
