@@ -519,6 +519,7 @@ class Trainer:
         self._stopped: str | None = None  # why fit may not go on, once a fit was stopped by an exception (Ctrl-C)
         self.cfg = cfg
         cfg.validate()
+        _check_trainable_together(cfg)
         self.dist, self.device = distributed.setup(parse_device(cfg.device))
         if self.dist.world_size != cfg.world_size:
             raise ValueError(f"This run trains on {cfg.world_size} process(es) of batch {cfg.batch_size} each; "
@@ -673,6 +674,7 @@ class Trainer:
             cfg.fast_path = None if fast_path == "none" else fast_path
         if compile_cells is not None:
             cfg.compile_cells = compile_cells
+        _check_trainable_together(cfg)  # the options given with the run's own, before its device is asked for
         _check_resumable_here(cfg, run_dir, device_given=device is not None, fast_path_given=fast_path is not None)
         trainer = cls(run_dir, cfg)
         if trainer.dist.is_main:  # before anything is written (the history rolled back, the config)
@@ -964,6 +966,21 @@ def auto_fast_path(device: str, grad_checkpointing: bool = False) -> str | None:
     if grad_checkpointing or distributed.from_env().active:
         return None
     return "clip-graph" if _device_type(device) == "cuda" else None
+
+
+def _check_trainable_together(cfg: TrainConfig) -> None:
+    """Refuse options that no training step can run together, before a run is created or its record rewritten.
+
+    Gradient checkpointing with recorded CUDA graphs failed only at the first step on a GPU: a new run was left
+    without a checkpoint, and a run resumed with ``--grad-checkpointing`` (to save memory) had its record rewritten
+    to the combination first, so that every later resume failed the same way. Not a check of
+    :meth:`TrainConfig.validate`, which reads every record: a record written so must still be resumable with one
+    of the two turned off.
+    """
+    if cfg.grad_checkpointing and cfg.fast_path in GRAPH_PATHS:
+        raise ValueError(f"Gradient checkpointing recomputes each step in the backward pass, which the recorded CUDA "
+                         f"graphs of fast path {cfg.fast_path!r} cannot do; turn one of them off "
+                         "(--no-grad-checkpointing, or --fast-path none or compile).")
 
 
 def _check_resumable_here(cfg: TrainConfig, run_dir: Path, *, device_given: bool, fast_path_given: bool) -> None:

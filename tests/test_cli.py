@@ -328,6 +328,26 @@ def test_a_gpu_run_resumed_without_a_gpu_names_the_flags_that_continue_it(tmp_pa
     assert json.loads((out / "train_config.json").read_text())["fast_path"] is None
 
 
+def test_grad_checkpointing_with_recorded_graphs_is_refused_before_a_run_is_made_or_its_record_changed(
+        tmp_path, clips_file):
+    """The two cannot train together; on a GPU that was said only at the first step: after a new run was made
+    without a checkpoint, or after `--resume --grad-checkpointing` (to save memory on a run recording its clips, the
+    GPU's default) had written the combination into the run's record, which every later resume then failed on."""
+    out = tmp_path / "run"
+    refused = run("train", "convlstm", "--data", clips_file, "--out", out, *TINY_TRAIN, "--grad-checkpointing",
+                  "--fast-path", "clip-graph", ok=False)
+    assert "recorded CUDA graphs of fast path 'clip-graph' cannot do" in " ".join(refused.output.split())
+    assert not out.exists()
+    run("train", "convlstm", "--data", clips_file, "--out", out, *TINY_TRAIN)
+    record = json.loads((out / "train_config.json").read_text())
+    (out / "train_config.json").write_text(json.dumps({**record, "fast_path": "cudagraph"}))
+    before = (out / "train_config.json").read_text()
+    refused = run("train", "--resume", out, "--epochs", "2", "--grad-checkpointing", ok=False)
+    text = " ".join(refused.output.split())
+    assert "fast path 'cudagraph' cannot do" in text and "(--no-grad-checkpointing, or --fast-path none" in text
+    assert (out / "train_config.json").read_text() == before
+
+
 def test_tf32_is_a_precision_of_train_evaluate_and_predict(tmp_path, clips_file):
     out = tmp_path / "run"
     trained = run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
