@@ -29,6 +29,7 @@ from msrnn_zoo.bench import (  # noqa: F401 (the scripts' names for them)
     parse_configs,
     rounds,
 )
+from msrnn_zoo.validation import parse_device
 
 
 def add_common_options(parser: argparse.ArgumentParser, *, batch: int = 4, repeat: int = 5,
@@ -56,7 +57,10 @@ def setup(args: argparse.Namespace) -> tuple[torch.device, Timer]:
     torch.set_num_threads(args.threads)
     if args.matmul_precision is not None:
         torch.set_float32_matmul_precision(args.matmul_precision)
-    device = torch.device(args.device)
+    try:  # --device cuda without a GPU was PyTorch's traceback, ending in "Found no NVIDIA driver"
+        device = parse_device(args.device)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return device, Timer(device, args.clock)

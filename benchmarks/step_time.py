@@ -107,14 +107,22 @@ def main() -> None:
     parser.add_argument("cells", nargs="*")
     _common.add_common_options(parser, batch=2, repeat=3,
                                repeat_help="timed steps (0: memory only, with --grad-checkpointing)")
-    parser.add_argument("--grad-checkpointing", action="store_true",
-                        help="Compare each model (positional names: models) plain and with gradient checkpointing.")
-    parser.add_argument("--compile-cells", action="store_true",
-                        help="Compare each model (positional names: models) plain and with compiled cells.")
-    parser.add_argument("--kept-by-op", action="store_true",
-                        help="Split each model's activation memory (positional names: models) by the operation that "
-                             "made each kept tensor, in feature maps per layer and time step (no timing).")
+    # one measurement per run: given two, the script ran one of them and left the other out without a word
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--grad-checkpointing", action="store_true",
+                       help="Compare each model (positional names: models) plain and with gradient checkpointing.")
+    modes.add_argument("--compile-cells", action="store_true",
+                       help="Compare each model (positional names: models) plain and with compiled cells.")
+    modes.add_argument("--kept-by-op", action="store_true",
+                       help="Split each model's activation memory (positional names: models) by the operation that "
+                            "made each kept tensor, in feature maps per layer and time step (no timing).")
     args = parser.parse_args()
+    if args.repeat < 0:
+        parser.error(f"--repeat {args.repeat}: give the number of timed steps, 0 or more.")
+    if args.repeat == 0 and not (args.grad_checkpointing or args.compile_cells or args.kept_by_op):
+        parser.error(f"--repeat {args.repeat}: the single- and multi-scale comparison times at least one step (it "
+                     "printed 'nan' seconds); --repeat 0, memory only, goes with --grad-checkpointing or "
+                     "--compile-cells.")
     device, timer = _common.setup(args)
     print(_common.header(args), flush=True)
     if args.kept_by_op:
