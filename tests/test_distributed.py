@@ -154,3 +154,22 @@ def test_a_process_started_by_hand_says_what_it_waits_for(monkeypatch, capsys):
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
     distributed.setup(torch.device("cpu"))
     assert capsys.readouterr().err == "" and joined == ["gloo", "gloo"]
+
+
+def test_ctrl_c_of_a_torchrun_job_says_to_resume_it_under_torchrun(tmp_path):
+    """Ctrl-C of `torchrun --nproc_per_node 2 ... train` said "Continue ... with: msrnn-zoo train --resume RUN", a
+    command that refuses a run of two processes."""
+    from types import SimpleNamespace
+
+    from msrnn_zoo.cli import _how_to_go_on
+
+    (tmp_path / "latest.json").write_text('{"name": "step-00000010", "step": 10}')
+    for processes, expected in ((2, f"torchrun --nproc_per_node 2 -m msrnn_zoo.cli train --resume {tmp_path}"),
+                                (1, f"with: msrnn-zoo train --resume {tmp_path}")):
+        trainer = SimpleNamespace(progress=SimpleNamespace(step=12),
+                                  cfg=SimpleNamespace(checkpoint_every=0, world_size=processes))
+        said = _how_to_go_on(tmp_path, trainer)
+        assert said.endswith(expected) and "at step 10" in said, said
+    assert "torchrun --nproc_per_node 3 -m msrnn_zoo.cli reproduce --resume" in _how_to_go_on(
+        tmp_path / "none", SimpleNamespace(progress=SimpleNamespace(step=1),
+                                           cfg=SimpleNamespace(checkpoint_every=0, world_size=3)), "reproduce")
