@@ -559,8 +559,12 @@ class Trainer:
         global_batch = cfg.batch_size * cfg.world_size
         self.steps_per_epoch = len(self.train_set) // global_batch  # type: ignore[arg-type]
         if self.steps_per_epoch == 0:
+            # under torchrun a batch is --batch-size on each process: at --batch-size 1, fewer processes is the way
+            several = cfg.world_size > 1
+            each = f" (--batch-size {cfg.batch_size} on each of {cfg.world_size} processes)" if several else ""
+            fewer = ", start fewer processes (torchrun --nproc_per_node)" if several else ""
             raise ValueError(f"The training split has {len(self.train_set)} clips, fewer than one batch of "  # type: ignore[arg-type]
-                             f"{global_batch}; lower --batch-size or give more clips.")
+                             f"{global_batch}{each}; lower --batch-size{fewer} or give more clips.")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.sampling_steps = cfg.sampling_steps or self.total_steps
         self.progress = Progress(train_clips=len(self.train_set),  # type: ignore[arg-type]

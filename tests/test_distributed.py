@@ -173,3 +173,25 @@ def test_ctrl_c_of_a_torchrun_job_says_to_resume_it_under_torchrun(tmp_path):
     assert "torchrun --nproc_per_node 3 -m msrnn_zoo.cli reproduce --resume" in _how_to_go_on(
         tmp_path / "none", SimpleNamespace(progress=SimpleNamespace(step=1),
                                            cfg=SimpleNamespace(checkpoint_every=0, world_size=3)), "reproduce")
+
+
+def test_more_processes_than_clips_says_to_start_fewer(monkeypatch, tmp_path, clips_file):
+    """3 processes of --batch-size 1 on 2 clips said "fewer than one batch of 3; lower --batch-size", which cannot
+    go lower than 1: the processes are what to lower."""
+    import torch.distributed as dist
+    import torch.nn.parallel
+
+    for name, value in {"WORLD_SIZE": "3", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29512", "TORCHELASTIC_RUN_ID": "job"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)  # no process group: the job fails before any step
+    monkeypatch.setattr(dist, "get_world_size", lambda: 3)
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda module, device_ids: module)
+    args = ["--hidden", "2", "--layers", "1", "--batch-size", "1", "--max-train-clips", "2"]
+    out = str(tmp_path / "r")
+    result = CliRunner().invoke(main, ["train", "convlstm", "--data", str(clips_file), *args, "--out", out])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "fewer than one batch of 3 (--batch-size 1 on each of 3 processes)" in said, said
+    assert "start fewer processes (torchrun --nproc_per_node)" in said
+    assert not (tmp_path / "r").exists()
