@@ -814,6 +814,9 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         error_line(f"Interrupted. The new run was dropped; {run_dir} holds the run it was to replace, as it was."
                    if replacing else _how_to_go_on(run_dir, trainer))
         sys.exit(130)
+    except RuntimeError as exc:
+        _stop_if_another_process_stopped(exc, trainer, run_dir if replacing else None, run_dir)
+        raise
     finally:
         from .distributed import shutdown
 
@@ -863,6 +866,22 @@ def _how_to_go_on(run_dir: Path, trainer: Any, command: str = "train") -> str:
         return (f"Interrupted after step {step}, before the run's first checkpoint (one is written {when}). Train it "
                 f"from its first step with: {command}")
     return f"Interrupted after step {step}. Continue from the last checkpoint, at step {saved}, with: {command}"
+
+
+def _stop_if_another_process_stopped(exc: RuntimeError, trainer: Any, replaced: Path | None, run_dir: Path,
+                                     command: str = "train") -> None:
+    """Where ``exc`` is another torchrun process having stopped (killed, out of memory), end with one line saying so
+    and how to go on, as Ctrl-C does: gloo's "Read error ... Connection reset by peer" traceback named neither (the
+    process that stopped has said nothing, and torchrun's report names it). Any other error goes on as it was."""
+    from .distributed import lost_a_process
+
+    if not (trainer.dist.active and lost_a_process(exc)) or click.get_current_context().find_root().obj.get("debug"):
+        return
+    what = (f"The new run was dropped; {replaced} holds the run it was to replace, as it was." if replaced is not None
+            else _how_to_go_on(run_dir, trainer, command))
+    error_line(f"Another process of this torchrun job stopped (torchrun's report names it and how it ended), and the "
+               f"job with it ({str(exc).split('. ')[0]}). {what}")
+    sys.exit(1)
 
 
 def _note_interrupted_replacements(trainer: Any) -> None:
@@ -928,6 +947,9 @@ def _fit_with_progress_then_leave_the_job(trainer: Any) -> None:
         error_line(f"Interrupted. The new run was dropped; {final_dir} holds the run it was to replace, as it was."
                    if final_dir is not None else _how_to_go_on(trainer.run_dir, trainer, "reproduce"))
         sys.exit(130)
+    except RuntimeError as exc:
+        _stop_if_another_process_stopped(exc, trainer, final_dir, trainer.run_dir, "reproduce")
+        raise
     finally:
         shutdown()
 

@@ -105,6 +105,13 @@ def mean(ctx: Context, value: torch.Tensor) -> torch.Tensor:
     return total / ctx.world_size
 
 
+def lost_a_process(exc: BaseException) -> bool:
+    """Whether ``exc`` is this process's side of another process of the job having stopped mid-step (killed, out of
+    memory): NCCL's failures are ``DistError``s, gloo's bare ``RuntimeError``s raised by its transport. Its text ("Read
+    error ... Connection reset by peer") names neither the job nor what to do."""
+    return isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and "gloo/transport" in str(exc))
+
+
 def shutdown() -> None:
     """Leave the process group at the end of a job (no-op without one)."""
     if dist.is_available() and dist.is_initialized():

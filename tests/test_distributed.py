@@ -195,3 +195,37 @@ def test_more_processes_than_clips_says_to_start_fewer(monkeypatch, tmp_path, cl
     assert "fewer than one batch of 3 (--batch-size 1 on each of 3 processes)" in said, said
     assert "start fewer processes (torchrun --nproc_per_node)" in said
     assert not (tmp_path / "r").exists()
+
+
+def test_another_process_of_the_job_stopping_says_how_to_go_on(monkeypatch, tmp_path, clips_file):
+    """A rank killed mid-step (by hand, by the out-of-memory killer) left rank 0 with gloo's traceback ending in "Read
+    error ... Connection reset by peer", which names neither the job nor how to go on; other errors stay as they were.
+    """
+    import torch.distributed as dist
+    import torch.nn.parallel
+
+    from msrnn_zoo.train import Trainer
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29513", "TORCHELASTIC_RUN_ID": "job"}.items():
+        monkeypatch.setenv(name, value)
+    for name, stub in {"is_initialized": lambda: True, "get_world_size": lambda: 2, "barrier": lambda: None,
+                       "destroy_process_group": lambda: None}.items():
+        monkeypatch.setattr(dist, name, stub)
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda module, device_ids: module)
+    args = ["train", "convlstm", "--data", str(clips_file), "--hidden", "2", "--layers", "1", "--out"]
+    lost = RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:6563: "
+                        "Connection reset by peer. This is typically caused by a remote worker hanging")
+    for folder, error in (("lost", lost), ("bug", RuntimeError("a cell's own mistake"))):
+        def stopped(self, *a, error=error, **k):
+            raise error
+
+        monkeypatch.setattr(Trainer, "_fit", stopped)
+        result = CliRunner().invoke(main, [*args, str(tmp_path / folder)])
+        said = " ".join(result.output.split())
+        if error is lost:
+            assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+            assert "Another process of this torchrun job stopped" in said and "Connection reset by peer)" in said
+            assert f"torchrun --nproc_per_node 2 -m msrnn_zoo.cli train --resume {tmp_path / 'lost'}" in said, said
+        else:
+            assert result.exception is error  # not taken for a lost process
