@@ -481,6 +481,15 @@ def require_run(run_dir: str | Path) -> Path:
     return run_dir
 
 
+def _processes_of(run_dir: Path) -> int:
+    """The processes a run trains on, as its config records them (1 where it cannot be read: advice only)."""
+    try:
+        processes = json.loads((run_dir / TRAIN_CONFIG).read_text(encoding="utf-8")).get("world_size", 1)
+    except (OSError, ValueError, AttributeError):
+        return 1
+    return processes if isinstance(processes, int) and not isinstance(processes, bool) and processes > 1 else 1
+
+
 def check_run_dir(run_dir: str | Path, force: bool = False) -> bool:
     """Whether a new run in ``run_dir`` replaces a run there (only with ``force``, only a run of ours); a
     ``FileExistsError`` saying what to do where it may not go. Nothing is written: commands ask it first, before
@@ -491,11 +500,13 @@ def check_run_dir(run_dir: str | Path, force: bool = False) -> bool:
         return False
     if not force:
         if run_dir.is_dir() and (run_dir / RUN_MARKER).is_file():  # most often: the same command again
+            processes = _processes_of(run_dir)  # a run of several resumes only under torchrun with as many
+            launcher = f"torchrun --nproc_per_node {processes} -m msrnn_zoo.cli" if processes > 1 else "msrnn-zoo"
             raise OverwriteRefusedError(
                 f"{run_dir} holds a run of msrnn-zoo train already; ",
                 python_hint=f"continue it with Trainer.resume({str(run_dir)!r}), choose another directory "
                             "for the new run, or pass force=True to replace it.",
-                cli_hint=f"continue it with `msrnn-zoo train --resume {shlex.quote(str(run_dir))}`, choose another "
+                cli_hint=f"continue it with `{launcher} train --resume {shlex.quote(str(run_dir))}`, choose another "
                          "--out for the new run, or pass --force to replace it.")
         raise OverwriteRefusedError(
             f"{run_dir} already exists and is not empty; choose another directory for the run, or ",

@@ -229,3 +229,20 @@ def test_another_process_of_the_job_stopping_says_how_to_go_on(monkeypatch, tmp_
             assert f"torchrun --nproc_per_node 2 -m msrnn_zoo.cli train --resume {tmp_path / 'lost'}" in said, said
         else:
             assert result.exception is error  # not taken for a lost process
+
+
+def test_a_new_run_over_a_run_of_two_processes_says_to_resume_it_under_torchrun(tmp_path):
+    """The same torchrun command again said "continue it with `msrnn-zoo train --resume RUN`", which refuses a run
+    of two processes."""
+    from msrnn_zoo.io import OverwriteRefusedError
+    from msrnn_zoo.train import check_run_dir
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / ".msrnn-zoo-run").write_text("{}")
+    for config, launcher in (('{"world_size": 2}', "torchrun --nproc_per_node 2 -m msrnn_zoo.cli"),
+                             ('{"world_size": 1}', "msrnn-zoo"), ("not json", "msrnn-zoo")):
+        (run / "train_config.json").write_text(config)
+        with pytest.raises(OverwriteRefusedError) as refused:
+            check_run_dir(run)
+        assert f"`{launcher} train --resume {run}`" in refused.value.cli_message
