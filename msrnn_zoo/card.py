@@ -227,7 +227,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
     from huggingface_hub import ModelCardData
 
     from .evaluate import load_run
-    from .profile import flops_per_frame
+    from .profile import flops_per_frame, flops_unit
 
     run_dir = Path(run_dir)
     model, cfg = load_run(run_dir, "cpu")
@@ -265,7 +265,8 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
     values.update(
         dataset=dataset_label, in_frames=cfg.in_frames, out_frames=cfg.out_frames, frame_size=frame_size,
         layer_sizes=", ".join(f"{h}x{w}" for h, w in model.schedule.sizes(height, width)) if height else None,
-        flops=f"{flops / 1e9:.3f} GFLOPs (2 per multiply-add), one frame in and one forecast out" if flops else None,
+        flops=f"{flops / flops_unit(flops)[0]:.3f} {flops_unit(flops)[1]}FLOPs (2 per multiply-add), one frame in and "
+              "one forecast out" if flops else None,
         training_memory=_memory_text(profile))
     values["data_text"] = _data_text(cfg, recipe_dataset, source, hub_datasets, metrics, public)
     values["training_text"], values["budget_note"] = _training_text(cfg, recipe, latest, public)

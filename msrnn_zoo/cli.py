@@ -357,7 +357,7 @@ def info(name: str, size: int, hidden_channels: int | None, in_channels: int | N
 
     It takes the options that shape the model as train does, so what it shows is the model a run trains."""
     from .factory import create
-    from .profile import flops_per_frame_by_op
+    from .profile import flops_per_frame_by_op, flops_unit
     from .registry import get_cell, get_model
 
     overrides = {k: v for k, v in {"hidden_channels": hidden_channels, "in_channels": in_channels,
@@ -389,9 +389,10 @@ def info(name: str, size: int, hidden_channels: int | None, in_channels: int | N
     table.add_row("auxiliary loss", described["auxiliary_loss"] or "none")
     table.add_row("training schedule", described["sampling"])
     table.add_row("parameters", f"{described['parameters']:,}")
-    split = described["flops_per_frame_by_op"]
-    parts = f" ({', '.join(f'{op} {n / 1e9:.3f}' for op, n in split.items())})" if len(split) > 1 else ""
-    table.add_row(f"FLOPs per frame at {size}x{size}", f"{described['flops_per_frame'] / 1e9:.3f} G{parts}")
+    split, total = described["flops_per_frame_by_op"], described["flops_per_frame"]
+    scale, unit = flops_unit(total)  # the parts in the total's unit
+    parts = f" ({', '.join(f'{op} {n / scale:.3f}' for op, n in split.items())})" if len(split) > 1 else ""
+    table.add_row(f"FLOPs per frame at {size}x{size}", f"{total / scale:.3f} {unit}{parts}")
     table.add_row("config", json.dumps(model.config.to_dict()))
     print_table(table)
 

@@ -145,3 +145,10 @@ def training_memory(model: Forecaster, batch: int, frames: int, height: int, wid
     """
     clips, teacher = training_clip(model, batch, frames, height, width)
     return saved_bytes(lambda: model.forward_train(clips, teacher))
+
+
+def flops_unit(count: float) -> tuple[float, str]:
+    """The SI multiple to show ``count`` FLOPs in (``(1e9, "G")``): the paper's models in G, a model small enough
+    to try on a CPU in M or k, where "0.001 G" told nothing."""
+    return next(((scale, unit) for scale, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")) if count >= scale),
+                (1.0, ""))

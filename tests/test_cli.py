@@ -46,6 +46,8 @@ def test_info_shows_scales_parameters_and_flops():
     assert sum(data["flops_per_frame_by_op"].values()) == data["flops_per_frame"]
     shown = run("info", "ms-preciplstm", "--size", "32", "--hidden", "8").output
     assert "convolution" in shown and "bmm" in shown  # its attention's products, beside the convolutions
+    small = run("info", "ms-convlstm", "--size", "16", "--hidden", "4").output
+    assert "1.405 M (convolution 1.403, bmm 0.002)" in small  # was "0.001 G (convolution 0.001, bmm 0.000)"
     radar = json.loads(run("info", "ms-convlstm", "--size", "4096", "--hidden", "8", "--json").output)
     assert radar["flops_per_frame"] > data["flops_per_frame"]  # counted on the meta device: no 4096x4096 state
 
@@ -226,6 +228,7 @@ def test_model_card_from_a_run(tmp_path, clips_file):
     assert 'pretrained="someone/convlstm-clips"' in text and "copy-last-frame" in text
     assert "sum over pixels and channels per frame" in text
     assert "| training memory |" in text and "| FLOPs per frame at 16x16 |" in text and "layer sizes at 16x16" in text
+    assert re.search(r"\| FLOPs per frame at 16x16 \| [1-9][0-9.]* [kM]FLOPs", text)  # not "0.000 GFLOPs"
     assert (out / "metrics.png").is_file() and (out / "forecast.png").is_file()
     assert run("card", out, "--repo-id", "someone/convlstm-clips", ok=False).exit_code == 1  # never overwrites
     for wrong in ("", "convlstm-clips", "someone/convlstm/clips"):  # a card whose load line could never load
