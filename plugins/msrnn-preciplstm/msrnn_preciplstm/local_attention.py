@@ -470,7 +470,10 @@ class LocalAttention(nn.Module):
         if self.implementation == "flex" and x.is_cuda:
             return local_attention_flex(self.query(x), self.key(x), self.value(x), self.window)
         # the reference keeps only x for the backward and recomputes the projections from it
-        return _projected_reference(x, self.query.weight, self.key.weight, self.value.weight, self.window)
+        out = _projected_reference(x, self.query.weight, self.key.weight, self.value.weight, self.window)
+        # attended in float32, handed back in x's dtype: a model cast whole to bfloat16 or float16 had its next
+        # convolution refuse the float32 result; under autocast that convolution made the same cast
+        return out.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"window={self.window}, implementation={self.implementation}"

@@ -363,3 +363,17 @@ def test_stacking_the_samples_launches_a_batch_fewer_operations_for_the_same_num
     assert count.calls > calls_2  # the same operations otherwise
     monkeypatch.setattr(module, "STACK_SAMPLES", None)
     assert not module._stacks_samples(q)  # the CPU's way on the CPU
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_model_cast_to_half_precision_forecasts_in_it(dtype):
+    """model.bfloat16() / .half() without autocast: the attention still runs in float32 but hands the cell its own
+    dtype back; its float32 result stopped the step at the next convolution ("Input type (float) and bias type")."""
+    torch.manual_seed(0)
+    model = msrnn_zoo.create("preciplstm", hidden_channels=4, num_layers=2).eval()
+    frames = torch.rand(1, 2, 1, 8, 8)
+    with torch.no_grad():
+        reference = model(frames, horizon=2)
+        future = model.to(dtype)(frames.to(dtype), horizon=2)
+    assert future.dtype == dtype
+    torch.testing.assert_close(future.float(), reference, rtol=0, atol=0.02)
