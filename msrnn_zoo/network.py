@@ -526,8 +526,8 @@ class Forecaster(HubMixin, nn.Module):
     already known to be right, e.g. a compiled streaming loop feeding its own forecasts back."""
 
     def check_step(self, frame: torch.Tensor, state: ForecastState) -> None:
-        """Raise ``ValueError`` if ``frame`` cannot continue ``state``: other device, batch, size, or NaN values
-        (``TypeError`` if it is not a tensor).
+        """Raise ``ValueError`` if ``frame`` cannot continue ``state``: other device, batch, size or dtype, a state
+        of another model, or NaN values (``TypeError`` if it is not a tensor).
 
         Cheap on purpose (it runs every step): metadata of the first layer's state, and one ``isfinite``
         reduction over the frame.
@@ -541,6 +541,7 @@ class Forecaster(HubMixin, nn.Module):
                              "(frame.to(device) or model.to(device)).")
         if not isinstance(state, ForecastState) or not state.layers or not state.layers[0]:
             raise ValueError("state must be the ForecastState that init_state or a previous step returned.")
+        self._check_state_fits(state)
         first = state.layers[0][0]
         if first.device != frame.device:
             raise ValueError(f"state is on {first.device} but the frame is on {frame.device}; "
@@ -560,6 +561,26 @@ class Forecaster(HubMixin, nn.Module):
         self._check_dtype(frame, "frame")
         if not torch.isfinite(frame).all():
             raise ValueError("frame contains NaN or Inf values; clean or mask it before forecasting.")
+
+    def _check_state_fits(self, state: ForecastState) -> None:
+        """A state of another model is refused by what the network itself lays out: its layers, the zigzag memory,
+        the layers' outputs and the dtype. A cell reading the memory treats a missing one as zeros, so a ConvLSTM's
+        state went on through a PredRNN without a word; another number of layers or a float64 state failed deep
+        inside a cell."""
+        has = (len(state.layers), state.memory is not None, state.outputs is not None)
+        needs = (len(self.cells), self.uses_memory, self.keeps_outputs)
+        if has != needs:
+            def parts(layers: int, memory: bool, outputs: bool) -> str:
+                return (f"{layers} layers" + (", a zigzag memory" if memory else "")
+                        + (", the layers' previous outputs" if outputs else ""))
+
+            raise ValueError(f"state holds {parts(*has)}, but this model ({self.config.cell}) needs {parts(*needs)}: "
+                             "it was made by another model. Continue a stream with the state this model's step "
+                             "returned, or start a new one (state=None).")
+        first, weight = state.layers[0][0], self.embed.weight
+        if first.dtype != weight.dtype and not torch.is_autocast_enabled(weight.device.type):
+            raise ValueError(f"state is {first.dtype} but the model's weights are {weight.dtype}; convert it with "
+                             f"state.to({weight.dtype}), or start a new state (state=None).")
 
     @staticmethod
     def _check_one_frame(frame: Any) -> None:

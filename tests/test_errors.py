@@ -330,6 +330,25 @@ class TestStep:
         with pytest.raises(ValueError, match="dtype of frame is torch.float64, but the model.s weights are"):
             model.step(torch.rand(2, 1, 16, 16, dtype=torch.float64), state)
 
+    def test_a_state_of_another_model(self, model, state):
+        """PredRNN reads a missing zigzag memory as zeros: a ConvLSTM's state ran through it without a word."""
+        frame = torch.rand(2, 1, 16, 16)
+        predrnn = msrnn_zoo.create("ms-predrnn", hidden_channels=4, num_layers=2)
+        with pytest.raises(ValueError, match=r"state holds 2 layers, but this model \(predrnn\) needs 2 layers, a "
+                                             r"zigzag memory: it was made by another model.*state=None"):
+            predrnn.step(frame, state)
+        _, predrnn_state = predrnn.step(frame)
+        with pytest.raises(ValueError, match="state holds 2 layers, a zigzag memory, but this model"):
+            model.step(frame, predrnn_state)
+        deeper = msrnn_zoo.create("ms-convlstm", hidden_channels=4, num_layers=4)
+        with pytest.raises(ValueError, match="state holds 2 layers, but this model .convlstm. needs 4 layers"):
+            deeper.step(frame, state)
+        with pytest.raises(ValueError, match=r"state is torch.float64 but the model's weights are torch.float32; "
+                                             r"convert it with state.to\(torch.float32\)"):
+            model.step(frame, state.to(torch.float64))
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast picks each operation's precision
+            model.step(frame, state.to(torch.bfloat16))
+
     @pytest.mark.parametrize("with_state", [False, True])
     def test_one_frame_not_a_clip_nor_an_array(self, model, state, with_state):
         """The shape in the message is the one passed, and a clip is pointed to the call that takes clips."""
