@@ -566,7 +566,7 @@ class Forecaster(HubMixin, nn.Module):
         """A state of another model is refused by what the network itself lays out: its layers, the zigzag memory,
         the layers' outputs and the dtype. A cell reading the memory treats a missing one as zeros, so a ConvLSTM's
         state went on through a PredRNN without a word; another number of layers or a float64 state failed deep
-        inside a cell."""
+        inside a cell. A state of ``torch.inference_mode`` is refused where gradients are recorded."""
         has = (len(state.layers), state.memory is not None, state.outputs is not None)
         needs = (len(self.cells), self.uses_memory, self.keeps_outputs)
         if has != needs:
@@ -581,6 +581,10 @@ class Forecaster(HubMixin, nn.Module):
         if first.dtype != weight.dtype and not torch.is_autocast_enabled(weight.device.type):
             raise ValueError(f"state is {first.dtype} but the model's weights are {weight.dtype}; convert it with "
                              f"state.to({weight.dtype}), or start a new state (state=None).")
+        if first.is_inference() and torch.is_grad_enabled():  # else "Inference tensors do not track version counter"
+            raise ValueError("state was made under torch.inference_mode, and its tensors cannot take part in a step "
+                             "that records gradients; continue under torch.inference_mode() or torch.no_grad(), or "
+                             "copy it first (state = state.map(torch.clone)).")
 
     @staticmethod
     def _check_one_frame(frame: Any) -> None:

@@ -349,6 +349,21 @@ class TestStep:
         with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast picks each operation's precision
             model.step(frame, state.to(torch.bfloat16))
 
+    def test_a_state_of_inference_mode_where_gradients_are_recorded(self, model):
+        """A state streamed under torch.inference_mode and continued with gradients on failed inside a joint
+        convolution with "Inference tensors do not track version counter"."""
+        frame = torch.rand(2, 1, 16, 16)
+        with torch.inference_mode():
+            _, state = model.step(frame)
+        with pytest.raises(ValueError, match=r"state was made under torch.inference_mode.*torch.no_grad\(\), or "
+                                             r"copy it first \(state = state.map\(torch.clone\)\)"):
+            model.step(frame, state)
+        with torch.no_grad():
+            expected, _ = model.step(frame, state)
+        forecast, _ = model.step(frame, state.map(torch.clone))
+        forecast.sum().backward()
+        torch.testing.assert_close(forecast.detach(), expected)
+
     @pytest.mark.parametrize("with_state", [False, True])
     def test_one_frame_not_a_clip_nor_an_array(self, model, state, with_state):
         """The shape in the message is the one passed, and a clip is pointed to the call that takes clips."""
