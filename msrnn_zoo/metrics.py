@@ -392,6 +392,11 @@ class PhysicalErrorAccumulator:
     @torch.no_grad()
     def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None:
         _check_pair(pred, truth)
+        if self._frames is not None and pred.shape[1] != self._frames:  # (1,) + (T,) broadcast into a wrong curve
+            raise ValueError(
+                f"every batch must forecast the same number of frames: had {self._frames}, "
+                f"got {pred.shape[1]}."
+            )
         p = self.to_physical(pred.detach().to(torch.float64))
         t = self.to_physical(truth.detach().to(torch.float64))
         diff = (p - t).flatten(2)

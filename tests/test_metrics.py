@@ -14,6 +14,7 @@ from msrnn_zoo.metrics import (
     METRICS,
     PSNR_CAP_DB,
     MetricAccumulator,
+    PhysicalErrorAccumulator,
     copy_last_frame,
     evaluate,
     mae_per_frame,
@@ -158,6 +159,24 @@ def test_accumulator_rejects_changing_horizon_and_empty_result():
     assert acc.result().frames == 2
     with pytest.raises(ValueError, match="unknown metrics"):
         MetricAccumulator(["fvd"])
+
+
+def test_physical_errors_refuse_a_changing_horizon_and_average_over_clips_by_hand():
+    """A batch of 1 frame, then one of 2, was broadcast into a 2-frame curve that mixed the two."""
+    phys = PhysicalErrorAccumulator(lambda x: 10.0 * x, "mm/h")
+    truth = torch.zeros(1, 2, 1, 1, 2)
+    pred = torch.tensor([[[[[0.1, 0.3]]], [[[0.2, 0.2]]]]])  # errors 1, 3 mm/h in frame 1; 2, 2 in frame 2
+    phys.update(pred, truth)
+    phys.update(torch.zeros(2, 2, 1, 1, 2), torch.zeros(2, 2, 1, 1, 2))  # two perfect clips
+    report = phys.result()
+    assert report["mae_physical"].per_frame == pytest.approx((2.0 / 3, 2.0 / 3))  # (2 + 0 + 0) / 3 clips
+    assert report["rmse_physical"].per_frame == pytest.approx((math.sqrt(5.0) / 3, 2.0 / 3))
+    with pytest.raises(ValueError, match="same number of frames"):
+        phys.update(pred[:, :1], truth[:, :1])
+    first = PhysicalErrorAccumulator(lambda x: x, "u")
+    first.update(pred[:, :1], truth[:, :1])
+    with pytest.raises(ValueError, match="same number of frames"):
+        first.update(pred, truth)
 
 
 def test_frames_of_no_pixels_and_caps_of_no_decibels_are_refused():
