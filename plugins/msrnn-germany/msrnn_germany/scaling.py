@@ -9,6 +9,7 @@ Conventions of the inverse:
 * ``P = 0`` is "no echo above -10 dBZ" (it is where zero rain lands after clipping) and maps to exactly
   0 mm/h, not to the 0.0036 mm/h that -10 dBZ would give, so a dry pixel stays dry in physical units.
 * ``P = 1`` is 60 dBZ, about 339 mm/h: heavier rain was clipped there on the way in and cannot come back.
+* A NaN pixel stays NaN, so a forecast that diverged scores NaN in mm/h, not as a dry forecast would.
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ def rain_to_unit(rain: np.ndarray) -> np.ndarray:
 
 
 def unit_to_rain(pixels: np.ndarray) -> np.ndarray:
-    """Rain rates in mm/h (float64) of pixels in [0, 1]; pixel 0 is 0 mm/h (see the module notes)."""
+    """Rain rates in mm/h (float64) of pixels in [0, 1]; pixel 0 is 0 mm/h, NaN stays NaN (see the module notes)."""
     pixels = np.clip(np.asarray(pixels, dtype=np.float64), 0.0, 1.0)
     rain = dbz_to_rain(pixels * DBZ_SPAN - DBZ_OFFSET)
-    return np.where(pixels > 0.0, rain, 0.0)
+    return np.where(pixels == 0.0, 0.0, rain)
 
 
 def unit_to_rain_torch(pixels: torch.Tensor) -> torch.Tensor:
@@ -70,7 +71,7 @@ def unit_to_rain_torch(pixels: torch.Tensor) -> torch.Tensor:
     p = pixels.to(torch.float64).clamp(0.0, 1.0)
     dbz = p * DBZ_SPAN - DBZ_OFFSET
     rain = torch.pow(torch.pow(10.0, dbz / 10.0) / ZR_A, 1.0 / ZR_B)
-    return torch.where(p > 0.0, rain, torch.zeros_like(rain))
+    return torch.where(p == 0.0, torch.zeros_like(rain), rain)
 
 
 def inverse(pixels: torch.Tensor, params: object = None) -> torch.Tensor:

@@ -29,6 +29,15 @@ def test_dry_pixels_stay_dry_both_ways() -> None:
     assert float(scaling.inverse(torch.zeros(1))) == 0.0
 
 
+def test_a_nan_pixel_stays_nan_in_mm_per_hour() -> None:
+    """A diverged forecast's NaN was read as 0 mm/h: its MAE in mm/h came out finite, as if it forecast no rain."""
+    rain = scaling.unit_to_rain(np.array([np.nan, 0.0, -0.1, 1.0]))
+    assert math.isnan(rain[0]) and rain[1] == 0.0 and rain[2] == 0.0
+    assert rain[3] == pytest.approx((1e6 / 256) ** (1 / 1.42))
+    torch_rain = scaling.inverse(torch.tensor([float("nan"), 0.0, -0.1, 1.0]))
+    assert torch.isnan(torch_rain[0]) and torch_rain[1:].tolist() == pytest.approx(rain[1:].tolist())
+
+
 def test_inverse_undoes_forward_over_the_representable_range() -> None:
     rain = np.geomspace(0.01, 300.0, 200)
     assert np.allclose(scaling.unit_to_rain(scaling.rain_to_unit(rain)), rain, rtol=1e-9)
