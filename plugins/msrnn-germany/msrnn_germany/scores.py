@@ -14,7 +14,8 @@ summed over all clips, and the scores come from those sums (util/evaluation.py):
 POD = H / (H + M), FAR = F / (H + F), CSI = H / (H + M + F),
 HSS = 2 (H N - M F) / ((H + M)(M + N) + (H + F)(F + N)).
 A score whose denominator is zero (e.g. no rain observed or forecast at 30 mm/h) is 0, as the MS-RNN
-code's ``nan_to_num`` makes it; each score's ``mean`` is the mean of its per-frame values.
+code's ``nan_to_num`` makes it; each score's ``mean`` is the mean of its per-frame values. A frame with a
+NaN pixel (a forecast that diverged) scores NaN: no comparison with NaN holds, so it would be counted as dry.
 
 Balanced errors weight each pixel by the truth's rain rate (``cfg.HKO.BALANCING_WEIGHTS`` = 1, 1, 2, 5,
 10, 30 on the thresholds; util/numba_accelerated.py): weight 1 below 2 mm/h (1 below 0.5 and 1 from 0.5),
@@ -41,7 +42,8 @@ WEIGHTS: tuple[float, ...] = (1.0, 1.0, 2.0, 5.0, 10.0, 30.0)
 CATEGORICAL = ("pod", "far", "csi", "hss")
 
 _EVENT = ("event: rain >= {t:g} mm/h (inverse-scaled), truth and forecast each; hits/misses/false alarms/correct "
-          "negatives summed over clips and pixels per frame; 0/0 -> 0 (MS-RNN nan_to_num)")
+          "negatives summed over clips and pixels per frame; 0/0 -> 0 (MS-RNN nan_to_num); a frame with a NaN pixel -> "
+          "NaN")
 _FORMULA = {
     "pod": "H / (H + M)",
     "far": "F / (H + F)",
@@ -124,6 +126,8 @@ class PrecipitationScores:
         """Summed contingency counts ``(T, K, 4)``: hits, misses, false alarms, correct negatives."""
         self._sums: dict[str, torch.Tensor] = {}
         self.samples = 0
+        self._undefined: torch.Tensor | None = None
+        """Clips per frame ``(T,)`` with a NaN rain rate, which no threshold test can count."""
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None:
@@ -138,6 +142,8 @@ class PrecipitationScores:
         p_rain, t_rain = self.to_rain(p), self.to_rain(t)
         counts = contingency(p_rain, t_rain, self.thresholds).sum(0)
         self.counts = counts if self.counts is None else self.counts + counts.to(self.counts.device)
+        undefined = (p_rain.isnan() | t_rain.isnan()).flatten(2).any(-1).sum(0)
+        self._undefined = undefined if self._undefined is None else self._undefined + undefined.to(self.counts.device)
         w = balancing_weights(t_rain, self.thresholds, self.weights)
         values = {
             "b_mse": (w * (p - t).square()).flatten(2).sum(-1),
@@ -151,10 +157,12 @@ class PrecipitationScores:
         self.samples += pred.shape[0]
 
     def result(self) -> MetricReport:
-        if self.counts is None or self.samples == 0:
+        if self.counts is None or self._undefined is None or self.samples == 0:
             raise RuntimeError("no batches were added; call update(pred, truth) first.")
         curves: dict[str, list[float]] = {}
+        undefined = self._undefined[:, None] > 0
         for score, values in categorical_scores(self.counts).items():  # values (T, K)
+            values = torch.where(undefined, torch.nan, values)
             for k, t in enumerate(self.thresholds):
                 curves[metric_name(score, t)] = values[:, k].cpu().tolist()
         for name, total in self._sums.items():

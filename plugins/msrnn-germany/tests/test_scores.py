@@ -7,6 +7,8 @@ so the round trip cannot move a pixel across one.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -143,6 +145,23 @@ def test_counts_sum_over_clips_and_batches_before_scoring() -> None:
         assert report["pod_0.5"].mean == pytest.approx(8 / 10) and report.samples == 2
     assert one.counts_dict() == two.counts_dict()
     assert two.result()["b_mae_mmh"].mean == pytest.approx((1 + 1 + 0 + 5 * 13 + 10 * 13 + 30 * 50) / 6 / 2)
+
+
+def test_a_frame_with_a_nan_forecast_pixel_scores_nan_not_dry() -> None:
+    """NaN >= threshold is false: a diverged forecast was counted as no rain (FAR 0, the best) and its mm/h errors
+    were finite. The other frame and a later batch without NaN still count."""
+    pred = torch.cat([as_pixels(PRED), as_pixels(TRUTH)], dim=1)  # frame 1 the hand example, frame 2 perfect
+    pred[0, 0, 0, 1, 2] = float("nan")
+    scores = PrecipitationScores()
+    scores.update(pred, as_pixels(TRUTH, frames=2))
+    scores.update(as_pixels(TRUTH, frames=2), as_pixels(TRUTH, frames=2))
+    report = scores.result()
+    for name in ("pod", "far", "csi", "hss"):
+        for t in THRESHOLDS:
+            first, second = report[f"{name}_{t:g}"].per_frame
+            assert math.isnan(first) and not math.isnan(second)
+    assert report["csi_0.5"].per_frame[1] == 1.0 and math.isnan(report["csi_0.5"].mean)
+    assert math.isnan(report["b_mae_mmh"].per_frame[0]) and report["b_mae_mmh"].per_frame[1] == 0.0
 
 
 def test_per_frame_curves_and_their_mean() -> None:
