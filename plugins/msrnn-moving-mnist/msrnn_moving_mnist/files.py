@@ -143,7 +143,8 @@ def _read_idx_images_cached(path_str: str, _mtime_ns: int, _size: int) -> np.nda
     path = Path(path_str)
     try:
         raw = path.read_bytes()
-        if path.suffix == ".gz" or raw[:2] == b"\x1f\x8b":
+        # By content, not name: a browser or proxy may have unpacked the download and kept the .gz name.
+        if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
         problem = f"it cannot be read ({exc}); the download was probably cut short"

@@ -23,6 +23,15 @@ def test_idx_images_are_parsed(tmp_path: Path, write_idx, digits: np.ndarray, na
     assert np.array_equal(images, digits)
 
 
+def test_unpacked_idx_under_the_gz_name_is_read(tmp_path: Path, write_idx, digits: np.ndarray) -> None:
+    # a browser that unpacks the download but keeps its name: the plain IDX bytes under the .gz name
+    path = tmp_path / "moving-mnist" / "train-images-idx3-ubyte.gz"
+    path.parent.mkdir()
+    path.write_bytes(write_idx(tmp_path / "train-images-idx3-ubyte", digits).read_bytes())
+    assert np.array_equal(files.read_idx_images(path), digits)
+    assert len(make_moving_mnist("train", "generated", tmp_path, num_clips=2)) == 2
+
+
 def test_generated_clips_use_the_mnist_digits(data_root: Path, digits: np.ndarray) -> None:
     ds = make_moving_mnist("train", "generated", data_root, num_clips=4, seed=1)
     assert isinstance(ds, BouncingDigits) and len(ds) == 4
