@@ -1409,6 +1409,15 @@ def new_cell_cmd(name: str, parent: Path) -> None:
                   f"&& msrnn-zoo list {escape(_q('*' + name))}", highlight=False, soft_wrap=True)
 
 
+def _refuse_a_recipe_key(command: str, model: str | None, dataset: str | None, rest: str = "") -> None:
+    """Refuse ``MODEL.DATASET`` typed as one argument: the recipe table shows its keys that way, and the generic
+    "name both" message would not say that only the dot is wrong."""
+    if dataset is None and model is not None and "." in model:
+        name, _, data = model.rpartition(".")
+        raise ValueError(f"{model!r} is a recipe's key; name the model and the dataset as two arguments: "
+                         f"`msrnn-zoo {command} {_q(name)} {_q(data)}{rest}`.")
+
+
 # ---------------------------------------------------------------------------------------------- recipes
 @main.command()
 @click.argument("model", required=False)
@@ -1420,6 +1429,7 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
     from .catalogue import get_recipe, list_recipes, paper
 
     if model is None or dataset is None:
+        _refuse_a_recipe_key("recipe", model, dataset)
         if model is not None:
             raise ValueError("Name both the model and the dataset (e.g. `msrnn-zoo recipe ms-motionrnn kth`), "
                              "or neither to list every recipe.")
@@ -1494,6 +1504,7 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
         run_dir = resume
     else:
         if model is None or dataset is None:
+            _refuse_a_recipe_key("reproduce", model, dataset, f" --out {_q(out) if out else 'runs/NAME'}")
             raise ValueError("Name the model and the dataset: `msrnn-zoo reproduce ms-convlstm moving-mnist --out "
                              "runs/a` (`msrnn-zoo recipe` lists them), or --resume RUN.")
         if out is None:

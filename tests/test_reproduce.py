@@ -85,6 +85,16 @@ def test_reproduce_refuses_what_it_cannot_run(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_recipe_key_typed_as_one_argument_says_to_write_two(tmp_path):
+    """The recipe table lists MODEL.DATASET keys; typed as one argument, the fix is the space, not a new name."""
+    for args, command in ((["recipe", "ms-convlstm.kth"], "`msrnn-zoo recipe ms-convlstm kth`"),
+                          (["reproduce", "ms-convlstm.moving-mnist", "--out", str(tmp_path / "a")],
+                           f"`msrnn-zoo reproduce ms-convlstm moving-mnist --out {tmp_path / 'a'}`")):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "two arguments" in result.output and command in result.output, result.output
+    assert not (tmp_path / "a").exists()
+
+
 def test_an_occupied_out_is_refused_before_the_recipes_data_is_downloaded(tmp_path, monkeypatch):
     """The paper's Moving MNIST recipe downloads MNIST first: a run directory it may not use must stop it before."""
     from msrnn_zoo import datasets
