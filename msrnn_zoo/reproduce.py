@@ -307,6 +307,14 @@ def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | 
 
     _check_max_eval_clips(max_eval_clips)
     out = Path(out)
+    # "not a run started by reproduce (no recipe.json)" about a mistyped path sent the user looking inside it
+    if out.is_file():
+        hint = f" ({out.parent} is one)" if (out.parent / RECIPE_JSON).is_file() else ""
+        raise NotADirectoryError(f"{out} is a file, not a run directory: give the --out directory of an earlier "
+                                 f"`msrnn-zoo reproduce`{hint}.")
+    if not out.is_dir():
+        raise FileNotFoundError(f"{out} ({out.resolve()}) does not exist: give the --out directory of an earlier "
+                                "`msrnn-zoo reproduce`.")
     if not (out / RECIPE_JSON).is_file():
         raise FileNotFoundError(f"{out} is not a run started by `msrnn-zoo reproduce` (no {RECIPE_JSON}).")
     read_json(out / RECIPE_JSON, "recipe file")

@@ -95,6 +95,18 @@ def test_a_recipe_key_typed_as_one_argument_says_to_write_two(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+def test_resume_of_a_missing_folder_or_a_file_says_so(tmp_path):
+    """A mistyped --resume is named as missing, not as "not a run started by reproduce" to look into."""
+    (tmp_path / "recipe.json").write_text("{}")
+    for path, message in ((tmp_path / "nope", "does not exist"),
+                          (tmp_path / "recipe.json", f"is a file, not a run directory: give the --out directory of an "
+                                                     f"earlier `msrnn-zoo reproduce` ({tmp_path} is one)")):
+        result = CliRunner().invoke(main, ["reproduce", "--resume", str(path)])
+        assert result.exit_code == 1 and message in result.output and "no recipe.json" not in result.output, \
+            result.output
+    assert not (tmp_path / "nope").exists()
+
+
 def test_an_occupied_out_is_refused_before_the_recipes_data_is_downloaded(tmp_path, monkeypatch):
     """The paper's Moving MNIST recipe downloads MNIST first: a run directory it may not use must stop it before."""
     from msrnn_zoo import datasets
