@@ -1519,6 +1519,10 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
                           f"({budget['epochs']} epoch(s) over {budget['train_clips']} clips)" + (
                               f", budget-limited from {budget['recipe_steps']}" if budget["limited"] else ""),
                           highlight=False)
+            if plan.deviations:  # said before the hours of training, not only in the card at the end
+                changed = ", ".join(f"{k} {v['used']} (recipe: {v['recipe']})" for k, v in plan.deviations.items())
+                console.print(escape(f"Deviates from the recipe: {changed}; the card records it."), highlight=False,
+                              soft_wrap=True)
         trainer = repro.start(plan, out, force=force)
         _note_interrupted_replacements(trainer)
         _fit_with_progress_then_leave_the_job(trainer)

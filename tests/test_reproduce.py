@@ -181,6 +181,20 @@ def test_reproduce_resume_refuses_what_it_would_ignore(tmp_path, monkeypatch):
         assert (calls[-1]["device"], calls[-1]["max_eval_clips"]) == (expected, 2)
 
 
+def test_reproduce_says_its_deviations_from_the_recipe_when_it_starts(tmp_path, monkeypatch):
+    """`--set` changes were listed only in the card, after the whole run: now the first lines say them."""
+    def stop(*args, **kwargs):
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(reproduce, "start", stop)
+    result = CliRunner().invoke(main, ["reproduce", "convlstm", "moving-mnist", "--source", "synthetic", "--set",
+                                       "hidden_channels=2", "--set", "lr=0.01", "--out", str(tmp_path / "a")])
+    said = " ".join(result.output.split())
+    assert "stopped before training" in said, said
+    assert "Deviates from the recipe: hidden_channels 2 (recipe: 64), lr 0.01 (recipe: 0.0003), source synthetic " \
+           "(recipe: generated); the card records it." in said, said
+
+
 def test_ctrl_c_of_a_reproduction_says_how_to_finish_it(tmp_path, monkeypatch):
     """Ctrl-C during `reproduce` printed "Error: Aborted." and exited 1: not what was left, nor how to go on."""
     from msrnn_zoo.train import Trainer
