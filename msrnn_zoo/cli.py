@@ -767,9 +767,16 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         in_channels = 1
         if dataset is not None:
             from .datasets import resolve_root
-            from .registry import get_dataset
+            from .registry import get_dataset, get_model
 
-            entry = get_dataset(dataset)
+            try:
+                entry = get_dataset(dataset)
+            except ValueError as no_dataset:
+                try:
+                    get_model(model)  # type: ignore[arg-type]
+                except ValueError as no_model:  # both missing: one message, not a plugin to install per attempt
+                    raise ValueError(f"{no_model} {no_dataset}") from None
+                raise
             clip_protocol = entry.info.protocol(protocol)
             protocol = clip_protocol.name
             in_frames = clip_protocol.in_frames if in_frames is None else in_frames

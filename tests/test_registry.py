@@ -301,6 +301,32 @@ def test_a_name_whose_zoo_plugin_is_not_installed_says_which_to_install(fresh_zo
     assert "comes from" not in str(caught.value)
 
 
+def test_train_with_neither_the_models_nor_the_datasets_plugin_names_both(fresh_zoo, monkeypatch, tmp_path):
+    """The core alone: `train ms-convlstm --dataset moving-mnist` named only the dataset's plugin, and after
+    installing it the model's, one failed run per plugin."""
+    import importlib.metadata
+
+    from click.testing import CliRunner
+
+    import msrnn_zoo.train  # noqa: F401  (imports torch's compiler, which reads entry points, before they go)
+    from msrnn_zoo.cli import main
+
+    real_distribution = importlib.metadata.distribution
+
+    def uninstalled(name):
+        if name.startswith("msrnn-") and name != "msrnn-zoo":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_distribution(name)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
+    monkeypatch.setattr(importlib.metadata, "distribution", uninstalled)
+    result = CliRunner().invoke(main, ["train", "ms-convlstm", "--dataset", "moving-mnist", "--out",
+                                       str(tmp_path / "run")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "pip install plugins/msrnn-convlstm" in said, said
+    assert "pip install plugins/msrnn-moving-mnist" in said and not (tmp_path / "run").exists()
+
+
 def test_a_name_whose_zoo_plugin_failed_to_load_says_why(fresh_zoo, monkeypatch):
     """msrnn-kth installed without its own dependency (av): "Unknown dataset 'kth'" only counted the plugins that
     failed, and sent the user to `msrnn-zoo plugins` to learn which one mattered and why."""
