@@ -251,8 +251,9 @@ def unknown(kind: str, name: str, known: list[str]) -> ValueError:
         install = (f" {base!r} comes from {broken.distribution}, which is installed but failed to load ({first}): "
                    "install what it is missing, then run this again.")
     failed = failed_note()
+    kinds = kind if len(known) == 1 else f"{kind}s"
     return ValueError(f"Unknown {kind} {name!r}.{hint} Run `msrnn-zoo list` to see them all "
-                      f"({len(known)} {kind}s known).{install}{' ' + failed if failed else ''}")
+                      f"({len(known)} {kinds} known).{install}{' ' + failed if failed else ''}")
 
 
 def _match(names: list[str], pattern: str | None) -> list[str]:

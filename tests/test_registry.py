@@ -301,6 +301,15 @@ def test_a_name_whose_zoo_plugin_is_not_installed_says_which_to_install(fresh_zo
     assert "comes from" not in str(caught.value)
 
 
+def test_the_count_of_known_names_is_in_the_right_number():
+    """One plugin installed: "(1 datasets known)"."""
+    from msrnn_zoo.registry import unknown
+
+    assert "(1 dataset known)" in str(unknown("dataset", "mnist", ["moving-mnist"]))
+    assert "(2 recipe datasets known)" in str(unknown("recipe dataset", "mnist", ["kth", "moving-mnist"]))
+    assert "(0 cells known)" in str(unknown("cell", "lstm", []))
+
+
 def test_train_with_neither_the_models_nor_the_datasets_plugin_names_both(fresh_zoo, monkeypatch, tmp_path):
     """The core alone: `train ms-convlstm --dataset moving-mnist` named only the dataset's plugin, and after
     installing it the model's, one failed run per plugin."""
