@@ -330,12 +330,25 @@ class Forecaster(HubMixin, nn.Module):
                              f"in_channels={self.config.in_channels}.")
         if not frames.is_floating_point():
             raise ValueError(f"{what} must be floating point in [0, 1], got dtype {frames.dtype}; "
-                             "divide uint8 frames by 255.")
+                             f"{self._to_float_advice(frames.dtype)}.")
         self._check_dtype(frames, what)
         if frames.device != self.embed.weight.device:
             raise ValueError(f"{what} are on {frames.device} but the model is on {self.embed.weight.device}; "
                              "move one of them (frames.to(device) or model.to(device)).")
         self.check_size(h, w)
+
+    @staticmethod
+    def _to_float_advice(dtype: torch.dtype) -> str:
+        """How to make frames of ``dtype`` real floats in [0, 1]: "divide uint8 frames by 255" said of complex or
+        boolean frames sent the user to do something that cannot help."""
+        if dtype.is_complex:
+            return "the model forecasts real frames: pass the real part (frames.real) or the magnitude " \
+                   "(frames.abs()), scaled to [0, 1]"
+        if dtype == torch.bool:
+            return "convert a mask with frames.float()"
+        if dtype == torch.uint8:
+            return "divide uint8 frames by 255"
+        return "convert them with frames.float() and divide by their largest possible value"
 
     def _check_dtype(self, frames: torch.Tensor, what: str) -> None:
         """Frames in the weights' precision, unless autocast chooses the precision of each operation."""

@@ -282,6 +282,18 @@ def test_config_dataclasses_check_their_types():
         TrainConfig.from_dict({"model": "convlstm", "model_config": {}, "data": "x.npy", "epochs": 0})
 
 
+@pytest.mark.parametrize("dtype, advice", [
+    (torch.complex64, "pass the real part (frames.real) or the magnitude (frames.abs())"),
+    (torch.bool, "frames.float()"), (torch.uint8, "divide uint8 frames by 255"),
+    (torch.int16, "divide by their largest possible value")])
+def test_frames_that_are_not_floats_are_told_how_to_become_floats(dtype, advice):
+    """Complex frames were told to "divide uint8 frames by 255"."""
+    model = msrnn_zoo.create("convlstm", hidden_channels=2, num_layers=1)
+    with pytest.raises(ValueError, match="must be floating point") as caught:
+        model(torch.zeros(1, 2, 1, 8, 8, dtype=dtype))
+    assert advice in str(caught.value) and (dtype == torch.uint8) == ("uint8" in str(caught.value).split(";")[1])
+
+
 def test_push_with_the_hub_down(run, monkeypatch):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
