@@ -129,6 +129,20 @@ def _checkpoints_folder(path: Path) -> bool:
     return True
 
 
+def refuse_linked_checkpoints(run_dir: Path, keep: int) -> None:
+    """A ``ValueError`` before training where a checkpoint of ``run_dir`` is a symbolic link (a user's doing: the
+    checkpoint moved to another disk): deleting the old checkpoints would come to it after the next one was saved,
+    and a run's pruning must neither follow a link nor delete what it points at."""
+    folder = run_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if CHECKPOINT_NAME.fullmatch(path.name) and path.is_symlink():
+            raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); training keeps the newest {keep} "
+                             "checkpoints and deletes the others, and will not delete through a link: move the link "
+                             f"out of {folder} (what it points at stays as it is), then resume again.")
+
+
 def _history(path: Path) -> bool:
     """The loss log: JSON lines with a step (the last one may be cut short by a kill)."""
     try:
@@ -668,6 +682,7 @@ class Trainer:
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
         check_run_data(cfg, run_dir)
+        refuse_linked_checkpoints(run_dir, cfg.keep_checkpoints if keep_checkpoints is None else keep_checkpoints)
         planned = cfg.epochs
         if epochs is not None:
             if epochs < cfg.epochs:
@@ -780,7 +795,7 @@ class Trainer:
         write_json(self.run_dir / LATEST, {"name": name, "step": self.progress.step, "epoch": self.progress.epoch})
         kept = [n for n in self._checkpoint_names() if n <= name][-self.cfg.keep_checkpoints :]
         for old in self._checkpoint_names():  # older ones, and any left from steps a resume rolled back
-            if old not in kept:
+            if old not in kept and not (folder / old).is_symlink():  # a link made during the run: resume refuses it
                 shutil.rmtree(folder / old)
         return final
 

@@ -57,6 +57,30 @@ def test_files_and_directories_are_flushed_before_the_rename(tmp_path, clips_fil
         assert stat.S_IMODE(path.stat().st_mode) == default_mode(directory=path.is_dir()), path
 
 
+def test_a_checkpoint_made_a_link_is_refused_before_training_and_its_target_is_untouched(tmp_path, clips_file):
+    """A user who moved a checkpoint to another disk and left a link in its place: the first checkpoint of the
+    resumed run then failed in shutil.rmtree, after it was saved, when it came to delete the old ones."""
+    import shutil
+
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file, checkpoint_every=2)).fit(stop_after=4)
+    moved = tmp_path / "kept" / "step-00000002"
+    shutil.move(run / "checkpoints" / "step-00000002", moved)
+    (run / "checkpoints" / "step-00000002").symlink_to(moved, target_is_directory=True)
+    before = sorted((p.name, p.stat().st_size) for p in moved.iterdir())
+    with pytest.raises(ValueError, match=r"step-00000002 is a symbolic link .*move the link out of"):
+        Trainer.resume(run)
+    assert sorted((p.name, p.stat().st_size) for p in moved.iterdir()) == before
+    assert (run / "checkpoints" / "step-00000002").is_symlink()
+    assert json.loads((run / "latest.json").read_text())["step"] == 4  # nothing was trained
+    # a link made while the run trains: saving the next checkpoint leaves it and its target alone
+    trainer = Trainer.create(tmp_path / "other", config(clips_file, checkpoint_every=2, keep_checkpoints=1))
+    trainer.fit(stop_after=2)
+    (tmp_path / "other" / "checkpoints" / "step-00000000").symlink_to(moved, target_is_directory=True)
+    trainer.save_checkpoint()
+    assert sorted((p.name, p.stat().st_size) for p in moved.iterdir()) == before
+
+
 def test_resume_rolls_the_loss_log_back_to_the_checkpoint(tmp_path, clips_file):
     run = tmp_path / "run"
     Trainer.create(run, config(clips_file)).fit(stop_after=5)
