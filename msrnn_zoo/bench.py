@@ -138,24 +138,41 @@ class Timer:
         return self.clock() - start
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during the timed rounds, carrying what was measured before it (``result``: the times of
+    :func:`rounds`, the rows of :func:`compare`) and the rounds completed: minutes of timings are worth printing
+    as partial rather than losing to "Aborted."."""
+
+    def __init__(self, result: Any, completed: int) -> None:
+        super().__init__(f"interrupted after {completed} complete round(s)")
+        self.result = result
+        self.completed = completed
+
+
 def rounds(cases: Mapping[K, Callable[[], object]], repeat: int, timer: Timer,
            errors: dict[K, str] | None = None) -> dict[K, list[float]]:
     """``repeat`` rounds in which every case runs once, in turn: the seconds of each case, round by round.
 
     With ``errors``, a case that raises (out of memory beside the others, say) is recorded there and left out of
-    the later rounds, and the others go on; without it, the exception propagates.
+    the later rounds, and the others go on; without it, the exception propagates. Ctrl-C raises
+    :class:`Interrupted` with the times so far.
     """
     times: dict[K, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, fn in cases.items():
-            if errors is not None and name in errors:
-                continue
-            try:
-                times[name].append(timer(fn))
-            except Exception as exc:
-                if errors is None:
-                    raise
-                errors[name] = _error(exc)
+    completed = 0
+    try:
+        for _ in range(repeat):
+            for name, fn in cases.items():
+                if errors is not None and name in errors:
+                    continue
+                try:
+                    times[name].append(timer(fn))
+                except Exception as exc:
+                    if errors is None:
+                        raise
+                    errors[name] = _error(exc)
+            completed += 1
+    except KeyboardInterrupt:
+        raise Interrupted(times, completed) from None
     return times
 
 
@@ -248,7 +265,8 @@ def compare(base: Forecaster, configs: list[str], frames: torch.Tensor, teacher:
     allocated before it (a recording allocates its activations while it is made); on the CPU ``kept_mib`` is what
     the forward pass leaves allocated for the backward. A configuration that cannot run here gets an ``error``
     and the others go on; ``train_only`` leaves forecasts out (a forecast is compiled or recorded on its own, a
-    second warm-up).
+    second warm-up). Ctrl-C during the rounds raises :class:`Interrupted` with the rows of the rounds so far (a
+    case not timed yet gets an ``error``).
     """
     device = frames.device
     timer = timer or Timer(device)
@@ -283,7 +301,13 @@ def compare(base: Forecaster, configs: list[str], frames: torch.Tensor, teacher:
             cases.update({(config, what): fn for what, fn in zip(whats, (train, forecast))})
         rows[config] = row
     failed: dict[tuple[str, str], str] = {}
-    times = rounds(cases, repeat, timer, failed)
+    stopped: int | None = None
+    try:
+        times = rounds(cases, repeat, timer, failed)
+    except Interrupted as stop:
+        times, stopped = stop.result, stop.completed
+        failed.update({key: "interrupted (Ctrl-C) before it was timed" for key, values in times.items()
+                       if not values and key not in failed})
     baseline_ok = (baseline, "train") in cases and not any(key[0] == baseline for key in failed)
     batch, horizon = frames.shape[0], frames.shape[1] - in_frames
     for config, row in rows.items():
@@ -292,7 +316,7 @@ def compare(base: Forecaster, configs: list[str], frames: torch.Tensor, teacher:
             row["error"] = failure
         if "error" in row:
             continue
-        if cuda and memory:
+        if cuda and memory and stopped is None:  # one more step after a Ctrl-C would not be what its user asked
             row["peak_mib"] = max(cuda_peak_mib(cases[(config, "train")]), row["warmup_peak_mib"])
         row["train_s"] = median(times[(config, "train")])
         if baseline_ok:
@@ -302,4 +326,6 @@ def compare(base: Forecaster, configs: list[str], frames: torch.Tensor, teacher:
             row["forecast_fps"] = batch * horizon / row["forecast_s"]
             if baseline_ok:
                 row["forecast_ratio"] = median_ratio(times[(config, "forecast")], times[(baseline, "forecast")])
+    if stopped is not None:
+        raise Interrupted(list(rows.values()), stopped)
     return list(rows.values())

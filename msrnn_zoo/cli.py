@@ -1057,7 +1057,7 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
     """
     import torch
 
-    from .bench import OPTIONS, Timer, compare, parse_configs
+    from .bench import OPTIONS, Interrupted, Timer, compare, parse_configs
     from .factory import create, split_tag
     from .validation import parse_device
 
@@ -1089,13 +1089,24 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
             f"{repeat} rounds")
     if not as_json:
         err_console.print(escape(f"Timing {len(chosen)} configurations of {what} ..."), highlight=False)
-    rows = compare(base, chosen, frames, teacher, in_frames, repeat=repeat, timer=Timer(torch_device),
-                   train_only=train_only)
+    stopped: int | None = None
+    try:
+        rows = compare(base, chosen, frames, teacher, in_frames, repeat=repeat, timer=Timer(torch_device),
+                       train_only=train_only)
+    except Interrupted as stop:  # Ctrl-C in the rounds: what they measured, said to be partial, not "Aborted."
+        rows, stopped = stop.result, stop.completed
+        what += f" (partial: stopped by Ctrl-C after {stopped} of them)"
     if as_json:
         for row in rows:
-            click.echo(json.dumps({"model": model, "device": str(torch_device), **row}))
+            partial = {} if stopped is None else {"partial": True, "rounds_completed": stopped}
+            click.echo(json.dumps({"model": model, "device": str(torch_device), **row, **partial}))
     else:
         _print_bench(rows, what, cuda, chosen[0])
+    if stopped is not None:
+        error_line(f"Interrupted after {stopped} of {repeat} rounds: the times above are the medians of the rounds "
+                   "timed so far (partial); run again for the full measurement, with a smaller --repeat to finish "
+                   "sooner.")
+        sys.exit(130)
     if all("error" in row for row in rows):  # a table of dashes is no measurement: a script must see it failed
         raise ValueError(f"None of the {len(rows)} configuration(s) could run on {torch_device} (why: above); "
                          "choose others (`msrnn-zoo bench --help`).")

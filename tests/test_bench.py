@@ -100,6 +100,36 @@ def test_a_configuration_this_machine_cannot_run_is_reported_and_the_others_go_o
     assert by["grad-checkpointing"]["train_ratio"] > 0 and by["plain"]["train_s"] > 0
 
 
+def test_ctrl_c_in_the_rounds_prints_what_they_measured_as_partial(monkeypatch):
+    """Ctrl-C printed "Error: Aborted." and lost the rounds already timed."""
+    def ctrl_c_at(call):
+        class Timer(bench.Timer):
+            calls = 0
+
+            def __call__(self, fn):
+                Timer.calls += 1
+                if Timer.calls == call:
+                    raise KeyboardInterrupt
+                return super().__call__(fn)
+
+        monkeypatch.setattr(bench, "Timer", Timer)
+
+    args = ("bench", "convlstm", *TINY, "--repeat", 3, "--configs", "plain,grad-checkpointing")
+    ctrl_c_at(9)  # 4 warm-ups (a training step and a forecast each), one round of 4, then the second round's first
+    rows = rows_of(result := run(*args, "--json", ok=False))
+    assert result.exit_code == 130 and "Interrupted after 1 of 3 rounds" in " ".join(result.output.split())
+    assert [row["config"] for row in rows] == ["plain", "grad-checkpointing"]
+    assert all(row["partial"] and row["rounds_completed"] == 1 and row["train_s"] > 0 for row in rows)
+    ctrl_c_at(7)  # in the first round, before grad-checkpointing's turn: it is said to be untimed, not 0 or nan
+    result = run(*args, ok=False)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 130 and "partial: stopped by Ctrl-C after 0 of them" in text, text
+    assert "Interrupted after 0 of 3 rounds" in text and "Aborted" not in text
+    ctrl_c_at(7)
+    rows = rows_of(run(*args, "--json", ok=False))
+    assert "train_s" in rows[0] and "before it was timed" in rows[1]["error"]
+
+
 @pytest.mark.parametrize("as_json", [(), ("--json",)])
 def test_when_no_configuration_can_run_the_command_fails(as_json):
     """A table (or JSON) of errors alone is no measurement: a script running bench must see it failed."""
