@@ -417,7 +417,9 @@ def plugins(as_json: bool, show_tb: bool) -> None:
         table.add_column(col)
     for r in recs:
         registered = ", ".join([*(f"cell {c}" for c in r.cells), *(f"dataset {d}" for d in r.datasets)]) or "-"
-        if not r.ok:
+        if not r.ok and registered != "-":  # one hook wrong (of a newer zoo, say), the others worked: not "failed"
+            status = Text(f"partly failed: {r.error}. What it registered ({registered}) is usable.", style="yellow")
+        elif not r.ok:
             status = Text(f"failed: {r.error}", style="red")
         elif r.conflicts:
             status = Text("ok; name conflict: " + "; ".join(r.conflicts), style="yellow")

@@ -378,3 +378,32 @@ def test_a_hook_of_a_newer_zoo_says_to_upgrade_the_zoo():
     finally:
         pm.unregister(plugin)
         forget("newer-plugin")
+
+
+def test_a_plugin_with_one_hook_of_a_newer_zoo_says_what_its_other_hooks_registered(toy_plugin):
+    """Its cells registered and worked, yet `msrnn-zoo plugins` called the whole plugin "failed"."""
+    from click.testing import CliRunner
+
+    from msrnn_zoo.cli import main
+
+    class HalfNewer:
+        @msrnn_zoo.hookimpl
+        def register_cells(self, register):
+            register("half-cell", toy_plugin.cell)
+
+        @msrnn_zoo.hookimpl
+        def register_metrics(self, register):
+            register("newer-metric", lambda prediction, truth: 0.0)
+
+    plugin = HalfNewer()
+    pm.register(plugin, name="half-newer")
+    try:
+        assert "half-cell" in msrnn_zoo.list_cells()
+        result = CliRunner().invoke(main, ["plugins"], terminal_width=400)
+        line = next(line for line in result.output.splitlines() if "half-newer" in line)
+        said = " ".join(line.split())
+        assert "partly failed: its @hookimpl 'register_metrics' is no hook of the zoo" in said, result.output
+        assert "What it registered (cell half-cell) is usable." in said and "│ failed" not in said
+    finally:
+        pm.unregister(plugin)
+        forget("half-newer")
