@@ -150,6 +150,25 @@ class ForecastState:
         return self.map(torch.Tensor.detach)
 
 
+def _whole_sizes(**sizes: Any) -> list[int]:
+    """``init_state``'s sizes as ints (NumPy's too), or an error that names the one at fault: a float reached
+    ``torch.zeros`` as "takes 1 positional argument but 4 were given", a negative batch as "Dimension size must be
+    non-negative". A few checks of Python numbers, once per clip and outside the compiled step."""
+    whole = []
+    for name, value in sizes.items():
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            number = operator.index(value)
+        except TypeError:
+            raise TypeError(f"init_state's {name} must be a whole number (int), got {value!r} "
+                            f"({type(value).__name__}); pass int({name}), or take it from frames.shape.") from None
+        if number < 0:
+            raise ValueError(f"init_state's {name} must not be negative, got {number}.")
+        whole.append(number)
+    return whole
+
+
 class Forecaster(HubMixin, nn.Module):
     """A stacked convolutional RNN: any :class:`RecurrentCell` along any :class:`ScaleSchedule`.
 
@@ -409,6 +428,7 @@ class Forecaster(HubMixin, nn.Module):
     def init_state(self, batch: int, height: int, width: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> ForecastState:
         """The state before the first frame: zeros everywhere, at every layer's resolution."""
+        batch, height, width = _whole_sizes(batch=batch, height=height, width=width)
         self.check_size(height, width)
         device = device or self.embed.weight.device
         dtype = dtype or self.embed.weight.dtype

@@ -294,6 +294,21 @@ def test_frames_that_are_not_floats_are_told_how_to_become_floats(dtype, advice)
     assert advice in str(caught.value) and (dtype == torch.uint8) == ("uint8" in str(caught.value).split(";")[1])
 
 
+@pytest.mark.parametrize("sizes, error, words", [
+    ((-1, 8, 8), ValueError, "init_state's batch must not be negative, got -1"),
+    ((2.0, 8, 8), TypeError, "init_state's batch must be a whole number (int), got 2.0 (float)"),
+    ((2, 8.0, 8), TypeError, "init_state's height must be a whole number (int), got 8.0 (float)"),
+    ((True, 8, 8), TypeError, "init_state's batch must be a whole number (int), got True (bool)")])
+def test_init_state_names_a_size_that_is_not_a_whole_number(sizes, error, words):
+    """A float reached torch.zeros as "takes 1 positional argument but 4 were given"; -1 as "Dimension size must be
+    non-negative"."""
+    model = msrnn_zoo.create("convlstm", hidden_channels=2, num_layers=1)
+    with pytest.raises(error) as caught:
+        model.init_state(*sizes)
+    assert words in str(caught.value)
+    assert model.init_state(0, 8, 8).layers[0][0].shape == (0, 2, 8, 8)  # an empty batch stays possible
+
+
 def test_push_with_the_hub_down(run, monkeypatch):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
