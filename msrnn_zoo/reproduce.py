@@ -316,7 +316,12 @@ def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | 
         raise FileNotFoundError(f"{out} ({out.resolve()}) does not exist: give the --out directory of an earlier "
                                 "`msrnn-zoo reproduce`.")
     if not (out / RECIPE_JSON).is_file():
-        raise FileNotFoundError(f"{out} is not a run started by `msrnn-zoo reproduce` (no {RECIPE_JSON}).")
+        from .train import TRAIN_CONFIG
+
+        where = shlex.quote(str(out))
+        run = (f" It is a run of `msrnn-zoo train`: continue it with `msrnn-zoo train --resume {where}`."
+               if (out / TRAIN_CONFIG).is_file() else "")
+        raise FileNotFoundError(f"{out} is not a run started by `msrnn-zoo reproduce` (no {RECIPE_JSON}).{run}")
     read_json(out / RECIPE_JSON, "recipe file")
     _check_card_replaceable(out)
     trainer = Trainer.resume(out, device=device)

@@ -105,6 +105,11 @@ def test_resume_of_a_missing_folder_or_a_file_says_so(tmp_path):
         assert result.exit_code == 1 and message in result.output and "no recipe.json" not in result.output, \
             result.output
     assert not (tmp_path / "nope").exists()
+    trained = tmp_path / "trained"  # a run of `train`, given to reproduce --resume by mistake
+    trained.mkdir()
+    (trained / "train_config.json").write_text("{}")
+    said = " ".join(CliRunner().invoke(main, ["reproduce", "--resume", str(trained)]).output.split())
+    assert "no recipe.json). It is a run of `msrnn-zoo train`: continue it with `msrnn-zoo train --resume " in said
 
 
 def test_an_occupied_out_is_refused_before_the_recipes_data_is_downloaded(tmp_path, monkeypatch):
