@@ -246,10 +246,10 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
     height, width = _frame_size(run_dir, cfg, profile)
     frame_size = f"{height}x{width}" if height else None
     recipe_dataset = _recipe_dataset(cfg.dataset)
-    source = cfg.source or recipe_dataset.get("source")
+    source, protocol = _run_data(cfg)
     hub_datasets = list((recipe_dataset.get("hub_datasets") or {}).get(source or "", []))
     if cfg.dataset:
-        dataset_label = f"{cfg.dataset} ({', '.join(x for x in (source, cfg.protocol) if x)})"
+        dataset_label = f"{cfg.dataset} ({', '.join(x for x in (source, protocol) if x)})"
     else:
         dataset_label = f"own clips ({public['data']})"
     flops = profile.get("flops_per_frame")
@@ -268,7 +268,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
         flops=f"{flops / flops_unit(flops)[0]:.3f} {flops_unit(flops)[1]}FLOPs (2 per multiply-add), one frame in and "
               "one forecast out" if flops else None,
         training_memory=_memory_text(profile))
-    values["data_text"] = _data_text(cfg, recipe_dataset, source, hub_datasets, metrics, public)
+    values["data_text"] = _data_text(cfg, recipe_dataset, source, protocol, hub_datasets, metrics, public)
     values["training_text"], values["budget_note"] = _training_text(cfg, recipe, latest, public)
     tags = ["video-prediction", "spatiotemporal", "msrnn-zoo", config.cell, values["schedule_text"]]
     if cfg.dataset:
@@ -288,7 +288,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
                              "no training. Means over the frames here, a row per frame below."))
         task = f"video prediction, {cfg.in_frames} -> {cfg.out_frames} frames"
         eval_list = eval_results(metrics, hub_datasets[0] if hub_datasets else (cfg.dataset or "own-clips"),
-                                 dataset_label, cfg.protocol or source, task)
+                                 dataset_label, protocol or source, task)
     model_index_name = repo_id.split("/")[-1] if repo_id else cfg.model
     card_data = ModelCardData(library_name="msrnn-zoo", license="apache-2.0", tags=tags,
                               datasets=hub_datasets or None, model_name=model_index_name if eval_list else None,
@@ -317,6 +317,22 @@ def _check_metrics_scored_these_weights(run_dir: Path, metrics_path: Path, metri
                      f"Score the run again first: {again}")
 
 
+def _run_data(cfg: Any) -> tuple[str | None, str | None]:
+    """The source and protocol a run's clips came from: the dataset's defaults where the run named none (as
+    ``load_dataset`` reads them). The recipe's source is not the dataset's default (Moving MNIST's recipe generates
+    clips from MNIST digits, its default source draws glyphs), so taking it published a run on drawn glyphs as one
+    on MNIST, under MNIST's Hub id. ``(None, None)`` for the user's own clips."""
+    if not cfg.dataset:
+        return None, None
+    from .registry import get_dataset
+
+    try:
+        info = get_dataset(cfg.dataset).info
+    except ValueError:  # its plugin is not installed here: only what the run recorded is known
+        return cfg.source, cfg.protocol
+    return cfg.source or info.default_source, cfg.protocol or info.default_protocol
+
+
 def _frame_size(run_dir: Path, cfg: Any, profile: dict[str, Any]) -> tuple[int | None, int | None]:
     if profile.get("frame_size"):
         h, w = profile["frame_size"]
@@ -330,13 +346,13 @@ def _frame_size(run_dir: Path, cfg: Any, profile: dict[str, Any]) -> tuple[int |
         return None, None
 
 
-def _data_text(cfg: Any, recipe_dataset: dict[str, Any], source: str | None, hub_datasets: list[str],
-               metrics: dict[str, Any] | None, public: dict[str, Any]) -> str:
+def _data_text(cfg: Any, recipe_dataset: dict[str, Any], source: str | None, protocol: str | None,
+               hub_datasets: list[str], metrics: dict[str, Any] | None, public: dict[str, Any]) -> str:
     if not cfg.dataset:
         return (f"The user's own clips (`{public['data']}`), split {public['split_fractions']} into train, "
                 "validation and test in file order.")
     lines = [f"**{cfg.dataset}**" + (f": {recipe_dataset['description']}" if recipe_dataset.get("description") else "")
-             + f". Source `{source}`" + (f", protocol `{cfg.protocol}`" if cfg.protocol else "") + "."]
+             + f". Source `{source}`" + (f", protocol `{protocol}`" if protocol else "") + "."]
     if hub_datasets:
         lines.append("On the Hub: " + ", ".join(f"[{d}](https://huggingface.co/datasets/{d})" for d in hub_datasets)
                      + ".")

@@ -756,3 +756,42 @@ def test_pull_offline_names_the_setting_that_made_it_offline_and_how_to_download
     assert hub.state.requests == []
     with pytest.raises(HubError, match=r"Cannot push to Hub repo 'me/m': offline mode is on \(HF_HUB_OFFLINE=1\)"):
         tiny().push_to_hub("me/m", token=TOKEN)
+
+
+# ---------------------------------------------------------------------------------------------- card metadata
+def card_of(run_dir, repo_id: str = "me/x") -> ModelCard:
+    """The card `card` renders for ``run_dir``, read by huggingface_hub as the Hub reads it (strictly)."""
+    from msrnn_zoo.card import render_card
+
+    return ModelCard(render_card(run_dir, repo_id), ignore_metadata_errors=False)
+
+
+@pytest.fixture
+def mnist_run(tmp_path):
+    """A tiny run of ms-convlstm on Moving MNIST's `small` protocol, its source left to the dataset's default."""
+    out = tmp_path / "mm"
+    result = CliRunner().invoke(main, ["train", "ms-convlstm", "--dataset", "moving-mnist", "--protocol", "small",
+                                       "--hidden", "2", "--layers", "2", "--batch-size", "2", "--max-train-clips", "2",
+                                       "--max-eval-clips", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_a_run_on_the_default_source_is_carded_as_that_source_not_the_recipes(mnist_run):
+    """The default source of Moving MNIST draws digit glyphs; the card took the recipe's source (`generated`, MNIST's
+    digits) instead, and listed ylecun/mnist as the data the model was trained on."""
+    card = card_of(mnist_run)
+    assert not card.data.datasets
+    assert "Source `synthetic`, protocol `small`" in card.text and "moving-mnist (synthetic, small)" in card.text
+    assert "generated" not in card.text and "mnist_test_seq" not in card.text
+
+
+def test_a_card_names_the_default_protocol_the_run_used():
+    from types import SimpleNamespace
+
+    from msrnn_zoo.card import _run_data
+
+    assert _run_data(SimpleNamespace(dataset="moving-mnist", source=None, protocol=None)) == ("synthetic", "paper")
+    assert _run_data(SimpleNamespace(dataset="moving-mnist", source="generated", protocol="small")) == (
+        "generated", "small")
+    assert _run_data(SimpleNamespace(dataset=None, source=None, protocol=None)) == (None, None)
