@@ -288,7 +288,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
                              "no training. Means over the frames here, a row per frame below."))
         task = f"video prediction, {cfg.in_frames} -> {cfg.out_frames} frames"
         eval_list = eval_results(metrics, hub_datasets[0] if hub_datasets else (cfg.dataset or "own-clips"),
-                                 dataset_label, protocol or source, task)
+                                 dataset_label, protocol or source, task) or None  # none finite: no model-index
     model_index_name = repo_id.split("/")[-1] if repo_id else cfg.model
     card_data = ModelCardData(library_name="msrnn-zoo", license="apache-2.0", tags=tags,
                               datasets=hub_datasets or None, model_name=model_index_name if eval_list else None,

@@ -795,3 +795,16 @@ def test_a_card_names_the_default_protocol_the_run_used():
     assert _run_data(SimpleNamespace(dataset="moving-mnist", source="generated", protocol="small")) == (
         "generated", "small")
     assert _run_data(SimpleNamespace(dataset=None, source=None, protocol=None)) == (None, None)
+
+
+def test_a_run_whose_scores_are_all_nan_gets_a_card_without_a_model_index(run):
+    """An overflowing forecast scores NaN or inf everywhere; the card then held a model-index entry with no name and
+    no results, which huggingface_hub (and the Hub) refuse to parse: `card` and `push` failed with a KeyError."""
+    path = run / "metrics-test.json"
+    metrics = json.loads(path.read_text())
+    for result in metrics["model"]["metrics"].values():
+        result["mean"] = float("nan")
+    path.write_text(json.dumps(metrics))
+    card = card_of(run)
+    assert card.data.eval_results is None and "model-index" not in card.content
+    assert "| nan |" in card.text  # the table still shows what was measured
