@@ -808,3 +808,18 @@ def test_a_run_whose_scores_are_all_nan_gets_a_card_without_a_model_index(run):
     card = card_of(run)
     assert card.data.eval_results is None and "model-index" not in card.content
     assert "| nan |" in card.text  # the table still shows what was measured
+
+
+def test_the_model_index_keeps_the_significant_digits_of_small_scores():
+    """Rounded to 6 decimal places, a per-pixel MSE of 3.2e-7 was published as 0.0 (a perfect score), and one of
+    0.000146 with three digits, fewer than the card's table showed."""
+    from msrnn_zoo.card import eval_results
+
+    def result(mean: float) -> dict:
+        return {"mean": mean, "label": "MSE/pixel", "convention": "mean over pixels", "higher_is_better": False}
+
+    metrics = {"forecasters": ["model"], "frames": "future", "split": "test",
+               "model": {"samples": 4, "metrics": {"mse_pixel": result(3.2e-7), "mae_pixel": result(0.000146123456),
+                                                   "mse": result(175.1210791)}}}
+    values = {r.metric_type: r.metric_value for r in eval_results(metrics, "d", "d", None, "video prediction")}
+    assert values == {"mse_pixel": 3.2e-7, "mae_pixel": 0.0001461235, "mse": 175.1211}
