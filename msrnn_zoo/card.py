@@ -295,8 +295,11 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
                              f"{metrics.get('frames_scored') or 'the forecast frames'}, beside baselines that need "
                              "no training. Means over the frames here, a row per frame below."))
         task = f"video prediction, {cfg.in_frames} -> {cfg.out_frames} frames"
-        eval_list = eval_results(metrics, hub_datasets[0] if hub_datasets else (cfg.dataset or "own-clips"),
-                                 dataset_label, protocol or source, task) or None  # none finite: no model-index
+        # the clips scored are the zoo's dataset cut by its protocol, not the Hub dataset they were made from (Moving
+        # MNIST's test clips hold MNIST training digits: "ylecun/mnist, split test" named data never scored); the
+        # source is in the config, since the sources of a dataset are different data (glyphs drawn, MNIST digits)
+        eval_list = eval_results(metrics, cfg.dataset or "own-clips", dataset_label,
+                                 "-".join(x for x in (source, protocol) if x) or None, task) or None  # none finite
     model_index_name = repo_id.split("/")[-1] if repo_id else cfg.model
     card_data = ModelCardData(library_name="msrnn-zoo", license="apache-2.0", tags=tags,
                               datasets=hub_datasets or None, model_name=model_index_name if eval_list else None,

@@ -823,3 +823,20 @@ def test_the_model_index_keeps_the_significant_digits_of_small_scores():
                                                    "mse": result(175.1210791)}}}
     values = {r.metric_type: r.metric_value for r in eval_results(metrics, "d", "d", None, "video prediction")}
     assert values == {"mse_pixel": 3.2e-7, "mae_pixel": 0.0001461235, "mse": 175.1211}
+
+
+def test_the_model_index_names_the_clips_scored_not_the_hub_dataset_they_were_made_from(mnist_run, monkeypatch):
+    """A run on clips made from a Hub dataset's images (Moving MNIST's `generated`, from ylecun/mnist) was scored as
+    "ylecun/mnist, split test", which it never saw; and the config named the protocol alone, so runs on drawn glyphs
+    and on MNIST digits would be ranked as one dataset."""
+    from msrnn_zoo import card as card_module
+
+    result = CliRunner().invoke(main, ["evaluate", str(mnist_run)])
+    assert result.exit_code == 0, result.output
+    recipe_dataset = card_module._recipe_dataset
+    monkeypatch.setattr(card_module, "_recipe_dataset", lambda name: {
+        **recipe_dataset(name), "hub_datasets": {"synthetic": ["someone/digit-glyphs"]}})
+    card = card_of(mnist_run)
+    assert card.data.datasets == ["someone/digit-glyphs"]  # what the clips were made from
+    assert {(r.dataset_type, r.dataset_config, r.dataset_split) for r in card.data.eval_results} == {
+        ("moving-mnist", "synthetic-small", "test")}
