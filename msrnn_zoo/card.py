@@ -127,11 +127,14 @@ def _published(value: float) -> float:
 
 def eval_results(metrics: dict[str, Any], dataset_type: str, dataset_name: str, dataset_config: str | None,
                  task_name: str) -> list[Any]:
-    """The model's mean metrics as huggingface_hub EvalResults, each with its convention in metric_args."""
+    """The model's mean metrics as huggingface_hub EvalResults, each with its convention in metric_args, and the
+    precision it was scored in beside the frames in its config when that is not fp32 (bf16's numbers are not fp32's,
+    and would otherwise be ranked with them)."""
     from huggingface_hub import EvalResult
 
     model = _series(metrics)["model"]
     frames = _frames_scored(metrics)
+    precision = metrics.get("precision", "fp32")  # files written before it was recorded were scored in fp32
     results = []
     for name in _ordered(model):
         result = model[name]
@@ -141,8 +144,8 @@ def eval_results(metrics: dict[str, Any], dataset_type: str, dataset_name: str, 
             task_type="video-prediction", task_name=task_name, dataset_type=dataset_type,
             dataset_name=dataset_name, dataset_config=dataset_config, dataset_split=metrics.get("split", "test"),
             metric_type=name, metric_name=result["label"], metric_value=_published(float(result["mean"])),
-            metric_config=f"{frames} frames",
-            metric_args={"convention": result["convention"], "frames": frames,
+            metric_config=f"{frames} frames" + (f", {precision}" if precision != "fp32" else ""),
+            metric_args={"convention": result["convention"], "frames": frames, "precision": precision,
                          "clips": int(metrics["model"].get("samples", 0)),
                          "higher_is_better": bool(result["higher_is_better"])}))
     return results

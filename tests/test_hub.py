@@ -840,3 +840,15 @@ def test_the_model_index_names_the_clips_scored_not_the_hub_dataset_they_were_ma
     assert card.data.datasets == ["someone/digit-glyphs"]  # what the clips were made from
     assert {(r.dataset_type, r.dataset_config, r.dataset_split) for r in card.data.eval_results} == {
         ("moving-mnist", "synthetic-small", "test")}
+
+
+def test_the_model_index_says_which_precision_scored_the_model():
+    """The card's text said `evaluate --precision bf16`, but its model-index published bf16's scores as fp32's."""
+    from msrnn_zoo.card import eval_results
+
+    mse = {"mean": 1.5, "label": "MSE", "convention": "sum over pixels", "higher_is_better": False}
+    metrics = {"forecasters": ["model"], "frames": "future", "model": {"samples": 4, "metrics": {"mse": mse}}}
+    for precision, config in ((None, "future frames"), ("fp32", "future frames"), ("bf16", "future frames, bf16")):
+        scored = metrics if precision is None else {**metrics, "precision": precision}
+        (result,) = eval_results(scored, "d", "d", None, "video prediction")
+        assert (result.metric_config, result.metric_args["precision"]) == (config, precision or "fp32")
