@@ -687,7 +687,8 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
               help="How many of the latest checkpoints to keep on disk (default 2; on --resume the run's).")
 @click.option("--sampling-steps", type=POSITIVE, default=None,
               help="Steps over which scheduled sampling goes from the truth to own forecasts (default: the steps "
-                   "of --epochs; fixed for the run, so a resumed run with more epochs continues the same schedule).")
+                   "of --epochs; fixed for the run, so a resumed run with more epochs continues the same schedule). "
+                   "The reverse schedule moves once an epoch over them, as the original's.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default cpu; on --resume, the run's).")
 @click.option("--grad-checkpointing/--no-grad-checkpointing", default=None,
               help="Recompute each time step in the backward pass: far less memory, about 1.3x the time, "

@@ -3,6 +3,8 @@
 A schedule turns training progress (0 at the first step, 1 at the last) into a teacher mask (B, T-1)
 for :meth:`~msrnn_zoo.network.Forecaster.forward_train`. A cell names the schedule it was published
 with (``RecurrentCell.sampling``); ``train`` looks the name up here, so no model name is ever tested.
+How far training is, :func:`progress` says: after every step for most schedules, once an epoch for those in
+:data:`PER_EPOCH`, as the original code moves each.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def reverse(batch: int, frames: int, in_frames: int, progress: float, generator:
 
     In the first third of training, context steps see the truth with probability 0.5, rising
     exponentially to 1 by two thirds; future steps start at 0.5 and fall linearly to 0 over the same span.
-    Early on the encoder must therefore learn from its own forecasts too.
+    Early on the encoder must therefore learn from its own forecasts too. The curves move once an epoch
+    (``PER_EPOCH``): MS-RNN's model.py computes them from the epoch number, counted from 1.
     """
     start, end = 1.0 / 3.0, 2.0 / 3.0
     if progress < start:
@@ -65,6 +68,24 @@ SCHEDULES: dict[str, TeacherSchedule] = {
     "reverse": reverse,
     "none": teacher_forcing,
 }
+
+
+PER_EPOCH: frozenset[str] = frozenset({"reverse"})
+"""Schedules that move once an epoch rather than after every step."""
+
+
+def progress(name: str, step: int, epoch: int, steps_per_epoch: int, sampling_steps: int) -> float:
+    """How far training is for the schedule ``name`` at optimizer step ``step`` (from 0) of epoch ``epoch`` (from 0).
+
+    Scheduled sampling moves after every step: MS-RNN's train_and_test.py lowers eta by 1 / (epochs x batches)
+    after each one, so step ``s`` sees ``eta = 1 - s / sampling_steps``. The reverse schedule moves once an
+    epoch: its model.py evaluates the curves at the epoch number counted from 1 (``range(1, epochs + 1)``), so
+    all of epoch ``e`` stands where a smooth curve would stand at the epoch's end, ``(e + 1) / epochs`` (one
+    moving every step would lag the original by up to an epoch).
+    """
+    if name in PER_EPOCH:
+        return (epoch + 1) * steps_per_epoch / sampling_steps
+    return step / sampling_steps
 
 
 def get_schedule(name: str) -> TeacherSchedule:

@@ -60,6 +60,7 @@ from .io import (
 from .network import COMPILED_PATHS, FAST_PATHS, GRAPH_PATHS, Forecaster, ForecasterConfig
 from .precision import PRECISIONS, autocast, float32_products, grad_scaler
 from .sampling import get_schedule
+from .sampling import progress as schedule_progress
 from .validation import MAX_SEED, parse_device
 from .weights import load_weights
 
@@ -570,7 +571,8 @@ class Trainer:
 
             self.forward_train = DistributedDataParallel(
                 _TrainingForward(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.schedule = get_schedule(cfg.sampling or self.model.cell_class.sampling)
+        self.sampling = cfg.sampling or self.model.cell_class.sampling
+        self.schedule = get_schedule(self.sampling)
         self.optimizer = create_optimizer_v2(self.model, opt="adam", lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.train_set = open_split(cfg, "train")
         if len(self.train_set) == 0:  # type: ignore[arg-type]  # (the first clip's shape is read next)
@@ -855,7 +857,8 @@ class Trainer:
         cfg = self.cfg
         frames = clips[:, : cfg.in_frames + cfg.out_frames].to(self.device)
         b, t = frames.shape[:2]
-        progress = self.progress.step / self.sampling_steps
+        progress = schedule_progress(self.sampling, self.progress.step, self.progress.epoch, self.steps_per_epoch,
+                                     self.sampling_steps)
         # the mask of the global batch, of which this process trains rows rank*b .. rank*b + b - 1
         teacher = self.schedule(b * self.dist.world_size, t, cfg.in_frames, progress,
                                 _seeded(cfg.seed, self.progress.step, 2))[self.dist.rank * b : (self.dist.rank + 1) * b]

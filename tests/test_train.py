@@ -137,6 +137,28 @@ def test_sampling_masks():
     assert 0.3 < early[:, 1:10].mean() < 0.7 and 0.3 < early[:, 10:].mean() < 0.7
 
 
+@pytest.mark.parametrize(("sampling", "expected"), [
+    # train_and_test.py: eta = 1, lowered by 1 / (6 epochs x 2 batches) after every step
+    ("scheduled", [(1 - s / 12,) for s in range(12)]),
+    # model.py at epochs 1..6 of 6 (start 2, end 4, step 0.4): epochs 1-2 (0.5, 0.5); epoch 3
+    # (1 - 0.5 exp(-1 / 0.4), 0.5 - 0.5 (3 - 2) / (4 - 2)); epochs 4-6 (1, 0), each for both steps of its epoch
+    ("reverse", [(0.5, 0.5)] * 4 + [(0.9589575, 0.25)] * 2 + [(1.0, 0.0)] * 6),
+])
+def test_input_schedules_move_as_the_originals_do(tmp_path, clips_file, monkeypatch, sampling, expected):
+    """The reverse schedule of PredRNN-V2 moved after every step, where the original moves it once an epoch, by the
+    epoch's number counted from 1: over 6 epochs, the third trained at eta 0.5 instead of 0.96 for the context."""
+    import msrnn_zoo.sampling as sampling_module
+
+    drawn: list[float] = []
+    bernoulli = sampling_module._bernoulli
+    monkeypatch.setattr(sampling_module, "_bernoulli", lambda b, t, p, g: drawn.append(p) or bernoulli(b, t, p, g))
+    trainer = Trainer.create(tmp_path / "run", config(clips_file, sampling=sampling, epochs=6, max_train_clips=8))
+    trainer.fit()
+    per_step = len(expected[0])
+    got = [tuple(drawn[i : i + per_step]) for i in range(0, len(drawn), per_step)]
+    assert got == [pytest.approx(probabilities) for probabilities in expected]
+
+
 def test_bad_training_setups(tmp_path, clips_file):
     with pytest.raises(ValueError, match="fewer than the 12 the run needs"):
         Trainer.create(tmp_path / "x", new_train_config("convlstm", model_options={"hidden_channels": 4},
