@@ -59,7 +59,7 @@ from .io import (
 )
 from .network import COMPILED_PATHS, FAST_PATHS, GRAPH_PATHS, Forecaster, ForecasterConfig
 from .precision import PRECISIONS, autocast, float32_products, grad_scaler
-from .sampling import get_schedule
+from .sampling import SCHEDULES, get_schedule
 from .sampling import progress as schedule_progress
 from .validation import MAX_SEED, parse_device
 from .weights import load_weights
@@ -259,6 +259,9 @@ class TrainConfig:
             raise ValueError(f"{what}: keep_checkpoints must be at least 1, got {self.keep_checkpoints}.")
         if not -(2**63) <= self.seed <= MAX_SEED:  # what torch.manual_seed takes; beyond, its "Overflow" names nothing
             raise ValueError(f"{what}: seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}.")
+        if self.sampling is not None and self.sampling not in SCHEDULES:  # "" read as the cell's own, in silence
+            raise ValueError(f"{what}: Unknown sampling schedule {self.sampling!r}; use one of "
+                             f"{', '.join(sorted(SCHEDULES))}, or leave it out for the cell's own.")
         if self.sampling_steps is not None and self.sampling_steps < 1:
             raise ValueError(f"{what}: sampling_steps must be at least 1 (or unset), got {self.sampling_steps}.")
         if self.checkpoint_every < 0:

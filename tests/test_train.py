@@ -159,6 +159,15 @@ def test_input_schedules_move_as_the_originals_do(tmp_path, clips_file, monkeypa
     assert got == [pytest.approx(probabilities) for probabilities in expected]
 
 
+@pytest.mark.parametrize("sampling", ["", "Reverse"])
+def test_an_unknown_sampling_schedule_is_refused_before_anything_is_written(tmp_path, clips_file, sampling):
+    """`train --sampling "$EMPTY"` trained in silence with the cell's own schedule, and recorded "" as the run's."""
+    with pytest.raises(ValueError, match=f"Unknown sampling schedule {sampling!r}; use one of none, reverse, "
+                                         "scheduled, or leave it out"):
+        Trainer.create(tmp_path / "run", config(clips_file, sampling=sampling))
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_training_setups(tmp_path, clips_file):
     with pytest.raises(ValueError, match="fewer than the 12 the run needs"):
         Trainer.create(tmp_path / "x", new_train_config("convlstm", model_options={"hidden_channels": 4},
