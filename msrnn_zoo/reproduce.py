@@ -7,7 +7,8 @@ settings, where each comes from, and the budget), ``profile.json`` (parameters, 
 
 A smaller ``budget_steps`` keeps the recipe's shape -- the same model, data, optimizer and loss, and the
 whole input schedule from teacher forcing to free running -- over fewer steps and training clips, and the
-card says so in its first lines.
+card says so in its first lines. PredRNN-V2's reverse schedule moves once an epoch, as the original's: a
+budget of one or two epochs starts it past its first third (one epoch: the end of the schedule throughout).
 """
 
 from __future__ import annotations
