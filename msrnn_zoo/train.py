@@ -205,6 +205,8 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 3e-4
     weight_decay: float = 0.0
+    """Adam's L2 penalty, through timm's optimizer factory, which leaves biases and other 1-D weights undecayed
+    (``torch.optim.Adam(weight_decay=...)``, as the original would set it, decays them too). Every recipe's is 0."""
     seed: int = 0
     sampling: str | None = None
     max_train_clips: int | None = None
