@@ -184,6 +184,11 @@ def explain(exc: BaseException, repo_id: str, revision: str | None, action: str,
         return HubRepoNotFoundError(
             f"{where} has no {filename}: it is not an msrnn-zoo model. An msrnn-zoo repo holds {CONFIG_NAME} and "
             f"{WEIGHTS_NAME}, as `msrnn-zoo push` and push_to_hub write them.")
+    if status == 403 and action != "push to":  # "no write access ... push to your own" answered a download
+        return HubError(f"The Hub at {endpoint} refused to let this token {action} {where} (HTTP 403"
+                        f"{': ' + server_message if server_message else ''}): its account may not read that repo. Use "
+                        "a token that may (a fine-grained token must be given read access to it), or log in again "
+                        "with `hf auth login`.")
     if status == 403:
         return HubError(f"The Hub at {endpoint} refused to let this token {action} {where} (HTTP 403: no write "
                         f"access{': ' + server_message if server_message else ''}). Use a token with write access "
@@ -191,6 +196,12 @@ def explain(exc: BaseException, repo_id: str, revision: str | None, action: str,
     if isinstance(exc, HfHubHTTPError) and status is not None:
         detail = f": {server_message}" if server_message else ""
         later = " Try again later." if status >= 500 else ""
+        if status == 429:  # rate limited: "HTTP 429" alone said neither that nor to wait, nor that a token helps
+            wait = response.headers.get("Retry-After", "") if response is not None else ""
+            pause = f" {wait} s" if wait.isdigit() else " a few minutes"
+            login = "" if _has_token(token) else ", logged in (`hf auth login`, or --token / token=), as requests " \
+                "with a token are allowed more"
+            later = f" The Hub limits how many requests one may make: wait{pause} and try again{login}."
         return HubError(f"The Hub at {endpoint} answered HTTP {status} when asked to {action} {where}{detail}.{later}")
     return HubError(f"Could not {action} {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 

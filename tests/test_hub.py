@@ -852,3 +852,36 @@ def test_the_model_index_says_which_precision_scored_the_model():
         scored = metrics if precision is None else {**metrics, "precision": precision}
         (result,) = eval_results(scored, "d", "d", None, "video prediction")
         assert (result.metric_config, result.metric_args["precision"]) == (config, precision or "fp32")
+
+
+def answer_downloads_with(hub, monkeypatch, status: int, headers: dict[str, str] | None = None) -> None:
+    """Make the `hub` fixture's server answer every download (HEAD and GET of a file) with ``status``."""
+    handler = hub.server.RequestHandlerClass
+
+    def refuse(self, repo_id, revision, path, head):
+        self._send(status, b"" if head else b'{"error": "refused"}', {"X-Error-Message": "refused", **(headers or {})},
+                   head=head)
+
+    monkeypatch.setattr(handler, "_resolve", refuse)
+
+
+def test_a_rate_limited_download_says_to_wait_and_that_a_token_helps(hub, monkeypatch):
+    """HTTP 429 was a bare "answered HTTP 429": neither that the Hub limits requests, nor to wait, nor to log in."""
+    answer_downloads_with(hub, monkeypatch, 429, {"Retry-After": "30"})
+    exc, seconds = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/tiny")
+    assert isinstance(exc, HubError) and "HTTP 429" in str(exc) and "'me/tiny'" in str(exc)
+    assert "limits how many requests" in str(exc) and "wait 30 s and try again" in str(exc)
+    assert "hf auth login" in str(exc)
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/tiny", token=TOKEN)
+    assert "wait 30 s and try again." in str(exc) and "hf auth login" not in str(exc)
+    assert seconds < 3
+
+
+def test_a_download_refused_with_403_is_not_called_a_missing_write_access(hub, monkeypatch):
+    """A token without read access to a repo (a fine-grained one) was told it lacked write access, and to push
+    to a repo of its own, while it only tried to download."""
+    answer_downloads_with(hub, monkeypatch, 403)
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/tiny", token=TOKEN)
+    assert isinstance(exc, HubError) and "HTTP 403" in str(exc) and "download Hub repo 'me/tiny'" in str(exc)
+    assert "may not read that repo" in str(exc)
+    assert "write" not in str(exc) and "--repo-id" not in str(exc)
