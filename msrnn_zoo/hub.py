@@ -315,6 +315,11 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
             raise _unfinished_push(exc, repo_id, revision, token) or explain(
                 exc, repo_id, revision, "download", token, name) from exc
         except Exception as exc:
+            cause = network_cause(exc)
+            if cause is not None and not use_cache_only:  # the Hub answered the metadata request: it was reached
+                raise HubError(f"The download of {name} of {_where(repo_id, revision)} from {_endpoint_name()} broke "
+                               f"off ({cause}); what arrived was not kept. Try again (`{pull}`); if it keeps "
+                               "breaking off, check the network connection or proxy.") from exc
             raise explain(exc, repo_id, revision, "download", token, name) from exc
         verify_cached(path, repo_id, revision)
         paths[name] = path

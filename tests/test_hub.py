@@ -885,3 +885,33 @@ def test_a_download_refused_with_403_is_not_called_a_missing_write_access(hub, m
     assert isinstance(exc, HubError) and "HTTP 403" in str(exc) and "download Hub repo 'me/tiny'" in str(exc)
     assert "may not read that repo" in str(exc)
     assert "write" not in str(exc) and "--repo-id" not in str(exc)
+
+
+def test_a_download_cut_off_halfway_is_not_called_an_unreachable_hub_nor_kept(hub, monkeypatch):
+    """Fewer bytes than Content-Length: "Cannot reach the Hub ... check the network" was said of a Hub that had
+    just answered; and no part of the file may stay in the cache to load later."""
+    tiny().push_to_hub("me/cut", token=TOKEN)
+    handler, resolve = hub.server.RequestHandlerClass, hub.server.RequestHandlerClass._resolve
+
+    def cut_off(self, repo_id, revision, path, head):
+        if head or path != "model.safetensors":
+            return resolve(self, repo_id, revision, path, head)
+        commit = self.state.repos[repo_id].resolve(revision)
+        stored = commit.files[path]
+        self.send_response(200)
+        for key, value in {"Content-Length": str(len(stored.data)), "ETag": f'"{stored.oid}"',
+                           "X-Repo-Commit": commit.sha, "Content-Type": "application/octet-stream"}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(stored.data[: len(stored.data) // 2])
+        self.close_connection = True
+
+    monkeypatch.setattr(handler, "_resolve", cut_off)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # huggingface_hub waits 1 s before each resume
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/cut")
+    assert isinstance(exc, HubError) and "model.safetensors of Hub repo 'me/cut'" in str(exc)
+    assert "broke off" in str(exc) and "Cannot reach" not in str(exc) and "msrnn-zoo pull me/cut" in str(exc)
+    cache = Path(os.environ["HF_HUB_CACHE"])
+    blobs = list(cache.rglob("blobs/*"))
+    assert all(blob.stat().st_size < 1000 for blob in blobs), blobs  # the config only, no half of the weights
+    assert not list(cache.rglob("snapshots/*/model.safetensors"))
