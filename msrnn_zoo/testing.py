@@ -694,3 +694,82 @@ def parity_against(model: Forecaster, inputs: torch.Tensor, outputs: torch.Tenso
         raise ValueError(f"The reference outputs have shape {tuple(outputs.shape)}, but the model predicts "
                          f"{tuple(prediction.transpose(0, 1).shape)} from its inputs (T-1, B, C, H, W).")
     return max(float((prediction - reference).abs().max()), float((future - reference[:, in_len - 1:]).abs().max()))
+
+
+def check_dataset(name: str, *, root: str | Path | None = None, source: str | None = None, clips: int = 4,
+                  **options: Any) -> None:
+    """The contract of a dataset plugin, on every split of every protocol of ``name`` read from ``root``.
+
+    ``train`` checks only a split's first clip: a clip further in of another size fails deep in batching, one
+    of 0-255 values trains silently on wrong numbers, a ``len`` beyond the clips fails at the end of an epoch
+    and a clip drawn afresh at every read makes the test scores change from one run to the next. This reads
+    the first, the last and ``clips`` in between of each split, twice, from two datasets the factory built,
+    so a plugin's test (on small files it writes itself) finds these before a user's run does.
+    """
+    from . import datasets
+    from .plugins import records
+    from .registry import get_dataset
+
+    entry = get_dataset(name)
+    subject = f"dataset {name!r} ({entry.plugin})"
+    for record in records():
+        for conflict in record.conflicts:
+            if conflict.startswith(f"dataset {name!r} is taken by"):
+                _fail(subject, f"{record.key} registers a dataset of this name too, and was not added ({conflict})",
+                      "give your dataset a name of its own in its DatasetInfo")
+    info = entry.info
+    for protocol in info.protocols:
+        want = (protocol.frames, protocol.channels, protocol.height, protocol.width)
+        for split in protocol.splits:
+            where = f"{subject}, {protocol.name}/{split}"
+            try:
+                first, second = (datasets.load_dataset(name, split=split, source=source, root=root,
+                                                       protocol=protocol.name, **options) for _ in range(2))
+            except (ValueError, FileNotFoundError) as exc:
+                _fail(where, f"the split cannot be opened ({exc})",
+                      "give check_dataset a root (and source) holding data for every split the protocol declares, "
+                      "or declare only the splits the dataset has in ClipProtocol(splits=...)")
+            count = len(first)  # type: ignore[arg-type]
+            _check(isinstance(count, int) and count >= 1, where, f"len() is {count!r}",
+                   "give the check data with at least one clip in every split; len() counts the clips")
+            picks = sorted({0, count - 1, *range(0, count, max(1, count // max(1, clips)))})
+            for index in picks:
+                try:
+                    clip, again = first[index], second[index]
+                except IndexError as exc:
+                    _fail(where, f"len() is {count} but clip {index} cannot be read ({exc!r})",
+                          "make __len__ count exactly the clips __getitem__ gives")
+                item = f"{where}, clip {index}"
+                _check(isinstance(clip, torch.Tensor), item, f"the item is a {type(clip).__name__}",
+                       "return the clip alone, a tensor (T, C, H, W), from __getitem__ (no label, no tuple)")
+                _check(clip.dtype == torch.float32, item, f"its dtype is {clip.dtype}",
+                       "give float32 frames in [0, 1] (uint8 frames: .float() / 255)")
+                _check(tuple(clip.shape) == want, item,
+                       f"its shape is {tuple(clip.shape)}, but the protocol declares (T, C, H, W) = {want}",
+                       "cut every clip to the protocol's frames (in_frames + out_frames), channels, height and "
+                       "width, or declare what the clips have")
+                _check(bool(torch.isfinite(clip).all()), item, "it holds NaN or Inf", "clean the frames in prepare")
+                low, high = float(clip.min()), float(clip.max())
+                _check(low >= 0.0 and high <= 1.0, item, f"its values lie in [{low:g}, {high:g}], not [0, 1]",
+                       "scale the frames to [0, 1] in the factory (frames of 0-255: divide by 255)")
+                _check(isinstance(again, torch.Tensor) and torch.equal(clip, again), item,
+                       "it differs between two reads of the same split",
+                       "draw any randomness from a generator seeded by the clip's index, so a split is the same "
+                       "clips at every read (test scores depend on it)")
+            to_physical = datasets.to_physical(name, root)
+            if to_physical is not None:
+                physical = to_physical(first[0])
+                _check(isinstance(physical, torch.Tensor) and physical.shape == first[0].shape
+                       and bool(torch.isfinite(physical).all()), where,
+                       f"its Scaling.inverse of a clip gives {type(physical).__name__} "
+                       f"{tuple(getattr(physical, 'shape', ()))}",
+                       "return a finite tensor of the clip's shape from Scaling.inverse(values, params)")
+            batch = torch.stack([first[0]])
+            for baseline, fn in entry.capabilities.baselines.items():
+                for length in sorted({1, protocol.in_frames}):
+                    horizon = protocol.out_frames
+                    forecast = fn(batch[:, :length], horizon)
+                    _check(isinstance(forecast, torch.Tensor) and tuple(forecast.shape) == (1, horizon, *want[1:]),
+                           where, f"baseline {baseline!r} from {length} frame(s) gives "
+                           f"{tuple(getattr(forecast, 'shape', ()))} for a horizon of {horizon}",
+                           "return (B, horizon, C, H, W) from fn(context, horizon), for any context length >= 1")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -624,3 +625,71 @@ def test_prepare_in_a_log_leaves_no_blank_line(toy_dataset, raw, tmp_path):
     assert "" not in done.splitlines() and "Prepared toy-store" in done, done
     again = run("data", "prepare", "toy-store", "--source", raw, "--root", tmp_path / "s", ok=False).output
     assert again.startswith("Error: ") and "already holds a prepared toy-store store" in again, again
+
+
+# ------------------------------------------------------------------------------------------------ the dataset kit
+class Careless(Dataset):
+    """Clips of a third party's dataset with one mistake, ``mistake``, that train's first-clip check lets through."""
+
+    def __init__(self, mistake: str) -> None:
+        self.mistake = mistake
+
+    def __len__(self) -> int:
+        return 6 if self.mistake == "len" else 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i >= 4:
+            raise IndexError(i)
+        clip = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(i))
+        if self.mistake == "size" and i == 3:
+            return clip[:, :, :8, :8]
+        if self.mistake == "range" and i == 3:
+            return clip * 255
+        if self.mistake == "random":
+            return torch.rand(6, 1, 16, 16)
+        return clip.double() if self.mistake == "dtype" else clip
+
+
+@pytest.mark.parametrize(("mistake", "message"), [
+    ("size", "clip 3: its shape is (6, 1, 8, 8)"), ("range", "clip 3: its values lie in"),
+    ("random", "differs between two reads"), ("len", "len() is 6 but clip 4 cannot be read"),
+    ("dtype", "its dtype is torch.float64"), (None, None)])
+def test_the_dataset_kit_finds_what_train_accepts_in_silence(mistake, message):
+    from msrnn_zoo.testing import ConformanceError, check_dataset
+
+    class Plugin:
+        @msrnn_zoo.hookimpl
+        def register_datasets(self, register):
+            register(DatasetInfo(name="careless", protocols=(PAPER,), options=()),
+                     lambda split, source, root, download, protocol: Careless(mistake))
+
+    plugin = Plugin()
+    pm.register(plugin, name="careless-plugin")
+    try:
+        if message is None:
+            check_dataset("careless")
+        else:
+            with pytest.raises(ConformanceError, match=re.escape(message)):
+                check_dataset("careless")
+    finally:
+        pm.unregister(plugin)
+        forget("careless-plugin")
+
+
+def test_the_dataset_kit_says_when_another_plugin_holds_the_name(toy_dataset, raw, tmp_path):
+    from msrnn_zoo.testing import ConformanceError, check_dataset
+
+    class Clash:
+        @msrnn_zoo.hookimpl
+        def register_datasets(self, register):
+            register(INFO, toy_factory)
+
+    plugin = Clash()
+    pm.register(plugin, name="zz-clash-plugin")
+    try:
+        prepare_dataset("toy-store", raw, tmp_path / "store")
+        with pytest.raises(ConformanceError, match="zz-clash-plugin registers a dataset of this name too"):
+            check_dataset("toy-store", root=tmp_path / "store")
+    finally:
+        pm.unregister(plugin)
+        forget("zz-clash-plugin")

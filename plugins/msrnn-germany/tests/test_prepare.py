@@ -342,3 +342,10 @@ def test_an_interrupted_prepare_leaves_nothing_that_loads_and_can_be_run_again(p
     store, _ = build(png_source, root)  # the same command again, no --force needed
     assert len(make_germany("train", root=store.root)) == 2
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith("data-")) == ["store.json"]
+
+
+def test_the_dataset_kit_passes(png_source: Path, tmp_path: Path) -> None:
+    from msrnn_zoo.testing import check_dataset
+
+    build(png_source, tmp_path / "store")
+    check_dataset("germany", root=tmp_path / "store")

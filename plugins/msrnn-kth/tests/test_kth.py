@@ -180,3 +180,9 @@ def test_cli_prepare_info_train_evaluate(raw_kth, tmp_path):
     assert json.loads((out / "train_config.json").read_text())["protocol"] == "paper"
     result = run("evaluate", out, "--max-clips", "2")
     assert "copy-last-frame" in result.output and "blank" in result.output
+
+
+def test_the_dataset_kit_passes(store):
+    from msrnn_zoo.testing import check_dataset
+
+    check_dataset("kth", root=store)

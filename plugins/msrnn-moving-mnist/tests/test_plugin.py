@@ -58,3 +58,9 @@ def test_small_protocol_is_the_paper_clips_at_half_size(tmp_path: Path) -> None:
     assert (info.in_frames, info.out_frames, info.height, info.width) == (5, 5, 32, 32)
     with pytest.raises(ValueError, match="no protocol 'tiny'"):
         msrnn_zoo.load_dataset("moving-mnist", split="test", source="synthetic", protocol="tiny")
+
+
+def test_the_dataset_kit_passes() -> None:
+    from msrnn_zoo.testing import check_dataset
+
+    check_dataset("moving-mnist", source="synthetic", num_clips=3)

@@ -174,3 +174,9 @@ def test_newcomer_mistakes(tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     result = run(*[a.format(tmp=tmp_path) for a in args], ok=False)
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_the_dataset_kit_passes(store):
+    from msrnn_zoo.testing import check_dataset
+
+    check_dataset("taxibj", root=store)
