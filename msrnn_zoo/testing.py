@@ -733,6 +733,7 @@ def check_dataset(name: str, *, root: str | Path | None = None, source: str | No
             _check(isinstance(count, int) and count >= 1, where, f"len() is {count!r}",
                    "give the check data with at least one clip in every split; len() counts the clips")
             picks = sorted({0, count - 1, *range(0, count, max(1, count // max(1, clips)))})
+            shape: tuple[int, ...] | None = None  # the split's first clip's: a batch stacks clips of one shape
             for index in picks:
                 try:
                     clip, again = first[index], second[index]
@@ -744,10 +745,15 @@ def check_dataset(name: str, *, root: str | Path | None = None, source: str | No
                        "return the clip alone, a tensor (T, C, H, W), from __getitem__ (no label, no tuple)")
                 _check(clip.dtype == torch.float32, item, f"its dtype is {clip.dtype}",
                        "give float32 frames in [0, 1] (uint8 frames: .float() / 255)")
-                _check(tuple(clip.shape) == want, item,
-                       f"its shape is {tuple(clip.shape)}, but the protocol declares (T, C, H, W) = {want}",
-                       "cut every clip to the protocol's frames (in_frames + out_frames), channels, height and "
-                       "width, or declare what the clips have")
+                # longer clips are allowed (train reads their first in_frames + out_frames), shorter ones are not
+                _check(clip.dim() == 4 and tuple(clip.shape[1:]) == want[1:] and clip.shape[0] >= want[0], item,
+                       f"its shape is {tuple(clip.shape)}, but the protocol declares (T, C, H, W) = {want} (T at "
+                       "least)", "give clips of at least the protocol's frames (in_frames + out_frames) and exactly "
+                       "its channels, height and width, or declare what the clips have")
+                shape = shape or tuple(clip.shape)
+                _check(tuple(clip.shape) == shape, item,
+                       f"its shape is {tuple(clip.shape)}, but the split's first clip has {shape}",
+                       "give every clip of a split the same number of frames (a batch stacks them)")
                 _check(bool(torch.isfinite(clip).all()), item, "it holds NaN or Inf", "clean the frames in prepare")
                 low, high = float(clip.min()), float(clip.max())
                 _check(low >= 0.0 and high <= 1.0, item, f"its values lie in [{low:g}, {high:g}], not [0, 1]",

@@ -643,6 +643,8 @@ class Careless(Dataset):
         clip = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(i))
         if self.mistake == "size" and i == 3:
             return clip[:, :, :8, :8]
+        if self.mistake in ("longer", "unequal") and (self.mistake == "longer" or i == 3):
+            return torch.cat([clip, clip[:2]])  # 8 frames, more than the protocol's 6: train reads the first 6
         if self.mistake == "range" and i == 3:
             return clip * 255
         if self.mistake == "random":
@@ -653,7 +655,9 @@ class Careless(Dataset):
 @pytest.mark.parametrize(("mistake", "message"), [
     ("size", "clip 3: its shape is (6, 1, 8, 8)"), ("range", "clip 3: its values lie in"),
     ("random", "differs between two reads"), ("len", "len() is 6 but clip 4 cannot be read"),
-    ("dtype", "its dtype is torch.float64"), (None, None)])
+    ("dtype", "its dtype is torch.float64"), ("unequal", "clip 3: its shape is (8, 1, 16, 16), but the split's "
+                                                         "first clip has (6, 1, 16, 16)"),
+    ("longer", None), (None, None)])
 def test_the_dataset_kit_finds_what_train_accepts_in_silence(mistake, message):
     from msrnn_zoo.testing import ConformanceError, check_dataset
 
