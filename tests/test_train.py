@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from msrnn_zoo.sampling import reverse, scheduled
-from msrnn_zoo.train import Trainer, check_clip_length, frame_loss, new_train_config
+from msrnn_zoo.sampling import reverse, scheduled, teacher_forcing
+from msrnn_zoo.train import Trainer, check_clip_length, epoch_batches, frame_loss, new_train_config
 
 
 def config(clips_file, **kw):
@@ -166,6 +166,57 @@ def test_an_unknown_sampling_schedule_is_refused_before_anything_is_written(tmp_
                                          "scheduled, or leave it out"):
         Trainer.create(tmp_path / "run", config(clips_file, sampling=sampling))
     assert not (tmp_path / "run").exists()
+
+
+
+def test_sampling_masks_follow_their_schedules_midway_and_evaluation_feeds_the_whole_context():
+    """The checks above look only at the ends of the schedules; midway the rates are the papers' formulas."""
+    g = torch.Generator().manual_seed(0)
+    assert scheduled(4096, 20, 10, 0.5, g)[:, 10:].mean() == pytest.approx(0.5, abs=0.02)
+    midway = reverse(4096, 20, 10, 0.5, g)  # a sixth of training past the first third
+    assert midway[:, 0].min() == 1
+    assert midway[:, 1:10].mean() == pytest.approx(1 - 0.5 * math.exp(-2.5), abs=0.02)  # rising to 1, time scale 1/15
+    assert midway[:, 10:].mean() == pytest.approx(0.25, abs=0.02)  # halfway from 0.5 down to 0
+    assert teacher_forcing(2, 20, 10, 1.0, g).tolist() == [[1.0] * 10 + [0.0] * 9] * 2
+
+
+def test_an_epoch_draws_whole_batches_of_distinct_clips_in_an_order_of_its_own():
+    clips = [torch.tensor([i]) for i in range(10)]
+
+    def order(epoch):
+        return [batch.flatten().tolist() for batch in epoch_batches(clips, 4, seed=3, epoch=epoch)]
+
+    first, second = order(0), order(1)
+    assert [len(b) for b in first] == [len(b) for b in second] == [4, 4]  # the 2 clips left over are dropped
+    for batches in (first, second):
+        drawn = [i for b in batches for i in b]
+        assert len(set(drawn)) == 8
+    assert first == order(0) and first != second  # reproducible, yet shuffled again each epoch
+
+
+def test_a_training_step_scores_the_frames_it_predicts_adds_the_auxiliary_loss_and_draws_its_mask(tmp_path,
+                                                                                                  clips_file):
+    cfg = new_train_config("predrnn-v2", model_options={"hidden_channels": 4, "num_layers": 2},
+                           data=str(clips_file), in_frames=3, out_frames=3, batch_size=4, sampling_steps=30)
+    trainer = Trainer.create(tmp_path / "run", cfg)
+    seen = []
+
+    def recorded(frames, teacher):
+        prediction, aux = trainer.model.forward_train(frames, teacher)
+        seen.append((frames, teacher, prediction.detach(), aux.detach()))
+        return prediction, aux
+
+    trainer.forward_train = recorded
+    clips = next(iter(epoch_batches(trainer.train_set, 4, seed=0, epoch=0)))
+    for step in (0, 1, 20):  # the reverse schedule moves once an epoch: at step 20 it is past two thirds
+        trainer.progress.step, trainer.progress.epoch = step, step // trainer.steps_per_epoch
+        loss = trainer.train_step(clips)
+        frames, _, prediction, aux = seen[-1]
+        assert aux > 0
+        assert loss == pytest.approx((frame_loss(prediction, frames[:, 1:]) + aux).item(), rel=1e-6)
+    masks = [teacher for _, teacher, _, _ in seen]
+    assert not torch.equal(masks[0], masks[1])  # each step draws its own mask
+    assert masks[2][:, :3].min() == 1 and masks[2][:, 3:].max() == 0  # past two thirds: context in, own forecasts
 
 
 def test_bad_training_setups(tmp_path, clips_file):
