@@ -179,6 +179,14 @@ def test_physical_errors_refuse_a_changing_horizon_and_average_over_clips_by_han
         first.update(pred, truth)
 
 
+
+def test_physical_rmse_is_each_clips_root_then_averaged():
+    """The root of each clip's frame error, averaged over clips: not the root of the errors summed over clips."""
+    phys = PhysicalErrorAccumulator(lambda x: x, "u")
+    truth = torch.zeros(2, 1, 1, 1, 1)
+    phys.update(torch.tensor([0.3, 0.4]).view(2, 1, 1, 1, 1), truth)
+    assert phys.result()["rmse_physical"].per_frame == pytest.approx((0.35,))
+
 def test_frames_of_no_pixels_and_caps_of_no_decibels_are_refused():
     pred, truth = _pair(t=3)
     with pytest.raises(ValueError, match="no frames or no pixels"):
