@@ -254,9 +254,10 @@ def read_input_clip(path: str | Path, channels: int | None = None) -> torch.Tens
     """A context clip from ``.npy``: (T, C, H, W) or (T, H, W), uint8 or float in [0, 1].
 
     ``channels`` is what the model takes: a file of several clips ((N, T, H, W) read as (T, C, H, W), or
-    (N, T, C, H, W)) is then refused with a message that says how to pass one of them.
+    (N, T, C, H, W)) is then refused with a message that says how to pass one of them, and a clip stored channels
+    last (T, H, W, C) with the transpose that makes it (T, C, H, W) (it was told to pass one of its clips).
     """
-    from .data import read_npy, to_unit_float
+    from .data import MAX_CHANNELS_LAST, read_npy, to_unit_float
 
     path = Path(path)
     if not path.is_file():
@@ -271,6 +272,11 @@ def read_input_clip(path: str | Path, channels: int | None = None) -> torch.Tens
     if 0 in array.shape:
         raise ValueError(f"{path} holds no frames (shape {array.shape}): an input clip needs at least one context "
                          "frame of at least 1x1 pixels.")
+    if channels is not None and array.shape[1] != channels and array.shape[-1] <= MAX_CHANNELS_LAST < array.shape[1]:
+        h, w, c = array.shape[1:]  # a frame a few pixels wide, of many channels: an image's own axis order
+        raise ValueError(f"{path}: shape {array.shape} reads as {h} channels of {w}x{c}-pixel frames; it looks like "
+                         "(T, H, W, C), channels last, as images are usually stored. Save it as (T, C, H, W): "
+                         "numpy.save(path, array.transpose(0, 3, 1, 2)).")
     if channels is not None and array.shape[1] != channels:
         raise ValueError(f"{path}: read as one clip (T, C, H, W) = {array.shape}, with {array.shape[1]} channels, "
                          f"but the model takes {channels}; {one_clip}.")

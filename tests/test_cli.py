@@ -215,6 +215,19 @@ def test_channels_last_clips_are_refused_with_the_transpose(tmp_path, channels):
         "--in-frames", "3", "--out-frames", "3", "--batch-size", "2")  # (N, T, C, H, W) as asked: trains
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_channels_last_input_clip_is_refused_with_the_transpose(tmp_path, channels):
+    """predict --input of a clip (T, H, W, C) said it read 16 channels and to pass one of its several clips."""
+    from msrnn_zoo.evaluate import read_input_clip
+
+    path = tmp_path / "hwc.npy"
+    np.save(path, np.zeros((4, 16, 16, channels), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"looks like \(T, H, W, C\), channels last.*transpose\(0, 3, 1, 2\)"):
+        read_input_clip(path, channels)
+    np.save(path, np.zeros((4, 16, 16, channels), dtype=np.uint8).transpose(0, 3, 1, 2))
+    assert read_input_clip(path, channels).shape == (4, channels, 16, 16)  # (T, C, H, W) as asked: read
+
+
 def test_model_card_from_a_run(tmp_path, clips_file):
     out = tmp_path / "run"
     run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
