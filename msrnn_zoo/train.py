@@ -335,6 +335,31 @@ def empty_split_error(cfg: TrainConfig, split: str, consequence: str) -> ValueEr
                       "on another protocol.")
 
 
+def _empty_test_split_error(cfg: TrainConfig) -> ValueError:
+    """The user's split leaves no test clip: how many clips each split got, and a split that gives the test one.
+
+    The advice was always "e.g. 0.8,0.1,0.1", the default, which is what leaves 6 clips without a test clip.
+    """
+    from .data import load_clip_array, split_clips
+
+    n = len(load_clip_array(str(cfg.data)))
+    clips = range(n)
+    counts = ", ".join(f"{split} {len(split_clips(clips, split, cfg.split_fractions))}"  # type: ignore[arg-type]
+                       for split in ("train", "val", "test"))
+    fractions = ",".join(f"{f:g}" for f in cfg.split_fractions)
+    said = (f"The split {fractions} leaves the test split of {cfg.data} without clips (of its {n}: {counts}): "
+            "`evaluate` and `predict` of the run would have none to score.")
+    val = cfg.split_fractions[1]
+    for keep in (val, 0.0):  # the user's validation share if it can stay
+        for test in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5):
+            shares = (round(1 - keep - test, 10), keep, test)
+            if shares[0] > 0 and all(len(split_clips(clips, split, shares)) > 0  # type: ignore[arg-type]
+                                     for split in ("train", "test")):
+                return ValueError(f"{said} Give the test split a larger share (--split "
+                                  f"{','.join(f'{f:.10g}' for f in shares)}) or give more clips.")
+    return ValueError(f"{said} Give more clips: the run needs at least one to train on and one to test on.")
+
+
 def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
     """The shape of the first clip, checked against what training needs.
 
@@ -619,10 +644,7 @@ class Trainer:
             try:
                 open_split(cfg, "test")
             except ValueError:
-                fractions = ",".join(f"{f:g}" for f in cfg.split_fractions)
-                raise ValueError(f"The split {fractions} leaves the test split of {cfg.data} without clips: "
-                                 "`evaluate` and `predict` of the run would have none to score. Give the test "
-                                 "split a larger share (--split, e.g. 0.8,0.1,0.1).") from None
+                raise _empty_test_split_error(cfg) from None
         elif cfg.dataset and _has_empty_test_split(cfg):  # e.g. a store prepared from too few test frames
             raise empty_split_error(cfg, "test", "`evaluate` and `predict` of the run would have none to score")
         cfg.sampling_steps = trainer.sampling_steps  # fixed from now on: --resume --epochs N does not stretch it

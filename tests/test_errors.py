@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -88,6 +90,25 @@ def test_bad_training_options_name_themselves(tmp_path, clips_file, args, option
     out = tmp_path / "r"
     one_red_line(invoke("train", "convlstm", "--data", clips_file, "--out", out, *TINY, *args), option)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("clips", "split", "advice"), [
+    (6, "0.8,0.1,0.1", "(of its 6: train 5, val 1, test 0): .* (--split 0.75,0.1,0.15) or give more clips."),
+    (3, "1,0,0", "(of its 3: train 3, val 0, test 0): .* (--split 0.8,0,0.2) or give more clips."),
+    (1, "1,0,0", "(of its 1: train 1, val 0, test 0): .* Give more clips: the run needs at least one to train on"),
+])
+def test_a_split_without_test_clips_says_what_each_split_got_and_a_split_that_works(tmp_path, clips, split, advice):
+    """6 clips split 0.8,0.1,0.1 (5, 1, 0) were told to give the test split a larger share "e.g. 0.8,0.1,0.1"."""
+    path = tmp_path / "clips.npy"
+    np.save(path, np.zeros((clips, 6, 16, 16), dtype=np.uint8))
+    line = one_red_line(invoke("train", "convlstm", "--data", path, "--out", tmp_path / "r", *TINY, "--split", split,
+                               "--batch-size", "1"), "leaves the test split")
+    assert re.search(re.escape(advice).replace(r"\.\*", ".*"), line), line
+    if clips > 1:  # the split advised trains
+        suggested = re.search(r"--split ([\d.,]+)\)", line).group(1)
+        invoke("train", "convlstm", "--data", path, "--out", tmp_path / "r", *TINY, "--split", suggested,
+               "--batch-size", "1", "--epochs", "1")
+        assert (tmp_path / "r" / "config.json").exists()
 
 
 @pytest.mark.parametrize(
