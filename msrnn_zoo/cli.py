@@ -1375,6 +1375,10 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     horizon = cfg.out_frames if horizon is None else horizon
     if input_path is not None:
         context, truth = read_input_clip(input_path, model.config.in_channels), None
+        if len(context) < cfg.in_frames:  # it forecasts all the same, from less than it learnt to warm up on
+            err_console.print(escape(f"Note: {input_path} holds {len(context)} context frame(s), fewer than the "
+                                     f"{cfg.in_frames} the run was trained on: the forecast starts from less context "
+                                     "than the model learnt to use."), highlight=False, soft_wrap=True)
     else:
         check_run_data(cfg, run_dir)
         dataset = open_split(cfg, "test")

@@ -785,6 +785,19 @@ def test_predict_says_why_a_forecast_past_the_clip_shows_no_truth(tmp_path, clip
     assert "no truth" not in run("predict", out, "--horizon", "3", "--out", tmp_path / "g.png").output
 
 
+def test_predict_notes_an_input_of_fewer_context_frames_than_the_run_was_trained_on(tmp_path, clips_file):
+    """2 frames given to a run trained on 3 were forecast from in silence, as from a full context."""
+    out = tmp_path / "run"
+    run("train", "ms-convlstm", "--data", clips_file, "--out", out, "--hidden", "4", "--layers", "2",
+        "--in-frames", "3", "--out-frames", "3", "--batch-size", "8", "--max-train-clips", "8")
+    for frames in (2, 3):
+        np.save(tmp_path / f"c{frames}.npy", np.zeros((frames, 16, 16), dtype=np.uint8))
+    said = " ".join(run("predict", out, "--input", tmp_path / "c2.npy", "--out", tmp_path / "f2.png").output.split())
+    assert "holds 2 context frame(s), fewer than the 3 the run was trained on" in said
+    assert "Note" not in run("predict", out, "--input", tmp_path / "c3.npy", "--out", tmp_path / "f3.png").output
+    assert (tmp_path / "f2.npy").exists()  # forecast all the same
+
+
 def test_predict_refuses_a_picture_too_large_to_open_before_forecasting(tmp_path, clips_file, monkeypatch):
     """--horizon 1000 --scale 16 drew a strip of a billion pixels (gigabytes, minutes) that no viewer opens."""
     from PIL import Image
