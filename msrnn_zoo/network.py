@@ -338,7 +338,8 @@ class Forecaster(HubMixin, nn.Module):
     def _check_clip_form(self, frames: torch.Tensor, what: str) -> None:
         """All of :meth:`check_frames` but the values: what can be checked without reading from the device."""
         if not isinstance(frames, torch.Tensor):
-            raise ValueError(f"{what} must be a torch.Tensor of shape (B, T, C, H, W), got {type(frames).__name__}.")
+            raise ValueError(f"{what} must be a torch.Tensor of shape (B, T, C, H, W), got {type(frames).__name__}; "
+                             f"convert it with torch.as_tensor({what}), as floats in [0, 1].")
         if frames.dim() != 5:
             raise ValueError(f"{what} must have shape (B, T, C, H, W) (batch-first), got {tuple(frames.shape)}.")
         _, t, c, h, w = frames.shape

@@ -475,6 +475,15 @@ def test_a_misspelt_cell_option_in_config_json_is_named_with_the_real_ones(tmp_p
         Forecaster.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("frames", [np.zeros((1, 2, 1, 8, 8), dtype=np.float32), [[[[[0.0] * 8] * 8]] * 2]],
+                         ids=["ndarray", "list"])
+def test_frames_of_numpy_or_a_list_are_told_how_to_become_a_tensor(frames):
+    """Was "must be a torch.Tensor ..., got ndarray." with no word of how, unlike step's message."""
+    model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
+    with pytest.raises(ValueError, match=r"got (ndarray|list); convert it with torch.as_tensor\(frames\)"):
+        model(frames, horizon=1)
+
+
 def test_forward_checks_the_device_too():
     model = msrnn_zoo.create("convlstm", hidden_channels=4, num_layers=1)
     with pytest.raises(ValueError, match="frames are on meta but the model is on cpu"):
