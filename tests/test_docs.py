@@ -1,6 +1,8 @@
 """The documentation does what it says: every command it shows exists with the options shown, and what it tells a
 plugin's author to call exists. Read from the files themselves, so a renamed option fails here, not for a reader."""
 
+import ast
+import builtins
 import dataclasses
 import re
 from pathlib import Path
@@ -79,3 +81,30 @@ def test_force_says_it_replaces_only_a_run_msrnn_zoo_made(name):
     carrying msrnn-zoo's marker, as `train --force` says."""
     force = next(p for p in main.commands[name].params if "--force" in p.opts)
     assert "made by msrnn-zoo" in force.help, force.help
+
+
+def names_a_snippet_leaves_undefined(code: str) -> set[str]:
+    """Names a snippet reads that it neither imports nor assigns (nor Python's builtins): what it takes silently
+    from another snippet, so that a reader who copies it alone meets a NameError."""
+    tree = ast.parse(code)
+    bound = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_python_snippet_a_document_shows_runs_on_its_own(path):
+    """msrnn-germany's README showed `msrnn_zoo.load_dataset(...)` without `import msrnn_zoo`: copied alone, as a
+    reader copies one block, it failed with a NameError. Each ```python block must import or define what it uses."""
+    blocks = re.findall(r"^```python\n(.*?)^```", path.read_text(), flags=re.S | re.M)
+    wrong = [f"a snippet uses {', '.join(sorted(names))} without importing or defining it:\n{block}"
+             for block in blocks if (names := names_a_snippet_leaves_undefined(block))]
+    assert not wrong, f"{path.relative_to(REPO)}: " + "\n".join(wrong)
