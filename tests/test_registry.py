@@ -274,10 +274,12 @@ def test_a_hook_whose_argument_is_misnamed_is_told_what_the_hooks_take(monkeypat
         forget("misnamed-argument")
 
 
-def test_a_name_whose_zoo_plugin_is_not_installed_says_which_to_install(fresh_zoo, monkeypatch):
-    """The core alone, or a run kept after `pip uninstall msrnn-predrnn`: it said only "Unknown cell 'predrnn'. Run
-    `msrnn-zoo list` to see them all (0 cells known)", and `list` showed empty tables."""
+@pytest.fixture
+def core_alone(fresh_zoo, monkeypatch):
+    """The core installed without any plugin of the zoo: no entry points, no msrnn-* distribution."""
     import importlib.metadata
+
+    import msrnn_zoo.train  # noqa: F401  (imports torch's compiler, which reads entry points, before they go)
 
     real_distribution = importlib.metadata.distribution
 
@@ -288,6 +290,11 @@ def test_a_name_whose_zoo_plugin_is_not_installed_says_which_to_install(fresh_zo
 
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
     monkeypatch.setattr(importlib.metadata, "distribution", uninstalled)
+
+
+def test_a_name_whose_zoo_plugin_is_not_installed_says_which_to_install(core_alone):
+    """The core alone, or a run kept after `pip uninstall msrnn-predrnn`: it said only "Unknown cell 'predrnn'. Run
+    `msrnn-zoo list` to see them all (0 cells known)", and `list` showed empty tables."""
     install = r"'predrnn' comes from msrnn-predrnn, a plugin of the zoo that is not installed here: install it"
     where = r"pip install plugins/msrnn-predrnn\), then run this again"
     with pytest.raises(ValueError, match=rf"Unknown model 'ms-predrnn'\..*{install}.*{where}"):
@@ -310,25 +317,13 @@ def test_the_count_of_known_names_is_in_the_right_number():
     assert "(0 cells known)" in str(unknown("cell", "lstm", []))
 
 
-def test_train_with_neither_the_models_nor_the_datasets_plugin_names_both(fresh_zoo, monkeypatch, tmp_path):
+def test_train_with_neither_the_models_nor_the_datasets_plugin_names_both(core_alone, tmp_path):
     """The core alone: `train ms-convlstm --dataset moving-mnist` named only the dataset's plugin, and after
     installing it the model's, one failed run per plugin."""
-    import importlib.metadata
-
     from click.testing import CliRunner
 
-    import msrnn_zoo.train  # noqa: F401  (imports torch's compiler, which reads entry points, before they go)
     from msrnn_zoo.cli import main
 
-    real_distribution = importlib.metadata.distribution
-
-    def uninstalled(name):
-        if name.startswith("msrnn-") and name != "msrnn-zoo":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real_distribution(name)
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
-    monkeypatch.setattr(importlib.metadata, "distribution", uninstalled)
     result = CliRunner().invoke(main, ["train", "ms-convlstm", "--dataset", "moving-mnist", "--out",
                                        str(tmp_path / "run")])
     said = " ".join(result.output.split())
