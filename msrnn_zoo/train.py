@@ -553,6 +553,11 @@ def check_run_dir(run_dir: str | Path, force: bool = False) -> bool:
                             "for the new run, or pass force=True to replace it.",
                 cli_hint=f"continue it with `{launcher} train --resume {shlex.quote(str(run_dir))}`, choose another "
                          "--out for the new run, or pass --force to replace it.")
+        if run_dir.exists() and not run_dir.is_dir():  # "is not empty; choose another directory" named a file
+            raise OverwriteRefusedError(
+                f"{run_dir} is a file; a run is a directory of its own, so ",
+                python_hint="choose a new or empty directory for the run (the file is not replaced).",
+                cli_hint="give --out a new or empty directory (the file is not replaced).")
         raise OverwriteRefusedError(
             f"{run_dir} already exists and is not empty; choose another directory for the run, or ",
             python_hint="pass force=True to replace it (only a run made by msrnn-zoo train is replaced).",

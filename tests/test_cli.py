@@ -89,6 +89,10 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
     again = run("train", "ms-convlstm", "--data", clips_file, "--out", out, ok=False)
     assert again.exit_code == 1 and "Traceback" not in again.output
     assert "holds a run of msrnn-zoo train already" in again.output and "--resume" in again.output
+    kept = clips_file.read_bytes()  # the data file given as --out: it was called a directory "not empty"
+    onto_file = " ".join(run("train", "convlstm", "--data", clips_file, "--out", clips_file, ok=False).output.split())
+    assert f"{clips_file} is a file; a run is a directory of its own, so give --out a new or empty" in onto_file
+    assert clips_file.read_bytes() == kept
     run("train", "--resume", out, "--epochs", "2", "--grad-checkpointing", "--channels-last", "--fast-path", "none")
     resumed = json.loads((out / "train_config.json").read_text())
     assert resumed["grad_checkpointing"] is True and resumed["channels_last"] is True

@@ -130,7 +130,7 @@ def test_force_never_replaces_a_file(tmp_path, clips_file):
     target = tmp_path / "notes.txt"
     target.write_text("mine")
     refused(train(clips_file, target, "--force"), "is a file")
-    refused(train(clips_file, target), "already exists")
+    refused(train(clips_file, target), "is a file", "new or empty directory")
     assert target.read_text() == "mine"
 
 
