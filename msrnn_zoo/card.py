@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,19 @@ def _frames_scored(metrics: dict[str, Any]) -> str:
     value = metrics.get("frames")
     return value if value in ("future", "all") else "future"
 
+
+
+def card_repos(text: str) -> set[str]:
+    """The repos a card's load lines (``pretrained="..."``) name."""
+    return set(re.findall(r'pretrained="([^"]*)"', text))
+
+
+def is_our_rendering(text: str, render: Callable[[str | None], str]) -> bool:
+    """Whether ``text`` is msrnn-zoo's card as ``render(repo)`` makes it now, for the one repo its load lines name
+    or for none: such a card may be rendered again; anything else holds the user's words (edited, or written by
+    hand), which ``push`` and ``reproduce --resume`` must not replace without a word."""
+    named = card_repos(text)
+    return len(named) <= 1 and any(text == render(repo) for repo in dict.fromkeys((*named, None)))
 
 def _published(value: float) -> float:
     """``value`` to the significant digits the model-index publishes: rounded to decimal places instead, a per-pixel

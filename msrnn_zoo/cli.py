@@ -1669,8 +1669,7 @@ def _note_own_card_left(folder: Path, repo_id: str, ours: str, render: Callable[
     rendering of msrnn-zoo's (``ours``, the card rendered for ``repo_id``, or ``render(repo_id_it_names)``): a card
     edited after `msrnn-zoo card`, or written by ``save_pretrained(card=...)``, was replaced on the Hub by a fresh one
     without a word (it is pushed with --card)."""
-    import re
-
+    from .card import is_our_rendering
     from .hub import CARD_NAME
 
     path = folder / CARD_NAME
@@ -1680,15 +1679,10 @@ def _note_own_card_left(folder: Path, repo_id: str, ours: str, render: Callable[
         text: str | None = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = None
-    if text is not None:
-        named = set(re.findall(r'pretrained="([^"]*)"', text))
-        # msrnn-zoo's own rendering, for some repo or for none (its load line then names a placeholder path): the
-        # fresh card says the same, for this repo
-        def rendering(name: str | None) -> str:  # a second load of the run only for a card of another repo
-            return ours if name == repo_id else render(name)
-
-        if len(named) <= 1 and (text == rendering(next(iter(named), None)) or (named and text == rendering(None))):
-            return
+    # msrnn-zoo's own rendering, for some repo or for none (its load line then names a placeholder path): the fresh
+    # card says the same, for this repo; the run is loaded again only for a card of another repo
+    if text is not None and is_our_rendering(text, lambda name: ours if name == repo_id else render(name)):
+        return
     console.print(escape(f"Note: {path} is not pushed: it is not the card msrnn-zoo renders for this model (edited, "
                          "written by hand, or rendered before the run's metrics changed), so the repo gets a card "
                          f"rendered now. To push yours instead: msrnn-zoo push {_q(folder)} {_q(repo_id)} --card "
@@ -1698,7 +1692,7 @@ def _note_own_card_left(folder: Path, repo_id: str, ours: str, render: Callable[
 def _checked_card(card_path: Path, repo_id: str, run_dir: Path) -> Path:
     """A card the user rendered (and perhaps edited) may be pushed only to the repo its load lines name; one
     without load lines (written by hand) goes as it is."""
-    import re
+    from .card import card_repos
 
     if not card_path.is_file():
         raise FileNotFoundError(f"No card at {card_path}: --card takes a Markdown file (`msrnn-zoo card RUN "
@@ -1708,8 +1702,7 @@ def _checked_card(card_path: Path, repo_id: str, run_dir: Path) -> Path:
     except UnicodeDecodeError as exc:
         raise ValueError(f"{card_path} is not UTF-8 text ({exc.reason} at byte {exc.start}): --card takes a Markdown "
                          "file; save it as UTF-8 (or check that it is the card you meant).") from exc
-    named = set(re.findall(r'pretrained="([^"]*)"', text))
-    others = sorted(named - {repo_id})
+    others = sorted(card_repos(text) - {repo_id})
     if others:
         is_run = (run_dir / "train_config.json").is_file()
         fix = (f"Render it again with `msrnn-zoo card {_q(run_dir)} --repo-id {_q(repo_id)} --force`" if is_run else

@@ -268,17 +268,14 @@ def reproduce(model: str, dataset: str, out: str | Path, *, root: str | Path | N
 def _rendered_as_it_stands(run_dir: Path, card: Path) -> bool:
     """Whether ``card`` is msrnn-zoo's card of ``run_dir`` as it would be rendered now, locally or for the one
     repo its load lines name: then finishing may render it again; anything else is the user's text."""
-    import re
-
-    from .card import render_card
+    from .card import is_our_rendering, render_card
 
     try:
         text = card.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    named = set(re.findall(r'pretrained="([^"]*)"', text))
     try:
-        return len(named) <= 1 and any(text == render_card(run_dir, repo) for repo in (None, *named))
+        return is_our_rendering(text, lambda repo: render_card(run_dir, repo))
     except (ValueError, OSError):  # a run the card cannot be rendered for as it stands: not ours to replace
         return False
 
