@@ -862,11 +862,10 @@ def _how_to_go_on(run_dir: Path, trainer: Any, command: str = "train") -> str:
     it are trained again), and the command. Checkpoints come at each epoch's end unless ``--checkpoint-every`` says
     more often, so "at most --checkpoint-every steps back" would understate a whole epoch. A run of several processes
     resumes only under torchrun with as many: a plain `msrnn-zoo train --resume` of it is refused."""
+    from .distributed import launcher
     from .train import LATEST
 
-    processes = trainer.cfg.world_size
-    launcher = f"torchrun --nproc_per_node {processes} -m msrnn_zoo.cli" if processes > 1 else "msrnn-zoo"
-    step, command = trainer.progress.step, f"{launcher} {command} --resume {_q(run_dir)}"
+    step, command = trainer.progress.step, f"{launcher(trainer.cfg.world_size)} {command} --resume {_q(run_dir)}"
     try:
         saved = json.loads((run_dir / LATEST).read_text(encoding="utf-8"))["step"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -112,6 +112,12 @@ def lost_a_process(exc: BaseException) -> bool:
     return isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and "gloo/transport" in str(exc))
 
 
+
+def launcher(processes: int) -> str:
+    """The command that starts the zoo's CLI on ``processes`` processes: a run of several resumes only under torchrun
+    with as many (a plain `msrnn-zoo train --resume` of it is refused)."""
+    return f"torchrun --nproc_per_node {processes} -m msrnn_zoo.cli" if processes > 1 else "msrnn-zoo"
+
 def shutdown() -> None:
     """Leave the process group at the end of a job (no-op without one)."""
     if dist.is_available() and dist.is_initialized():

@@ -545,8 +545,7 @@ def check_run_dir(run_dir: str | Path, force: bool = False) -> bool:
         return False
     if not force:
         if run_dir.is_dir() and (run_dir / RUN_MARKER).is_file():  # most often: the same command again
-            processes = _processes_of(run_dir)  # a run of several resumes only under torchrun with as many
-            launcher = f"torchrun --nproc_per_node {processes} -m msrnn_zoo.cli" if processes > 1 else "msrnn-zoo"
+            launcher = distributed.launcher(_processes_of(run_dir))
             raise OverwriteRefusedError(
                 f"{run_dir} holds a run of msrnn-zoo train already; ",
                 python_hint=f"continue it with Trainer.resume({str(run_dir)!r}), choose another directory "
