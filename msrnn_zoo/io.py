@@ -225,14 +225,21 @@ def written_by_us(path: str | Path, what: str) -> bool:
     return WRITTEN_BY_US[what](Path(path))
 
 
+def file_at_or_above(folder: str | Path) -> Path | None:
+    """The file (or broken link) that stands where ``folder``, or the nearest of its parents that exists, should be
+    a folder, if any."""
+    for existing in (Path(folder), *Path(folder).parents):
+        if existing.exists() or existing.is_symlink():
+            return None if existing.is_dir() else existing
+    return None
+
+
 def check_folder_path(folder: str | Path, doing: str) -> None:
     """A ``NotADirectoryError`` saying so if ``folder``, or the nearest of its parents that exists, is a file:
     the write would fail there only after the work (scoring a run, training it) with a bare ``[Errno 20]``."""
-    for existing in (Path(folder), *Path(folder).parents):
-        if existing.exists() or existing.is_symlink():
-            if not existing.is_dir():
-                raise NotADirectoryError(f"{doing}: {existing} is not a folder but a file; choose a path in a folder.")
-            return
+    existing = file_at_or_above(folder)
+    if existing is not None:
+        raise NotADirectoryError(f"{doing}: {existing} is not a folder but a file; choose a path in a folder.")
 
 
 def refuse_overwrite(path: str | Path, force: bool, what: str = "file", *, python_flag: str = "force") -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import write_json
+from .io import file_at_or_above, write_json
 
 try:  # POSIX: a prepare locks its root, so that a second one into it is refused instead of racing it
     import fcntl
@@ -166,18 +166,10 @@ def read_store_file(root: Path) -> dict[str, Any] | None:
     return data
 
 
-def _file_at_or_above(root: Path) -> Path | None:
-    """The file that stands where ``root`` or the nearest of its existing parents should be a folder, if any."""
-    for existing in (root, *root.parents):
-        if existing.exists():
-            return None if existing.is_dir() else existing
-    return None
-
-
 def open_store(root: str | Path, dataset: str) -> Store:
     """The finished store of ``dataset`` at ``root``, or one clear error saying what to run."""
     root = _root(root)
-    file = _file_at_or_above(root)
+    file = file_at_or_above(root)
     if file is not None and file != root:  # (a prepare there would fail the same way: it is not what to run)
         raise NotADirectoryError(f"No prepared {dataset} data at {root}: it lies under {file}, a file. Give --root "
                                  "the folder `msrnn-zoo data prepare` wrote (the default one is "
@@ -251,7 +243,7 @@ def prepare_store(root: str | Path, dataset: str, build: Callable[[StoreWriter],
     Refuses a root that holds a store unless ``force``, and a root holding anything not ours always.
     """
     root = _root(root)
-    file = _file_at_or_above(root)  # mkdir said only "[Errno 20] Not a directory"
+    file = file_at_or_above(root)  # mkdir said only "[Errno 20] Not a directory"
     if file is not None:
         where = f"--root {root} is" if file == root else f"--root {root} lies under {file},"
         raise NotADirectoryError(f"{where} a file; give a new or empty folder for the prepared data (the "
