@@ -69,6 +69,25 @@ def hub(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def ctrl_c_at_step(monkeypatch):
+    """``ctrl_c_at_step(n)``: training raises KeyboardInterrupt, as Ctrl-C does, when it comes to step ``n`` (from 0),
+    before that step trains."""
+    from msrnn_zoo.train import Trainer
+
+    real = Trainer.train_step
+
+    def arm(step: int) -> None:
+        def stopped(self, clips):
+            if self.progress.step == step:
+                raise KeyboardInterrupt
+            return real(self, clips)
+
+        monkeypatch.setattr(Trainer, "train_step", stopped)
+
+    return arm
+
+
+@pytest.fixture
 def clips_file(tmp_path):
     """40 uint8 clips of 6 frames, 16x16, without a channel axis (the (N, T, H, W) form)."""
     rng = np.random.default_rng(0)

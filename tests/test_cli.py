@@ -699,26 +699,17 @@ def test_the_card_of_a_run_stopped_before_its_end_says_so(tmp_path, clips_file):
     assert "2 epoch(s) = 8 optimizer steps" in text and "stopped" not in text
 
 
-def test_ctrl_c_names_the_checkpoint_the_run_goes_on_from(tmp_path, clips_file, monkeypatch):
+def test_ctrl_c_names_the_checkpoint_the_run_goes_on_from(tmp_path, clips_file, ctrl_c_at_step):
     """Ctrl-C said "Continue from the last checkpoint (at most --checkpoint-every steps back)" also where no
     --checkpoint-every was given (a whole epoch back) and where no checkpoint was written yet."""
-    from msrnn_zoo.train import Trainer
-
-    real = Trainer.train_step
-
-    def stopped_at_the_fourth(self, clips):
-        if self.progress.step == 3:
-            raise KeyboardInterrupt
-        return real(self, clips)
-
-    monkeypatch.setattr(Trainer, "train_step", stopped_at_the_fourth)
+    ctrl_c_at_step(3)
     args = ("train", "convlstm", "--data", clips_file, *TINY_TRAIN, "--epochs", "3")  # 2 steps an epoch
     said = " ".join(run(*args, "--out", tmp_path / "a", ok=False).output.split())
     assert "Interrupted after step 3. Continue from the last checkpoint, at step 2, with: msrnn-zoo train --resume" \
         in said and "--checkpoint-every steps back" not in said, said
     said = " ".join(run(*args, "--out", tmp_path / "b", "--checkpoint-every", "3", ok=False).output.split())
     assert "Continue from the last checkpoint, at step 3," in said, said
-    monkeypatch.setattr(Trainer, "train_step", lambda self, clips: (_ for _ in ()).throw(KeyboardInterrupt))
+    ctrl_c_at_step(0)
     said = " ".join(run(*args, "--out", tmp_path / "c", ok=False).output.split())
     assert "Interrupted after step 0, before the run's first checkpoint (one is written at each epoch's end)" \
         in said, said

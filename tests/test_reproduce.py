@@ -200,18 +200,9 @@ def test_reproduce_says_its_deviations_from_the_recipe_when_it_starts(tmp_path, 
            "(recipe: generated); the card records it." in said, said
 
 
-def test_ctrl_c_of_a_reproduction_says_how_to_finish_it(tmp_path, monkeypatch):
+def test_ctrl_c_of_a_reproduction_says_how_to_finish_it(tmp_path, monkeypatch, ctrl_c_at_step):
     """Ctrl-C during `reproduce` printed "Error: Aborted." and exited 1: not what was left, nor how to go on."""
-    from msrnn_zoo.train import Trainer
-
-    real = Trainer.train_step
-
-    def stopped_at_the_second(self, clips):
-        if self.progress.step == 1:
-            raise KeyboardInterrupt
-        return real(self, clips)
-
-    monkeypatch.setattr(Trainer, "train_step", stopped_at_the_second)
+    ctrl_c_at_step(1)
     out = tmp_path / "a"
     args = ["reproduce", "convlstm", "moving-mnist", "--source", "synthetic", "--budget-steps", "2", "--set",
             "hidden_channels=2", "--set", "num_layers=1", "--max-eval-clips", "2", "--out", str(out)]
@@ -219,7 +210,7 @@ def test_ctrl_c_of_a_reproduction_says_how_to_finish_it(tmp_path, monkeypatch):
     said = " ".join(result.output.split())
     assert result.exit_code == 130 and "Interrupted after step 1, before the run's first checkpoint" in said, said
     assert f"with: msrnn-zoo reproduce --resume {out}" in said and "Aborted" not in said
-    monkeypatch.setattr(Trainer, "train_step", real)
+    monkeypatch.undo()  # training steps as they are
     finished = CliRunner().invoke(main, ["reproduce", "--resume", str(out)])  # the hint works
     assert finished.exit_code == 0 and (out / "README.md").is_file(), finished.output
 
