@@ -8,7 +8,8 @@ implements its paper's equations in :meth:`RecurrentCell.forward`.
 What a cell builds its equations with is importable from here too, so that a plugin (ours or a third party's)
 imports from one module: :class:`JointConv2d` and :func:`joint_conv2d` (:mod:`msrnn_zoo.joint_conv`), the first
 states :func:`zeros` and :func:`zeros_like` (:mod:`msrnn_zoo.zero_states`), :func:`recomputable`
-(:mod:`msrnn_zoo.recompute`), :func:`autocast_off` and :func:`memory_format_of`.
+(:mod:`msrnn_zoo.recompute`), :func:`never_compiled` (:mod:`msrnn_zoo.eager`), :func:`autocast_off` and
+:func:`memory_format_of`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from .eager import never_compiled
 from .embedded_frame import EmbeddedFrame
 from .joint_conv import JointConv2d, _fold_joint_convs_hook, fold_joint_convs, joint_conv2d, weight_casts_per_clip
 from .layout import memory_format_of
@@ -28,8 +30,8 @@ from .zero_states import is_known_zero, mark_zero, unmark_zero, zero_like_source
 
 __all__ = [
     "AuxiliaryLoss", "CellOutput", "EmbeddedFrame", "JointConv2d", "RecurrentCell", "State", "autocast_off",
-    "fold_joint_convs", "is_known_zero", "joint_conv2d", "mark_zero", "memory_format_of", "recipes_off",
-    "recomputable", "unmark_zero", "weight_casts_per_clip", "zero_like_source", "zeros", "zeros_like",
+    "fold_joint_convs", "is_known_zero", "joint_conv2d", "mark_zero", "memory_format_of", "never_compiled",
+    "recipes_off", "recomputable", "unmark_zero", "weight_casts_per_clip", "zero_like_source", "zeros", "zeros_like",
 ]
 
 State = tuple[torch.Tensor, ...]

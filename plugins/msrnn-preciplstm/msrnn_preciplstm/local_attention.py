@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from msrnn_zoo.cell import autocast_off, memory_format_of
+from msrnn_zoo.cell import autocast_off, memory_format_of, never_compiled
 
 MIN_STRIP = 16
 """Narrowest strip of pixels scored in one product: narrower ones compute fewer scores that are thrown away
@@ -341,7 +341,7 @@ def _attention_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-@torch.compiler.disable
+@never_compiled
 def _reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, window: int) -> torch.Tensor:
     # a compiled step runs this as it is: its strided views and hand-written backward are not for tracing.
     # The casts are autograd's, so gradients flow back through them in the inputs' own dtypes.
@@ -350,7 +350,7 @@ def _reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, wind
         return _LocalAttention.apply(query.to(dtype), key.to(dtype), value.to(dtype), window)
 
 
-@torch.compiler.disable
+@never_compiled
 def _projected_reference(x: torch.Tensor, w_query: torch.Tensor, w_key: torch.Tensor, w_value: torch.Tensor,
                          window: int) -> torch.Tensor:
     dtype = _attention_dtype(x, w_query)
