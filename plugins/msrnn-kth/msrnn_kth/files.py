@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
-PERSONS = range(1, 26)
 SEQUENCES_FILE = "00sequences.txt"
 VIDEO = re.compile(r"^person(\d\d)_(" + "|".join(ACTIONS) + r")_d([1-4])_uncomp\.avi$")
 _LINE = re.compile(r"^(person\d\d_(?:" + "|".join(ACTIONS) + r")_d[1-4])\s+(frames\s+(.*)|\*missing\*)\s*$")
