@@ -269,7 +269,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
 
     values = _common(model, repo_id)
     values["model_name"] = cfg.model
-    height, width = _frame_size(run_dir, cfg, profile)
+    height, width = _frame_size(cfg, profile)
     frame_size = f"{height}x{width}" if height else None
     recipe_dataset = _recipe_dataset(cfg.dataset)
     source, protocol = _run_data(cfg)
@@ -362,7 +362,8 @@ def _run_data(cfg: Any) -> tuple[str | None, str | None]:
     return cfg.source or info.default_source, cfg.protocol or info.default_protocol
 
 
-def _frame_size(run_dir: Path, cfg: Any, profile: dict[str, Any]) -> tuple[int | None, int | None]:
+def _frame_size(cfg: Any, profile: dict[str, Any]) -> tuple[int | None, int | None]:
+    """The size the card states: the profile's, else the run's own test clips, else unknown (no data here)."""
     if profile.get("frame_size"):
         h, w = profile["frame_size"]
         return int(h), int(w)
