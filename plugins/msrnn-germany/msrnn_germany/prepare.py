@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from msrnn_zoo.store import StoreWriter
+
 from .radolan import read_ry
 from .scaling import rain_to_unit
 from .source import SPLIT_FOLDERS, RawFile, SourceError, scan
@@ -120,8 +122,8 @@ def decoded(decode: Callable[[RawFile], Any], files: Iterable[RawFile], workers:
                 future.cancel()
 
 
-def prepare(source: Path, out: Any, progress: Progress, workers: int = WORKERS) -> None:
-    """The ``prepare`` capability: decode ``source`` into ``out`` (the core's store writer).
+def prepare(source: Path, out: StoreWriter, progress: Progress, workers: int = WORKERS) -> None:
+    """The ``prepare`` capability: decode ``source`` into ``out``.
 
     ``out.create_array`` gives memory-mapped arrays filled frame by frame, so an archive larger than
     memory is fine; the core writes into a temporary folder and renames it only when this returns.
