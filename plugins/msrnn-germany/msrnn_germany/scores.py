@@ -172,7 +172,8 @@ class PrecipitationScores:
         return MetricReport(results, self.samples, int(self.counts.shape[0]))
 
     def counts_dict(self) -> dict[str, Any]:
-        """The summed contingency table, per frame and threshold, for audits and for the metrics file."""
+        """The summed contingency table, per frame and threshold, to audit the scores by hand (the metrics file
+        holds only the scores :meth:`result` takes from it)."""
         if self.counts is None:
             return {}
         table = self.counts.cpu().tolist()
