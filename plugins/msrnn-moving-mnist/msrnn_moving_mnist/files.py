@@ -107,8 +107,9 @@ def locate(file: PublicFile, root: str | Path, download: bool = False) -> Path:
 def fetch(source: str, root: str | Path) -> Path | None:
     """Make sure the file a source needs is on disk and intact, downloading it if missing.
 
-    This is what ``msrnn-zoo download moving-mnist --source ...`` needs: unlike the factory it involves
-    no split, so it also works for ``standard``, which has only a test split. ``None`` for ``synthetic``.
+    Unlike the factory it involves no split, so it also works for ``standard``, which has only a test split.
+    ``None`` for ``synthetic``. ``msrnn-zoo download`` does not call it: it loads each split with
+    ``download=True`` and skips the split a source lacks.
     """
     if source == "synthetic":
         return None
