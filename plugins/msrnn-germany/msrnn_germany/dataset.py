@@ -29,8 +29,8 @@ def _check_store(store: Store) -> None:
                          f"`msrnn-zoo data prepare germany --source RAW_FILES --root {store.root} --force`.")
 
 
-def make_germany(split: str, source: str | None = None, *, root: str | Path, download: bool = False,
-                 protocol: str = "paper", **ignored: Any) -> Dataset:
+def make_germany(split: str, *, root: str | Path, download: bool = False, protocol: str = "paper",
+                 **ignored: Any) -> Dataset:
     """One split of the prepared store at ``root``: clips ``(10, 1, 124, 124)`` float32 in [0, 1].
 
     The standard arguments it does not use arrive through ``**ignored`` (its ``DatasetInfo`` declares no other
