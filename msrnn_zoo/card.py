@@ -475,18 +475,7 @@ def write_card(run_dir: str | Path, card_path: str | Path, repo_id: str | None, 
         from .plot import save_metric_chart
 
         files[METRICS_PNG] = save_metric_chart(folder / METRICS_PNG, metric_panels(read_json(metrics_path, "metrics")))
+        from .forecast import save_forecast_png
+
         files[FORECAST_PNG] = save_forecast_png(run_dir, folder / FORECAST_PNG)
     return files
-
-
-def save_forecast_png(run_dir: str | Path, path: str | Path, index: int = 0) -> Path:
-    """The input | truth | forecast strip of test clip ``index``, for the card."""
-    from .evaluate import forecast_clip, load_run
-    from .train import open_split
-    from .visualize import save_png
-
-    model, cfg = load_run(run_dir, "cpu")
-    clip = open_split(cfg, "test")[index]
-    context, truth = clip[: cfg.in_frames], clip[cfg.in_frames: cfg.in_frames + cfg.out_frames]
-    forecast = forecast_clip(model, context, cfg.out_frames)
-    return save_png(path, context, truth, forecast, overwrite=True, scale=2)

@@ -1343,7 +1343,8 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
 
     import numpy as np
 
-    from .evaluate import forecast_clip, load_run, read_input_clip
+    from .evaluate import load_run
+    from .forecast import forecast_clip, read_input_clip
     from .io import FORECAST_ARRAY_KEY, atomic_write, refuse_overwrite, written_by_us
     from .train import check_run_data, empty_split_error, open_split
     from .visualize import check_strip_size, save_gif, save_png

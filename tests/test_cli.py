@@ -222,7 +222,7 @@ def test_channels_last_clips_are_refused_with_the_transpose(tmp_path, channels):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_a_channels_last_input_clip_is_refused_with_the_transpose(tmp_path, channels):
     """predict --input of a clip (T, H, W, C) said it read 16 channels and to pass one of its several clips."""
-    from msrnn_zoo.evaluate import read_input_clip
+    from msrnn_zoo.forecast import read_input_clip
 
     path = tmp_path / "hwc.npy"
     np.save(path, np.zeros((4, 16, 16, channels), dtype=np.uint8))
