@@ -381,12 +381,16 @@ def _data_text(cfg: Any, recipe_dataset: dict[str, Any], source: str | None, pro
     if not cfg.dataset:
         return (f"The user's own clips (`{public['data']}`), split {public['split_fractions']} into train, "
                 "validation and test in file order.")
-    lines = [f"**{cfg.dataset}**" + (f": {recipe_dataset['description']}" if recipe_dataset.get("description") else "")
+    # the recipe's prose describes the recipe's protocol (Moving MNIST's "64x64 box", 10 -> 10): a run on another one
+    # (`small`: 32x32, 5 -> 5) is described by its own protocol, as its plugin declares it
+    of_recipe = protocol == recipe_dataset.get("protocol", protocol)
+    description = recipe_dataset.get("description") if of_recipe else _protocol_text(cfg.dataset, protocol)
+    lines = [f"**{cfg.dataset}**" + (f": {description.rstrip('.')}" if description else "")
              + f". Source `{source}`" + (f", protocol `{protocol}`" if protocol else "") + "."]
     if hub_datasets:
         lines.append("On the Hub: " + ", ".join(f"[{d}](https://huggingface.co/datasets/{d})" for d in hub_datasets)
                      + ".")
-    if recipe_dataset.get("data_note") and source == recipe_dataset.get("source"):
+    if recipe_dataset.get("data_note") and of_recipe and source == recipe_dataset.get("source"):
         lines.append(recipe_dataset["data_note"])
     limits = []
     if cfg.max_train_clips:
@@ -397,6 +401,19 @@ def _data_text(cfg: Any, recipe_dataset: dict[str, Any], source: str | None, pro
     if limits:
         lines.append("This run used " + " and ".join(limits) + ".")
     return "\n\n".join(lines)
+
+
+def _protocol_text(dataset: str, protocol: str | None) -> str | None:
+    """What the dataset's plugin says of ``protocol`` and its clip geometry; None where its plugin is not installed
+    here (the card then names the protocol alone rather than another protocol's description)."""
+    from .registry import get_dataset
+
+    try:
+        clips = get_dataset(dataset).info.protocol(protocol)
+    except ValueError:
+        return None
+    return (f"{clips.description.rstrip('.')} ({clips.in_frames} -> {clips.out_frames} frames of "
+            f"{clips.height}x{clips.width})")
 
 
 def _training_text(cfg: Any, recipe: dict[str, Any] | None, latest: dict[str, Any],

@@ -786,6 +786,13 @@ def test_a_run_on_the_default_source_is_carded_as_that_source_not_the_recipes(mn
     assert "generated" not in card.text and "mnist_test_seq" not in card.text
 
 
+def test_a_card_describes_the_protocol_the_run_used_not_the_recipes(mnist_run):
+    """A run on Moving MNIST's `small` protocol (5 -> 5 frames of 32x32) was carded with the recipe's description of
+    the `paper` protocol: "two digits bouncing in a 64x64 box"."""
+    data = card_of(mnist_run).text.split("## Data")[1].split("## Training")[0]
+    assert "64x64" not in data and "(5 -> 5 frames of 32x32)" in data and "protocol `small`" in data, data
+
+
 def test_a_card_names_the_default_protocol_the_run_used():
     from types import SimpleNamespace
 
