@@ -8,7 +8,6 @@ composes and validates them; plugins may add checkpoints of their own through th
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shlex
 import sys
@@ -208,5 +207,6 @@ def builtin_checkpoints() -> tuple[Checkpoint, ...]:
 
 
 def match(records: list[Checkpoint], pattern: str | None) -> list[Checkpoint]:
-    return [r for r in records if pattern is None or fnmatch.fnmatch(r.model, pattern) or fnmatch.fnmatch(r.name,
-                                                                                                          pattern)]
+    from .registry import glob_match
+
+    return [r for r in records if pattern is None or glob_match(r.model, pattern) or glob_match(r.name, pattern)]

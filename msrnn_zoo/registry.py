@@ -260,7 +260,14 @@ def _match(names: list[str], pattern: str | None) -> list[str]:
     if pattern is not None and not isinstance(pattern, str):  # else fnmatch's "expected str, bytes or os.PathLike"
         raise TypeError(f"A name pattern is one glob string such as 'ms-*' (or None for every name), got "
                         f"{pattern!r} ({type(pattern).__name__}); for several, join the lists of several calls.")
-    return sorted(n for n in names if pattern is None or fnmatch.fnmatch(n, pattern))
+    return sorted(n for n in names if pattern is None or glob_match(n, pattern))
+
+
+def glob_match(name: str, pattern: str) -> bool:
+    """Whether ``name`` matches the glob ``pattern``, without case on every system: the paper writes MS-ConvLSTM, the
+    zoo's names are lower case (and ``create`` suggests them for the paper's spelling), and fnmatch alone ignores
+    case on Windows only."""
+    return fnmatch.fnmatchcase(name.casefold(), pattern.casefold())
 
 
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:

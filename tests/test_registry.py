@@ -112,6 +112,16 @@ def test_list_filters():
     assert "moving-mnist" in msrnn_zoo.list_datasets()
 
 
+def test_name_globs_ignore_case_as_the_paper_spells_the_names():
+    """'MS-*' (the paper writes MS-ConvLSTM) matched nothing, since the zoo's names are lower case."""
+    from msrnn_zoo.registry import list_pretrained
+
+    assert msrnn_zoo.list_models("MS-*") == msrnn_zoo.list_models("ms-*") != []
+    assert msrnn_zoo.list_models("MS-ConvLSTM") == ["ms-convlstm"]
+    assert msrnn_zoo.list_datasets("Moving-*") == ["moving-mnist"]
+    assert [r.model for r in list_pretrained("MS-CONVLSTM")] == [r.model for r in list_pretrained("ms-convlstm")] != []
+
+
 def test_pretrained_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="'convlstm.moving-mnist' is recipe-only"):
         msrnn_zoo.create("convlstm", pretrained=True)
