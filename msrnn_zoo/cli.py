@@ -291,7 +291,8 @@ def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
         table.add_column(col)
     for m in models:
         table.add_row(m["name"], m["cell"], m["schedule"], m["plugin"], ", ".join(m["pretrained"]) or "-")
-    print_table(table)
+    if models:  # a pattern over cell names ('*lstm') matches no dataset: no empty table under it
+        print_table(table)
     dtable = Table(title=f"Datasets ({len(datasets)})")
     for col in ("name", "protocol", "frames", "C x H x W", "sources", "plugin"):
         dtable.add_column(col)
@@ -302,10 +303,14 @@ def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
             dtable.add_row(d["name"] if i == 0 else "", label, f"{p['in_frames']} -> {p['out_frames']}",
                            f"{p['channels']}x{p['height']}x{p['width']}", sources if i == 0 else "",
                            d["plugin"] if i == 0 else "")
-    print_table(dtable)
+    if datasets:
+        print_table(dtable)
     if pattern is not None and not models and not datasets:
         console.print(f"No model or dataset name matches {pattern!r}: a pattern is a glob over whole names "
                       "('ms-*', '*lstm'); `msrnn-zoo list` shows them all.")
+    elif not models and not datasets:
+        console.print("No model or dataset is registered: install the plugins of the cells and datasets you need "
+                      "(from a clone of the zoo: pip install plugins/*); `msrnn-zoo plugins` shows what was found.")
     failed = failed_note()
     if failed:
         console.print(escape(failed), style="yellow", highlight=False)

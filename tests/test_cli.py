@@ -23,6 +23,16 @@ def test_list_and_json():
     assert "No model" not in run("list", "ms-*").output
 
 
+def test_list_prints_only_the_tables_that_have_rows():
+    """A pattern matching cells only ('*convlstm') printed an empty Datasets table under the models."""
+    cells_only = run("list", "*convlstm").output
+    assert "Models (2)" in cells_only and "Datasets" not in cells_only
+    datasets_only = run("list", "moving-*").output
+    assert "Datasets (1)" in datasets_only and "Models" not in datasets_only
+    nothing = run("list", "nothing*").output
+    assert "Models" not in nothing and "Datasets" not in nothing and "No model or dataset name matches" in nothing
+
+
 def test_list_tables_keep_whole_names_when_not_printed_to_a_terminal(monkeypatch):
     """Into a pipe or a CI log the tables were squashed to 80 columns: `checkpoi…`, `msrnn-zo…`, `moving-m…`."""
     monkeypatch.delenv("COLUMNS", raising=False)  # rich's width when the output is no terminal: 80

@@ -412,3 +412,14 @@ def test_a_plugin_with_one_hook_of_a_newer_zoo_says_what_its_other_hooks_registe
     finally:
         pm.unregister(plugin)
         forget("half-newer")
+
+
+def test_list_of_the_core_alone_says_no_plugin_is_installed_instead_of_two_empty_tables(core_alone):
+    """Without any plugin, `list` printed an empty Models and an empty Datasets table and nothing else."""
+    from click.testing import CliRunner
+
+    from msrnn_zoo.cli import main
+
+    said = " ".join(CliRunner().invoke(main, ["list"]).output.split())
+    assert "Models" not in said and "Datasets" not in said, said
+    assert "No model or dataset is registered" in said and "pip install plugins/" in said
