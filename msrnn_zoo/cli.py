@@ -521,6 +521,8 @@ def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> 
     console.print(f"Prepared {escape(dataset)} in [bold]{escape(str(store.root))}[/bold] ({escape(sizes)}). "
                   f"Next: msrnn-zoo data info {escape(_q(dataset))} --root {escape(_q(store.root))}",
                   highlight=False, soft_wrap=True)
+    for note in store.meta.get("notes") or []:  # what the plugin left out or cut of the raw files
+        console.print(escape(str(note)), style="yellow", highlight=False, soft_wrap=True)
 
 
 @data.command("info")

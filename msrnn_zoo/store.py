@@ -121,7 +121,9 @@ class StoreWriter:
     Only arrays, each recorded in ``store.json``: so a rebuild can tell the store's files from anything a user
     put in its data folder, and refuse rather than delete the latter.
 
-    ``meta`` is any JSON-able dict (the clip index, fitted scaling under ``meta["scaling"]``...).
+    ``meta`` is any JSON-able dict (the clip index, fitted scaling under ``meta["scaling"]``...). Sentences under
+    ``meta["notes"]`` are what the raw files held that the store leaves out or changes (ranges cut at a video's
+    end...): ``msrnn-zoo data prepare`` shows them after its summary, so nothing is dropped without a word.
     """
 
     dir: Path

@@ -53,6 +53,7 @@ def prepare(source: Path, out: StoreWriter, progress: Callable[[str, int, int], 
     arrays = {p: out.create_array(p, (max(n, 1), CUTS[p].size, CUTS[p].size), np.uint8) for p, n in sizes.items()}
     offsets = dict.fromkeys(CUTS, 0)
     index = []
+    past_end: list[str] = []  # ranges of the sequences file that run past their video's last frame
     for i, (video, announced, ranges, reserved) in enumerate(plan):
         progress("decoding AVIs", i, len(plan))
         frames = decode_grey(video.path, limit=reserved)
@@ -68,6 +69,8 @@ def prepare(source: Path, out: StoreWriter, progress: Callable[[str, int, int], 
                 arrays[protocol][offsets[protocol]:offsets[protocol] + stored] = _resized(frames, protocol)
                 entry["offsets"][protocol] = offsets[protocol]
                 offsets[protocol] += reserved
+        past_end += [f"{video.name} frames {first}-{last} of a video of {stored}" for first, last in ranges or []
+                     if last > stored]
         index.append(entry)
     progress("decoding AVIs", len(plan), len(plan))
     for array in arrays.values():
@@ -79,6 +82,10 @@ def prepare(source: Path, out: StoreWriter, progress: Callable[[str, int, int], 
         "listed_not_found": sorted(set(sequences) - {v.name for v in videos}),
         "not_listed": sorted(v.name for v in videos if sequences and v.name not in sequences),
     })
+    if past_end:
+        out.meta["notes"] = [f"{len(past_end)} frame range(s) of {sequences_path.name} run past their video's end "
+                             f"and were cut at its last frame (dropped where they start after it), e.g. "
+                             f"{past_end[0]}."]
 
 
 class KTHClips(Dataset):
@@ -143,4 +150,6 @@ def describe(store: Store) -> dict[str, Any]:
         described["not in the sequences file (whole video used)"] = ", ".join(store.meta["not_listed"])
     if short:
         described["decoded fewer frames than their header announces"] = ", ".join(short)
+    for note in store.meta.get("notes") or []:
+        described["note"] = note
     return described

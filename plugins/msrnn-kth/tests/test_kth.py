@@ -157,6 +157,21 @@ def test_without_sequences_file_whole_videos(raw_kth, tmp_path):
     assert len(train) == 11 + 3 + 5
 
 
+def test_prepare_reports_ranges_that_run_past_their_video(raw_kth, tmp_path, sequences_text):
+    """A range of the sequences file past its video's end (a typo, or a shorter file) was cut without a word."""
+    sequences = raw_kth / "00sequences.txt"
+    sequences.write_text(sequences_text.replace("person02_walking_d2\tframes\t5-60",
+                                                "person02_walking_d2\tframes\t5-600"))
+    said = " ".join(run("data", "prepare", "kth", "--source", raw_kth, "--root", tmp_path / "store").output.split())
+    assert "1 frame range(s) of 00sequences.txt run past their video's end" in said, said
+    assert "e.g. person02_walking_d2 frames 5-600 of a video of 60" in said
+    info = json.loads(run("data", "info", "kth", "--root", tmp_path / "store", "--json").output)
+    assert "person02_walking_d2 frames 5-600" in json.dumps(info)
+    sequences.write_text(sequences_text)  # every range inside its video: no note
+    said = " ".join(run("data", "prepare", "kth", "--source", raw_kth, "--root", tmp_path / "again").output.split())
+    assert "run past" not in said
+
+
 def test_plugin_registration_and_entry_point():
     calls = []
     plugin.register_datasets(lambda *a, **k: calls.append((a, k)))
