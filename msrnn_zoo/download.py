@@ -77,7 +77,21 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
     if dest.is_dir():  # found before the download, not by the rename after it (a bare [Errno 21])
         raise IsADirectoryError(f"Cannot download {url} to {dest}: a folder of that name is in the way; move it "
                                 "away, then run this again.")
+    created = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _download(url, dest, sha256, timeout, show_progress)
+    except BaseException:  # a failed first download left an empty data root behind: remove the folders made here,
+        for folder in created:  # deepest first, and only while empty (a folder someone filled meanwhile stays)
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _download(url: str, dest: Path, sha256: str | None, timeout: float, show_progress: bool) -> Path:
+    """The body of :func:`download_file`, into a folder that exists."""
     _clear_killed_downloads(dest)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     _lock(fd)  # held until the file is closed, by this process or by its death

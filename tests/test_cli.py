@@ -292,6 +292,13 @@ def test_download_fetches_a_dataset_file_from_a_mirror(tmp_path, monkeypatch):
         (mirror / "mnist_test_seq.npy").unlink()
         missing = run("download", "moving-mnist", "--source", "standard", "--root", tmp_path / "other", ok=False)
         assert missing.exit_code == 1 and "Traceback" not in missing.output
+        assert not (tmp_path / "other").exists()  # the folders it made for the file were left behind, empty
+        (tmp_path / "mine" / "moving-mnist").mkdir(parents=True)  # the user's folders: kept, empty as they were
+        run("download", "moving-mnist", "--source", "standard", "--root", tmp_path / "mine", ok=False)
+        assert (tmp_path / "mine" / "moving-mnist").is_dir()
+        (tmp_path / "mine" / "moving-mnist").rmdir()
+        run("download", "moving-mnist", "--source", "standard", "--root", tmp_path / "mine", ok=False)
+        assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "moving-mnist").exists()
         (tmp_path / "afile").write_text("mine")  # a file where the data folder must go: was a bare [Errno 20]
         blocked = run("download", "moving-mnist", "--source", "standard", "--root", tmp_path / "afile", ok=False)
         said = " ".join(blocked.output.split())
