@@ -397,7 +397,7 @@ def _data_text(cfg: Any, recipe_dataset: dict[str, Any], source: str | None, pro
         limits.append(f"the first {cfg.max_train_clips} training clips")
     if cfg.max_eval_clips or metrics:
         clips = metrics["model"]["samples"] if metrics else cfg.max_eval_clips
-        limits.append(f"{clips} test clips")
+        limits.append(f"{clips} {metrics.get('split', 'test') if metrics else 'test'} clips")  # scores of its split
     if limits:
         lines.append("This run used " + " and ".join(limits) + ".")
     return "\n\n".join(lines)

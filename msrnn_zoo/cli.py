@@ -1575,13 +1575,16 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
               help="The card file to write (default RUN_DIR/README.md); metrics.png and forecast.png go beside it.")
 @click.option("--force", is_flag=True,
               help="Overwrite the card and its two pictures: only those files, and only if msrnn-zoo wrote them.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
+              help="Whose scores the card shows (`evaluate --split` wrote them); the card names the split. `push` "
+                   "publishes the test split's.")
 @friendly
-def card(run_dir: Path, repo_id: str, out: Path | None, force: bool) -> None:
+def card(run_dir: Path, repo_id: str, out: Path | None, force: bool, split: str) -> None:
     """Render the model card of a run (and its pictures) to review; `push` renders it again for its repo."""
     from .card import write_card
     from .hub import check_repo_id
 
-    files = write_card(run_dir, out or run_dir / "README.md", check_repo_id(repo_id), force=force)
+    files = write_card(run_dir, out or run_dir / "README.md", check_repo_id(repo_id), split, force=force)
     console.print(f"Model card written to [bold]{escape(str(files['README.md']))}[/bold]")
 
 

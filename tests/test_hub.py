@@ -793,6 +793,17 @@ def test_a_card_describes_the_protocol_the_run_used_not_the_recipes(mnist_run):
     assert "64x64" not in data and "(5 -> 5 frames of 32x32)" in data and "protocol `small`" in data, data
 
 
+def test_card_of_another_split_says_which_split_it_scored(mnist_run):
+    """`card` had no --split: scores `evaluate --split train` wrote could not be carded, and the card's Data section
+    called any scored clips test clips."""
+    assert CliRunner().invoke(main, ["evaluate", str(mnist_run), "--split", "train"]).exit_code == 0
+    result = CliRunner().invoke(main, ["card", str(mnist_run), "--repo-id", "me/x", "--split", "train"])
+    assert result.exit_code == 0, result.output
+    card = ModelCard((mnist_run / "README.md").read_text(), ignore_metadata_errors=False)
+    assert "clips of the train split" in card.text and "2 train clips" in card.text and "test clips" not in card.text
+    assert {r.dataset_split for r in card.data.eval_results} == {"train"}
+
+
 def test_a_card_names_the_default_protocol_the_run_used():
     from types import SimpleNamespace
 
