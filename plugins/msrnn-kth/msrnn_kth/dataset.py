@@ -150,6 +150,6 @@ def describe(store: Store) -> dict[str, Any]:
         described["not in the sequences file (whole video used)"] = ", ".join(store.meta["not_listed"])
     if short:
         described["decoded fewer frames than their header announces"] = ", ".join(short)
-    for note in store.meta.get("notes") or []:
-        described["note"] = note
+    if store.meta.get("notes"):
+        described["notes"] = " ".join(store.meta["notes"])
     return described

@@ -166,7 +166,7 @@ def test_prepare_reports_ranges_that_run_past_their_video(raw_kth, tmp_path, seq
     assert "1 frame range(s) of 00sequences.txt run past their video's end" in said, said
     assert "e.g. person02_walking_d2 frames 5-600 of a video of 60" in said
     info = json.loads(run("data", "info", "kth", "--root", tmp_path / "store", "--json").output)
-    assert "person02_walking_d2 frames 5-600" in json.dumps(info)
+    assert "person02_walking_d2 frames 5-600" in json.dumps(info), info
     sequences.write_text(sequences_text)  # every range inside its video: no note
     said = " ".join(run("data", "prepare", "kth", "--source", raw_kth, "--root", tmp_path / "again").output.split())
     assert "run past" not in said
