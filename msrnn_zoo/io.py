@@ -13,12 +13,15 @@ Two rules hold for everything msrnn-zoo writes:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,53 @@ class OverwriteRefusedError(FileExistsError):
         self.cli_message = f"{message}{cli_hint}"
 
 
+class DiskFullError(OSError):
+    """A write that ran out of space on its disk (or of the user's quota there), said as such whatever the library
+    that wrote called it."""
+
+    def __str__(self) -> str:  # the message alone, as every other error of the CLI is, not "[Errno 28] ..."
+        return str(self.strerror)
+
+
+_NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded|os error (28|122)\b|\d+ requested and \d+ written")
+"""How a failure for want of space reads where no ``errno`` says it: safetensors' ``SafetensorError`` quotes the
+OS (``os error 28``), numpy's short write says only ``N requested and M written``."""
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from or while handling, is a write that found no space left.
+
+    ``torch.save`` into an open file raises a ``RuntimeError`` ("unexpected pos") while handling the ``OSError``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if _NO_SPACE.search(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+@contextlib.contextmanager
+def space_for(path: str | Path) -> Iterator[None]:
+    """Within it, a write that runs out of space raises a :class:`DiskFullError` naming ``path`` and what to do: the
+    libraries' own words (a ``SafetensorError``, torch's "unexpected pos", numpy's "N requested and M written") say
+    neither, and two of them ended the CLI in a traceback."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        if not out_of_space(exc):
+            raise
+        raise DiskFullError(errno.ENOSPC, f"The disk is full: {path} could not be written (nothing was left half "
+                                          "written). Free some space on that disk, or write to another one, then "
+                                          "run the command again.") from exc
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -53,8 +103,17 @@ def default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~_umask()
 
 
+LOST_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+"""What ``fsync`` reports when data written before it never reached the disk: a network file system (NFS) may accept
+every write and say that the disk is full only here. The file is not whole, and must not be renamed into place."""
+
+
 def fsync_path(path: str | Path) -> None:
-    """Flush a file or a directory entry to disk (directories: so that a rename inside them survives a crash)."""
+    """Flush a file or a directory entry to disk (directories: so that a rename inside them survives a crash).
+
+    A file system that cannot flush (``EINVAL`` on some network and FUSE ones) leaves it as durable as the OS makes
+    it; one that says the data was lost (:data:`LOST_WRITE`) raises.
+    """
     flags = os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() and hasattr(os, "O_DIRECTORY") else 0)
     try:
         fd = os.open(path, flags)
@@ -62,8 +121,9 @@ def fsync_path(path: str | Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if exc.errno in LOST_WRITE:
+            raise
     finally:
         os.close(fd)
 
@@ -83,9 +143,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, replace: bo
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        write(Path(tmp))
-        os.chmod(tmp, default_mode())
-        fsync_path(tmp)
+        with space_for(path):
+            write(Path(tmp))
+            os.chmod(tmp, default_mode())
+            fsync_path(tmp)
         if replace:
             os.replace(tmp, path)
         else:

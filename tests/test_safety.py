@@ -4,6 +4,7 @@ a run, files inside it), and a replacement that fails leaves the old run whole."
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -380,6 +381,41 @@ def test_evaluate_never_replaces_a_metrics_file_another_command_wrote_while_it_s
     assert "metrics-test.json was written by another command" in " ".join(result.output.split()), result.output
     assert metrics.read_text() == '{"the other command": "its scores"}'
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_flush_that_finds_the_disk_full_keeps_the_old_file(tmp_path, monkeypatch):
+    """NFS may take every write and report a full disk only at fsync: the file is not whole, and was renamed over
+    the good one."""
+    target = write_text(tmp_path / "config.json", "old")
+
+    def fsync_failing(errno_: int):
+        def fsync(fd):
+            raise OSError(errno_, os.strerror(errno_))
+        return fsync
+
+    monkeypatch.setattr(os, "fsync", fsync_failing(errno.ENOSPC))
+    with pytest.raises(OSError, match="The disk is full: .*config.json could not be written.*Free some space"):
+        write_text(target, "new")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["config.json"]  # no temporary file left
+    monkeypatch.setattr(os, "fsync", fsync_failing(errno.EINVAL))  # a file system that cannot flush: written anyway
+    assert write_text(target, "new").read_text() == "new"
+
+
+def test_a_library_that_runs_out_of_space_is_said_to_have_filled_the_disk(tmp_path):
+    """safetensors says it as a SafetensorError quoting "os error 28", which the CLI showed as a traceback."""
+    from safetensors import SafetensorError
+
+    target = write_text(tmp_path / "model.safetensors", "old")
+
+    def save_file(tmp):
+        tmp.write_bytes(b"half")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    with pytest.raises(OSError, match="The disk is full: .*model.safetensors could not be written") as raised:
+        atomic_write(target, save_file)
+    assert raised.value.errno == errno.ENOSPC
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["model.safetensors"]
 
 
 def test_files_get_normal_permissions(tmp_path, run_dir):
