@@ -27,6 +27,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from .io import DiskFullError
 from .validation import MAX_SEED
 
 # No emoji codes: a path or a message holding ":train:" must print as typed.
@@ -832,6 +833,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         error_line(f"Interrupted. The new run was dropped; {run_dir} holds the run it was to replace, as it was."
                    if replacing else _how_to_go_on(run_dir, trainer))
         sys.exit(130)
+    except DiskFullError as exc:
+        raise _stopped_by_a_full_disk(exc, trainer, run_dir if replacing else None, run_dir) from exc
     except RuntimeError as exc:
         _stop_if_another_process_stopped(exc, trainer, run_dir if replacing else None, run_dir)
         raise
@@ -864,7 +867,7 @@ def _stopped_as_by_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
-def _how_to_go_on(run_dir: Path, trainer: Any, command: str = "train") -> str:
+def _how_to_go_on(run_dir: Path, trainer: Any, command: str = "train", stopped: str = "Interrupted") -> str:
     """After Ctrl-C of ``trainer``: the step of the run's last checkpoint, where ``--resume`` goes on (the steps after
     it are trained again), and the command. Checkpoints come at each epoch's end unless ``--checkpoint-every`` says
     more often, so "at most --checkpoint-every steps back" would understate a whole epoch. A run of several processes
@@ -880,9 +883,20 @@ def _how_to_go_on(run_dir: Path, trainer: Any, command: str = "train") -> str:
     if not isinstance(saved, int):
         every = trainer.cfg.checkpoint_every
         when = f"every {every} steps and at each epoch's end" if every else "at each epoch's end"
-        return (f"Interrupted after step {step}, before the run's first checkpoint (one is written {when}). Train it "
+        return (f"{stopped} after step {step}, before the run's first checkpoint (one is written {when}). Train it "
                 f"from its first step with: {command}")
-    return f"Interrupted after step {step}. Continue from the last checkpoint, at step {saved}, with: {command}"
+    return f"{stopped} after step {step}. Continue from the last checkpoint, at step {saved}, with: {command}"
+
+
+def _stopped_by_a_full_disk(exc: DiskFullError, trainer: Any, replaced: Path | None, run_dir: Path,
+                            command: str = "train") -> DiskFullError:
+    """The error to end with where training filled the disk: its checkpoints are whole (one is renamed into place only
+    once written), so say, as Ctrl-C does, where the run goes on from once there is space, not "run the command
+    again" (which would be refused: the run exists)."""
+    what = (f"The new run was dropped; {replaced} holds the run it was to replace, as it was." if replaced is not None
+            else _how_to_go_on(run_dir, trainer, command, stopped="Training stopped"))
+    return DiskFullError(exc.errno, f"The disk is full: {exc.filename} could not be written. Free some space on that "
+                                    f"disk. {what}", exc.filename)
 
 
 def _stop_if_another_process_stopped(exc: RuntimeError, trainer: Any, replaced: Path | None, run_dir: Path,
@@ -964,6 +978,8 @@ def _fit_with_progress_then_leave_the_job(trainer: Any) -> None:
         error_line(f"Interrupted. The new run was dropped; {final_dir} holds the run it was to replace, as it was."
                    if final_dir is not None else _how_to_go_on(trainer.run_dir, trainer, "reproduce"))
         sys.exit(130)
+    except DiskFullError as exc:
+        raise _stopped_by_a_full_disk(exc, trainer, final_dir, trainer.run_dir, "reproduce") from exc
     except RuntimeError as exc:
         _stop_if_another_process_stopped(exc, trainer, final_dir, trainer.run_dir, "reproduce")
         raise

@@ -47,7 +47,7 @@ class OverwriteRefusedError(FileExistsError):
 
 class DiskFullError(OSError):
     """A write that ran out of space on its disk (or of the user's quota there), said as such whatever the library
-    that wrote called it."""
+    that wrote called it; ``filename`` is the file (or folder) it was writing."""
 
     def __str__(self) -> str:  # the message alone, as every other error of the CLI is, not "[Errno 28] ..."
         return str(self.strerror)
@@ -89,7 +89,7 @@ def space_for(path: str | Path) -> Iterator[None]:
             raise
         raise DiskFullError(errno.ENOSPC, f"The disk is full: {path} could not be written (nothing was left half "
                                           "written). Free some space on that disk, or write to another one, then "
-                                          "run the command again.") from exc
+                                          "run the command again.", str(path)) from exc
 
 
 def _umask() -> int:

@@ -52,6 +52,7 @@ from .io import (
     make_sibling_dir,
     read_json,
     safetensors_header,
+    space_for,
     swap_in,
     write_json,
     write_text,
@@ -800,20 +801,24 @@ class Trainer:
         tmp = folder / f".{name}.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
         try:
-            weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-            save_file(weights, str(tmp / WEIGHTS_NAME))
-            state = {"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
-                     "torch_rng": torch.get_rng_state()}
-            if self.device.type == "cuda":  # a cell's dropout on the GPU draws from the GPU's own generator
-                state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-            if self.scaler is not None:
-                state["grad_scaler"] = self.scaler.state_dict()
-            torch.save(state, tmp / TRAINING_STATE)
-            for path in (tmp / WEIGHTS_NAME, tmp / TRAINING_STATE, tmp):
-                os.chmod(path, default_mode(directory=path.is_dir()))
-                fsync_path(path)
+            with space_for(final):
+                tmp.mkdir(parents=True)
+                weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+                save_file(weights, str(tmp / WEIGHTS_NAME))
+                state = {"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
+                         "torch_rng": torch.get_rng_state()}
+                if self.device.type == "cuda":  # a cell's dropout on the GPU draws from the GPU's own generator
+                    state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+                if self.scaler is not None:
+                    state["grad_scaler"] = self.scaler.state_dict()
+                # into an open file: given a path, torch says a full disk only as "unexpected pos"; this way its
+                # error is raised while handling the OSError that says it
+                with open(tmp / TRAINING_STATE, "wb") as handle:
+                    torch.save(state, handle)
+                for path in (tmp / WEIGHTS_NAME, tmp / TRAINING_STATE, tmp):
+                    os.chmod(path, default_mode(directory=path.is_dir()))
+                    fsync_path(path)
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
@@ -1000,7 +1005,7 @@ class Trainer:
                     self.progress.batch = 0
                 frames_seen += clips.shape[0] * self.dist.world_size * (cfg.in_frames + cfg.out_frames)
                 if self.dist.is_main:
-                    with open(self.run_dir / HISTORY, "a", encoding="utf-8") as log:
+                    with space_for(self.run_dir / HISTORY), open(self.run_dir / HISTORY, "a", encoding="utf-8") as log:
                         log.write(json.dumps({"step": self.progress.step, "epoch": epoch, "loss": loss}) + "\n")
                 if on_step is not None:
                     on_step(self, loss, frames_seen / max(1e-9, time.perf_counter() - start))

@@ -3,7 +3,9 @@ with a resume, and a run extended to more epochs continuing the very run it woul
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import stat
 
 import pytest
@@ -220,3 +222,58 @@ def test_the_training_data_fingerprint_is_left_out_for_clips_drawn_at_random():
             return torch.rand(4, 1, 8, 8)
 
     assert train_fingerprint(Drawn()) is None and train_fingerprint([]) is None
+
+
+@pytest.mark.parametrize("writer", ["safetensors", "torch.save"])
+def test_a_disk_that_fills_up_mid_run_stops_it_at_its_last_checkpoint(tmp_path, clips_file, monkeypatch, writer):
+    """safetensors says a full disk as a SafetensorError, torch.save as a RuntimeError ("unexpected pos"): train
+    ended in a traceback that said neither that the disk was full nor that the run goes on from its last checkpoint."""
+    from click.testing import CliRunner
+    from safetensors import SafetensorError
+
+    import msrnn_zoo.train as train
+    from msrnn_zoo.cli import main
+
+    written = []
+    real_save_file, real_open = train.save_file, open
+
+    def save_file(weights, path, **kwargs):
+        written.append(path)
+        if writer == "safetensors" and len(written) > 1:
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return real_save_file(weights, path, **kwargs)
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def open_(path, *args, **kwargs):
+        handle = real_open(path, *args, **kwargs)
+        return Full(handle) if writer == "torch.save" and len(written) > 1 and str(path).endswith(".pt") else handle
+
+    monkeypatch.setattr(train, "save_file", save_file)
+    monkeypatch.setattr(train, "open", open_, raising=False)
+    run = tmp_path / "run"
+    args = ["train", "convlstm", "--data", str(clips_file), "--hidden", "2", "--layers", "1", "--in-frames", "3",
+            "--out-frames", "3", "--batch-size", "8", "--checkpoint-every", "1", "--max-train-clips", "16",
+            "--max-eval-clips", "4"]
+    result = CliRunner().invoke(main, [*args, "--out", str(run)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "The disk is full" in said and "Free some space" in said, said
+    assert f"Continue from the last checkpoint, at step 1, with: msrnn-zoo train --resume {run}" in said, said
+    assert checkpoints(run) == ["step-00000001"]  # the half-written one is gone
+    monkeypatch.undo()
+    assert CliRunner().invoke(main, ["train", "--resume", str(run)]).exit_code == 0
