@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import file_at_or_above, write_json
+from .io import file_at_or_above, space_for, write_json
 
 try:  # POSIX: a prepare locks its root, so that a second one into it is refused instead of racing it
     import fcntl
@@ -135,6 +135,7 @@ class StoreWriter:
         """A writable memory-mapped ``.npy`` to fill piece by piece (frames larger than memory stay on disk)."""
         self._check_name(name)
         array = np.lib.format.open_memmap(self.dir / f"{name}.npy", mode="w+", dtype=dtype, shape=tuple(shape))
+        _reserve(self.dir / f"{name}.npy")
         self.arrays[name] = {"shape": [int(n) for n in shape], "dtype": str(np.dtype(dtype))}
         return array
 
@@ -147,6 +148,22 @@ class StoreWriter:
     def _check_name(name: str) -> None:
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise ValueError(f"store entry names are plain file names, got {name!r}")
+
+
+def _reserve(path: Path) -> None:
+    """Claim the disk space of the sparse file behind a memory-mapped array before it is filled: filling it on a disk
+    that runs full ended Python with SIGBUS ("Bus error"), no message and no clean-up; now the full disk is an
+    ``OSError`` here. A file system that cannot reserve space (``EINVAL``, ``EOPNOTSUPP``) is filled as before."""
+    if not hasattr(os, "posix_fallocate"):  # (macOS, Windows)
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+    finally:
+        os.close(fd)
 
 
 def read_store_file(root: Path) -> dict[str, Any] | None:
@@ -307,7 +324,8 @@ def _prepare_into(root: Path, dataset: str, build: Callable[[StoreWriter], None]
     (tmp / MARKER).write_text("an unfinished msrnn-zoo store; safe to delete\n", encoding="utf-8")
     try:
         writer = StoreWriter(tmp, dataset)
-        build(writer)
+        with space_for(root):  # numpy says a full disk as "N requested and M written", a memory map as a SIGBUS
+            build(writer)
         json.dumps(writer.meta)  # fail here, not after the rename, if the plugin's meta is not JSON
         final = root / f"data-{uuid.uuid4().hex[:8]}"
         tmp.rename(final)

@@ -288,6 +288,33 @@ def test_an_interrupted_prepare_is_cleared_by_the_next(toy_dataset, raw, tmp_pat
     assert not stale.exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="no posix_fallocate here")
+def test_a_prepare_that_fills_the_disk_says_so_and_leaves_nothing(toy_dataset, raw, tmp_path, monkeypatch):
+    """A memory-mapped array filled on a full disk ended Python with SIGBUS ("Bus error"); numpy's np.save said
+    only "N requested and M written"."""
+    import errno
+
+    root = tmp_path / "store"
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match=f"The disk is full: {re.escape(str(root))} could not be written.*Free some"):
+        prepare_dataset("toy-store", raw, root)
+    assert not root.exists()
+    monkeypatch.undo()
+
+    def short_write(source, out, progress):
+        raise OSError("1048576 requested and 32752 written")
+
+    with pytest.raises(OSError, match="The disk is full"):
+        prepare_store(root, "toy-store", lambda out: short_write(raw, out, None))
+    assert not root.exists()
+    prepare_dataset("toy-store", raw, root)  # with space: written as before
+    assert len(load_dataset("toy-store", root=root)) > 0
+
+
 def test_a_killed_rebuild_is_named_where_a_second_prepare_is_refused(toy_dataset, raw, tmp_path):
     """After a kill -9 during `prepare --force`, a prepare without it was refused without a word of the hidden,
     store-sized .prepare-* folder left beside the store: nothing but a later --force ever removed it."""
