@@ -52,7 +52,10 @@ def _clear_killed_downloads(dest: Path) -> None:
 
     A file created a moment ago and still empty is left alone: its download may not have locked it yet.
     """
-    ours = re.compile(rf"\.{re.escape(dest.name)}\.[a-z0-9_]{{8}}\.part")  # exactly what mkstemp names below
+    from .io import hidden_stem
+
+    # exactly what mkstemp names below
+    ours = re.compile(rf"\.{re.escape(hidden_stem(dest.name))}\.[a-z0-9_]{{8}}\.part")
     for part in dest.parent.iterdir():
         if not ours.fullmatch(part.name) or part.is_symlink() or not part.is_file():
             continue
@@ -71,7 +74,7 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
                   show_progress: bool = True) -> Path:
     """Fetch ``url`` into ``dest`` atomically; raise ``OSError`` naming the URL if it cannot be fetched."""
     dest = Path(dest)
-    from .io import check_folder_path
+    from .io import check_folder_path, hidden_stem
 
     check_folder_path(dest.parent, f"Cannot download {url} to {dest}")  # (not a bare [Errno 20] from mkdir)
     if dest.is_dir():  # found before the download, not by the rename after it (a bare [Errno 21])
@@ -93,7 +96,7 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
 def _download(url: str, dest: Path, sha256: str | None, timeout: float, show_progress: bool) -> Path:
     """The body of :func:`download_file`, into a folder that exists."""
     _clear_killed_downloads(dest)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{hidden_stem(dest.name)}.", suffix=".part", dir=dest.parent)
     _lock(fd)  # held until the file is closed, by this process or by its death
     tmp = Path(tmp_name)
     digest = hashlib.sha256()

@@ -128,6 +128,17 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
+def hidden_stem(name: str) -> str:
+    """``name`` as the hidden temporary files and folders beside it carry it (``.NAME.XXXXXXXX.tmp``,
+    ``.NAME.new-XXXXXXXX``): whole where that fits in the 255 bytes a file name may have, else cut and followed by a
+    hash of the whole, still one stem per name. A legal name of 240 bytes failed at its write, after the work (the
+    scoring, the training), with "File name too long"."""
+    whole = os.fsencode(name)
+    if len(whole) <= 240:  # (255 less the 15 of the longest: '.' and '.XXXXXXXX.part')
+        return name
+    return f"{os.fsdecode(whole[:200])}~{hashlib.sha256(whole).hexdigest()[:8]}"
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None], *, replace: bool = True) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, flush it to disk, then rename it into place.
 
@@ -140,7 +151,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, replace: bo
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory; name a file to write.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{hidden_stem(path.name)}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         with space_for(path):
@@ -382,7 +393,7 @@ def make_sibling_dir(path: str | Path, tag: str) -> Path:
     """A new, uniquely named hidden directory beside ``path`` (never an existing one), with normal permissions."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sibling = Path(tempfile.mkdtemp(prefix=f".{path.name}.{tag}-", dir=path.parent))
+    sibling = Path(tempfile.mkdtemp(prefix=f".{hidden_stem(path.name)}.{tag}-", dir=path.parent))
     os.chmod(sibling, default_mode(directory=True))
     return sibling
 
@@ -399,7 +410,7 @@ def swap_in(new: Path, target: Path, owned: Iterable[str] | Mapping[str, Callabl
             check_replaceable(target, owned)
         except OverwriteRefusedError as exc:
             raise OverwriteRefusedError(f"{exc.cli_message} The new run was kept in {new}.") from exc
-        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        aside = Path(tempfile.mkdtemp(prefix=f".{hidden_stem(target.name)}.old-", dir=target.parent))
         aside.rmdir()  # only its unique name is wanted
         os.rename(target, aside)
         try:

@@ -48,6 +48,7 @@ from .io import (
     check_replaceable,
     default_mode,
     fsync_path,
+    hidden_stem,
     json_with,
     make_sibling_dir,
     read_json,
@@ -111,7 +112,7 @@ def interrupted_replacements(run_dir: str | Path) -> list[Path]:
         return []
     found = []
     for tag in ("new", "old"):
-        for folder in sorted(run_dir.parent.glob(f".{glob.escape(run_dir.name)}.{tag}-*")):
+        for folder in sorted(run_dir.parent.glob(f".{glob.escape(hidden_stem(run_dir.name))}.{tag}-*")):
             if folder.is_dir() and not folder.is_symlink() and (folder / RUN_MARKER).is_file() and _idle(folder):
                 found.append(folder)
     return found

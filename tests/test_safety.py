@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from msrnn_zoo.cli import main
-from msrnn_zoo.io import RUN_MARKER, atomic_write, default_mode, write_text
+from msrnn_zoo.io import RUN_MARKER, atomic_write, default_mode, make_sibling_dir, write_text
 
 TINY = ("--hidden", "4", "--layers", "2", "--in-frames", "3", "--out-frames", "3", "--batch-size", "8",
         "--max-train-clips", "8", "--max-eval-clips", "4")
@@ -416,6 +416,30 @@ def test_a_library_that_runs_out_of_space_is_said_to_have_filled_the_disk(tmp_pa
         atomic_write(target, save_file)
     assert raised.value.errno == errno.ENOSPC
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["model.safetensors"]
+
+
+def test_a_long_legal_name_is_written_and_replaced(tmp_path):
+    """A name of 250 bytes is legal, but the hidden temporary beside it (``.NAME.XXXXXXXX.tmp``) was not: evaluate
+    and predict failed after all their work, and train --force of such a run, with "File name too long"."""
+    from msrnn_zoo.download import download_file
+    from msrnn_zoo.io import swap_in
+    from msrnn_zoo.train import interrupted_replacements
+
+    name = "é" * 122 + ".json"  # 249 bytes
+    write_text(tmp_path / name, "old")
+    assert write_text(tmp_path / name, "new").read_text() == "new"
+    source = tmp_path / "remote.bin"
+    source.write_bytes(b"data")
+    assert download_file(source.as_uri(), tmp_path / ("d" * 250), show_progress=False).read_bytes() == b"data"
+    run = tmp_path / ("r" * 250)
+    run.mkdir()
+    (run / RUN_MARKER).write_text("old")
+    new = make_sibling_dir(run, "new")
+    (new / RUN_MARKER).write_text("new")
+    assert interrupted_replacements(run) == [new]  # were it left by a kill, the next --force would find it
+    swap_in(new, run, [RUN_MARKER])  # (the old run is set aside under a hidden name first)
+    assert (run / RUN_MARKER).read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == sorted([name, "remote.bin", "d" * 250, "r" * 250])
 
 
 def test_files_get_normal_permissions(tmp_path, run_dir):
