@@ -39,8 +39,10 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
 
 def _q(path: str | Path) -> str:
     """A path or name as it must be typed in a shell: a printed command is there to be copied, and ``runs/g ü``
-    unquoted is two arguments."""
-    return shlex.quote(str(path))
+    unquoted is two arguments. One that begins with ``-`` is written ``./-x``: ``evaluate -x`` is read as an option
+    ("No such option")."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
 def error_line(message: str) -> None:

@@ -584,6 +584,16 @@ def test_printed_commands_quote_their_paths(tmp_path, clips_file):
                                       f"{shlex.quote(str(target / 'tests'))} && msrnn-zoo list '*foo'")
 
 
+def test_a_printed_path_that_begins_with_a_dash_is_not_read_as_an_option(tmp_path, clips_file, monkeypatch):
+    """`--out -x` trained, then printed `Next: msrnn-zoo evaluate -x`, which said "No such option '-x'"."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    hint = run("train", "convlstm", "--data", clips_file, "--out", "-x", *TINY_TRAIN).output.split("Next: ")[1]
+    assert hint.strip() == "msrnn-zoo evaluate ./-x"
+    run(*shlex.split(hint)[1:])  # the command as printed runs
+
+
 def test_a_quoted_tilde_means_home_and_an_empty_path_is_refused(tmp_path, clips_file, monkeypatch):
     """`--out "~/x"` made a folder named ~ in the current one (which a later `rm -rf ~` meant for it would take
     the home folder with); an empty --input read the current folder as a file."""
