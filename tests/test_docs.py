@@ -108,3 +108,20 @@ def test_every_python_snippet_a_document_shows_runs_on_its_own(path):
     wrong = [f"a snippet uses {', '.join(sorted(names))} without importing or defining it:\n{block}"
              for block in blocks if (names := names_a_snippet_leaves_undefined(block))]
     assert not wrong, f"{path.relative_to(REPO)}: " + "\n".join(wrong)
+
+
+def command_names(group: click.Group, prefix: str = "") -> list[str]:
+    """Every command a user can type, subcommands of a group included (`data prepare`)."""
+    names = []
+    for name, command in group.commands.items():
+        names += command_names(command, f"{prefix}{name} ") if isinstance(command, click.Group) else [prefix + name]
+    return names
+
+
+def test_the_readme_shows_every_command_of_the_cli():
+    """The README's command list left out `card` (render the card to review and edit before `push --card`) and
+    `download` (a dataset's public files for offline use): a reader of it did not learn that either exists."""
+    shown = {" ".join(line.split()[:2]) for line in commands_shown(REPO / "README.md")}
+    shown |= {line.split()[0] for line in commands_shown(REPO / "README.md")}
+    missing = sorted(name for name in command_names(main) if name not in shown)
+    assert not missing, f"README.md shows no `msrnn-zoo {'`, `msrnn-zoo '.join(missing)}` command"
