@@ -211,6 +211,10 @@ class UserPath(click.Path):
 DATA_PATH = UserPath("folder")
 FILE_PATH = UserPath("file")
 PATH = UserPath()
+DATA_ROOT = "$MSRNN_ZOO_DATA, or ~/.cache/msrnn_zoo/datasets where it is unset"
+"""The data root, as ``data.default_root`` finds it: said in every --root help, since few users set the variable."""
+STORE_OR_DATA_ROOT = ("default: DATASET under the data root for a dataset prepared into a store, the data root itself "
+                      f"for the others; the data root is {DATA_ROOT}")
 MAX_HORIZON = 1000
 """predict's ceiling: a picture of more frames than this is not a picture; long rollouts belong to the API."""
 FAST_PATH_CHOICE = click.Choice(["none", "compile", "cudagraph", "clip-graph"])
@@ -446,7 +450,7 @@ def plugins(as_json: bool, show_tb: bool) -> None:
 @main.command()
 @click.argument("dataset")
 @click.option("--source", default=None, help="Which of the dataset's sources to fetch.")
-@click.option("--root", type=DATA_PATH, default=None, help="Data directory ($MSRNN_ZOO_DATA).")
+@click.option("--root", type=DATA_PATH, default=None, help=f"The data root to fetch into (default {DATA_ROOT}).")
 @friendly
 def download(dataset: str, source: str | None, root: Path | None) -> None:
     """Fetch a dataset's public files (with a progress bar) so it can be used offline."""
@@ -488,7 +492,8 @@ def data() -> None:
 @click.option("--source", "source", type=DATA_PATH, required=True,
               help="The folder (or file) of raw public files you downloaded.")
 @click.option("--root", type=DATA_PATH, default=None,
-              help="The folder to write the store into (default $MSRNN_ZOO_DATA/DATASET); new or empty.")
+              help=f"The folder to write the store into, new or empty (default DATASET under the data root, "
+                   f"{DATA_ROOT}).")
 @click.option("--force", is_flag=True, help="Rebuild a store that is already there.")
 @friendly
 def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> None:
@@ -531,7 +536,7 @@ def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> 
 @data.command("info")
 @click.argument("dataset")
 @click.option("--root", type=DATA_PATH, default=None,
-              help="The prepared store (or data root) to describe (default $MSRNN_ZOO_DATA).")
+              help=f"The prepared store (or data root) to describe ({STORE_OR_DATA_ROOT}).")
 @click.option("--source", default=None, help="The dataset's named source, for datasets that have several.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly
@@ -667,7 +672,7 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
 @click.option("--dataset", default=None, help="A registered dataset (see `msrnn-zoo list`).")
 @click.option("--source", default=None, help="The dataset's source (default: its default source).")
 @click.option("--root", type=DATA_PATH, default=None,
-              help="The dataset's prepared store (`msrnn-zoo data prepare`), or data root ($MSRNN_ZOO_DATA).")
+              help=f"The dataset's prepared store (`msrnn-zoo data prepare`), or data root ({STORE_OR_DATA_ROOT}).")
 @click.option("--protocol", default=None, help="How clips are cut: paper, openstl... (default: the dataset's).")
 @click.option("--data", type=FILE_PATH, default=None,
               help="Your own clips: a .npy array (N, T, C, H, W) or (N, T, H, W), uint8 or float in [0, 1].")

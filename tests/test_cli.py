@@ -850,3 +850,22 @@ def test_output_without_utf8_escapes_what_it_cannot_encode(monkeypatch):
     sys.stdout.flush()
     assert sys.stdout.errors == "backslashreplace"
     assert "No model or dataset name matches '\\xe9*'" in " ".join(raw.getvalue().decode("ascii").split())
+
+
+@pytest.mark.parametrize("words", [["download"], ["data", "prepare"], ["data", "info"], ["train"]])
+def test_root_help_says_where_data_goes_when_msrnn_zoo_data_is_unset(words, monkeypatch):
+    """--root's help named only $MSRNN_ZOO_DATA, which few set, and `data info` and `train` gave the data root where a
+    prepared dataset reads DATASET below it: a user could not tell where a store was looked for or written."""
+    from pathlib import Path
+
+    from msrnn_zoo.data import default_root
+
+    monkeypatch.delenv("MSRNN_ZOO_DATA", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: cls("~")))  # the fallback as a help text writes it
+    command = main
+    for word in words:
+        command = command.commands[word]
+    root = next(p for p in command.params if "--root" in p.opts)
+    assert "$MSRNN_ZOO_DATA" in root.help and str(default_root()) in root.help, root.help
+    if words != ["download"]:  # the one that fetches files a dataset reads as they are, into the data root itself
+        assert "DATASET under the data root" in root.help, root.help
