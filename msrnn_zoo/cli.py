@@ -1346,7 +1346,8 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
 @click.option("--out", type=PATH, default=Path("forecast.gif"), show_default=True,
               help="Picture to write: NAME.gif (an animation, plus a PNG strip beside it) or NAME.png (the strip).")
 @click.option("--input", "input_path", type=FILE_PATH, default=None,
-              help="Forecast from your own frames (.npy, (T, C, H, W) or (T, H, W)); no ground truth needed.")
+              help="Forecast from your own frames (.npy, (T, C, H, W) or (T, H, W)); no ground truth needed. The "
+                   "forecast frames are also saved beside the picture, as NAME.npy.")
 @click.option("--horizon", type=click.IntRange(1, MAX_HORIZON), default=None,
               help=f"Frames to forecast, 1..{MAX_HORIZON} (default: the run's).")
 @click.option("--index", type=click.IntRange(min=0), default=0, show_default=True, help="Which test clip to show.")

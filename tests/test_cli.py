@@ -869,3 +869,11 @@ def test_root_help_says_where_data_goes_when_msrnn_zoo_data_is_unset(words, monk
     assert "$MSRNN_ZOO_DATA" in root.help and str(default_root()) in root.help, root.help
     if words != ["download"]:  # the one that fetches files a dataset reads as they are, into the data root itself
         assert "DATASET under the data root" in root.help, root.help
+
+
+def test_predict_input_help_says_the_forecast_array_is_written_too():
+    """predict --input also writes the forecast as NAME.npy beside the picture, which neither --out's nor --input's
+    help said: a user found a file they had not asked for, or did not know the numbers were there."""
+    predict = main.commands["predict"]
+    helps = " ".join(p.help or "" for p in predict.params if {"--input", "--out"} & set(p.opts))
+    assert "NAME.npy" in helps, helps
