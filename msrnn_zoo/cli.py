@@ -1527,7 +1527,7 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
 @click.argument("dataset", required=False)
 @click.option("--out", type=PATH, default=None, help="Run directory to create.")
 @click.option("--root", type=DATA_PATH, default=None,
-              help="The dataset's data directory (a prepared store for kth, taxibj, germany).")
+              help=f"The dataset's prepared store (`msrnn-zoo data prepare`), or data root ({STORE_OR_DATA_ROOT}).")
 @click.option("--source", default=None, help="Another source of the dataset than the recipe's (e.g. synthetic).")
 @click.option("--budget-steps", type=int, default=None,
               help="Train at most this many steps (the card then says the run is budget-limited).")
