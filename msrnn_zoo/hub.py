@@ -256,7 +256,8 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
     token = clean_token(token)
     cache = hub_cache(cache_dir)
     chosen_by = next((name for name, value in (("cache_dir=", cache_dir), ("$HF_HUB_CACHE", os.environ.get(
-        "HF_HUB_CACHE")), ("$HF_HOME", os.environ.get("HF_HOME"))) if value), "huggingface_hub's default")
+        "HF_HUB_CACHE")), ("$HUGGINGFACE_HUB_CACHE", os.environ.get("HUGGINGFACE_HUB_CACHE")), ("$HF_HOME",
+        os.environ.get("HF_HOME"))) if value), "huggingface_hub's default")
     # else huggingface_hub's bare "[Errno 20] Not a directory" after the metadata request, naming no setting
     check_folder_path(cache, f"Cannot download into the Hub cache {cache} (from {chosen_by})")
     endpoint = hub_endpoint()
@@ -303,12 +304,12 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
             if name in optional:
                 continue
             where = _where(repo_id, revision)
+            cached, fill = _cache_to_fill(repo_id, pull, cache, chosen_by)
             if unreachable is not None:
                 raise HubError(f"Cannot reach the Hub at {_endpoint_name()} to download {where} ({unreachable}), and "
-                               f"its {name} is not in the cache ({cache}). Check the network connection, or pull it "
-                               f"once while online: `{pull}`.") from exc
-            raise HubError(f"Cannot load {where}: {why_offline} and its {name} is not in the cache ({cache}). Pull it "
-                           f"once while online (`{pull}`), or {online_again}.") from exc
+                               f"its {name} is not in {cached}. Check the network connection; or {fill}.") from exc
+            raise HubError(f"Cannot load {where}: {why_offline} and its {name} is not in {cached}. {fill[0].upper()}"
+                           f"{fill[1:]}; or {online_again}.") from exc
         except EntryNotFoundError as exc:
             if name in optional:
                 continue
@@ -327,6 +328,19 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
         if commit is None and _HEX40.fullmatch(snapshot):
             commit = snapshot
     return paths, commit
+
+
+def _cache_to_fill(repo_id: str, pull: str, cache: str, chosen_by: str) -> tuple[str, str]:
+    """The Hub cache a missing file was looked for in (its path, the setting that chose it, whether it exists), and
+    how to fill it without the Hub: a node that never reaches the Hub was told to "pull it once while online", which
+    it cannot, and not which folder to bring from a machine that can, nor where to put it."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    missing = ", a folder that does not exist" if not Path(cache).is_dir() else ""
+    folder = repo_folder_name(repo_id=repo_id, repo_type="model")
+    return (f"the Hub cache {cache} (from {chosen_by}{missing})",
+            f"on a machine that reaches the Hub, run `{pull}`, then copy the folder {folder} of its Hub cache "
+            f"(pull prints where it is) into {cache} here")
 
 
 def _unfinished_push(exc: BaseException, repo_id: str, revision: str | None,

@@ -149,6 +149,25 @@ def test_offline_with_an_empty_cache_is_immediate(hub, monkeypatch):
     assert hub.state.requests == []
 
 
+def test_a_file_missing_offline_says_which_cache_folder_to_bring_and_where(hub, tmp_path, monkeypatch):
+    """A node that never reaches the Hub was told to "pull it once while online", naming neither the cache's
+    setting, nor that the folder does not exist, nor what to copy there from a machine that can pull."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "absent"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/far", revision="v1")
+    said = str(exc)
+    assert f"not in the Hub cache {tmp_path / 'absent'} (from $HF_HUB_CACHE, a folder that does not exist)" in said
+    assert "On a machine that reaches the Hub, run `msrnn-zoo pull me/far --revision v1`, then copy the folder " \
+        f"models--me--far of its Hub cache (pull prints where it is) into {tmp_path / 'absent'} here" in said, said
+    assert said.endswith("; or unset HF_HUB_OFFLINE.") and "once while online" not in said, said
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("MSRNN_ZOO_HUB_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/far")
+    assert "Check the network connection; or on a machine that reaches the Hub, run `msrnn-zoo pull me/far`, then " \
+        "copy the folder models--me--far" in str(exc), exc
+    assert hub.state.requests == []
+
+
 def test_offline_messages_name_what_made_them_offline(hub, monkeypatch):
     """local_files_only=True was blamed on HF_HUB_OFFLINE, which was not set, and the pull lost the revision."""
     exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/absent", local_files_only=True,
