@@ -305,6 +305,12 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
                 continue
             where = _where(repo_id, revision)
             cached, fill = _cache_to_fill(repo_id, pull, cache, chosen_by)
+            whole = _cached_commit_starting_with(repo_id, revision, cache)
+            if whole is not None:
+                why = why_offline if unreachable is None else f"the Hub cannot be reached ({unreachable})"
+                raise HubError(f"Cannot load {where} from {cached}, as {why}: the cache finds a commit by its whole "
+                               f"id only, and holds commit {whole}, which begins with {revision!r}. Pass "
+                               f"revision={whole!r}.") from exc
             if unreachable is not None:
                 raise HubError(f"Cannot reach the Hub at {_endpoint_name()} to download {where} ({unreachable}), and "
                                f"its {name} is not in {cached}. Check the network connection; or {fill}.") from exc
@@ -328,6 +334,22 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
         if commit is None and _HEX40.fullmatch(snapshot):
             commit = snapshot
     return paths, commit
+
+
+def _cached_commit_starting_with(repo_id: str, revision: str | None, cache: str) -> str | None:
+    """The one commit of ``repo_id`` in the cache whose id begins with ``revision`` when that is a shortened commit id
+    (``pull`` prints the first 7 digits), else None: huggingface_hub looks a short id up as a branch or tag, so the
+    cached commit was said to be missing."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    if revision is None or not re.fullmatch(r"[0-9a-f]{4,39}", revision):
+        return None
+    snapshots = Path(cache) / repo_folder_name(repo_id=repo_id, repo_type="model") / "snapshots"
+    try:
+        found = [entry.name for entry in snapshots.iterdir() if entry.name.startswith(revision)]
+    except OSError:
+        return None
+    return found[0] if len(found) == 1 and _HEX40.fullmatch(found[0]) else None
 
 
 def _cache_to_fill(repo_id: str, pull: str, cache: str, chosen_by: str) -> tuple[str, str]:

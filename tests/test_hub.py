@@ -168,6 +168,18 @@ def test_a_file_missing_offline_says_which_cache_folder_to_bring_and_where(hub, 
     assert hub.state.requests == []
 
 
+def test_a_shortened_commit_id_offline_names_the_whole_one_the_cache_holds(hub, monkeypatch):
+    """pull prints "at commit 27c9c84"; pinned offline, that revision was called not in the cache, which held it."""
+    tiny().push_to_hub("me/short", token=TOKEN)
+    assert CliRunner().invoke(main, ["pull", "me/short"]).exit_code == 0
+    commit = hub.state.repos["me/short"].branches["main"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/short", revision=commit[:7])
+    assert isinstance(exc, HubError) and f"holds commit {commit}, which begins with '{commit[:7]}'" in str(exc), exc
+    assert f"Pass revision='{commit}'." in str(exc) and "not in the Hub cache" not in str(exc), exc
+    msrnn_zoo.create("ms-convlstm", pretrained="me/short", revision=commit)
+
+
 def test_offline_messages_name_what_made_them_offline(hub, monkeypatch):
     """local_files_only=True was blamed on HF_HUB_OFFLINE, which was not set, and the pull lost the revision."""
     exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/absent", local_files_only=True,
