@@ -327,6 +327,12 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
                 raise HubError(f"The download of {name} of {_where(repo_id, revision)} from {_endpoint_name()} broke "
                                f"off ({cause}); what arrived was not kept. Try again (`{pull}`); if it keeps "
                                "breaking off, check the network connection or proxy.") from exc
+            if isinstance(exc, OSError) and _in_folder(exc.filename, cache):  # was "Could not download ...:
+                # PermissionError: [Errno 1] ... .incomplete", naming neither the cache's setting nor a way out
+                load = "" if from_hub else "; to load only what it holds, without the Hub, set HF_HUB_OFFLINE=1"
+                raise HubError(f"Cannot write the {name} of {_where(repo_id, revision)} into the Hub cache {cache} "
+                               f"(from {chosen_by}): {exc.strerror or exc} ({exc.filename}). Set HF_HUB_CACHE to a "
+                               f"folder you can write to{load}.") from exc
             raise explain(exc, repo_id, revision, "download", token, name) from exc
         verify_cached(path, repo_id, revision)
         paths[name] = path
@@ -334,6 +340,14 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
         if commit is None and _HEX40.fullmatch(snapshot):
             commit = snapshot
     return paths, commit
+
+
+def _in_folder(path: Any, folder: str) -> bool:
+    """Whether ``path`` (an ``OSError``'s filename: a string, bytes or None) is ``folder`` or lies inside it."""
+    if not isinstance(path, str):
+        return False
+    where, inside = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return where == inside or inside in where.parents
 
 
 def _cached_commit_starting_with(repo_id: str, revision: str | None, cache: str) -> str | None:

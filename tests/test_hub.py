@@ -556,6 +556,21 @@ def test_a_hub_cache_that_is_a_file_is_named_with_its_setting(hub, tmp_path, mon
         msrnn_zoo.create("ms-convlstm", pretrained="me/cached", cache_dir=tmp_path / "notes" / "sub")
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a folder no one may write into, even root")
+def test_a_hub_cache_that_cannot_be_written_is_named_with_its_setting(hub, monkeypatch):
+    """It was "Could not download Hub repo 'me/w': PermissionError: [Errno 1] ... .incomplete": neither the cache's
+    setting, nor another folder, nor (to load a cache shared read-only) offline mode."""
+    tiny().push_to_hub("me/w", token=TOKEN)
+    monkeypatch.setenv("HF_HUB_CACHE", "/proc/self/hub-cache")  # even root cannot create it
+    result = CliRunner().invoke(main, ["pull", "me/w"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Cannot write the config.json of Hub repo 'me/w' into the Hub cache " \
+        "/proc/self/hub-cache (from $HF_HUB_CACHE)" in said, said
+    assert said.endswith("Set HF_HUB_CACHE to a folder you can write to."), said
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/w")
+    assert "to load only what it holds, without the Hub, set HF_HUB_OFFLINE=1" in str(exc), exc
+
+
 def test_private_is_refused_for_a_public_repo_instead_of_pushing_there_in_public(hub, run):
     tiny().push_to_hub("me/open", token=TOKEN)
     before = hub.state.repos["me/open"].branches["main"]
