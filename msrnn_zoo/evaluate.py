@@ -85,7 +85,10 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Forecaster
         parse_device(device)
     refuse_a_file_for_a_run(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`.")
+        from .hub import pulled_repo_note
+
+        raise FileNotFoundError(f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`."
+                                f"{pulled_repo_note(run_dir)}")
     if not (run_dir / TRAIN_CONFIG).is_file():
         raise FileNotFoundError(f"{run_dir} ({run_dir.resolve()}) is not a run: it holds no {TRAIN_CONFIG}. Give the "
                                 f"--out directory of an earlier `msrnn-zoo train`.{run_of_checkpoint(run_dir)}")

@@ -585,6 +585,32 @@ def shadowed_repo(source: str | os.PathLike[str]) -> str:
             "its place; run from another folder, or rename that one.")
 
 
+def pulled_repo_note(source: str | os.PathLike[str]) -> str:
+    """A sentence for messages about ``source``, a run directory that does not exist, when it names a Hub repo whose
+    model the cache holds (``msrnn-zoo evaluate me/model`` after ``pull``): "train one with --out me/model" told the
+    user to train what they had pulled. Else ''."""
+    from types import SimpleNamespace
+
+    from huggingface_hub import try_to_load_from_cache
+
+    from .card import _model_name
+
+    text = os.fspath(source)
+    if text.count("/") != 1 or text.startswith(("/", ".", "~")) or text.endswith("/"):
+        return ""
+    try:
+        found = try_to_load_from_cache(text, CONFIG_NAME, cache_dir=hub_cache())
+        config = read_json(Path(str(found)), "model config") if isinstance(found, str) else None
+    except Exception:  # not a repo id the cache could hold, or a config it cannot read: no note
+        return ""
+    if not isinstance(config, dict) or not isinstance(config.get("cell"), str):
+        return ""
+    name = _model_name(SimpleNamespace(config=SimpleNamespace(cell=config["cell"], schedule=config.get("schedule"))))
+    return (f" {text} is also a Hub repo whose model the cache holds (pulled): a pulled model is weights and a config, "
+            f"without the run (data, split, training) that evaluate and predict read. Load it in Python with "
+            f'msrnn_zoo.create("{name}", pretrained="{text}").')
+
+
 def check_repo_id(repo_id: str) -> str:
     """``repo_id`` if it has the form of a Hub repo id (``user/model``), else a ``ValueError`` saying so.
 

@@ -180,6 +180,21 @@ def test_a_shortened_commit_id_offline_names_the_whole_one_the_cache_holds(hub, 
     msrnn_zoo.create("ms-convlstm", pretrained="me/short", revision=commit)
 
 
+def test_evaluate_and_predict_of_a_pulled_repo_say_it_is_no_run_and_how_to_load_it(hub, tmp_path, monkeypatch):
+    """`msrnn-zoo evaluate me/pulled` after pull said only "train one with `msrnn-zoo train ... --out me/pulled`"."""
+    tiny().push_to_hub("me/pulled", token=TOKEN)
+    assert CliRunner().invoke(main, ["pull", "me/pulled"]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for command in (["evaluate", "me/pulled"], ["predict", "me/pulled", "--out", "f.gif"]):
+        result = CliRunner().invoke(main, command)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and "me/pulled is also a Hub repo whose model the cache holds (pulled)" in said
+        assert 'Load it in Python with msrnn_zoo.create("ms-convlstm", pretrained="me/pulled").' in said, said
+    said = " ".join(CliRunner().invoke(main, ["evaluate", "me/other"]).output.split())
+    assert "No run directory at me/other" in said and "Hub repo" not in said, said
+
+
 def test_offline_messages_name_what_made_them_offline(hub, monkeypatch):
     """local_files_only=True was blamed on HF_HUB_OFFLINE, which was not set, and the pull lost the revision."""
     exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/absent", local_files_only=True,
