@@ -74,7 +74,7 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
                   show_progress: bool = True) -> Path:
     """Fetch ``url`` into ``dest`` atomically; raise ``OSError`` naming the URL if it cannot be fetched."""
     dest = Path(dest)
-    from .io import check_folder_path, hidden_stem
+    from .io import check_folder_path
 
     check_folder_path(dest.parent, f"Cannot download {url} to {dest}")  # (not a bare [Errno 20] from mkdir)
     if dest.is_dir():  # found before the download, not by the rename after it (a bare [Errno 21])
@@ -95,6 +95,8 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None, time
 
 def _download(url: str, dest: Path, sha256: str | None, timeout: float, show_progress: bool) -> Path:
     """The body of :func:`download_file`, into a folder that exists."""
+    from .io import hidden_stem
+
     _clear_killed_downloads(dest)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{hidden_stem(dest.name)}.", suffix=".part", dir=dest.parent)
     _lock(fd)  # held until the file is closed, by this process or by its death
