@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
-from timm.optim import create_optimizer_v2
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -609,6 +608,8 @@ class Trainer:
                 _TrainingForward(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.sampling = cfg.sampling or self.model.cell_class.sampling
         self.schedule = get_schedule(self.sampling)
+        from timm.optim import create_optimizer_v2  # (timm imports torchvision: evaluate and predict need neither)
+
         self.optimizer = create_optimizer_v2(self.model, opt="adam", lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.train_set = open_split(cfg, "train")
         if len(self.train_set) == 0:  # type: ignore[arg-type]  # (the first clip's shape is read next)
