@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import read_json
+from .licenses import DEFAULT_LICENSE, check_license
 from .registry import get_cell
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
@@ -127,12 +128,28 @@ def card_repos(text: str) -> set[str]:
     return set(re.findall(r'pretrained="([^"]*)"', text))
 
 
-def is_our_rendering(text: str, render: Callable[[str | None], str]) -> bool:
-    """Whether ``text`` is msrnn-zoo's card as ``render(repo)`` makes it now, for the one repo its load lines name
-    or for none: such a card may be rendered again; anything else holds the user's words (edited, or written by
-    hand), which ``push`` and ``reproduce --resume`` must not replace without a word."""
+def card_license(text: str) -> str | None:
+    """The license id a card's YAML header names, if it is one msrnn-zoo writes (a Hub id other than ``other``);
+    else None (no header, no license, or one a user wrote by hand)."""
+    import yaml
+
+    header = re.match(r"---\n(.*?)\n---\n", text, re.S)
+    try:
+        data = yaml.safe_load(header.group(1)) if header else None
+        return check_license(data["license"]) if isinstance(data, dict) and "license" in data else None
+    except (yaml.YAMLError, ValueError, TypeError):
+        return None
+
+
+def is_our_rendering(text: str, render: Callable[[str | None, str], str]) -> bool:
+    """Whether ``text`` is msrnn-zoo's card as ``render(repo, license)`` makes it now, for the one repo its load lines
+    name or for none, and the license its header names (``card --license`` chose it): such a card may be rendered
+    again; anything else holds the user's words (edited, or written by hand), which ``push`` and ``reproduce
+    --resume`` must not replace without a word."""
     named = card_repos(text)
-    return len(named) <= 1 and any(text == render(repo) for repo in dict.fromkeys((*named, None)))
+    license = card_license(text)
+    return license is not None and len(named) <= 1 and any(
+        text == render(repo, license) for repo in dict.fromkeys((*named, None)))
 
 def _published(value: float) -> float:
     """``value`` to the significant digits the model-index publishes: rounded to decimal places instead, a per-pixel
@@ -225,12 +242,14 @@ def _card(card_data: Any, **values: Any) -> str:
     return str(card)
 
 
-def render_model_card(model: Any, repo_id: str | None) -> str:
-    """The card of a model saved from Python: what it is and how to load it (no training is recorded)."""
+def render_model_card(model: Any, repo_id: str | None, license: str = DEFAULT_LICENSE) -> str:
+    """The card of a model saved from Python: what it is and how to load it (no training is recorded). ``license``
+    is the Hub license id its header claims for the weights."""
     from huggingface_hub import ModelCardData
 
+    license = check_license(license)
     values = _common(model, repo_id)
-    card_data = ModelCardData(library_name="msrnn-zoo", license="apache-2.0",
+    card_data = ModelCardData(library_name="msrnn-zoo", license=license,
                               tags=["video-prediction", "spatiotemporal", "msrnn-zoo", model.config.cell,
                                     values["schedule_text"]])
     return _card(card_data, **values)
@@ -248,13 +267,15 @@ def _memory_text(profile: dict[str, Any]) -> str | None:
     return text
 
 
-def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -> str:
-    """The model card of a trained run; ``repo_id`` is the Hub repo it will be pushed to (None: local)."""
+def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", license: str = DEFAULT_LICENSE) -> str:
+    """The model card of a trained run; ``repo_id`` is the Hub repo it will be pushed to (None: local), ``license``
+    the Hub license id its header claims for the weights (the data's own terms are quoted in its text)."""
     from huggingface_hub import ModelCardData
 
     from .evaluate import load_run
     from .profile import flops_per_frame, flops_unit
 
+    license = check_license(license)  # before the run is loaded and measured
     run_dir = Path(run_dir)
     model, cfg = load_run(run_dir, "cpu")
     config = model.config
@@ -319,7 +340,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test") -
         eval_list = eval_results(metrics, cfg.dataset or "own-clips", dataset_label,
                                  "-".join(x for x in (source, protocol) if x) or None, task) or None  # none finite
     model_index_name = repo_id.split("/")[-1] if repo_id else cfg.model
-    card_data = ModelCardData(library_name="msrnn-zoo", license="apache-2.0", tags=tags,
+    card_data = ModelCardData(library_name="msrnn-zoo", license=license, tags=tags,
                               datasets=hub_datasets or None, model_name=model_index_name if eval_list else None,
                               eval_results=eval_list)
     return _card(card_data, **values)
@@ -392,6 +413,10 @@ def _data_text(cfg: Any, recipe_dataset: dict[str, Any], source: str | None, pro
                      + ".")
     if recipe_dataset.get("data_note") and of_recipe and source == recipe_dataset.get("source"):
         lines.append(recipe_dataset["data_note"])
+    terms = _data_terms(cfg.dataset)
+    if terms:  # the license in the header is the one chosen for the weights; the data's own terms still hold
+        lines.append(f"The data has its own terms, apart from the license in this card's header. As the {cfg.dataset} "
+                     f"plugin states them: {terms.rstrip('.')}.")
     limits = []
     if cfg.max_train_clips:
         limits.append(f"the first {cfg.max_train_clips} training clips")
@@ -401,6 +426,17 @@ def _data_text(cfg: Any, recipe_dataset: dict[str, Any], source: str | None, pro
     if limits:
         lines.append("This run used " + " and ".join(limits) + ".")
     return "\n\n".join(lines)
+
+
+def _data_terms(dataset: str) -> str | None:
+    """The terms of a zoo dataset as its plugin's DatasetInfo states them; None where it states none, or where its
+    plugin is not installed here."""
+    from .registry import get_dataset
+
+    try:
+        return get_dataset(dataset).info.license.strip() or None
+    except ValueError:
+        return None
 
 
 def _protocol_text(dataset: str, protocol: str | None) -> str | None:
@@ -466,7 +502,7 @@ def _training_text(cfg: Any, recipe: dict[str, Any] | None, latest: dict[str, An
 
 
 def write_card(run_dir: str | Path, card_path: str | Path, repo_id: str | None, split: str = "test",
-               force: bool = True) -> dict[str, Path]:
+               force: bool = True, license: str = DEFAULT_LICENSE) -> dict[str, Path]:
     """Render the card of a run to ``card_path``, with the pictures it shows beside it: ``{name in repo: path}``.
 
     The pictures are ``metrics.png`` and ``forecast.png`` in the card's folder (the card links them by those
@@ -483,7 +519,8 @@ def write_card(run_dir: str | Path, card_path: str | Path, repo_id: str | None, 
     metrics_path = run_dir / f"metrics-{split}.json"
     folder = card_path.parent
     targets = [card_path] + ([folder / METRICS_PNG, folder / FORECAST_PNG] if metrics_path.is_file() else [])
-    text = render_card(run_dir, repo_id, split)  # first: a folder that is no run is told so, not to add --force
+    # first: a folder that is no run (or a license the Hub does not know) is told so, not to add --force
+    text = render_card(run_dir, repo_id, split, license)
     for target in targets:
         refuse_overwrite(target, force, "model card" if target == card_path else "picture")
     folder.mkdir(parents=True, exist_ok=True)

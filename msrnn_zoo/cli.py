@@ -28,7 +28,12 @@ from rich.table import Table
 from rich.text import Text
 
 from .io import DiskFullError
+from .licenses import DEFAULT_LICENSE, check_license
 from .validation import MAX_SEED
+
+LICENSE_HELP = ("The Hub license id the card claims for the weights (mit, cc-by-4.0, ...; "
+                "https://huggingface.co/docs/hub/repositories-licenses); a zoo dataset's own terms are quoted in the "
+                "card's text")
 
 # No emoji codes: a path or a message holding ":train:" must print as typed.
 console = Console(emoji=False)
@@ -1536,6 +1541,9 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
               help="Change a recipe setting KEY=VALUE (hidden_channels, num_layers, kernel_size, lr, batch_size, "
                    "seed, epochs, sampling); the card lists every change.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--license", "license", default=None, metavar="ID",
+              help=f"{LICENSE_HELP} (default: with --resume, the one the reproduction was started with; else "
+                   f"{DEFAULT_LICENSE}).")
 @click.option("--force", is_flag=True,
               help="Replace an existing run directory made by msrnn-zoo (one carrying its .msrnn-zoo-run marker).")
 @click.option("--resume", type=PATH, default=None,
@@ -1543,7 +1551,7 @@ def recipe(model: str | None, dataset: str | None, as_json: bool) -> None:
 @friendly
 def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Path | None, source: str | None,
               budget_steps: int | None, max_eval_clips: int | None, settings: tuple[str, ...], device: str,
-              force: bool, resume: Path | None) -> None:
+              license: str | None, force: bool, resume: Path | None) -> None:
     """Train MODEL on DATASET by the MS-RNN paper's recipe, evaluate it and write its model card."""
     from . import reproduce as repro
     from .distributed import is_main_process
@@ -1551,12 +1559,13 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
     ctx = click.get_current_context()
     if resume is not None:
         _refuse_what_resume_ignores(
-            ctx, ("device", "max_eval_clips"),
+            ctx, ("device", "max_eval_clips", "license"),
             "finishes a reproduction as it was planned: the recipe, its budget and its changes (to change those, "
             "start a new reproduction with --out)")
         # the run's device unless one is typed: `--device cpu` moves a GPU run to the CPU, as its help says
         files = repro.resume(resume, device=device if _typed(ctx, "device") else None,
-                             max_eval_clips=max_eval_clips, fit=_fit_with_progress_then_leave_the_job)
+                             max_eval_clips=max_eval_clips, fit=_fit_with_progress_then_leave_the_job,
+                             license=license)
         run_dir = resume
     else:
         if model is None or dataset is None:
@@ -1566,6 +1575,7 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
         if out is None:
             raise ValueError("Say where the run goes: --out runs/NAME.")
         overrides = {k: v for k, v in _parse_options(settings, "--set").items()}
+        license = check_license(license or DEFAULT_LICENSE)  # before hours of training, not at the card
         repro.check_out(out, force)  # before the recipe's data is downloaded
         plan = repro.make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
                                overrides=overrides, out=out)
@@ -1579,10 +1589,11 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
                 changed = ", ".join(f"{k} {v['used']} (recipe: {v['recipe']})" for k, v in plan.deviations.items())
                 console.print(escape(f"Deviates from the recipe: {changed}; the card records it."), highlight=False,
                               soft_wrap=True)
-        trainer = repro.start(plan, out, force=force)
+        trainer = repro.start(plan, out, force=force, license=license)
         _note_interrupted_replacements(trainer)
         _fit_with_progress_then_leave_the_job(trainer)
-        files = repro.finish(trainer, device=device, max_eval_clips=max_eval_clips, report=_print_reports)
+        files = repro.finish(trainer, device=device, max_eval_clips=max_eval_clips, report=_print_reports,
+                             license=license)
         run_dir = out
     if not files:  # under torchrun, a rank other than 0: rank 0 evaluates and writes
         return
@@ -1602,13 +1613,16 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
               help="Whose scores the card shows (`evaluate --split` wrote them); the card names the split. `push` "
                    "publishes the test split's.")
+@click.option("--license", "license", default=DEFAULT_LICENSE, show_default=True, metavar="ID",
+              help=f"{LICENSE_HELP}; `push` keeps the one this card names.")
 @friendly
-def card(run_dir: Path, repo_id: str, out: Path | None, force: bool, split: str) -> None:
+def card(run_dir: Path, repo_id: str, out: Path | None, force: bool, split: str, license: str) -> None:
     """Render the model card of a run (and its pictures) to review; `push` renders it again for its repo."""
     from .card import write_card
     from .hub import check_repo_id
 
-    files = write_card(run_dir, out or run_dir / "README.md", check_repo_id(repo_id), split, force=force)
+    files = write_card(run_dir, out or run_dir / "README.md", check_repo_id(repo_id), split, force=force,
+                       license=check_license(license))
     console.print(f"Model card written to [bold]{escape(str(files['README.md']))}[/bold]")
 
 
@@ -1648,9 +1662,12 @@ def _upload_replacing(repo_id: str, files: dict[str, Path], token: str | None, p
 @click.option("--token", default=None, help="Hub token (default: the one `hf auth login` stored, or $HF_TOKEN).")
 @click.option("--card", "card_path", type=FILE_PATH, default=None,
               help="Push this card (e.g. one rendered by `msrnn-zoo card` and edited) instead of rendering it.")
+@click.option("--license", "license", default=None, metavar="ID",
+              help=f"{LICENSE_HELP} (default: the one RUN_DIR/README.md names, as `card --license` or save_pretrained "
+                   f"wrote it, else {DEFAULT_LICENSE}).")
 @friendly
 def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: bool, token: str | None,
-         card_path: Path | None) -> None:
+         card_path: Path | None, license: str | None) -> None:
     """Upload a run's weights (safetensors), config.json, model card and its pictures to the Hub, in one commit.
 
     RUN_DIR may also be a folder written by save_pretrained or `msrnn-zoo convert`: its weights and config go
@@ -1667,26 +1684,34 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
     if not repo_id:
         raise ValueError("Say where to push: --repo-id USER/NAME.")
     check_repo_id(repo_id)  # before the card is rendered and the pictures drawn
+    if card_path is not None and license is not None:  # the card given is pushed as it is: --license did nothing
+        raise ValueError(f"--license applies to the card msrnn-zoo renders, and --card pushes {card_path} as it is: "
+                         "write the license in that card's YAML header (`license: ID`) and leave out --license, or "
+                         "leave out --card.")
+    if license is not None:
+        license = check_license(license)
     if run_dir.is_file():  # else "No run directory at run/model.safetensors; train one with ... --out" that file
         raise NotADirectoryError(f"{run_dir} is a file; push takes the folder of a run or a saved model: "
                                  f"msrnn-zoo push {_q(run_dir.parent)} {_q(repo_id)}")
     if not (run_dir / "train_config.json").is_file():
         if (run_dir / CONFIG_NAME).is_file() or (run_dir / WEIGHTS_NAME).is_file():
-            _push_model_folder(run_dir, repo_id, token, private, card_path)  # save_pretrained / convert output
+            _push_model_folder(run_dir, repo_id, token, private, card_path, license)  # save_pretrained / convert
             return
         if run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir} holds neither a run (train_config.json, from `msrnn-zoo train`) nor "
                                     f"a saved model ({CONFIG_NAME} and {WEIGHTS_NAME}, from save_pretrained or "
                                     "`msrnn-zoo convert`): push one of those folders.")
     _, run_cfg = load_run(run_dir, "cpu")  # a clear error for a directory that is not a finished run
+    license = license or (DEFAULT_LICENSE if card_path else _folder_license(run_dir))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        files = write_card(run_dir, tmp / "README.md", repo_id)
+        files = write_card(run_dir, tmp / "README.md", repo_id, license=license)
         if card_path is not None:
             files["README.md"] = _checked_card(card_path, repo_id, run_dir)
         else:
             ours = files["README.md"].read_text(encoding="utf-8")
-            _note_own_card_left(run_dir, repo_id, ours, lambda named: render_card(run_dir, named))
+            _note_own_card_left(run_dir, repo_id, ours, license,
+                                lambda named, chosen: render_card(run_dir, named, license=chosen))
         files.update({WEIGHTS_NAME: run_dir / WEIGHTS_NAME, CONFIG_NAME: run_dir / CONFIG_NAME})
         for extra in ("recipe.json", "profile.json"):
             if (run_dir / extra).is_file():
@@ -1698,12 +1723,33 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
                   highlight=False)
 
 
-def _note_own_card_left(folder: Path, repo_id: str, ours: str, render: Callable[[str | None], str]) -> None:
+def _folder_license(folder: Path) -> str:
+    """The license a push without --license gives its card: the one the folder's README.md names (`card --license`
+    or ``save_pretrained(license=...)`` chose it, and the user reviewed that card), else the default. Pushed as
+    apache-2.0 instead, a card rendered with ``--license mit`` was published under another license than chosen."""
+    from .card import card_license
+    from .hub import CARD_NAME
+    from .licenses import DEFAULT_LICENSE
+
+    try:
+        named = card_license((folder / CARD_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        named = None
+    if named is None or named == DEFAULT_LICENSE:
+        return DEFAULT_LICENSE
+    console.print(escape(f"License {named}, as {folder / CARD_NAME} names it (--license chooses another)."),
+                  highlight=False, soft_wrap=True)
+    return named
+
+
+def _note_own_card_left(folder: Path, repo_id: str, ours: str, license: str,
+                        render: Callable[[str | None, str], str]) -> None:
     """Say, before the upload, that the folder's README.md will not be the repo's card when it is not simply a
-    rendering of msrnn-zoo's (``ours``, the card rendered for ``repo_id``, or ``render(repo_id_it_names)``): a card
-    edited after `msrnn-zoo card`, or written by ``save_pretrained(card=...)``, was replaced on the Hub by a fresh one
-    without a word (it is pushed with --card)."""
-    from .card import is_our_rendering
+    rendering of msrnn-zoo's (``ours``, the card rendered for ``repo_id`` under ``license``, or ``render(repo,
+    license)`` for the repo and license it names): a card edited after `msrnn-zoo card`, or written by
+    ``save_pretrained(card=...)``, was replaced on the Hub by a fresh one without a word (it is pushed with --card).
+    A rendering under another license than ``license`` (--license) is said too: the repo gets another license."""
+    from .card import card_license, is_our_rendering
     from .hub import CARD_NAME
 
     path = folder / CARD_NAME
@@ -1715,7 +1761,14 @@ def _note_own_card_left(folder: Path, repo_id: str, ours: str, render: Callable[
         text = None
     # msrnn-zoo's own rendering, for some repo or for none (its load line then names a placeholder path): the fresh
     # card says the same, for this repo; the run is loaded again only for a card of another repo
-    if text is not None and is_our_rendering(text, lambda name: ours if name == repo_id else render(name)):
+    if text is not None and is_our_rendering(
+            text, lambda name, chosen: ours if (name, chosen) == (repo_id, license) else render(name, chosen)):
+        named = card_license(text)
+        if named != license:
+            console.print(escape(f"Note: {path} names license {named}, and the repo gets the card rendered now with "
+                                 f"license {license} (--license). To push it with {named}: msrnn-zoo push "
+                                 f"{_q(folder)} {_q(repo_id)} --license {named}"),
+                          style="yellow", highlight=False, soft_wrap=True)
         return
     console.print(escape(f"Note: {path} is not pushed: it is not the card msrnn-zoo renders for this model (edited, "
                          "written by hand, or rendered before the run's metrics changed), so the repo gets a card "
@@ -1746,8 +1799,10 @@ def _checked_card(card_path: Path, repo_id: str, run_dir: Path) -> Path:
     return card_path
 
 
-def _push_model_folder(folder: Path, repo_id: str, token: str | None, private: bool, card_path: Path | None) -> None:
-    """Push a folder written by save_pretrained or `msrnn-zoo convert`: weights, config and a card for the repo."""
+def _push_model_folder(folder: Path, repo_id: str, token: str | None, private: bool, card_path: Path | None,
+                       license: str | None) -> None:
+    """Push a folder written by save_pretrained or `msrnn-zoo convert`: weights, config and a card for the repo
+    (under ``license``; None: the one the folder's card names, else the default)."""
     import tempfile
 
     from .card import _model_name, render_model_card
@@ -1755,14 +1810,16 @@ def _push_model_folder(folder: Path, repo_id: str, token: str | None, private: b
     from .network import Forecaster
 
     model = Forecaster.from_pretrained(folder)
+    license = license or (DEFAULT_LICENSE if card_path else _folder_license(folder))
     with tempfile.TemporaryDirectory() as tmp_name:
         card = Path(tmp_name) / CARD_NAME
-        ours = render_model_card(model, repo_id)
+        ours = render_model_card(model, repo_id, license)
         card.write_text(ours, encoding="utf-8")
         if card_path is not None:
             card = _checked_card(card_path, repo_id, folder)
         else:
-            _note_own_card_left(folder, repo_id, ours, lambda named: render_model_card(model, named))
+            _note_own_card_left(folder, repo_id, ours, license,
+                                lambda named, chosen: render_model_card(model, named, chosen))
         files = {WEIGHTS_NAME: folder / WEIGHTS_NAME, CONFIG_NAME: folder / CONFIG_NAME, CARD_NAME: card}
         _upload_replacing(repo_id, files, token, private, f"Upload {folder.name} with msrnn-zoo")
     console.print(escape(f'Load it with: msrnn_zoo.create("{_model_name(model)}", pretrained="{repo_id}")'),

@@ -421,16 +421,20 @@ class HubMixin:
 
     config: Any
 
-    def save_pretrained(self, directory: str | Path, *, card: str | None = None, force: bool = False) -> Path:
+    def save_pretrained(self, directory: str | Path, *, card: str | None = None, force: bool = False,
+                        license: str | None = None) -> Path:
         """Write ``model.safetensors``, ``config.json`` and a model card into ``directory``.
 
         As huggingface_hub's mixins do, a card is written even when none is given: one generated from the
         config (architecture, size, how to load it), unless the directory already holds a README.md of its
         own. A card msrnn-zoo wrote there is written again under ``force``: it described the model replaced.
+        ``license`` is the Hub license id the generated card claims (default apache-2.0; `msrnn-zoo push` of the
+        folder keeps it).
         """
         from .train import refuse_a_run_as_model_folder
 
         directory = Path(directory)
+        license = _card_license(card, license)
         if card is not None:
             _check_card_text(card)
         refuse_a_run_as_model_folder(directory)  # "not a model that msrnn-zoo wrote" was the wrong reason, or none
@@ -448,7 +452,7 @@ class HubMixin:
         if card is None and (stale or not (directory / CARD_NAME).exists()):
             from .card import render_model_card
 
-            card = render_model_card(self, None)
+            card = render_model_card(self, None, license)
         if card is not None:
             write_text(directory / CARD_NAME, card)
         return directory
@@ -540,11 +544,13 @@ class HubMixin:
 
     def push_to_hub(self, repo_id: str, *, card: str | None = None, token: str | None = None, private: bool = False,
                     commit_message: str = "Upload msrnn-zoo model",
-                    extra_files: dict[str, str | Path] | None = None) -> str:
+                    extra_files: dict[str, str | Path] | None = None, license: str | None = None) -> str:
         """Create ``repo_id`` if needed and upload weights, config, card (and ``extra_files``, path in repo ->
-        local file) in one commit; returns the commit's URL. Without ``card``, one is generated for the repo."""
+        local file) in one commit; returns the commit's URL. Without ``card``, one is generated for the repo,
+        claiming ``license`` (a Hub license id; default apache-2.0)."""
         import tempfile
 
+        license = _card_license(card, license)  # before anything is rendered or uploaded
         own = {WEIGHTS_NAME, CONFIG_NAME, CARD_NAME}
         clash = sorted(own.intersection(extra_files or {}))
         if clash:  # uploaded last, it would replace the model's own file in the same commit
@@ -554,12 +560,23 @@ class HubMixin:
         if card is None:
             from .card import render_model_card
 
-            card = render_model_card(self, repo_id)
+            card = render_model_card(self, repo_id, license)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, card=card)
             files = {name: Path(tmp) / name for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)}
             files.update({name: Path(path) for name, path in (extra_files or {}).items()})
             return upload_files(repo_id, files, token=token, private=private, commit_message=commit_message)
+
+
+def _card_license(card: str | None, license: str | None) -> str:
+    """The checked license of the card msrnn-zoo generates; ``license=`` beside a ``card=`` of the user's is refused:
+    that card is written as it is, and the license asked for would silently not be the one it claims."""
+    from .licenses import DEFAULT_LICENSE, check_license
+
+    if card is not None and license is not None:
+        raise ValueError(f"license={license!r} applies to the card msrnn-zoo generates, and card= is written as it "
+                         "is: put `license: ID` in your card's YAML header and leave out license=, or leave out card=.")
+    return check_license(DEFAULT_LICENSE if license is None else license)
 
 
 def _check_card_text(card: Any) -> None:

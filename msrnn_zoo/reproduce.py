@@ -27,6 +27,7 @@ from . import distributed
 from .card import PROFILE_JSON, RECIPE_JSON, write_card
 from .catalogue import Recipe, get_recipe, paper
 from .io import RUN_MARKER, OverwriteRefusedError, read_json, write_json
+from .licenses import DEFAULT_LICENSE, check_license
 from .validation import MAX_SEED
 
 MODEL_OPTIONS = ("hidden_channels", "num_layers", "kernel_size")
@@ -172,8 +173,15 @@ def measure(model: Any, cfg: Any, height: int, width: int, peak_cuda: int | None
             "flops_per_frame": flops_per_frame(model, height, width), "training_memory": memory}
 
 
-def start(plan: Plan, out: str | Path, *, force: bool = False) -> Any:
-    """Create the run directory and its trainer, with ``recipe.json`` written before the first step."""
+CARD_LICENSE = "card_license"
+"""The key of ``recipe.json`` that keeps the license chosen for the card: ``reproduce --resume`` of a reproduction
+stopped before its card was written renders it under that license, not the default."""
+
+
+def start(plan: Plan, out: str | Path, *, force: bool = False, license: str = DEFAULT_LICENSE) -> Any:
+    """Create the run directory and its trainer, with ``recipe.json`` written before the first step (with the
+    ``license`` its card will claim)."""
+    license = check_license(license)
     from .train import Trainer
 
     trainer = Trainer.create(out, plan.cfg, force=force)
@@ -183,7 +191,8 @@ def start(plan: Plan, out: str | Path, *, force: bool = False) -> Any:
     write_json(trainer.run_dir / RECIPE_JSON, {"recipe": plan.recipe.key, "settings": plan.recipe.settings,
                                         "sources": plan.recipe.sources, "budget": plan.budget,
                                         "deviations": plan.deviations,
-                                        "command": plan.command, "code_commit": paper()["code_commit"]})
+                                        "command": plan.command, "code_commit": paper()["code_commit"],
+                                        CARD_LICENSE: license})
     return trainer
 
 
@@ -215,8 +224,9 @@ def _check_max_eval_clips(max_eval_clips: int | None) -> None:
 
 
 def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = None,
-           report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Path]:
-    """After training: measure the model, evaluate it on the test split, render the card and its pictures.
+           report: Callable[[dict[str, Any]], None] | None = None, license: str | None = None) -> dict[str, Path]:
+    """After training: measure the model, evaluate it on the test split, render the card and its pictures, under
+    ``license`` (None: the one the reproduction was started with, else the default).
 
     Under torchrun only rank 0 does this (the others return no files): one process scores the run and writes it."""
     from .evaluate import evaluate_run, load_run, reports_to_dict
@@ -240,29 +250,34 @@ def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = No
     if max_eval_clips is not None and "--out" in words:
         at = words.index("--out")
         words[at:at] = ["--max-eval-clips", str(max_eval_clips)]
-    if words and shlex.join(words) != recipe.get("command"):
-        recipe["command"] = shlex.join(words)
+    license = check_license(license or recipe.get(CARD_LICENSE) or DEFAULT_LICENSE)
+    if (words and shlex.join(words) != recipe.get("command")) or recipe.get(CARD_LICENSE, license) != license:
+        if words:
+            recipe["command"] = shlex.join(words)
+        recipe[CARD_LICENSE] = license
         write_json(run_dir / RECIPE_JSON, recipe)
     reports = evaluate_run(run_dir, split="test", max_clips=max_eval_clips, device=device, frames=frames)
     if report is not None:
         report(reports)
     write_json(run_dir / "metrics-test.json", reports_to_dict(reports, run_dir.name, "test", frames,
                                                               weights=run_dir / "model.safetensors"))
-    return write_card(run_dir, run_dir / "README.md", repo_id=None)
+    return write_card(run_dir, run_dir / "README.md", repo_id=None, license=license)
 
 
 def reproduce(model: str, dataset: str, out: str | Path, *, root: str | Path | None = None,
               source: str | None = None, budget_steps: int | None = None, device: str = "cpu",
               max_eval_clips: int | None = None, force: bool = False, overrides: dict[str, Any] | None = None,
-              fit: Callable[[Any], Any] | None = None) -> dict[str, Path]:
-    """Train ``model`` on ``dataset`` by the paper's recipe into ``out``, evaluate it and write its card."""
+              fit: Callable[[Any], Any] | None = None, license: str = DEFAULT_LICENSE) -> dict[str, Path]:
+    """Train ``model`` on ``dataset`` by the paper's recipe into ``out``, evaluate it and write its card (claiming
+    ``license``, a Hub license id, for the weights)."""
     _check_max_eval_clips(max_eval_clips)
+    license = check_license(license)  # before the hours of training
     check_out(out, force)  # before the recipe's data is downloaded
     plan = make_plan(model, dataset, root=root, source=source, budget_steps=budget_steps, device=device,
                      overrides=overrides, out=out)
-    trainer = start(plan, out, force=force)
+    trainer = start(plan, out, force=force, license=license)
     (fit or (lambda t: t.fit()))(trainer)
-    return finish(trainer, device=device, max_eval_clips=max_eval_clips)
+    return finish(trainer, device=device, max_eval_clips=max_eval_clips, license=license)
 
 
 def _rendered_as_it_stands(run_dir: Path, card: Path) -> bool:
@@ -275,7 +290,7 @@ def _rendered_as_it_stands(run_dir: Path, card: Path) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     try:
-        return is_our_rendering(text, lambda repo: render_card(run_dir, repo))
+        return is_our_rendering(text, lambda repo, license: render_card(run_dir, repo, license=license))
     except (ValueError, OSError):  # a run the card cannot be rendered for as it stands: not ours to replace
         return False
 
@@ -299,11 +314,14 @@ def _check_card_replaceable(out: Path) -> None:
 
 
 def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | None = None,
-           fit: Callable[[Any], Any] | None = None) -> dict[str, Path]:
-    """Finish an interrupted reproduction: train from its last checkpoint, then evaluate and render."""
+           fit: Callable[[Any], Any] | None = None, license: str | None = None) -> dict[str, Path]:
+    """Finish an interrupted reproduction: train from its last checkpoint, then evaluate and render (under
+    ``license``; None: the one it was started with)."""
     from .train import Trainer
 
     _check_max_eval_clips(max_eval_clips)
+    if license is not None:
+        license = check_license(license)
     out = Path(out)
     # "not a run started by reproduce (no recipe.json)" about a mistyped path sent the user looking inside it
     if out.is_file():
@@ -325,4 +343,4 @@ def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | 
     trainer = Trainer.resume(out, device=device)
     if trainer.progress.epoch < trainer.cfg.epochs:
         (fit or (lambda t: t.fit()))(trainer)
-    return finish(trainer, device=str(trainer.device), max_eval_clips=max_eval_clips)
+    return finish(trainer, device=str(trainer.device), max_eval_clips=max_eval_clips, license=license)

@@ -994,3 +994,83 @@ def test_a_download_cut_off_halfway_is_not_called_an_unreachable_hub_nor_kept(hu
     blobs = list(cache.rglob("blobs/*"))
     assert all(blob.stat().st_size < 1000 for blob in blobs), blobs  # the config only, no half of the weights
     assert not list(cache.rglob("snapshots/*/model.safetensors"))
+
+
+# ---------------------------------------------------------------------------------------------- the card's license
+def pushed_license(hub, repo: str) -> str:
+    return ModelCard(hub.state.repos[repo].resolve("main").files["README.md"].data.decode()).data.license
+
+
+def test_an_unknown_license_is_refused_with_its_close_ids_before_anything_is_written(hub, run, tmp_path):
+    """Every card claimed apache-2.0, whatever the user meant to license the weights under; a license id is now
+    chosen, and one the Hub does not know is refused, with the ids it resembles, before a file or a repo is made."""
+    runner = CliRunner(env={"HF_TOKEN": TOKEN})
+    result = runner.invoke(main, ["card", str(run), "--repo-id", "me/x", "--license", "apache2"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "'apache2' is not a license id the Hub knows. Did you mean apache-2.0?" in said
+    assert "Traceback" not in result.output and not (run / "README.md").exists()
+    result = runner.invoke(main, ["push", str(run), "me/x", "--license", "gpl3"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Did you mean gpl, lgpl, gpl-3.0 or lgpl-3.0?" in said, said
+    result = runner.invoke(main, ["push", str(run), "me/x", "--license", "other"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "does not write cards with `license: other`" in said and "--card" in said
+    result = runner.invoke(main, ["push", str(run), "me/x", "--license", "mit", "--card", str(run / "README.md")])
+    assert result.exit_code == 1 and "--card pushes" in " ".join(result.output.split()), result.output
+    model = tiny()
+    with pytest.raises(ValueError, match="Did you mean cc-by-4.0"):
+        model.push_to_hub("me/x", token=TOKEN, license="cc-by-4")
+    with pytest.raises(ValueError, match="put `license: ID` in your card's YAML header"):
+        model.save_pretrained(tmp_path / "m", card="---\nlicense: mit\n---\n# Mine\n", license="mit")
+    assert "me/x" not in hub.state.repos and not (tmp_path / "m").exists()
+
+
+def test_the_license_chosen_is_the_pushed_cards_and_its_card_is_still_ours(hub, run, tmp_path):
+    """`card --license mit` then `push`: the repo's card claims mit, and the folder's card is recognised as msrnn-zoo's
+    rendering (no note); `push --license` with another license says the folder's card names another; an edited card
+    is still said to be left out."""
+    runner = CliRunner(env={"HF_TOKEN": TOKEN})
+
+    def pushed(*args):
+        result = runner.invoke(main, ["push", *map(str, args)])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    result = runner.invoke(main, ["card", str(run), "--repo-id", "me/a", "--license", "MIT"])
+    assert result.exit_code == 0, result.output
+    assert ModelCard((run / "README.md").read_text()).data.license == "mit"
+    said = pushed(run, "me/a")
+    assert "Note:" not in said and pushed_license(hub, "me/a") == "mit"
+    assert f"License mit, as {run / 'README.md'} names it" in said
+    assert "Note:" not in pushed(run, "me/b", "--license", "mit") and pushed_license(hub, "me/b") == "mit"
+    said = pushed(run, "me/c", "--license", "cc-by-4.0")
+    assert f"Note: {run / 'README.md'} names license mit, and the repo gets the card rendered now with license " \
+           f"cc-by-4.0" in said and pushed_license(hub, "me/c") == "cc-by-4.0"
+    card = run / "README.md"
+    card.write_text(card.read_text() + "\nMy notes.\n")
+    assert f"Note: {card} is not pushed" in pushed(run, "me/d")
+    model = tiny()
+    model.save_pretrained(tmp_path / "saved", license="cc-by-nc-4.0")
+    assert "Note:" not in pushed(tmp_path / "saved", "me/e") and pushed_license(hub, "me/e") == "cc-by-nc-4.0"
+    model.push_to_hub("me/f", token=TOKEN, license="bsd-3-clause")
+    assert pushed_license(hub, "me/f") == "bsd-3-clause"
+
+
+def test_a_card_quotes_the_terms_of_the_data_its_plugin_states(mnist_run, monkeypatch):
+    """The card's license is the weights'; a zoo dataset's own terms (its DatasetInfo.license) are now in its text."""
+    import dataclasses
+
+    import msrnn_zoo.registry as registry
+
+    assert "its own terms" not in card_of(mnist_run).text  # Moving MNIST's plugin states none
+    get_dataset = registry.get_dataset
+
+    def with_terms(name):
+        entry = get_dataset(name)
+        return dataclasses.replace(entry, info=dataclasses.replace(entry.info, license="free for research; cite it"))
+
+    monkeypatch.setattr(registry, "get_dataset", with_terms)
+    card = card_of(mnist_run)
+    assert card.data.license == "apache-2.0"
+    assert ("The data has its own terms, apart from the license in this card's header. As the moving-mnist plugin "
+            "states them: free for research; cite it.") in " ".join(card.text.split())

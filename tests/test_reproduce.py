@@ -178,7 +178,7 @@ def test_reproduce_resume_refuses_what_it_would_ignore(tmp_path, monkeypatch):
         result = CliRunner().invoke(main, ["reproduce", *given, "--resume", out])
         line = " ".join(result.output.split())
         assert result.exit_code == 1 and f"it would ignore {name}: leave" in line, result.output
-        assert "takes only --max-eval-clips and --device" in line
+        assert "takes only --max-eval-clips, --device and --license" in line
     assert calls == [] and list(tmp_path.iterdir()) == []
     for device, expected in (([], None), (["--device", "cpu"], "cpu")):
         result = CliRunner().invoke(main, ["reproduce", "--resume", out, "--max-eval-clips", "2", *device])
@@ -284,6 +284,24 @@ def test_finishing_a_reproduction_again_keeps_a_card_the_user_edited(tmp_path):
     assert card.read_text() == edited
     assert CliRunner().invoke(main, ["card", str(out), "--repo-id", "me/a", "--force"]).exit_code == 0
     assert reproduce.resume(out, max_eval_clips=1)["README.md"] == card
+
+
+def test_a_reproduction_keeps_the_license_it_was_started_with(tmp_path, monkeypatch):
+    """`reproduce --license` is checked before training, its card claims it, and `--resume` (of a run stopped before
+    its card, or finished) keeps it: the card rendered under it is recognised as msrnn-zoo's, not refused as edited."""
+    result = CliRunner().invoke(main, ["reproduce", "ms-convlstm", "moving-mnist", "--out", str(tmp_path / "x"),
+                                       "--license", "cc-by"])
+    assert result.exit_code == 1 and "Did you mean" in result.output and not (tmp_path / "x").exists()
+    out = tmp_path / "a"
+    files = reproduce.reproduce("convlstm", "moving-mnist", out, source="synthetic", budget_steps=1, max_eval_clips=1,
+                                overrides={"hidden_channels": 2, "num_layers": 1}, license="cc-by-nc-4.0")
+    assert ModelCard(files["README.md"].read_text()).data.license == "cc-by-nc-4.0"
+    result = CliRunner().invoke(main, ["reproduce", "--resume", str(out), "--max-eval-clips", "1"])
+    assert result.exit_code == 0, result.output
+    assert ModelCard((out / "README.md").read_text()).data.license == "cc-by-nc-4.0"
+    assert reproduce.resume(out, max_eval_clips=1, license="mit")["README.md"] == out / "README.md"
+    assert ModelCard((out / "README.md").read_text()).data.license == "mit"
+    assert json.loads((out / "recipe.json").read_text())["card_license"] == "mit"
 
 
 def test_scoring_a_reproduction_again_updates_the_count_its_command_names(tmp_path):
