@@ -29,3 +29,20 @@ def test_python_dash_m_msrnn_zoo_is_the_command(monkeypatch, capsys):
     import msrnn_zoo
 
     assert f"version {msrnn_zoo.__version__}" in capsys.readouterr().out
+
+
+def test_the_version_has_one_source():
+    """pyproject.toml and ``msrnn_zoo.__version__`` each said 0.1.0: a release that bumped one would record in every
+    config.json, run and store a version other than the one pip installed, and the upgrade advice would mislead."""
+    import re
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "msrnn_zoo.__version__"}
+    init = (REPO / "msrnn_zoo" / "__init__.py").read_text()
+    assert re.search(r'^__version__ = "[0-9][0-9a-z.+-]*"$', init, re.M), "a literal setuptools reads without torch"
