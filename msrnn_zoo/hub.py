@@ -22,6 +22,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from .io import atomic_write, file_hash, read_json, refuse_overwrite, write_json, write_text, written_by_us
+from .versions import WRITTEN_BY, written_by
 from .weights import UnreadableWeightsError, load_weights
 
 WEIGHTS_NAME = "model.safetensors"
@@ -447,7 +448,7 @@ class HubMixin:
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         meta = {"format": "pt", "library": "msrnn-zoo"}
         atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata=meta))
-        write_json(directory / CONFIG_NAME, self.config.to_dict())
+        write_json(directory / CONFIG_NAME, {**self.config.to_dict(), WRITTEN_BY: written_by(cell=self.config.cell)})
         stale = force and written_by_us(directory / CARD_NAME, "model card")
         if card is None and (stale or not (directory / CARD_NAME).exists()):
             from .card import render_model_card
@@ -516,17 +517,22 @@ class HubMixin:
         """The model of a config and weights file; ``origin`` names the Hub repo they came from (None: local)."""
         from .factory import from_config
         from .network import ForecasterConfig
+        from .versions import upgrade_note
 
+        data = read_json(config_path, "model config")
+        note = upgrade_note(data)  # what this zoo refuses in it, a newer zoo or cell plugin may have written
         try:
-            config = ForecasterConfig.from_dict(read_json(config_path, "model config"), what=str(config_path))
+            config = ForecasterConfig.from_dict(data, what=str(config_path))
         except (ValueError, TypeError, KeyError) as exc:
             if origin is None:
                 raise
+            if note:  # (the note is in exc's message) not "not ours": ours, of a newer version
+                raise HubError(f"{origin}: {exc}") from exc
             raise HubError(f"{origin}: {CONFIG_NAME} is not an msrnn-zoo model config ({exc}).") from exc
         try:
             model = from_config(config)
         except ValueError as exc:  # an unknown cell, options it rejects: name the file (or repo) they came from
-            raise ValueError(f"{origin or config_path}: {exc}") from exc
+            raise ValueError(f"{origin or config_path}: {exc}{note}") from exc
         try:
             load_weights(model, weights_path, device=map_location, cast=cast)
         except UnreadableWeightsError as exc:

@@ -94,6 +94,76 @@ def test_save_pretrained_never_writes_into_a_training_run(run):
     assert (run / "model.safetensors").read_bytes() == before
 
 
+def test_config_json_records_the_versions_that_wrote_it_beside_the_fields(tmp_path):
+    """config.json had no version: a config of a newer zoo, with a key this one lacks, could only be called foreign."""
+    from importlib.metadata import version
+
+    model = tiny()
+    model.save_pretrained(tmp_path / "a")
+    data = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert data["written_by"] == {"msrnn-zoo": msrnn_zoo.__version__, "msrnn-convlstm": version("msrnn-convlstm")}
+    config = msrnn_zoo.ForecasterConfig.from_dict(data)
+    assert config == model.config and "written_by" not in config.to_dict()
+    assert torch.equal(forecast(msrnn_zoo.Forecaster.from_pretrained(tmp_path / "a")), forecast(model))
+
+
+def _edited_config(folder: Path, edit, written_by: dict[str, str] | None) -> None:
+    data = json.loads((folder / "config.json").read_text())
+    edit(data)
+    data.pop("written_by", None)
+    if written_by is not None:
+        data["written_by"] = written_by
+    (folder / "config.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("edit", [lambda c: c.update(new_field=1), lambda c: c.update(schedule="zigzag"),
+                                  lambda c: c.update(num_layers="six")], ids=["key", "value", "type"])
+def test_a_config_of_a_newer_zoo_says_which_versions_and_to_upgrade(tmp_path, edit):
+    """It read "Unknown model config keys [...]" (or "not an msrnn-zoo model config" from the Hub), which sent the
+    user hunting for a broken file when an upgrade was all it needed."""
+    tiny().save_pretrained(tmp_path)
+    _edited_config(tmp_path, edit, {"msrnn-zoo": "99.0.0", "msrnn-convlstm": "0.0.1"})
+    with pytest.raises(ValueError) as exc:
+        msrnn_zoo.Forecaster.from_pretrained(tmp_path)
+    text = str(exc.value)
+    assert f"written by msrnn-zoo 99.0.0, newer than the msrnn-zoo {msrnn_zoo.__version__} installed" in text
+    assert text.endswith("upgrade with `pip install -U msrnn-zoo`.")  # the older plugin is not named
+    for older in ({"msrnn-zoo": "0.0.1"}, {"msrnn-zoo": msrnn_zoo.__version__}, None):  # today's message, as it was
+        _edited_config(tmp_path, lambda c: None, older)
+        with pytest.raises(ValueError) as exc:
+            msrnn_zoo.Forecaster.from_pretrained(tmp_path)
+        assert "written by" not in str(exc.value) and "pip install" not in str(exc.value)
+
+
+def test_an_unknown_cell_option_of_a_newer_cell_plugin_names_the_plugin_to_upgrade(tmp_path):
+    from importlib.metadata import version
+
+    tiny().save_pretrained(tmp_path)
+    _edited_config(tmp_path, lambda c: c["cell_options"].update(peepholes=True),
+                   {"msrnn-zoo": msrnn_zoo.__version__, "msrnn-convlstm": "99.1"})
+    with pytest.raises(ValueError, match=r"has no option 'peepholes'.* It was written by msrnn-convlstm 99.1, newer "
+                       rf"than the msrnn-convlstm {version('msrnn-convlstm')} installed here.*"
+                       r"`pip install -U msrnn-convlstm`\.$"):
+        msrnn_zoo.Forecaster.from_pretrained(tmp_path)
+
+
+def test_a_config_without_versions_loads_as_before(tmp_path):
+    model = tiny()
+    model.save_pretrained(tmp_path)
+    _edited_config(tmp_path, lambda c: None, None)
+    assert torch.equal(forecast(msrnn_zoo.Forecaster.from_pretrained(tmp_path)), forecast(model))
+
+
+def test_a_hub_config_of_a_newer_zoo_is_not_called_foreign(hub, tmp_path):
+    tiny().save_pretrained(tmp_path)
+    _edited_config(tmp_path, lambda c: c.update(new_field=1), {"msrnn-zoo": "99.0.0"})
+    hub.state.put_files("me/newer", {name: (tmp_path / name).read_bytes()
+                                     for name in ("config.json", "model.safetensors")})
+    exc, _ = timed(msrnn_zoo.create, "ms-convlstm", pretrained="me/newer")
+    assert "not an msrnn-zoo model config" not in str(exc) and "'me/newer'" in str(exc)
+    assert "written by msrnn-zoo 99.0.0" in str(exc) and "pip install -U msrnn-zoo" in str(exc)
+
+
 def test_revision_pins_a_commit(hub, tmp_path):
     first, second = tiny(0), tiny(1)
     url = first.push_to_hub("me/pinned", token=TOKEN)
