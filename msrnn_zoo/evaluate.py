@@ -243,10 +243,12 @@ def reports_to_dict(reports: dict[str, MetricReport], run_dir: str | Path, split
     import hashlib
 
     from .io import file_hash
+    from .versions import WRITTEN_BY, written_by
 
     data = {"run": str(run_dir), "split": split, "frames": frames, "frames_scored": FRAME_MODES[frames],
             "precision": precision,
             "forecasters": list(reports), **{name: rep.to_dict() for name, rep in reports.items()}}
     if weights is not None:
         data[WEIGHTS_DIGEST] = file_hash(Path(weights), hashlib.sha256())
+    data[WRITTEN_BY] = written_by()
     return data

@@ -63,6 +63,7 @@ from .precision import PRECISIONS, autocast, float32_products, grad_scaler
 from .sampling import SCHEDULES, get_schedule
 from .sampling import progress as schedule_progress
 from .validation import MAX_SEED, parse_device
+from .versions import WRITTEN_BY, upgrade_note, written_by
 from .weights import load_weights
 
 TRAIN_CONFIG = "train_config.json"
@@ -233,11 +234,31 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = TRAIN_CONFIG) -> TrainConfig:
-        """A config read from JSON; every field's type and range is checked (``ValueError`` naming it)."""
+        """A config read from JSON; every field's type and range is checked (``ValueError`` naming it).
+
+        Keys it does not know are left out, unless a newer msrnn-zoo (or plugin) wrote it (its
+        :data:`~msrnn_zoo.versions.WRITTEN_BY`, no field): they are then settings that version trains with, which a
+        resume here would drop in silence, so they are refused with the upgrade to make."""
+        from .versions import upgrade_note
+
+        try:
+            return cls._from_fields(data, what)
+        except ValueError as exc:
+            note = upgrade_note(data)
+            if not note:
+                raise
+            raise ValueError(f"{exc}{note}") from exc
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any], what: str) -> TrainConfig:
         from .validation import check_fields
+        from .versions import WRITTEN_BY, newer_writers
 
         check_fields(cls, data, what)
         known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {WRITTEN_BY})
+        if unknown and newer_writers(data):
+            raise ValueError(f"{what} holds settings this msrnn-zoo does not know: {', '.join(unknown)}.")
         data = {k: v for k, v in data.items() if k in known}
         if "split_fractions" in data:
             data["split_fractions"] = tuple(data["split_fractions"])
@@ -676,8 +697,8 @@ class Trainer:
             trainer._locks.append(_lock_run(trainer.run_dir))
         write_json(trainer.run_dir / RUN_MARKER, {"created_by": "msrnn-zoo train",
                                                   "note": "marks a run that `train --force` may replace"})
-        write_json(trainer.run_dir / TRAIN_CONFIG, asdict(cfg))
-        write_json(trainer.run_dir / CONFIG_NAME, trainer.model.config.to_dict())
+        write_json(trainer.run_dir / TRAIN_CONFIG, trainer._record(asdict(cfg)))
+        write_json(trainer.run_dir / CONFIG_NAME, trainer._record(trainer.model.config.to_dict()))
         return trainer
 
     def _clear_interrupted_replacements(self, run_dir: Path) -> None:
@@ -742,7 +763,13 @@ class Trainer:
             cfg.compile_cells = compile_cells
         _check_trainable_together(cfg)  # the options given with the run's own, before its device is asked for
         _check_resumable_here(cfg, run_dir, device_given=device is not None, fast_path_given=fast_path is not None)
-        trainer = cls(run_dir, cfg)
+        try:
+            trainer = cls(run_dir, cfg)
+        except ValueError as exc:  # a cell option or value a newer cell plugin (or zoo) added
+            note = upgrade_note(data)
+            if not note:
+                raise
+            raise ValueError(f"{exc}{note}") from exc
         if trainer.dist.is_main:  # before anything is written (the history rolled back, the config)
             trainer._locks.append(_lock_run(run_dir))
         if cfg.sampling_steps is None:  # a run written before the horizon was stored: it was the planned epochs
@@ -756,8 +783,12 @@ class Trainer:
         if trainer.dist.is_main:
             trainer.rollback_history()
             if trainer.progress.epoch < cfg.epochs:  # a finished run trains no step: its record keeps what it ran
-                write_json(run_dir / TRAIN_CONFIG, asdict(cfg))
+                write_json(run_dir / TRAIN_CONFIG, trainer._record(asdict(cfg)))
         return trainer
+
+    def _record(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` with the versions of msrnn-zoo and of the cell's and dataset's plugins that write it."""
+        return {**data, WRITTEN_BY: written_by(cell=self.model.config.cell, dataset=self.cfg.dataset)}
 
     def latest_checkpoint(self) -> Path:
         """The checkpoint ``latest.json`` names, checked to be a checkpoint directory of this run."""
@@ -808,8 +839,8 @@ class Trainer:
                 tmp.mkdir(parents=True)
                 weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
                 save_file(weights, str(tmp / WEIGHTS_NAME))
-                state = {"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
-                         "torch_rng": torch.get_rng_state()}
+                state = self._record({"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
+                                      "torch_rng": torch.get_rng_state()})
                 if self.device.type == "cuda":  # a cell's dropout on the GPU draws from the GPU's own generator
                     state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
                 if self.scaler is not None:
@@ -849,6 +880,7 @@ class Trainer:
         except ValueError as exc:
             raise ValueError(f"{exc} {self._earlier(path)}") from exc
         state_path = path / TRAINING_STATE
+        state: Any = None
         try:
             state = torch.load(state_path, map_location=self.device, weights_only=True)
             progress = Progress(**state["progress"])
@@ -860,6 +892,10 @@ class Trainer:
         except Exception as exc:  # unpickling a damaged file raises many types; all mean the same to the user
             # (PyTorch's own text for a refused unpickling advises weights_only=False: not for a damaged file)
             detail = "" if isinstance(exc, pickle.UnpicklingError) or not str(exc) else f": {str(exc).splitlines()[0]}"
+            note = upgrade_note(state)
+            if note:  # read whole, but holding what a newer version writes: not damaged
+                raise ValueError(f"{state_path} holds a training state this msrnn-zoo cannot read ({type(exc).__name__}"
+                                 f"{detail}).{note}") from exc
             raise ValueError(f"{state_path} is damaged or not a training state msrnn-zoo wrote "
                              f"({type(exc).__name__}{detail}). {self._earlier(path)}") from exc
         clips, fingerprint = self.progress.train_clips, self.progress.train_fingerprint  # of the data now

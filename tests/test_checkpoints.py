@@ -277,3 +277,71 @@ def test_a_disk_that_fills_up_mid_run_stops_it_at_its_last_checkpoint(tmp_path, 
     assert checkpoints(run) == ["step-00000001"]  # the half-written one is gone
     monkeypatch.undo()
     assert CliRunner().invoke(main, ["train", "--resume", str(run)]).exit_code == 0
+
+
+def _set_written_by(path, written_by, **extra):
+    data = json.loads(path.read_text())
+    data.pop("written_by", None)
+    data.update(extra)
+    if written_by is not None:
+        data["written_by"] = written_by
+    path.write_text(json.dumps(data))
+
+
+def test_a_run_records_the_versions_that_wrote_it(tmp_path, clips_file):
+    from importlib.metadata import version
+
+    import msrnn_zoo
+    from msrnn_zoo.evaluate import reports_to_dict
+
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file, epochs=1)).fit()
+    expected = {"msrnn-zoo": msrnn_zoo.__version__, "msrnn-convlstm": version("msrnn-convlstm")}
+    for name in ("train_config.json", "config.json"):
+        assert json.loads((run / name).read_text())["written_by"] == expected, name
+    state = torch.load(next((run / "checkpoints").iterdir()) / "training_state.pt", weights_only=True)
+    assert state["written_by"] == expected
+    assert reports_to_dict({}, run, "test")["written_by"] == {"msrnn-zoo": msrnn_zoo.__version__}
+    Trainer.resume(run, epochs=2).fit()  # read back as no setting
+    assert json.loads((run / "train_config.json").read_text())["written_by"] == expected
+
+
+def test_a_run_of_a_newer_zoo_with_a_setting_this_one_lacks_is_not_resumed_without_it(tmp_path, clips_file):
+    """Its unknown settings were dropped in silence: a run set up to train with them was resumed without."""
+    import msrnn_zoo
+
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file, epochs=1)).fit()
+    _set_written_by(run / "train_config.json", {"msrnn-zoo": "99.0"}, grad_clip=1.0)
+    with pytest.raises(ValueError, match=rf"settings this msrnn-zoo does not know: grad_clip\. It was written by "
+                       rf"msrnn-zoo 99\.0, newer than the msrnn-zoo {msrnn_zoo.__version__} installed.*"
+                       r"`pip install -U msrnn-zoo`"):
+        Trainer.resume(run, epochs=2)
+    for older in ({"msrnn-zoo": "0.0.1"}, None):  # as before: what the zoo no longer has is left out
+        _set_written_by(run / "train_config.json", older)
+        assert Trainer.resume(run, epochs=2).cfg.epochs == 2
+
+
+def test_a_run_of_a_newer_cell_plugin_with_an_option_this_one_lacks_says_to_upgrade_it(tmp_path, clips_file):
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file, epochs=1)).fit()
+    data = json.loads((run / "train_config.json").read_text())
+    data["model_config"]["cell_options"] = {"peepholes": True}
+    data["written_by"]["msrnn-convlstm"] = "99.0"
+    (run / "train_config.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"no option 'peepholes'.* written by msrnn-convlstm 99\.0.*"
+                       r"`pip install -U msrnn-convlstm`\.$"):
+        Trainer.resume(run, epochs=2)
+
+
+def test_a_training_state_of_a_newer_zoo_is_not_called_damaged(tmp_path, clips_file):
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file, epochs=1)).fit()
+    path = next((run / "checkpoints").iterdir()) / "training_state.pt"
+    state = torch.load(path, weights_only=True)
+    state["progress"]["new_counter"] = 3
+    state["written_by"] = {"msrnn-zoo": "99.0"}
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"holds a training state this msrnn-zoo cannot read \(TypeError.*\)\. It was "
+                       r"written by msrnn-zoo 99\.0"):
+        Trainer.resume(run, epochs=2)
