@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .io import file_at_or_above, space_for, write_json
+from .versions import WRITTEN_BY, upgrade_note, written_by
 
 try:  # POSIX: a prepare locks its root, so that a second one into it is refused instead of racing it
     import fcntl
@@ -59,13 +60,21 @@ class Store:
     meta: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
     """``{name: {"shape": [...], "dtype": "uint8"}}`` as written, checked on every open."""
+    written_by: dict[str, str] = field(default_factory=dict)
+    """The versions of msrnn-zoo and of the dataset's plugin that prepared it (:mod:`msrnn_zoo.versions`); empty
+    for a store prepared before they were recorded."""
 
     def array(self, name: str) -> np.ndarray:
         """Array ``name`` memory-mapped read-only: nothing is read from disk until a clip asks for it."""
         if name not in self.arrays:
+            from .versions import WRITTEN_BY, upgrade_note
+
+            note = upgrade_note({WRITTEN_BY: self.written_by})
+            rebuild = f"`{prepare_command(self.dataset, self.root)} --force`"
             raise ValueError(f"The {self.dataset} store at {self.root} has no array {name!r} (it has "
-                             f"{', '.join(sorted(self.arrays)) or 'none'}); it was written by another version of "
-                             f"the plugin: rebuild it with `{prepare_command(self.dataset, self.root)} --force`.")
+                             f"{', '.join(sorted(self.arrays)) or 'none'})"
+                             + (f".{note} Or rebuild it with this version: {rebuild}." if note else
+                                f"; it was written by another version of the plugin: rebuild it with {rebuild}."))
         path = self.data_dir / f"{name}.npy"
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -214,13 +223,17 @@ def open_store(root: str | Path, dataset: str) -> Store:
         raise ValueError(f"{root} holds a prepared {data['dataset']!r} store, not {dataset!r}; point --root at the "
                          f"{dataset} store, or build one with `{prepare_command(dataset, 'NEW_FOLDER')}`.")
     if int(data.get("format", 0)) > STORE_FORMAT:
-        raise ValueError(f"{root} was prepared by a newer msrnn-zoo (store format {data['format']}); upgrade "
-                         "msrnn-zoo or prepare the data again with this version into another folder.")
+        note = upgrade_note(data)
+        upgrade = f".{note} Or prepare" if note else "; upgrade msrnn-zoo or prepare"
+        raise ValueError(f"{root} was prepared by a newer msrnn-zoo (store format {data['format']}){upgrade} the data "
+                         "again with this version into another folder.")
     data_dir = root / str(data["data"])
     if not data_dir.is_dir():
         raise FileNotFoundError(f"The {dataset} store at {root} is incomplete ({data_dir.name}/ is missing); "
                                 f"rebuild it with `{prepare_command(dataset, root)} --force`.")
-    return Store(root, dataset, data_dir, dict(data.get("meta", {})), dict(data.get("arrays", {})))
+    recorded = data.get(WRITTEN_BY)
+    return Store(root, dataset, data_dir, dict(data.get("meta", {})), dict(data.get("arrays", {})),
+                 dict(recorded) if isinstance(recorded, dict) else {})
 
 
 def _ours(root: Path, current: dict[str, Any] | None) -> set[str]:
@@ -336,8 +349,8 @@ def _prepare_into(root: Path, dataset: str, build: Callable[[StoreWriter], None]
         old = root / str(current["data"])
         if old.is_dir() and not _foreign_in_data(root, current):  # a file put there meanwhile: keep the folder
             (old / MARKER).write_text("a replaced msrnn-zoo store; safe to delete\n", encoding="utf-8")
-    write_json(root / STORE_FILE, {"format": STORE_FORMAT, "dataset": dataset, "data": final.name,
-                                   "meta": writer.meta, "arrays": writer.arrays})
+    write_json(root / STORE_FILE, {"format": STORE_FORMAT, "dataset": dataset, "data": final.name, "meta": writer.meta,
+                                   "arrays": writer.arrays, WRITTEN_BY: written_by(dataset=dataset)})
     (final / MARKER).unlink()
     _clear_leftovers(root, read_store_file(root))
     return open_store(root, dataset)

@@ -724,3 +724,30 @@ def test_the_dataset_kit_says_when_another_plugin_holds_the_name(toy_dataset, ra
     finally:
         pm.unregister(plugin)
         forget("zz-clash-plugin")
+
+
+def test_a_store_records_the_versions_that_prepared_it_and_a_newer_ones_says_to_upgrade(tmp_path):
+    """A store of a newer plugin lacking an array this one reads was called "written by another version of the
+    plugin" with a rebuild to run, and one of a newer store format named no version: which to install was a guess."""
+    root = tmp_path / "store"
+    prepare_store(root, "toy-store", lambda out: out.save_array("frames", np.zeros((2, 4, 4), np.uint8)))
+    data = json.loads((root / STORE_FILE).read_text())
+    assert data["written_by"] == {"msrnn-zoo": msrnn_zoo.__version__}  # toy-store: registered by no distribution
+
+    def edited(**changes):
+        (root / STORE_FILE).write_text(json.dumps({**data, **changes}))
+        return root
+
+    newer_plugin = {"msrnn-zoo": msrnn_zoo.__version__, "msrnn-moving-mnist": "99.0"}
+    with pytest.raises(ValueError, match=r"has no array 'flows' \(it has frames\)\. It was written by "
+                       r"msrnn-moving-mnist 99\.0, newer than .*`pip install -U msrnn-moving-mnist`\. Or rebuild it "
+                       r"with this version"):
+        open_store(edited(written_by=newer_plugin), "toy-store").array("flows")
+    with pytest.raises(ValueError, match=r"prepared by a newer msrnn-zoo \(store format 9\)\. It was written by "
+                       r"msrnn-zoo 99\.0, newer than .*`pip install -U msrnn-zoo`\. Or prepare the data again"):
+        open_store(edited(format=9, written_by={"msrnn-zoo": "99.0"}), "toy-store")
+    unversioned = {k: v for k, v in data.items() if k != "written_by"}
+    (root / STORE_FILE).write_text(json.dumps(unversioned))
+    with pytest.raises(ValueError, match="it was written by another version of the plugin: rebuild it with"):
+        open_store(root, "toy-store").array("flows")
+    assert open_store(root, "toy-store").array("frames").shape == (2, 4, 4)
