@@ -667,7 +667,7 @@ def _refuse_what_resume_ignores(ctx: click.Context, takes: tuple[str, ...], what
 
 
 RESUME_TAKES = ("model", "epochs", "device", "keep_checkpoints", "grad_checkpointing", "precision", "channels_last",
-                "fast_path", "compile_cells", "log_every")
+                "fast_path", "compile_cells", "val_every", "early_stopping", "log_every")
 """What ``train --resume`` applies: the arguments of ``Trainer.resume``, ``log_every`` (how progress is shown) and
 MODEL (checked to be the run's). Every other option of ``train`` sets up a new run and is refused beside it."""
 
@@ -703,6 +703,15 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
 @click.option("--max-eval-clips", type=POSITIVE, default=None, help="Use only this many validation/test clips.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0,
               help="Also checkpoint every N steps (0: each epoch).")
+@click.option("--val-every", type=click.IntRange(min=0), default=None, metavar="N",
+              help="A validation loss every N epochs (0: none): the training loss on the validation split (at most "
+                   "--max-eval-clips clips), the model forecasting after the context as evaluate does; printed and "
+                   "logged in history.jsonl, the best in latest.json. Default for a new run: 1 where the validation "
+                   "split has clips, else none; on --resume the run's.")
+@click.option("--early-stopping", type=click.IntRange(min=0), default=None, metavar="PATIENCE",
+              help="Stop after PATIENCE validations in a row without a lower validation loss; the run is then "
+                   "finished, and goes on only resumed with a larger PATIENCE (or 0). Default 0: off, as the paper "
+                   "trained; on --resume the run's.")
 @click.option("--keep-checkpoints", type=POSITIVE, default=None,
               help="How many of the latest checkpoints to keep on disk (default 2; on --resume the run's).")
 @click.option("--sampling-steps", type=POSITIVE, default=None,
@@ -739,7 +748,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
           out: Path | None, resume: Path | None, force: bool, epochs: int | None, batch_size: int, lr: float,
           seed: int, in_frames: int | None, out_frames: int | None, hidden_channels: int, num_layers: int,
           kernel_size: int, options: tuple[str, ...], sampling: str | None, max_train_clips: int | None,
-          max_eval_clips: int | None, checkpoint_every: int, keep_checkpoints: int | None,
+          max_eval_clips: int | None, checkpoint_every: int, val_every: int | None, early_stopping: int | None,
+          keep_checkpoints: int | None,
           sampling_steps: int | None, device: str | None, grad_checkpointing: bool | None,
           precision: str | None, channels_last: bool | None, fast_path: str | None,
           compile_cells: bool | None, log_every: float) -> None:
@@ -762,7 +772,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
                                  "naming a model, or start a new run with --out.")
         trainer = Trainer.resume(resume, epochs=epochs, device=device, keep_checkpoints=keep_checkpoints,
                                  grad_checkpointing=grad_checkpointing, precision=precision,
-                                 channels_last=channels_last, fast_path=fast_path, compile_cells=compile_cells)
+                                 channels_last=channels_last, fast_path=fast_path, compile_cells=compile_cells,
+                                 val_every=val_every, early_stopping=early_stopping)
         run_dir = resume
         if trainer.dist.is_main:
             _say_where_training_resumes(trainer, run_dir)
@@ -833,10 +844,12 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             grad_checkpointing=bool(grad_checkpointing), precision=precision or "fp32",
             channels_last=_new_run_channels_last(channels_last, model, device),
             fast_path=_new_run_fast_path(fast_path, device, grad_checkpointing),
-            compile_cells=bool(compile_cells))
+            compile_cells=bool(compile_cells), val_every=val_every, early_stopping=early_stopping or 0)
         trainer = Trainer.create(out, cfg, force=force)
         _note_interrupted_replacements(trainer)
         run_dir = out
+    if trainer.no_validation and trainer.dist.is_main:
+        err_console.print(escape(f"Note: {trainer.no_validation}"), highlight=False, soft_wrap=True)
     replacing = trainer.final_dir is not None
     try:
         with _stopped_as_by_ctrl_c():
@@ -855,6 +868,8 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
 
         shutdown()
     if trainer.dist.is_main:
+        if trainer.stopped_early:
+            console.print(escape(_stopped_early(trainer)), highlight=False, soft_wrap=True)
         console.print(f"Run saved in [bold]{escape(str(run_dir))}[/bold] (final loss "
                       f"{trainer.progress.losses[-1]:.4f}). Next: msrnn-zoo evaluate {escape(_q(run_dir))}",
                       soft_wrap=True)
@@ -940,6 +955,8 @@ def _note_interrupted_replacements(trainer: Any) -> None:
 
 def _say_where_training_resumes(trainer: Any, run_dir: Path) -> None:
     step, total = trainer.progress.step, trainer.total_steps
+    if trainer.stopped_early:  # said by the refusal that follows
+        return
     if step == 0:
         err_console.print(escape(f"{run_dir} has no checkpoint yet (one is written at each epoch's end, or every "
                                  "--checkpoint-every steps): training it from its first step."),
@@ -949,7 +966,32 @@ def _say_where_training_resumes(trainer: Any, run_dir: Path) -> None:
                           highlight=False, soft_wrap=True)
 
 
+def _best_validation(progress: Any) -> str:
+    if progress.best_val_loss is None:  # every validation gave NaN or infinity
+        return "no validation loss was finite"
+    return f"best {progress.best_val_loss:.4f} after epoch {progress.best_epoch + 1}, step {progress.best_step}"
+
+
+def _stopped_early(trainer: Any) -> str:
+    """What early stopping did: when it stopped, after how many validations, and the best one."""
+    p, epochs = trainer.progress, trainer.cfg.epochs
+    return (f"Early stopping ended the run after epoch {p.epoch} of {epochs}: the validation loss has not improved in "
+            f"{p.stale_validations} validation(s) (--early-stopping {trainer.cfg.early_stopping}; "
+            f"{_best_validation(p)}). The run's weights are its last epoch's.")
+
+
+def _validation_line(t: Any, loss: float, best: bool) -> None:
+    """After an epoch's progress line: its validation loss, and the best so far."""
+    p = t.progress
+    said = "best so far" if best else _best_validation(p)
+    console.print(escape(f"epoch {p.epoch}/{t.cfg.epochs}  val loss {loss:.4f} ({said})"), highlight=False,
+                  soft_wrap=True)
+
+
 def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
+    if trainer.stopped_early:
+        raise ValueError(f"{_stopped_early(trainer)} To train it further, resume it with a larger --early-stopping "
+                         "(or 0: off), and a larger --epochs if its epochs are done.")
     if trainer.progress.epoch >= trainer.cfg.epochs:
         raise ValueError(f"The run already finished its {trainer.cfg.epochs} epoch(s); pass a larger --epochs "
                          "to train it further.")
@@ -973,7 +1015,7 @@ def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
             epoch = min(t.progress.epoch + 1, t.cfg.epochs)  # after the last step, still the last epoch
             bar.update(task, completed=t.progress.step, loss=loss, fps=fps, epoch=epoch)
 
-        trainer.fit(on_step=on_step)
+        trainer.fit(on_step=on_step, on_validation=_validation_line)
 
 
 def _fit_with_progress_then_leave_the_job(trainer: Any) -> None:
@@ -1054,7 +1096,7 @@ def _fit_with_log_lines(trainer: Any, every: float) -> None:
         console.print(escape(f"epoch {epoch}/{t.cfg.epochs}  step {step}/{total}  loss {loss:.4f}  {fps:.0f} frames/s  "
                              f"{datetime.timedelta(seconds=round(left))} left"), highlight=False, soft_wrap=True)
 
-    trainer.fit(on_step=on_step)
+    trainer.fit(on_step=on_step, on_validation=_validation_line)
 
 
 # ---------------------------------------------------------------------------------------------- speed

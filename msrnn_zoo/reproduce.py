@@ -114,7 +114,8 @@ def make_plan(model: str, dataset: str, *, root: str | Path | None = None, sourc
                 weight_decay=recipe.get("weight_decay", 0.0), seed=recipe["seed"],
                 sampling=recipe.get("sampling"), device=device,
                 root=str(Path(root).expanduser().resolve()) if root is not None else None,
-                protocol=recipe.get("protocol"))
+                protocol=recipe.get("protocol"),
+                val_every=0)  # the recipe's training alone, in the time it takes (`train --val-every` validates)
     # what the trainer would refuse only when it builds the model, after the recipe's data were downloaded and
     # the plan announced: `--set num_layers=5` of a multi-scale model, `--set kernel_size=2`, `--device gpu`
     parse_device(device)
@@ -341,6 +342,6 @@ def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | 
     read_json(out / RECIPE_JSON, "recipe file")
     _check_card_replaceable(out)
     trainer = Trainer.resume(out, device=device)
-    if trainer.progress.epoch < trainer.cfg.epochs:
+    if not trainer.finished:
         (fit or (lambda t: t.fit()))(trainer)
     return finish(trainer, device=str(trainer.device), max_eval_clips=max_eval_clips, license=license)

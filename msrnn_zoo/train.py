@@ -231,6 +231,13 @@ class TrainConfig:
     """Each cell compiled, its gate arithmetic fused: see ``Forecaster.set_compile_cells``."""
     world_size: int = 1
     """Processes the run trains on (torchrun); ``batch_size`` is per process, the global batch is their product."""
+    val_every: int | None = None
+    """Epochs between two validation losses (0: none), so that over-fitting shows while the run trains. ``None``, a
+    new run's default, becomes 1 where the run's validation split has clips and 0 where it has none when the run is
+    made; a record written before this field reads as 0, so that an older run resumes as it trained."""
+    early_stopping: int = 0
+    """Validations in a row without a lower validation loss after which the run stops (0: never, as the paper
+    trained); it needs ``val_every``."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str = TRAIN_CONFIG) -> TrainConfig:
@@ -259,7 +266,7 @@ class TrainConfig:
         unknown = sorted(set(data) - known - {WRITTEN_BY})
         if unknown and newer_writers(data):
             raise ValueError(f"{what} holds settings this msrnn-zoo does not know: {', '.join(unknown)}.")
-        data = {k: v for k, v in data.items() if k in known}
+        data = {"val_every": 0, **{k: v for k, v in data.items() if k in known}}  # older records: no validation
         if "split_fractions" in data:
             data["split_fractions"] = tuple(data["split_fractions"])
         cfg = cls(**data)
@@ -300,6 +307,13 @@ class TrainConfig:
                              f"(train,val,test), got {tuple(fractions)}.")
         if self.world_size < 1:
             raise ValueError(f"{what}: world_size must be at least 1, got {self.world_size}.")
+        if self.val_every is not None and self.val_every < 0:
+            raise ValueError(f"{what}: val_every must be 0 (no validation) or more, got {self.val_every}.")
+        if self.early_stopping < 0:
+            raise ValueError(f"{what}: early_stopping must be 0 (off) or more, got {self.early_stopping}.")
+        if self.early_stopping and self.val_every == 0:
+            raise ValueError(f"{what}: early stopping ({self.early_stopping}) counts validations, and val_every 0 "
+                             "turns them off: give val_every (--val-every) 1 or more, or leave early stopping off.")
         if self.fast_path not in FAST_PATHS:
             choices = ", ".join("none" if p is None else p for p in FAST_PATHS)
             raise ValueError(f"{what}: Unknown fast path {self.fast_path!r}; use one of {choices}.")
@@ -478,6 +492,10 @@ class Progress:
     losses: list[float] = field(default_factory=list)
     train_clips: int | None = None  # the training split's size when the run was made (None: a checkpoint from before)
     train_fingerprint: str | None = None  # of its first and last clips (train_fingerprint; None: not checked)
+    best_val_loss: float | None = None  # the lowest validation loss so far (None: no validation yet)
+    best_epoch: int | None = None  # the epoch it came after, counted from 0 as the lines of history.jsonl count
+    best_step: int | None = None
+    stale_validations: int = 0  # validations since the best one: early stopping compares it with its patience
 
 
 def refuse_a_file_for_a_run(run_dir: Path) -> None:
@@ -654,6 +672,101 @@ class Trainer:
         self.sampling_steps = cfg.sampling_steps or self.total_steps
         self.progress = Progress(train_clips=len(self.train_set),  # type: ignore[arg-type]
                                  train_fingerprint=train_fingerprint(self.train_set))
+        self.val_set: Dataset | None = None
+        self.no_validation: str | None = None  # why a run validates nothing by default (for the user to read)
+        self._open_validation()
+
+    def _open_validation(self) -> None:
+        """The validation split, checked when the run is made or resumed: a validation asked for and impossible
+        is refused here, not after the first epoch; the default (``val_every`` None) becomes 1 where the split
+        has clips, else 0 with a note saying why."""
+        cfg = self.cfg
+        if cfg.val_every == 0:
+            return
+        fractions = ",".join(f"{f:g}" for f in cfg.split_fractions)
+        lacking = (f"the validation split of {cfg.data} (--split {fractions}) holds no clips" if cfg.data else
+                   f"the validation split of {cfg.dataset} ({cfg.protocol or 'its default protocol'}) holds no clips")
+        try:
+            val_set = open_split(cfg, "val")
+        except ValueError as exc:  # a protocol without a validation split (KTH's, TaxiBJ's); a clip file's empty one
+            if cfg.dataset:
+                lacking = f"{cfg.dataset} ({cfg.protocol or 'its default protocol'}) has no validation split ({exc})"
+        else:
+            if len(val_set) > 0:  # type: ignore[arg-type]
+                check_clip_length(val_set, cfg)
+                self.val_set = val_set
+                cfg.val_every = 1 if cfg.val_every is None else cfg.val_every
+                return
+        if cfg.val_every is None and not cfg.early_stopping:
+            cfg.val_every = 0
+            self.no_validation = f"No validation loss in this run: {lacking}."
+            return
+        share = ", or give the validation split a share (--split 0.8,0.1,0.1)" if cfg.data else ""
+        asked = (f"Early stopping ({cfg.early_stopping}) needs a validation loss" if cfg.val_every is None else
+                 f"A validation loss every {cfg.val_every} epoch(s) was asked for (--val-every)")
+        raise ValueError(f"{asked}, but {lacking}: pass --val-every 0 without --early-stopping{share}.")
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether early stopping ended the run: ``early_stopping`` validations in a row without improvement."""
+        return bool(self.cfg.early_stopping) and self.progress.stale_validations >= self.cfg.early_stopping
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has nothing left to train: its epochs done, or stopped early."""
+        return self.progress.epoch >= self.cfg.epochs or self.stopped_early
+
+    def validation_loss(self) -> float:
+        """The training loss of the validation split, the model forecasting as ``evaluate`` does: in eval mode,
+        without gradients, the truth fed over the context and its own forecasts after it (no sampling schedule).
+
+        It leaves the training as it was, to the bit: the random generators are set back after it and its loader
+        draws from a generator of its own. Under torchrun each process scores every N-th clip and the mean is
+        over all clips. It runs on the run's fast path, which records its own clips for it (no gradient, eval mode).
+        """
+        from .sampling import teacher_forcing
+
+        assert self.val_set is not None
+        cfg, length = self.cfg, self.cfg.in_frames + self.cfg.out_frames
+        shard = torch.utils.data.Subset(self.val_set, range(self.dist.rank, len(self.val_set),  # type: ignore[arg-type]
+                                                            self.dist.world_size))
+        loader = DataLoader(shard, batch_size=cfg.batch_size, shuffle=False, generator=torch.Generator())
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # summed loss, clips
+        devices = [self.device] if self.device.type == "cuda" else []
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad(), float32_products(cfg.precision):
+                for clips in loader:
+                    frames = clips[:, :length].to(self.device)
+                    b = frames.shape[0]
+                    teacher = teacher_forcing(b, length, cfg.in_frames, 1.0, torch.Generator()).to(self.device)
+                    with autocast(cfg.precision, self.device):
+                        prediction, aux = self.model.forward_train(frames, teacher)
+                    loss = frame_loss(prediction.float(), frames[:, 1:])
+                    if aux is not None:
+                        loss = loss + aux.float()
+                    totals[0] += loss.double() * b
+                    totals[1] += b
+        finally:
+            self.model.train()
+        totals = distributed.mean(self.dist, totals)  # each process's sums over N: their ratio is the global mean
+        return float(totals[0] / totals[1])
+
+    def _validate(self, epoch: int, on_validation: Callable[[Trainer, float, bool], None] | None) -> None:
+        """Score the validation split after ``epoch`` (counted from 0), keep the best, and log it."""
+        loss = self.validation_loss()
+        progress = self.progress
+        best = math.isfinite(loss) and (progress.best_val_loss is None or loss < progress.best_val_loss)
+        if best:
+            progress.best_val_loss, progress.best_epoch, progress.best_step = loss, epoch, progress.step
+            progress.stale_validations = 0
+        else:
+            progress.stale_validations += 1
+        if self.dist.is_main:
+            with space_for(self.run_dir / HISTORY), open(self.run_dir / HISTORY, "a", encoding="utf-8") as log:
+                log.write(json.dumps({"epoch": epoch, "step": progress.step, "val_loss": loss}) + "\n")
+        if on_validation is not None:
+            on_validation(self, loss, best)
 
     # -------------------------------------------------------------- run directory
     @classmethod
@@ -730,11 +843,14 @@ class Trainer:
     def resume(cls, run_dir: str | Path, epochs: int | None = None, device: str | None = None,
                keep_checkpoints: int | None = None, grad_checkpointing: bool | None = None,
                precision: str | None = None, channels_last: bool | None = None,
-               fast_path: str | None = None, compile_cells: bool | None = None) -> Trainer:
+               fast_path: str | None = None, compile_cells: bool | None = None, val_every: int | None = None,
+               early_stopping: int | None = None) -> Trainer:
         """Continue a run from its latest checkpoint: optionally to more epochs, on another device, in another
         precision, or with gradient checkpointing, the channels-last layout, the fast path or compiled cells
         switched (which change memory and time, not the model). ``fast_path="none"`` turns a run's fast path
-        off, ``"auto"`` picks it for the device (:func:`auto_fast_path`)."""
+        off, ``"auto"`` picks it for the device (:func:`auto_fast_path`). ``val_every`` and ``early_stopping``
+        change how often it validates and its patience (neither changes a weight): a run that early stopping
+        ended goes on only with a larger patience (or 0), and more ``epochs`` if its epochs are done."""
         run_dir = require_run(run_dir)
         data = read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)")
         cfg = TrainConfig.from_dict(data, str(run_dir / TRAIN_CONFIG))
@@ -761,6 +877,10 @@ class Trainer:
             cfg.fast_path = None if fast_path == "none" else fast_path
         if compile_cells is not None:
             cfg.compile_cells = compile_cells
+        if val_every is not None:
+            cfg.val_every = val_every
+        if early_stopping is not None:
+            cfg.early_stopping = early_stopping
         _check_trainable_together(cfg)  # the options given with the run's own, before its device is asked for
         _check_resumable_here(cfg, run_dir, device_given=device is not None, fast_path_given=fast_path is not None)
         try:
@@ -782,7 +902,7 @@ class Trainer:
             trainer.load_checkpoint(run_dir / CHECKPOINTS / names[-1])
         if trainer.dist.is_main:
             trainer.rollback_history()
-            if trainer.progress.epoch < cfg.epochs:  # a finished run trains no step: its record keeps what it ran
+            if not trainer.finished:  # a finished run trains no step: its record keeps what it ran
                 write_json(run_dir / TRAIN_CONFIG, trainer._record(asdict(cfg)))
         return trainer
 
@@ -863,7 +983,11 @@ class Trainer:
         # to `--resume`) would keep the weights of the one before for `evaluate` and `push`; the other way round,
         # `--resume` trains the steps after the older checkpoint again, to the same weights
         atomic_write(self.run_dir / WEIGHTS_NAME, lambda p: shutil.copyfile(final / WEIGHTS_NAME, p))
-        write_json(self.run_dir / LATEST, {"name": name, "step": self.progress.step, "epoch": self.progress.epoch})
+        latest: dict[str, Any] = {"name": name, "step": self.progress.step, "epoch": self.progress.epoch}
+        if self.progress.best_val_loss is not None:  # as its line in history.jsonl reads
+            latest["best"] = {"epoch": self.progress.best_epoch, "step": self.progress.best_step,
+                              "val_loss": self.progress.best_val_loss}
+        write_json(self.run_dir / LATEST, latest)
         kept = [n for n in self._checkpoint_names() if n <= name][-self.cfg.keep_checkpoints :]
         for old in self._checkpoint_names():  # older ones, and any left from steps a resume rolled back
             if old not in kept and not (folder / old).is_symlink():  # a link made during the run: resume refuses it
@@ -970,8 +1094,10 @@ class Trainer:
         return value
 
     def fit(self, on_step: Callable[[Trainer, float, float], None] | None = None,
-            stop_after: int | None = None) -> list[float]:
-        """Train to the configured number of epochs; ``stop_after`` ends early (to test resuming).
+            stop_after: int | None = None,
+            on_validation: Callable[[Trainer, float, bool], None] | None = None) -> list[float]:
+        """Train to the configured number of epochs, or until early stopping ends the run; ``stop_after`` ends early
+        (to test resuming). ``on_validation(trainer, val_loss, best_so_far)`` follows each validation.
 
         A fit stopped by an exception (Ctrl-C in a notebook) may have stopped between a weight update and its count,
         and has let the run's lock go: calling it again would train on from a state that is no step of the run,
@@ -981,7 +1107,7 @@ class Trainer:
             raise RuntimeError(self._stopped)
         self._relock()
         try:
-            losses = self._fit(on_step, stop_after)
+            losses = self._fit(on_step, stop_after, on_validation)
         except BaseException as exc:
             if self.final_dir is not None:
                 self._stopped = (f"This Trainer's replacement of {self.final_dir} was dropped when its training "
@@ -994,7 +1120,7 @@ class Trainer:
             self._discard()
             self._unlock()
             raise
-        finished = self.progress.epoch >= self.cfg.epochs
+        finished = self.finished
         if finished:
             self._commit()
         held = [Path(lock.lock_file).parent for lock in self._locks]
@@ -1022,11 +1148,12 @@ class Trainer:
         for lock in locks:
             lock.release()
 
-    def _fit(self, on_step: Callable[[Trainer, float, float], None] | None, stop_after: int | None) -> list[float]:
+    def _fit(self, on_step: Callable[[Trainer, float, float], None] | None, stop_after: int | None,
+             on_validation: Callable[[Trainer, float, bool], None] | None = None) -> list[float]:
         cfg = self.cfg
         start = time.perf_counter()
         frames_seen = 0
-        while self.progress.epoch < cfg.epochs:
+        while not self.finished:
             batches = epoch_batches(self.train_set, cfg.batch_size, cfg.seed, self.progress.epoch, self.dist.rank,
                                     self.dist.world_size)
             for index, clips in enumerate(batches):
@@ -1047,6 +1174,8 @@ class Trainer:
                         log.write(json.dumps({"step": self.progress.step, "epoch": epoch, "loss": loss}) + "\n")
                 if on_step is not None:
                     on_step(self, loss, frames_seen / max(1e-9, time.perf_counter() - start))
+                if epoch_done and cfg.val_every and self.progress.epoch % cfg.val_every == 0:
+                    self._validate(epoch, on_validation)  # before the checkpoint, which keeps the best so far
                 stop = stop_after is not None and self.progress.step >= stop_after
                 if epoch_done or stop or (cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0):
                     self.save_checkpoint()

@@ -25,7 +25,7 @@ def test_each_process_trains_its_slice_of_the_single_process_batches():
 
 
 def history(run):
-    return [json.loads(line)["loss"] for line in (run / "history.jsonl").read_text().splitlines()]
+    return [json.loads(line)["loss"] for line in (run / "history.jsonl").read_text().splitlines() if '"loss"' in line]
 
 
 def torchrun(tmp_path, *args, command=("train",)):
@@ -57,6 +57,11 @@ def test_two_processes_of_batch_b_train_as_one_of_batch_2b_and_resume(tmp_path, 
     assert len(got) == len(expected) == 8
     # within 1e-5 relative: the losses are sums over pixels (about 400), where float32 itself resolves ~3e-5
     assert got == pytest.approx(expected, rel=1e-5, abs=0)
+    # each process validates its half of the validation split; the loss is that of the whole split, said once
+    assert done.stdout.count("val loss") == 1
+    validations = [[json.loads(line)["val_loss"] for line in (run / "history.jsonl").read_text().splitlines()
+                    if "val_loss" in line] for run in (single, pair)]
+    assert len(validations[0]) == 2 and validations[1] == pytest.approx(validations[0], rel=1e-5, abs=0)
     # the weights too: what rank 0 saved is what one process of batch 8 trained
     from safetensors.torch import load_file
 

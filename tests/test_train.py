@@ -346,3 +346,79 @@ def test_a_dataset_plugins_clips_of_another_size_than_its_protocol_are_refused(t
     finally:
         pm.unregister(plugin)
         forget("odd-size-plugin")
+
+
+def history_lines(run):
+    return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+
+
+def test_validation_changes_no_weight_and_a_resumed_run_validates_as_the_uninterrupted_one(tmp_path, clips_file):
+    """A validation loss each epoch (the default where the split has clips): the weights to the bit of a run without
+    it, and a run interrupted mid-epoch and resumed logs the same training and validation losses."""
+    validated = Trainer.create(tmp_path / "a", config(clips_file))
+    assert json.loads((tmp_path / "a" / "train_config.json").read_text())["val_every"] == 1
+    losses = validated.fit()
+    plain = Trainer.create(tmp_path / "p", config(clips_file, val_every=0))
+    assert plain.fit() == losses
+    for key, value in plain.model.state_dict().items():
+        assert torch.equal(value, validated.model.state_dict()[key]), key
+    lines = history_lines(tmp_path / "a")
+    val = [line for line in lines if "val_loss" in line]
+    assert [(line["epoch"], line["step"]) for line in val] == [(0, 8), (1, 16)]
+    assert lines.index(val[0]) == 8 and not any("val_loss" in line for line in history_lines(tmp_path / "p"))
+    best = min(val, key=lambda line: line["val_loss"])
+    assert json.loads((tmp_path / "a" / "latest.json").read_text())["best"] == best
+    interrupted = Trainer.create(tmp_path / "b", config(clips_file))
+    interrupted.fit(stop_after=11)  # after the first validation, mid-epoch 1
+    assert Trainer.resume(tmp_path / "b").fit() == losses
+    assert history_lines(tmp_path / "b") == lines
+
+
+def test_the_validation_loss_is_the_training_loss_of_the_val_split_forecast_as_evaluate_forecasts(tmp_path,
+                                                                                                 clips_file):
+    trainer = Trainer.create(tmp_path / "a", config(clips_file, epochs=1, max_eval_clips=3))
+    seen = []
+    trainer.fit(on_validation=lambda t, loss, best: seen.append((loss, best)))
+    clips = torch.stack([trainer.val_set[i] for i in range(3)])[:, :6]  # capped as evaluate caps it
+    with torch.no_grad():
+        prediction, _ = trainer.model.eval().forward_train(clips, teacher_forcing(3, 6, 3, 1.0, torch.Generator()))
+    assert seen == [(pytest.approx(frame_loss(prediction, clips[:, 1:]).item(), rel=1e-5), True)]
+
+
+def test_early_stopping_ends_the_run_after_its_patience_and_a_larger_one_goes_on(tmp_path, clips_file, monkeypatch):
+    scores = iter([3.0, 2.0, 2.5, 2.0, 1.0, 0.5])
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: next(scores))
+    trainer = Trainer.create(tmp_path / "a", config(clips_file, epochs=6, early_stopping=2))
+    trainer.fit()
+    assert trainer.stopped_early and trainer.finished and trainer.progress.epoch == 4
+    latest = json.loads((tmp_path / "a" / "latest.json").read_text())
+    assert latest["best"] == {"epoch": 1, "step": 16, "val_loss": 2.0} and latest["epoch"] == 4
+    assert Trainer.resume(tmp_path / "a").finished  # done: nothing to train
+    goes_on = Trainer.resume(tmp_path / "a", early_stopping=3)
+    goes_on.fit()
+    assert goes_on.progress.epoch == 6 and not goes_on.stopped_early and goes_on.progress.best_val_loss == 0.5
+
+
+def test_validation_asked_of_an_empty_split_is_refused_at_once_and_the_default_says_it_has_none(tmp_path, clips_file):
+    with pytest.raises(ValueError, match=r"every 1 epoch.*validation split of .*clips.npy \(--split 0.9,0,0.1\) "
+                                         r"holds no clips: pass --val-every 0"):
+        Trainer.create(tmp_path / "a", config(clips_file, split_fractions=(0.9, 0.0, 0.1), val_every=1))
+    with pytest.raises(ValueError, match="Early stopping .2. needs a validation loss"):
+        Trainer.create(tmp_path / "a", config(clips_file, split_fractions=(0.9, 0.0, 0.1), early_stopping=2))
+    assert not (tmp_path / "a").exists()
+    trainer = Trainer.create(tmp_path / "a", config(clips_file, split_fractions=(0.9, 0.0, 0.1)))
+    assert trainer.cfg.val_every == 0 and "holds no clips" in trainer.no_validation
+    with pytest.raises(ValueError, match="val_every 0 turns them off"):
+        config(clips_file, val_every=0, early_stopping=1).validate()
+
+
+def test_a_run_recorded_before_validation_resumes_without_it(tmp_path, clips_file):
+    Trainer.create(tmp_path / "a", config(clips_file, epochs=1, val_every=0)).fit()
+    path = tmp_path / "a" / "train_config.json"
+    record = json.loads(path.read_text())
+    del record["val_every"], record["early_stopping"]
+    path.write_text(json.dumps(record))
+    resumed = Trainer.resume(tmp_path / "a", epochs=2)
+    assert resumed.cfg.val_every == 0
+    resumed.fit()
+    assert not any("val_loss" in line for line in history_lines(tmp_path / "a"))
