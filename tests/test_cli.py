@@ -156,6 +156,32 @@ def test_train_evaluate_predict_on_own_clips(tmp_path, clips_file):
         assert refused.exit_code == 1 and "holds no frames" in refused.output and not (tmp_path / "h.png").exists()
 
 
+def test_train_prints_a_validation_loss_after_each_epoch_and_stops_early_as_asked(tmp_path, clips_file, monkeypatch):
+    from msrnn_zoo.train import Trainer
+
+    small = ["--data", clips_file, "--hidden", "4", "--layers", "2", "--in-frames", "3", "--out-frames", "3",
+             "--batch-size", "8"]
+    empty = run("train", "ms-convlstm", *small, "--split", "0.9,0,0.1", "--val-every", "2", "--out", tmp_path / "e",
+                ok=False)
+    assert empty.exit_code == 1 and "holds no clips: pass --val-every 0" in " ".join(empty.output.split())
+    assert not (tmp_path / "e").exists()  # said at start, not after an epoch
+    quiet = run("train", "ms-convlstm", *small, "--split", "0.9,0,0.1", "--out", tmp_path / "q")
+    assert "Note: No validation loss in this run" in quiet.output and "val loss" not in quiet.output
+    scores = iter([2.0, 3.0, 4.0])
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: next(scores))
+    out = tmp_path / "run"
+    result = run("train", "ms-convlstm", *small, "--epochs", "4", "--early-stopping", "2", "--out", out)
+    lines = result.output.splitlines()
+    assert "epoch 1/4  val loss 2.0000 (best so far)" in lines
+    assert lines.index("epoch 1/4  val loss 2.0000 (best so far)") > lines.index(next(
+        line for line in lines if line.startswith("epoch 1/4  step 4/16")))  # after the epoch's progress line
+    assert "epoch 3/4  val loss 4.0000 (best 2.0000 after epoch 1, step 4)" in lines
+    said = " ".join(result.output.split())
+    assert "Early stopping ended the run after epoch 3 of 4" in said and "Run saved in" in said
+    done = run("train", "--resume", out, ok=False)
+    assert done.exit_code == 1 and "resume it with a larger --early-stopping" in " ".join(done.output.split())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
