@@ -582,7 +582,8 @@ def test_resume_refuses_the_options_it_would_ignore(tmp_path, clips_file):
     for given in ignored:
         line = " ".join(run("train", "--resume", tmp_path / "b", "--epochs", "2", *given, ok=False).output.split())
         assert f"it would ignore {given[0]}: leave it out" in line, line
-        assert "takes only --epochs, --keep-checkpoints, --device" in line and "--log-every" in line
+        assert "takes only --epochs, --val-every, --early-stopping, --keep-checkpoints, --device" in line
+        assert "--log-every" in line
     line = " ".join(run("train", "--resume", tmp_path / "b", "--hidden", "8", "--lr", "5", ok=False).output.split())
     assert "ignore --lr, --hidden: leave them out" in line
     assert (tmp_path / "b" / "train_config.json").read_text() == before and not (tmp_path / "c").exists()
