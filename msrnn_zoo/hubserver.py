@@ -137,8 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps({"error": message}).encode(), headers, head=head)
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        return self._request_body
 
     def _user(self) -> tuple[str | None, bool]:
         """(user, bad token): who the Authorization header names, and whether it named nobody."""
@@ -196,6 +195,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         path = urlsplit(self.path).path
         self.state.requests.append((method, path))
+        # The body is read before any answer: one refused unread (a 401 to a create without a token) stayed in the
+        # kept-alive connection, and the client's next request on it was read from there (HTTP 501).
+        length = int(self.headers.get("Content-Length") or 0)
+        self._request_body = self.rfile.read(length) if length else b""
         parts = [unquote(p) for p in path.strip("/").split("/")]
         try:
             if method == "POST" and path == "/api/repos/create":

@@ -342,6 +342,24 @@ def test_a_repo_holding_damaged_weights_says_the_repo_is_at_fault(hub, tmp_path)
     assert result.exit_code == 1 and "the repo itself holds a damaged" in " ".join(result.output.split())
 
 
+def test_the_fake_hub_reads_a_refused_request_before_the_next_one_on_its_connection(hub):
+    """The fake Hub answered 401 to a create without a token and left its body unread: the next request on that
+    kept-alive connection (huggingface_hub reuses its connections) was parsed from that body: HTTP 400 or 501."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    connection = http.client.HTTPConnection(urlsplit(hub.endpoint).netloc, timeout=5)
+    body = json.dumps({"name": "x", "organization": "me"})
+    connection.request("POST", "/api/repos/create", body=body, headers={"Content-Type": "application/json"})
+    first = connection.getresponse()
+    first.read()
+    connection.request("POST", "/api/repos/create", body=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    second = connection.getresponse()
+    second.read()
+    connection.close()
+    assert (first.status, second.status) == (401, 200)
+
+
 def test_push_failures_are_one_line(hub, tmp_path, monkeypatch):
     model = tiny()
     model.save_pretrained(tmp_path / "m")
