@@ -277,6 +277,11 @@ class TrainConfig:
         """Raise ``ValueError`` for a value no run can use (zero epochs, a batch of 0, a negative rate...)."""
         from .validation import check_fields
 
+        if hasattr(self.data, "shape"):  # clips in memory: "must be a string, got array([[[..." printed them all
+            raise ValueError(f"{what}: data is the path of a .npy file of clips, not the clips themselves ("
+                             f"{type(self.data).__name__} of shape {tuple(self.data.shape)}): save them first, "
+                             "numpy.save('clips.npy', clips), and pass data='clips.npy'. A run reads its clips again "
+                             "from that file to resume, evaluate and predict, which an array in memory cannot be.")
         check_fields(type(self), asdict(self), what)
         at_least_one = {"epochs": self.epochs, "batch_size": self.batch_size, "in_frames": self.in_frames,
                         "out_frames": self.out_frames}
@@ -1262,6 +1267,14 @@ def auto_channels_last(model: str, device: str) -> bool:
 
 
 def new_train_config(model: str, *, model_options: dict[str, Any] | None = None, **options: Any) -> TrainConfig:
-    """A TrainConfig for ``model``; the model config is built (and validated) here, once."""
+    """A TrainConfig for ``model``; the model config is built (and validated) here, once.
+
+    ``data`` and ``root`` may be given as ``Path`` objects or relative to the working directory: they are recorded
+    absolute, as ``train`` records them, since the run reads its data again from there to resume, evaluate and
+    predict, from whatever directory that is done.
+    """
+    for name in ("data", "root"):
+        if isinstance(options.get(name), (str, os.PathLike)):
+            options[name] = str(Path(options[name]).expanduser().resolve())
     config = build_config(model, **(model_options or {}))
     return TrainConfig(model=model, model_config=config.to_dict(), **options)

@@ -9,8 +9,9 @@ from msrnn_zoo.train import Trainer, check_clip_length, epoch_batches, frame_los
 
 
 def config(clips_file, **kw):
-    return new_train_config("ms-convlstm", model_options={"hidden_channels": 4}, data=str(clips_file),
-                            **{"in_frames": 3, "out_frames": 3, "epochs": 2, "batch_size": 4, **kw})
+    return new_train_config("ms-convlstm", model_options={"hidden_channels": 4},
+                            **{"data": str(clips_file), "in_frames": 3, "out_frames": 3, "epochs": 2, "batch_size": 4,
+                               **kw})
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, clips_file):
@@ -225,6 +226,37 @@ def test_bad_training_setups(tmp_path, clips_file):
                                                         data=str(clips_file), in_frames=6, out_frames=6))
     with pytest.raises(ValueError, match="fewer than one batch"):
         Trainer.create(tmp_path / "y", config(clips_file, max_train_clips=2))
+
+
+def test_clips_in_memory_are_refused_with_how_to_save_them(tmp_path, clips_file):
+    """A notebook's array passed as data failed with "field 'data' must be a string", followed by every value of the
+    array printed; a run needs a file to read its clips again from, so the message says how to save one."""
+    import numpy as np
+
+    clips = np.load(clips_file)
+    for given in (clips, torch.from_numpy(clips)):
+        with pytest.raises(ValueError, match=r"not the clips themselves .* numpy.save\('clips.npy', clips\)") as caught:
+            Trainer.create(tmp_path / "x", config(clips_file, data=given))
+        assert len(str(caught.value)) < 500 and "40, 6, 16, 16" in str(caught.value)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_clip_file_given_as_a_path_or_relative_is_found_from_any_directory(tmp_path, clips_file, monkeypatch):
+    """`data=Path(...)` was refused ("must be a string"), and `data="clips.npy"` was recorded as given: evaluated from
+    another directory, the run said its clips were "moved or deleted". Both are recorded absolute, as `train` does."""
+    from pathlib import Path
+
+    from msrnn_zoo.evaluate import evaluate_run
+
+    monkeypatch.chdir(clips_file.parent)
+    for given in (Path(clips_file.name), clips_file.name):
+        assert config(clips_file, data=given).data == str(clips_file.resolve())
+    Trainer.create(tmp_path / "run", config(clips_file, data=Path(clips_file.name), epochs=1,
+                                            max_train_clips=4)).fit()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert evaluate_run(tmp_path / "run", max_clips=2)["model"].metrics["mse"].mean > 0
 
 
 @pytest.mark.parametrize("seed", [2**64, -(2**63) - 1])
