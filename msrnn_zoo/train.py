@@ -26,6 +26,7 @@ import re
 import shlex
 import shutil
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -80,17 +81,32 @@ RUN_LOCK = ".msrnn-zoo-lock"
 it."""
 
 
+_HELD_HERE: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+"""The run locks this process took, by the lock file's absolute path: a run held by a Trainer of this process (a
+notebook cell run again while the Trainer of its first run still holds the run) is no other process's doing."""
+
+
 def _lock_run(run_dir: Path) -> Any:
     """The run's lock, held (an OS lock through ``filelock``: a killed process frees it), or a ``ValueError`` saying
-    that another process trains this run now."""
+    that another process, or another Trainer of this one, trains this run now."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(run_dir / RUN_LOCK))
+    key = str((run_dir / RUN_LOCK).resolve())
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise ValueError(f"{run_dir} is being trained by another process right now (a `train --resume` of it, or a "
-                         "`train --force` replacing it, runs); wait for it to finish, or stop it, first.") from None
+        cli = (f"{run_dir} is being trained by another process right now (a `train --resume` of it, or a "
+               "`train --force` replacing it, runs); wait for it to finish, or stop it, first.")
+        holder = _HELD_HERE.get(key)
+        if holder is None or not holder.is_locked:
+            raise ValueError(cli) from None
+        here = ValueError(f"{run_dir} is being trained by another Trainer of this Python process (a Trainer.create or "
+                          "Trainer.resume of it, such as a notebook cell run before, whose fit() has not run to its "
+                          "end); call that Trainer's close() first (or let its fit() finish).")
+        here.cli_message = cli  # type: ignore[attr-defined]  # a command trains one run: another process holds it
+        raise here from None
+    _HELD_HERE[key] = lock
     return lock
 
 
@@ -1134,6 +1150,21 @@ class Trainer:
             self._paused = held
         distributed.barrier(self.dist)  # rank 0 has written the last checkpoint before any process moves on
         return losses
+
+    def close(self) -> None:
+        """Let this Trainer go without training (further): the run's locks are released, so that the run can be
+        resumed or replaced again, in this process too (a notebook cell run again; the Trainer it replaces holds the
+        run until its fit ends), and a replacement it was building is dropped, the run it was to replace left as it
+        was. Its fit() is refused afterwards; the run goes on with :meth:`resume`."""
+        if self.final_dir is not None:
+            self._stopped = (f"This Trainer's replacement of {self.final_dir} was dropped by close(); make it again "
+                             "with Trainer.create(..., force=True).")
+        elif self._stopped is None:
+            self._stopped = (f"This Trainer was closed after step {self.progress.step}; go on from the run's last "
+                             f"checkpoint with Trainer.resume({str(self.run_dir)!r}).fit().")
+        self._discard()
+        self._unlock()
+        self._paused = []
 
     def _relock(self) -> None:
         """Take again the locks a fit stopped by ``stop_after`` let go (the run may have been resumed meanwhile,

@@ -259,6 +259,28 @@ def test_a_clip_file_given_as_a_path_or_relative_is_found_from_any_directory(tmp
     assert evaluate_run(tmp_path / "run", max_clips=2)["model"].metrics["mse"].mean > 0
 
 
+def test_a_notebook_cell_run_again_names_the_trainer_of_this_process_that_holds_the_run(tmp_path, clips_file):
+    """`trainer = Trainer.create(run, cfg, force=True)` run again in a notebook (the first Trainer still bound to
+    `trainer`, holding the run) was told that "another process" trains the run, with `train --resume` to wait for;
+    there was no way to let the first Trainer go. It is named, with close(), which drops a replacement it built."""
+    run = tmp_path / "run"
+    first = Trainer.create(run, config(clips_file, epochs=1))
+    for attempt in (lambda: Trainer.create(run, config(clips_file, epochs=1), force=True),
+                    lambda: Trainer.resume(run)):
+        with pytest.raises(ValueError, match=r"another Trainer of this Python process .* close\(\)") as caught:
+            attempt()
+        assert "being trained by another process" in caught.value.cli_message
+    first.close()
+    with pytest.raises(RuntimeError, match=r"closed after step 0; .*Trainer.resume"):
+        first.fit()
+    replacing = Trainer.create(run, config(clips_file, epochs=1), force=True)
+    replacing.close()  # dropped: nothing of it left beside the run, which stays
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != clips_file.name) == ["run"]
+    again = Trainer.create(run, config(clips_file, epochs=1), force=True)
+    again.fit()
+    assert again.progress.step == 8 and (run / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("seed", [2**64, -(2**63) - 1])
 def test_a_seed_torch_cannot_take_is_named(tmp_path, clips_file, seed):
     """`Trainer.create(..., seed=2**64)` failed with PyTorch's "Overflow when unpacking long long", naming nothing."""
