@@ -164,6 +164,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
     """
     if frames not in FRAME_MODES:
         raise ValueError(f"frames must be one of {', '.join(FRAME_MODES)}, got {frames!r}.")
+    for name, value, unset in (("batch_size", batch_size, "the run's"), ("max_clips", max_clips, "the whole split")):
+        # 0 was taken as unset (batch_size) or as a split of no clips, "prepare it from more raw files" (max_clips)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, or None for {unset}; got {value!r}.")
     check_precision(precision)
     model, cfg = load_run(run_dir, device)
     device = str(model.embed.weight.device)

@@ -281,6 +281,17 @@ def test_a_notebook_cell_run_again_names_the_trainer_of_this_process_that_holds_
     assert again.progress.step == 8 and (run / "model.safetensors").is_file()
 
 
+@pytest.mark.parametrize(("argument", "value"), [("max_clips", 0), ("batch_size", 0), ("batch_size", -2),
+                                                 ("max_clips", 2.5)])
+def test_evaluate_run_names_a_count_of_clips_it_cannot_use(tmp_path, clips_file, argument, value):
+    """evaluate_run(run, max_clips=0) said the run's test split held no clips and to prepare the dataset from more
+    raw files; batch_size=0 scored at the run's batch size in silence. Both are refused, named."""
+    from msrnn_zoo.evaluate import evaluate_run
+
+    with pytest.raises(ValueError, match=rf"^{argument} must be a whole number of at least 1, or None .*{value}"):
+        evaluate_run(tmp_path / "no-run-needed", **{argument: value})
+
+
 @pytest.mark.parametrize("seed", [2**64, -(2**63) - 1])
 def test_a_seed_torch_cannot_take_is_named(tmp_path, clips_file, seed):
     """`Trainer.create(..., seed=2**64)` failed with PyTorch's "Overflow when unpacking long long", naming nothing."""
