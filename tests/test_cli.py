@@ -506,13 +506,13 @@ def test_training_into_a_log_file_prints_progress_lines(tmp_path, clips_file):
     the end. Every step with --log-every 0; otherwise the first step and each epoch's end."""
     out = run("train", "convlstm", "--data", clips_file, "--out", tmp_path / "a", *TINY_TRAIN, "--epochs", "2",
               "--log-every", "0").output
-    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    lines = [line for line in out.splitlines() if line.startswith("epoch ") and "  step " in line]  # not val loss
     assert [line.split("  ")[:2] for line in lines] == [["epoch 1/2", "step 1/4"], ["epoch 1/2", "step 2/4"],
                                                          ["epoch 2/2", "step 3/4"], ["epoch 2/2", "step 4/4"]]
     assert all("loss " in line and "frames/s" in line and line.endswith(" left") for line in lines)
     assert lines[-1].endswith("0:00:00 left")
     out = run("train", "--resume", tmp_path / "a", "--epochs", "4", "--log-every", "3600").output
-    assert [line.split("  ")[:2] for line in out.splitlines() if line.startswith("epoch ")] == \
+    assert [line.split("  ")[:2] for line in out.splitlines() if line.startswith("epoch ") and "  step " in line] == \
         [["epoch 3/4", "step 5/8"], ["epoch 3/4", "step 6/8"], ["epoch 4/4", "step 8/8"]]
     assert "Continuing" in out and "from its checkpoint at step 4 of 8" in out
     assert "Error" in run("train", "--resume", tmp_path / "a", "--log-every", "-1", ok=False).output
