@@ -706,8 +706,8 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
 @click.option("--val-every", type=click.IntRange(min=0), default=None, metavar="N",
               help="A validation loss every N epochs (0: none): the training loss on the validation split (at most "
                    "--max-eval-clips clips), the model forecasting after the context as evaluate does; printed and "
-                   "logged in history.jsonl, the best in latest.json. Default for a new run: 1 where the validation "
-                   "split has clips, else none; on --resume the run's.")
+                   "logged in history.jsonl, the best in latest.json. Default for a new run: none (1 with "
+                   "--early-stopping); on --resume the run's.")
 @click.option("--early-stopping", type=click.IntRange(min=0), default=None, metavar="PATIENCE",
               help="Stop after PATIENCE validations in a row without a lower validation loss; the run is then "
                    "finished, and goes on only resumed with a larger PATIENCE (or 0). Default 0: off, as the paper "
@@ -848,8 +848,6 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         trainer = Trainer.create(out, cfg, force=force)
         _note_interrupted_replacements(trainer)
         run_dir = out
-    if trainer.no_validation and trainer.dist.is_main:
-        err_console.print(escape(f"Note: {trainer.no_validation}"), highlight=False, soft_wrap=True)
     replacing = trainer.final_dir is not None
     try:
         with _stopped_as_by_ctrl_c():

@@ -85,7 +85,7 @@ def test_a_checkpoint_made_a_link_is_refused_before_training_and_its_target_is_u
 
 def test_resume_rolls_the_loss_log_back_to_the_checkpoint(tmp_path, clips_file):
     run = tmp_path / "run"
-    Trainer.create(run, config(clips_file)).fit(stop_after=5)
+    Trainer.create(run, config(clips_file, val_every=1)).fit(stop_after=5)
     with (run / "history.jsonl").open("a") as log:  # steps trained after the checkpoint, then a kill mid-line
         log.write('{"step": 6, "epoch": 0, "loss": 1.0}\n{"step": 7, "epoch": 0, "loss": 1.0}\n{"step": 8, "ep')
     resumed = Trainer.resume(run)

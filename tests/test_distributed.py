@@ -42,7 +42,8 @@ def torchrun(tmp_path, *args, command=("train",)):
 @pytest.mark.slow
 def test_two_processes_of_batch_b_train_as_one_of_batch_2b_and_resume(tmp_path, clips_file):
     model = ["ms-predrnn-v2", "--data", clips_file, "--hidden", "4", "--layers", "4", "--in-frames", "3",
-             "--out-frames", "3", "--seed", "5", "--sampling-steps", "8"]  # one schedule over both epochs
+             "--out-frames", "3", "--seed", "5", "--sampling-steps", "8",  # one schedule over both epochs
+             "--val-every", "1"]
     single = tmp_path / "single"
     result = CliRunner().invoke(main, ["train", *map(str, model), "--batch-size", "8", "--epochs", "2",
                                        "--out", str(single)])

@@ -418,12 +418,13 @@ def history_lines(run):
 
 
 def test_validation_changes_no_weight_and_a_resumed_run_validates_as_the_uninterrupted_one(tmp_path, clips_file):
-    """A validation loss each epoch (the default where the split has clips): the weights to the bit of a run without
-    it, and a run interrupted mid-epoch and resumed logs the same training and validation losses."""
-    validated = Trainer.create(tmp_path / "a", config(clips_file))
+    """A validation loss each epoch (--val-every 1): the weights to the bit of a run without it (the default), and a
+    run interrupted mid-epoch and resumed logs the same training and validation losses."""
+    validated = Trainer.create(tmp_path / "a", config(clips_file, val_every=1))
     assert json.loads((tmp_path / "a" / "train_config.json").read_text())["val_every"] == 1
     losses = validated.fit()
-    plain = Trainer.create(tmp_path / "p", config(clips_file, val_every=0))
+    plain = Trainer.create(tmp_path / "p", config(clips_file))
+    assert plain.cfg.val_every == 0
     assert plain.fit() == losses
     for key, value in plain.model.state_dict().items():
         assert torch.equal(value, validated.model.state_dict()[key]), key
@@ -433,7 +434,7 @@ def test_validation_changes_no_weight_and_a_resumed_run_validates_as_the_uninter
     assert lines.index(val[0]) == 8 and not any("val_loss" in line for line in history_lines(tmp_path / "p"))
     best = min(val, key=lambda line: line["val_loss"])
     assert json.loads((tmp_path / "a" / "latest.json").read_text())["best"] == best
-    interrupted = Trainer.create(tmp_path / "b", config(clips_file))
+    interrupted = Trainer.create(tmp_path / "b", config(clips_file, val_every=1))
     interrupted.fit(stop_after=11)  # after the first validation, mid-epoch 1
     assert Trainer.resume(tmp_path / "b").fit() == losses
     assert history_lines(tmp_path / "b") == lines
@@ -441,7 +442,7 @@ def test_validation_changes_no_weight_and_a_resumed_run_validates_as_the_uninter
 
 def test_the_validation_loss_is_the_training_loss_of_the_val_split_forecast_as_evaluate_forecasts(tmp_path,
                                                                                                  clips_file):
-    trainer = Trainer.create(tmp_path / "a", config(clips_file, epochs=1, max_eval_clips=3))
+    trainer = Trainer.create(tmp_path / "a", config(clips_file, epochs=1, max_eval_clips=3, val_every=1))
     seen = []
     trainer.fit(on_validation=lambda t, loss, best: seen.append((loss, best)))
     clips = torch.stack([trainer.val_set[i] for i in range(3)])[:, :6]  # capped as evaluate caps it
@@ -464,7 +465,7 @@ def test_early_stopping_ends_the_run_after_its_patience_and_a_larger_one_goes_on
     assert goes_on.progress.epoch == 6 and not goes_on.stopped_early and goes_on.progress.best_val_loss == 0.5
 
 
-def test_validation_asked_of_an_empty_split_is_refused_at_once_and_the_default_says_it_has_none(tmp_path, clips_file):
+def test_validation_asked_of_an_empty_split_is_refused_at_once_and_by_default_there_is_none(tmp_path, clips_file):
     with pytest.raises(ValueError, match=r"every 1 epoch.*validation split of .*clips.npy \(--split 0.9,0,0.1\) "
                                          r"holds no clips: pass --val-every 0"):
         Trainer.create(tmp_path / "a", config(clips_file, split_fractions=(0.9, 0.0, 0.1), val_every=1))
@@ -472,7 +473,8 @@ def test_validation_asked_of_an_empty_split_is_refused_at_once_and_the_default_s
         Trainer.create(tmp_path / "a", config(clips_file, split_fractions=(0.9, 0.0, 0.1), early_stopping=2))
     assert not (tmp_path / "a").exists()
     trainer = Trainer.create(tmp_path / "a", config(clips_file, split_fractions=(0.9, 0.0, 0.1)))
-    assert trainer.cfg.val_every == 0 and "holds no clips" in trainer.no_validation
+    assert trainer.cfg.val_every == 0 and trainer.val_set is None
+    assert Trainer.create(tmp_path / "b", config(clips_file, early_stopping=2)).cfg.val_every == 1  # counts them
     with pytest.raises(ValueError, match="val_every 0 turns them off"):
         config(clips_file, val_every=0, early_stopping=1).validate()
 
