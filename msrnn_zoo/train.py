@@ -71,6 +71,9 @@ TRAIN_CONFIG = "train_config.json"
 LATEST = "latest.json"
 CHECKPOINTS = "checkpoints"
 HISTORY = "history.jsonl"
+BEST_WEIGHTS_NAME = "model-best.safetensors"
+"""The weights of the run's best validation so far (``--weights best``), beside its last ones (``model.safetensors``);
+their metadata says which validation (epoch counted from 0, step, val_loss)."""
 TRAINING_STATE = "training_state.pt"
 CHECKPOINT_NAME = re.compile(r"step-\d{8}")
 
@@ -174,6 +177,18 @@ def _history(path: Path) -> bool:
         return False
 
 
+def best_weights_of(path: Path) -> dict[str, Any] | None:
+    """The validation ``path`` (a run's ``model-best.safetensors``) holds the weights of, as its metadata records it
+    (``epoch`` counted from 0, ``step``, ``val_loss``); None where it is not such a file."""
+    header = safetensors_header(path)
+    meta = header.get("__metadata__") if header is not None else None
+    try:
+        return {"epoch": int(meta["best_epoch"]), "step": int(meta["best_step"]),  # type: ignore[index]
+                "val_loss": float(meta["best_val_loss"])}  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _json_object_with(*keys: str) -> Callable[[Path], bool]:
     return lambda path: json_with(path, set(keys))
 
@@ -188,6 +203,7 @@ RUN_FILES: dict[str, Callable[[Path], bool]] = {
     TRAIN_CONFIG: _json_object_with("model", "model_config"),
     CONFIG_NAME: _written_by_us("config"),
     WEIGHTS_NAME: lambda path: safetensors_header(path) is not None,  # copied from a checkpoint: no mark
+    BEST_WEIGHTS_NAME: lambda path: best_weights_of(path) is not None,
     HISTORY: _history,
     LATEST: _json_object_with("name", "step"),
     CHECKPOINTS: _checkpoints_folder,
@@ -921,6 +937,7 @@ class Trainer:
             trainer.load_checkpoint(run_dir / CHECKPOINTS / names[-1])
         if trainer.dist.is_main:
             trainer.rollback_history()
+            trainer._keep_best_of_record()
             if not trainer.finished:  # a finished run trains no step: its record keeps what it ran
                 write_json(run_dir / TRAIN_CONFIG, trainer._record(asdict(cfg)))
         return trainer
@@ -1007,11 +1024,47 @@ class Trainer:
             latest["best"] = {"epoch": self.progress.best_epoch, "step": self.progress.best_step,
                               "val_loss": self.progress.best_val_loss}
         write_json(self.run_dir / LATEST, latest)
+        if self.progress.best_step == self.progress.step and self.progress.best_val_loss is not None:
+            # after the pointer: killed before this, the resume from this checkpoint writes it (_keep_best_of_record)
+            self._write_best(final / WEIGHTS_NAME)
         kept = [n for n in self._checkpoint_names() if n <= name][-self.cfg.keep_checkpoints :]
         for old in self._checkpoint_names():  # older ones, and any left from steps a resume rolled back
             if old not in kept and not (folder / old).is_symlink():  # a link made during the run: resume refuses it
                 shutil.rmtree(folder / old)
         return final
+
+    def _write_best(self, weights: Path) -> None:
+        """Keep the checkpoint weights file ``weights`` as the run's best weights, marked with the best validation of
+        the run's progress (which they must be the weights of)."""
+        from safetensors.torch import load_file
+
+        progress = self.progress
+        meta = {"best_epoch": str(progress.best_epoch), "best_step": str(progress.best_step),
+                "best_val_loss": repr(progress.best_val_loss)}
+        tensors = load_file(str(weights))
+        with space_for(self.run_dir / BEST_WEIGHTS_NAME):
+            atomic_write(self.run_dir / BEST_WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+    def _keep_best_of_record(self) -> None:
+        """Make the run's best weights those of the best validation its checkpoint records, on resume.
+
+        A resume from an earlier checkpoint than the last (killed while a checkpoint was written; latest.json pointed
+        back by hand) may find best weights from the steps after it. Training is deterministic, so the resumed run
+        would reach them again, but only where it resumes as it ran: on another device, in another precision, or with
+        another --val-every it would not, and meanwhile `evaluate --weights best` and the card would show weights the
+        run's record (latest.json) does not name. So they are replaced by the recorded best's checkpoint where it is
+        kept, else removed; the resumed run writes them again at its next best validation. A file of that name that is
+        no best weights of ours is left alone (``train --force`` names it)."""
+        path = self.run_dir / BEST_WEIGHTS_NAME
+        held = best_weights_of(path)
+        want = self.progress.best_step
+        if want is not None and (held is None or held["step"] != want):
+            kept = self.run_dir / CHECKPOINTS / f"step-{want:08d}" / WEIGHTS_NAME
+            if kept.is_file():
+                self._write_best(kept)
+                return
+        if held is not None and held["step"] != want:
+            path.unlink()
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore weights, optimizer, progress and RNG; a damaged file is a ``ValueError`` that names it."""

@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -489,3 +490,59 @@ def test_a_run_recorded_before_validation_resumes_without_it(tmp_path, clips_fil
     assert resumed.cfg.val_every == 0
     resumed.fit()
     assert not any("val_loss" in line for line in history_lines(tmp_path / "a"))
+
+
+def test_the_best_validation_keeps_its_weights_and_a_resume_keeps_only_the_best_it_records(tmp_path, clips_file,
+                                                                                           monkeypatch):
+    """model-best.safetensors holds the weights of the best validation (its checkpoint's), marked with it; a resume
+    from a checkpoint before a later best puts back the best that checkpoint records (or drops the file)."""
+    from safetensors.torch import load_file
+
+    from msrnn_zoo.train import best_weights_of
+
+    scores = iter([2.0, 1.0, 3.0, 3.0, 2.5])
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: next(scores))
+    run = tmp_path / "a"
+    Trainer.create(run, config(clips_file, epochs=3, val_every=1, keep_checkpoints=5)).fit()
+    best = run / "model-best.safetensors"
+    assert best_weights_of(best) == {"epoch": 1, "step": 16, "val_loss": 1.0}
+    weights = load_file(str(best))
+    for key, value in load_file(str(run / "checkpoints" / "step-00000016" / "model.safetensors")).items():
+        assert torch.equal(value, weights[key]), key
+    assert not torch.equal(load_file(str(run / "model.safetensors"))[key], weights[key])  # the last epoch's differ
+    # pointed back at epoch 0's checkpoint (as a kill while epoch 1's was written leaves it): its best is epoch 0's
+    (run / "latest.json").write_text(json.dumps({"name": "step-00000008"}))
+    resumed = Trainer.resume(run)
+    assert best_weights_of(best) == {"epoch": 0, "step": 8, "val_loss": 2.0}
+    resumed.fit()  # trains epochs 1 and 2 again (validations 3.0 and 2.5): no better one
+    assert best_weights_of(best)["step"] == 8
+    # a checkpoint that records no best (none kept of it): no best weights of steps the run will train again
+    (run / "latest.json").write_text(json.dumps({"name": "step-00000016"}))
+    shutil.rmtree(run / "checkpoints" / "step-00000008")
+    state = torch.load(run / "checkpoints" / "step-00000016" / "training_state.pt", weights_only=True)
+    state["progress"].update(best_val_loss=None, best_epoch=None, best_step=None)
+    torch.save(state, run / "checkpoints" / "step-00000016" / "training_state.pt")
+    Trainer.resume(run)
+    assert not best.exists()
+
+
+def test_a_run_without_validation_has_no_best_weights_and_force_replaces_a_run_with_them(tmp_path, clips_file):
+    from msrnn_zoo.io import OverwriteRefusedError
+
+    Trainer.create(tmp_path / "a", config(clips_file, epochs=1)).fit()
+    assert not (tmp_path / "a" / "model-best.safetensors").exists()
+    Trainer.create(tmp_path / "a", config(clips_file, epochs=1, val_every=1), force=True).fit()
+    assert (tmp_path / "a" / "model-best.safetensors").is_file()
+    Trainer.create(tmp_path / "a", config(clips_file, epochs=1), force=True).fit()  # goes with the run it replaces
+    assert not (tmp_path / "a" / "model-best.safetensors").exists()
+    mine = tmp_path / "mine"  # a user's file of that name is no best weights of ours: never deleted
+    mine.mkdir()
+    (mine / "model-best.safetensors").write_bytes(b"my own weights")
+    with pytest.raises(OverwriteRefusedError, match="not a run made by"):
+        Trainer.create(mine, config(clips_file, epochs=1), force=True)
+    assert (mine / "model-best.safetensors").read_bytes() == b"my own weights"
+    Trainer.create(tmp_path / "b", config(clips_file, epochs=1)).fit()
+    (tmp_path / "b" / "model-best.safetensors").write_bytes(b"my own weights")
+    with pytest.raises(OverwriteRefusedError, match="model-best.safetensors"):
+        Trainer.create(tmp_path / "b", config(clips_file, epochs=1), force=True)
+    assert (tmp_path / "b" / "model-best.safetensors").read_bytes() == b"my own weights"
