@@ -267,22 +267,24 @@ def _memory_text(profile: dict[str, Any]) -> str | None:
     return text
 
 
-def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", license: str = DEFAULT_LICENSE) -> str:
+def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", license: str = DEFAULT_LICENSE,
+                weights: str = "last") -> str:
     """The model card of a trained run; ``repo_id`` is the Hub repo it will be pushed to (None: local), ``license``
-    the Hub license id its header claims for the weights (the data's own terms are quoted in its text)."""
+    the Hub license id its header claims for the weights (the data's own terms are quoted in its text), ``weights``
+    which of the run's weights it shows (``best``: its best validation's, with their own metrics file)."""
     from huggingface_hub import ModelCardData
 
-    from .evaluate import load_run
+    from .evaluate import load_run, metrics_name
     from .profile import flops_per_frame, flops_unit
 
     license = check_license(license)  # before the run is loaded and measured
     run_dir = Path(run_dir)
-    model, cfg = load_run(run_dir, "cpu")
+    model, cfg = load_run(run_dir, "cpu", weights)
     config = model.config
-    metrics_path = run_dir / f"metrics-{split}.json"
+    metrics_path = run_dir / metrics_name(split, weights)
     metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else None
     if metrics is not None:
-        _check_metrics_scored_these_weights(run_dir, metrics_path, metrics, split)
+        _check_metrics_scored_these_weights(run_dir, metrics_path, metrics, split, weights)
     recipe = read_json(run_dir / RECIPE_JSON, "recipe file") if (run_dir / RECIPE_JSON).is_file() else None
     profile = read_json(run_dir / PROFILE_JSON, "profile file") if (run_dir / PROFILE_JSON).is_file() else {}
     latest = read_json(run_dir / "latest.json", "checkpoint pointer") if (run_dir / "latest.json").is_file() else {}
@@ -317,6 +319,17 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", l
         training_memory=_memory_text(profile))
     values["data_text"] = _data_text(cfg, recipe_dataset, source, protocol, hub_datasets, metrics, public)
     values["training_text"], values["budget_note"] = _training_text(cfg, recipe, latest, public)
+    if weights == "best":  # the card says which weights it shows: the run's last ones are the default
+        from .evaluate import run_weights
+        from .train import best_weights_of
+
+        best = best_weights_of(run_weights(run_dir, weights)) or {}
+        shown = (f"These are the weights of the best validation, epoch {best.get('epoch', 0) + 1} (step "
+                 f"{best.get('step')}, validation loss {best.get('val_loss', float('nan')):.4f}), not those of the "
+                 "last step trained.")
+        values["training_text"] = f"{shown}\n\n{values['training_text']}"
+        if values["budget_note"]:
+            values["budget_note"] = values["budget_note"].replace("these are the weights of step", "its last step was")
     tags = ["video-prediction", "spatiotemporal", "msrnn-zoo", config.cell, values["schedule_text"]]
     if cfg.dataset:
         tags.append(cfg.dataset)
@@ -347,24 +360,27 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", l
 
 
 def _check_metrics_scored_these_weights(run_dir: Path, metrics_path: Path, metrics: dict[str, Any],
-                                        split: str) -> None:
-    """Refuse metrics of other weights than the run holds now (it was trained on, with --resume, after
-    ``evaluate``): the card, and the metrics pushed beside it, would show another model's numbers. A metrics
-    file written before the digest was recorded cannot be told apart, and is taken as it is."""
+                                        split: str, weights: str = "last") -> None:
+    """Refuse metrics of other weights than the run's ``weights`` file holds now (it was trained on, with --resume,
+    after ``evaluate``; the metrics are of its last weights and the card of its best): the card, and the metrics
+    pushed beside it, would show another model's numbers. A metrics file written before the digest was recorded
+    cannot be told apart, and is taken as it is for the last weights; best weights came after the digest, so
+    their metrics must carry it."""
     import hashlib
     import shlex
 
-    from .evaluate import WEIGHTS_DIGEST
+    from .evaluate import WEIGHTS_DIGEST, run_weights
     from .io import file_hash
 
     recorded = metrics.get(WEIGHTS_DIGEST)
-    if recorded is None or recorded == file_hash(run_dir / "model.safetensors", hashlib.sha256()):
+    path = run_weights(run_dir, weights)
+    if (recorded is None and weights == "last") or recorded == file_hash(path, hashlib.sha256()):
         return
     again = shlex.join(["msrnn-zoo", "evaluate", str(run_dir), *(["--split", split] if split != "test" else []),
-                        "--force"])
-    raise ValueError(f"{metrics_path} scored other weights than {run_dir / 'model.safetensors'} holds now (was the "
-                     f"run trained on after `msrnn-zoo evaluate`?): its card would show another model's numbers. "
-                     f"Score the run again first: {again}")
+                        *(["--weights", weights] if weights != "last" else []), "--force"])
+    raise ValueError(f"{metrics_path} scored other weights than {path} holds now (was the run trained on after "
+                     f"`msrnn-zoo evaluate`?): its card would show another model's numbers. Score the run again "
+                     f"first: {again}")
 
 
 def _run_data(cfg: Any) -> tuple[str | None, str | None]:
@@ -502,7 +518,7 @@ def _training_text(cfg: Any, recipe: dict[str, Any] | None, latest: dict[str, An
 
 
 def write_card(run_dir: str | Path, card_path: str | Path, repo_id: str | None, split: str = "test",
-               force: bool = True, license: str = DEFAULT_LICENSE) -> dict[str, Path]:
+               force: bool = True, license: str = DEFAULT_LICENSE, weights: str = "last") -> dict[str, Path]:
     """Render the card of a run to ``card_path``, with the pictures it shows beside it: ``{name in repo: path}``.
 
     The pictures are ``metrics.png`` and ``forecast.png`` in the card's folder (the card links them by those
@@ -516,11 +532,13 @@ def write_card(run_dir: str | Path, card_path: str | Path, repo_id: str | None, 
         raise ValueError(f"{card_path} is where the card's picture {card_path.name.lower()} goes ({METRICS_PNG} and "
                          f"{FORECAST_PNG} are written beside the card), so the picture would replace the card. Name "
                          f"the card another file, e.g. {card_path.with_name('README.md')}.")
-    metrics_path = run_dir / f"metrics-{split}.json"
+    from .evaluate import metrics_name
+
+    metrics_path = run_dir / metrics_name(split, weights)
     folder = card_path.parent
     targets = [card_path] + ([folder / METRICS_PNG, folder / FORECAST_PNG] if metrics_path.is_file() else [])
     # first: a folder that is no run (or a license the Hub does not know) is told so, not to add --force
-    text = render_card(run_dir, repo_id, split, license)
+    text = render_card(run_dir, repo_id, split, license, weights)
     for target in targets:
         refuse_overwrite(target, force, "model card" if target == card_path else "picture")
     folder.mkdir(parents=True, exist_ok=True)
@@ -531,5 +549,5 @@ def write_card(run_dir: str | Path, card_path: str | Path, repo_id: str | None, 
         files[METRICS_PNG] = save_metric_chart(folder / METRICS_PNG, metric_panels(read_json(metrics_path, "metrics")))
         from .forecast import save_forecast_png
 
-        files[FORECAST_PNG] = save_forecast_png(run_dir, folder / FORECAST_PNG)
+        files[FORECAST_PNG] = save_forecast_png(run_dir, folder / FORECAST_PNG, weights=weights)
     return files

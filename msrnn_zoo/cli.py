@@ -975,7 +975,8 @@ def _stopped_early(trainer: Any) -> str:
     p, epochs = trainer.progress, trainer.cfg.epochs
     return (f"Early stopping ended the run after epoch {p.epoch} of {epochs}: the validation loss has not improved in "
             f"{p.stale_validations} validation(s) (--early-stopping {trainer.cfg.early_stopping}; "
-            f"{_best_validation(p)}). The run's weights are its last epoch's.")
+            f"{_best_validation(p)}). The run's weights are its last epoch's; those of its best validation are kept "
+            f"beside them, for evaluate, predict, card and push --weights best.")
 
 
 def _validation_line(t: Any, loss: float, best: bool) -> None:
@@ -1240,6 +1241,12 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
                          f"{baseline}'s time); {how}."), highlight=False)
 
 
+WEIGHTS_OPTION = click.option(
+    "--weights", type=click.Choice(["last", "best"]), default="last", show_default=True,
+    help="last: the run's last weights (model.safetensors); best: those of its best validation "
+         "(model-best.safetensors, kept by a run trained with --val-every or --early-stopping).")
+
+
 # ---------------------------------------------------------------------------------------------- results
 @main.command()
 @click.argument("run_dir", type=PATH)
@@ -1248,7 +1255,8 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
 @click.option("--max-clips", type=POSITIVE, default=None,
               help="Score only the first N clips of the split (with --split train, of the clips the run trained on).")
 @click.option("--out", type=PATH, default=None,
-              help="Where to write the JSON (default RUN_DIR/metrics-SPLIT.json).")
+              help="Where to write the JSON (default RUN_DIR/metrics-SPLIT.json; with --weights best, "
+                   "RUN_DIR/metrics-SPLIT-best.json).")
 @click.option("--force", is_flag=True,
               help="Overwrite the metrics file named by --out: only that file, and only a metrics file msrnn-zoo "
                    "wrote.")
@@ -1267,17 +1275,18 @@ def _print_bench(rows: list[dict[str, Any]], what: str, cuda: bool, baseline: st
 @click.option("--compile-cells", is_flag=True,
               help="torch.compile each cell, fusing its gate arithmetic (pays off over many clips; goes with "
                    "--fast-path clip-graph, auto or none).")
+@WEIGHTS_OPTION
 @friendly
 def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int | None, out: Path | None,
              force: bool, frames: str, device: str | None, precision: str, fast_path: str,
-             compile_cells: bool) -> None:
+             compile_cells: bool, weights: str) -> None:
     """Per-frame and mean scores of a run beside baselines (copy-last-frame, mean-frame, blank, the dataset's)."""
-    from .evaluate import evaluate_run, reports_to_dict
+    from .evaluate import evaluate_run, metrics_name, reports_to_dict, run_weights
     from .io import refuse_overwrite, write_json
     from .train import refuse_a_file_for_a_run
 
     refuse_a_file_for_a_run(run_dir)  # before its metrics file's path inside it is checked
-    out = out or run_dir / f"metrics-{split}.json"
+    out = out or run_dir / metrics_name(split, weights)
     refuse_overwrite(out, force, "metrics file")
     device = _run_device(run_dir, device)
     if device is not None:
@@ -1286,7 +1295,7 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
         reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device,
                                frames=frames, precision=precision,  # type: ignore[arg-type]
                                fast_path=None if fast_path == "none" else fast_path, compile_cells=compile_cells,
-                               on_batch=on_batch)
+                               on_batch=on_batch, weights=weights)
     _print_reports(reports, frames)
     if "ssim" not in reports["model"].metrics:
         from .metrics import SSIM_WINDOW
@@ -1294,7 +1303,7 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
         err_console.print(escape(f"Note: SSIM was not scored: its {SSIM_WINDOW}x{SSIM_WINDOW} window does not fit "
                                  "in frames of this size."), highlight=False, soft_wrap=True)
     write_json(out, reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
-                                    weights=run_dir / "model.safetensors", precision=precision), replace=force)
+                                    weights=run_weights(run_dir, weights), precision=precision), replace=force)
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
 
 
@@ -1410,9 +1419,11 @@ def _print_reports(reports: dict[str, Any], frames: str = "future") -> None:
 @click.option("--compile-cells", is_flag=True,
               help="torch.compile each cell, fusing its gate arithmetic (for one clip the compilation costs more "
                    "than it saves; goes with --fast-path clip-graph or none).")
+@WEIGHTS_OPTION
 @friendly
 def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | None, index: int, scale: int,
-            force: bool, device: str | None, precision: str, fast_path: str, compile_cells: bool) -> None:
+            force: bool, device: str | None, precision: str, fast_path: str, compile_cells: bool,
+            weights: str) -> None:
     """Write an input | truth | forecast strip (GIF and/or PNG) for a test clip or your own frames."""
     import hashlib
     import io
@@ -1445,7 +1456,7 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     # longer be known as ours (the new PNG records no array), so a later --input --force refused to replace it
     stale_array = out.with_suffix(".npy") if (
         array_path is None and force and written_by_us(out.with_suffix(".npy"), "forecast array")) else None
-    model, cfg = load_run(run_dir, _run_device(run_dir, device))
+    model, cfg = load_run(run_dir, _run_device(run_dir, device), weights)
     _note_precision(precision, model.embed.weight.device)
     model.set_fast_path(None if fast_path == "none" else fast_path).set_compile_cells(compile_cells)
     horizon = cfg.out_frames if horizon is None else horizon
@@ -1655,24 +1666,25 @@ def reproduce(model: str | None, dataset: str | None, out: Path | None, root: Pa
                    "publishes the test split's.")
 @click.option("--license", "license", default=DEFAULT_LICENSE, show_default=True, metavar="ID",
               help=f"{LICENSE_HELP}; `push` keeps the one this card names.")
+@WEIGHTS_OPTION
 @friendly
-def card(run_dir: Path, repo_id: str, out: Path | None, force: bool, split: str, license: str) -> None:
+def card(run_dir: Path, repo_id: str, out: Path | None, force: bool, split: str, license: str, weights: str) -> None:
     """Render the model card of a run (and its pictures) to review; `push` renders it again for its repo."""
     from .card import write_card
     from .hub import check_repo_id
 
     files = write_card(run_dir, out or run_dir / "README.md", check_repo_id(repo_id), split, force=force,
-                       license=check_license(license))
+                       license=check_license(license), weights=weights)
     console.print(f"Model card written to [bold]{escape(str(files['README.md']))}[/bold]")
 
 
-def _public_metrics(path: Path, tmp: Path) -> Path:
-    """A copy of a metrics file without the run's local path, fit to publish."""
+def _public_metrics(path: Path, tmp: Path, name: str | None = None) -> Path:
+    """A copy of a metrics file without the run's local path, fit to publish (as ``name``: its own by default)."""
     from .io import read_json, write_json
 
     data = read_json(path, "metrics file")
     data["run"] = Path(str(data.get("run", ""))).name
-    return write_json(tmp / path.name, data)
+    return write_json(tmp / (name or path.name), data)
 
 
 def _upload_replacing(repo_id: str, files: dict[str, Path], token: str | None, private: bool, message: str) -> str:
@@ -1705,9 +1717,10 @@ def _upload_replacing(repo_id: str, files: dict[str, Path], token: str | None, p
 @click.option("--license", "license", default=None, metavar="ID",
               help=f"{LICENSE_HELP} (default: the one RUN_DIR/README.md names, as `card --license` or save_pretrained "
                    f"wrote it, else {DEFAULT_LICENSE}).")
+@WEIGHTS_OPTION
 @friendly
 def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: bool, token: str | None,
-         card_path: Path | None, license: str | None) -> None:
+         card_path: Path | None, license: str | None, weights: str) -> None:
     """Upload a run's weights (safetensors), config.json, model card and its pictures to the Hub, in one commit.
 
     RUN_DIR may also be a folder written by save_pretrained or `msrnn-zoo convert`: its weights and config go
@@ -1715,7 +1728,7 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
     import tempfile
 
     from .card import render_card, write_card
-    from .evaluate import load_run
+    from .evaluate import load_run, metrics_name, run_weights
     from .hub import CONFIG_NAME, WEIGHTS_NAME, check_repo_id
 
     if repo_id and repo_id_arg and repo_id != repo_id_arg:
@@ -1735,29 +1748,34 @@ def push(run_dir: Path, repo_id_arg: str | None, repo_id: str | None, private: b
                                  f"msrnn-zoo push {_q(run_dir.parent)} {_q(repo_id)}")
     if not (run_dir / "train_config.json").is_file():
         if (run_dir / CONFIG_NAME).is_file() or (run_dir / WEIGHTS_NAME).is_file():
+            if weights != "last":
+                raise ValueError(f"--weights {weights} picks among a run's weights; {run_dir} is a saved model, not a "
+                                 "run of `msrnn-zoo train`: its one weights file is pushed without --weights.")
             _push_model_folder(run_dir, repo_id, token, private, card_path, license)  # save_pretrained / convert
             return
         if run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir} holds neither a run (train_config.json, from `msrnn-zoo train`) nor "
                                     f"a saved model ({CONFIG_NAME} and {WEIGHTS_NAME}, from save_pretrained or "
                                     "`msrnn-zoo convert`): push one of those folders.")
-    _, run_cfg = load_run(run_dir, "cpu")  # a clear error for a directory that is not a finished run
+    _, run_cfg = load_run(run_dir, "cpu", weights)  # a clear error for a directory that is not a finished run
     license = license or (DEFAULT_LICENSE if card_path else _folder_license(run_dir))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        files = write_card(run_dir, tmp / "README.md", repo_id, license=license)
+        files = write_card(run_dir, tmp / "README.md", repo_id, license=license, weights=weights)
         if card_path is not None:
             files["README.md"] = _checked_card(card_path, repo_id, run_dir)
         else:
             ours = files["README.md"].read_text(encoding="utf-8")
             _note_own_card_left(run_dir, repo_id, ours, license,
-                                lambda named, chosen: render_card(run_dir, named, license=chosen))
-        files.update({WEIGHTS_NAME: run_dir / WEIGHTS_NAME, CONFIG_NAME: run_dir / CONFIG_NAME})
+                                lambda named, chosen: render_card(run_dir, named, license=chosen, weights=weights))
+        # the best weights go as the repo's model.safetensors, with their own metrics: never the last ones' beside
+        files.update({WEIGHTS_NAME: run_weights(run_dir, weights), CONFIG_NAME: run_dir / CONFIG_NAME})
         for extra in ("recipe.json", "profile.json"):
             if (run_dir / extra).is_file():
                 files[extra] = run_dir / extra
-        if (run_dir / "metrics-test.json").is_file():
-            files["metrics-test.json"] = _public_metrics(run_dir / "metrics-test.json", tmp)
+        if (run_dir / metrics_name("test", weights)).is_file():
+            files["metrics-test.json"] = _public_metrics(run_dir / metrics_name("test", weights), tmp,
+                                                         "metrics-test.json")
         _upload_replacing(repo_id, files, token, private, f"Upload {run_dir.name} with msrnn-zoo")
     console.print(escape(f'Load it with: msrnn_zoo.create("{run_cfg.model}", pretrained="{repo_id}")'),
                   highlight=False)

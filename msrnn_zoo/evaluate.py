@@ -76,10 +76,45 @@ def run_device(cfg: TrainConfig, device: str | None = None) -> tuple[str, str | 
     return cfg.device, None
 
 
-def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Forecaster, TrainConfig]:
-    """The trained model of a run directory, on ``device`` (default: :func:`run_device`), and its configuration."""
+WEIGHT_CHOICES = ("last", "best")
+"""Which weights of a run a command takes: ``last``, its last checkpoint's (``model.safetensors``), or ``best``, those
+of its best validation (``model-best.safetensors``, kept where the run validated)."""
+
+
+def run_weights(run_dir: str | Path, weights: str = "last") -> Path:
+    """The weights file of a run that ``weights`` (one of :data:`WEIGHT_CHOICES`) names; for ``best``, a
+    ``FileNotFoundError`` saying why a run has none (it never validated, or was trained before they were kept)."""
+    from .hub import WEIGHTS_NAME
+    from .train import BEST_WEIGHTS_NAME, best_weights_of
+
+    if weights not in WEIGHT_CHOICES:
+        raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHT_CHOICES))}, got {weights!r}.")
+    run_dir = Path(run_dir)
+    if weights == "last":
+        return run_dir / WEIGHTS_NAME
+    path = run_dir / BEST_WEIGHTS_NAME
+    if best_weights_of(path) is None:
+        held = " (a file of that name is there, but not best weights msrnn-zoo wrote)" if path.exists() else ""
+        raise FileNotFoundError(f"{run_dir} has no weights of a best validation ({BEST_WEIGHTS_NAME}){held}: a run "
+                                "keeps them only where it validated (train --val-every N or --early-stopping), from "
+                                "its first validation on; its last weights are used without --weights best.")
+    return path
+
+
+def metrics_name(split: str, weights: str = "last") -> str:
+    """The metrics file ``evaluate`` writes in a run for ``split``: the best weights' apart from the last ones' (one
+    would replace the other, and a card of the ones must not show the other's numbers)."""
+    return f"metrics-{split}.json" if weights == "last" else f"metrics-{split}-{weights}.json"
+
+
+def load_run(run_dir: str | Path, device: str | None = None,
+             weights: str = "last") -> tuple[Forecaster, TrainConfig]:
+    """The trained model of a run directory, on ``device`` (default: :func:`run_device`), and its configuration;
+    ``weights="best"`` loads the weights of its best validation instead of its last ones (:func:`run_weights`)."""
     from .validation import parse_device
 
+    if weights not in WEIGHT_CHOICES:
+        run_weights(run_dir, weights)  # the error naming the choices, before anything is read
     run_dir = Path(run_dir)
     if device is not None:
         parse_device(device)
@@ -101,7 +136,13 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Forecaster
     if not (run_dir / "model.safetensors").is_file():
         raise FileNotFoundError(f"{run_dir} has no trained weights yet (model.safetensors); let training finish "
                                 f"an epoch, or resume it with `msrnn-zoo train --resume {shlex.quote(str(run_dir))}`.")
-    model = Forecaster.from_pretrained(run_dir, map_location=device).to(device).eval()
+    if weights == "best":
+        from .hub import CONFIG_NAME
+
+        model = Forecaster._from_files(run_dir / CONFIG_NAME, run_weights(run_dir, weights), None,
+                                       map_location=device).to(device).eval()
+    else:
+        model = Forecaster.from_pretrained(run_dir, map_location=device).to(device).eval()
     return model, cfg
 
 
@@ -152,14 +193,16 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
                  max_clips: int | None = None, device: str | None = None,
                  frames: FrameMode = "future", precision: str = "fp32",
                  fast_path: str | None = "auto", compile_cells: bool = False,
-                 on_batch: Callable[[int, int], None] | None = None) -> dict[str, MetricReport]:
+                 on_batch: Callable[[int, int], None] | None = None,
+                 weights: str = "last") -> dict[str, MetricReport]:
     """Metrics of the run's model and of every baseline on the same clips of ``split``, model first.
 
     ``device`` defaults to the run's (see :func:`run_device`); ``precision`` ``bf16``/``fp16`` forecasts under
     autocast (faster on GPUs; the metrics then differ slightly from fp32's); ``fast_path`` is one of
     ``Forecaster.set_fast_path``'s, or ``"auto"`` (:func:`auto_fast_path`); ``compile_cells`` compiles each cell
     (``Forecaster.set_compile_cells``); ``on_batch(clips scored, clips in all)`` is called after each batch (a
-    test split of thousands of clips takes minutes on a CPU). Frames smaller than SSIM's window (11x11) are scored
+    test split of thousands of clips takes minutes on a CPU); ``weights="best"`` scores the weights of the run's
+    best validation (:func:`run_weights`) instead of its last ones. Frames smaller than SSIM's window (11x11) are scored
     without SSIM, which cannot be computed on them, rather than not at all.
     """
     if frames not in FRAME_MODES:
@@ -169,7 +212,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", batch_size: int | 
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a whole number of at least 1, or None for {unset}; got {value!r}.")
     check_precision(precision)
-    model, cfg = load_run(run_dir, device)
+    model, cfg = load_run(run_dir, device, weights)
     device = str(model.embed.weight.device)
     if max_clips is not None:  # the limit open_split applies to this split: train's is not the eval splits'
         if split == "train":  # never beyond the clips the run trained on (--max-train-clips): those are no train
@@ -253,6 +296,12 @@ def reports_to_dict(reports: dict[str, MetricReport], run_dir: str | Path, split
             "precision": precision,
             "forecasters": list(reports), **{name: rep.to_dict() for name, rep in reports.items()}}
     if weights is not None:
+        from .train import BEST_WEIGHTS_NAME, best_weights_of
+
         data[WEIGHTS_DIGEST] = file_hash(Path(weights), hashlib.sha256())
+        best = best_weights_of(Path(weights)) if Path(weights).name == BEST_WEIGHTS_NAME else None
+        data["weights"] = "last" if best is None else "best"
+        if best is not None:  # epoch counted from 0, as latest.json counts it
+            data["best_validation"] = best
     data[WRITTEN_BY] = written_by()
     return data

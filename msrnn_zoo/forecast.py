@@ -57,13 +57,13 @@ def forecast_clip(model: Forecaster, context: torch.Tensor, horizon: int, precis
     return forecast[0].float().clamp(0, 1).cpu()
 
 
-def save_forecast_png(run_dir: str | Path, path: str | Path, index: int = 0) -> Path:
-    """The input | truth | forecast strip of test clip ``index``, for the card."""
+def save_forecast_png(run_dir: str | Path, path: str | Path, index: int = 0, weights: str = "last") -> Path:
+    """The input | truth | forecast strip of test clip ``index``, for the card (of the run's ``weights``)."""
     from .evaluate import load_run
     from .train import open_split
     from .visualize import save_png
 
-    model, cfg = load_run(run_dir, "cpu")
+    model, cfg = load_run(run_dir, "cpu", weights)
     clip = open_split(cfg, "test")[index]
     context, truth = clip[: cfg.in_frames], clip[cfg.in_frames: cfg.in_frames + cfg.out_frames]
     forecast = forecast_clip(model, context, cfg.out_frames)

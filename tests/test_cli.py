@@ -178,6 +178,19 @@ def test_train_prints_a_validation_loss_after_each_epoch_and_stops_early_as_aske
     assert "epoch 3/4  val loss 4.0000 (best 2.0000 after epoch 1, step 4)" in lines
     said = " ".join(result.output.split())
     assert "Early stopping ended the run after epoch 3 of 4" in said and "Run saved in" in said
+    assert "evaluate, predict, card and push --weights best" in said
+    best = run("predict", out, "--out", tmp_path / "best.png", "--weights", "best")  # epoch 1's weights
+    assert "best.png" in "".join(best.output.split())
+    none = run("predict", tmp_path / "q", "--out", tmp_path / "q.png", "--weights", "best", ok=False)
+    said = " ".join(none.output.split())
+    assert none.exit_code == 1 and "has no weights of a best validation" in said and "Traceback" not in said
+    assert not (tmp_path / "q.png").exists()
+    from msrnn_zoo.evaluate import evaluate_run
+
+    with pytest.raises(ValueError, match="weights must be one of 'last', 'best', got 'newest'"):
+        evaluate_run(out, weights="newest")
+    scored = evaluate_run(out, max_clips=2, weights="best")
+    assert scored["model"].metrics != evaluate_run(out, max_clips=2)["model"].metrics  # epoch 1's, not epoch 3's
     done = run("train", "--resume", out, ok=False)
     assert done.exit_code == 1 and "resume it with a larger --early-stopping" in " ".join(done.output.split())
 

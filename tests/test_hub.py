@@ -1162,3 +1162,36 @@ def test_a_card_quotes_the_terms_of_the_data_its_plugin_states(mnist_run, monkey
     assert card.data.license == "apache-2.0"
     assert ("The data has its own terms, apart from the license in this card's header. As the moving-mnist plugin "
             "states them: free for research; cite it.") in " ".join(card.text.split())
+
+
+def test_cli_push_weights_best_publishes_the_best_validations_weights_card_and_metrics_only(hub, tmp_path, clips_file,
+                                                                                             monkeypatch, run):
+    from msrnn_zoo.train import Trainer
+
+    scores = iter([1.0, 2.0])  # epoch 1's validation is the best: the last weights are epoch 2's
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: next(scores))
+    out = tmp_path / "validated"
+    runner = CliRunner(env={"HF_TOKEN": TOKEN})
+    result = runner.invoke(main, ["train", "ms-convlstm", "--data", str(clips_file), "--hidden", "4", "--in-frames",
+                                  "3", "--out-frames", "3", "--max-train-clips", "8", "--epochs", "2",
+                                  "--val-every", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(main, ["evaluate", str(out), "--max-clips", "4"]).exit_code == 0  # the last weights'
+    result = runner.invoke(main, ["push", str(out), "--repo-id", "me/best", "--weights", "best"])
+    assert result.exit_code == 0, result.output
+    files = hub.state.repos["me/best"].resolve("main").files
+    assert files["model.safetensors"].data == (out / "model-best.safetensors").read_bytes()
+    assert "metrics-test.json" not in files  # the last weights' numbers are never published beside the best ones
+    assert "weights of the best validation, epoch 1 (step 2" in files["README.md"].data.decode()
+    result = runner.invoke(main, ["evaluate", str(out), "--max-clips", "4", "--weights", "best"])
+    assert result.exit_code == 0 and "metrics-test-best.json" in "".join(result.output.split()), result.output
+    best = json.loads((out / "metrics-test-best.json").read_text())
+    assert best["weights"] == "best" and best["best_validation"]["epoch"] == 0
+    assert json.loads((out / "metrics-test.json").read_text())["weights"] == "last"
+    assert runner.invoke(main, ["push", str(out), "--repo-id", "me/best", "--weights", "best"]).exit_code == 0
+    files = hub.state.repos["me/best"].resolve("main").files
+    assert json.loads(files["metrics-test.json"].data)["weights_sha256"] == best["weights_sha256"]
+    result = runner.invoke(main, ["card", str(run), "--repo-id", "me/run", "--weights", "best"])  # never validated
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "has no weights of a best validation (model-best.safetensors)" in said, said
+    assert "--val-every" in said and "Traceback" not in said
