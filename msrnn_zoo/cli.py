@@ -754,7 +754,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
           precision: str | None, channels_last: bool | None, fast_path: str | None,
           compile_cells: bool | None, log_every: float) -> None:
     """Train MODEL on a dataset or your own clips into a run directory (resumable with --resume)."""
-    from .train import Trainer, new_train_config
+    from .train import Trainer, complete_train_options, new_train_config
 
     if resume is not None:
         _refuse_what_resume_ignores(
@@ -782,51 +782,12 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             raise ValueError("Name the model to train (e.g. `msrnn-zoo train ms-convlstm ...`), or --resume a run.")
         if out is None:
             raise ValueError("Say where the run goes: --out runs/NAME.")
-        if (dataset is None) == (data is None):
-            raise ValueError("Train on exactly one of --dataset NAME or --data clips.npy.")
-        # each of these would be ignored in silence by the other kind of data
-        ctx = click.get_current_context()
-        if dataset is None and (root is not None or protocol is not None or source is not None):
-            given = [flag for flag, value in (("--source", source), ("--root", root), ("--protocol", protocol))
-                     if value is not None]
-            one = len(given) == 1
-            raise ValueError(f"{', '.join(given)} belong{'s' if one else ''} to --dataset; --data clips.npy reads "
-                             f"your own clips as they are: leave {'it' if one else 'them'} out.")
-        if sampling == "none" and sampling_steps is not None:
-            raise ValueError("--sampling-steps sets how long the input schedule runs, and --sampling none has no "
-                             "schedule (the model sees its own forecasts from the first step): leave one of them out.")
-        if dataset is not None and _typed(ctx, "split_fractions"):
-            raise ValueError("--split divides your own clips (--data) into train, val and test; a --dataset comes "
-                             "split already (its --protocol says how): leave --split out.")
-        in_channels = 1
-        if dataset is not None:
-            from .datasets import resolve_root
-            from .registry import get_dataset, get_model
-
-            try:
-                entry = get_dataset(dataset)
-            except ValueError as no_dataset:
-                try:
-                    get_model(model)  # type: ignore[arg-type]
-                except ValueError as no_model:  # both missing: one message, not a plugin to install per attempt
-                    raise ValueError(f"{no_model} {no_dataset}") from None
-                raise
-            clip_protocol = entry.info.protocol(protocol)
-            protocol = clip_protocol.name
-            in_frames = clip_protocol.in_frames if in_frames is None else in_frames
-            out_frames = clip_protocol.out_frames if out_frames is None else out_frames
-            in_channels = clip_protocol.channels
-            if root is not None or entry.capabilities.prepare is not None:
-                root = resolve_root(entry, root).resolve()
-        else:
-            from .data import load_clip_array
-
-            array = load_clip_array(data)  # type: ignore[arg-type]
-            in_channels = int(array.shape[2])
-            if in_frames is None:
-                in_frames = max(1, array.shape[1] // 2)
-            if out_frames is None:
-                out_frames = max(1, array.shape[1] - in_frames)
+        # checked and completed (the protocol, frames and channels of the data) as new_train_config does
+        given = {"split_fractions": split_fractions} if _typed(click.get_current_context(), "split_fractions") else {}
+        data_options, in_channels = complete_train_options(model, {
+            "dataset": dataset, "source": source, "root": root, "protocol": protocol, "data": data,
+            "in_frames": in_frames, "out_frames": out_frames, "sampling": sampling, "sampling_steps": sampling_steps,
+            **given})
         cfg = new_train_config(
             model, model_options={"hidden_channels": hidden_channels, "num_layers": num_layers,
                                   "kernel_size": kernel_size, "in_channels": in_channels,
@@ -834,13 +795,10 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
                                       **_flags_instead(_MODEL_FLAGS, "in_channels"),
                                       "in_channels": f"the frames' channels come from the data ({in_channels} "
                                                      "here)"})},
-            dataset=dataset, source=source, root=str(root) if root else None, protocol=protocol,
-            data=str(Path(data).expanduser().resolve()) if data else None,  # evaluate may run from elsewhere
-            split_fractions=split_fractions, in_frames=in_frames, out_frames=out_frames,
-            epochs=1 if epochs is None else epochs,
-            batch_size=batch_size, lr=lr, seed=seed, sampling=sampling, max_train_clips=max_train_clips,
+            **data_options, epochs=1 if epochs is None else epochs,
+            batch_size=batch_size, lr=lr, seed=seed, max_train_clips=max_train_clips,
             max_eval_clips=max_eval_clips, checkpoint_every=checkpoint_every, device=device or "cpu",
-            keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints, sampling_steps=sampling_steps,
+            keep_checkpoints=2 if keep_checkpoints is None else keep_checkpoints,
             grad_checkpointing=bool(grad_checkpointing), precision=precision or "fp32",
             channels_last=_new_run_channels_last(channels_last, model, device),
             fast_path=_new_run_fast_path(fast_path, device, grad_checkpointing),

@@ -63,7 +63,7 @@ from .network import COMPILED_PATHS, FAST_PATHS, GRAPH_PATHS, Forecaster, Foreca
 from .precision import PRECISIONS, autocast, float32_products, grad_scaler
 from .sampling import SCHEDULES, get_schedule
 from .sampling import progress as schedule_progress
-from .validation import MAX_SEED, parse_device
+from .validation import MAX_SEED, parse_device, with_cli_message
 from .versions import WRITTEN_BY, upgrade_note, written_by
 from .weights import load_weights
 
@@ -1348,8 +1348,82 @@ def auto_channels_last(model: str, device: str) -> bool:
     return get_cell(get_model(model).cell).cell.gpu_channels_last
 
 
+def complete_train_options(model: str, options: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """``options`` of :func:`new_train_config` checked and completed as ``train`` checks and completes its flags, and
+    the frames' channels (the model's ``in_channels``).
+
+    Checked: exactly one of ``dataset`` and ``data``, and nothing the other kind of data would ignore in silence.
+    Completed where not given (what is given wins): for a dataset, its protocol (the default one unless named) with
+    that protocol's frames and channels, and its data root, absolute; for ``data``, the clip array's channels and
+    frames, half of them the context. Shared by ``train`` and Python callers: a notebook's ``new_train_config``
+    trained 10 -> 10 frames of 1 channel whatever the dataset, so that Moving MNIST's ``small`` protocol (5 -> 5)
+    failed unless its frames were given.
+    """
+    options = dict(options)
+    dataset, data = options.get("dataset"), options.get("data")
+    if (dataset is None) == (data is None):
+        raise with_cli_message(ValueError('Train on exactly one of dataset="NAME" (a registered dataset) or '
+                                          'data="clips.npy" (your own clips).'),
+                               "Train on exactly one of --dataset NAME or --data clips.npy.")
+    if dataset is None:  # each of these would be ignored in silence by the clips of data
+        given = [name for name in ("source", "root", "protocol") if options.get(name) is not None]
+        if given:
+            one = len(given) == 1
+            s, them = ("s", "it") if one else ("", "them")
+            raise with_cli_message(
+                ValueError(f"{', '.join(f'{name}=' for name in given)} belong{s} to dataset=; data= reads your own "
+                           f"clips as they are: leave {them} out."),
+                f"{', '.join(f'--{name}' for name in given)} belong{s} to --dataset; --data clips.npy reads your own "
+                f"clips as they are: leave {them} out.")
+    if options.get("sampling") == "none" and options.get("sampling_steps") is not None:
+        raise with_cli_message(
+            ValueError('sampling_steps sets how long the input schedule runs, and sampling="none" has no schedule '
+                       "(the model sees its own forecasts from the first step): leave one of them out."),
+            "--sampling-steps sets how long the input schedule runs, and --sampling none has no schedule (the model "
+            "sees its own forecasts from the first step): leave one of them out.")
+    if dataset is not None and "split_fractions" in options:
+        raise with_cli_message(
+            ValueError("split_fractions divides your own clips (data=) into train, val and test; a dataset comes "
+                       "split already (its protocol says how): leave split_fractions out."),
+            "--split divides your own clips (--data) into train, val and test; a --dataset comes split already (its "
+            "--protocol says how): leave --split out.")
+    if dataset is not None:
+        from .datasets import resolve_root
+        from .registry import get_dataset, get_model
+
+        try:
+            entry = get_dataset(dataset)
+        except ValueError as no_dataset:
+            try:
+                get_model(model)
+            except ValueError as no_model:  # both missing: one message, not a plugin to install per attempt
+                raise ValueError(f"{no_model} {no_dataset}") from None
+            raise
+        protocol = entry.info.protocol(options.get("protocol"))
+        options["protocol"] = protocol.name
+        for name, default in (("in_frames", protocol.in_frames), ("out_frames", protocol.out_frames)):
+            if options.get(name) is None:
+                options[name] = default
+        if options.get("root") is not None or entry.capabilities.prepare is not None:
+            options["root"] = str(resolve_root(entry, options.get("root")).resolve())
+        return options, protocol.channels
+    if not isinstance(data, (str, os.PathLike)):  # clips in memory: validate refuses them, saying how to save them
+        return options, 1
+    from .data import load_clip_array
+
+    array = load_clip_array(data)
+    length = int(array.shape[1])
+    if options.get("in_frames") is None:
+        options["in_frames"] = max(1, length // 2)
+    if options.get("out_frames") is None:
+        options["out_frames"] = max(1, length - options["in_frames"])
+    return options, int(array.shape[2])
+
+
 def new_train_config(model: str, *, model_options: dict[str, Any] | None = None, **options: Any) -> TrainConfig:
-    """A TrainConfig for ``model``; the model config is built (and validated) here, once.
+    """A TrainConfig for ``model``, checked and completed as ``train`` does (:func:`complete_train_options`: the
+    dataset's protocol, frames and channels, or those of the clips of ``data``, where not given); the model config
+    is built (and validated) here, once, and so is the whole config (``epochs=0`` is refused here, not later).
 
     ``data`` and ``root`` may be given as ``Path`` objects or relative to the working directory: they are recorded
     absolute, as ``train`` records them, since the run reads its data again from there to resume, evaluate and
@@ -1358,5 +1432,8 @@ def new_train_config(model: str, *, model_options: dict[str, Any] | None = None,
     for name in ("data", "root"):
         if isinstance(options.get(name), (str, os.PathLike)):
             options[name] = str(Path(options[name]).expanduser().resolve())
-    config = build_config(model, **(model_options or {}))
-    return TrainConfig(model=model, model_config=config.to_dict(), **options)
+    options, channels = complete_train_options(model, options)
+    config = build_config(model, **{"in_channels": channels, **(model_options or {})})
+    cfg = TrainConfig(model=model, model_config=config.to_dict(), **options)
+    cfg.validate()
+    return cfg

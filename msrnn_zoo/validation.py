@@ -11,7 +11,9 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, Union
+from typing import Any, TypeVar, Union
+
+E = TypeVar("E", bound=BaseException)
 
 MAX_SEED = 2**64 - 1
 """The largest seed ``torch.manual_seed`` takes (a larger one was "Overflow when unpacking long long")."""
@@ -86,6 +88,14 @@ def check_fields(cls: type, data: dict[str, Any], what: str) -> None:
         if f.name in data and not _matches(data[f.name], hints[f.name]):
             raise ValueError(f"{what}: field {f.name!r} must be {_expected(hints[f.name])}, "
                              f"got {_describe(data[f.name])}.")
+
+
+def with_cli_message(exc: E, cli: str) -> E:
+    """``exc``, whose message names Python arguments (``in_frames=``), carrying the same refusal in the command
+    line's words as ``cli_message`` (``--in-frames``), which the CLI prints instead: a notebook's user was told to
+    lower ``--in-frames``, which no function of theirs takes, and the command line must keep saying its flags."""
+    exc.cli_message = cli  # type: ignore[attr-defined]
+    return exc
 
 
 def parse_device(name: str, option: str = "--device") -> Any:

@@ -546,3 +546,47 @@ def test_a_run_without_validation_has_no_best_weights_and_force_replaces_a_run_w
     with pytest.raises(OverwriteRefusedError, match="model-best.safetensors"):
         Trainer.create(tmp_path / "b", config(clips_file, epochs=1), force=True)
     assert (tmp_path / "b" / "model-best.safetensors").read_bytes() == b"my own weights"
+
+
+def test_new_train_config_takes_the_frames_and_channels_of_the_dataset_or_of_the_clips(tmp_path, clips_file):
+    """From Python, new_train_config gave 10 -> 10 frames of 1 channel whatever the data (Moving MNIST's `small`
+    protocol, of 10-frame clips, failed unless the frames were given), where `train` took the protocol's, or the
+    clip file's (half of them the context). Both now do the same; what is given wins."""
+    import numpy as np
+
+    small = new_train_config("ms-convlstm", model_options={"hidden_channels": 4}, dataset="moving-mnist",
+                             source="synthetic", protocol="small")
+    assert (small.protocol, small.in_frames, small.out_frames, small.model_config["in_channels"]) == ("small", 5, 5, 1)
+    paper = new_train_config("ms-convlstm", dataset="moving-mnist", source="synthetic", in_frames=4)
+    assert (paper.protocol, paper.in_frames, paper.out_frames) == ("paper", 4, 10)
+    own = new_train_config("convlstm", data=clips_file)
+    assert (own.in_frames, own.out_frames, own.model_config["in_channels"]) == (3, 3, 1)
+    rgb = tmp_path / "rgb.npy"
+    np.save(rgb, np.zeros((4, 9, 3, 8, 8), dtype=np.uint8))
+    cfg = new_train_config("convlstm", data=rgb, in_frames=6)
+    assert (cfg.in_frames, cfg.out_frames, cfg.model_config["in_channels"]) == (6, 3, 3)
+    assert new_train_config("convlstm", model_options={"in_channels": 2}, data=rgb).model_config["in_channels"] == 2
+
+
+@pytest.mark.parametrize(("options", "words", "flags"), [
+    ({}, 'exactly one of dataset="NAME"', "exactly one of --dataset NAME"),
+    ({"dataset": "moving-mnist", "data": "DATA"}, 'exactly one of dataset="NAME"', "exactly one of --dataset NAME"),
+    ({"data": "DATA", "source": "synthetic"}, "source= belongs to dataset=", "--source belongs to --dataset"),
+    ({"data": "DATA", "root": "x", "protocol": "small"}, "root=, protocol= belong to dataset=",
+     "--root, --protocol belong to --dataset"),
+    ({"data": "DATA", "sampling": "none", "sampling_steps": 10}, 'sampling="none" has no schedule',
+     "--sampling none has no schedule"),
+    ({"dataset": "moving-mnist", "split_fractions": (0.5, 0.25, 0.25)}, "leave split_fractions out",
+     "leave --split out"),
+    ({"data": "DATA", "epochs": 0}, "epochs must be at least 1, got 0", None),
+])
+def test_new_train_config_refuses_what_train_refuses_in_the_words_of_python(clips_file, options, words, flags):
+    """What `train` refused at once (both kinds of data or neither, a dataset's options with one's own clips, a
+    split of a dataset...) new_train_config took in silence, ignoring the one or failing later; it is refused there,
+    naming the arguments, and `train` says the same with its flags."""
+    options = {k: str(clips_file) if v == "DATA" else v for k, v in options.items()}
+    with pytest.raises(ValueError) as caught:
+        new_train_config("convlstm", **options)
+    assert words in str(caught.value) and " --" not in str(caught.value)
+    if flags:
+        assert flags in caught.value.cli_message
