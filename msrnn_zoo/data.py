@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .validation import with_cli_message
+
 if TYPE_CHECKING:
     from .metrics import Baseline, ScoreAccumulator, ScoreContext
     from .store import Store, StoreWriter
@@ -275,8 +277,10 @@ def scan_clip_array(array: np.ndarray, what: str, *, need_frames: int = 1, chunk
     if min(t, c, h, w) == 0:
         raise ValueError(f"{what}: clips of shape (T, C, H, W) = {(t, c, h, w)} hold no pixels.")
     if t < need_frames:
-        raise ValueError(f"{what}: clips have {t} frames, fewer than the {need_frames} the run needs "
-                         "(in-frames + out-frames); lower --in-frames/--out-frames or use longer clips.")
+        said = f"{what}: clips have {t} frames, fewer than the {need_frames} the run needs "
+        raise with_cli_message(ValueError(f"{said}(in_frames + out_frames); lower in_frames/out_frames or use "
+                                          "longer clips."),
+                               f"{said}(in-frames + out-frames); lower --in-frames/--out-frames or use longer clips.")
     if array.dtype == np.uint8:
         return
     if not np.issubdtype(array.dtype, np.floating):

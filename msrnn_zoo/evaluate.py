@@ -111,22 +111,28 @@ def load_run(run_dir: str | Path, device: str | None = None,
              weights: str = "last") -> tuple[Forecaster, TrainConfig]:
     """The trained model of a run directory, on ``device`` (default: :func:`run_device`), and its configuration;
     ``weights="best"`` loads the weights of its best validation instead of its last ones (:func:`run_weights`)."""
-    from .validation import parse_device
+    from .validation import parse_device, with_cli_message
 
     if weights not in WEIGHT_CHOICES:
         run_weights(run_dir, weights)  # the error naming the choices, before anything is read
     run_dir = Path(run_dir)
     if device is not None:
-        parse_device(device)
+        parse_device(device, python="device")
     refuse_a_file_for_a_run(run_dir)
     if not run_dir.is_dir():
         from .hub import pulled_repo_note
 
-        raise FileNotFoundError(f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`."
-                                f"{pulled_repo_note(run_dir)}")
+        note = pulled_repo_note(run_dir)
+        raise with_cli_message(
+            FileNotFoundError(f"No run directory at {run_dir}; train one with Trainer.create({str(run_dir)!r}, cfg)."
+                              f"{note}"),
+            f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`.{note}")
     if not (run_dir / TRAIN_CONFIG).is_file():
-        raise FileNotFoundError(f"{run_dir} ({run_dir.resolve()}) is not a run: it holds no {TRAIN_CONFIG}. Give the "
-                                f"--out directory of an earlier `msrnn-zoo train`.{run_of_checkpoint(run_dir)}")
+        said = f"{run_dir} ({run_dir.resolve()}) is not a run: it holds no {TRAIN_CONFIG}. Give the "
+        raise with_cli_message(
+            FileNotFoundError(f"{said}run_dir of an earlier Trainer.create (or `msrnn-zoo train`)."
+                              f"{run_of_checkpoint(run_dir)}"),
+            f"{said}--out directory of an earlier `msrnn-zoo train`.{run_of_checkpoint(run_dir)}")
     cfg = TrainConfig.from_dict(read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)"),
                                 str(run_dir / TRAIN_CONFIG))
     device, note = run_device(cfg, device)
@@ -134,8 +140,10 @@ def load_run(run_dir: str | Path, device: str | None = None,
     if note:
         warnings.warn(note, stacklevel=2)
     if not (run_dir / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{run_dir} has no trained weights yet (model.safetensors); let training finish "
-                                f"an epoch, or resume it with `msrnn-zoo train --resume {shlex.quote(str(run_dir))}`.")
+        said = f"{run_dir} has no trained weights yet (model.safetensors); let training finish an epoch, or resume it"
+        raise with_cli_message(
+            FileNotFoundError(f"{said} with Trainer.resume({str(run_dir)!r}) and its fit()."),
+            f"{said} with `msrnn-zoo train --resume {shlex.quote(str(run_dir))}`.")
     if weights == "best":
         from .hub import CONFIG_NAME
 

@@ -383,7 +383,10 @@ def open_split(cfg: TrainConfig, split: str) -> Dataset:
         dataset = load_dataset(cfg.dataset, split=split, source=cfg.source, root=cfg.root, protocol=cfg.protocol,
                                **cfg.dataset_options)
     else:
-        raise ValueError("Say what to train on: a registered dataset (--dataset) or your own clips (--data).")
+        raise with_cli_message(
+            ValueError('Say what to train on: a registered dataset (dataset="NAME") or your own clips '
+                       '(data="clips.npy").'),
+            "Say what to train on: a registered dataset (--dataset) or your own clips (--data).")
     limit = cfg.max_train_clips if split == "train" else cfg.max_eval_clips
     if limit is not None and limit < len(dataset):  # type: ignore[arg-type]
         dataset = torch.utils.data.Subset(dataset, range(limit))
@@ -456,8 +459,9 @@ def check_clip_length(dataset: Dataset, cfg: TrainConfig) -> tuple[int, ...]:
                          "(frames of 0-255: divide by 255).")
     need = cfg.in_frames + cfg.out_frames
     if first.shape[0] < need:
-        raise ValueError(f"Clips have {first.shape[0]} frames but in_frames + out_frames = {need}; "
-                         "lower --in-frames/--out-frames or use longer clips.")
+        said = f"Clips have {first.shape[0]} frames but in_frames + out_frames = {need}; lower "
+        raise with_cli_message(ValueError(f"{said}in_frames/out_frames or use longer clips."),
+                               f"{said}--in-frames/--out-frames or use longer clips.")
     if cfg.in_frames < 1 or cfg.out_frames < 1:
         raise ValueError(f"in_frames and out_frames must be >= 1, got {cfg.in_frames} and {cfg.out_frames}.")
     return tuple(first.shape)
@@ -659,7 +663,7 @@ class Trainer:
         self.cfg = cfg
         cfg.validate()
         _check_trainable_together(cfg)
-        self.dist, self.device = distributed.setup(parse_device(cfg.device))
+        self.dist, self.device = distributed.setup(parse_device(cfg.device, python="device"))
         if self.dist.world_size != cfg.world_size:
             raise ValueError(f"This run trains on {cfg.world_size} process(es) of batch {cfg.batch_size} each; "
                              f"this job has {self.dist.world_size}. Resume it with the same number "
@@ -703,10 +707,14 @@ class Trainer:
         if self.steps_per_epoch == 0:
             # under torchrun a batch is --batch-size on each process: at --batch-size 1, fewer processes is the way
             several = cfg.world_size > 1
-            each = f" (--batch-size {cfg.batch_size} on each of {cfg.world_size} processes)" if several else ""
             fewer = ", start fewer processes (torchrun --nproc_per_node)" if several else ""
-            raise ValueError(f"The training split has {len(self.train_set)} clips, fewer than one batch of "  # type: ignore[arg-type]
-                             f"{global_batch}{each}; lower --batch-size{fewer} or give more clips.")
+
+            def said(batch_size: str) -> str:
+                each = f" ({batch_size} {cfg.batch_size} on each of {cfg.world_size} processes)" if several else ""
+                return (f"The training split has {len(self.train_set)} clips, fewer than one batch of "  # type: ignore[arg-type]
+                        f"{global_batch}{each}; lower {batch_size}{fewer} or give more clips.")
+
+            raise with_cli_message(ValueError(said("batch_size")), said("--batch-size"))
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.sampling_steps = cfg.sampling_steps or self.total_steps
         self.progress = Progress(train_clips=len(self.train_set),  # type: ignore[arg-type]

@@ -98,12 +98,27 @@ def with_cli_message(exc: E, cli: str) -> E:
     return exc
 
 
-def parse_device(name: str, option: str = "--device") -> Any:
+def parse_device(name: str, option: str = "--device", python: str | None = None) -> Any:
     """``torch.device(name)``, or a ``ValueError`` that says which devices exist here, in the words of ``option``:
-    a command-line flag (``--device``) or a Python argument (``map_location``).
+    a command-line flag (``--device``) or a Python argument (``map_location``). Given ``python`` as well (the
+    argument of a function that the CLI calls too), the error speaks its words and carries ``option``'s as
+    ``cli_message``.
 
     ``cpu:0`` (any index: there is one CPU) is the CPU: PyTorch accepts it, but ``torch.load`` cannot map a
     checkpoint onto it, so a run trained with ``--device cpu:0`` could not be resumed."""
+    if python is None:
+        return _parse_device(name, option)
+    try:
+        return _parse_device(name, python)
+    except ValueError as exc:
+        try:
+            _parse_device(name, option)
+        except ValueError as cli:
+            raise with_cli_message(exc, str(cli)) from exc.__cause__
+        raise
+
+
+def _parse_device(name: str, option: str) -> Any:
     import torch
 
     def given(value: str) -> str:

@@ -590,3 +590,41 @@ def test_new_train_config_refuses_what_train_refuses_in_the_words_of_python(clip
     assert words in str(caught.value) and " --" not in str(caught.value)
     if flags:
         assert flags in caught.value.cli_message
+
+
+def test_the_python_api_names_its_arguments_where_train_names_its_flags(tmp_path, clips_file):
+    """A notebook's user was told to "lower --in-frames/--out-frames", "lower --batch-size", that "--device cuda was
+    asked for", to "train one with `msrnn-zoo train ... --out`": flags of a command they had not run. Each names the
+    argument to change; the CLI prints its own words (cli_message), as before."""
+    import numpy as np
+
+    from msrnn_zoo.evaluate import load_run
+    from msrnn_zoo.train import open_split
+
+    def refused(attempt, words, flags, kind=ValueError):
+        with pytest.raises(kind) as caught:
+            attempt()
+        assert words in str(caught.value) and " --" not in str(caught.value), str(caught.value)
+        assert flags in caught.value.cli_message
+
+    refused(lambda: Trainer.create(tmp_path / "a", config(clips_file, in_frames=4)),
+            "lower in_frames/out_frames", "lower --in-frames/--out-frames")
+    refused(lambda: Trainer.create(tmp_path / "a", new_train_config(
+        "convlstm", model_options={"hidden_channels": 2}, dataset="moving-mnist", source="synthetic",
+        protocol="small", dataset_options={"num_clips": 8}, in_frames=6)),
+            "lower in_frames/out_frames", "lower --in-frames/--out-frames")
+    refused(lambda: Trainer.create(tmp_path / "a", config(clips_file, max_train_clips=2)),
+            "lower batch_size or give more clips", "lower --batch-size or give more clips")
+    refused(lambda: Trainer.create(tmp_path / "a", config(clips_file, device="gpu")),
+            "device='gpu' is not a device PyTorch knows; use device='cpu'", "--device gpu is not a device")
+    cfg = config(clips_file)
+    cfg.data = None
+    refused(lambda: open_split(cfg, "train"), 'own clips (data="clips.npy")', "own clips (--data)")
+    refused(lambda: load_run(tmp_path / "none"), "train one with Trainer.create(", "--out", FileNotFoundError)
+    refused(lambda: load_run(tmp_path), "run_dir of an earlier Trainer.create", "Give the --out directory",
+            FileNotFoundError)
+    refused(lambda: load_run(tmp_path, device="gpu"), "device='gpu'", "--device gpu")
+    Trainer.create(tmp_path / "run", config(clips_file)).close()
+    refused(lambda: load_run(tmp_path / "run"), f"Trainer.resume({str(tmp_path / 'run')!r})",
+            "msrnn-zoo train --resume", FileNotFoundError)
+    assert not (tmp_path / "a").exists() and np.load(clips_file).shape == (40, 6, 16, 16)
