@@ -1428,6 +1428,26 @@ def complete_train_options(model: str, options: dict[str, Any]) -> tuple[dict[st
     return options, int(array.shape[2])
 
 
+def _refuse_unknown_options(options: dict[str, Any]) -> None:
+    """A ``ValueError`` naming an argument that :class:`TrainConfig` lacks, with the one meant: a model's setting
+    given beside the training's (``hidden_channels=4``) or a typo (``epoch=2``) was a bare ``TypeError`` of
+    ``TrainConfig.__init__``, which said neither that model settings go in ``model_options`` nor what was meant."""
+    import difflib
+
+    known = [f.name for f in fields(TrainConfig) if f.name not in ("model", "model_config")]
+    for name in options:
+        if name in known:
+            continue
+        if name == "model_config":
+            raise ValueError("new_train_config builds the model's config from model_options (hidden_channels, "
+                             "num_layers, a cell's options...): give those there, not model_config=.")
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            raise ValueError(f"new_train_config takes no {name}=; did you mean {close[0]}=?")
+        raise ValueError(f"new_train_config takes no {name}= of its own; a model's settings go in model_options "
+                         f"(model_options={{{name!r}: ...}}), the training's are: {', '.join(known)}.")
+
+
 def new_train_config(model: str, *, model_options: dict[str, Any] | None = None, **options: Any) -> TrainConfig:
     """A TrainConfig for ``model``, checked and completed as ``train`` does (:func:`complete_train_options`: the
     dataset's protocol, frames and channels, or those of the clips of ``data``, where not given); the model config
@@ -1437,8 +1457,13 @@ def new_train_config(model: str, *, model_options: dict[str, Any] | None = None,
     absolute, as ``train`` records them, since the run reads its data again from there to resume, evaluate and
     predict, from whatever directory that is done.
     """
+    _refuse_unknown_options(options)
     for name in ("data", "root"):
         if isinstance(options.get(name), (str, os.PathLike)):
+            if not os.fspath(options[name]).strip():  # resolved, "" was the working directory, read in silence
+                what = ("a .npy file of clips" if name == "data" else
+                        "the dataset's store or data root, or leave root out for its default")
+                raise ValueError(f"{name}= is empty; give the path of {what}.")
             options[name] = str(Path(options[name]).expanduser().resolve())
     options, channels = complete_train_options(model, options)
     config = build_config(model, **{"in_channels": channels, **(model_options or {})})

@@ -628,3 +628,19 @@ def test_the_python_api_names_its_arguments_where_train_names_its_flags(tmp_path
     refused(lambda: load_run(tmp_path / "run"), f"Trainer.resume({str(tmp_path / 'run')!r})",
             "msrnn-zoo train --resume", FileNotFoundError)
     assert not (tmp_path / "a").exists() and np.load(clips_file).shape == (40, 6, 16, 16)
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"epoch": 2}, "takes no epoch=; did you mean epochs=?"),
+    ({"hidden_channels": 4}, "model's settings go in model_options (model_options={'hidden_channels': ...})"),
+    ({"model_config": {}}, "builds the model's config from model_options"),
+    ({"data": ""}, "data= is empty; give the path of a .npy file of clips"),
+    ({"data": None, "dataset": "moving-mnist", "root": " "}, "root= is empty"),
+])
+def test_new_train_config_names_an_argument_it_cannot_take(tmp_path, clips_file, monkeypatch, options, words):
+    """`hidden_channels=4` beside the training's arguments, or `epoch=2`, was TrainConfig's bare TypeError; `data=""`
+    or `root=""` was read as the working directory, in silence (`train` refuses an empty path)."""
+    monkeypatch.chdir(tmp_path)  # where "" would lead: it holds clips.npy, so only the check can refuse it
+    with pytest.raises(ValueError) as caught:
+        new_train_config("convlstm", **{"data": str(clips_file), **options})
+    assert words in str(caught.value)
