@@ -547,9 +547,12 @@ def refuse_a_file_for_a_run(run_dir: Path) -> None:
     file would be advice that cannot work."""
     if run_dir.is_file():
         run = run_dir.parent
-        which = (f"its folder {run} is the run; give that" if (run / TRAIN_CONFIG).is_file() else
-                 "give the --out directory of an earlier `msrnn-zoo train`")
-        raise NotADirectoryError(f"{run_dir} is a file, not a run directory: {which}.")
+        said = f"{run_dir} is a file, not a run directory: "
+        if (run / TRAIN_CONFIG).is_file():
+            raise NotADirectoryError(f"{said}its folder {run} is the run; give that.")
+        raise with_cli_message(
+            NotADirectoryError(f"{said}give the run_dir of an earlier Trainer.create (or `msrnn-zoo train`)."),
+            f"{said}give the --out directory of an earlier `msrnn-zoo train`.")
 
 
 def refuse_a_run_as_model_folder(folder: str | Path, out: str = "another folder") -> None:
@@ -604,8 +607,10 @@ def require_run(run_dir: str | Path) -> Path:
     refuse_a_file_for_a_run(run_dir)
     if not (run_dir / TRAIN_CONFIG).is_file():
         where = "no such directory" if not run_dir.is_dir() else f"it holds no {TRAIN_CONFIG}"
-        raise FileNotFoundError(f"{run_dir} ({run_dir.resolve()}) is not a run: {where}. Resume the --out "
-                                f"directory of an earlier `msrnn-zoo train`.{run_of_checkpoint(run_dir)}")
+        said, inside = f"{run_dir} ({run_dir.resolve()}) is not a run: {where}. Resume the ", run_of_checkpoint(run_dir)
+        raise with_cli_message(
+            FileNotFoundError(f"{said}run_dir of an earlier Trainer.create (or `msrnn-zoo train`).{inside}"),
+            f"{said}--out directory of an earlier `msrnn-zoo train`.{inside}")
     return run_dir
 
 
@@ -902,7 +907,9 @@ class Trainer:
         planned = cfg.epochs
         if epochs is not None:
             if epochs < cfg.epochs:
-                raise ValueError(f"The run was set up for {cfg.epochs} epochs; --epochs can only raise that.")
+                said = f"The run was set up for {cfg.epochs} epochs; "
+                raise with_cli_message(ValueError(f"{said}epochs= can only raise that."),
+                                       f"{said}--epochs can only raise that.")
             cfg.epochs = epochs
         if device is not None:
             cfg.device = device

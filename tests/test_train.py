@@ -644,3 +644,17 @@ def test_new_train_config_names_an_argument_it_cannot_take(tmp_path, clips_file,
     with pytest.raises(ValueError) as caught:
         new_train_config("convlstm", **{"data": str(clips_file), **options})
     assert words in str(caught.value)
+
+
+def test_resuming_from_python_names_its_arguments(tmp_path, clips_file):
+    """Trainer.resume(run, epochs=1) of a run of 2 epochs said "--epochs can only raise that", and a folder that is no
+    run (or a file) to "Resume the --out directory of an earlier `msrnn-zoo train`"; the CLI's words stay its own."""
+    Trainer.create(tmp_path / "run", config(clips_file)).close()
+    for attempt, words, flags in (
+            (lambda: Trainer.resume(tmp_path / "run", epochs=1), "epochs= can only raise that", "--epochs can only"),
+            (lambda: Trainer.resume(tmp_path / "none"), "run_dir of an earlier Trainer.create", "the --out directory"),
+            (lambda: Trainer.resume(clips_file), "run_dir of an earlier Trainer.create", "the --out directory")):
+        with pytest.raises((ValueError, OSError)) as caught:
+            attempt()
+        assert words in str(caught.value) and " --" not in str(caught.value), str(caught.value)
+        assert flags in caught.value.cli_message
