@@ -94,15 +94,10 @@ class ForecasterConfig:
         """A config read from JSON; unknown keys and values of the wrong type are ``ValueError`` naming them, and
         saying so when a newer msrnn-zoo (or cell plugin) wrote it. The versions that wrote it
         (:data:`~msrnn_zoo.versions.WRITTEN_BY`, which ``save_pretrained`` records beside the fields) are no field."""
-        from .versions import upgrade_note, without_written_by
+        from .versions import upgrade_noted, without_written_by
 
-        try:
+        with upgrade_noted(data):
             return cls._from_fields(without_written_by(data), what)
-        except ValueError as exc:
-            note = upgrade_note(data)
-            if not note:
-                raise
-            raise ValueError(f"{exc}{note}") from exc
 
     @classmethod
     def _from_fields(cls, data: dict[str, Any], what: str) -> ForecasterConfig:

@@ -64,7 +64,7 @@ from .precision import PRECISIONS, autocast, float32_products, grad_scaler
 from .sampling import SCHEDULES, get_schedule
 from .sampling import progress as schedule_progress
 from .validation import MAX_SEED, parse_device, with_cli_message
-from .versions import WRITTEN_BY, upgrade_note, written_by
+from .versions import WRITTEN_BY, upgrade_note, upgrade_noted, written_by
 from .weights import load_weights
 
 TRAIN_CONFIG = "train_config.json"
@@ -280,15 +280,10 @@ class TrainConfig:
         Keys it does not know are left out, unless a newer msrnn-zoo (or plugin) wrote it (its
         :data:`~msrnn_zoo.versions.WRITTEN_BY`, no field): they are then settings that version trains with, which a
         resume here would drop in silence, so they are refused with the upgrade to make."""
-        from .versions import upgrade_note
+        from .versions import upgrade_noted
 
-        try:
+        with upgrade_noted(data):
             return cls._from_fields(data, what)
-        except ValueError as exc:
-            note = upgrade_note(data)
-            if not note:
-                raise
-            raise ValueError(f"{exc}{note}") from exc
 
     @classmethod
     def _from_fields(cls, data: dict[str, Any], what: str) -> TrainConfig:
@@ -933,13 +928,8 @@ class Trainer:
             cfg.early_stopping = early_stopping
         _check_trainable_together(cfg)  # the options given with the run's own, before its device is asked for
         _check_resumable_here(cfg, run_dir, device_given=device is not None, fast_path_given=fast_path is not None)
-        try:
+        with upgrade_noted(data):  # a cell option or value a newer cell plugin (or zoo) added
             trainer = cls(run_dir, cfg)
-        except ValueError as exc:  # a cell option or value a newer cell plugin (or zoo) added
-            note = upgrade_note(data)
-            if not note:
-                raise
-            raise ValueError(f"{exc}{note}") from exc
         if trainer.dist.is_main:  # before anything is written (the history rolled back, the config)
             trainer._locks.append(_lock_run(run_dir))
         if cfg.sampling_steps is None:  # a run written before the horizon was stored: it was the planned epochs

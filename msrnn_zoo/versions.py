@@ -11,7 +11,9 @@ without the key (written before it existed) or written by the same or an older v
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+from collections.abc import Iterator
 from typing import Any
 
 WRITTEN_BY = "written_by"
@@ -100,3 +102,16 @@ def upgrade_note(data: Any) -> str:
     have = ", ".join(f"{dist} {installed}" for dist, _, installed in newer)
     return (f" It was written by {wrote}, newer than the {have} installed here, which does not know everything "
             f"that version writes: upgrade with `pip install -U {' '.join(dist for dist, _, _ in newer)}`.")
+
+
+@contextlib.contextmanager
+def upgrade_noted(data: Any) -> Iterator[None]:
+    """Within it, a ``ValueError`` about what ``data`` holds gets :func:`upgrade_note` added where newer versions
+    wrote ``data``: the readers of a model config, a run's config and a run's cell options say it alike."""
+    try:
+        yield
+    except ValueError as exc:
+        note = upgrade_note(data)
+        if not note:
+            raise
+        raise ValueError(f"{exc}{note}") from exc
