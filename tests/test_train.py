@@ -546,6 +546,8 @@ def test_a_run_without_validation_has_no_best_weights_and_force_replaces_a_run_w
     with pytest.raises(OverwriteRefusedError, match="model-best.safetensors"):
         Trainer.create(tmp_path / "b", config(clips_file, epochs=1), force=True)
     assert (tmp_path / "b" / "model-best.safetensors").read_bytes() == b"my own weights"
+    Trainer.resume(tmp_path / "b", epochs=2).fit()  # a resume rewrites or removes only best weights of ours
+    assert (tmp_path / "b" / "model-best.safetensors").read_bytes() == b"my own weights"
 
 
 def test_new_train_config_takes_the_frames_and_channels_of_the_dataset_or_of_the_clips(tmp_path, clips_file):
