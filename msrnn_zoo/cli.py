@@ -1239,9 +1239,11 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
              force: bool, frames: str, device: str | None, precision: str, fast_path: str,
              compile_cells: bool, weights: str) -> None:
     """Per-frame and mean scores of a run beside baselines (copy-last-frame, mean-frame, blank, the dataset's)."""
-    from .evaluate import evaluate_run, metrics_name, reports_to_dict, run_weights
-    from .io import refuse_overwrite, write_json
-    from .train import refuse_a_file_for_a_run
+    import hashlib
+
+    from .evaluate import WEIGHTS_DIGEST, evaluate_run, metrics_name, reports_to_dict, run_weights
+    from .io import file_hash, refuse_overwrite, write_json
+    from .train import being_trained, refuse_a_file_for_a_run
 
     refuse_a_file_for_a_run(run_dir)  # before its metrics file's path inside it is checked
     out = out or run_dir / metrics_name(split, weights)
@@ -1249,6 +1251,15 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     device = _run_device(run_dir, device)
     if device is not None:
         _note_precision(precision, device)
+    if being_trained(run_dir):
+        err_console.print(escape(f"Note: {run_dir} is being trained right now: the {weights} weights it holds at this "
+                                 "moment are scored, not those it will end with."), highlight=False, soft_wrap=True)
+    # a checkpoint saved while the run is scored replaces its weights: the metrics must name those that were scored
+    try:
+        path: Path | None = run_weights(run_dir, weights)
+    except FileNotFoundError:  # no best weights: evaluate_run says so
+        path = None
+    before = file_hash(path, hashlib.sha256()) if path is not None and path.is_file() else None
     with _counting(f"scoring {split} clips") as on_batch:
         reports = evaluate_run(run_dir, split=split, batch_size=batch_size, max_clips=max_clips, device=device,
                                frames=frames, precision=precision,  # type: ignore[arg-type]
@@ -1260,8 +1271,13 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
 
         err_console.print(escape(f"Note: SSIM was not scored: its {SSIM_WINDOW}x{SSIM_WINDOW} window does not fit "
                                  "in frames of this size."), highlight=False, soft_wrap=True)
-    write_json(out, reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
-                                    weights=run_weights(run_dir, weights), precision=precision), replace=force)
+    data = reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
+                           weights=run_weights(run_dir, weights), precision=precision)
+    if before is not None and data[WEIGHTS_DIGEST] != before:
+        raise ValueError(f"{path} was replaced while it was scored (the run is being trained, and saved a "
+                         "checkpoint meanwhile), so these scores cannot be told to be of the weights it holds now; "
+                         f"{out} was not written. Evaluate the run again once training has ended.")
+    write_json(out, data, replace=force)
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
 
 

@@ -122,6 +122,22 @@ def _idle(folder: Path) -> bool:
     return True
 
 
+def being_trained(run_dir: str | Path) -> bool:
+    """Whether a process (another ``train``, or a Trainer of this one) holds the run's lock now: its weights and
+    ``latest.json`` may be replaced at any moment. A run without a lock file (older, or a copy) is taken as idle, and
+    none is created: a run may sit in a folder this user cannot write."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_LOCK).is_file():
+        return False
+    try:
+        _lock_run(run_dir).release()
+    except ValueError:
+        return True
+    except OSError:  # a lock file this user cannot open for writing: nobody of theirs trains the run
+        return False
+    return False
+
+
 def interrupted_replacements(run_dir: str | Path) -> list[Path]:
     """The hidden folders that a ``train --force`` (or ``reproduce --force``) of ``run_dir`` killed hard left beside
     it, which no process builds now: its unfinished new run (``.NAME.new-*``), or the old run it had set aside to

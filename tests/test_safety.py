@@ -383,6 +383,37 @@ def test_evaluate_never_replaces_a_metrics_file_another_command_wrote_while_it_s
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_evaluate_writes_no_metrics_of_weights_a_checkpoint_replaced_while_it_scored(run_dir, monkeypatch):
+    """`evaluate` of a run still training hashed model.safetensors after scoring: a checkpoint saved meanwhile gave
+    the metrics the new weights' digest beside the old weights' scores, and `card` / `push` published them as the new
+    weights' numbers. A run being trained is named as such."""
+    from filelock import FileLock
+    from safetensors.torch import load_file, save_file
+
+    import msrnn_zoo.evaluate
+
+    weights = run_dir / "model.safetensors"
+    evaluate_run = msrnn_zoo.evaluate.evaluate_run
+
+    def a_checkpoint_is_saved_meanwhile(*args, **kwargs):
+        reports = evaluate_run(*args, **kwargs)
+        state = {name: tensor + 1 for name, tensor in load_file(weights).items()}
+        atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"library": "msrnn-zoo"}))
+        return reports
+
+    monkeypatch.setattr(msrnn_zoo.evaluate, "evaluate_run", a_checkpoint_is_saved_meanwhile)
+    with FileLock(str(run_dir / ".msrnn-zoo-lock")):  # the `train --resume` of the run, in another process
+        result = invoke("evaluate", run_dir)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in said, said
+    assert "is being trained right now" in said and "model.safetensors was replaced while it was scored" in said
+    assert not (run_dir / "metrics-test.json").exists()
+    monkeypatch.setattr(msrnn_zoo.evaluate, "evaluate_run", evaluate_run)
+    result = invoke("evaluate", run_dir)  # trained no more: scored, and said as nothing else
+    assert result.exit_code == 0 and "being trained" not in result.output, result.output
+    assert (run_dir / "metrics-test.json").is_file()
+
+
 def test_a_flush_that_finds_the_disk_full_keeps_the_old_file(tmp_path, monkeypatch):
     """NFS may take every write and report a full disk only at fsync: the file is not whole, and was renamed over
     the good one."""
