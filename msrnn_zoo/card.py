@@ -276,9 +276,15 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", l
 
     from .evaluate import load_run, metrics_name
     from .profile import flops_per_frame, flops_unit
+    from .train import being_trained
 
     license = check_license(license)  # before the run is loaded and measured
     run_dir = Path(run_dir)
+    if being_trained(run_dir):  # its weights, latest.json and metrics may each be of another step than the others
+        raise ValueError(f"{run_dir} is being trained right now: its weights and checkpoint pointer may be replaced "
+                         "while its card is written (or the model pushed), and the card would describe another "
+                         "model than the one published. Wait for training to end (or stop it), evaluate the run "
+                         "again, then make its card.")
     model, cfg = load_run(run_dir, "cpu", weights)
     config = model.config
     metrics_path = run_dir / metrics_name(split, weights)

@@ -777,6 +777,24 @@ def test_metrics_of_earlier_weights_are_neither_carded_nor_pushed(hub, run):
     assert result.exit_code == 0, result.output
 
 
+def test_a_run_being_trained_is_neither_carded_nor_pushed(hub, run):
+    """`card` and `push` of a run that a `train --resume` was still training read its weights, latest.json and metrics
+    at different moments (and push uploaded the weights later still): the card and the repo could describe different
+    steps, in silence."""
+    from filelock import FileLock
+
+    runner = CliRunner(env={"HF_TOKEN": TOKEN})
+    with FileLock(str(run / ".msrnn-zoo-lock")):  # the `train --resume` of the run, in another process
+        for args in (["push", str(run), "me/busy"], ["card", str(run), "--repo-id", "me/busy"]):
+            result = runner.invoke(main, args)
+            said = " ".join(result.output.split())
+            assert result.exit_code == 1 and "Traceback" not in said, said
+            assert f"{run} is being trained right now" in said and "Wait for training to end" in said, said
+    assert "me/busy" not in hub.state.repos and not (run / "README.md").exists()
+    result = runner.invoke(main, ["push", str(run), "me/busy"])  # trained no more
+    assert result.exit_code == 0, result.output
+
+
 def test_card_takes_the_cards_text_not_its_path_and_not_nothing(hub, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("mine.md").write_text("---\nlicense: mit\n---\n# My model\n")
