@@ -123,11 +123,15 @@ def _idle(folder: Path) -> bool:
 
 
 def being_trained(run_dir: str | Path) -> bool:
-    """Whether a process (another ``train``, or a Trainer of this one) holds the run's lock now: its weights and
-    ``latest.json`` may be replaced at any moment. A run without a lock file (older, or a copy) is taken as idle, and
-    none is created: a run may sit in a folder this user cannot write."""
+    """Whether another process (a ``train``) holds the run's lock now: its weights and ``latest.json`` may be replaced
+    at any moment. A Trainer of this process trains nothing while the caller runs (``reproduce`` finishes the run its
+    resume holds). A run without a lock file (older, or a copy) is taken as idle, and none is created: a run may sit
+    in a folder this user cannot write."""
     run_dir = Path(run_dir)
     if not (run_dir / RUN_LOCK).is_file():
+        return False
+    holder = _HELD_HERE.get(str((run_dir / RUN_LOCK).resolve()))
+    if holder is not None and holder.is_locked:
         return False
     try:
         _lock_run(run_dir).release()
