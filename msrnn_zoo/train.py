@@ -99,8 +99,8 @@ def _lock_run(run_dir: Path) -> Any:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        cli = (f"{run_dir} is being trained by another process right now (a `train --resume` of it, or a "
-               "`train --force` replacing it, runs); wait for it to finish, or stop it, first.")
+        cli = (f"{run_dir} is being trained by another process right now (a `train` into it, a `train --resume` of "
+               "it, or a `train --force` replacing it, runs); wait for it to finish, or stop it, first.")
         holder = _HELD_HERE.get(key)
         if holder is None or not holder.is_locked:
             raise ValueError(cli) from None
@@ -871,6 +871,12 @@ class Trainer:
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
         if not replace:  # a new run is trained too: a `train --resume` (or --force) of it meanwhile raced this one
             trainer._locks.append(_lock_run(trainer.run_dir))
+            if any(entry.name != RUN_LOCK for entry in trainer.run_dir.iterdir()):
+                # another `train --out` of the same folder, started at once, trained a run there since the check
+                trainer._unlock()
+                check_run_dir(run_dir)  # says what is there now, and what to do
+                raise OverwriteRefusedError(f"{run_dir} was written by another command while this one got ready; "
+                                            "nothing was written. Choose another directory for the run.")
         write_json(trainer.run_dir / RUN_MARKER, {"created_by": "msrnn-zoo train",
                                                   "note": "marks a run that `train --force` may replace"})
         write_json(trainer.run_dir / TRAIN_CONFIG, trainer._record(asdict(cfg)))

@@ -586,6 +586,29 @@ def test_a_new_run_is_locked_while_it_trains(run_dir, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_a_run_made_in_the_folder_while_a_second_train_got_ready_is_not_written_over(run_dir, tmp_path, monkeypatch):
+    """Two `train --out runs/new` started at once both found the folder new; the first trained its run and let the
+    lock go before the second took it, and the second wrote its config over the finished run and trained into it."""
+    import shutil
+
+    import msrnn_zoo.train
+
+    fresh = tmp_path / "runs" / "fresh"
+    check_run_dir = msrnn_zoo.train.check_run_dir
+
+    def the_first_one_finishes_meanwhile(*args, **kwargs):
+        replace = check_run_dir(*args, **kwargs)
+        shutil.copytree(run_dir, fresh)
+        return replace
+
+    monkeypatch.setattr(msrnn_zoo.train, "check_run_dir", the_first_one_finishes_meanwhile)
+    clips = json.loads((run_dir / "train_config.json").read_text())["data"]
+    before = snapshot(run_dir)
+    result = train(clips, fresh, "--epochs", "2")
+    refused(result, f"{fresh} holds a run of msrnn-zoo train already", "train --resume")
+    assert without_locks(snapshot(fresh)) == without_locks(before)
+
+
 def test_a_fit_stopped_by_stop_after_takes_the_run_lock_again(run_dir, tmp_path):
     """fit(stop_after=N) lets the run's lock go (so that the run may be resumed); a second fit() of the same Trainer
     then trained on without it, beside a resume of the run that had taken it meanwhile."""
