@@ -40,6 +40,8 @@ MARKER = ".msrnn-zoo-unfinished"
 """Present in a data folder until ``store.json`` names it (or after it was retired): ours to delete."""
 _TMP_PREFIX = ".prepare-"
 _DATA_NAME = re.compile(r"data-[0-9a-f]{8}")
+_NOT_IN_NAMES = re.compile(r'[<>:"|?*\x00-\x1f]')
+"""Characters Windows forbids in a file name (besides the separators, refused everywhere)."""
 
 
 def _root(root: str | Path) -> Path:
@@ -153,10 +155,21 @@ class StoreWriter:
         np.save(self.dir / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         self.arrays[name] = {"shape": [int(n) for n in array.shape], "dtype": str(array.dtype)}
 
-    @staticmethod
-    def _check_name(name: str) -> None:
+    def _check_name(self, name: str) -> None:
+        """A name the store's file can carry on every system it may be copied to: a name with a character Windows
+        forbids made a store that could not be copied there, and two names that differ only by case (``frames``,
+        ``Frames``) are one file on the case-insensitive disks of macOS and Windows, where the second array replaced
+        the first without a word."""
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise ValueError(f"store entry names are plain file names, got {name!r}")
+        if _NOT_IN_NAMES.search(name):
+            raise ValueError(f"store entry name {name!r} holds a character Windows forbids in file names (one of "
+                             '< > : " | ? * or a control character); name the array with letters, digits, \'-\' '
+                             "and '_'.")
+        same = next((other for other in self.arrays if other != name and other.casefold() == name.casefold()), None)
+        if same is not None:
+            raise ValueError(f"store entry names {same!r} and {name!r} differ only by case: on macOS and Windows they "
+                             "are one file, and the second array would replace the first. Name them apart.")
 
 
 def _reserve(path: Path) -> None:

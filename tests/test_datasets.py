@@ -315,6 +315,28 @@ def test_a_prepare_that_fills_the_disk_says_so_and_leaves_nothing(toy_dataset, r
     assert len(load_dataset("toy-store", root=root)) > 0
 
 
+def test_store_array_names_that_clash_on_macos_or_windows_are_refused(tmp_path):
+    """Arrays named ``frames`` and ``Frames`` were two files on Linux, one on the case-insensitive disks of macOS and
+    Windows, where the second replaced the first without a word; a ``:`` made a store Windows could not hold."""
+    def build(out):
+        out.save_array("frames", np.zeros(3, np.uint8))
+        out.save_array("frames", np.ones(3, np.uint8))  # the same name again: replaced, as before
+        out.save_array("Frames", np.ones(3, np.uint8))
+
+    root = tmp_path / "store"
+    with pytest.raises(ValueError, match="'frames' and 'Frames' differ only by case: on macOS and Windows they are "
+                                         "one file"):
+        prepare_store(root, "toy-store", build)
+    assert not root.exists()
+
+    def build_with_colon(out):
+        out.create_array("times:utc", (2,), np.int64)
+
+    with pytest.raises(ValueError, match="'times:utc' holds a character Windows forbids in file names"):
+        prepare_store(root, "toy-store", build_with_colon)
+    assert not root.exists()
+
+
 def test_a_killed_rebuild_is_named_where_a_second_prepare_is_refused(toy_dataset, raw, tmp_path):
     """After a kill -9 during `prepare --force`, a prepare without it was refused without a word of the hidden,
     store-sized .prepare-* folder left beside the store: nothing but a later --force ever removed it."""
