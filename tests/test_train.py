@@ -660,3 +660,19 @@ def test_resuming_from_python_names_its_arguments(tmp_path, clips_file):
             attempt()
         assert words in str(caught.value) and " --" not in str(caught.value), str(caught.value)
         assert flags in caught.value.cli_message
+
+
+def test_the_training_split_loads_in_spawned_workers_as_in_this_process():
+    """macOS (and Windows) start DataLoader workers with "spawn", not Linux's "fork": each worker unpickles the
+    dataset, so it must pickle (no lambda, no open memory map), and its clips must not depend on the process they
+    are read in (a clip is a function of its index, not of a worker's random state)."""
+    from torch.utils.data import DataLoader, Subset
+
+    from msrnn_zoo.train import open_split
+
+    cfg = new_train_config("convlstm", model_options={"hidden_channels": 4}, dataset="moving-mnist",
+                           source="synthetic", protocol="small", dataset_options={"num_clips": 4}, batch_size=2)
+    dataset = open_split(cfg, "train")
+    order = [3, 0]  # as epoch_batches shuffles them
+    spawned = DataLoader(Subset(dataset, order), batch_size=2, num_workers=1, multiprocessing_context="spawn")
+    assert torch.equal(next(iter(spawned)), torch.stack([dataset[i] for i in order]))
