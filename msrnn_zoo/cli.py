@@ -502,7 +502,10 @@ def data() -> None:
 @click.option("--force", is_flag=True, help="Rebuild a store that is already there.")
 @friendly
 def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> None:
-    """Decode a dataset's raw public files once into a memory-mapped store (resumable: just run it again)."""
+    """Decode a dataset's raw public files once into a memory-mapped store (resumable: just run it again).
+
+    A second prepare into the same --root while one runs is refused, except on Windows, which has no lock for it:
+    there, run one prepare into a root at a time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .datasets import prepare_dataset

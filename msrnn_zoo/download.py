@@ -4,7 +4,8 @@ A download goes to a temporary file beside the destination and is renamed into p
 complete (and matches its checksum, when one is known), so an interrupted download leaves nothing that
 a later run could mistake for the real file. A download killed outright (no ``finally`` runs) leaves its
 temporary file behind, up to the whole file's size; the next download of the same file deletes such files
-once no process holds their lock (each download locks its own while it writes).
+once no process holds their lock (each download locks its own while it writes; Windows, without such locks,
+refuses to delete a file a running download holds open, which tells the same).
 """
 
 from __future__ import annotations

@@ -308,7 +308,7 @@ def prepare_store(root: str | Path, dataset: str, build: Callable[[StoreWriter],
 def _preparing(root: Path) -> Iterator[None]:
     """Hold an OS lock on the root folder itself while a store is built there (a killed prepare frees it; no lock
     file is added to the user's folder): two prepares into one root each cleared the other's temporary folder as an
-    interrupted one's."""
+    interrupted one's. Windows has no such lock: there a prepare runs unlocked (`data prepare`'s help says so)."""
     if fcntl is None:
         yield
         return

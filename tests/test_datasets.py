@@ -378,6 +378,24 @@ def test_a_second_prepare_into_a_root_being_prepared_is_refused_and_touches_noth
     assert not building.exists()
 
 
+def test_a_prepare_without_fcntl_or_posix_fallocate_builds_and_rebuilds_the_store(toy_dataset, raw, tmp_path,
+                                                                                      monkeypatch):
+    """Windows has neither fcntl (the root's lock) nor os.posix_fallocate (the space claimed for an array), macOS
+    lacks the latter: a prepare there runs unlocked and fills its arrays as they come, and makes the same store."""
+    import msrnn_zoo.store
+
+    monkeypatch.setattr(msrnn_zoo.store, "fcntl", None)
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    root = tmp_path / "store"
+    prepare_dataset("toy-store", raw, root)
+    first = open_store(root, "toy-store")
+    prepare_dataset("toy-store", raw, root, force=True)
+    again = open_store(root, "toy-store")
+    assert again.data_dir != first.data_dir and not first.data_dir.exists()
+    assert np.array_equal(again.array("frames"), np.concatenate([np.load(raw / "a.npy"), np.load(raw / "b.npy")]))
+    assert sorted(p.name for p in root.iterdir()) == sorted([STORE_FILE, again.data_dir.name])
+
+
 def test_a_damaged_store_file_says_what_to_do(toy_dataset, raw, tmp_path):
     """A store.json cut short (or a file of that name of someone else's) said only that it was not readable, and
     `prepare --force` gave the same answer: no way on was named."""

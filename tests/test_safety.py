@@ -538,6 +538,34 @@ def test_a_killed_download_leaves_no_temporary_file_after_the_next(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, "file.bin", *(p.name for p in mine)])
 
 
+def test_without_fcntl_a_download_clears_what_a_killed_one_left_and_not_a_file_still_open(tmp_path, monkeypatch):
+    """Windows has no fcntl: there a file a running download holds open cannot be deleted, which tells it from one
+    a killed download left (deleted, as under the lock on POSIX)."""
+    import msrnn_zoo.download
+    from msrnn_zoo.download import download_file
+
+    monkeypatch.setattr(msrnn_zoo.download, "fcntl", None)
+    source = tmp_path / "remote.bin"
+    source.write_bytes(b"data")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    killed = folder / ".file.bin.k1ll3d_x.part"
+    killed.write_bytes(b"half a file")
+    live = folder / ".file.bin.w0rk1ng_.part"
+    live.write_bytes(b"being written")
+    unlink = Path.unlink
+
+    def as_windows(path, missing_ok=False):  # another process holds it open
+        if path == live:
+            raise PermissionError(13, "The process cannot access the file because it is being used by another "
+                                      "process", str(path))
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", as_windows)
+    assert download_file(source.as_uri(), folder / "file.bin", show_progress=False).read_bytes() == b"data"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, "file.bin"])
+
+
 def test_a_folder_in_the_way_of_a_download_is_found_before_it(tmp_path):
     """A folder named as the file failed only at the rename after the whole download: a bare [Errno 21]."""
     from msrnn_zoo.download import download_file
