@@ -84,6 +84,11 @@ RUN_LOCK = ".msrnn-zoo-lock"
 it."""
 
 
+OPEN_FILES_PIN_FOLDERS = os.name == "nt"
+"""Whether the OS refuses to rename or delete a folder while a file in it is open (Windows): a run's lock, held open
+in it, must then be let go before the run is swapped in or dropped; elsewhere it is held through both, so that no
+other process takes the run in between."""
+
 _HELD_HERE: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 """The run locks this process took, by the lock file's absolute path: a run held by a Trainer of this process (a
 notebook cell run again while the Trainer of its first run still holds the run) is no other process's doing."""
@@ -900,12 +905,16 @@ class Trainer:
         """Swap a completed replacement run into the place of the run it replaces."""
         if self.final_dir is not None:
             if self.dist.is_main:
+                if OPEN_FILES_PIN_FOLDERS:
+                    self._unlock()
                 swap_in(self.run_dir, self.final_dir, RUN_FILES)
             self.run_dir, self.final_dir = self.final_dir, None
 
     def _discard(self) -> None:
         """Drop an unfinished replacement run (the old run was never touched)."""
         if self.dist.is_main and self.final_dir is not None and (self.run_dir / RUN_MARKER).is_file():
+            if OPEN_FILES_PIN_FOLDERS:
+                self._unlock()
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     @classmethod

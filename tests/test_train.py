@@ -1,6 +1,8 @@
 import json
 import math
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -676,3 +678,47 @@ def test_the_training_split_loads_in_spawned_workers_as_in_this_process():
     order = [3, 0]  # as epoch_batches shuffles them
     spawned = DataLoader(Subset(dataset, order), batch_size=2, num_workers=1, multiprocessing_context="spawn")
     assert torch.equal(next(iter(spawned)), torch.stack([dataset[i] for i in order]))
+
+
+def _as_windows_renames(monkeypatch):
+    """Windows refuses to rename or delete a folder while a file in it is open (a run's lock, held); Linux does not."""
+    import msrnn_zoo.io
+    import msrnn_zoo.train
+
+    def held_in(folder) -> bool:
+        return any(lock.is_locked and Path(lock.lock_file).parent.resolve() == Path(folder).resolve()
+                   for lock in list(msrnn_zoo.train._HELD_HERE.values()))
+
+    rename, rmtree = os.rename, shutil.rmtree
+
+    def refusing_rename(src, dst):
+        if held_in(src):
+            raise PermissionError(13, "The process cannot access the file because it is being used by another "
+                                      "process", str(src))
+        rename(src, dst)
+
+    def refusing_rmtree(path, ignore_errors=False, **kw):
+        if held_in(path):
+            if ignore_errors:
+                return
+            raise PermissionError(13, "The process cannot access the file", str(path))
+        rmtree(path, ignore_errors=ignore_errors, **kw)
+
+    monkeypatch.setattr(msrnn_zoo.io.os, "rename", refusing_rename)
+    monkeypatch.setattr(msrnn_zoo.train.shutil, "rmtree", refusing_rmtree)
+    monkeypatch.setattr(msrnn_zoo.train, "OPEN_FILES_PIN_FOLDERS", True)
+
+
+def test_a_replacement_run_is_swapped_in_where_an_open_lock_pins_its_folder(tmp_path, clips_file, monkeypatch):
+    """On Windows `train --force` trained the whole new run, then failed to swap it in: it renamed both runs while
+    their locks were held open in them, which Windows refuses; a replacement dropped left its folder behind."""
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file, epochs=1)).fit()
+    _as_windows_renames(monkeypatch)
+    Trainer.create(run, config(clips_file, epochs=1, seed=1), force=True).fit()
+    assert json.loads((run / "train_config.json").read_text())["seed"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    dropped = Trainer.create(run, config(clips_file, epochs=1, seed=2), force=True)
+    dropped.close()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert json.loads((run / "train_config.json").read_text())["seed"] == 1
