@@ -396,6 +396,32 @@ def test_a_prepare_without_fcntl_or_posix_fallocate_builds_and_rebuilds_the_stor
     assert sorted(p.name for p in root.iterdir()) == sorted([STORE_FILE, again.data_dir.name])
 
 
+def test_a_rebuild_whose_old_arrays_another_process_maps_on_windows_succeeds(toy_dataset, raw, tmp_path, monkeypatch):
+    """Windows refuses to delete a file another process maps (a training reading the store): a `prepare --force`
+    there switched to the new store, then failed deleting the old one, and so said it had not prepared it."""
+    import shutil
+
+    import msrnn_zoo.store
+
+    root = tmp_path / "store"
+    old = prepare_dataset("toy-store", raw, root).data_dir
+    rmtree = shutil.rmtree
+
+    def mapped_elsewhere(path, *args, **kwargs):
+        if Path(path) == old:
+            raise PermissionError(13, "The process cannot access the file because it is being used by another "
+                                      "process", str(path))
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(msrnn_zoo.store.shutil, "rmtree", mapped_elsewhere)
+    new = prepare_dataset("toy-store", raw, root, force=True)
+    assert new.data_dir != old and open_store(root, "toy-store").data_dir == new.data_dir
+    assert (old / MARKER).is_file()  # still ours, cleared by the next prepare
+    monkeypatch.undo()
+    prepare_dataset("toy-store", raw, root, force=True)
+    assert not old.exists()
+
+
 def test_a_damaged_store_file_says_what_to_do(toy_dataset, raw, tmp_path):
     """A store.json cut short (or a file of that name of someone else's) said only that it was not readable, and
     `prepare --force` gave the same answer: no way on was named."""
