@@ -1268,19 +1268,20 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
                                frames=frames, precision=precision,  # type: ignore[arg-type]
                                fast_path=None if fast_path == "none" else fast_path, compile_cells=compile_cells,
                                on_batch=on_batch, weights=weights)
-    _print_reports(reports, frames)
-    if "ssim" not in reports["model"].metrics:
-        from .metrics import SSIM_WINDOW
-
-        err_console.print(escape(f"Note: SSIM was not scored: its {SSIM_WINDOW}x{SSIM_WINDOW} window does not fit "
-                                 "in frames of this size."), highlight=False, soft_wrap=True)
     data = reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
                            weights=run_weights(run_dir, weights), precision=precision)
     if before is not None and data[WEIGHTS_DIGEST] != before:
         raise ValueError(f"{path} was replaced while it was scored (the run is being trained, and saved a "
                          "checkpoint meanwhile), so these scores cannot be told to be of the weights it holds now; "
                          f"{out} was not written. Evaluate the run again once training has ended.")
+    # written before the tables: `evaluate RUN | head` ends the command at the first line the pipe no longer takes
     write_json(out, data, replace=force)
+    _print_reports(reports, frames)
+    if "ssim" not in reports["model"].metrics:
+        from .metrics import SSIM_WINDOW
+
+        err_console.print(escape(f"Note: SSIM was not scored: its {SSIM_WINDOW}x{SSIM_WINDOW} window does not fit "
+                                 "in frames of this size."), highlight=False, soft_wrap=True)
     console.print(f"Metrics written to [bold]{escape(str(out))}[/bold]")
 
 
@@ -1469,14 +1470,18 @@ def predict(run_dir: Path, out: Path, input_path: Path | None, horizon: int | No
     if gif is not None:
         save_gif(gif, context, truth, forecast, overwrite=force, scale=scale)
     save_png(png, context, truth, forecast, overwrite=force, scale=scale, text=text)
+    # every file written before a word is printed: `predict ... | head -1` ends the command at the first line the
+    # pipe no longer takes, which left the forecast array unwritten
+    if stale_array is not None:
+        stale_array.unlink(missing_ok=True)
+    if array_path is not None:  # frames with no ground truth: the user wants the numbers, not only pictures
+        atomic_write(array_path, lambda tmp: tmp.write_bytes(array.getvalue()), replace=force)
     written = " and ".join(f"[bold]{escape(str(p))}[/bold]" for p in (gif, png) if p is not None)
     console.print(f"Forecast of {horizon} frames written to {written}")
     if stale_array is not None:
-        stale_array.unlink(missing_ok=True)
         console.print(escape(f"Removed {stale_array}: the forecast array of the picture replaced (this forecast, of "
                              "the run's test clip, writes none)."), highlight=False, soft_wrap=True)
-    if array_path is not None:  # frames with no ground truth: the user wants the numbers, not only pictures
-        atomic_write(array_path, lambda tmp: tmp.write_bytes(array.getvalue()), replace=force)
+    if array_path is not None:
         console.print(f"Forecast frames (T, C, H, W) in [0, 1] saved to [bold]{escape(str(array_path))}[/bold]")
 
 

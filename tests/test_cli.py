@@ -917,3 +917,28 @@ def test_predict_input_help_says_the_forecast_array_is_written_too():
     predict = main.commands["predict"]
     helps = " ".join(p.help or "" for p in predict.params if {"--input", "--out"} & set(p.opts))
     assert "NAME.npy" in helps, helps
+
+
+def _stdout_gone(monkeypatch):
+    """Printing to stdout ends the command as rich ends it when the reader of the pipe has gone (`| head -1`)."""
+    from msrnn_zoo import cli
+
+    def gone(*args, **kwargs):
+        raise SystemExit(1)
+
+    monkeypatch.setattr(cli.console, "print", gone)
+
+
+def test_evaluate_and_predict_write_their_files_before_printing(tmp_path, clips_file, monkeypatch):
+    """`evaluate RUN | head -1` scored the run, then ended at the tables' second line without writing the metrics
+    file; `predict --input ... | head -1` left its forecast array unwritten."""
+    out = tmp_path / "run"
+    run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "2", "--layers", "1", "--in-frames", "3",
+        "--out-frames", "3", "--batch-size", "8", "--max-train-clips", "8", "--max-eval-clips", "2")
+    context = tmp_path / "context.npy"
+    np.save(context, np.load(clips_file)[0, :3])
+    _stdout_gone(monkeypatch)
+    assert run("evaluate", out, ok=False).exit_code == 1
+    assert json.loads((out / "metrics-test.json").read_text())["model"]["samples"] == 2
+    assert run("predict", out, "--input", context, "--horizon", "2", "--out", tmp_path / "f.png", ok=False).exit_code
+    assert np.load(tmp_path / "f.npy").shape[0] == 2

@@ -314,3 +314,19 @@ def test_scoring_a_reproduction_again_updates_the_count_its_command_names(tmp_pa
     reproduce.resume(out, max_eval_clips=2)
     assert "--max-eval-clips 2 --out a" in recipe_command(out) and "--max-eval-clips 1" not in recipe_command(out)
     assert "--max-eval-clips 2 --out a" in (out / "README.md").read_text()
+
+
+def test_a_reproduction_writes_its_metrics_and_card_before_printing_them(tmp_path):
+    """`reproduce ... | head` ended the command at the scores' table: the metrics file and the card, the point of
+    the whole training, were never written."""
+    out = tmp_path / "a"
+
+    def gone(reports):
+        raise SystemExit(1)  # as rich ends a command whose pipe's reader has gone
+
+    trainer = reproduce.start(reproduce.make_plan("convlstm", "moving-mnist", source="synthetic", budget_steps=1,
+                                                  overrides={"hidden_channels": 2, "num_layers": 1}, out=out), out)
+    trainer.fit()
+    with pytest.raises(SystemExit):
+        reproduce.finish(trainer, max_eval_clips=1, report=gone)
+    assert (out / "metrics-test.json").is_file() and (out / "README.md").is_file()
