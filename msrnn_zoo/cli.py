@@ -251,6 +251,18 @@ def main(ctx: click.Context, debug: bool) -> None:
     """The MS-RNN model zoo: multi-scale recurrent video prediction for any cell."""
     ctx.obj = {"debug": debug}
     _escape_what_the_output_cannot_encode()
+    _lines_whole_where_no_terminal()
+
+
+def _lines_whole_where_no_terminal() -> None:
+    """Into a pipe, a file or a job log, print each line whole, as a terminal would wrap it by itself.
+
+    rich assumes 80 columns there ($COLUMNS where set) and broke longer lines with a newline, in a long path
+    (`Metrics written to runs/.../metrics-\ntest.json`) as in a message: what a script greps or a user copies
+    no longer matched. The tables are sized by ``print_table``; a terminal keeps rich's wrapping to its width.
+    """
+    for out in (console, err_console):
+        out.soft_wrap = not out.is_terminal
 
 
 def _escape_what_the_output_cannot_encode() -> None:

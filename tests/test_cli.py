@@ -942,3 +942,21 @@ def test_evaluate_and_predict_write_their_files_before_printing(tmp_path, clips_
     assert json.loads((out / "metrics-test.json").read_text())["model"]["samples"] == 2
     assert run("predict", out, "--input", context, "--horizon", "2", "--out", tmp_path / "f.png", ok=False).exit_code
     assert np.load(tmp_path / "f.npy").shape[0] == 2
+
+
+def test_lines_are_printed_whole_into_a_pipe_or_a_log(tmp_path, clips_file, monkeypatch):
+    """Where the output is no terminal rich assumed 80 columns (or $COLUMNS) and broke longer lines with a newline,
+    in the middle of a path too: `Metrics written to` named a path that grep and copy-paste could not find."""
+    monkeypatch.setenv("COLUMNS", "40")
+    out = tmp_path / "run"
+    run("train", "convlstm", "--data", clips_file, "--out", out, "--hidden", "2", "--layers", "1", "--in-frames", "3",
+        "--out-frames", "3", "--batch-size", "8", "--max-train-clips", "8", "--max-eval-clips", "2")
+    metrics = tmp_path / ("a-folder-with-a-long-name-" * 4) / "metrics.json"
+    metrics.parent.mkdir()
+    lines = run("evaluate", out, "--out", metrics).output.splitlines()
+    assert f"Metrics written to {metrics}" in lines, lines
+    assert any(re.fullmatch(r"MSE: the model's [\d.]+ is \d+% (above|below) the best baseline's \(.+\)\.", line)
+               for line in lines), lines
+    pattern = "no-such-name-" * 8
+    assert any(line.startswith("No model or dataset name matches") and line.endswith("shows them all.")
+               for line in run("list", pattern).output.splitlines())
