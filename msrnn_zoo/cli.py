@@ -150,6 +150,11 @@ def _memory_advice() -> str:
     return f"lower {listed}, or use smaller clips"
 
 
+INTERRUPTED = 130
+"""The exit status after Ctrl-C (or SIGTERM while training), as a shell reports a command that SIGINT ended: every
+command exits with it, so that a job script or a Makefile tells an interrupted run from a mistake (1)."""
+
+
 class ZooGroup(click.Group):
     """Click's usage errors (a bad option value, a missing argument) as the same one red line and exit code 1."""
 
@@ -159,7 +164,10 @@ class ZooGroup(click.Group):
         kwargs["standalone_mode"] = False
         try:
             result = super().main(*args, **kwargs)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):  # Ctrl-C: 130, as the shell's 128 + SIGINT
+                error_line("Interrupted.")
+                sys.exit(INTERRUPTED)
             error_line("Aborted.")
             sys.exit(1)
         except click.ClickException as exc:
@@ -495,7 +503,7 @@ def download(dataset: str, source: str | None, root: Path | None) -> None:
         except KeyboardInterrupt:  # (was "Aborted." alone) the download's temporary file is gone already
             error_line("Interrupted: the file being downloaded was not kept (files already complete are); run the "
                        "same command again to fetch the rest.")
-            sys.exit(130)
+            sys.exit(INTERRUPTED)
         console.print(f"{dataset} ({split}): {len(ds)} clips ready")  # type: ignore[arg-type]
 
 
@@ -544,7 +552,7 @@ def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> 
             bar.stop()
             error_line("Interrupted: nothing half-written was kept (a store already there is untouched); run the "
                        "same command again to start over.")
-            sys.exit(130)
+            sys.exit(INTERRUPTED)
     sizes = ", ".join(f"{name} {tuple(rec['shape'])}" for name, rec in store.arrays.items())
     console.print(f"Prepared {escape(dataset)} in [bold]{escape(str(store.root))}[/bold] ({escape(sizes)}). "
                   f"Next: msrnn-zoo data info {escape(_q(dataset))} --root {escape(_q(store.root))}",
@@ -828,7 +836,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
     except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on, not only "Aborted."
         error_line(f"Interrupted. The new run was dropped; {run_dir} holds the run it was to replace, as it was."
                    if replacing else _how_to_go_on(run_dir, trainer))
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except DiskFullError as exc:
         raise _stopped_by_a_full_disk(exc, trainer, run_dir if replacing else None, run_dir) from exc
     except RuntimeError as exc:
@@ -1003,7 +1011,7 @@ def _fit_with_progress_then_leave_the_job(trainer: Any) -> None:
     except KeyboardInterrupt:
         error_line(f"Interrupted. The new run was dropped; {final_dir} holds the run it was to replace, as it was."
                    if final_dir is not None else _how_to_go_on(trainer.run_dir, trainer, "reproduce"))
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except DiskFullError as exc:
         raise _stopped_by_a_full_disk(exc, trainer, final_dir, trainer.run_dir, "reproduce") from exc
     except RuntimeError as exc:
@@ -1157,7 +1165,7 @@ def bench(model: str, configs: str | None, size: int, in_frames: int, out_frames
         error_line(f"Interrupted after {stopped} of {repeat} rounds: the times above are the medians of the rounds "
                    "timed so far (partial); run again for the full measurement, with a smaller --repeat to finish "
                    "sooner.")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     if all("error" in row for row in rows):  # a table of dashes is no measurement: a script must see it failed
         raise ValueError(f"None of the {len(rows)} configuration(s) could run on {torch_device} (why: above); "
                          "choose others (`msrnn-zoo bench --help`).")

@@ -960,3 +960,17 @@ def test_lines_are_printed_whole_into_a_pipe_or_a_log(tmp_path, clips_file, monk
     pattern = "no-such-name-" * 8
     assert any(line.startswith("No model or dataset name matches") and line.endswith("shows them all.")
                for line in run("list", pattern).output.splitlines())
+
+
+def test_ctrl_c_exits_130_from_every_command(monkeypatch):
+    """Ctrl-C of a command without an interrupt message of its own (list, evaluate, predict, ...) printed "Error:
+    Aborted." and exited 1, as a mistake does; train, data prepare and download exited 130. A job script or a
+    Makefile could not tell an interrupted command from a wrong one."""
+    from msrnn_zoo import registry
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry, "list_models", interrupted)
+    result = run("list", ok=False)
+    assert result.exit_code == 130 and "Error: Interrupted." in result.output, result.output
