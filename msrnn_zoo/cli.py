@@ -251,9 +251,38 @@ def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     return fractions  # type: ignore[return-value]
 
 
+def _print_versions(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """What a bug report needs: msrnn-zoo's version, then each plugin distribution's, Python's and torch's, one a line.
+
+    ``--version`` said msrnn-zoo's alone, while a cell or a dataset is its plugin's code, released on its own. Read
+    from the installed metadata: a plugin that fails to import is listed too (`msrnn-zoo plugins` says why), and
+    torch is not imported.
+    """
+    if not value or ctx.resilient_parsing:
+        return
+    import importlib.metadata
+    import platform
+
+    from .plugins import ENTRY_POINT_GROUP, normalize
+    from .versions import ZOO, installed_version
+
+    click.echo(f"{ZOO}, version {installed_version(ZOO)}")
+    plugins: dict[str, str] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            plugins[normalize(dist.metadata["Name"])] = dist.version
+    for name in sorted(plugins):
+        click.echo(f"plugin {name} {plugins[name]}")
+    click.echo(f"python {platform.python_version()}")
+    click.echo(f"torch {installed_version('torch') or 'not installed'}")
+    ctx.exit()
+
+
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
-@click.version_option(package_name="msrnn-zoo")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_versions,
+              help="Show the versions of msrnn-zoo, its plugins, Python and torch, and exit.")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """The MS-RNN model zoo: multi-scale recurrent video prediction for any cell."""

@@ -974,3 +974,16 @@ def test_ctrl_c_exits_130_from_every_command(monkeypatch):
     monkeypatch.setattr(registry, "list_models", interrupted)
     result = run("list", ok=False)
     assert result.exit_code == 130 and "Error: Interrupted." in result.output, result.output
+
+
+def test_version_names_the_plugins_python_and_torch():
+    """`--version` said msrnn-zoo's version alone: a bug report needs those of the plugin holding the cell or dataset
+    (each released on its own), of Python and of torch."""
+    import platform
+
+    import msrnn_zoo
+
+    lines = run("--version").output.splitlines()
+    assert lines[0] == f"msrnn-zoo, version {msrnn_zoo.__version__}"
+    assert any(re.fullmatch(r"plugin msrnn-convlstm \S+", line) for line in lines), lines
+    assert f"python {platform.python_version()}" in lines and any(line.startswith("torch ") for line in lines)
