@@ -279,7 +279,14 @@ def _print_versions(ctx: click.Context, param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_STATUS = ("Exit status: 0 when the command did what it was asked; 1 on a mistake (a bad option or name, a missing "
+               "file, a refused overwrite: one red line on stderr saying what to do, --debug for the traceback); 130 "
+               "when interrupted (Ctrl-C, or SIGTERM while training). Results go to stdout; progress bars, notes and "
+               "errors to stderr, but for train's progress lines.")
+"""For job scripts and Makefiles, which act on the status: said at the foot of ``msrnn-zoo --help``."""
+
+
+@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_STATUS)
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_versions,
               help="Show the versions of msrnn-zoo, its plugins, Python and torch, and exit.")
@@ -374,7 +381,7 @@ def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
                       "(from a clone of the zoo: pip install plugins/*); `msrnn-zoo plugins` shows what was found.")
     failed = failed_note()
     if failed:
-        console.print(escape(failed), style="yellow", highlight=False)
+        err_console.print(escape(failed), style="yellow", highlight=False, soft_wrap=True)
 
 
 def _list_pretrained(pattern: str | None, as_json: bool) -> None:
@@ -587,7 +594,7 @@ def data_prepare(dataset: str, source: Path, root: Path | None, force: bool) -> 
                   f"Next: msrnn-zoo data info {escape(_q(dataset))} --root {escape(_q(store.root))}",
                   highlight=False, soft_wrap=True)
     for note in store.meta.get("notes") or []:  # what the plugin left out or cut of the raw files
-        console.print(escape(str(note)), style="yellow", highlight=False, soft_wrap=True)
+        err_console.print(escape(str(note)), style="yellow", highlight=False, soft_wrap=True)
 
 
 @data.command("info")
@@ -1854,15 +1861,15 @@ def _note_own_card_left(folder: Path, repo_id: str, ours: str, license: str,
             text, lambda name, chosen: ours if (name, chosen) == (repo_id, license) else render(name, chosen)):
         named = card_license(text)
         if named != license:
-            console.print(escape(f"Note: {path} names license {named}, and the repo gets the card rendered now with "
-                                 f"license {license} (--license). To push it with {named}: msrnn-zoo push "
-                                 f"{_q(folder)} {_q(repo_id)} --license {named}"),
-                          style="yellow", highlight=False, soft_wrap=True)
+            err_console.print(escape(f"Note: {path} names license {named}, and the repo gets the card rendered now "
+                                     f"with license {license} (--license). To push it with {named}: msrnn-zoo push "
+                                     f"{_q(folder)} {_q(repo_id)} --license {named}"),
+                              style="yellow", highlight=False, soft_wrap=True)
         return
-    console.print(escape(f"Note: {path} is not pushed: it is not the card msrnn-zoo renders for this model (edited, "
-                         "written by hand, or rendered before the run's metrics changed), so the repo gets a card "
-                         f"rendered now. To push yours instead: msrnn-zoo push {_q(folder)} {_q(repo_id)} --card "
-                         f"{_q(path)}"), style="yellow", highlight=False, soft_wrap=True)
+    err_console.print(escape(f"Note: {path} is not pushed: it is not the card msrnn-zoo renders for this model "
+                             "(edited, written by hand, or rendered before the run's metrics changed), so the repo "
+                             f"gets a card rendered now. To push yours instead: msrnn-zoo push {_q(folder)} "
+                             f"{_q(repo_id)} --card {_q(path)}"), style="yellow", highlight=False, soft_wrap=True)
 
 
 def _checked_card(card_path: Path, repo_id: str, run_dir: Path) -> Path:
@@ -1959,9 +1966,9 @@ def pull(repo_id: str, revision: str | None, token: str | None, force: bool) -> 
     console.print(escape(f'Load it (offline too) with: msrnn_zoo.create("{name}", pretrained="{repo_id}"{pin})'),
                   highlight=False)
     if Path(repo_id).is_dir():
-        console.print(escape(f"Note: from this working directory, pretrained=\"{repo_id}\" loads the folder {repo_id} "
-                             "here instead (a local folder wins over a Hub repo of the same name); load the repo "
-                             "from another folder, or rename that one."), highlight=False, soft_wrap=True)
+        err_console.print(escape(f"Note: from this working directory, pretrained=\"{repo_id}\" loads the folder "
+                                 f"{repo_id} here instead (a local folder wins over a Hub repo of the same name); load "
+                                 "the repo from another folder, or rename that one."), highlight=False, soft_wrap=True)
 
 
 @main.command()

@@ -987,3 +987,16 @@ def test_version_names_the_plugins_python_and_torch():
     assert lines[0] == f"msrnn-zoo, version {msrnn_zoo.__version__}"
     assert any(re.fullmatch(r"plugin msrnn-convlstm \S+", line) for line in lines), lines
     assert f"python {platform.python_version()}" in lines and any(line.startswith("torch ") for line in lines)
+
+
+def test_help_says_the_exit_status_and_notes_go_to_stderr(monkeypatch):
+    """The exit status a job script acts on was said nowhere in --help; `list`'s note of plugins that failed to load
+    (and push's and pull's notes) went to stdout, into what `msrnn-zoo list > names.txt` keeps."""
+    helped = " ".join(run("--help").output.split())
+    assert "Exit status: 0 when" in helped and "1 on a mistake" in helped and "130 when interrupted" in helped
+    from msrnn_zoo import plugins
+
+    monkeypatch.setattr(plugins, "failed_note", lambda: "1 plugin failed to load or register (broken).")
+    listed = run("list", "ms-convlstm")
+    assert "failed to load" in listed.stderr and "failed to load" not in listed.stdout
+    assert "ms-convlstm" in listed.stdout
