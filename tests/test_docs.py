@@ -143,3 +143,14 @@ def test_the_readme_trains_evaluates_and_draws_from_python_as_shown(tmp_path, mo
     assert isinstance(shown, Image.Image)  # what a notebook displays as the cell's value
     assert scope["trainer"].progress.epoch == 2 and set(scope["reports"]) >= {"model", "copy-last-frame"}
     assert (tmp_path / "runs" / "nb" / "model.safetensors").is_file()
+
+
+def test_developers_md_says_why_each_module_of_the_package_is_there():
+    """DEVELOPERS.md had no map of msrnn_zoo/: eager.py, forecast.py, versions.py, licenses.py, validation.py and
+    others were named nowhere a newcomer looks. Each module gets a line under "Where things live"."""
+    text = (REPO / "DEVELOPERS.md").read_text()
+    section = text.split("## Where things live", 1)[-1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^- `(\w+)\.py`", section, flags=re.M)) | set(re.findall(r"\(and `(\w+)\.py`", section))
+    modules = {path.stem for path in (REPO / "msrnn_zoo").glob("*.py") if path.stem != "__init__"}
+    assert not modules - listed, f"DEVELOPERS.md lists no {', '.join(sorted(modules - listed))}.py"
+    assert not listed - modules, f"DEVELOPERS.md lists {', '.join(sorted(listed - modules))}.py, which do not exist"
