@@ -94,10 +94,15 @@ def run_weights(run_dir: str | Path, weights: str = "last") -> Path:
         return run_dir / WEIGHTS_NAME
     path = run_dir / BEST_WEIGHTS_NAME
     if best_weights_of(path) is None:
+        from .validation import with_cli_message
+
         held = " (a file of that name is there, but not best weights msrnn-zoo wrote)" if path.exists() else ""
-        raise FileNotFoundError(f"{run_dir} has no weights of a best validation ({BEST_WEIGHTS_NAME}){held}: a run "
-                                "keeps them only where it validated (train --val-every N or --early-stopping), from "
-                                "its first validation on; its last weights are used without --weights best.")
+        said = f"{run_dir} has no weights of a best validation ({BEST_WEIGHTS_NAME}){held}: a run keeps them only "
+        raise with_cli_message(
+            FileNotFoundError(f"{said}where it validated (val_every=N or early_stopping=N of its training), from its "
+                              "first validation on; its last weights are used with weights='last' (the default)."),
+            f"{said}where it validated (train --val-every N or --early-stopping), from its first validation on; its "
+            "last weights are used without --weights best.")
     return path
 
 

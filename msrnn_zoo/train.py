@@ -371,15 +371,19 @@ class TrainConfig:
         if self.early_stopping < 0:
             raise ValueError(f"{what}: early_stopping must be 0 (off) or more, got {self.early_stopping}.")
         if self.early_stopping and self.val_every == 0:
-            raise ValueError(f"{what}: early stopping ({self.early_stopping}) counts validations, and val_every 0 "
-                             "turns them off: give val_every (--val-every) 1 or more, or leave early stopping off.")
+            said = (f"{what}: early stopping ({self.early_stopping}) counts validations, and val_every 0 turns them "
+                    "off: ")
+            raise with_cli_message(ValueError(f"{said}give val_every 1 or more, or leave early stopping off."),
+                                   f"{said}give val_every (--val-every) 1 or more, or leave early stopping off.")
         if self.fast_path not in FAST_PATHS:
             choices = ", ".join("none" if p is None else p for p in FAST_PATHS)
             raise ValueError(f"{what}: Unknown fast path {self.fast_path!r}; use one of {choices}.")
         if self.compile_cells and self.fast_path in COMPILED_PATHS:
-            raise ValueError(f"{what}: fast path {self.fast_path!r} compiles the whole step, cells included; "
-                             "compiled cells go with fast path clip-graph or none (drop --compile-cells, or "
-                             "choose --fast-path clip-graph or none).")
+            said = (f"{what}: fast path {self.fast_path!r} compiles the whole step, cells included; compiled cells go "
+                    "with fast path clip-graph or none (")
+            raise with_cli_message(
+                ValueError(f"{said}pass compile_cells=False, or fast_path='clip-graph' or no fast path)."),
+                f"{said}drop --compile-cells, or choose --fast-path clip-graph or none).")
         if self.precision not in PRECISIONS:
             raise ValueError(f"{what}: Unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}.")
         if (self.dataset is None) == (self.data is None):
@@ -453,8 +457,11 @@ def _empty_test_split_error(cfg: TrainConfig) -> ValueError:
             shares = (round(1 - keep - test, 10), keep, test)
             if shares[0] > 0 and all(len(split_clips(clips, split, shares)) > 0  # type: ignore[arg-type]
                                      for split in ("train", "test")):
-                return ValueError(f"{said} Give the test split a larger share (--split "
-                                  f"{','.join(f'{f:.10g}' for f in shares)}) or give more clips.")
+                return with_cli_message(
+                    ValueError(f"{said} Give the test split a larger share (split_fractions="
+                               f"({', '.join(f'{f:.10g}' for f in shares)})) or give more clips."),
+                    f"{said} Give the test split a larger share (--split {','.join(f'{f:.10g}' for f in shares)}) or "
+                    "give more clips.")
     return ValueError(f"{said} Give more clips: the run needs at least one to train on and one to test on.")
 
 
@@ -616,9 +623,12 @@ def check_run_data(cfg: TrainConfig, run_dir: Path) -> None:
     """A ``FileNotFoundError`` naming the run where the clip file it was trained on (``--data``) has gone: "No clip
     file at ...: pass a .npy array" told a user who passed nothing to pass something."""
     if cfg.data and not Path(cfg.data).expanduser().is_file():
-        raise FileNotFoundError(f"{run_dir} was trained on the clips in {cfg.data}, which is no longer there (moved or "
-                                "deleted); its splits are read from that file: put it back at that path. (`msrnn-zoo "
-                                f"predict {run_dir} --input FRAMES.npy` forecasts frames of your own without it.)")
+        said = (f"{run_dir} was trained on the clips in {cfg.data}, which is no longer there (moved or deleted); its "
+                "splits are read from that file: put it back at that path. (")
+        raise with_cli_message(
+            FileNotFoundError(f"{said}forecast_clip(load_run({str(run_dir)!r})[0], ...) forecasts frames of your own "
+                              "without it.)"),
+            f"{said}`msrnn-zoo predict {run_dir} --input FRAMES.npy` forecasts frames of your own without it.)")
 
 
 def require_run(run_dir: str | Path) -> Path:
@@ -757,22 +767,35 @@ class Trainer:
         if cfg.val_every == 0:
             return
         fractions = ",".join(f"{f:g}" for f in cfg.split_fractions)
-        lacking = (f"the validation split of {cfg.data} (--split {fractions}) holds no clips" if cfg.data else
-                   f"the validation split of {cfg.dataset} ({cfg.protocol or 'its default protocol'}) holds no clips")
+        python_fractions = f"({', '.join(f'{f:g}' for f in cfg.split_fractions)})"
+
+        def lacking(split: str) -> str:
+            return (f"the validation split of {cfg.data} ({split}) holds no clips" if cfg.data else
+                    f"the validation split of {cfg.dataset} ({cfg.protocol or 'its default protocol'}) holds no clips")
+
+        no_split: str | None = None
         try:
             val_set = open_split(cfg, "val")
         except ValueError as exc:  # a protocol without a validation split (KTH's, TaxiBJ's); a clip file's empty one
             if cfg.dataset:
-                lacking = f"{cfg.dataset} ({cfg.protocol or 'its default protocol'}) has no validation split ({exc})"
+                no_split = f"{cfg.dataset} ({cfg.protocol or 'its default protocol'}) has no validation split ({exc})"
         else:
             if len(val_set) > 0:  # type: ignore[arg-type]
                 check_clip_length(val_set, cfg)
                 self.val_set = val_set
                 return
-        share = ", or give the validation split a share (--split 0.8,0.1,0.1)" if cfg.data else ""
-        asked = (f"Early stopping ({cfg.early_stopping}) needs a validation loss" if cfg.early_stopping else
-                 f"A validation loss every {cfg.val_every} epoch(s) was asked for (--val-every)")
-        raise ValueError(f"{asked}, but {lacking}: pass --val-every 0 without --early-stopping{share}.")
+
+        def said(val_every: str, advice: str, split: str, example: str) -> str:
+            share = f", or give the validation split a share ({example})" if cfg.data else ""
+            asked = (f"Early stopping ({cfg.early_stopping}) needs a validation loss" if cfg.early_stopping else
+                     f"A validation loss every {cfg.val_every} epoch(s) was asked for ({val_every})")
+            return f"{asked}, but {no_split or lacking(split)}: {advice}{share}."
+
+        raise with_cli_message(
+            ValueError(said("val_every", "pass val_every=0 and early_stopping=0 (off)",
+                            f"split_fractions={python_fractions}", "split_fractions=(0.8, 0.1, 0.1)")),
+            said("--val-every", "pass --val-every 0 without --early-stopping", f"--split {fractions}",
+                 "--split 0.8,0.1,0.1"))
 
     @property
     def stopped_early(self) -> bool:
@@ -1191,13 +1214,18 @@ class Trainer:
         if not math.isfinite(value):
             if self.progress.step == 0:  # no weight was updated yet: no learning rate can be why
                 cell = self.model.config.cell
-                fp16 = ", and --precision bf16 or fp32 rules out an fp16 overflow" if cfg.precision == "fp16" else ""
-                raise FloatingPointError(
-                    f"The loss is {value} at the first step, before any weight was updated, so --lr is not why: the "
-                    f"data holds a value that is not finite, or the cell {cell!r} computes one; "
-                    f"msrnn_zoo.testing.run_conformance({cell!r}) checks the cell{fp16}.")
-            raise FloatingPointError(f"The loss became {value} at step {self.progress.step}; "
-                                     "lower --lr or check the data for outliers.")
+
+                def first(lr: str, precisions: str) -> str:
+                    fp16 = f", and {precisions} rules out an fp16 overflow" if cfg.precision == "fp16" else ""
+                    return (f"The loss is {value} at the first step, before any weight was updated, so {lr} is not "
+                            f"why: the data holds a value that is not finite, or the cell {cell!r} computes one; "
+                            f"msrnn_zoo.testing.run_conformance({cell!r}) checks the cell{fp16}.")
+
+                raise with_cli_message(FloatingPointError(first("lr", "precision='bf16' or 'fp32'")),
+                                       first("--lr", "--precision bf16 or fp32"))
+            said = f"The loss became {value} at step {self.progress.step}; "
+            raise with_cli_message(FloatingPointError(f"{said}lower lr or check the data for outliers."),
+                                   f"{said}lower --lr or check the data for outliers.")
         if self.scaler is None:
             self.optimizer.step()
         else:
@@ -1341,9 +1369,11 @@ def _check_trainable_together(cfg: TrainConfig) -> None:
     of the two turned off.
     """
     if cfg.grad_checkpointing and cfg.fast_path in GRAPH_PATHS:
-        raise ValueError(f"Gradient checkpointing recomputes each step in the backward pass, which the recorded CUDA "
-                         f"graphs of fast path {cfg.fast_path!r} cannot do; turn one of them off "
-                         "(--no-grad-checkpointing, or --fast-path none or compile).")
+        said = (f"Gradient checkpointing recomputes each step in the backward pass, which the recorded CUDA graphs of "
+                f"fast path {cfg.fast_path!r} cannot do; turn one of them off (")
+        raise with_cli_message(
+            ValueError(f"{said}grad_checkpointing=False, or no fast path or fast_path='compile')."),
+            f"{said}--no-grad-checkpointing, or --fast-path none or compile).")
 
 
 def _check_resumable_here(cfg: TrainConfig, run_dir: Path, *, device_given: bool, fast_path_given: bool) -> None:
@@ -1359,13 +1389,16 @@ def _check_resumable_here(cfg: TrainConfig, run_dir: Path, *, device_given: bool
             parse_device(cfg.device)
         except ValueError:
             here = "cuda" if torch.cuda.is_available() else "cpu"
-            flags = f"--device {here}" + (" --fast-path none" if graphs and here != "cuda" else "")
-            raise ValueError(f"{run_dir} was trained on {cfg.device}, which this machine does not have; to continue "
-                             f"it here, pass {flags}.") from None
+            off = graphs and here != "cuda"
+            flags = f"--device {here}" + (" --fast-path none" if off else "")
+            arguments = f"device={here!r}" + (", fast_path='none'" if off else "")
+            said = f"{run_dir} was trained on {cfg.device}, which this machine does not have; to continue it here, "
+            raise with_cli_message(ValueError(f"{said}resume it with {arguments}."), f"{said}pass {flags}.") from None
     if graphs and _device_type(cfg.device) != "cuda":
-        raise ValueError(f"{run_dir} runs its clips on the {cfg.fast_path!r} fast path, which records CUDA graphs "
-                         f"and needs a GPU; to continue it on {cfg.device}, also pass --fast-path none (or "
-                         "--fast-path compile).")
+        said = (f"{run_dir} runs its clips on the {cfg.fast_path!r} fast path, which records CUDA graphs and needs a "
+                f"GPU; to continue it on {cfg.device}, also ")
+        raise with_cli_message(ValueError(f"{said}resume it with fast_path='none' (or fast_path='compile')."),
+                               f"{said}pass --fast-path none (or --fast-path compile).")
 
 
 def _device_type(device: str) -> str | None:

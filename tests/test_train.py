@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -90,8 +91,9 @@ def test_a_loss_that_is_not_finite_stops_the_run_before_the_weights_change(tmp_p
     trainer.fit(stop_after=1)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     monkeypatch.setattr(train, "frame_loss", lambda prediction, truth: (prediction - truth).sum() * float("nan"))
-    with pytest.raises(FloatingPointError, match="The loss became nan at step 1; lower --lr"):
+    with pytest.raises(FloatingPointError, match="The loss became nan at step 1; lower lr or") as caught:
         trainer.train_step(next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=4))))
+    assert "--lr" not in str(caught.value) and "lower --lr or" in caught.value.cli_message
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, before[key]), key
 
@@ -106,8 +108,9 @@ def test_a_loss_that_is_not_finite_at_the_first_step_does_not_blame_the_learning
     with pytest.raises(FloatingPointError) as caught:
         trainer.train_step(next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=4))))
     message = str(caught.value)
-    assert "lower --lr" not in message and "--lr is not why" in message, message
+    assert "lower" not in message and "so lr is not why" in message and "--" not in message, message
     assert "run_conformance('convlstm')" in message, message
+    assert "so --lr is not why" in caught.value.cli_message  # the CLI's words
 
 
 @pytest.mark.parametrize(("item", "words"), [
@@ -469,9 +472,12 @@ def test_early_stopping_ends_the_run_after_its_patience_and_a_larger_one_goes_on
 
 
 def test_validation_asked_of_an_empty_split_is_refused_at_once_and_by_default_there_is_none(tmp_path, clips_file):
-    with pytest.raises(ValueError, match=r"every 1 epoch.*validation split of .*clips.npy \(--split 0.9,0,0.1\) "
-                                         r"holds no clips: pass --val-every 0"):
+    with pytest.raises(ValueError, match=r"every 1 epoch.*validation split of .*clips.npy \(split_fractions=\(0.9, "
+                                         r"0, 0.1\)\) holds no clips: pass val_every=0") as caught:
         Trainer.create(tmp_path / "a", config(clips_file, split_fractions=(0.9, 0.0, 0.1), val_every=1))
+    assert "--" not in str(caught.value)
+    assert re.search(r"clips.npy \(--split 0.9,0,0.1\) holds no clips: pass --val-every 0 without --early-stopping, "
+                     r"or give the validation split a share \(--split 0.8,0.1,0.1\)", caught.value.cli_message)
     with pytest.raises(ValueError, match="Early stopping .2. needs a validation loss"):
         Trainer.create(tmp_path / "a", config(clips_file, split_fractions=(0.9, 0.0, 0.1), early_stopping=2))
     assert not (tmp_path / "a").exists()
@@ -662,6 +668,47 @@ def test_resuming_from_python_names_its_arguments(tmp_path, clips_file):
             attempt()
         assert words in str(caught.value) and " --" not in str(caught.value), str(caught.value)
         assert flags in caught.value.cli_message
+
+
+
+def test_training_refusals_name_python_arguments_to_a_python_caller(tmp_path, clips_file):
+    """A notebook's user was told to pass "--val-every 0", "--fast-path none", "--no-grad-checkpointing", a larger
+    "--split", that "`msrnn-zoo predict --input`" goes without the clips and that the last weights are used "without
+    --weights best": flags of commands they had not run. Each names the argument; the CLI keeps its words."""
+    import numpy as np
+
+    from msrnn_zoo.evaluate import load_run
+
+    def refused(attempt, words, flags, kind=ValueError):
+        with pytest.raises(kind) as caught:
+            attempt()
+        assert words in str(caught.value) and "--" not in str(caught.value), str(caught.value)
+        assert flags in caught.value.cli_message
+
+    refused(lambda: config(clips_file, val_every=0, early_stopping=2), "give val_every 1 or more",
+            "give val_every (--val-every) 1 or more")
+    refused(lambda: config(clips_file, compile_cells=True, fast_path="compile"), "pass compile_cells=False",
+            "drop --compile-cells")
+    refused(lambda: Trainer.create(tmp_path / "g", config(clips_file, grad_checkpointing=True, fast_path="clip-graph")),
+            "grad_checkpointing=False, or no fast path", "(--no-grad-checkpointing, or --fast-path none")
+    few = tmp_path / "few.npy"
+    np.save(few, np.zeros((6, 6, 16, 16), dtype=np.uint8))
+    refused(lambda: Trainer.create(tmp_path / "s", config(few, batch_size=1, split_fractions=(0.8, 0.1, 0.1))),
+            "larger share (split_fractions=(0.75, 0.1, 0.15))", "larger share (--split 0.75,0.1,0.15)")
+    run = tmp_path / "run"
+    Trainer.create(run, config(clips_file, epochs=1)).fit()
+    refused(lambda: load_run(run, weights="best"), "val_every=N or early_stopping=N", "without --weights best",
+            FileNotFoundError)
+    record = json.loads((run / "train_config.json").read_text())
+    (run / "train_config.json").write_text(json.dumps({**record, "device": "cuda:7"}))
+    refused(lambda: Trainer.resume(run), "resume it with device=", "pass --device ")
+    (run / "train_config.json").write_text(json.dumps({**record, "fast_path": "clip-graph"}))
+    refused(lambda: Trainer.resume(run, epochs=2), "resume it with fast_path='none'", "pass --fast-path none")
+    (run / "train_config.json").write_text(json.dumps(record))
+    moved = shutil.move(clips_file, tmp_path / "moved.npy")
+    refused(lambda: Trainer.resume(run, epochs=2), f"forecast_clip(load_run({str(run)!r})[0], ...)",
+            f"`msrnn-zoo predict {run} --input FRAMES.npy`", FileNotFoundError)
+    assert Path(moved).is_file() and not (tmp_path / "g").exists() and not (tmp_path / "s").exists()
 
 
 def test_the_training_split_loads_in_spawned_workers_as_in_this_process():
