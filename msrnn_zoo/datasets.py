@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from .data import ClipProtocol, ProgressFn, default_root
 from .registry import DatasetEntry, get_dataset
 from .store import Store, open_store, prepare_store, scaling_params
+from .validation import with_cli_message
 
 
 def resolve_root(entry: DatasetEntry, root: str | Path | None) -> Path:
@@ -42,8 +43,8 @@ def check_source(entry: DatasetEntry, source: str | None) -> str | None:
             raise ValueError(f"Dataset {info.name!r} has no source {source!r}; its sources: "
                              f"{', '.join(info.sources)}.")
     elif source is not None:
-        raise ValueError(f"Dataset {info.name!r} has no named sources; it reads the store at --root (leave --source "
-                         "out).")
+        said = f"Dataset {info.name!r} has no named sources; it reads the store at "
+        raise with_cli_message(ValueError(f"{said}root= (leave source= out)."), f"{said}--root (leave --source out).")
     return source
 
 
@@ -74,16 +75,18 @@ def prepare_dataset(name: str, source: str | Path, root: str | Path | None = Non
     entry = get_dataset(name)
     prepare = entry.capabilities.prepare
     if prepare is None:
-        raise ValueError(f"Dataset {name!r} reads its files as they are and has no prepare step; "
-                         f"fetch them with `msrnn-zoo download {name}` if it has public files.")
+        said = f"Dataset {name!r} reads its files as they are and has no prepare step; fetch them with "
+        raise with_cli_message(ValueError(f"{said}load_dataset({name!r}, download=True) if it has public files."),
+                               f"{said}`msrnn-zoo download {name}` if it has public files.")
     source = Path(source).expanduser()
     if not source.exists():
-        raise FileNotFoundError(f"No raw {name} files at {source}: --source must be the folder holding the "
-                                "public files you downloaded (see the dataset plugin's README).")
+        said = (f"No raw {name} files at {source}: {{}} must be the folder holding the public files you downloaded "
+                "(see the dataset plugin's README).")
+        raise with_cli_message(FileNotFoundError(said.format("source=")), said.format("--source"))
     if source.resolve() == Path(source.resolve().anchor):  # the plugins search their source's whole tree
-        raise ValueError(f"--source {source} is the root of the file system: prepare would search every file on "
-                         f"the disk for raw {name} files. Give the folder that holds them (see the dataset plugin's "
-                         "README).")
+        said = (f" is the root of the file system: prepare would search every file on the disk for raw {name} "
+                "files. Give the folder that holds them (see the dataset plugin's README).")
+        raise with_cli_message(ValueError(f"source={str(source)!r}{said}"), f"--source {source}{said}")
     report = progress or (lambda task, done, total: None)
     return prepare_store(resolve_root(entry, root), name, lambda out: prepare(source, out, report), force=force)
 

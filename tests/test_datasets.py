@@ -452,6 +452,26 @@ def test_prepare_failure_leaves_nothing(toy_dataset, tmp_path):
         prepare_dataset("toy-store", tmp_path / "nowhere", tmp_path / "store")
 
 
+
+def test_preparing_and_loading_from_python_name_the_arguments_not_the_flags(toy_dataset, tmp_path):
+    """prepare_dataset and load_dataset told a notebook that "--source must be the folder...", to "leave --source
+    out" or to run `msrnn-zoo download`: words of commands it had not run. The CLI keeps saying its flags."""
+    for attempt, words, flags in (
+            (lambda: prepare_dataset("toy-store", tmp_path / "nowhere", tmp_path / "s"), "source= must be the folder",
+             "--source must be the folder"),
+            (lambda: prepare_dataset("toy-store", "/", tmp_path / "s"), "source='/' is the root of the file system",
+             "--source / is the root of the file system"),
+            (lambda: prepare_dataset("moving-mnist", tmp_path, tmp_path / "s"),
+             "load_dataset('moving-mnist', download=True)", "`msrnn-zoo download moving-mnist`"),
+            (lambda: load_dataset("toy-store", root=tmp_path / "s", source="standard"), "root= (leave source= out)",
+             "--root (leave --source out)")):
+        with pytest.raises((ValueError, OSError)) as caught:
+            attempt()
+        assert words in str(caught.value) and "--" not in str(caught.value), str(caught.value)
+        assert flags in caught.value.cli_message
+    assert not (tmp_path / "s").exists()
+
+
 def test_dot_as_root(toy_dataset, raw, tmp_path, monkeypatch):
     here = tmp_path / "here"
     here.mkdir()
