@@ -735,8 +735,8 @@ def resolve_pretrained(model_name: str, pretrained: bool | str | os.PathLike[str
     record = None
     if pretrained is True:
         if not entry.pretrained:
-            raise ValueError(f"{model_name!r} has no checkpoint in the pretrained catalogue; train one with "
-                             f"`msrnn-zoo train {model_name}` or pass a directory or Hub repo id as pretrained=.")
+            raise ValueError(f"{model_name!r} has no checkpoint in the pretrained catalogue; train one (Trainer.create "
+                             "of msrnn_zoo.train) or pass a directory or Hub repo id as pretrained=.")
         record = next(iter(entry.pretrained.values()))
     elif isinstance(pretrained, os.PathLike):  # a path is a directory, never a tag or a repo id
         pretrained = os.fspath(pretrained)
@@ -750,9 +750,9 @@ def resolve_pretrained(model_name: str, pretrained: bool | str | os.PathLike[str
         record = entry.pretrained[pretrained]
     elif not (Path(pretrained).is_dir() or "/" in pretrained):
         tags = ", ".join(entry.pretrained) or "none"
-        raise ValueError(f"{model_name!r} has no checkpoint tagged {pretrained!r} (catalogue tags: {tags}; see "
-                         "`msrnn-zoo list --pretrained`); pretrained= also takes a directory written by "
-                         "save_pretrained or a Hub repo id.")
+        raise ValueError(f"{model_name!r} has no checkpoint tagged {pretrained!r} (catalogue tags: {tags}; "
+                         "msrnn_zoo.list_models(pretrained=True) lists the published ones); pretrained= also takes a "
+                         "directory written by save_pretrained or a Hub repo id.")
     source: str = pretrained  # type: ignore[assignment]
     if record is not None:
         if not record.published:

@@ -1213,3 +1213,23 @@ def test_cli_push_weights_best_publishes_the_best_validations_weights_card_and_m
     said = " ".join(result.output.split())
     assert result.exit_code == 1 and "has no weights of a best validation (model-best.safetensors)" in said, said
     assert "--val-every" in said and "Traceback" not in said
+
+
+def test_a_missing_catalogue_checkpoint_names_python_functions_not_commands(monkeypatch):
+    """create(pretrained=True) of a model without a catalogue entry, or a tag it lacks, told a Python caller to run
+    `msrnn-zoo train` or `msrnn-zoo list --pretrained`: it names the functions that do that from Python."""
+    import dataclasses
+
+    import msrnn_zoo.registry as registry
+
+    with pytest.raises(ValueError) as caught:
+        msrnn_zoo.create("ms-convlstm", pretrained="nosuch")
+    said = str(caught.value)
+    assert "msrnn_zoo.list_models(pretrained=True)" in said and "msrnn-zoo " not in said, said
+    entry = registry.get_model("ms-convlstm")
+    monkeypatch.setattr(registry, "get_model", lambda name: dataclasses.replace(entry, pretrained={}))
+    with pytest.raises(ValueError) as caught:
+        msrnn_zoo.create("ms-convlstm", pretrained=True)
+    said = str(caught.value)
+    assert "no checkpoint in the pretrained catalogue; train one (Trainer.create" in said, said
+    assert "msrnn-zoo " not in said, said
