@@ -66,3 +66,25 @@ def test_every_dependency_has_a_lower_bound(path):
     for requirement in [*project["dependencies"], *(r for group in extras.values() for r in group)]:
         if not requirement.startswith(own):
             assert re.search(r">=\s*\d", requirement.split(";")[0]), f"{path}: give {requirement!r} a lower bound (>=)"
+
+
+@pytest.mark.parametrize(
+    ("package", "pyproject"),
+    [
+        ("msrnn_zoo", REPO / "pyproject.toml"),
+        ("msrnn_moving_mnist", REPO / "plugins/msrnn-moving-mnist/pyproject.toml"),
+    ],
+)
+def test_the_packages_ship_the_py_typed_marker(package, pyproject):
+    """Without a ``py.typed`` marker in the wheel (PEP 561) users' type checkers ignored every hint of the public API
+    (create, RecurrentCell, make_moving_mnist...) and treated the package as untyped."""
+    from importlib.resources import files
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    assert files(package).joinpath("py.typed").is_file(), f"add an empty {package}/py.typed"
+    package_data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    assert "py.typed" in package_data[package], f"{pyproject}: list py.typed in package-data so the wheel has it"
