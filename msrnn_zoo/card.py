@@ -299,7 +299,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", l
     values = _common(model, repo_id)
     values["model_name"] = cfg.model
     height, width = _frame_size(cfg, profile)
-    frame_size = f"{height}x{width}" if height else None
+    frame_size = f"{height}x{width}" if height and width else None
     recipe_dataset = _recipe_dataset(cfg.dataset)
     source, protocol = _run_data(cfg)
     hub_datasets = list((recipe_dataset.get("hub_datasets") or {}).get(source or "", []))
@@ -308,9 +308,9 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", l
     else:
         dataset_label = f"own clips ({public['data']})"
     flops = profile.get("flops_per_frame")
-    if flops is None and height:
+    if flops is None and height and width:
         flops = flops_per_frame(model, height, width)
-    if "training_memory" not in profile and height:  # a run made by `train`: count it now, as reproduce does
+    if "training_memory" not in profile and height and width:  # a run made by `train`: count it now, as reproduce does
         from .profile import training_memory
 
         frames = cfg.in_frames + cfg.out_frames
@@ -319,7 +319,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", l
             "batch": cfg.batch_size, "frames": frames}}
     values.update(
         dataset=dataset_label, in_frames=cfg.in_frames, out_frames=cfg.out_frames, frame_size=frame_size,
-        layer_sizes=", ".join(f"{h}x{w}" for h, w in model.schedule.sizes(height, width)) if height else None,
+        layer_sizes=", ".join(f"{h}x{w}" for h, w in model.schedule.sizes(height, width)) if height and width else None,
         flops=f"{flops / flops_unit(flops)[0]:.3f} {flops_unit(flops)[1]}FLOPs (2 per multiply-add), one frame in and "
               "one forecast out" if flops else None,
         training_memory=_memory_text(profile))

@@ -337,11 +337,11 @@ def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
         _list_pretrained(pattern, as_json)
         return
     reg = registry()
-    models = [{"name": m, "cell": reg.models[m].cell, "schedule": reg.models[m].schedule,
+    models: list[dict[str, Any]] = [{"name": m, "cell": reg.models[m].cell, "schedule": reg.models[m].schedule,
                "plugin": reg.models[m].plugin,
                "pretrained": [t for t, r in reg.models[m].pretrained.items() if r.published],
                "paper": reg.cells[reg.models[m].cell].paper} for m in list_models(pattern)]
-    datasets = []
+    datasets: list[dict[str, Any]] = []
     for d in list_datasets(pattern):
         entry = reg.datasets[d]
         info = entry.info
@@ -364,13 +364,13 @@ def list_cmd(pattern: str | None, pretrained: bool, as_json: bool) -> None:
     dtable = Table(title=f"Datasets ({len(datasets)})")
     for col in ("name", "protocol", "frames", "C x H x W", "sources", "plugin"):
         dtable.add_column(col)
-    for d in datasets:
-        for i, (pname, p) in enumerate(d["protocols"].items()):
-            label = f"{pname} (default)" if pname == d["default_protocol"] and len(d["protocols"]) > 1 else pname
-            sources = ", ".join(d["sources"]) or ("prepared store" if d["prepare"] else "-")
-            dtable.add_row(d["name"] if i == 0 else "", label, f"{p['in_frames']} -> {p['out_frames']}",
+    for ds in datasets:
+        for i, (pname, p) in enumerate(ds["protocols"].items()):
+            label = f"{pname} (default)" if pname == ds["default_protocol"] and len(ds["protocols"]) > 1 else pname
+            sources = ", ".join(ds["sources"]) or ("prepared store" if ds["prepare"] else "-")
+            dtable.add_row(ds["name"] if i == 0 else "", label, f"{p['in_frames']} -> {p['out_frames']}",
                            f"{p['channels']}x{p['height']}x{p['width']}", sources if i == 0 else "",
-                           d["plugin"] if i == 0 else "")
+                           ds["plugin"] if i == 0 else "")
     if datasets:
         print_table(dtable)
     if pattern is not None and not models and not datasets:
@@ -433,7 +433,7 @@ def info(name: str, size: int, hidden_channels: int | None, in_channels: int | N
     from .profile import flops_per_frame_by_op, flops_unit
     from .registry import get_cell, get_model
 
-    overrides = {k: v for k, v in {"hidden_channels": hidden_channels, "in_channels": in_channels,
+    overrides: dict[str, Any] = {k: v for k, v in {"hidden_channels": hidden_channels, "in_channels": in_channels,
                                    "num_layers": num_layers, "kernel_size": kernel_size}.items() if v is not None}
     model = create(name, **overrides, **_parse_options(options, owned=_flags_instead(_MODEL_FLAGS)))
     described = model.describe()
@@ -626,7 +626,8 @@ def data_info(dataset: str, root: Path | None, source: str | None, as_json: bool
         protocols.add_row(label, f"{p['in_frames']} -> {p['out_frames']}",
                           f"{p['channels']}x{p['height']}x{p['width']}", *shown, escape(p["description"]))
     print_table(protocols)
-    first_name, first = "", {}
+    first_name = ""
+    first: dict[str, Any] = {}
     for i, (name, p) in enumerate(described["protocols"].items()):
         own = {k: v for k, v in p["provenance"].items() if i == 0 or first.get(k) != v}
         if i == 0:

@@ -126,7 +126,7 @@ def _clip_weights(cell: RecurrentCell, x: Any) -> dict[str, torch.Tensor]:
             if weight is None or weight.dtype != torch.float32:
                 continue
             with torch.no_grad():
-                copy = _cast_for_clip(weight, half)
+                copy = _cast_for_clip(weight, half)  # type: ignore[arg-type]  # a Conv2d's or JointConv2d's
             key = f"{prefix}.{name}.weight" if prefix else f"{name}.weight"
             weights[key] = _ClipCopy.apply(weight, copy) if differentiable and weight.requires_grad else copy
     return weights
@@ -173,7 +173,7 @@ def _compiled() -> Any:
     # layout_optimization off: inductor would copy the weights into channels-last at every call and keep the copies
     # for the backward (1.52x the eager activation memory of ms-predrnn on the CPU, with the policy); a model asks for
     # that layout with set_channels_last
-    options = {"layout_optimization": False} if _backend == "inductor" else None
+    options: dict[str, Any] | None = {"layout_optimization": False} if _backend == "inductor" else None
     return torch.compile(_run_cell_keeping_products, backend=_backend, dynamic=False, fullgraph=True, options=options)
 
 

@@ -109,7 +109,7 @@ def translate(state: Mapping[str, torch.Tensor], model: Forecaster) -> dict[str,
         elif key.startswith("fc.conv_fc."):
             new = "head." + key[len("fc.conv_fc."):]
         elif (m := _LAYER.match(key)) and int(m.group(1)) < len(model.cells):
-            inner = model.cells[int(m.group(1))].original_key(m.group(2))
+            inner = model.cells[int(m.group(1))].original_key(m.group(2))  # type: ignore[operator]  # (a ModuleList)
             new = None if inner is None else f"cells.{m.group(1)}.{inner}"
         elif key.startswith("rnns.") and aux is not None:
             new = "aux_loss." + aux.original_key(key[len("rnns."):])

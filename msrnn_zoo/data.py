@@ -242,7 +242,7 @@ MAX_CHANNELS_LAST = 4
 """A last axis this short under a longer channel axis is channels (grey, RGB, RGBA), not the frames' width."""
 
 
-def load_clip_array(path: str | Path) -> np.ndarray:
+def load_clip_array(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a user's ``.npy`` clips as (N, T, C, H, W); (N, T, H, W) gains a channel axis."""
     path = Path(path).expanduser()
     if not path.is_file():

@@ -127,11 +127,11 @@ def load_run(run_dir: str | Path, device: str | None = None,
     if not run_dir.is_dir():
         from .hub import pulled_repo_note
 
-        note = pulled_repo_note(run_dir)
+        pulled = pulled_repo_note(run_dir)
         raise with_cli_message(
             FileNotFoundError(f"No run directory at {run_dir}; train one with Trainer.create({str(run_dir)!r}, cfg)."
-                              f"{note}"),
-            f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`.{note}")
+                              f"{pulled}"),
+            f"No run directory at {run_dir}; train one with `msrnn-zoo train ... --out {run_dir}`.{pulled}")
     if not (run_dir / TRAIN_CONFIG).is_file():
         said = f"{run_dir} ({run_dir.resolve()}) is not a run: it holds no {TRAIN_CONFIG}. Give the "
         raise with_cli_message(

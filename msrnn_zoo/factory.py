@@ -37,7 +37,7 @@ def _tags(model: str) -> str:
 
 def cell_options(cell_class: type, options: dict[str, Any], cell_name: str) -> dict[str, Any]:
     """Check keyword options against the cell's constructor, so a typo fails with the list of real ones."""
-    params = inspect.signature(cell_class.__init__).parameters
+    params = inspect.signature(cell_class.__init__).parameters  # type: ignore[misc]  # the class's own, with self
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return dict(options)
     base = {"self", "in_channels", "hidden_channels", "kernel_size", "layer_index", "num_layers"}

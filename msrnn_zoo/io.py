@@ -139,7 +139,7 @@ def hidden_stem(name: str) -> str:
     return f"{os.fsdecode(whole[:200])}~{hashlib.sha256(whole).hexdigest()[:8]}"
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None], *, replace: bool = True) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], *, replace: bool = True) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, flush it to disk, then rename it into place.
 
     The file gets the mode a plain ``open()`` would give (umask respected), not ``mkstemp``'s 0600. With
@@ -314,7 +314,8 @@ def check_folder_path(folder: str | Path, doing: str) -> None:
         raise NotADirectoryError(f"{doing}: {existing} is not a folder but a file; choose a path in a folder.")
 
 
-def refuse_overwrite(path: str | Path, force: bool, what: str = "file", *, python_flag: str = "force") -> None:
+def refuse_overwrite(path: str | os.PathLike[str], force: bool, what: str = "file", *,
+                     python_flag: str = "force") -> None:
     """Raise unless writing the file ``path`` is safe: it does not exist, or ``force`` is set and it is a file of
     this kind that msrnn-zoo wrote (kinds in :data:`WRITTEN_BY_US`; any file for another ``what``).
 

@@ -243,8 +243,9 @@ class _Concatenation:
         if not _RECIPES.keys().isdisjoint(map(id, parts)):  # an input made by recomputable: keep its recipe
             kept = tuple(t if (found := _recipe_of(t)) is None else _Remade(*found) for t in parts)
         self.parts = kept
-        self.versions = [t._version for t in kept if type(t) is not _Remade]
-        self.readers, self.value = 1, None
+        self.versions = [t._version for t in kept if type(t) is not _Remade]  # type: ignore[union-attr]
+        self.readers = 1
+        self.value: torch.Tensor | None = None
 
     def holds(self, parts: tuple[torch.Tensor, ...]) -> bool:
         """Whether these are its parts, unchanged: the same tensors (not recipes) at the same versions."""
@@ -255,7 +256,7 @@ class _Concatenation:
         """The concatenation again; made once for all the convolutions that share this (:func:`_kept_parts`)."""
         value = self.value
         if value is None:
-            if [t._version for t in self.parts if type(t) is not _Remade] != self.versions:
+            if [t._version for t in self.parts if type(t) is not _Remade] != self.versions:  # type: ignore[union-attr]
                 raise RuntimeError("An input of a joint convolution was modified in place after the forward pass; "
                                    "its backward needs the values the forward saw. Write to a copy (x = x + ...) "
                                    "instead.")
@@ -326,7 +327,7 @@ def _conv_keeping_parts(weight: torch.Tensor, bias: torch.Tensor | None, padding
 
     _PUSH_HOOKS(pack, _unpack)  # type: ignore[misc]
     try:
-        out = F.conv2d(concatenation, weight, bias, padding=padding)
+        out = F.conv2d(concatenation, weight, bias, padding=padding)  # type: ignore[arg-type]  # None once freed
     finally:
         _POP_HOOKS()  # type: ignore[misc]
     # the hooks outlive this call (autograd keeps them with what they saved): let go of what they hold, or an input
@@ -350,17 +351,17 @@ def _conv_side_by_side(weight: torch.Tensor, bias: torch.Tensor | None, padding:
             break
     traced = torch.compiler.is_compiling()  # a compiled step convolves every input, and Dynamo cannot trace hooks
     if not traced and not _KNOWN_ZEROS.keys().isdisjoint(map(id, inputs)):  # some input may be a marked zero
-        weight, inputs = _without_known_zeros(weight, inputs)
+        weight, inputs = _without_known_zeros(weight, inputs)  # type: ignore[arg-type]  # embeddings absorbed
     keeps = torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad)
                                          or any(t.requires_grad for t in inputs))  # type: ignore[union-attr]
     if len(inputs) > 1 and keeps:
         if not traced and _own_hooks_allowed(inputs[0].device):  # type: ignore[union-attr]
             return _conv_keeping_parts(weight, bias, padding, inputs)  # type: ignore[arg-type]
         return _JointConv.apply(weight, bias, padding, *inputs)
-    x = inputs[0] if len(inputs) == 1 else _forward_concatenation(inputs)  # no backward: nothing is kept
+    x = inputs[0] if len(inputs) == 1 else _forward_concatenation(inputs)  # type: ignore[arg-type]  # (no backward)
     if not keeps and (half := _clip_cast_dtype(weight)) is not None:  # a forecast: the clip's copies
         weight, bias = _cast_for_clip(weight, half), None if bias is None else _cast_for_clip(bias, half)
-    return F.conv2d(x, weight, bias, padding=padding)
+    return F.conv2d(x, weight, bias, padding=padding)  # type: ignore[arg-type]  # the embeddings were absorbed above
 
 
 def joint_conv2d(conv: nn.Conv2d, *inputs: torch.Tensor | EmbeddedFrame) -> torch.Tensor:
@@ -415,7 +416,7 @@ class JointConv2d(nn.Module):
         self.padding = kernel_size // 2
         convs = [nn.Conv2d(c, out_channels, kernel_size, bias=bias) for c in self.parts.values()]
         self.weight = nn.Parameter(torch.cat([c.weight.detach() for c in convs], dim=1))
-        self.bias = nn.Parameter(sum(c.bias.detach() for c in convs)) if bias else None  # type: ignore[misc]
+        self.bias = nn.Parameter(sum(c.bias.detach() for c in convs)) if bias else None  # type: ignore[misc,arg-type,union-attr]
         self.split = False
         """Compute the sum part by part instead (as separate convolutions would): only to measure what joining saves."""
 
@@ -432,17 +433,19 @@ class JointConv2d(nn.Module):
         if self.split:
             inputs = _materialized(inputs)
         if len(inputs) == 1 and len(self.parts) > 1 and inputs[0].shape[1] == self.in_channels:
-            inputs = tuple(torch.split(inputs[0], list(self.parts.values()), dim=1)) if self.split else inputs
+            inputs = (tuple(torch.split(inputs[0], list(self.parts.values()), dim=1))  # type: ignore[arg-type]
+                      if self.split else inputs)
         elif len(inputs) != len(self.parts):
             raise ValueError(f"This joint convolution sums {len(self.parts)} inputs ({', '.join(self.parts)}), "
                              f"got {len(inputs)}.")
         if self.split:
             start, total = 0, None
             for x in inputs:
-                term = F.conv2d(x, self.weight[:, start:start + x.shape[1]], None, padding=self.padding)
+                term = F.conv2d(x, self.weight[:, start:start + x.shape[1]], None,  # type: ignore[arg-type]
+                                padding=self.padding)
                 total = term if total is None else total + term
                 start += x.shape[1]
-            return total if self.bias is None else total + self.bias[:, None, None]  # type: ignore[return-value]
+            return total if self.bias is None else total + self.bias[:, None, None]  # type: ignore[return-value,operator]
         return _conv_side_by_side(self.weight, self.bias, self.padding, inputs)
 
     def fold(self, state: MutableMapping[str, torch.Tensor], prefix: str,

@@ -287,7 +287,7 @@ class Forecaster(HubMixin, nn.Module):
                              "'clip-graph' or none with them.")
         self.fast_path = mode
         for cell in self.cells:
-            cell.set_fast_path(mode)
+            cell.set_fast_path(mode)  # type: ignore[operator]  # a ModuleList yields Modules to mypy
         self._fast_step = None  # compiled on first use, for this model (see _compiled_step)
         self._clip_graphs = ClipGraphs() if mode == "clip-graph" else None
         return self
@@ -404,7 +404,7 @@ class Forecaster(HubMixin, nn.Module):
 
     def _check_size(self, height: int, width: int) -> None:
         for cell, (h, w) in zip(self.cells, self.schedule.sizes(height, width)):
-            cell.check_size(h, w)
+            cell.check_size(h, w)  # type: ignore[operator]  # a ModuleList yields Modules to mypy
 
     def nearest_size(self, height: int, width: int, reach: int = 1024) -> tuple[int, int] | None:
         """The size nearest ``height x width`` (cropping on a tie) that the model accepts, ``None`` if none is near.
@@ -443,11 +443,12 @@ class Forecaster(HubMixin, nn.Module):
         device = device or self.embed.weight.device
         dtype = dtype or self.embed.weight.dtype
         sizes = self.schedule.sizes(height, width)
-        layers = [cell.init_state(batch, h, w, device=device, dtype=dtype) for cell, (h, w) in zip(self.cells, sizes)]
+        layers = [cell.init_state(batch, h, w, device=device, dtype=dtype)  # type: ignore[operator]  # (a ModuleList)
+                  for cell, (h, w) in zip(self.cells, sizes)]
         memory = None
         if self.uses_memory:
             h0, w0 = sizes[0]
-            memory = zeros(batch, self.cells[0].memory_channels, h0, w0, device, dtype)
+            memory = zeros(batch, self.cells[0].memory_channels, h0, w0, device, dtype)  # type: ignore[arg-type]
         outputs = None
         if self.keeps_outputs:
             outputs = [zeros(batch, self.config.hidden_channels, h, w, device, dtype) for h, w in sizes]
@@ -484,7 +485,7 @@ class Forecaster(HubMixin, nn.Module):
             lower = None
             if cell.uses_lower_previous and i > 0 and state.outputs is not None:
                 lower = zero_like_source(state.outputs[i - 1], move(state.outputs[i - 1], levels[i - 1], levels[i]))
-            result = call_cell(cell, x, state.layers[i], memory, lower)
+            result = call_cell(cell, x, state.layers[i], memory, lower)  # type: ignore[arg-type]  # (a ModuleList)
             outputs.append(result.output)
             layers.append(result.state)
             memory = result.memory

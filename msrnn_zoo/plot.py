@@ -81,7 +81,7 @@ def metric_chart(panels: Sequence[Panel], *, panel_width: int = 360, panel_heigh
             if name not in names:
                 names.append(name)
     font = ImageFont.load_default()
-    line_h = font.getbbox("Ag")[3] + 4
+    line_h = int(font.getbbox("Ag")[3]) + 4  # (an int already: the stubs say float for a FreeTypeFont)
     width = panel_width * len(panels)
     places = _legend_places(names, font, width, line_h + 4)
     legend_h = (places[-1][1] if places else 0) + line_h + 8

@@ -23,7 +23,8 @@ class _Recipe:
     __slots__ = ("autocast", "fn", "readers", "value")
 
     def __init__(self, fn: Callable[..., torch.Tensor], autocast: tuple[str, torch.dtype] | None) -> None:
-        self.fn, self.autocast, self.readers, self.value = fn, autocast, 0, None
+        self.fn, self.autocast, self.readers = fn, autocast, 0
+        self.value: torch.Tensor | None = None
 
     def rebuild(self, sources: tuple[torch.Tensor, ...]) -> torch.Tensor:
         value = self.value
@@ -76,7 +77,7 @@ def recipes_off() -> Iterator[None]:
         _NOTE_RECIPES = before
 
 
-def recomputable(fn: Callable[..., torch.Tensor], *sources: torch.Tensor) -> torch.Tensor:
+def recomputable(fn: Callable[..., torch.Tensor], *sources: torch.Tensor | None) -> torch.Tensor:
     """``fn(*sources)``, which the joint convolutions that read it keep as its recipe, not as a tensor.
 
     A cell's gates often read a cheap function of tensors that the backward pass keeps anyway: PrecipLSTM's
@@ -98,7 +99,7 @@ def recomputable(fn: Callable[..., torch.Tensor], *sources: torch.Tensor) -> tor
         autocast = (device, torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else None
         key = id(result)
         _RECIPES[key] = (weakref.ref(result, lambda _: _RECIPES.pop(key, None)), result._version,
-                         _Recipe(fn, autocast), sources)
+                         _Recipe(fn, autocast), sources)  # type: ignore[assignment]  # all tensors (checked)
     return result
 
 

@@ -8,6 +8,7 @@ an existing directory is never written into.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import re
@@ -51,10 +52,10 @@ def check_name(name: str) -> None:
                          f"{' and '.join(map(repr, taken))} {'is' if len(taken) == 1 else 'are'} already registered "
                          "(see `msrnn-zoo list`); choose another name.")
     implied = names(name)
-    taken = _taken_by(implied)
-    if taken:
+    holder = _taken_by(implied)
+    if holder:
         raise ValueError(f"{name!r} would make the distribution {implied['dist']!r} with package "
-                         f"{implied['package']!r}, but {taken}; installing it would replace that. Choose another name "
+                         f"{implied['package']!r}, but {holder}; installing it would replace that. Choose another name "
                          "(nothing was written).")
 
 
@@ -106,7 +107,8 @@ def new_cell(name: str, parent: str | Path = ".") -> Path:
             relative = relative.replace("package/", values["package"] + "/").replace(
                 "tests/test_cell.py", f"tests/test_{values['package']}.py")
             text = Template(source.read_text(encoding="utf-8")).substitute(values)
-            atomic_write(staging / relative.removesuffix(".tmpl"), lambda tmp, t=text: tmp.write_text(t, "utf-8"))
+            atomic_write(staging / relative.removesuffix(".tmpl"), functools.partial(Path.write_text, data=text,
+                                                                                     encoding="utf-8"))
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

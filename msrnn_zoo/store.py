@@ -142,7 +142,7 @@ class StoreWriter:
     meta: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def create_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    def create_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
         """A writable memory-mapped ``.npy`` to fill piece by piece (frames larger than memory stay on disk)."""
         self._check_name(name)
         array = np.lib.format.open_memmap(self.dir / f"{name}.npy", mode="w+", dtype=dtype, shape=tuple(shape))

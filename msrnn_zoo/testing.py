@@ -66,8 +66,8 @@ def small(name: str, **overrides: Any) -> Forecaster:
     return create(name, **{"hidden_channels": 8, **overrides})
 
 
-def _build_cell(cell: str, cls: type, layer_index: int, num_layers: int, hidden: int = 8, kernel_size: int = 3,
-                options: dict[str, Any] | None = None) -> RecurrentCell:
+def _build_cell(cell: str, cls: type[RecurrentCell], layer_index: int, num_layers: int, hidden: int = 8,
+                kernel_size: int = 3, options: dict[str, Any] | None = None) -> RecurrentCell:
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if missing:  # else the TypeError below, whose fix (the constructor's signature) is not this one
         signatures = {"init_state": INIT_STATE_SIGNATURE, "forward": FORWARD_SIGNATURE}
@@ -192,7 +192,9 @@ def check_cell_contract(cell: str, **overrides: Any) -> None:
         if len(result.state) != len(state) or any(a.shape != b.shape for a, b in zip(result.state, state)):
             _fail(where, "forward's state does not have the shapes init_state gives",
                   "return the state in the same layout init_state creates: the network feeds one into the other")
-        if cls.uses_memory and (result.memory is None or tuple(result.memory.shape) != tuple(memory.shape)):
+        # memory is a tensor where the cell uses it
+        if cls.uses_memory and (result.memory is None
+                                or tuple(result.memory.shape) != tuple(memory.shape)):  # type: ignore[union-attr]
             _fail(where, "uses_memory is True but forward did not return the memory M in the shape it received",
                   "return the updated memory as CellOutput.memory, shape (B, memory_channels, H, W)")
         if not cls.uses_memory and result.memory is not None:
@@ -202,7 +204,7 @@ def check_cell_contract(cell: str, **overrides: Any) -> None:
     _check_other_width_and_kernel(subject, cell, cls, hidden, kernel_size, num_layers, options)
 
 
-def _check_another_clip(where: str, layer: RecurrentCell, cls: type, first: tuple[int, int, int],
+def _check_another_clip(where: str, layer: RecurrentCell, cls: type[RecurrentCell], first: tuple[int, int, int],
                         second: tuple[int, int, int]) -> None:
     """One more clip, of another batch and size, through the same layer: a tensor the first call kept on self (a
     cached zeros, a mask) breaks it here, where the message can say so, not in a user's run at another size."""
@@ -228,8 +230,8 @@ def _check_another_clip(where: str, layer: RecurrentCell, cls: type, first: tupl
         _fail(where, f"forward's output for {clips} is not (B, hidden_channels, H, W) = {want}", fix)
 
 
-def _check_other_width_and_kernel(subject: str, cell: str, cls: type, hidden: int, kernel_size: int, num_layers: int,
-                                  options: dict[str, Any]) -> None:
+def _check_other_width_and_kernel(subject: str, cell: str, cls: type[RecurrentCell], hidden: int, kernel_size: int,
+                                  num_layers: int, options: dict[str, Any]) -> None:
     """The top layer again, at another hidden width and with each of two kernel sizes: every other check builds
     cells of one width and kernel (8 and 3 unless overridden), so a cell that hard-codes them would pass the kit and
     fail, or silently be another model, at the width and kernel of a real run (64, 5). The top layer, as a lower one
@@ -276,7 +278,7 @@ def _check_other_width_and_kernel(subject: str, cell: str, cls: type, hidden: in
               "constant")
 
 
-def _one_step_reach(subject: str, layer: RecurrentCell, cls: type, built: str, fix: str,
+def _one_step_reach(subject: str, layer: RecurrentCell, cls: type[RecurrentCell], built: str, fix: str,
                     size: int) -> list[int | None]:
     """One step of a 1-sample clip from a random state, checked as the first clip is; for each input (x, each state
     tensor at the frame's size, the memory), how far from the pixel in the middle lie the pixels that its output
@@ -396,7 +398,8 @@ def check_training_step(name: str, size: int = 16, steps: int = 5, **overrides: 
                 _check(p.grad is not None, f"model {name!r}", f"parameter {pname} received no gradient",
                        "use every submodule you create in forward, or do not create it for layers that skip it "
                        "(branch on self.layer_index / self.num_layers in __init__)")
-                _check(bool(torch.isfinite(p.grad).all()), f"model {name!r}",
+                # p.grad is a tensor: _check raised for None
+                _check(bool(torch.isfinite(p.grad).all()), f"model {name!r}",  # type: ignore[arg-type]
                        f"parameter {pname} has a non-finite gradient",
                        "look for divisions by zero, log of 0 or sqrt of 0 in forward")
         optimizer.step()
@@ -619,11 +622,11 @@ def bytes_saved_by_recipes(name: str, size: int = 8, frames: int = 5, batch: int
             (prediction.square().sum() + (aux if aux is not None else 0)).backward()
             kept = saved_bytes_by_op(lambda: model.forward_train(clips, teacher))
         results.append(([p.grad.clone() for p in model.parameters() if p.grad is not None], sum(kept.values())))
-    (with_recipes, kept), (plain, kept_plain) = results
+    (with_recipes, kept_with_recipes), (plain, kept_plain) = results
     _check(len(with_recipes) == len(plain) and all(torch.equal(a, b) for a, b in zip(with_recipes, plain)),
            name, "its gradients differ when the inputs kept as recipes are kept as tensors",
            "make each recipe's function compute exactly what the forward computed (same operations, no randomness)")
-    return kept_plain - kept
+    return kept_plain - kept_with_recipes
 
 
 def run_conformance(cell: str, size: int = 16, **overrides: Any) -> None:

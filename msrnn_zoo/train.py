@@ -332,8 +332,9 @@ class TrainConfig:
         from .validation import check_fields
 
         if hasattr(self.data, "shape"):  # clips in memory: "must be a string, got array([[[..." printed them all
+            clips: Any = self.data  # (whatever the field's hint says)
             raise ValueError(f"{what}: data is the path of a .npy file of clips, not the clips themselves ("
-                             f"{type(self.data).__name__} of shape {tuple(self.data.shape)}): save them first, "
+                             f"{type(clips).__name__} of shape {tuple(clips.shape)}): save them first, "
                              "numpy.save('clips.npy', clips), and pass data='clips.npy'. A run reads its clips again "
                              "from that file to resume, evaluate and predict, which an array in memory cannot be.")
         check_fields(type(self), asdict(self), what)

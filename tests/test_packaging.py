@@ -88,3 +88,38 @@ def test_the_packages_ship_the_py_typed_marker(package, pyproject):
     assert files(package).joinpath("py.typed").is_file(), f"add an empty {package}/py.typed"
     package_data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
     assert "py.typed" in package_data[package], f"{pyproject}: list py.typed in package-data so the wheel has it"
+
+
+def test_hints_of_the_path_helpers_say_what_they_accept():
+    """atomic_write's hint wanted a writer returning None (``tmp.write_text`` returns an int) and refuse_overwrite's
+    and load_clip_array's a str or Path, while they take any os.PathLike: a user's type checker flagged correct
+    calls. The hints now say what the functions do."""
+    import os
+    import typing
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from msrnn_zoo.data import load_clip_array
+    from msrnn_zoo.io import atomic_write, refuse_overwrite
+
+    for function in (atomic_write, refuse_overwrite, load_clip_array):
+        assert os.PathLike[str] in typing.get_args(typing.get_type_hints(function)["path"]), function.__name__
+    assert typing.get_type_hints(atomic_write)["write"] == Callable[[Path], object]
+
+
+def test_hints_of_the_plugin_api_say_what_it_returns_and_takes():
+    """StoreWriter.create_array said it returns an ndarray, so a dataset plugin's ``array.flush()`` (the memory map
+    it is) was an error to a type checker; recomputable refused a convolution's ``bias``, None where there is none,
+    which it takes (PrecipLSTM passes one)."""
+    import typing
+
+    import numpy as np
+    import torch
+
+    from msrnn_zoo.recompute import recomputable
+    from msrnn_zoo.store import StoreWriter
+
+    assert typing.get_type_hints(StoreWriter.create_array)["return"] is np.memmap
+    assert type(None) in typing.get_args(typing.get_type_hints(recomputable)["sources"])
+    with_bias = recomputable(lambda x, bias: x if bias is None else x + bias, torch.ones(1), None)
+    assert torch.equal(with_bias, torch.ones(1))  # what the hint now allows
