@@ -82,7 +82,7 @@ def prepare(source: Path, out: StoreWriter, progress: Callable[[str, int, int], 
         "listed_not_found": sorted(set(sequences) - {v.name for v in videos}),
         "not_listed": sorted(v.name for v in videos if sequences and v.name not in sequences),
     })
-    if past_end:
+    if past_end and sequences_path:  # (ranges past the end come only from a sequences file)
         out.meta["notes"] = [f"{len(past_end)} frame range(s) of {sequences_path.name} run past their video's end "
                              f"and were cut at its last frame (dropped where they start after it), e.g. "
                              f"{past_end[0]}."]

@@ -135,8 +135,8 @@ class MIMCell(RecurrentCell):
         self.conv_o = joint({"conv_c_o": hid, "conv_m_o": hid}, hid)
         self.conv_fuse = nn.Conv2d(2 * hid, hid, kernel_size=1)
 
-    @property  # type: ignore[override]
-    def convolves_input_only(self) -> bool:
+    @property
+    def convolves_input_only(self) -> bool:  # type: ignore[override]  # (a class attribute of RecurrentCell)
         """Without MIM-N the input is only convolved; MIM-N differences it element-wise."""
         return not self.has_mims
 

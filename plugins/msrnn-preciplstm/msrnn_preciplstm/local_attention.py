@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import once_differentiable
 
 from msrnn_zoo.cell import autocast_off, memory_format_of, never_compiled
 
@@ -197,7 +197,7 @@ def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     """The attention of the module docstring, one strip and group of rows (:meth:`_Layout.groups`) at a time:
     the output, the softmax's maximum and denominator per pixel (what the backward recomputes the weights
     from), and the layout."""
-    lay = _Layout(window, *query.shape[-2:], memory_format_of(query), _stacks_samples(query))
+    lay = _Layout(window, *query.shape[-2:], memory_format_of(query), _stacks_samples(query))  # type: ignore[call-arg]
     q, k, v = lay.queries(query), lay.padded(key), lay.padded(value)
     queries = lay.groups(q, queries=True)
     height = queries[0].shape[0]
@@ -274,7 +274,7 @@ class _LocalAttention(torch.autograd.Function):
     """:func:`_attend` keeping q, k, v and the softmax statistics for the backward."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+    def forward(ctx: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 window: int) -> torch.Tensor:
         out, stats, ctx.layout = _attend(query, key, value, window)
         ctx.save_for_backward(query, key, value, stats)
@@ -282,7 +282,7 @@ class _LocalAttention(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         query, key, value, stats = ctx.saved_tensors
         with autocast_off(grad_out.device):
             grads = _attend_backward(ctx.layout, query, key, value, stats, grad_out, ctx.needs_input_grad[:3])
@@ -297,7 +297,7 @@ class _ProjectedLocalAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, w_query: torch.Tensor, w_key: torch.Tensor,
+    def forward(ctx: Any, x: torch.Tensor, w_query: torch.Tensor, w_key: torch.Tensor,
                 w_value: torch.Tensor, window: int) -> torch.Tensor:
         out, stats, ctx.layout = _attend(F.conv2d(x, w_query), F.conv2d(x, w_key), F.conv2d(x, w_value), window)
         ctx.save_for_backward(x, w_query, w_key, w_value, stats)
@@ -305,13 +305,14 @@ class _ProjectedLocalAttention(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, *projections, stats = ctx.saved_tensors
         wanted = ctx.needs_input_grad[:4]
         inputs = [t.detach().requires_grad_(need) for t, need in zip((x, *projections), wanted)]
         with autocast_off(grad_out.device), torch.enable_grad():
             qkv = [F.conv2d(inputs[0], w) for w in inputs[1:]]
-            grads = _attend_backward(ctx.layout, *(t.detach() for t in qkv), stats, grad_out, (True, True, True))
+            q, k, v = (t.detach() for t in qkv)
+            grads = _attend_backward(ctx.layout, q, k, v, stats, grad_out, (True, True, True))
             asked = [t for t, need in zip(inputs, wanted) if need]
             found = iter(torch.autograd.grad(qkv, asked, grads) if asked else ())
         return (*(next(found) if need else None for need in wanted), None)

@@ -11,7 +11,7 @@ reports flow counts). Loading slices the memory-mapped flows; nothing is decoded
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,7 @@ def make_taxibj(split: str, root: Path, protocol: str = "paper", **ignored: Any)
     return TaxiBJWindows(root, split, CHANNELS[protocol])
 
 
-def inverse(values: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+def inverse(values: torch.Tensor, params: Mapping[str, Any]) -> torch.Tensor:
     """[0, 1] -> flow counts per cell and half hour, with the min and max the store fitted."""
     return values * (params["max"] - params["min"]) + params["min"]
 

@@ -90,7 +90,7 @@ class TrajGRUCell(RecurrentCell):
         projection's bias remains. Nothing is lost to the gradients: the flows of that step do not reach the loss.
         """
         if is_known_zero(h):
-            return self.conv_warped.bias.to(like.dtype).view(1, -1, 1, 1)
+            return self.conv_warped.bias.to(like.dtype).view(1, -1, 1, 1)  # type: ignore[union-attr]  # (bias=True)
         # The flows say where content moves to, so the previous state is read at p - flow(p).
         warped = warp(h, -self.flows(x, h), align_corners=self.warp_align_corners)
         return self.conv_warped(warped.flatten(1, 2))
