@@ -63,8 +63,11 @@ test-torch:
 	$(TORCH_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_fast_path.py tests/test_clip_graph.py \
 		plugins/msrnn-predrnn-v2/tests
 
+# mypy checks the hints users' type checkers read (py.typed); its settings are pyproject's [tool.mypy]. Not in
+# `test`: it takes a minute, and the suite's time is what the README states.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/step_time.py --clock process

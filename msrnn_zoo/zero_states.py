@@ -60,7 +60,7 @@ def _marked_zero(tensor: object) -> bool:
     """:func:`is_known_zero` for a caller that knows Dynamo is not tracing. Only marked tensors reach the version
     check, and tensors of ``torch.inference_mode`` (which have none) are never marked."""
     mark = _KNOWN_ZEROS.get(id(tensor))
-    return mark is not None and mark[0]() is tensor and mark[1] == tensor._version  # type: ignore[attr-defined,union-attr]
+    return mark is not None and mark[0]() is tensor and mark[1] == tensor._version  # type: ignore[union-attr]
 
 
 def unmark_zero(tensor: torch.Tensor) -> torch.Tensor:
