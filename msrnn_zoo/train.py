@@ -1246,6 +1246,7 @@ class Trainer:
         """
         if self._stopped is not None:
             raise RuntimeError(self._stopped)
+        self._refuse_finished()
         self._relock()
         try:
             losses = self._fit(on_step, stop_after, on_validation)
@@ -1270,6 +1271,25 @@ class Trainer:
             self._paused = held
         distributed.barrier(self.dist)  # rank 0 has written the last checkpoint before any process moves on
         return losses
+
+    def _refuse_finished(self) -> None:
+        """A ``ValueError`` where the run has nothing left to train, saying how to train it further: ``fit()`` of a
+        finished run (``Trainer.resume(run).fit()`` once its epochs were done) returned its old losses at once, and a
+        notebook's user took them for a training that never ran. ``train --resume`` refuses it before, in its flags."""
+        if not self.finished:
+            return
+        self._unlock()  # as a fit that trained to the end lets the run go: to be resumed further, here or elsewhere
+        p, resume = self.progress, f"Trainer.resume({str(self.run_dir)!r}"
+        if self.stopped_early:
+            best = ("no validation loss was finite" if p.best_val_loss is None else
+                    f"best {p.best_val_loss:.4f} after epoch {p.best_epoch + 1}, step {p.best_step}")  # type: ignore[operator]
+            raise ValueError(f"Early stopping ended the run after epoch {p.epoch} of {self.cfg.epochs}: the validation "
+                             f"loss has not improved in {p.stale_validations} validation(s) (early_stopping="
+                             f"{self.cfg.early_stopping}; {best}); nothing was trained. To train it further, resume it "
+                             f"with a larger patience, {resume}, early_stopping={self.cfg.early_stopping + 1}) (or 0: "
+                             "off), and a larger epochs= if its epochs are done.")
+        raise ValueError(f"The run already finished its {self.cfg.epochs} epoch(s); nothing was trained. To train it "
+                         f"further, resume it with a larger epochs=: {resume}, epochs={self.cfg.epochs + 1}).fit().")
 
     def close(self) -> None:
         """Let this Trainer go without training (further): the run's locks are released, so that the run can be

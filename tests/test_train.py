@@ -471,6 +471,24 @@ def test_early_stopping_ends_the_run_after_its_patience_and_a_larger_one_goes_on
     assert goes_on.progress.epoch == 6 and not goes_on.stopped_early and goes_on.progress.best_val_loss == 0.5
 
 
+def test_fit_of_a_finished_run_says_nothing_was_trained_and_how_to_train_further(tmp_path, clips_file, monkeypatch):
+    """Trainer.resume(run).fit() of a run whose epochs were done (or that early stopping ended) returned its old
+    losses at once, so a notebook's user believed it had trained; `train --resume` refuses it, and so does fit()."""
+    Trainer.create(tmp_path / "a", config(clips_file, epochs=1)).fit()
+    done = Trainer.resume(tmp_path / "a")
+    with pytest.raises(ValueError, match=r"already finished its 1 epoch\(s\); nothing was trained.*"
+                                         r"Trainer.resume\(.*, epochs=2\).fit\(\)"):
+        done.fit()
+    Trainer.resume(tmp_path / "a", epochs=2).fit()  # refused, it held no lock: a larger epochs goes on
+    scores = iter([1.0, 2.0, 3.0])
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: next(scores))
+    stopped = Trainer.create(tmp_path / "b", config(clips_file, epochs=4, early_stopping=2))
+    stopped.fit()
+    with pytest.raises(ValueError, match=r"Early stopping ended the run after epoch 3 of 4.*early_stopping=2; best "
+                                         r"1.0000 after epoch 1, step 8\); nothing was trained.*early_stopping=3"):
+        Trainer.resume(tmp_path / "b").fit()
+
+
 def test_validation_asked_of_an_empty_split_is_refused_at_once_and_by_default_there_is_none(tmp_path, clips_file):
     with pytest.raises(ValueError, match=r"every 1 epoch.*validation split of .*clips.npy \(split_fractions=\(0.9, "
                                          r"0, 0.1\)\) holds no clips: pass val_every=0") as caught:
