@@ -324,7 +324,7 @@ def render_card(run_dir: str | Path, repo_id: str | None, split: str = "test", l
               "one forecast out" if flops else None,
         training_memory=_memory_text(profile))
     values["data_text"] = _data_text(cfg, recipe_dataset, source, protocol, hub_datasets, metrics, public)
-    values["training_text"], values["budget_note"] = _training_text(cfg, recipe, latest, public)
+    values["training_text"], values["budget_note"] = _training_text(cfg, recipe, latest, public, run_dir)
     if weights == "best":  # the card says which weights it shows: the run's last ones are the default
         from .evaluate import run_weights
         from .train import best_weights_of
@@ -475,7 +475,9 @@ def _protocol_text(dataset: str, protocol: str | None) -> str | None:
 
 
 def _training_text(cfg: Any, recipe: dict[str, Any] | None, latest: dict[str, Any],
-                   public: dict[str, Any]) -> tuple[str, str | None]:
+                   public: dict[str, Any], run_dir: Path) -> tuple[str, str | None]:
+    from .train import validations_since_best
+
     steps = latest.get("step")
     done = f"{steps} optimizer steps" if steps is not None else "an unknown number of steps"
     epochs_done = latest.get("epoch")
@@ -484,7 +486,18 @@ def _training_text(cfg: Any, recipe: dict[str, Any] | None, latest: dict[str, An
     stopped = (f"Training stopped before its end: these are the weights of step {steps}, with {epochs_done} of the "
                f"{cfg.epochs} planned epoch(s) completed." if isinstance(epochs_done, int) and epochs_done < cfg.epochs
                else None)
-    trained = (f"{epochs_done} of {cfg.epochs} epoch(s) completed, {done}" if stopped else
+    ended = ""
+    stale = validations_since_best(run_dir, steps) if stopped and cfg.early_stopping and isinstance(steps, int) else 0
+    if stale and stale >= cfg.early_stopping:  # not stopped by a user: ended by early stopping, which says why
+        best = latest.get("best") or {}
+        said = (f"best {best['val_loss']:.4f} after epoch {best['epoch'] + 1}, step {best['step']}" if
+                isinstance(best.get("val_loss"), (int, float)) and isinstance(best.get("epoch"), int) else
+                "no validation loss was finite")
+        stopped = (f"Early stopping ended training after epoch {epochs_done} of the {cfg.epochs} planned: the "
+                   f"validation loss had not improved in {stale} validation(s) (patience {cfg.early_stopping}; "
+                   f"{said}); these are the weights of step {steps}, where it ended.")
+        ended = " (ended by early stopping)"
+    trained = (f"{epochs_done} of {cfg.epochs} epoch(s) completed{ended}, {done}" if stopped else
                f"{cfg.epochs} epoch(s) = {done}")
     summary = (f"Adam, lr {cfg.lr}, batch {cfg.batch_size}, {trained}, seed {cfg.seed}, input "
                f"schedule `{cfg.sampling or 'the cell default'}`; loss MSE + MAE summed over the pixels of a frame "

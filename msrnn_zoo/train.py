@@ -214,6 +214,31 @@ def best_weights_of(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def validations_since_best(run_dir: Path, step: int) -> int:
+    """How many validations in a row, up to ``step``, found no lower validation loss than the best before them, as
+    ``history.jsonl`` of ``run_dir`` logs them (what early stopping counts against its patience): the record that says
+    whether a run that ended before its epochs was ended by early stopping, not stopped (Ctrl-C, a kill)."""
+    try:
+        lines = (run_dir / HISTORY).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    best: float | None = None
+    stale = 0
+    for line in lines:
+        try:
+            record = json.loads(line)
+            loss, at = float(record["val_loss"]), int(record["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a loss line, or a line cut short by a kill
+        if at > step:
+            break
+        if math.isfinite(loss) and (best is None or loss < best):
+            best, stale = loss, 0
+        else:
+            stale += 1
+    return stale
+
+
 def _json_object_with(*keys: str) -> Callable[[Path], bool]:
     return lambda path: json_with(path, set(keys))
 

@@ -766,6 +766,24 @@ def test_the_card_of_a_run_stopped_before_its_end_says_so(tmp_path, clips_file):
     assert "2 epoch(s) = 8 optimizer steps" in text and "stopped" not in text
 
 
+def test_the_card_of_a_run_ended_by_early_stopping_says_so_with_its_patience(tmp_path, clips_file, monkeypatch):
+    """A run that early stopping ended after epoch 3 of 4 got a card saying "Training stopped before its end", as a
+    run killed there: not why it ended, nor its patience and best validation, which its history and latest.json hold."""
+    from msrnn_zoo.train import Trainer, new_train_config
+
+    scores = iter([1.0, 2.0, 3.0])
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: next(scores))
+    cfg = new_train_config("convlstm", model_options={"hidden_channels": 2, "num_layers": 1}, data=str(clips_file),
+                           in_frames=3, out_frames=3, epochs=4, batch_size=8, early_stopping=2)
+    Trainer.create(tmp_path / "a", cfg).fit()  # an epoch has 4 steps
+    run("card", tmp_path / "a", "--repo-id", "someone/run", "--out", tmp_path / "card" / "README.md")
+    text = " ".join((tmp_path / "card" / "README.md").read_text().split())
+    assert "3 of 4 epoch(s) completed (ended by early stopping), 12 optimizer steps" in text
+    assert ("Early stopping ended training after epoch 3 of the 4 planned: the validation loss had not improved in 2 "
+            "validation(s) (patience 2; best 1.0000 after epoch 1, step 4); these are the weights of step 12") in text
+    assert "Training stopped before its end" not in text
+
+
 def test_ctrl_c_names_the_checkpoint_the_run_goes_on_from(tmp_path, clips_file, ctrl_c_at_step):
     """Ctrl-C said "Continue from the last checkpoint (at most --checkpoint-every steps back)" also where no
     --checkpoint-every was given (a whole epoch back) and where no checkpoint was written yet."""
