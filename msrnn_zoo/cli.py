@@ -764,10 +764,10 @@ MODEL (checked to be the run's). Every other option of ``train`` sets up a new r
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0,
               help="Also checkpoint every N steps (0: each epoch).")
 @click.option("--val-every", type=click.IntRange(min=0), default=None, metavar="N",
-              help="A validation loss every N epochs (0: none): the training loss on the validation split (at most "
-                   "--max-eval-clips clips), the model forecasting after the context as evaluate does; printed and "
-                   "logged in history.jsonl, the best in latest.json. Default for a new run: none (1 with "
-                   "--early-stopping); on --resume the run's.")
+              help="A validation loss every N epochs and after the last (0: none): the training loss on the "
+                   "validation split (at most --max-eval-clips clips), the model forecasting after the context as "
+                   "evaluate does; printed and logged in history.jsonl, the best in latest.json. Default for a new "
+                   "run: none (1 with --early-stopping); on --resume the run's.")
 @click.option("--early-stopping", type=click.IntRange(min=0), default=None, metavar="PATIENCE",
               help="Stop after PATIENCE validations in a row without a lower validation loss; the run is then "
                    "finished, and goes on only resumed with a larger PATIENCE (or 0). Default 0: off, as the paper "

@@ -314,7 +314,8 @@ class TrainConfig:
     world_size: int = 1
     """Processes the run trains on (torchrun); ``batch_size`` is per process, the global batch is their product."""
     val_every: int | None = None
-    """Epochs between two validation losses (0: none), so that over-fitting shows while the run trains. ``None``, a
+    """Epochs between two validation losses (0: none), and one after the last epoch, so that over-fitting shows while
+    the run trains. ``None``, a
     new run's default, becomes 0 when the run is made, as the paper trained and as fast as a run without it (a quick
     run of two training clips validated the 200 of Moving MNIST's split each epoch), and 1 with ``early_stopping``,
     which counts validations; a record written before this field reads as 0, so that an older run resumes as it
@@ -1375,7 +1376,10 @@ class Trainer:
                         log.write(json.dumps({"step": self.progress.step, "epoch": epoch, "loss": loss}) + "\n")
                 if on_step is not None:
                     on_step(self, loss, frames_seen / max(1e-9, time.perf_counter() - start))
-                if epoch_done and cfg.val_every and self.progress.epoch % cfg.val_every == 0:
+                # every val_every epochs and after the last, whose weights the best weights would otherwise never
+                # be compared with (--epochs 5 --val-every 2 validated after epochs 2 and 4 only)
+                if epoch_done and cfg.val_every and (self.progress.epoch % cfg.val_every == 0
+                                                     or self.progress.epoch >= cfg.epochs):
                     self._validate(epoch, on_validation)  # before the checkpoint, which keeps the best so far
                 stop = stop_after is not None and self.progress.step >= stop_after
                 if epoch_done or stop or (cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0):

@@ -489,6 +489,26 @@ def test_fit_of_a_finished_run_says_nothing_was_trained_and_how_to_train_further
         Trainer.resume(tmp_path / "b").fit()
 
 
+def test_the_last_epoch_is_validated_when_val_every_does_not_divide_the_epochs(tmp_path, clips_file, monkeypatch):
+    """--epochs 3 --val-every 2 validated after epoch 2 only: the final weights were never compared, so the best
+    weights were those of epoch 2 even where the last were better. The last epoch is validated too, no weight changed."""
+    from safetensors.torch import load_file
+
+    from msrnn_zoo.train import best_weights_of
+
+    scores = iter([2.0, 1.0])
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: next(scores))
+    run = tmp_path / "a"
+    losses = Trainer.create(run, config(clips_file, epochs=3, val_every=2)).fit()
+    assert [(line["epoch"], line["step"]) for line in history_lines(run) if "val_loss" in line] == [(1, 16), (2, 24)]
+    assert best_weights_of(run / "model-best.safetensors") == {"epoch": 2, "step": 24, "val_loss": 1.0}
+    last, best = load_file(str(run / "model.safetensors")), load_file(str(run / "model-best.safetensors"))
+    assert all(torch.equal(value, best[key]) for key, value in last.items())
+    plain = Trainer.create(tmp_path / "p", config(clips_file, epochs=3))
+    assert plain.fit() == losses
+    assert all(torch.equal(value, last[key]) for key, value in plain.model.state_dict().items())
+
+
 def test_validation_asked_of_an_empty_split_is_refused_at_once_and_by_default_there_is_none(tmp_path, clips_file):
     with pytest.raises(ValueError, match=r"every 1 epoch.*validation split of .*clips.npy \(split_fractions=\(0.9, "
                                          r"0, 0.1\)\) holds no clips: pass val_every=0") as caught:
