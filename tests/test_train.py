@@ -491,7 +491,8 @@ def test_fit_of_a_finished_run_says_nothing_was_trained_and_how_to_train_further
 
 def test_the_last_epoch_is_validated_when_val_every_does_not_divide_the_epochs(tmp_path, clips_file, monkeypatch):
     """--epochs 3 --val-every 2 validated after epoch 2 only: the final weights were never compared, so the best
-    weights were those of epoch 2 even where the last were better. The last epoch is validated too, no weight changed."""
+    weights were those of epoch 2 even where the last were better. The last epoch is validated too; no weight
+    changes."""
     from safetensors.torch import load_file
 
     from msrnn_zoo.train import best_weights_of
