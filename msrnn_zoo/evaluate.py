@@ -15,6 +15,7 @@ Two conventions for which frames count (``frames``):
 
 from __future__ import annotations
 
+import json
 import shlex
 import warnings
 from collections.abc import Callable
@@ -93,7 +94,8 @@ def run_weights(run_dir: str | Path, weights: str = "last") -> Path:
     if weights == "last":
         return run_dir / WEIGHTS_NAME
     path = run_dir / BEST_WEIGHTS_NAME
-    if best_weights_of(path) is None:
+    best = best_weights_of(path)
+    if best is None:
         from .validation import with_cli_message
 
         held = " (a file of that name is there, but not best weights msrnn-zoo wrote)" if path.exists() else ""
@@ -103,7 +105,25 @@ def run_weights(run_dir: str | Path, weights: str = "last") -> Path:
                               "first validation on; its last weights are used with weights='last' (the default)."),
             f"{said}where it validated (train --val-every N or --early-stopping), from its first validation on; its "
             "last weights are used without --weights best.")
+    recorded = _recorded_best_step(run_dir)
+    if recorded != best["step"]:  # a run killed between writing the two (latest.json last)
+        named = f"the best at step {recorded}" if recorded is not None else "no best validation"
+        raise ValueError(f"{path} holds the weights of the validation at step {best['step']}, but the run's record "
+                         f"(latest.json) names {named}: training was stopped while it wrote them. `msrnn-zoo train "
+                         f"--resume {shlex.quote(str(run_dir))}` (Trainer.resume) goes on from the checkpoint "
+                         "latest.json names and puts back the best weights that one records.")
     return path
+
+
+def _recorded_best_step(run_dir: Path) -> int | None:
+    """The step of the best validation that the run's ``latest.json`` records (None: none, or no record to read)."""
+    from .train import LATEST
+
+    try:
+        best = json.loads((run_dir / LATEST).read_text(encoding="utf-8")).get("best") or {}
+        return int(best["step"])
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
 
 
 def metrics_name(split: str, weights: str = "last") -> str:

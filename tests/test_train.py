@@ -597,6 +597,50 @@ def test_a_run_without_validation_has_no_best_weights_and_force_replaces_a_run_w
     assert (tmp_path / "b" / "model-best.safetensors").read_bytes() == b"my own weights"
 
 
+@pytest.mark.parametrize("crash_in", ["latest", "best"])
+def test_a_run_killed_while_it_writes_a_new_best_never_shows_best_weights_its_record_does_not_name(
+        tmp_path, clips_file, monkeypatch, crash_in):
+    """Killed after latest.json named the best of epoch 1 and before model-best.safetensors was written, the run kept
+    epoch 0's weights as its best, and `evaluate --weights best` scored them as epoch 1's best until a resume. Now the
+    weights are written first; killed between the two, reading them says they are not the recorded best."""
+    import msrnn_zoo.train as train_module
+    from msrnn_zoo.evaluate import run_weights
+    from msrnn_zoo.train import best_weights_of
+
+    scores = iter([2.0, 1.0, 3.0])
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: next(scores))
+    write_json, write_best = train_module.write_json, Trainer._write_best
+
+    def crash(path, data, *args, **kwargs):
+        if crash_in == "latest" and path.name == "latest.json" and data["step"] == 16:
+            raise KeyboardInterrupt  # the second checkpoint's pointer
+        return write_json(path, data, *args, **kwargs)
+
+    def crash_best(self, weights):
+        if crash_in == "best" and self.progress.step == 16:
+            raise KeyboardInterrupt
+        return write_best(self, weights)
+
+    monkeypatch.setattr(train_module, "write_json", crash)
+    monkeypatch.setattr(Trainer, "_write_best", crash_best)
+    run = tmp_path / "a"
+    with pytest.raises(KeyboardInterrupt):
+        Trainer.create(run, config(clips_file, epochs=3, val_every=1)).fit()
+    recorded = json.loads((run / "latest.json").read_text())["best"]["step"]
+    held = best_weights_of(run / "model-best.safetensors")["step"]
+    if held != recorded:  # the new best's weights, written before the record: not taken for the recorded best
+        with pytest.raises(ValueError, match=rf"holds the weights of the validation at step {held}, but the run's "
+                                             rf"record \(latest.json\) names the best at step {recorded}.*--resume"):
+            run_weights(run, "best")
+    else:
+        assert run_weights(run, "best") == run / "model-best.safetensors"
+    monkeypatch.setattr(train_module, "write_json", write_json)
+    monkeypatch.setattr(Trainer, "_write_best", write_best)
+    Trainer.resume(run)
+    assert best_weights_of(run_weights(run, "best"))["step"] == json.loads((run / "latest.json").read_text())["best"][
+        "step"]
+
+
 def test_new_train_config_takes_the_frames_and_channels_of_the_dataset_or_of_the_clips(tmp_path, clips_file):
     """From Python, new_train_config gave 10 -> 10 frames of 1 channel whatever the data (Moving MNIST's `small`
     protocol, of 10-frame clips, failed unless the frames were given), where `train` took the protocol's, or the
