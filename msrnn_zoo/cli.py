@@ -1302,8 +1302,8 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     import hashlib
 
     from .evaluate import WEIGHTS_DIGEST, evaluate_run, metrics_name, reports_to_dict, run_weights
-    from .io import file_hash, refuse_overwrite, write_json
-    from .train import being_trained, refuse_a_file_for_a_run
+    from .io import file_hash, read_json, refuse_overwrite, write_json
+    from .train import TRAIN_CONFIG, TrainConfig, being_trained, refuse_a_file_for_a_run
 
     refuse_a_file_for_a_run(run_dir)  # before its metrics file's path inside it is checked
     out = out or run_dir / metrics_name(split, weights)
@@ -1325,8 +1325,9 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
                                frames=frames, precision=precision,  # type: ignore[arg-type]
                                fast_path=None if fast_path == "none" else fast_path, compile_cells=compile_cells,
                                on_batch=on_batch, weights=weights)
+    cfg = TrainConfig.from_dict(read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)"))  # read whole above
     data = reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
-                           weights=run_weights(run_dir, weights), precision=precision)
+                           weights=run_weights(run_dir, weights), precision=precision, cfg=cfg)
     if before is not None and data[WEIGHTS_DIGEST] != before:
         raise ValueError(f"{path} was replaced while it was scored (the run is being trained, and saved a "
                          "checkpoint meanwhile), so these scores cannot be told to be of the weights it holds now; "

@@ -316,10 +316,11 @@ WEIGHTS_DIGEST = "weights_sha256"
 
 def reports_to_dict(reports: dict[str, MetricReport], run_dir: str | Path, split: str,
                     frames: FrameMode = "future", weights: str | Path | None = None,
-                    precision: str = "fp32") -> dict[str, Any]:
+                    precision: str = "fp32", cfg: TrainConfig | None = None) -> dict[str, Any]:
     """The metrics file: which frames were scored and in which ``precision`` (bf16's numbers are not fp32's, and a
     card must not give them as `evaluate`'s default), the forecasters in order, and each one's report (and, given
-    the ``weights`` file that was scored, its digest)."""
+    the ``weights`` file that was scored, its digest). Given the run's ``cfg``, its ``written_by`` names the versions
+    of the cell's and the dataset's plugins beside the zoo's, as the run's config.json does: their code scored it."""
     import hashlib
 
     from .io import file_hash
@@ -336,5 +337,6 @@ def reports_to_dict(reports: dict[str, MetricReport], run_dir: str | Path, split
         data["weights"] = "last" if best is None else "best"
         if best is not None:  # epoch counted from 0, as latest.json counts it
             data["best_validation"] = best
-    data[WRITTEN_BY] = written_by()
+    data[WRITTEN_BY] = (written_by() if cfg is None else
+                        written_by(cell=cfg.model_config.get("cell"), dataset=cfg.dataset))
     return data

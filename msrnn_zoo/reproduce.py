@@ -259,7 +259,7 @@ def finish(trainer: Any, *, device: str = "cpu", max_eval_clips: int | None = No
         write_json(run_dir / RECIPE_JSON, recipe)
     reports = evaluate_run(run_dir, split="test", max_clips=max_eval_clips, device=device, frames=frames)
     write_json(run_dir / "metrics-test.json", reports_to_dict(reports, run_dir.name, "test", frames,
-                                                              weights=run_dir / "model.safetensors"))
+                                                              weights=run_dir / "model.safetensors", cfg=cfg))
     files = write_card(run_dir, run_dir / "README.md", repo_id=None, license=license)
     if report is not None:  # after the files: `reproduce ... | head` ends the command where the pipe stops taking
         report(reports)

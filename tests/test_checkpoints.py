@@ -302,7 +302,12 @@ def test_a_run_records_the_versions_that_wrote_it(tmp_path, clips_file):
         assert json.loads((run / name).read_text())["written_by"] == expected, name
     state = torch.load(next((run / "checkpoints").iterdir()) / "training_state.pt", weights_only=True)
     assert state["written_by"] == expected
-    assert reports_to_dict({}, run, "test")["written_by"] == {"msrnn-zoo": msrnn_zoo.__version__}
+    assert reports_to_dict({}, run, "test")["written_by"] == {"msrnn-zoo": msrnn_zoo.__version__}  # no run given
+    # evaluate's metrics file names the plugins that scored it too, as the run's config.json does (it named the zoo)
+    from msrnn_zoo.testing import run_cli as cli
+
+    cli("evaluate", run, "--max-clips", "2")
+    assert json.loads((run / "metrics-test.json").read_text())["written_by"] == expected
     Trainer.resume(run, epochs=2).fit()  # read back as no setting
     assert json.loads((run / "train_config.json").read_text())["written_by"] == expected
 
