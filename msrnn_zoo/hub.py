@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 
 from .io import atomic_write, file_hash, read_json, refuse_overwrite, write_json, write_text, written_by_us
 from .versions import WRITTEN_BY, written_by
-from .weights import UnreadableWeightsError, load_weights
+from .weights import UnreadableWeightsError, load_weights, versions_metadata
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -446,7 +446,7 @@ class HubMixin:
             refuse_overwrite(directory / CARD_NAME, force, "model card")
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
-        meta = {"format": "pt", "library": "msrnn-zoo"}
+        meta = {"format": "pt", "library": "msrnn-zoo", **versions_metadata(self.config.cell)}
         atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata=meta))
         write_json(directory / CONFIG_NAME, {**self.config.to_dict(), WRITTEN_BY: written_by(cell=self.config.cell)})
         stale = force and written_by_us(directory / CARD_NAME, "model card")

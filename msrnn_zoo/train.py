@@ -65,7 +65,7 @@ from .sampling import SCHEDULES, get_schedule
 from .sampling import progress as schedule_progress
 from .validation import MAX_SEED, parse_device, with_cli_message
 from .versions import WRITTEN_BY, upgrade_note, upgrade_noted, written_by
-from .weights import load_weights
+from .weights import load_weights, versions_metadata
 
 TRAIN_CONFIG = "train_config.json"
 LATEST = "latest.json"
@@ -1084,7 +1084,7 @@ class Trainer:
             with space_for(final):
                 tmp.mkdir(parents=True)
                 weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-                save_file(weights, str(tmp / WEIGHTS_NAME))
+                save_file(weights, str(tmp / WEIGHTS_NAME), metadata=versions_metadata(self.model.config.cell))
                 state = self._record({"optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
                                       "torch_rng": torch.get_rng_state()})
                 if self.device.type == "cuda":  # a cell's dropout on the GPU draws from the GPU's own generator
@@ -1133,7 +1133,7 @@ class Trainer:
 
         progress = self.progress
         meta = {"best_epoch": str(progress.best_epoch), "best_step": str(progress.best_step),
-                "best_val_loss": repr(progress.best_val_loss)}
+                "best_val_loss": repr(progress.best_val_loss), **versions_metadata(self.model.config.cell)}
         tensors = load_file(str(weights))
         with space_for(self.run_dir / BEST_WEIGHTS_NAME):
             atomic_write(self.run_dir / BEST_WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata=meta))

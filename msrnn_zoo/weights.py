@@ -87,8 +87,37 @@ def load_weights(model: nn.Module, path: str | Path, *, device: str | torch.devi
     in checkpoints written before the cells joined them) are folded together first.
     """
     from .joint_conv import fold_joint_convs
+    from .versions import upgrade_noted
 
     state = read_safetensors(path, device)
-    fold_joint_convs(model, state)
-    check_weights(model, state, str(path), cast=cast)
+    with upgrade_noted(writers_of(path)):  # weights a newer cell plugin (or zoo) lays out otherwise, say so
+        fold_joint_convs(model, state)
+        check_weights(model, state, str(path), cast=cast)
     model.load_state_dict(state, strict=True)
+
+
+def versions_metadata(cell: str | None = None) -> dict[str, str]:
+    """The safetensors metadata (str -> str) that records the versions writing a weights file, as ``written_by`` in
+    a JSON file: the tensors' names and shapes are the cell plugin's, and a newer one may have changed them."""
+    import json
+
+    from .versions import WRITTEN_BY, written_by
+
+    return {WRITTEN_BY: json.dumps(written_by(cell=cell), sort_keys=True)}
+
+
+def writers_of(path: str | Path) -> dict[str, object]:
+    """``{"written_by": {distribution: version}}`` as the metadata of the safetensors file ``path`` records it
+    (:func:`versions_metadata`), for :func:`~msrnn_zoo.versions.upgrade_note`; empty where it records none."""
+    import json
+
+    from .io import safetensors_header
+    from .versions import WRITTEN_BY
+
+    header = safetensors_header(Path(path))
+    meta = header.get("__metadata__") if header is not None else None
+    try:
+        recorded = json.loads(meta[WRITTEN_BY])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return {WRITTEN_BY: recorded} if isinstance(recorded, dict) else {}

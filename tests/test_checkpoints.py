@@ -340,6 +340,33 @@ def test_a_run_of_a_newer_cell_plugin_with_an_option_this_one_lacks_says_to_upgr
         Trainer.resume(run, epochs=2)
 
 
+def test_weights_files_record_their_versions_and_those_of_a_newer_plugin_say_to_upgrade_it(tmp_path, clips_file):
+    """A run's and a saved model's safetensors carried no version (their training state and config.json did): weights
+    a newer cell plugin laid out otherwise were refused as "another model or configuration", with no upgrade named."""
+    from importlib.metadata import version
+
+    from safetensors.torch import load_file, save_file
+
+    import msrnn_zoo
+    from msrnn_zoo.io import safetensors_header
+
+    run = tmp_path / "run"
+    trainer = Trainer.create(run, config(clips_file, epochs=1, val_every=1))
+    trainer.fit()
+    trainer.model.save_pretrained(tmp_path / "saved")
+    expected = {"msrnn-zoo": msrnn_zoo.__version__, "msrnn-convlstm": version("msrnn-convlstm")}
+    checkpoint = next((run / "checkpoints").iterdir()) / "model.safetensors"
+    for path in (checkpoint, run / "model.safetensors", run / "model-best.safetensors",
+                 tmp_path / "saved" / "model.safetensors"):
+        assert json.loads(safetensors_header(path)["__metadata__"]["written_by"]) == expected, path
+    tensors = load_file(str(checkpoint))
+    tensors[f"{next(iter(tensors))}_added"] = torch.zeros(1)  # what a newer cell plugin might add
+    save_file(tensors, str(checkpoint), metadata={"written_by": json.dumps({**expected, "msrnn-convlstm": "99.0"})})
+    with pytest.raises(ValueError, match=r"does not have .* written by msrnn-convlstm 99\.0.*"
+                                         r"`pip install -U msrnn-convlstm`"):
+        Trainer.resume(run, epochs=2)
+
+
 def test_a_training_state_of_a_newer_zoo_is_not_called_damaged(tmp_path, clips_file):
     run = tmp_path / "run"
     Trainer.create(run, config(clips_file, epochs=1)).fit()
