@@ -70,10 +70,25 @@ def offline_setting() -> str:
 
 
 def hub_cache(cache_dir: str | Path | None = None) -> str:
-    """The cache huggingface_hub downloads into (``$HF_HUB_CACHE`` is read now, not at its import)."""
+    """The cache huggingface_hub downloads into (``$HF_HUB_CACHE`` is read now, not at its import).
+
+    ``$HF_HUB_CACHE`` is expanded as huggingface_hub expands it (``~`` and ``$VAR``): read as it was,
+    ``HF_HUB_CACHE='$HOME/x'`` (single quotes in a job script) made a folder named ``$HOME`` in the working directory.
+    A variable in it that is not set is a ``ValueError`` saying so, not a folder of that name."""
+    import re
+
     from huggingface_hub import constants
 
-    return str(cache_dir or os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+    value = os.environ.get("HF_HUB_CACHE")
+    if cache_dir or not value:
+        return str(cache_dir or constants.HF_HUB_CACHE)
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    unset = re.search(r"\$(\w+|\{[^}]*\})", expanded)  # expandvars leaves a variable that is not set as it is
+    if unset:
+        raise ValueError(f"HF_HUB_CACHE is {value!r}, and ${unset.group(1).strip('{}')} in it is not set (a shell "
+                         "expands $VAR only outside single quotes, and only once set): set HF_HUB_CACHE to the Hub "
+                         "cache's folder itself, or set that variable first.")
+    return expanded
 
 
 def network_cause(exc: BaseException) -> str | None:

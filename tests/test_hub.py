@@ -659,6 +659,26 @@ def test_a_hub_cache_that_is_a_file_is_named_with_its_setting(hub, tmp_path, mon
         msrnn_zoo.create("ms-convlstm", pretrained="me/cached", cache_dir=tmp_path / "notes" / "sub")
 
 
+def test_a_hub_cache_setting_with_a_variable_is_expanded_as_huggingface_hub_does(hub, tmp_path, monkeypatch):
+    """HF_HUB_CACHE='$HOME/x' (single quotes in a job script) was read as it stands: the download made a folder named
+    $HOME in the working directory. It is expanded as huggingface_hub expands it; a variable not set is named."""
+    from msrnn_zoo.hub import hub_cache
+
+    tiny().push_to_hub("me/vars", token=TOKEN)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MY_CACHES", str(tmp_path / "caches"))
+    monkeypatch.setenv("HF_HUB_CACHE", "$MY_CACHES/hub")
+    assert hub_cache() == str(tmp_path / "caches" / "hub")
+    assert CliRunner().invoke(main, ["pull", "me/vars"]).exit_code == 0
+    assert (tmp_path / "caches" / "hub").is_dir() and not (tmp_path / "$MY_CACHES").exists()
+    monkeypatch.setenv("HF_HUB_CACHE", "${NOT_SET_HERE}/hub")
+    monkeypatch.delenv("NOT_SET_HERE", raising=False)
+    result = CliRunner().invoke(main, ["pull", "me/vars"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "$NOT_SET_HERE in it is not set" in said and "Traceback" not in said, said
+    assert list(tmp_path.iterdir()) == [tmp_path / "caches"]
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a folder no one may write into, even root")
 def test_a_hub_cache_that_cannot_be_written_is_named_with_its_setting(hub, monkeypatch):
     """It was "Could not download Hub repo 'me/w': PermissionError: [Errno 1] ... .incomplete": neither the cache's
