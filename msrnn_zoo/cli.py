@@ -158,7 +158,7 @@ command exits with it, so that a job script or a Makefile tells an interrupted r
 class ZooGroup(click.Group):
     """Click's usage errors (a bad option value, a missing argument) as the same one red line and exit code 1."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("standalone_mode", True):
             return super().main(*args, **kwargs)
         kwargs["standalone_mode"] = False
@@ -248,7 +248,7 @@ def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tupl
             or abs(sum(fractions) - 1.0) > 1e-6:
         raise click.BadParameter(f"{value!r} must be three non-negative fractions summing to 1, "
                                  "like 0.8,0.1,0.1 (train,val,test).")
-    return fractions  # type: ignore[return-value]
+    return fractions
 
 
 def _print_versions(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -111,7 +111,7 @@ class ForecasterConfig:
                              f"a config has: {', '.join(sorted(known))}.")
         config = cls.__new__(cls)
         for f in fields(cls):
-            default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
             setattr(config, f.name, data.get(f.name, default))
         config.validate(what)
         return config

@@ -80,7 +80,7 @@ def check_fields(cls: type, data: dict[str, Any], what: str) -> None:
         raise ValueError(f"{what} must hold a JSON object, got {_describe(data)}.")
     hints = typing.get_type_hints(cls)
     required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [name for name in required if name not in data]
     if missing:
         raise ValueError(f"{what} lacks the field(s) {', '.join(map(repr, missing))}.")
