@@ -826,8 +826,11 @@ class Trainer:
 
     @property
     def stopped_early(self) -> bool:
-        """Whether early stopping ended the run: ``early_stopping`` validations in a row without improvement."""
-        return bool(self.cfg.early_stopping) and self.progress.stale_validations >= self.cfg.early_stopping
+        """Whether early stopping ended the run before its planned epochs: ``early_stopping`` validations in a row
+        without improvement. Reached at the last epoch, the run ended as planned: "ended after epoch 3 of 3" by early
+        stopping said a user should raise the patience, where more epochs are what trains it further."""
+        return (bool(self.cfg.early_stopping) and self.progress.epoch < self.cfg.epochs
+                and self.progress.stale_validations >= self.cfg.early_stopping)
 
     @property
     def finished(self) -> bool:

@@ -489,6 +489,18 @@ def test_fit_of_a_finished_run_says_nothing_was_trained_and_how_to_train_further
         Trainer.resume(tmp_path / "b").fit()
 
 
+def test_patience_reached_at_the_last_epoch_is_no_early_stop(tmp_path, clips_file, monkeypatch):
+    """Early stopping's patience reached by the last planned epoch's validation ended nothing early: the run said
+    "Early stopping ended the run after epoch 3 of 3" and asked for a larger patience, where a larger epochs goes on."""
+    scores = iter([1.0, 2.0, 3.0])
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: next(scores))
+    trainer = Trainer.create(tmp_path / "a", config(clips_file, epochs=3, early_stopping=2))
+    trainer.fit()
+    assert trainer.finished and not trainer.stopped_early and trainer.progress.stale_validations == 2
+    with pytest.raises(ValueError, match=r"already finished its 3 epoch\(s\); nothing was trained"):
+        Trainer.resume(tmp_path / "a").fit()
+
+
 def test_the_last_epoch_is_validated_when_val_every_does_not_divide_the_epochs(tmp_path, clips_file, monkeypatch):
     """--epochs 3 --val-every 2 validated after epoch 2 only: the final weights were never compared, so the best
     weights were those of epoch 2 even where the last were better. The last epoch is validated too; no weight
