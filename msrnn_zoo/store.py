@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from .io import file_at_or_above, space_for, write_json
+from .validation import with_cli_message
 from .versions import WRITTEN_BY, upgrade_note, written_by
 
 try:  # POSIX: a prepare locks its root, so that a second one into it is refused instead of racing it
@@ -42,6 +43,7 @@ _TMP_PREFIX = ".prepare-"
 _DATA_NAME = re.compile(r"data-[0-9a-f]{8}")
 _NOT_IN_NAMES = re.compile(r'[<>:"|?*\x00-\x1f]')
 """Characters Windows forbids in a file name (besides the separators, refused everywhere)."""
+E = TypeVar("E", bound=BaseException)
 
 
 def _root(root: str | Path) -> Path:
@@ -50,6 +52,37 @@ def _root(root: str | Path) -> Path:
 
 def prepare_command(dataset: str, root: Path | str) -> str:
     return f"msrnn-zoo data prepare {dataset} --source RAW_FILES --root {root}"
+
+
+def prepare_call(dataset: str, root: Path | str, *, source: Path | str = "RAW_FILES", force: bool = False) -> str:
+    """``prepare_command`` as a Python caller writes it: ``load_dataset`` and ``prepare_dataset`` reach every refusal
+    of this module, and a notebook was told to run `msrnn-zoo data prepare ... --root ...`. A path is quoted, a
+    ``str`` is a placeholder (``RAW_FILES``, ``NEW_FOLDER``) written as it is."""
+    def argument(value: Path | str) -> str:
+        return repr(str(value)) if isinstance(value, Path) else str(value)
+
+    return (f"prepare_dataset({dataset!r}, source={argument(source)}, root={argument(root)}"
+            f"{', force=True' if force else ''})")
+
+
+def _prepare(dataset: str, root: Path | str, cli: bool, *, force: bool = False) -> str:
+    """The call that builds ``dataset``'s store at ``root``, in backquotes: the command (``cli``) or the function."""
+    if cli:
+        return f"`{prepare_command(dataset, root)}{' --force' if force else ''}`"
+    return f"`{prepare_call(dataset, root, force=force)}`"
+
+
+def _argument(name: str, cli: bool, value: Path | None = None) -> str:
+    """``--root PATH`` for the command line, ``root='PATH'`` for Python (``--root``/``root=`` without a value)."""
+    if value is None:
+        return f"--{name}" if cli else f"{name}="
+    return f"--{name} {value}" if cli else f"{name}={str(value)!r}"
+
+
+def _refusal(kind: Callable[[str], E], say: Callable[[bool], str]) -> E:
+    """``kind(say(False))``, in a Python caller's words, carrying ``say(True)``, the command line's, as its
+    ``cli_message`` (see :func:`~msrnn_zoo.validation.with_cli_message`)."""
+    return with_cli_message(kind(say(False)), say(True))
 
 
 @dataclass(frozen=True)
@@ -72,22 +105,26 @@ class Store:
             from .versions import WRITTEN_BY, upgrade_note
 
             note = upgrade_note({WRITTEN_BY: self.written_by})
-            rebuild = f"`{prepare_command(self.dataset, self.root)} --force`"
-            raise ValueError(f"The {self.dataset} store at {self.root} has no array {name!r} (it has "
-                             f"{', '.join(sorted(self.arrays)) or 'none'})"
-                             + (f".{note} Or rebuild it with this version: {rebuild}." if note else
-                                f"; it was written by another version of the plugin: rebuild it with {rebuild}."))
+
+            def no_array(cli: bool) -> str:
+                rebuild = _prepare(self.dataset, self.root, cli, force=True)
+                return (f"The {self.dataset} store at {self.root} has no array {name!r} (it has "
+                        f"{', '.join(sorted(self.arrays)) or 'none'})"
+                        + (f".{note} Or rebuild it with this version: {rebuild}." if note else
+                           f"; it was written by another version of the plugin: rebuild it with {rebuild}."))
+            raise _refusal(ValueError, no_array)
         path = self.data_dir / f"{name}.npy"
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{path} is damaged ({exc}); rebuild the store with "
-                             f"`{prepare_command(self.dataset, self.root)} --force`.") from exc
+            damage = f"{path} is damaged ({exc}); rebuild the store with "
+            raise _refusal(ValueError, lambda cli: f"{damage}"
+                           f"{_prepare(self.dataset, self.root, cli, force=True)}.") from exc
         record = self.arrays[name]
         if list(array.shape) != list(record["shape"]) or str(array.dtype) != record["dtype"]:
-            raise ValueError(f"{path} holds {array.dtype} {tuple(array.shape)} but the store recorded "
-                             f"{record['dtype']} {tuple(record['shape'])}; rebuild it with "
-                             f"`{prepare_command(self.dataset, self.root)} --force`.")
+            raise _refusal(ValueError, lambda cli: f"{path} holds {array.dtype} {tuple(array.shape)} but the store "
+                           f"recorded {record['dtype']} {tuple(record['shape'])}; rebuild it with "
+                           f"{_prepare(self.dataset, self.root, cli, force=True)}.")
         return array
 
     def mapped(self, name: str) -> MappedArray:
@@ -195,15 +232,19 @@ def read_store_file(root: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:  # (written atomically: damaged on disk, or edited by hand)
-        raise ValueError(f"{path} is not a readable store description ({exc}), so even --force cannot tell which "
-                         f"files in {root} the store's are. Prepare into a new --root (then delete this folder if "
-                         "nothing in it is yours).") from exc
+        unreadable = f"{path} is not a readable store description ({exc}), so even "
+        raise _refusal(ValueError, lambda cli: f"{unreadable}"
+                       f"{'--force' if cli else 'force=True'} cannot tell which files in {root} the store's are. "
+                       f"Prepare into a new {_argument('root', cli)} (then delete this folder if nothing in it is "
+                       "yours).") from exc
     if not isinstance(data, dict) or "dataset" not in data or "data" not in data:
-        raise ValueError(f"{path} is not a msrnn-zoo store description (no 'dataset'/'data' entries), so {root} is "
-                         "not a store `data prepare` wrote; give a new or empty folder as --root.")
+        raise _refusal(ValueError, lambda cli: f"{path} is not a msrnn-zoo store description (no 'dataset'/'data' "
+                       f"entries), so {root} is not a store {'`data prepare`' if cli else 'prepare_dataset'} wrote; "
+                       f"give a new or empty folder as {_argument('root', cli)}.")
     if not _DATA_NAME.fullmatch(str(data["data"])):  # the one folder a rebuild deletes: never a path elsewhere
-        raise ValueError(f"{path} names {data['data']!r} as its data folder, not one `data prepare` writes "
-                         "(data-XXXXXXXX); it was edited by hand. Restore it or prepare into a new folder.")
+        raise _refusal(ValueError, lambda cli: f"{path} names {data['data']!r} as its data folder, not one "
+                       f"{'`data prepare`' if cli else 'prepare_dataset'} writes (data-XXXXXXXX); it was edited by "
+                       "hand. Restore it or prepare into a new folder.")
     return data
 
 
@@ -212,29 +253,38 @@ def open_store(root: str | Path, dataset: str) -> Store:
     root = _root(root)
     file = file_at_or_above(root)
     if file is not None and file != root:  # (a prepare there would fail the same way: it is not what to run)
-        raise NotADirectoryError(f"No prepared {dataset} data at {root}: it lies under {file}, a file. Give --root "
-                                 "the folder `msrnn-zoo data prepare` wrote (the default one is "
-                                 "$MSRNN_ZOO_DATA/DATASET where that variable is set: is it set to a file?).")
+        raise _refusal(NotADirectoryError, lambda cli: f"No prepared {dataset} data at {root}: it lies under {file}, "
+                       f"a file. Give {_argument('root', cli)} the folder "
+                       f"{'`msrnn-zoo data prepare`' if cli else 'prepare_dataset'} wrote (the default one is "
+                       "$MSRNN_ZOO_DATA/DATASET where that variable is set: is it set to a file?).")
     if not root.exists():
-        raise FileNotFoundError(f"No prepared {dataset} data at {root}: the folder does not exist. Build it once "
-                                f"from the public files with `{prepare_command(dataset, root)}`.")
+        raise _refusal(FileNotFoundError, lambda cli: f"No prepared {dataset} data at {root}: the folder does not "
+                       f"exist. Build it once from the public files with {_prepare(dataset, root, cli)}.")
     if not root.is_dir():
-        raise NotADirectoryError(f"--root {root} is a file; it must be the folder `msrnn-zoo data prepare "
-                                 f"{dataset}` wrote.")
+        raise _refusal(NotADirectoryError, lambda cli: f"{_argument('root', cli, root)} is a file; it must be the "
+                       "folder " + (f"`msrnn-zoo data prepare {dataset}`" if cli else f"prepare_dataset({dataset!r})")
+                       + " wrote.")
     data = read_store_file(root)
     if data is None:
         entries = [p.name for p in root.iterdir()]
-        if any(name.startswith(_TMP_PREFIX) for name in entries):
-            why, command = "a prepare was interrupted there; run it again", prepare_command(dataset, root)
-        elif entries:  # the user's files (raw downloads, most likely): a store goes elsewhere, they stay put
-            why = "--root takes the folder `data prepare` wrote, not the raw files; if these are the raw files, run"
-            command = f"msrnn-zoo data prepare {dataset} --source {root} --root NEW_FOLDER"
-        else:
-            why, command = "the folder is empty; build the store from the raw files", prepare_command(dataset, root)
-        raise FileNotFoundError(f"{root} was never prepared for {dataset} (no {STORE_FILE}): {why}: `{command}`.")
+        interrupted = any(name.startswith(_TMP_PREFIX) for name in entries)
+
+        def never(cli: bool) -> str:
+            if interrupted:
+                why, command = "a prepare was interrupted there; run it again", _prepare(dataset, root, cli)
+            elif entries:  # the user's files (raw downloads, most likely): a store goes elsewhere, they stay put
+                why = (f"{_argument('root', cli)} takes the folder {'`data prepare`' if cli else 'prepare_dataset'} "
+                       "wrote, not the raw files; if these are the raw files, run")
+                command = (f"`msrnn-zoo data prepare {dataset} --source {root} --root NEW_FOLDER`" if cli else
+                           f"`{prepare_call(dataset, 'NEW_FOLDER', source=root)}`")
+            else:
+                why, command = "the folder is empty; build the store from the raw files", _prepare(dataset, root, cli)
+            return f"{root} was never prepared for {dataset} (no {STORE_FILE}): {why}: {command}."
+        raise _refusal(FileNotFoundError, never)
     if data["dataset"] != dataset:
-        raise ValueError(f"{root} holds a prepared {data['dataset']!r} store, not {dataset!r}; point --root at the "
-                         f"{dataset} store, or build one with `{prepare_command(dataset, 'NEW_FOLDER')}`.")
+        raise _refusal(ValueError, lambda cli: f"{root} holds a prepared {data['dataset']!r} store, not {dataset!r}; "
+                       f"point {_argument('root', cli)} at the {dataset} store, or build one with "
+                       f"{_prepare(dataset, 'NEW_FOLDER', cli)}.")
     if int(data.get("format", 0)) > STORE_FORMAT:
         note = upgrade_note(data)
         upgrade = f".{note} Or prepare" if note else "; upgrade msrnn-zoo or prepare"
@@ -242,8 +292,8 @@ def open_store(root: str | Path, dataset: str) -> Store:
                          "again with this version into another folder.")
     data_dir = root / str(data["data"])
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"The {dataset} store at {root} is incomplete ({data_dir.name}/ is missing); "
-                                f"rebuild it with `{prepare_command(dataset, root)} --force`.")
+        raise _refusal(FileNotFoundError, lambda cli: f"The {dataset} store at {root} is incomplete "
+                       f"({data_dir.name}/ is missing); rebuild it with {_prepare(dataset, root, cli, force=True)}.")
     recorded = data.get(WRITTEN_BY)
     return Store(root, dataset, data_dir, dict(data.get("meta", {})), dict(data.get("arrays", {})),
                  dict(recorded) if isinstance(recorded, dict) else {})
@@ -290,9 +340,10 @@ def prepare_store(root: str | Path, dataset: str, build: Callable[[StoreWriter],
     root = _root(root)
     file = file_at_or_above(root)  # mkdir said only "[Errno 20] Not a directory"
     if file is not None:
-        where = f"--root {root} is" if file == root else f"--root {root} lies under {file},"
-        raise NotADirectoryError(f"{where} a file; give a new or empty folder for the prepared data (the "
-                                 "default one is $MSRNN_ZOO_DATA/DATASET where that variable is set).")
+        where = "is" if file == root else f"lies under {file},"
+        raise _refusal(NotADirectoryError, lambda cli: f"{_argument('root', cli, root)} {where} a file; give a new or "
+                       "empty folder for the prepared data (the default one is $MSRNN_ZOO_DATA/DATASET where that "
+                       "variable is set).")
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -320,8 +371,10 @@ def _preparing(root: Path) -> Iterator[None]:
         except OSError as exc:  # any other error: a file system without such locks, where it runs unlocked
             busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
         if busy:
-            raise FileExistsError(f"Another `msrnn-zoo data prepare` is writing into {root} right now; wait for it "
-                                  "to finish (or stop it), then run this again. Nothing was changed.")
+            raise _refusal(FileExistsError, lambda cli: "Another "
+                           + ("`msrnn-zoo data prepare`" if cli else "prepare (prepare_dataset or `msrnn-zoo data "
+                              "prepare`)") + f" is writing into {root} right now; wait for it to finish (or stop it), "
+                           "then run this again. Nothing was changed.")
         yield
     finally:
         os.close(fd)
@@ -334,16 +387,22 @@ def _prepare_into(root: Path, dataset: str, build: Callable[[StoreWriter], None]
         foreign += _foreign_in_data(root, current)
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise FileExistsError(f"--root {root} holds files the zoo did not write ({shown}); move them out, or "
-                              "prepare into a new or empty folder (the raw files go to --source). Nothing was changed.")
+        raise _refusal(FileExistsError, lambda cli: f"{_argument('root', cli, root)} holds files the zoo did not "
+                       f"write ({shown}); move them out, or prepare into a new or empty folder (the raw files go to "
+                       f"{_argument('source', cli)}). Nothing was changed.")
     if current is not None and not force:
-        other = "" if current["dataset"] == dataset else f" (you are preparing {dataset}: --force would replace it)"
         # a killed rebuild's folder can be as large as the store, and is hidden: say so, or it stays for good
         left = sorted(n for n in _ours(root, current) if n != str(current["data"]) and (root / n).is_dir())
-        unfinished = (f" An interrupted rebuild left {', '.join(f'{n}/' for n in left)} there: --force clears it, or "
-                      "delete it yourself.") if left else ""
-        raise FileExistsError(f"{root} already holds a prepared {current['dataset']} store{other}; pass --force "
-                              f"(force=True) to rebuild it, or choose another --root.{unfinished}")
+
+        def already(cli: bool) -> str:
+            flag = "--force" if cli else "force=True"
+            other = "" if current["dataset"] == dataset else f" (you are preparing {dataset}: {flag} would replace it)"
+            unfinished = (f" An interrupted rebuild left {', '.join(f'{n}/' for n in left)} there: {flag} clears it, "
+                          "or delete it yourself.") if left else ""
+            return (f"{root} already holds a prepared {current['dataset']} store{other}; pass "
+                    f"{'--force (force=True)' if cli else flag} to rebuild it, or choose another "
+                    f"{_argument('root', cli)}.{unfinished}")
+        raise _refusal(FileExistsError, already)
     _clear_leftovers(root, current)
     tmp = root / f"{_TMP_PREFIX}{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -209,7 +209,7 @@ def test_prepare_writes_a_store_and_refuses_to_overwrite(toy_dataset, raw, tmp_p
     assert isinstance(store.array("frames"), np.memmap)  # loading never reads the whole array
     assert sorted(p.name for p in root.iterdir()) == sorted([STORE_FILE, store.data_dir.name])
     assert not (store.data_dir / MARKER).exists()
-    with pytest.raises(FileExistsError, match="already holds a prepared toy-store store; pass --force"):
+    with pytest.raises(FileExistsError, match="already holds a prepared toy-store store; pass force=True"):
         prepare_dataset("toy-store", raw, root)
     old = store.data_dir
     again = prepare_dataset("toy-store", raw, root, force=True)
@@ -348,8 +348,8 @@ def test_a_killed_rebuild_is_named_where_a_second_prepare_is_refused(toy_dataset
     stale = root / ".prepare-dead0000"
     stale.mkdir()
     (stale / MARKER).write_text("")
-    with pytest.raises(FileExistsError, match=r"An interrupted rebuild left \.prepare-dead0000/ there: --force "
-                                              "clears it"):
+    with pytest.raises(FileExistsError, match=r"An interrupted rebuild left \.prepare-dead0000/ there: "
+                                              "force=True clears it"):
         prepare_dataset("toy-store", raw, root)
     assert stale.is_dir()  # refused: nothing changed
     prepare_dataset("toy-store", raw, root, force=True)
@@ -368,7 +368,7 @@ def test_a_second_prepare_into_a_root_being_prepared_is_refused_and_touches_noth
     held = os.open(root, os.O_RDONLY)  # as the other prepare holds it
     try:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(FileExistsError, match="Another `msrnn-zoo data prepare` is writing into .* right now"):
+        with pytest.raises(FileExistsError, match="Another prepare .* is writing into .* right now"):
             prepare_dataset("toy-store", raw, root, force=True)
         assert sorted(p.name for p in root.iterdir()) == before and building.is_dir()
         assert open_store(root, "toy-store").array("frames").shape == (50, 16, 16)  # reading needs no lock
@@ -430,10 +430,10 @@ def test_a_damaged_store_file_says_what_to_do(toy_dataset, raw, tmp_path):
     data = json.loads((root / STORE_FILE).read_text())["data"]
     (root / STORE_FILE).write_text((root / STORE_FILE).read_text()[:40])
     for attempt in (lambda: open_store(root, "toy-store"), lambda: prepare_dataset("toy-store", raw, root, force=True)):
-        with pytest.raises(ValueError, match="not a readable store description .*Prepare into a new --root"):
+        with pytest.raises(ValueError, match="not a readable store description .*Prepare into a new root="):
             attempt()
     (root / STORE_FILE).write_text('{"name": "another tool\'s file"}')
-    with pytest.raises(ValueError, match="not a store `data prepare` wrote; give a new or empty folder as --root"):
+    with pytest.raises(ValueError, match="not a store prepare_dataset wrote; give a new or empty folder as root="):
         prepare_dataset("toy-store", raw, root, force=True)
     assert (root / data).is_dir()  # nothing was deleted on the word of a file it could not read
 
@@ -472,6 +472,35 @@ def test_preparing_and_loading_from_python_name_the_arguments_not_the_flags(toy_
     assert not (tmp_path / "s").exists()
 
 
+def test_a_store_refusing_a_python_caller_names_prepare_dataset_not_the_command(toy_dataset, raw, tmp_path):
+    """load_dataset and prepare_dataset told a notebook to run `msrnn-zoo data prepare ... --root ... --force`, to give
+    --root another folder or to pass --force: a command and flags it had never typed. The CLI keeps saying them."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    prepare_dataset("toy-store", raw, tmp_path / "store")
+    for attempt, words, flags in (
+            (lambda: load_dataset("toy-store", root=tmp_path / "nothing"),
+             f"prepare_dataset('toy-store', source=RAW_FILES, root={str(tmp_path / 'nothing')!r})",
+             "msrnn-zoo data prepare toy-store --source RAW_FILES --root"),
+            (lambda: load_dataset("toy-store", root=raw), f"source={str(raw)!r}, root=NEW_FOLDER)",
+             f"--source {raw} --root NEW_FOLDER"),
+            (lambda: load_dataset("toy-store", root=tmp_path / "file"), f"root={str(tmp_path / 'file')!r} is a file",
+             f"--root {tmp_path / 'file'} is a file"),
+            (lambda: open_store(tmp_path / "store", "other"), "point root= at the other store",
+             "point --root at the other store"),
+            (lambda: prepare_dataset("toy-store", raw, tmp_path / "store"), "pass force=True to rebuild it, or choose "
+             "another root=", "pass --force (force=True) to rebuild it, or choose another --root"),
+            (lambda: prepare_dataset("toy-store", raw, raw), "the raw files go to source=", "the raw files go to "
+             "--source"),
+            (lambda: open_store(tmp_path / "store", "toy-store").array("labels"), "force=True)`",
+             "--root {} --force`".format(tmp_path / "store"))):
+        with pytest.raises((ValueError, OSError)) as caught:
+            attempt()
+        assert words in str(caught.value), str(caught.value)
+        assert "--" not in str(caught.value) and "msrnn-zoo data" not in str(caught.value), str(caught.value)
+        assert flags in caught.value.cli_message, caught.value.cli_message
+
+
 def test_dot_as_root(toy_dataset, raw, tmp_path, monkeypatch):
     here = tmp_path / "here"
     here.mkdir()
@@ -485,14 +514,14 @@ def test_dot_as_root(toy_dataset, raw, tmp_path, monkeypatch):
 
 
 def test_open_store_errors(toy_dataset, raw, tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist.*msrnn-zoo data prepare toy-store"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist.*prepare_dataset\('toy-store'"):
         open_store(tmp_path / "nothing", "toy-store")
     with pytest.raises(FileNotFoundError, match="never prepared.*not the raw files") as raised:
         open_store(raw, "toy-store")
     # the command it suggests works: the raw folder is the source, never the store (prepare would refuse it)
-    assert f"--source {raw.resolve()} --root NEW_FOLDER" in str(raised.value)
+    assert f"source={str(raw.resolve())!r}, root=NEW_FOLDER" in str(raised.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=f"empty.*--root {tmp_path.resolve() / 'empty'}"):
+    with pytest.raises(FileNotFoundError, match=f"empty.*root={str(tmp_path.resolve() / 'empty')!r}"):
         open_store(tmp_path / "empty", "toy-store")
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
