@@ -403,7 +403,7 @@ class TrainConfig:
             raise with_cli_message(ValueError(f"{said}give val_every 1 or more, or leave early stopping off."),
                                    f"{said}give val_every (--val-every) 1 or more, or leave early stopping off.")
         if self.fast_path not in FAST_PATHS:
-            choices = ", ".join("none" if p is None else p for p in FAST_PATHS)
+            choices = ", ".join("None (no fast path)" if p is None else repr(p) for p in FAST_PATHS)
             raise ValueError(f"{what}: Unknown fast path {self.fast_path!r}; use one of {choices}.")
         if self.compile_cells and self.fast_path in COMPILED_PATHS:
             said = (f"{what}: fast path {self.fast_path!r} compiles the whole step, cells included; compiled cells go "
@@ -454,14 +454,17 @@ def _has_empty_test_split(cfg: TrainConfig) -> bool:
 
 def empty_split_error(cfg: TrainConfig, split: str, consequence: str) -> ValueError:
     """A registered dataset's ``split`` holds no clips (e.g. a store prepared from too few raw files, or prepared
-    again since a run trained on it); of the user's clip file, only what it means (its own check gives advice)."""
+    again since a run trained on it); of the user's clip file, only what it means (its own check gives advice).
+    A Python caller (``fit``, ``evaluate_run``) is shown ``describe_dataset``, the command line ``data info``."""
     if not cfg.dataset:
         return ValueError(f"The {split} split of {cfg.data} holds no clips: {consequence}.")
-    info = f"msrnn-zoo data info {shlex.quote(str(cfg.dataset))}"
-    info += f" --root {shlex.quote(cfg.root)}" if cfg.root else ""
-    return ValueError(f"The {split} split of {cfg.dataset} ({cfg.protocol or 'its default protocol'}) holds no clips: "
-                      f"{consequence}. `{info}` shows its clips per split; prepare it from more raw files, or train "
-                      "on another protocol.")
+    command = f"msrnn-zoo data info {shlex.quote(str(cfg.dataset))}"
+    command += f" --root {shlex.quote(cfg.root)}" if cfg.root else ""
+    call = f"msrnn_zoo.datasets.describe_dataset({cfg.dataset!r}" + (f", root={cfg.root!r})" if cfg.root else ")")
+    said = (f"The {split} split of {cfg.dataset} ({cfg.protocol or 'its default protocol'}) holds no clips: "
+            f"{consequence}. ")
+    advice = " shows its clips per split; prepare it from more raw files, or train on another protocol."
+    return with_cli_message(ValueError(f"{said}`{call}`{advice}"), f"{said}`{command}`{advice}")
 
 
 def _empty_test_split_error(cfg: TrainConfig) -> ValueError:
@@ -1577,6 +1580,9 @@ def new_train_config(model: str, *, model_options: dict[str, Any] | None = None,
     ``data`` and ``root`` may be given as ``Path`` objects or relative to the working directory: they are recorded
     absolute, as ``train`` records them, since the run reads its data again from there to resume, evaluate and
     predict, from whatever directory that is done.
+
+    ``fast_path="none"`` is ``None`` and ``"auto"`` picks it for the device (:func:`auto_fast_path`), as
+    :meth:`Trainer.resume` and ``train --fast-path`` take them: ``"none"`` was refused with a list that named it.
     """
     _refuse_unknown_options(options)
     for name in ("data", "root"):
@@ -1587,6 +1593,11 @@ def new_train_config(model: str, *, model_options: dict[str, Any] | None = None,
                 raise ValueError(f"{name}= is empty; give the path of {what}.")
             options[name] = str(Path(options[name]).expanduser().resolve())
     options, channels = complete_train_options(model, options)
+    if options.get("fast_path") == "none":
+        options["fast_path"] = None
+    elif options.get("fast_path") == "auto":
+        options["fast_path"] = auto_fast_path(options.get("device") or TrainConfig.device,
+                                              bool(options.get("grad_checkpointing")))
     config = build_config(model, **{"in_channels": channels, **(model_options or {})})
     cfg = TrainConfig(model=model, model_config=config.to_dict(), **options)
     cfg.validate()

@@ -664,6 +664,21 @@ def test_train_refuses_a_dataset_whose_test_split_holds_no_clips(toy_dataset, tm
         tmp_path / "s", *tiny)  # 'short' cuts a test clip from the same frames
 
 
+def test_an_empty_split_met_from_python_names_describe_dataset_not_data_info(toy_dataset, tmp_path):
+    """Trainer.create on a store without a test clip told a notebook that `msrnn-zoo data info ... --root ...` shows
+    the clips per split; it names describe_dataset now, and the command line keeps its command."""
+    from msrnn_zoo.train import Trainer, new_train_config
+
+    store = store_of_frames(tmp_path, 15)  # test: 5 frames, no 6-frame 'paper' clip
+    cfg = new_train_config("convlstm", model_options={"hidden_channels": 4, "num_layers": 1}, dataset="toy-store",
+                           root=store, batch_size=2)
+    with pytest.raises(ValueError, match="The test split of toy-store") as caught:
+        Trainer.create(tmp_path / "r", cfg)
+    call = f"`msrnn_zoo.datasets.describe_dataset('toy-store', root={str(store.resolve())!r})` shows its clips"
+    assert call in str(caught.value) and "msrnn-zoo data" not in str(caught.value), str(caught.value)
+    assert f"`msrnn-zoo data info toy-store --root {store.resolve()}` shows" in caught.value.cli_message
+
+
 def test_predict_and_evaluate_of_a_run_whose_test_split_is_now_empty_say_so_and_what_to_do(toy_dataset, raw, tmp_path):
     """The store of a run prepared again from fewer frames (as runs made before train refused an empty test split):
     predict said "--index 0 is outside the test split (0..-1)", evaluate "nothing to evaluate", without advice."""

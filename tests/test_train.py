@@ -766,6 +766,15 @@ def test_resuming_from_python_names_its_arguments(tmp_path, clips_file):
 
 
 
+def test_new_train_config_takes_fast_path_none_and_auto_as_resume_does(clips_file):
+    """new_train_config(fast_path="none") was refused with "use one of none, compile, ...", which named it, while
+    Trainer.resume and set_fast_path take "none" (and "auto"); an unknown one lists the values Python takes."""
+    assert config(clips_file, fast_path="none").fast_path is None
+    assert config(clips_file, fast_path="auto").fast_path is None  # what auto_fast_path picks on the CPU
+    with pytest.raises(ValueError, match=r"Unknown fast path 'fast'; use one of None \(no fast path\), 'compile', "):
+        config(clips_file, fast_path="fast")
+
+
 def test_training_refusals_name_python_arguments_to_a_python_caller(tmp_path, clips_file):
     """A notebook's user was told to pass "--val-every 0", "--fast-path none", "--no-grad-checkpointing", a larger
     "--split", that "`msrnn-zoo predict --input`" goes without the clips and that the last weights are used "without
