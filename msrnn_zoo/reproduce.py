@@ -28,7 +28,7 @@ from .card import PROFILE_JSON, RECIPE_JSON, write_card
 from .catalogue import Recipe, get_recipe, paper
 from .io import RUN_MARKER, OverwriteRefusedError, read_json, write_json
 from .licenses import DEFAULT_LICENSE, check_license
-from .validation import MAX_SEED
+from .validation import MAX_SEED, with_cli_message
 
 MODEL_OPTIONS = ("hidden_channels", "num_layers", "kernel_size")
 OVERRIDABLE = (*MODEL_OPTIONS, "lr", "batch_size", "seed", "epochs", "sampling")
@@ -50,11 +50,14 @@ def check_overrides(overrides: dict[str, Any]) -> None:
         elif key == "lr":
             ok, rule = number and math.isfinite(value) and value > 0, "a finite number above 0, such as 3e-4"
         elif key == "sampling":
-            ok, rule = value is None or value in SCHEDULES, f"one of {', '.join(SCHEDULES)} (or null: the cell's own)"
+            ok = value is None or value in SCHEDULES
+            rule = f"one of {', '.join(SCHEDULES)} (or {{none}}: the cell's own)"
         else:
             continue  # make_plan names what --set cannot change
-        if not ok:
-            raise ValueError(f"--set {key}={json.dumps(value, default=str)}: {key} must be {rule}.")
+        if not ok:  # (the Python caller gave overrides=, the command line --set KEY=JSON)
+            raise with_cli_message(
+                ValueError(f"overrides={{{key!r}: {value!r}}}: {key} must be {rule.format(none='None')}."),
+                f"--set {key}={json.dumps(value, default=str)}: {key} must be {rule.format(none='null')}.")
 
 
 @dataclass
@@ -84,7 +87,8 @@ def make_plan(model: str, dataset: str, *, root: str | Path | None = None, sourc
     overrides = dict(overrides or {})
     bad = sorted(set(overrides) - set(OVERRIDABLE))
     if bad:
-        raise ValueError(f"--set cannot change {', '.join(bad)}; it can change {', '.join(OVERRIDABLE)}.")
+        said = f" cannot change {', '.join(bad)}; it can change {', '.join(OVERRIDABLE)}."
+        raise with_cli_message(ValueError(f"overrides{said}"), f"--set{said}")
     check_overrides(overrides)
     deviations = {k: {"recipe": recipe.get(k), "used": v} for k, v in overrides.items() if recipe.get(k) != v}
     recipe = Recipe(recipe.model, recipe.dataset, {**recipe.settings, **overrides}, recipe.sources)
@@ -94,10 +98,15 @@ def make_plan(model: str, dataset: str, *, root: str | Path | None = None, sourc
         raise ValueError(f"The recipe {recipe.key} trains on {dataset!r}, but no installed plugin registers that "
                          "dataset; install its plugin (see `msrnn-zoo plugins`).") from None
     if recipe.get("root_required") and root is None:
-        raise ValueError(f"The recipe {recipe.key} reads a prepared {dataset} store: pass --root DIR "
-                         f"(prepare it first: {recipe.get('prepare') or 'see the dataset plugin README'}).")
+        from .store import prepare_call
+
+        said = f"The recipe {recipe.key} reads a prepared {dataset} store: pass "
+        raise with_cli_message(  # the recipe's `prepare` is the command: a Python caller is shown the function
+            ValueError(f"{said}root=DIR (prepare it first: {prepare_call(dataset, 'DIR')})."),
+            f"{said}--root DIR (prepare it first: {recipe.get('prepare') or 'see the dataset plugin README'}).")
     if budget_steps is not None and budget_steps < 1:
-        raise ValueError(f"--budget-steps must be at least 1, got {budget_steps}.")
+        said = f" must be at least 1, got {budget_steps}."
+        raise with_cli_message(ValueError(f"budget_steps{said}"), f"--budget-steps{said}")
     options = {k: recipe[k] for k in MODEL_OPTIONS}
     options.update(recipe.get("options") or {})
     if source and recipe.get("source") and source != recipe["source"]:
@@ -105,9 +114,10 @@ def make_plan(model: str, dataset: str, *, root: str | Path | None = None, sourc
     source = source or recipe.get("source")
     processes = distributed.from_env().world_size
     if recipe["batch_size"] % processes:
-        raise ValueError(f"The recipe's batch of {recipe['batch_size']} clips does not split evenly over torchrun's "
-                         f"{processes} processes; start a number of processes that divides it, or --set batch_size "
-                         f"to a multiple of {processes} (a deviation the card records).")
+        said = (f"The recipe's batch of {recipe['batch_size']} clips does not split evenly over torchrun's "
+                f"{processes} processes; start a number of processes that divides it, or {{}} to a multiple of "
+                f"{processes} (a deviation the card records).")
+        raise with_cli_message(ValueError(said.format("set batch_size in overrides")), said.format("--set batch_size"))
     base = dict(dataset=dataset, source=source, in_frames=recipe["in_frames"], out_frames=recipe["out_frames"],
                 # under torchrun each process takes its share of the recipe's batch: the same steps as one process
                 epochs=recipe["epochs"], batch_size=recipe["batch_size"] // processes, lr=recipe["lr"],
@@ -328,18 +338,25 @@ def resume(out: str | Path, *, device: str | None = None, max_eval_clips: int | 
     # "not a run started by reproduce (no recipe.json)" about a mistyped path sent the user looking inside it
     if out.is_file():
         hint = f" ({out.parent} is one)" if (out.parent / RECIPE_JSON).is_file() else ""
-        raise NotADirectoryError(f"{out} is a file, not a run directory: give the --out directory of an earlier "
-                                 f"`msrnn-zoo reproduce`{hint}.")
+        said = f"{out} is a file, not a run directory: give the {{}}{hint}."
+        raise with_cli_message(NotADirectoryError(said.format("out directory of an earlier reproduce()")),
+                               said.format("--out directory of an earlier `msrnn-zoo reproduce`"))
     if not out.is_dir():
-        raise FileNotFoundError(f"{out} ({out.resolve()}) does not exist: give the --out directory of an earlier "
-                                "`msrnn-zoo reproduce`.")
+        said = f"{out} ({out.resolve()}) does not exist: give the {{}}."
+        raise with_cli_message(FileNotFoundError(said.format("out directory of an earlier reproduce()")),
+                               said.format("--out directory of an earlier `msrnn-zoo reproduce`"))
     if not (out / RECIPE_JSON).is_file():
         from .train import TRAIN_CONFIG
 
         where = shlex.quote(str(out))
-        run = (f" It is a run of `msrnn-zoo train`: continue it with `msrnn-zoo train --resume {where}`."
-               if (out / TRAIN_CONFIG).is_file() else "")
-        raise FileNotFoundError(f"{out} is not a run started by `msrnn-zoo reproduce` (no {RECIPE_JSON}).{run}")
+        trained = (out / TRAIN_CONFIG).is_file()
+        raise with_cli_message(
+            FileNotFoundError(f"{out} is not a run started by reproduce() (no {RECIPE_JSON})."
+                              + (f" It is a training run: continue it with Trainer.resume({str(out)!r}).fit()."
+                                 if trained else "")),
+            f"{out} is not a run started by `msrnn-zoo reproduce` (no {RECIPE_JSON})."
+            + (f" It is a run of `msrnn-zoo train`: continue it with `msrnn-zoo train --resume {where}`."
+               if trained else ""))
     read_json(out / RECIPE_JSON, "recipe file")
     _check_card_replaceable(out)
     trainer = Trainer.resume(out, device=device)

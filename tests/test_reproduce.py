@@ -112,6 +112,38 @@ def test_resume_of_a_missing_folder_or_a_file_says_so(tmp_path):
     assert "no recipe.json). It is a run of `msrnn-zoo train`: continue it with `msrnn-zoo train --resume " in said
 
 
+def test_reproducing_from_python_names_the_arguments_not_the_flags(tmp_path):
+    """reproduce.reproduce, make_plan and resume told a notebook of --set, --budget-steps, --root and "the --out
+    directory of an earlier `msrnn-zoo reproduce`": flags of a command it had not run. The CLI keeps its words."""
+    (tmp_path / "recipe.json").write_text("{}")
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "train_config.json").write_text("{}")
+    cases = [
+        (lambda: reproduce.make_plan("convlstm", "moving-mnist", source="synthetic", overrides={"loss": "mse"}),
+         "overrides cannot change loss", "--set cannot change loss"),
+        (lambda: reproduce.make_plan("convlstm", "moving-mnist", source="synthetic", overrides={"sampling": "x"}),
+         "(or None: the cell's own)", '--set sampling="x": sampling must be one of scheduled, reverse, none (or null'),
+        (lambda: reproduce.make_plan("convlstm", "moving-mnist", source="synthetic", budget_steps=0),
+         "budget_steps must be at least 1", "--budget-steps must be at least 1"),
+        (lambda: reproduce.resume(tmp_path / "nope"), "give the out directory of an earlier reproduce()",
+         "give the --out directory of an earlier `msrnn-zoo reproduce`"),
+        (lambda: reproduce.resume(tmp_path / "recipe.json"), "give the out directory of an earlier reproduce() (",
+         "give the --out directory of an earlier `msrnn-zoo reproduce` ("),
+        (lambda: reproduce.resume(trained), f"continue it with Trainer.resume({str(trained)!r}).fit()",
+         f"continue it with `msrnn-zoo train --resume {trained}`")]
+    if "kth" in msrnn_zoo.list_datasets():
+        cases.append((lambda: reproduce.make_plan("ms-convlstm", "kth"),
+                      "pass root=DIR (prepare it first: prepare_dataset('kth', source=RAW_FILES, root=DIR))",
+                      "pass --root DIR (prepare it first: msrnn-zoo data prepare kth"))
+    for attempt, words, flags in cases:
+        with pytest.raises((ValueError, OSError)) as caught:
+            attempt()
+        assert words in str(caught.value), str(caught.value)
+        assert "--" not in str(caught.value) and "msrnn-zoo" not in str(caught.value), str(caught.value)
+        assert flags in caught.value.cli_message, caught.value.cli_message
+
+
 def test_an_occupied_out_is_refused_before_the_recipes_data_is_downloaded(tmp_path, monkeypatch):
     """The paper's Moving MNIST recipe downloads MNIST first: a run directory it may not use must stop it before."""
     from msrnn_zoo import datasets
@@ -236,15 +268,15 @@ def test_an_out_holding_a_reproduction_says_to_resume_it_with_reproduce(tmp_path
 
 
 @pytest.mark.parametrize(("setting", "rule"), [
-    ({"batch_size": 0}, "batch_size=0: batch_size must be a whole number of at least 1"),  # was ZeroDivisionError
-    ({"seed": -1}, "seed=-1: seed must be a whole number from 0 to"),  # was accepted; train --seed -1 is refused
+    ({"batch_size": 0}, "{'batch_size': 0}: batch_size must be a whole number of at least 1"),  # was ZeroDivisionError
+    ({"seed": -1}, "{'seed': -1}: seed must be a whole number from 0 to"),  # was accepted; train --seed -1 is refused
     ({"seed": 2**64}, "seed must be a whole number from 0 to 18446744073709551615"),
     ({"seed": 1.5}, "seed must be a whole number"),
-    ({"lr": float("nan")}, "lr=NaN: lr must be a finite number above 0"),
+    ({"lr": float("nan")}, "{'lr': nan}: lr must be a finite number above 0"),
     ({"lr": float("inf")}, "lr must be a finite number above 0"),
     ({"lr": 0}, "lr must be a finite number above 0"),
-    ({"lr": "fast"}, 'lr="fast": lr must be a finite number'),
-    ({"hidden_channels": True}, "hidden_channels=true: hidden_channels must be a whole number of at least 1"),
+    ({"lr": "fast"}, "{'lr': 'fast'}: lr must be a finite number"),
+    ({"hidden_channels": True}, "{'hidden_channels': True}: hidden_channels must be a whole number of at least 1"),
     ({"num_layers": -2}, "num_layers must be a whole number of at least 1"),
     ({"kernel_size": 0}, "kernel_size must be a whole number of at least 1"),
     ({"epochs": 0}, "epochs must be a whole number of at least 1"),
