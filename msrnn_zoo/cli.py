@@ -29,7 +29,7 @@ from rich.text import Text
 
 from .io import DiskFullError
 from .licenses import DEFAULT_LICENSE, check_license
-from .validation import MAX_SEED
+from .validation import MAX_SEED, cli_text
 
 LICENSE_HELP = ("The Hub license id the card claims for the weights (mit, cc-by-4.0, ...; "
                 "https://huggingface.co/docs/hub/repositories-licenses); a zoo dataset's own terms are quoted in the "
@@ -115,7 +115,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as exc:
             if click.get_current_context().find_root().obj.get("debug"):
                 raise
-            error_line(getattr(exc, "cli_message", None) or str(exc))
+            error_line(cli_text(exc))
             sys.exit(1)
         except (MemoryError, RuntimeError) as exc:  # sizes the user chose (--hidden, --batch-size) that do not fit
             text = str(exc)
@@ -608,7 +608,7 @@ def data_info(dataset: str, root: Path | None, source: str | None, as_json: bool
     """A dataset's protocols, clips per split and protocol, and statistics of its prepared store."""
     from .datasets import describe_dataset
 
-    described = describe_dataset(dataset, root, source)
+    described = describe_dataset(dataset, root, source, explain=cli_text)
     if as_json:
         click.echo(json.dumps(described, indent=2, default=str))
         return

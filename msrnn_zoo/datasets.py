@@ -101,8 +101,12 @@ def to_physical(name: str, root: str | Path | None = None) -> Callable[[torch.Te
     return lambda values: scaling.inverse(values, params)
 
 
-def describe_dataset(name: str, root: str | Path | None = None, source: str | None = None) -> dict[str, Any]:
-    """What ``msrnn-zoo data info`` shows: protocols, clips per split and protocol, the plugin's statistics."""
+def describe_dataset(name: str, root: str | Path | None = None, source: str | None = None,
+                     explain: Callable[[Exception], str] = str) -> dict[str, Any]:
+    """What ``msrnn-zoo data info`` shows: protocols, clips per split and protocol, the plugin's statistics.
+
+    ``explain`` words why a split is unavailable: a Python caller reads the refusal's Python spelling (``str``), and
+    ``data info`` passes ``validation.cli_text``, so that its user is not told to call ``prepare_dataset``."""
     entry = get_dataset(name)
     info = entry.info
     check_source(entry, source)  # a mistake of the user's, not a split that is unavailable (once per split)
@@ -117,7 +121,7 @@ def describe_dataset(name: str, root: str | Path | None = None, source: str | No
                 dataset = load_dataset(name, split=split, source=source, root=root, protocol=protocol.name)
                 clips[protocol.name][split] = len(dataset)  # type: ignore[arg-type]
             except (ValueError, FileNotFoundError) as exc:
-                clips[protocol.name][split] = f"unavailable: {exc}"
+                clips[protocol.name][split] = f"unavailable: {explain(exc)}"
     described = {
         "name": info.name,
         "description": info.description,

@@ -98,6 +98,11 @@ def with_cli_message(exc: E, cli: str) -> E:
     return exc
 
 
+def cli_text(exc: BaseException) -> str:
+    """What the command line says of ``exc``: its words from ``with_cli_message`` where it has them."""
+    return getattr(exc, "cli_message", None) or str(exc)
+
+
 def parse_device(name: str, option: str = "--device", python: str | None = None) -> Any:
     """``torch.device(name)``, or a ``ValueError`` that says which devices exist here, in the words of ``option``:
     a command-line flag (``--device``) or a Python argument (``map_location``). Given ``python`` as well (the

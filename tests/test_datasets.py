@@ -577,6 +577,26 @@ def test_registration_rejects_bad_capabilities():
         forget("bad-baseline")
 
 
+def test_data_info_says_why_a_split_is_unavailable_in_the_command_lines_words(toy_dataset, raw, tmp_path,
+                                                                              monkeypatch):
+    """A store's refusal has two spellings (prepare_dataset(...) for Python, `msrnn-zoo data prepare` for the command
+    line); describe_dataset wrote the Python one into `data info`'s table of clips."""
+    from msrnn_zoo import datasets
+    from msrnn_zoo.validation import with_cli_message
+
+    root = tmp_path / "store"
+    run("data", "prepare", "toy-store", "--source", raw, "--root", root)
+
+    def refused(*args, **kwargs):
+        raise with_cli_message(ValueError("call prepare_dataset(force=True)"), "run data prepare --force")
+
+    monkeypatch.setattr(datasets, "load_dataset", refused)
+    shown = run("data", "info", "toy-store", "--root", root, "--json").output
+    assert "run data prepare --force" in shown and "prepare_dataset" not in shown
+    described = datasets.describe_dataset("toy-store", root)
+    assert described["clips"]["paper"]["test"] == "unavailable: call prepare_dataset(force=True)"
+
+
 # ------------------------------------------------------------------------------------------------ CLI end to end
 def test_cli_prepare_info_train_evaluate(toy_dataset, raw, tmp_path):
     root = tmp_path / "store"
