@@ -87,6 +87,7 @@ def run_weights(run_dir: str | Path, weights: str = "last") -> Path:
     ``FileNotFoundError`` saying why a run has none (it never validated, or was trained before they were kept)."""
     from .hub import WEIGHTS_NAME
     from .train import BEST_WEIGHTS_NAME, best_weights_of
+    from .validation import with_cli_message
 
     if weights not in WEIGHT_CHOICES:
         raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHT_CHOICES))}, got {weights!r}.")
@@ -96,8 +97,6 @@ def run_weights(run_dir: str | Path, weights: str = "last") -> Path:
     path = run_dir / BEST_WEIGHTS_NAME
     best = best_weights_of(path)
     if best is None:
-        from .validation import with_cli_message
-
         held = " (a file of that name is there, but not best weights msrnn-zoo wrote)" if path.exists() else ""
         said = f"{run_dir} has no weights of a best validation ({BEST_WEIGHTS_NAME}){held}: a run keeps them only "
         raise with_cli_message(
@@ -108,10 +107,13 @@ def run_weights(run_dir: str | Path, weights: str = "last") -> Path:
     recorded = _recorded_best_step(run_dir)
     if recorded != best["step"]:  # a run killed between writing the two (latest.json last)
         named = f"the best at step {recorded}" if recorded is not None else "no best validation"
-        raise ValueError(f"{path} holds the weights of the validation at step {best['step']}, but the run's record "
-                         f"(latest.json) names {named}: training was stopped while it wrote them. `msrnn-zoo train "
-                         f"--resume {shlex.quote(str(run_dir))}` (Trainer.resume) goes on from the checkpoint "
-                         "latest.json names and puts back the best weights that one records.")
+        said = (f"{path} holds the weights of the validation at step {best['step']}, but the run's record "
+                f"(latest.json) names {named}: the run was stopped between writing the two (or a "
+                "training of it writes them now). Resuming the run, ")
+        goes_on = (" goes on from the checkpoint latest.json names and makes the best weights those that checkpoint "
+                   "records (or leaves none until its next best validation, where that checkpoint is no longer kept).")
+        raise with_cli_message(ValueError(f"{said}Trainer.resume({str(run_dir)!r}).fit(),{goes_on}"),
+                               f"{said}`msrnn-zoo train --resume {shlex.quote(str(run_dir))}`,{goes_on}")
     return path
 
 
