@@ -315,11 +315,10 @@ class TrainConfig:
     """Processes the run trains on (torchrun); ``batch_size`` is per process, the global batch is their product."""
     val_every: int | None = None
     """Epochs between two validation losses (0: none), and one after the last epoch, so that over-fitting shows while
-    the run trains. ``None``, a
-    new run's default, becomes 0 when the run is made, as the paper trained and as fast as a run without it (a quick
-    run of two training clips validated the 200 of Moving MNIST's split each epoch), and 1 with ``early_stopping``,
-    which counts validations; a record written before this field reads as 0, so that an older run resumes as it
-    trained."""
+    the run trains. ``None``, a new run's default, becomes 0 when the run is made, as the paper trained and as fast as
+    a run without it (a quick run of two training clips validated the 200 of Moving MNIST's split each epoch), and 1
+    with ``early_stopping``, which counts validations; a record written before this field reads as 0, so that an older
+    run resumes as it trained."""
     early_stopping: int = 0
     """Validations in a row without a lower validation loss after which the run stops (0: never, as the paper
     trained); it needs ``val_every``."""

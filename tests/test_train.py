@@ -768,7 +768,6 @@ def test_resuming_from_python_names_its_arguments(tmp_path, clips_file):
         assert flags in caught.value.cli_message
 
 
-
 def test_new_train_config_takes_fast_path_none_and_auto_as_resume_does(clips_file):
     """new_train_config(fast_path="none") was refused with "use one of none, compile, ...", which named it, while
     Trainer.resume and set_fast_path take "none" (and "auto"); an unknown one lists the values Python takes."""
