@@ -105,7 +105,7 @@ def run_weights(run_dir: str | Path, weights: str = "last") -> Path:
             f"{said}where it validated (train --val-every N or --early-stopping), from its first validation on; its "
             "last weights are used without --weights best.")
     recorded = _recorded_best_step(run_dir)
-    if recorded != best["step"]:  # a run killed between writing the two (latest.json last)
+    if recorded != best["step"]:  # a run killed between writing the two (latest.json first)
         named = f"the best at step {recorded}" if recorded is not None else "no best validation"
         said = (f"{path} holds the weights of the validation at step {best['step']}, but the run's record "
                 f"(latest.json) names {named}: the run was stopped between writing the two (or a "

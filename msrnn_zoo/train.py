@@ -1114,17 +1114,17 @@ class Trainer:
         # to `--resume`) would keep the weights of the one before for `evaluate` and `push`; the other way round,
         # `--resume` trains the steps after the older checkpoint again, to the same weights
         atomic_write(self.run_dir / WEIGHTS_NAME, lambda p: shutil.copyfile(final / WEIGHTS_NAME, p))
-        if self.progress.best_step == self.progress.step and self.progress.best_val_loss is not None:
-            # before the pointer, as the last weights: killed between the two, the best weights are this complete
-            # checkpoint's, which latest.json does not name yet (evaluate --weights best says so, and the resume from
-            # the checkpoint it names puts back the best that one records: _keep_best_of_record); the other way round,
-            # the older best's weights stood for a best that latest.json named, and nothing said so
-            self._write_best(final / WEIGHTS_NAME)
         latest: dict[str, Any] = {"name": name, "step": self.progress.step, "epoch": self.progress.epoch}
         if self.progress.best_val_loss is not None:  # as its line in history.jsonl reads
             latest["best"] = {"epoch": self.progress.best_epoch, "step": self.progress.best_step,
                               "val_loss": self.progress.best_val_loss}
         write_json(self.run_dir / LATEST, latest)
+        if self.progress.best_step == self.progress.step and self.progress.best_val_loss is not None:
+            # after the pointer: killed between the two, latest.json names this checkpoint, which holds the new best,
+            # so the resume from it writes them (_keep_best_of_record), and meanwhile evaluate --weights best refuses
+            # the older best's weights (run_weights compares their step with the record's). Written first, a kill
+            # left a record naming an older checkpoint, whose best may be pruned: the resume then deleted them
+            self._write_best(final / WEIGHTS_NAME)
         kept = [n for n in self._checkpoint_names() if n <= name][-self.cfg.keep_checkpoints :]
         for old in self._checkpoint_names():  # older ones, and any left from steps a resume rolled back
             if old not in kept and not (folder / old).is_symlink():  # a link made during the run: resume refuses it

@@ -613,8 +613,9 @@ def test_a_run_without_validation_has_no_best_weights_and_force_replaces_a_run_w
 def test_a_run_killed_while_it_writes_a_new_best_never_shows_best_weights_its_record_does_not_name(
         tmp_path, clips_file, monkeypatch, crash_in):
     """Killed after latest.json named the best of epoch 1 and before model-best.safetensors was written, the run kept
-    epoch 0's weights as its best, and `evaluate --weights best` scored them as epoch 1's best until a resume. Now the
-    weights are written first; killed between the two, reading them says they are not the recorded best."""
+    epoch 0's weights as its best, and `evaluate --weights best` scored them as epoch 1's best until a resume. Reading
+    them now says they are not the recorded best, and the resume from the checkpoint latest.json names (which holds
+    that best: the record is written first) puts the best weights back."""
     import msrnn_zoo.train as train_module
     from msrnn_zoo.evaluate import run_weights
     from msrnn_zoo.train import best_weights_of
@@ -640,8 +641,8 @@ def test_a_run_killed_while_it_writes_a_new_best_never_shows_best_weights_its_re
         Trainer.create(run, config(clips_file, epochs=3, val_every=1)).fit()
     recorded = json.loads((run / "latest.json").read_text())["best"]["step"]
     held = best_weights_of(run / "model-best.safetensors")["step"]
-    assert (held, recorded) == ((16, 8) if crash_in == "latest" else (8, 8))  # the weights first, then the record
-    if held != recorded:  # the new best's weights, written before the record: not taken for the recorded best
+    assert (held, recorded) == ((8, 8) if crash_in == "latest" else (8, 16))  # the record first, then the weights
+    if held != recorded:  # the older best's weights, under a record naming the new best: not taken for it
         with pytest.raises(ValueError, match=rf"holds the weights of the validation at step {held}, but the run's "
                                              rf"record \(latest.json\) names the best at step {recorded}.*"
                                              r"Trainer.resume\(.*\).fit\(\), goes on") as caught:
@@ -652,8 +653,7 @@ def test_a_run_killed_while_it_writes_a_new_best_never_shows_best_weights_its_re
     monkeypatch.setattr(train_module, "write_json", write_json)
     monkeypatch.setattr(Trainer, "_write_best", write_best)
     Trainer.resume(run)
-    assert best_weights_of(run_weights(run, "best"))["step"] == json.loads((run / "latest.json").read_text())["best"][
-        "step"]
+    assert best_weights_of(run_weights(run, "best"))["step"] == recorded  # put back, not deleted
 
 
 def test_new_train_config_takes_the_frames_and_channels_of_the_dataset_or_of_the_clips(tmp_path, clips_file):
