@@ -153,6 +153,42 @@ def test_every_make_target_a_document_shows_exists(path):
     assert shown <= targets, f"{path.relative_to(REPO)} shows `make {', make '.join(sorted(shown - targets))}`"
 
 
+def script_options_refused(text: str) -> list[str]:
+    """Options shown for a script of this repository (`python benchmarks/step_time.py --size 64`) that it does not
+    declare: an option is declared where its literal (`"--size"`) is in the script, or in benchmarks/_common.py for
+    a script that adds its common options. Read as text, not run: importing each script would cost seconds."""
+    common = (REPO / "benchmarks" / "_common.py").read_text()
+    wrong = []
+    for code in code_of(text):
+        for m in re.finditer(r"(?<![\w/.-])((?:[\w-]+/)+[\w-]+\.py)((?: +[^\s#|;&>)]+)*)", code):
+            script = REPO / m.group(1)
+            if not script.is_file():  # a file of the original code, or of a package `new-cell` writes
+                continue
+            source = script.read_text()
+            declared = source + (common if "add_common_options(" in source else "")
+            wrong += [f"`{' '.join(m.group(0).split())}`: the script has no option {word.split('=')[0]}"
+                      for word in m.group(2).split() if word.startswith("--")
+                      and f'"{word.split("=")[0]}"' not in declared]
+    return wrong
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_script_option_a_document_shows_exists(path):
+    """`msrnn-zoo` commands are checked above; the benchmark and plugin scripts the documents run are checked here,
+    so that a number's command still runs as shown."""
+    wrong = script_options_refused(path.read_text())
+    assert not wrong, f"{path.relative_to(REPO)} shows script options that do not exist:\n" + "\n".join(wrong)
+
+
+def test_a_script_option_that_does_not_exist_is_found():
+    text = ("    python benchmarks/step_time.py --size 64 --sizes 32 \\\n        --clock process predrnn\n"
+            "and `python benchmarks/options.py --train-only --options clip-graph ms-predrnn`.\n")
+    assert script_options_refused(text) == [
+        "`benchmarks/step_time.py --size 64 --sizes 32 --clock process predrnn`: the script has no option --sizes"]
+    shown = [line for path in DOCS for line in code_of(path.read_text()) if "benchmarks/step_time.py --" in line]
+    assert len(shown) >= 3, shown  # the documents' own commands are read at all
+
+
 def test_the_documents_show_commands_at_all():
     """The parser above finds what the README shows: a change of its syntax must not pass by finding nothing."""
     shown = commands_shown(REPO / "README.md")
