@@ -20,6 +20,7 @@ from .factory import build_config, split_tag
 from .joint_conv import fold_joint_convs
 from .network import Forecaster
 from .registry import get_cell, get_model, registry
+from .validation import with_cli_message
 
 _LAYER = re.compile(r"^rnns\.lstm\.(\d+)\.(.+)$")
 WEIGHT_KEYS = ("state_dict", "model", "model_state_dict", "net")
@@ -210,7 +211,13 @@ def check_conversion(model: Forecaster, name: str, out: str | Path, *, size: int
     from .testing import load_fixture, parity_against
     from .train import refuse_a_run_as_model_folder
 
-    refuse_a_run_as_model_folder(out, "another --out")
+    try:  # (the command line gives out as --out)
+        refuse_a_run_as_model_folder(out, "another folder as out")
+    except ValueError as exc:
+        try:
+            refuse_a_run_as_model_folder(out, "another --out")
+        except ValueError as cli:
+            raise with_cli_message(exc, str(cli)) from None
     model = model.eval()
     model.check_size(size, size)
     report = {"model": name, "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
@@ -221,16 +228,18 @@ def check_conversion(model: Forecaster, name: str, out: str | Path, *, size: int
             raise ValueError(f"{reference} has no 'input' and 'output' tensors to check parity against.")
         steps = in_len if in_len is not None else int(meta.get("in_len", 0))
         frames_in_reference = int(tensors["input"].shape[0])
-        if in_len is None and steps < 1:
-            raise ValueError(f"Say how many of {reference}'s frames are context: --in-len N.")
+        if in_len is None and steps < 1:  # (the command line gives in_len as --in-len)
+            said = f"Say how many of {reference}'s frames are context: {{}}."
+            raise with_cli_message(ValueError(said.format("in_len=N")), said.format("--in-len N"))
         if not 1 <= steps < frames_in_reference:
-            raise ValueError(f"--in-len {steps}: {reference} holds {frames_in_reference} frames, and the context must "
-                             f"leave at least one to forecast: give 1..{frames_in_reference - 1}.")
+            said = (f": {reference} holds {frames_in_reference} frames, and the context must leave at least one to "
+                    f"forecast: give 1..{frames_in_reference - 1}.")
+            raise with_cli_message(ValueError(f"in_len={steps}{said}"), f"--in-len {steps}{said}")
         error = parity_against(model, tensors["input"], tensors["output"], steps)
-        if not error <= PARITY_TOLERANCE:
-            raise ValueError(f"Parity check failed: the converted model differs from {Path(reference).name}'s outputs "
-                             f"by up to {error:.3g} (tolerance {PARITY_TOLERANCE:g}). Check --model and the cell "
-                             "options.")
+        if not error <= PARITY_TOLERANCE:  # (the model's name is --model on the command line)
+            said = (f"Parity check failed: the converted model differs from {Path(reference).name}'s outputs by up to "
+                    f"{error:.3g} (tolerance {PARITY_TOLERANCE:g}). Check {{}} and the cell options.")
+            raise with_cli_message(ValueError(said.format(f"the model's name ({name!r})")), said.format("--model"))
         shape = tuple(tensors["input"].shape)
         report["parity with the reference"] = (f"max |difference| {error:.2e} over input {shape} (T, B, C, H, W), "
                                                f"{steps} context frames")

@@ -249,3 +249,33 @@ def test_convert_out_of_memory_names_the_one_size_it_can_lower(tmp_path, monkeyp
     said = " ".join(result.output.split())
     assert result.exit_code == 1 and "Ran out of memory; lower --size, or use smaller clips" in said, said
     assert "--hidden" not in said and "--batch-size" not in said
+
+
+def test_check_conversion_from_python_names_its_arguments_not_converts_flags(tmp_path):
+    """check_conversion told a notebook "--in-len N", "--in-len 99: ...", "Check --model" and "another --out": flags
+    of `msrnn-zoo convert`, which it had not run. It now names in_len=, the model's name and out; the CLI keeps its
+    words (test_cli_convert_failures_are_one_line)."""
+    from safetensors.torch import save_file
+
+    from msrnn_zoo.convert import check_conversion
+
+    model = from_original(original_weights(), "ms-convlstm")
+    save_file({"input": torch.zeros(8, 1, 1, 16, 16), "output": torch.zeros(7, 1, 1, 16, 16)},
+              tmp_path / "no-in-len.safetensors")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_config.json").write_text("{}")
+    out = tmp_path / "out"
+    cases = [
+        (dict(reference=tmp_path / "no-in-len.safetensors"), out, "frames are context: in_len=N.", "--in-len N."),
+        (dict(reference=PREDRNN_FIXTURE, in_len=99), out, "in_len=99: ", "--in-len 99: "),
+        (dict(reference=PREDRNN_FIXTURE, size=16), out, "Check the model's name ('ms-convlstm') and the cell options",
+         "Check --model and the cell options"),
+        ({}, run, "Write it into a folder of its own (another folder as out).", "(another --out)."),
+    ]
+    for options, where, words, flags in cases:
+        with pytest.raises(ValueError) as caught:
+            check_conversion(model, "ms-convlstm", where, **options)
+        assert words in str(caught.value) and "--" not in str(caught.value), str(caught.value)
+        assert flags in caught.value.cli_message, caught.value.cli_message
+    assert not out.exists()
