@@ -13,15 +13,36 @@ import importlib.metadata
 import importlib.util
 import re
 import shutil
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from string import Template
+from typing import TypeVar
 
 from .io import SOFTWARE, atomic_write, make_sibling_dir
 from .plugins import BUILTIN_DISTRIBUTIONS
+from .validation import with_cli_message
 
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 """A cell's name, matched whole (``fullmatch``: ``$`` would let a trailing newline through into folder names)."""
+E = TypeVar("E", bound=BaseException)
+
+
+def _refusal(kind: Callable[[str], E], say: Callable[[bool], str]) -> E:
+    """``kind(say(False))`` in the words of ``new_cell``'s Python caller, carrying ``say(True)``, those of
+    ``msrnn-zoo new-cell``, as its ``cli_message``: a notebook was told to see `msrnn-zoo list` and to choose another
+    ``--dir``, which no function of theirs takes."""
+    return with_cli_message(kind(say(False)), say(True))
+
+
+def _see(cli: bool, lister: str) -> str:
+    """Where the taken names are listed: ``msrnn-zoo list`` (``cli``), or the function ``lister`` of the package."""
+    return "see `msrnn-zoo list`" if cli else f"see msrnn_zoo.{lister}()"
+
+
+def _dir(cli: bool) -> str:
+    """The folder to write into: ``--dir`` on the command line, ``parent`` in Python."""
+    return "--dir" if cli else "parent"
 
 
 def names(name: str) -> dict[str, str]:
@@ -44,19 +65,19 @@ def check_name(name: str) -> None:
         raise ValueError(f"{name!r} starts with {prefix!r}, which names the model of every cell on the {schedule!r} "
                          f"schedule; name the cell {name[len(prefix):]!r} and the zoo adds {name!r} itself.")
     if name in list_cells():
-        raise ValueError(f"{name!r} is already registered (see `msrnn-zoo list`); choose another name.")
+        raise _refusal(ValueError, lambda cli: f"{name!r} is already registered ({_see(cli, 'list_cells')}); choose "
+                       "another name.")
     models = [prefix + name for prefix in MODEL_VARIANTS]
     taken = [model for model in models if model in list_models()]
     if taken:  # names are first come, first served: the new cell would be installed without these models
-        raise ValueError(f"{name!r} would add the models {' and '.join(map(repr, models))}, but "
-                         f"{' and '.join(map(repr, taken))} {'is' if len(taken) == 1 else 'are'} already registered "
-                         "(see `msrnn-zoo list`); choose another name.")
+        raise _refusal(ValueError, lambda cli: f"{name!r} would add the models {' and '.join(map(repr, models))}, "
+                       f"but {' and '.join(map(repr, taken))} {'is' if len(taken) == 1 else 'are'} already registered "
+                       f"({_see(cli, 'list_models')}); choose another name.")
     implied = names(name)
-    holder = _taken_by(implied)
-    if holder:
-        raise ValueError(f"{name!r} would make the distribution {implied['dist']!r} with package "
-                         f"{implied['package']!r}, but {holder}; installing it would replace that. Choose another name "
-                         "(nothing was written).")
+    if _taken_by(implied, cli=False):
+        raise _refusal(ValueError, lambda cli: f"{name!r} would make the distribution {implied['dist']!r} with "
+                       f"package {implied['package']!r}, but {_taken_by(implied, cli)}; installing it would replace "
+                       "that. Choose another name (nothing was written).")
 
 
 def normalize(dist: str) -> str:
@@ -64,12 +85,13 @@ def normalize(dist: str) -> str:
     return re.sub(r"[-_.]+", "-", dist).lower()
 
 
-def _taken_by(implied: dict[str, str]) -> str | None:
-    """What already owns the names a new cell implies, or ``None``: installing over it would break it."""
+def _taken_by(implied: dict[str, str], cli: bool) -> str | None:
+    """What already owns the names a new cell implies, or ``None``: installing over it would break it (where to see
+    it in the command line's words, ``cli``, or Python's)."""
     from .registry import list_datasets
 
     if implied["name"] in list_datasets():
-        return f"{implied['name']!r} names a registered dataset (see `msrnn-zoo list`)"
+        return f"{implied['name']!r} names a registered dataset ({_see(cli, 'list_datasets')})"
     dist = normalize(implied["dist"])
     if dist == normalize(SOFTWARE):
         return f"{implied['dist']!r} is the zoo's own distribution"
@@ -94,11 +116,12 @@ def new_cell(name: str, parent: str | Path = ".") -> Path:
     # the nearest existing folder on the way must be a folder: else mkdir's bare "[Errno 17] File exists"
     existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise NotADirectoryError(f"{existing} is a file, so {parent} cannot be the folder to write msrnn-{name} in; "
-                                 "choose another --dir (nothing was written).")
+        raise _refusal(NotADirectoryError, lambda cli: f"{existing} is a file, so {parent} cannot be the folder to "
+                       f"write msrnn-{name} in; choose another {_dir(cli)} (nothing was written).")
     target = parent / values["dist"]
     if target.exists() or target.is_symlink():
-        raise FileExistsError(f"{target} already exists; choose another --dir (nothing was written).")
+        raise _refusal(FileExistsError, lambda cli: f"{target} already exists; choose another {_dir(cli)} (nothing was "
+                       "written).")
     template = files("msrnn_zoo") / "templates" / "new_cell"
     staging = make_sibling_dir(target, "new")
     try:

@@ -176,6 +176,32 @@ def test_a_dir_that_is_a_file_is_refused_by_name(tmp_path, below):
     assert notes.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+
+def test_new_cell_from_python_names_parent_and_the_list_functions(tmp_path, monkeypatch):
+    """scaffold.new_cell told a notebook to see `msrnn-zoo list` and to choose another --dir: a command and a flag of
+    `msrnn-zoo new-cell`, which it had not run. It now names list_cells(), list_models(), list_datasets() and parent;
+    the CLI keeps its words (test_bad_names_are_refused, test_a_dir_that_is_a_file_is_refused_by_name)."""
+    from msrnn_zoo import registry, scaffold
+
+    listed = registry.list_models
+    monkeypatch.setattr(registry, "list_models", lambda *args, **kwargs: [*listed(*args, **kwargs), "ms-fresh"])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    (tmp_path / "msrnn-convgru").mkdir()
+    cases = [(("convlstm", tmp_path), "(see msrnn_zoo.list_cells())"),
+             (("fresh", tmp_path), "(see msrnn_zoo.list_models())"),
+             (("moving-mnist", tmp_path), "(see msrnn_zoo.list_datasets())"),
+             (("convgru", notes), "choose another parent (nothing was written)"),
+             (("convgru", tmp_path), "already exists; choose another parent (nothing was written)")]
+    for (name, parent), words in cases:
+        with pytest.raises((ValueError, OSError)) as caught:
+            scaffold.new_cell(name, parent)
+        assert words in str(caught.value) and "msrnn-zoo list" not in str(caught.value), str(caught.value)
+        assert "--dir" not in str(caught.value), str(caught.value)
+        assert "see `msrnn-zoo list`" in caught.value.cli_message or "choose another --dir" in caught.value.cli_message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["msrnn-convgru", "notes.txt"]
+
+
 @pytest.mark.slow
 def test_pip_installs_it_into_a_fresh_venv_and_its_tests_pass(tmp_path):
     """The whole path of a plugin author: generate, pip install -e, pytest, msrnn-zoo list."""
