@@ -149,13 +149,38 @@ class Checkpoint:
         push = shlex.join(["msrnn-zoo", "push", run, "--repo-id", self.repo_id])
         return [*lines, recipe.reproduce_command(run), push]
 
-    def not_published_message(self) -> str:
+    def python_calls(self) -> list[str]:
+        """The Python calls that do what the first of :meth:`commands` do: prepare the data (if needed) and reproduce.
+        Push has no twin here: ``push_to_hub`` of the model would publish its weights without the run's card."""
+        if not self.recipe:
+            return []
+        from .store import prepare_call
+
+        model, _, dataset = self.recipe.partition(".")
+        recipe = get_recipe(model, dataset)
+        run, root = recipe.run_dir(), recipe.data_root()
+        lines = []
+        if recipe.get("prepare") and root:
+            words = shlex.split(recipe["prepare"])
+            source = words[words.index("--source") + 1] if "--source" in words[:-1] else "RAW_FILES"
+            lines.append("msrnn_zoo.datasets." + prepare_call(dataset, Path(root), source=source))
+        return [*lines, f"msrnn_zoo.reproduce.reproduce({model!r}, {dataset!r}, {run!r}"
+                        + (f", root={root!r})" if root else ")")]
+
+    def not_published_message(self, python: bool = False) -> str:
+        """Why there are no weights to load, and the commands that would make them; for a Python caller
+        (``python``: ``create(NAME, pretrained=...)`` reaches it) also the calls that do all but the push there."""
         commands = self.commands()
         how = ("\n".join(f"  {c}" for c in commands) if commands else
                "  (the record names no recipe; ask its plugin's authors)")
-        return (f"{self.name!r} is recipe-only in the pretrained catalogue: no run has published it yet, so "
-                f"there are no weights to load. These commands would create it:\n{how}\n"
-                f"then load it with pretrained={self.repo_id!r} (or your own repo id, if you pushed elsewhere).")
+        said = (f"{self.name!r} is recipe-only in the pretrained catalogue: no run has published it yet, so "
+                f"there are no weights to load. These commands would create it:\n{how}\n")
+        calls = self.python_calls() if python else []
+        if calls:
+            said += (f"(in a notebook, run them with !; from Python, {' and '.join(calls)} "
+                     f"{'do the first two' if len(calls) > 1 else 'does the first'})\n")
+        return said + (f"then load it with pretrained={self.repo_id!r} (or your own repo id, if you pushed "
+                       "elsewhere).")
 
 
 def validate_checkpoint(record: Checkpoint) -> Checkpoint:

@@ -22,6 +22,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from .io import atomic_write, file_hash, read_json, refuse_overwrite, write_json, write_text, written_by_us
+from .validation import with_cli_message
 from .versions import WRITTEN_BY, written_by
 from .weights import UnreadableWeightsError, load_weights, versions_metadata
 
@@ -770,8 +771,9 @@ def resolve_pretrained(model_name: str, pretrained: bool | str | os.PathLike[str
                          "directory written by save_pretrained or a Hub repo id.")
     source: str = pretrained  # type: ignore[assignment]
     if record is not None:
-        if not record.published:
-            raise ValueError(record.not_published_message())
+        if not record.published:  # (the CLI's info reaches it too: it says the commands alone)
+            raise with_cli_message(ValueError(record.not_published_message(python=True)),
+                                   record.not_published_message())
         source = record.repo_id
         revision = revision or record.revision or None
     model = Forecaster.from_pretrained(source, revision=revision, cache_dir=cache_dir, token=token,

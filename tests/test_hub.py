@@ -487,6 +487,24 @@ def test_recipe_only_tags_answer_with_the_commands():
         msrnn_zoo.create("ms-convlstm", pretrained="nope")
 
 
+def test_a_recipe_only_tag_tells_python_the_calls_that_do_what_the_commands_do():
+    """create(NAME) in a notebook listed only the shell commands; it now adds the prepare_dataset and reproduce calls
+    that do the same from Python (push has no twin that uploads the run's card). The CLI keeps the commands alone
+    (test_the_commands_of_a_recipe_only_message_keep_their_own_lines)."""
+    with pytest.raises(ValueError) as info:
+        msrnn_zoo.create("ms-motionrnn.kth")
+    said = str(info.value)
+    assert ("from Python, msrnn_zoo.datasets.prepare_dataset('kth', source=RAW_KTH_AVIS, root='DATA/kth') and "
+            "msrnn_zoo.reproduce.reproduce('ms-motionrnn', 'kth', 'runs/ms-motionrnn-kth', root='DATA/kth') do the "
+            "first two") in said, said
+    assert "msrnn-zoo push runs/ms-motionrnn-kth --repo-id msrnn-zoo/ms-motionrnn-kth" in said
+    assert "from Python" not in info.value.cli_message
+    with pytest.raises(ValueError) as info:
+        msrnn_zoo.create("ms-convlstm", pretrained="moving-mnist")
+    assert ("from Python, msrnn_zoo.reproduce.reproduce('ms-convlstm', 'moving-mnist', "
+            "'runs/ms-convlstm-moving-mnist') does the first)") in str(info.value), str(info.value)
+
+
 def test_an_empty_tag_is_refused_not_read_as_random_weights():
     with pytest.raises(ValueError, match=r"'ms-motionrnn\.' ends with '\.' but names no checkpoint.*"
                                          r"ms-motionrnn's tags: moving-mnist, kth"):
