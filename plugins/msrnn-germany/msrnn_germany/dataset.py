@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from msrnn_zoo.store import Store, open_store
+from msrnn_zoo.store import Store, open_store, prepare_call
+from msrnn_zoo.validation import with_cli_message
 
 from .clips import RadarClips, paper_clips
 from .prepare import FRAMES, STORE_VERSION, TIMES
@@ -24,9 +25,11 @@ STATS_SAMPLE = 512
 def _check_store(store: Store) -> None:
     version = store.meta.get("version")
     if version != STORE_VERSION or "splits" not in store.meta:
-        raise ValueError(f"The germany store at {store.root} was written by another version of msrnn-germany "
-                         f"(store version {version!r}, this one reads {STORE_VERSION}); rebuild it with "
-                         f"`msrnn-zoo data prepare germany --source RAW_FILES --root {store.root} --force`.")
+        said = (f"The germany store at {store.root} was written by another version of msrnn-germany (store version "
+                f"{version!r}, this one reads {STORE_VERSION}); rebuild it with ")
+        raise with_cli_message(  # (load_dataset reaches it from Python, train and data info from the command line)
+            ValueError(f"{said}`{prepare_call(NAME, store.root, force=True)}`."),
+            f"{said}`msrnn-zoo data prepare germany --source RAW_FILES --root {store.root} --force`.")
 
 
 def make_germany(split: str, *, root: str | Path, download: bool = False, protocol: str = "paper",
@@ -46,9 +49,10 @@ def make_germany(split: str, *, root: str | Path, download: bool = False, protoc
     except ValueError as exc:
         raise ValueError(f"{exc} OpenSTL: {NO_OPENSTL}.") from None
     if download:
-        raise ValueError("germany cannot download its data: fetch DWD RADOLAN RY files (opendata.dwd.de) or the "
-                         "MS-RNN PNG folders yourself, then run `msrnn-zoo data prepare germany --source FOLDER "
-                         "--root STORE`.")
+        said = ("germany cannot download its data: fetch DWD RADOLAN RY files (opendata.dwd.de) or the MS-RNN PNG "
+                "folders yourself, then ")
+        raise with_cli_message(ValueError(f"{said}prepare them: `{prepare_call(NAME, 'STORE', source='FOLDER')}`."),
+                               f"{said}run `msrnn-zoo data prepare germany --source FOLDER --root STORE`.")
     store = open_store(root, NAME)
     _check_store(store)
     if split not in store.meta["splits"]:

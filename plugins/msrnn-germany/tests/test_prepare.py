@@ -290,6 +290,24 @@ def test_a_store_of_another_dataset_or_version_is_refused(png_source: Path, tmp_
         make_germany("train", root=other.root)
 
 
+def test_a_python_caller_is_told_the_prepare_dataset_call_not_the_command(png_source: Path, tmp_path: Path) -> None:
+    """load_dataset of a store of another version, or with download=True, told a notebook to run `msrnn-zoo data
+    prepare germany ... --force`; it now names prepare_dataset and its arguments. The CLI keeps its command."""
+    build(png_source, tmp_path / "store")
+    other = prepare_store(tmp_path / "other", "germany", lambda out: out.meta.update({"version": 99}))
+    cases = [(dict(root=other.root), f"rebuild it with `prepare_dataset('germany', source=RAW_FILES, "
+              f"root={str(other.root)!r}, force=True)`.", f"--root {other.root} --force`."),
+             (dict(root=tmp_path / "store", download=True),
+              "then prepare them: `prepare_dataset('germany', source=FOLDER, root=STORE)`.",
+              "then run `msrnn-zoo data prepare germany --source FOLDER --root STORE`.")]
+    for arguments, words, command in cases:
+        with pytest.raises(ValueError) as caught:
+            load_dataset("germany", split="train", **arguments)
+        said = str(caught.value)
+        assert words in said and "msrnn-zoo" not in said and "--" not in said, said
+        assert command in caught.value.cli_message, caught.value.cli_message
+
+
 def test_full_archive_clip_counts() -> None:
     # 2015: 365 days * 288 five-minute files = 105,120 files -> 105,120 // 60 = 1,752 clips
     assert clip_rules.archive_clips([2015]) == (105_120, 1_752)
