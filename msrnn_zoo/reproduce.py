@@ -95,8 +95,10 @@ def make_plan(model: str, dataset: str, *, root: str | Path | None = None, sourc
     try:
         get_dataset(dataset)
     except ValueError:
-        raise ValueError(f"The recipe {recipe.key} trains on {dataset!r}, but no installed plugin registers that "
-                         "dataset; install its plugin (see `msrnn-zoo plugins`).") from None
+        said = (f"The recipe {recipe.key} trains on {dataset!r}, but no installed plugin registers that dataset; "
+                "install its plugin (see {}).")
+        raise with_cli_message(ValueError(said.format("msrnn_zoo.plugins.records()")),
+                               said.format("`msrnn-zoo plugins`")) from None
     if recipe.get("root_required") and root is None:
         from .store import prepare_call
 

@@ -144,6 +144,21 @@ def test_reproducing_from_python_names_the_arguments_not_the_flags(tmp_path):
         assert flags in caught.value.cli_message, caught.value.cli_message
 
 
+def test_a_recipe_whose_dataset_has_no_plugin_names_the_plugins_records_to_python(monkeypatch):
+    """make_plan sent a notebook to `msrnn-zoo plugins` to see what loaded; it now names msrnn_zoo.plugins.records(),
+    and the CLI keeps the command."""
+    from msrnn_zoo import registry
+
+    def missing(name):
+        raise ValueError(f"Unknown dataset {name!r}.")
+
+    monkeypatch.setattr(registry, "get_dataset", missing)
+    with pytest.raises(ValueError) as caught:
+        reproduce.make_plan("convlstm", "moving-mnist", source="synthetic")
+    assert "install its plugin (see msrnn_zoo.plugins.records())." in str(caught.value), str(caught.value)
+    assert "install its plugin (see `msrnn-zoo plugins`)." in caught.value.cli_message
+
+
 def test_an_occupied_out_is_refused_before_the_recipes_data_is_downloaded(tmp_path, monkeypatch):
     """The paper's Moving MNIST recipe downloads MNIST first: a run directory it may not use must stop it before."""
     from msrnn_zoo import datasets
