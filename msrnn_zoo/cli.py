@@ -885,7 +885,7 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
         shutdown()
     if trainer.dist.is_main:
         if trainer.stopped_early:
-            console.print(escape(_stopped_early(trainer)), highlight=False, soft_wrap=True)
+            console.print(escape(trainer.stopped_early_said(cli=True)), highlight=False, soft_wrap=True)
         console.print(f"Run saved in [bold]{escape(str(run_dir))}[/bold] (final loss "
                       f"{trainer.progress.losses[-1]:.4f}). Next: msrnn-zoo evaluate {escape(_q(run_dir))}",
                       soft_wrap=True)
@@ -982,36 +982,18 @@ def _say_where_training_resumes(trainer: Any, run_dir: Path) -> None:
                           highlight=False, soft_wrap=True)
 
 
-def _best_validation(progress: Any) -> str:
-    if progress.best_val_loss is None:  # every validation gave NaN or infinity
-        return "no validation loss was finite"
-    return f"best {progress.best_val_loss:.4f} after epoch {progress.best_epoch + 1}, step {progress.best_step}"
-
-
-def _stopped_early(trainer: Any) -> str:
-    """What early stopping did: when it stopped, after how many validations, and the best one."""
-    p, epochs = trainer.progress, trainer.cfg.epochs
-    return (f"Early stopping ended the run after epoch {p.epoch} of {epochs}: the validation loss has not improved in "
-            f"{p.stale_validations} validation(s) (--early-stopping {trainer.cfg.early_stopping}; "
-            f"{_best_validation(p)}). The run's weights are its last epoch's; those of its best validation are kept "
-            f"beside them, for evaluate, predict, card and push --weights best.")
-
-
 def _validation_line(t: Any, loss: float, best: bool) -> None:
     """After an epoch's progress line: its validation loss, and the best so far."""
+    from .train import best_validation
+
     p = t.progress
-    said = "best so far" if best else _best_validation(p)
+    said = "best so far" if best else best_validation(p)
     console.print(escape(f"epoch {p.epoch}/{t.cfg.epochs}  val loss {loss:.4f} ({said})"), highlight=False,
                   soft_wrap=True)
 
 
 def _fit_with_progress(trainer: Any, log_every: float = 30.0) -> None:
-    if trainer.stopped_early:
-        raise ValueError(f"{_stopped_early(trainer)} To train it further, resume it with a larger --early-stopping "
-                         "(or 0: off), and a larger --epochs if its epochs are done.")
-    if trainer.progress.epoch >= trainer.cfg.epochs:
-        raise ValueError(f"The run already finished its {trainer.cfg.epochs} epoch(s); pass a larger --epochs "
-                         "to train it further.")
+    trainer.refuse_finished()  # before the notes and the progress bar, which would announce a training
     if not trainer.dist.is_main:  # under torchrun, rank 0 shows the progress of the whole job
         trainer.fit()
         return

@@ -597,6 +597,13 @@ class Progress:
     stale_validations: int = 0  # validations since the best one: early stopping compares it with its patience
 
 
+def best_validation(progress: Progress) -> str:
+    """The best validation so far and when it came, as the command line's lines and early stopping's refusal say it."""
+    if progress.best_val_loss is None:  # every validation gave NaN or infinity
+        return "no validation loss was finite"
+    return f"best {progress.best_val_loss:.4f} after epoch {progress.best_epoch + 1}, step {progress.best_step}"  # type: ignore[operator]
+
+
 def refuse_a_file_for_a_run(run_dir: Path) -> None:
     """A ``NotADirectoryError`` where a run's folder was asked for and a file given (often a file inside the run,
     its ``model.safetensors``), pointing at the run it belongs to: "no run directory; train one with --out" that
@@ -833,6 +840,18 @@ class Trainer:
         stopping said a user should raise the patience, where more epochs are what trains it further."""
         return (bool(self.cfg.early_stopping) and self.progress.epoch < self.cfg.epochs
                 and self.progress.stale_validations >= self.cfg.early_stopping)
+
+    def stopped_early_said(self, cli: bool = False) -> str:
+        """What early stopping did: when it ended the run, after how many validations without improvement, and the
+        best one; where ``cli``, in the command line's words (``--early-stopping``) and where the best weights are."""
+        p, patience = self.progress, self.cfg.early_stopping
+        said = (f"Early stopping ended the run after epoch {p.epoch} of {self.cfg.epochs}: the validation loss has not "
+                f"improved in {p.stale_validations} validation(s) ")
+        if not cli:
+            return f"{said}(early_stopping={patience}; {best_validation(p)})"
+        return (f"{said}(--early-stopping {patience}; {best_validation(p)}). The run's weights are its last "
+                "epoch's; those of its best validation are kept beside them, for evaluate, predict, card and push "
+                "--weights best.")
 
     @property
     def finished(self) -> bool:
@@ -1280,7 +1299,7 @@ class Trainer:
         """
         if self._stopped is not None:
             raise RuntimeError(self._stopped)
-        self._refuse_finished()
+        self.refuse_finished()
         self._relock()
         try:
             losses = self._fit(on_step, stop_after, on_validation)
@@ -1306,24 +1325,27 @@ class Trainer:
         distributed.barrier(self.dist)  # rank 0 has written the last checkpoint before any process moves on
         return losses
 
-    def _refuse_finished(self) -> None:
+    def refuse_finished(self) -> None:
         """A ``ValueError`` where the run has nothing left to train, saying how to train it further: ``fit()`` of a
         finished run (``Trainer.resume(run).fit()`` once its epochs were done) returned its old losses at once, and a
-        notebook's user took them for a training that never ran. ``train --resume`` refuses it before, in its flags."""
+        notebook's user took them for a training that never ran. Its ``cli_message`` says it in ``train``'s flags,
+        which calls it before its notes and progress bar."""
         if not self.finished:
             return
         self._unlock()  # as a fit that trained to the end lets the run go: to be resumed further, here or elsewhere
-        p, resume = self.progress, f"Trainer.resume({str(self.run_dir)!r}"
+        resume = f"Trainer.resume({str(self.run_dir)!r}"
         if self.stopped_early:
-            best = ("no validation loss was finite" if p.best_val_loss is None else
-                    f"best {p.best_val_loss:.4f} after epoch {p.best_epoch + 1}, step {p.best_step}")  # type: ignore[operator]
-            raise ValueError(f"Early stopping ended the run after epoch {p.epoch} of {self.cfg.epochs}: the validation "
-                             f"loss has not improved in {p.stale_validations} validation(s) (early_stopping="
-                             f"{self.cfg.early_stopping}; {best}); nothing was trained. To train it further, resume it "
-                             f"with a larger patience, {resume}, early_stopping={self.cfg.early_stopping + 1}) (or 0: "
-                             "off), and a larger epochs= if its epochs are done.")
-        raise ValueError(f"The run already finished its {self.cfg.epochs} epoch(s); nothing was trained. To train it "
-                         f"further, resume it with a larger epochs=: {resume}, epochs={self.cfg.epochs + 1}).fit().")
+            raise with_cli_message(
+                ValueError(f"{self.stopped_early_said()}; nothing was trained. To train it further, resume it with a "
+                           f"larger patience, {resume}, early_stopping={self.cfg.early_stopping + 1}) (or 0: off), "
+                           "and a larger epochs= if its epochs are done."),
+                f"{self.stopped_early_said(cli=True)} To train it further, resume it with a larger --early-stopping "
+                "(or 0: off), and a larger --epochs if its epochs are done.")
+        said = f"The run already finished its {self.cfg.epochs} epoch(s); "
+        raise with_cli_message(
+            ValueError(f"{said}nothing was trained. To train it further, resume it with a larger epochs=: {resume}, "
+                       f"epochs={self.cfg.epochs + 1}).fit()."),
+            f"{said}pass a larger --epochs to train it further.")
 
     def close(self) -> None:
         """Let this Trainer go without training (further): the run's locks are released, so that the run can be
