@@ -822,11 +822,9 @@ def train(model: str | None, dataset: str | None, source: str | None, root: Path
             "continues a run with the data, model, optimizer and input schedule it was created with (to change "
             "those, start a new run with --out)")
         if model is not None:
-            from .io import read_json
-            from .train import TRAIN_CONFIG, TrainConfig, require_run
+            from .train import read_train_config, require_run
 
-            trained = TrainConfig.from_dict(read_json(require_run(resume) / TRAIN_CONFIG, "run (train_config.json)"),
-                                            str(resume / TRAIN_CONFIG)).model
+            trained = read_train_config(require_run(resume)).model
             if model != trained:
                 raise ValueError(f"{resume} is a run of {trained!r}, not {model!r}; resume it without "
                                  "naming a model, or start a new run with --out.")
@@ -1284,8 +1282,8 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
     import hashlib
 
     from .evaluate import WEIGHTS_DIGEST, evaluate_run, metrics_name, reports_to_dict, run_weights
-    from .io import file_hash, read_json, refuse_overwrite, write_json
-    from .train import TRAIN_CONFIG, TrainConfig, being_trained, refuse_a_file_for_a_run
+    from .io import file_hash, refuse_overwrite, write_json
+    from .train import being_trained, read_train_config, refuse_a_file_for_a_run
 
     refuse_a_file_for_a_run(run_dir)  # before its metrics file's path inside it is checked
     out = out or run_dir / metrics_name(split, weights)
@@ -1307,7 +1305,7 @@ def evaluate(run_dir: Path, split: str, batch_size: int | None, max_clips: int |
                                frames=frames, precision=precision,  # type: ignore[arg-type]
                                fast_path=None if fast_path == "none" else fast_path, compile_cells=compile_cells,
                                on_batch=on_batch, weights=weights)
-    cfg = TrainConfig.from_dict(read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)"))  # read whole above
+    cfg = read_train_config(run_dir)  # read whole above
     data = reports_to_dict(reports, run_dir, split, frames,  # type: ignore[arg-type]
                            weights=run_weights(run_dir, weights), precision=precision, cfg=cfg)
     if before is not None and data[WEIGHTS_DIGEST] != before:

@@ -25,7 +25,6 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import DataLoader
 
-from .io import read_json
 from .metrics import (
     BASELINES,
     DEFAULT_METRICS,
@@ -46,6 +45,7 @@ from .train import (
     check_run_data,
     empty_split_error,
     open_split,
+    read_train_config,
     refuse_a_file_for_a_run,
     run_of_checkpoint,
 )
@@ -160,8 +160,7 @@ def load_run(run_dir: str | Path, device: str | None = None,
             FileNotFoundError(f"{said}run_dir of an earlier Trainer.create (or `msrnn-zoo train`)."
                               f"{run_of_checkpoint(run_dir)}"),
             f"{said}--out directory of an earlier `msrnn-zoo train`.{run_of_checkpoint(run_dir)}")
-    cfg = TrainConfig.from_dict(read_json(run_dir / TRAIN_CONFIG, "run (train_config.json)"),
-                                str(run_dir / TRAIN_CONFIG))
+    cfg = read_train_config(run_dir)
     device, note = run_device(cfg, device)
     parse_device(device)
     if note:

@@ -680,6 +680,12 @@ def require_run(run_dir: str | Path) -> Path:
     return run_dir
 
 
+def read_train_config(run_dir: Path) -> TrainConfig:
+    """The config a run records, each field checked, its errors naming the file in full (several runs may be open)."""
+    path = run_dir / TRAIN_CONFIG
+    return TrainConfig.from_dict(read_json(path, "run (train_config.json)"), str(path))
+
+
 def _processes_of(run_dir: Path) -> int:
     """The processes a run trains on, as its config records them (1 where it cannot be read: advice only)."""
     try:
