@@ -914,13 +914,10 @@ def _how_to_go_on(run_dir: Path, trainer: Any, command: str = "train", stopped: 
     more often, so "at most --checkpoint-every steps back" would understate a whole epoch. A run of several processes
     resumes only under torchrun with as many: a plain `msrnn-zoo train --resume` of it is refused."""
     from .distributed import launcher
-    from .train import LATEST
+    from .train import recorded_latest
 
     step, command = trainer.progress.step, f"{launcher(trainer.cfg.world_size)} {command} --resume {_q(run_dir)}"
-    try:
-        saved = json.loads((run_dir / LATEST).read_text(encoding="utf-8"))["step"]
-    except (OSError, ValueError, KeyError, TypeError):
-        saved = None
+    saved = recorded_latest(run_dir).get("step")
     if not isinstance(saved, int):
         every = trainer.cfg.checkpoint_every
         when = f"every {every} steps and at each epoch's end" if every else "at each epoch's end"

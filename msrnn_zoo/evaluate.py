@@ -15,7 +15,6 @@ Two conventions for which frames count (``frames``):
 
 from __future__ import annotations
 
-import json
 import shlex
 import warnings
 from collections.abc import Callable
@@ -119,12 +118,11 @@ def run_weights(run_dir: str | Path, weights: str = "last") -> Path:
 
 def _recorded_best_step(run_dir: Path) -> int | None:
     """The step of the best validation that the run's ``latest.json`` records (None: none, or no record to read)."""
-    from .train import LATEST
+    from .train import recorded_latest
 
     try:
-        best = json.loads((run_dir / LATEST).read_text(encoding="utf-8")).get("best") or {}
-        return int(best["step"])
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return int((recorded_latest(run_dir).get("best") or {})["step"])
+    except (ValueError, KeyError, TypeError):
         return None
 
 

@@ -686,6 +686,16 @@ def read_train_config(run_dir: Path) -> TrainConfig:
     return TrainConfig.from_dict(read_json(path, "run (train_config.json)"), str(path))
 
 
+def recorded_latest(run_dir: Path) -> dict[str, Any]:
+    """The run's ``latest.json`` as it is, or ``{}`` where it cannot be read or is no JSON object: for advice and
+    checks that do without it (the resume that needs it refuses a damaged one itself)."""
+    try:
+        latest = json.loads((run_dir / LATEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return latest if isinstance(latest, dict) else {}
+
+
 def _processes_of(run_dir: Path) -> int:
     """The processes a run trains on, as its config records them (1 where it cannot be read: advice only)."""
     try:
