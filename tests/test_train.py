@@ -700,6 +700,15 @@ def test_new_train_config_refuses_what_train_refuses_in_the_words_of_python(clip
         assert flags in caught.value.cli_message
 
 
+def refused(attempt, words, flags, kind=ValueError):
+    """``attempt()`` raises ``kind`` saying ``words`` and no flag (``--``) to a Python caller, and ``flags`` to the
+    command line (its ``cli_message``)."""
+    with pytest.raises(kind) as caught:
+        attempt()
+    assert words in str(caught.value) and "--" not in str(caught.value), str(caught.value)
+    assert flags in caught.value.cli_message
+
+
 def test_the_python_api_names_its_arguments_where_train_names_its_flags(tmp_path, clips_file):
     """A notebook's user was told to "lower --in-frames/--out-frames", "lower --batch-size", that "--device cuda was
     asked for", to "train one with `msrnn-zoo train ... --out`": flags of a command they had not run. Each names the
@@ -708,12 +717,6 @@ def test_the_python_api_names_its_arguments_where_train_names_its_flags(tmp_path
 
     from msrnn_zoo.evaluate import load_run
     from msrnn_zoo.train import open_split
-
-    def refused(attempt, words, flags, kind=ValueError):
-        with pytest.raises(kind) as caught:
-            attempt()
-        assert words in str(caught.value) and " --" not in str(caught.value), str(caught.value)
-        assert flags in caught.value.cli_message
 
     refused(lambda: Trainer.create(tmp_path / "a", config(clips_file, in_frames=4)),
             "lower in_frames/out_frames", "lower --in-frames/--out-frames")
@@ -784,12 +787,6 @@ def test_training_refusals_name_python_arguments_to_a_python_caller(tmp_path, cl
     import numpy as np
 
     from msrnn_zoo.evaluate import load_run
-
-    def refused(attempt, words, flags, kind=ValueError):
-        with pytest.raises(kind) as caught:
-            attempt()
-        assert words in str(caught.value) and "--" not in str(caught.value), str(caught.value)
-        assert flags in caught.value.cli_message
 
     refused(lambda: config(clips_file, val_every=0, early_stopping=2), "give val_every 1 or more",
             "give val_every (--val-every) 1 or more")
