@@ -513,12 +513,9 @@ def test_a_download_into_a_log_file_reports_lines(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_a_killed_download_leaves_no_temporary_file_after_the_next(tmp_path):
-    """kill -9 mid-download left `.file.bin.XXXXXXXX.part` (up to the whole file: 800 MB for Moving MNIST's test
-    set) and every later kill another; the next download deletes those, never one still being written."""
-    fcntl = pytest.importorskip("fcntl")
-    from msrnn_zoo.download import download_file
-
+def _parts_beside_a_download(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """A file to download (``b"data"``), the folder it goes to, and there the part file a killed download left and
+    one that a download still running writes."""
     source = tmp_path / "remote.bin"
     source.write_bytes(b"data")
     folder = tmp_path / "data"
@@ -527,6 +524,16 @@ def test_a_killed_download_leaves_no_temporary_file_after_the_next(tmp_path):
     killed.write_bytes(b"half a file")
     live = folder / ".file.bin.w0rk1ng_.part"
     live.write_bytes(b"being written")
+    return source, folder, killed, live
+
+
+def test_a_killed_download_leaves_no_temporary_file_after_the_next(tmp_path):
+    """kill -9 mid-download left `.file.bin.XXXXXXXX.part` (up to the whole file: 800 MB for Moving MNIST's test
+    set) and every later kill another; the next download deletes those, never one still being written."""
+    fcntl = pytest.importorskip("fcntl")
+    from msrnn_zoo.download import download_file
+
+    source, folder, killed, live = _parts_beside_a_download(tmp_path)
     mine = [folder / ".file.bin.notes.part", folder / "file.bin.part", folder / ".other.bin.k1ll3d_x.part"]
     for path in mine:
         path.write_bytes(b"the user's")
@@ -545,14 +552,7 @@ def test_without_fcntl_a_download_clears_what_a_killed_one_left_and_not_a_file_s
     from msrnn_zoo.download import download_file
 
     monkeypatch.setattr(msrnn_zoo.download, "fcntl", None)
-    source = tmp_path / "remote.bin"
-    source.write_bytes(b"data")
-    folder = tmp_path / "data"
-    folder.mkdir()
-    killed = folder / ".file.bin.k1ll3d_x.part"
-    killed.write_bytes(b"half a file")
-    live = folder / ".file.bin.w0rk1ng_.part"
-    live.write_bytes(b"being written")
+    source, folder, _, live = _parts_beside_a_download(tmp_path)
     unlink = Path.unlink
 
     def as_windows(path, missing_ok=False):  # another process holds it open
