@@ -13,6 +13,7 @@ on huggingface_hub's retries: one metadata request decides, before any download 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -24,7 +25,14 @@ from safetensors.torch import save_file
 from .io import atomic_write, file_hash, read_json, refuse_overwrite, write_json, write_text, written_by_us
 from .validation import with_cli_message
 from .versions import WRITTEN_BY, written_by
-from .weights import UnreadableWeightsError, load_weights, versions_metadata
+from .weights import (
+    UnreadableWeightsError,
+    check_weights,
+    load_weights,
+    versions_metadata,
+    weights_layout,
+    writers_of,
+)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -531,9 +539,12 @@ class HubMixin:
     def _from_files(cls, config_path: Path, weights_path: Path, origin: str | None, *, map_location: str = "cpu",
                     cast: bool = False) -> Any:
         """The model of a config and weights file; ``origin`` names the Hub repo they came from (None: local)."""
+        import torch
+
         from .factory import from_config
+        from .joint_conv import fold_joint_convs
         from .network import ForecasterConfig
-        from .versions import upgrade_note
+        from .versions import upgrade_note, upgrade_noted
 
         data = read_json(config_path, "model config")
         note = upgrade_note(data)  # what this zoo refuses in it, a newer zoo or cell plugin may have written
@@ -545,11 +556,25 @@ class HubMixin:
             if note:  # (the note is in exc's message) not "not ours": ours, of a newer version
                 raise HubError(f"{origin}: {exc}") from exc
             raise HubError(f"{origin}: {CONFIG_NAME} is not an msrnn-zoo model config ({exc}).") from exc
+
+        def build(device: str | None = None) -> Any:
+            try:
+                with torch.device(device) if device else contextlib.nullcontext():
+                    return from_config(config)
+            except ValueError as exc:  # an unknown cell, options it rejects: name the file (or repo) they came from
+                raise ValueError(f"{origin or config_path}: {exc}{note}") from exc
+
         try:
-            model = from_config(config)
-        except ValueError as exc:  # an unknown cell, options it rejects: name the file (or repo) they came from
-            raise ValueError(f"{origin or config_path}: {exc}{note}") from exc
-        try:
+            # the header alone, before the model is built: a config claiming sizes its weights do not have (a
+            # crafted or mistaken one) allocated gigabytes, or built layers for minutes, before it was refused
+            layout = weights_layout(weights_path)
+            if layout is not None:
+                _check_layer_count(config.num_layers, layout, config_path, weights_path)
+                shapes = build("meta")
+                with upgrade_noted(writers_of(weights_path)):
+                    fold_joint_convs(shapes, layout)
+                    check_weights(shapes, layout, str(weights_path), cast=cast)
+            model = build()
             load_weights(model, weights_path, device=map_location, cast=cast)
         except UnreadableWeightsError as exc:
             if origin is None:
@@ -588,6 +613,24 @@ class HubMixin:
             files = {name: Path(tmp) / name for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)}
             files.update({name: Path(path) for name, path in (extra_files or {}).items()})
             return upload_files(repo_id, files, token=token, private=private, commit_message=commit_message)
+
+
+def _check_layer_count(num_layers: int, layout: dict[str, Any], config_path: Path, weights_path: Path) -> None:
+    """Refuse a config with more layers than its weights file holds weights for (a layer's are ``cells.INDEX.*``),
+    before the model is built: building the layers of ``num_layers: 1000000``, even without their memory, took
+    minutes before the weights were found not to fit."""
+    from .weights import _names
+
+    held = {name.split(".")[1] for name in layout if name.startswith("cells.") and name.split(".")[1].isdigit()}
+    if not held:  # no layer's weights at all: another library's file, whatever the config says
+        others = sorted(name for name in layout if name.split(".")[0] not in ("embed", "head"))
+        held_too = f" and holds {len(others)} weight(s) the model does not have ({_names(others)})" if others else ""
+        raise ValueError(f"{weights_path} lacks the weights of every layer (cells.*){held_too}: it belongs to another "
+                         f"model than its {CONFIG_NAME} describes.")
+    if num_layers > len(held):
+        raise ValueError(f"{config_path}: num_layers is {num_layers}, but {weights_path} holds the weights of "
+                         f"{len(held)} layer(s); the weights and {CONFIG_NAME} do not match (they belong to "
+                         "different models).")
 
 
 def _card_license(card: str | None, license: str | None) -> str:

@@ -41,13 +41,45 @@ def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> di
                                      "not written by msrnn-zoo. Restore it, or train again.", detail) from exc
 
 
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+"""The safetensors dtype names and the PyTorch dtypes they hold (the ones :func:`weights_layout` knows)."""
+
+
+def weights_layout(path: str | Path) -> dict[str, torch.Tensor] | None:
+    """Every tensor of a safetensors file as a tensor on the ``meta`` device: its name, shape and dtype, read from the
+    header alone, none of its data. None where a dtype is not one of :data:`_DTYPES` (the file is then read whole).
+
+    A model is built (and its memory filled) from its config.json: comparing the config's model, built on the meta
+    device, with this first, a config of someone else's repo that claims ``hidden_channels: 100000`` beside small
+    weights is refused before it allocates gigabytes."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No weights file at {path}.")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            slices = {name: handle.get_slice(name) for name in handle.keys()}  # noqa: SIM118 (a handle, no dict)
+            found = {name: (tuple(part.get_shape()), part.get_dtype()) for name, part in slices.items()}
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        detail = f"{type(exc).__name__}: {exc}"
+        raise UnreadableWeightsError(f"{path} is not a readable safetensors file ({detail}); it is damaged or was "
+                                     "not written by msrnn-zoo. Restore it, or train again.", detail) from exc
+    if any(dtype not in _DTYPES for _, dtype in found.values()):
+        return None
+    return {name: torch.empty(shape, dtype=_DTYPES[dtype], device="meta") for name, (shape, dtype) in found.items()}
+
+
 def _names(keys: list[str], limit: int = 4) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def check_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, *, cast: bool = False) -> None:
-    """Raise ``ValueError`` unless ``state`` holds exactly ``model``'s tensors: names, shapes, dtypes, finite values.
+    """Raise ``ValueError`` unless ``state`` holds exactly ``model``'s tensors: names, shapes, dtypes, finite values
+    (of the tensors that hold any: a layout of meta tensors, :func:`weights_layout`, is checked for the rest).
 
     ``cast=True`` accepts floating-point weights of another precision (converted on load); integer weights
     are never cast, because they are never the weights of a network.
@@ -74,7 +106,7 @@ def check_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str,
                     else "integer weights are never converted")
             raise ValueError(f"{source}: weight {name} is {str(tensor.dtype).replace('torch.', '')} but the model "
                              f"is {str(want.dtype).replace('torch.', '')}; {hint}.")
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if tensor.is_floating_point() and not tensor.is_meta and not torch.isfinite(tensor).all():
             raise ValueError(f"{source}: weight {name} contains NaN or Inf; these weights cannot forecast anything. "
                              "Use an earlier checkpoint, or train again with a lower learning rate.")
 

@@ -648,6 +648,36 @@ def test_weights_that_do_not_fit_the_repos_config_name_the_repo(hub, tmp_path):
     assert "holds 1 weight(s) the model does not have (fc.weight)" in str(exc)
 
 
+@pytest.mark.parametrize("field, value, said", [
+    ("hidden_channels", 100_000, "has shape (16,) but the model built from config.json needs (400000,)"),
+    ("num_layers", 12, "num_layers is 12, but"),
+])
+def test_a_config_claiming_sizes_its_weights_lack_is_refused_before_the_model_is_built(tmp_path, monkeypatch, field,
+                                                                                       value, said):
+    """The model was built from config.json first, its weights read after: a config of someone else's repo claiming
+    hidden_channels 100000 (or a million layers) beside small weights allocated gigabytes (or built layers for
+    minutes) before it was refused."""
+    from msrnn_zoo import factory
+
+    tiny().save_pretrained(tmp_path)
+    _edited_config(tmp_path, lambda c: c.update({field: value}), None)
+    built: list[str] = []
+    real = factory.from_config
+    monkeypatch.setattr(factory, "from_config", lambda config: (built.append(torch.empty(0).device.type),
+                                                                real(config))[1])
+    with pytest.raises(ValueError) as exc:
+        msrnn_zoo.Forecaster.from_pretrained(tmp_path)
+    assert said in str(exc.value)
+    assert built == (["meta"] if field == "hidden_channels" else [])  # the shapes alone, or not even them
+
+
+def test_weights_of_another_format_are_still_named_unreadable_before_the_model_is_built(tmp_path):
+    tiny().save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 64)  # a pickle's first bytes
+    with pytest.raises(ValueError, match="is not a readable safetensors file"):
+        msrnn_zoo.Forecaster.from_pretrained(tmp_path)
+
+
 def test_card_of_a_saved_folder_says_it_is_no_run_before_asking_for_force(tmp_path):
     tiny().save_pretrained(tmp_path / "saved")  # holds the README.md save_pretrained writes
     for extra in ([], ["--force"]):
