@@ -275,6 +275,9 @@ def download_files(repo_id: str, filenames: tuple[str, ...], *, revision: str | 
         home = " (~ is not expanded here: pass os.path.expanduser(PATH))" if repo_id.startswith("~") else ""
         raise FileNotFoundError(f"{repo_id!r} is neither a local directory{home} nor a Hub repo id like "
                                 "'user/model'.")
+    # quoted, with the Hub's rule: huggingface_hub's own message printed the id bare, a terminal's escape codes in it
+    # (pasted, or in a script's variable) acted on the terminal, and it did not say it was the id that was refused
+    check_repo_id(repo_id)
     if revision is not None and not revision.strip():  # sent as it is, the Hub's answer reads as no revision at all
         raise ValueError(f"The revision given ({revision!r}) names no branch, tag or commit; leave out --revision / "
                          "revision= for the main branch.")

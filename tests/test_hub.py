@@ -913,6 +913,17 @@ def test_a_repo_id_the_hub_cannot_hold_is_refused_before_a_card_names_it(hub, ru
         tiny().push_to_hub("me/a--b", token=TOKEN)
 
 
+def test_a_repo_id_the_hub_cannot_hold_is_named_quoted_by_pull_and_create(hub):
+    """huggingface_hub's message printed the id as it was, so a terminal's escape codes in it acted on the terminal
+    (a colour, a title, a link), and it did not say that the repo id was refused."""
+    result = CliRunner().invoke(main, ["pull", "me/\x1b[31mred"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "\x1b" not in result.output, said
+    assert "'me/\\x1b[31mred' is not a valid Hub repo id (Repo id must use alphanumeric chars" in said, said
+    with pytest.raises(ValueError, match=r"'me/a b' is not a valid Hub repo id"):
+        msrnn_zoo.create("ms-convlstm", pretrained="me/a b")
+
+
 def test_from_pretrained_of_a_missing_path_object_is_not_looked_up_on_the_hub(hub, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exc, _ = timed(msrnn_zoo.Forecaster.from_pretrained, Path("runs/absent"))
