@@ -34,6 +34,10 @@ COMPILED_PATHS = ("compile", "cudagraph")
 GRAPH_PATHS = ("cudagraph", "clip-graph")
 """The fast paths that record CUDA graphs: they need a GPU and cannot recompute steps (gradient checkpointing)."""
 
+MAX_SIZE = 2**31 - 1
+"""The largest channel count, layer count or kernel size a config may give: beyond it PyTorch cannot even compute
+the size of a weight, and no model comes anywhere near it."""
+
 
 def _switch(enable: Any, setter: str) -> bool:
     """``enable`` as a bool, refusing anything else: ``bool("no")`` is ``True`` and would turn the option on."""
@@ -82,6 +86,10 @@ class ForecasterConfig:
         for name in ("in_channels", "hidden_channels", "num_layers", "kernel_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{what}: {name} must be at least 1, got {getattr(self, name)}.")
+            if getattr(self, name) > MAX_SIZE:  # else PyTorch's overflow (a TypeError with C++ frames) or one of its
+                # RuntimeErrors, from a config.json that no model could have (a crafted or mistyped one)
+                raise ValueError(f"{what}: {name} must be at most {MAX_SIZE}, got {getattr(self, name)}; no model "
+                                 "has that many. Correct the value.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

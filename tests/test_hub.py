@@ -671,6 +671,17 @@ def test_a_config_claiming_sizes_its_weights_lack_is_refused_before_the_model_is
     assert built == (["meta"] if field == "hidden_channels" else [])  # the shapes alone, or not even them
 
 
+@pytest.mark.parametrize("field, value", [("hidden_channels", 10**400), ("in_channels", 2**62),
+                                          ("kernel_size", 10**30 + 1)])
+def test_a_config_size_no_model_could_have_is_named_not_pytorchs_overflow(tmp_path, field, value):
+    """It was PyTorch's "Overflow when unpacking long long" (a TypeError with C++ frames), its "Storage size
+    calculation overflowed", or a cell said to break the cell contract."""
+    tiny().save_pretrained(tmp_path)
+    _edited_config(tmp_path, lambda c: c.update({field: value}), None)
+    with pytest.raises(ValueError, match=rf"config.json: {field} must be at most 2147483647, got {value}; no model"):
+        msrnn_zoo.Forecaster.from_pretrained(tmp_path)
+
+
 def test_weights_of_another_format_are_still_named_unreadable_before_the_model_is_built(tmp_path):
     tiny().save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 64)  # a pickle's first bytes
