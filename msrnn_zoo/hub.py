@@ -547,7 +547,7 @@ class HubMixin:
         from .factory import from_config
         from .joint_conv import fold_joint_convs
         from .network import ForecasterConfig
-        from .versions import upgrade_note, upgrade_noted
+        from .versions import absent_note, upgrade_note, upgrade_noted
 
         data = read_json(config_path, "model config")
         note = upgrade_note(data)  # what this zoo refuses in it, a newer zoo or cell plugin may have written
@@ -565,7 +565,7 @@ class HubMixin:
                 with torch.device(device) if device else contextlib.nullcontext():
                     return from_config(config)
             except ValueError as exc:  # an unknown cell, options it rejects: name the file (or repo) they came from
-                raise ValueError(f"{origin or config_path}: {exc}{note}") from exc
+                raise ValueError(f"{origin or config_path}: {exc}{note}{absent_note(data)}") from exc
 
         try:
             # the header alone, before the model is built: a config claiming sizes its weights do not have (a

@@ -92,6 +92,22 @@ def newer_writers(data: Any) -> list[tuple[str, str, str]]:
     return newer
 
 
+def absent_note(data: Any) -> str:
+    """A sentence to add to an error about what ``data`` holds, naming the distributions that wrote it and are not
+    installed here (else ''): a cell unknown here most likely came from one of them. It names them and no command:
+    the name comes from someone else's file, and a crafted one would have the zoo advise installing any package."""
+    recorded = data.get(WRITTEN_BY) if isinstance(data, dict) else None
+    if not isinstance(recorded, dict):
+        return ""
+    absent = [f"{dist!r} {version!r}" for dist, version in recorded.items()
+              if str(dist) != ZOO and installed_version(str(dist)) is None]
+    if not absent:
+        return ""
+    return (f" The file records that it was written with {', '.join(absent)}, which is not installed here: most "
+            "likely the plugin its cell comes from. Find where that is published (the model's card, its author) "
+            "before installing anything of that name.")
+
+
 def upgrade_note(data: Any) -> str:
     """A sentence to add to an error about what ``data`` holds, when newer versions than those installed wrote it
     (else ''): the keys, options or values refused are most likely ones they added."""

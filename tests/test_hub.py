@@ -147,6 +147,24 @@ def test_an_unknown_cell_option_of_a_newer_cell_plugin_names_the_plugin_to_upgra
         msrnn_zoo.Forecaster.from_pretrained(tmp_path)
 
 
+def test_a_cell_of_a_plugin_not_installed_names_the_distribution_its_config_records_and_no_command(tmp_path):
+    """A pulled model of a third party's cell said only "Unknown cell 'foolstm'": its config records the plugin that
+    wrote it. The name is said, with no `pip install` of it: it comes from someone else's file."""
+    tiny().save_pretrained(tmp_path)
+    _edited_config(tmp_path, lambda c: c.update(cell="foolstm"),
+                   {"msrnn-zoo": msrnn_zoo.__version__, "msrnn-foolstm": "1.2"})
+    with pytest.raises(ValueError) as exc:
+        msrnn_zoo.Forecaster.from_pretrained(tmp_path)
+    text = str(exc.value)
+    assert "Unknown cell 'foolstm'" in text
+    assert "written with 'msrnn-foolstm' '1.2', which is not installed here" in text
+    assert "pip install -U" not in text and "pip install msrnn-foolstm" not in text
+    _edited_config(tmp_path, lambda c: None, {"msrnn-zoo": msrnn_zoo.__version__})  # nothing recorded: nothing said
+    with pytest.raises(ValueError) as exc:
+        msrnn_zoo.Forecaster.from_pretrained(tmp_path)
+    assert "Unknown cell 'foolstm'" in str(exc.value) and "records that it was written" not in str(exc.value)
+
+
 def test_a_config_without_versions_loads_as_before(tmp_path):
     model = tiny()
     model.save_pretrained(tmp_path)
