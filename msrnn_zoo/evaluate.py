@@ -122,7 +122,7 @@ def _recorded_best_step(run_dir: Path) -> int | None:
 
     try:
         return int((recorded_latest(run_dir).get("best") or {})["step"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):  # (a hand-edited step of Infinity)
         return None
 
 

@@ -609,6 +609,17 @@ def test_a_run_without_validation_has_no_best_weights_and_force_replaces_a_run_w
     assert (tmp_path / "b" / "model-best.safetensors").read_bytes() == b"my own weights"
 
 
+
+@pytest.mark.parametrize("best", [{"step": float("inf")}, {"step": "eight"}, ["step"], "step", None])
+def test_a_hand_edited_best_in_latest_json_reads_as_no_recorded_best(tmp_path, best):
+    """latest.json is the user's to edit; a best step of Infinity raised OverflowError's traceback where the best
+    weights were checked against it (the others were already read as no record)."""
+    from msrnn_zoo.evaluate import _recorded_best_step
+
+    (tmp_path / "latest.json").write_text(json.dumps({"name": "step-00000008", "step": 8, "best": best}))
+    assert _recorded_best_step(tmp_path) is None
+
+
 @pytest.mark.parametrize("crash_in", ["latest", "best"])
 def test_a_run_killed_while_it_writes_a_new_best_never_shows_best_weights_its_record_does_not_name(
         tmp_path, clips_file, monkeypatch, crash_in):
