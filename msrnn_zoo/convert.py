@@ -211,6 +211,9 @@ def check_conversion(model: Forecaster, name: str, out: str | Path, *, size: int
     from .testing import load_fixture, parity_against
     from .train import refuse_a_run_as_model_folder
 
+    if size < 1:  # (the command line gives size as --size, which refuses it before)
+        said = f"{size}: the forward check needs frames of at least 1x1; give a size of 1 or more, such as 64."
+        raise with_cli_message(ValueError(f"size={said}"), f"--size {said}")
     try:  # (the command line gives out as --out)
         refuse_a_run_as_model_folder(out, "another folder as out")
     except ValueError as exc:

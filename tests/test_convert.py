@@ -279,3 +279,18 @@ def test_check_conversion_from_python_names_its_arguments_not_converts_flags(tmp
         assert words in str(caught.value) and "--" not in str(caught.value), str(caught.value)
         assert flags in caught.value.cli_message, caught.value.cli_message
     assert not out.exists()
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_check_conversion_refuses_a_size_below_one_naming_size(tmp_path, size):
+    """check_conversion(size=0) said "Layer 0 would run at 0x0: the input is too small" and size=-3 failed on
+    "Frames of -3x-3", neither naming the argument to change. It now refuses size= up front; the CLI's words name
+    --size."""
+    from msrnn_zoo.convert import check_conversion
+
+    model = from_original(original_weights(), "ms-convlstm")
+    with pytest.raises(ValueError) as caught:
+        check_conversion(model, "ms-convlstm", tmp_path / "out", size=size)
+    assert str(caught.value).startswith(f"size={size}: ") and "--" not in str(caught.value), str(caught.value)
+    assert caught.value.cli_message.startswith(f"--size {size}: "), caught.value.cli_message
+    assert not (tmp_path / "out").exists()
