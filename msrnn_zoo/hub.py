@@ -522,6 +522,10 @@ class HubMixin:
                                  f"directory.{shadow}")
             config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
             for path in (config_path, weights_path):
+                if path.is_dir():  # "has no model.safetensors" sent the user looking for a file they could see
+                    raise IsADirectoryError(f"{path} is a folder where {directory}'s {path.name} file should be: "
+                                            f"rename it, then load a directory written by save_pretrained or "
+                                            f"`msrnn-zoo train`.{shadow}")
                 if not path.is_file():
                     raise FileNotFoundError(f"{directory} has no {path.name}: it is not a directory written by "
                                             f"save_pretrained or `msrnn-zoo train`.{shadow}")

@@ -1341,3 +1341,18 @@ def test_a_missing_catalogue_checkpoint_names_python_functions_not_commands(monk
     said = str(caught.value)
     assert "no checkpoint in the pretrained catalogue; train one (Trainer.create" in said, said
     assert "msrnn-zoo " not in said, said
+
+
+def test_a_weights_file_that_is_a_folder_is_called_a_folder(tmp_path):
+    """A model folder whose model.safetensors (or config.json) is a folder was said to have "no model.safetensors",
+    which sent its user looking for a file they could see; it is now called a folder where the file should be."""
+    tiny().save_pretrained(tmp_path / "m")
+    for name in ("model.safetensors", "config.json"):
+        (tmp_path / "m" / name).rename(tmp_path / name)
+        (tmp_path / "m" / name).mkdir()
+        with pytest.raises(IsADirectoryError) as caught:
+            msrnn_zoo.create("ms-convlstm", pretrained=tmp_path / "m")
+        said = str(caught.value)
+        assert f"{tmp_path / 'm' / name} is a folder where" in said and "has no" not in said, said
+        (tmp_path / "m" / name).rmdir()
+        (tmp_path / name).rename(tmp_path / "m" / name)
