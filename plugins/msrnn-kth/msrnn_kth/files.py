@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from msrnn_zoo.validation import with_cli_message
+
 ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
 SEQUENCES_FILE = "00sequences.txt"
 VIDEO = re.compile(r"^person(\d\d)_(" + "|".join(ACTIONS) + r")_d([1-4])_uncomp\.avi$")
@@ -39,8 +41,11 @@ def find_videos(source: Path) -> list[Video]:
     A file is refused rather than read as its folder: the folder may hold far more than the one video named.
     """
     if source.is_file():
-        raise ValueError(f"--source {source} is a file; give the folder holding the KTH AVIs (and 00sequences.txt), "
-                         f"e.g. --source {source.parent}: it is searched at any depth.")
+        said = "{} is a file; give the folder holding the KTH AVIs (and 00sequences.txt), e.g. {}: it is searched at " \
+               "any depth."
+        raise with_cli_message(  # (prepare_dataset reaches it from Python, data prepare from the command line)
+            ValueError(said.format(f"source={str(source)!r}", f"source={str(source.parent)!r}")),
+            said.format(f"--source {source}", f"--source {source.parent}"))
     videos: dict[str, Video] = {}
     for path in sorted(source.rglob("*.avi")):
         match = VIDEO.match(path.name)

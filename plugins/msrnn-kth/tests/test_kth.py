@@ -144,8 +144,11 @@ def test_folder_without_videos(tmp_path):
 
 def test_a_file_as_source_is_refused_not_read_as_its_folder(raw_kth, tmp_path):
     one = raw_kth / "person17_running_d1_uncomp.avi"  # its folder holds six more videos the user did not name
-    with pytest.raises(ValueError, match=f"is a file; give the folder.*--source {raw_kth}"):
+    with pytest.raises(ValueError) as caught:
         prepare_dataset("kth", one, tmp_path / "store")
+    said = str(caught.value)  # a Python caller was told --source, a flag of data prepare it never typed
+    assert f"source={str(one)!r} is a file; give the folder" in said and f"source={str(raw_kth)!r}" in said, said
+    assert "--" not in said and f"--source {raw_kth}" in caught.value.cli_message, caught.value.cli_message
     assert not (tmp_path / "store").exists()
 
 
