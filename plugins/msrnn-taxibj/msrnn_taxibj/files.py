@@ -15,6 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from msrnn_zoo.validation import with_cli_message
+
 YEARS = (13, 14, 15, 16)
 SLOTS_PER_DAY = 48
 GRID = 32
@@ -29,8 +31,9 @@ def file_name(year: int) -> str:
 def find_files(source: Path) -> list[Path]:
     """The four yearly files under ``source`` (a folder, searched one level down too), in year order."""
     if source.is_file():
-        raise ValueError(f"--source {source} is a file; give the folder that holds "
-                         f"{', '.join(file_name(y) for y in YEARS)}.")
+        said = f" is a file; give the folder that holds {', '.join(file_name(y) for y in YEARS)}."
+        raise with_cli_message(  # (prepare_dataset reaches it from Python, data prepare from the command line)
+            ValueError(f"source={str(source)!r}{said}"), f"--source {source}{said}")
     found, missing = [], []
     for year in YEARS:
         hits = sorted(source.glob(file_name(year))) or sorted(source.glob(f"*/{file_name(year)}"))
@@ -40,9 +43,10 @@ def find_files(source: Path) -> list[Path]:
             missing.append(file_name(year))
     if missing:
         what = "none of the TaxiBJ files" if len(missing) == len(YEARS) else f"no {', '.join(missing)}"
-        raise ValueError(f"{source} holds {what}: TaxiBJ is the four files "
-                         f"{', '.join(file_name(y) for y in YEARS)} (from the DeepST release; BJ_Meteorology.h5 "
-                         "and BJ_Holiday.txt are not used). Point --source at the folder holding all four.")
+        said = (f"{source} holds {what}: TaxiBJ is the four files {', '.join(file_name(y) for y in YEARS)} (from "
+                "the DeepST release; BJ_Meteorology.h5 and BJ_Holiday.txt are not used). Point {} at the folder "
+                "holding all four.")
+        raise with_cli_message(ValueError(said.replace("{}", "source=")), said.replace("{}", "--source"))
     return found
 
 

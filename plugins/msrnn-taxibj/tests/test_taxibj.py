@@ -180,3 +180,18 @@ def test_the_dataset_kit_passes(store):
     from msrnn_zoo.testing import check_dataset
 
     check_dataset("taxibj", root=store)
+
+
+def test_prepare_dataset_names_source_to_python_not_the_flag(tmp_path):
+    """A Python caller giving a file, or a folder without the four yearly files, was told about --source, a flag of
+    data prepare it never typed; it now reads source=, and the CLI keeps --source."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a.h5").write_bytes(b"")
+    for source, words, flags in [(tmp_path / "a.h5", f"source={str(tmp_path / 'a.h5')!r} is a file",
+                                  f"--source {tmp_path / 'a.h5'} is a file"),
+                                 (tmp_path / "empty", "Point source= at the folder", "Point --source at the folder")]:
+        with pytest.raises(ValueError) as caught:
+            prepare_dataset("taxibj", source, tmp_path / "store")
+        assert words in str(caught.value) and "--" not in str(caught.value), str(caught.value)
+        assert flags in caught.value.cli_message, caught.value.cli_message
+    assert not (tmp_path / "store").exists()
