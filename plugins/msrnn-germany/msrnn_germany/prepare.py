@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from msrnn_zoo.store import StoreWriter
+from msrnn_zoo.validation import with_cli_message
 
 from .radolan import read_ry
 from .scaling import rain_to_unit
@@ -81,7 +82,8 @@ def read_png(path: Path) -> np.ndarray:
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         if isinstance(exc, SourceError):
             raise
-        raise SourceError(f"{path} is not a readable PNG ({exc}); replace it or remove it from --source.") from exc
+        said = f"{path} is not a readable PNG ({exc}); replace it or remove it from {{}}."
+        raise with_cli_message(SourceError(said.format("the source folder")), said.format("--source")) from exc
 
 
 def png_frame(raw: RawFile) -> np.ndarray:

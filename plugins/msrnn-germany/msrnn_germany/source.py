@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from msrnn_zoo.validation import with_cli_message
+
 from .radolan import FILE_NAME, FILE_NAME_HINT
 
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -109,8 +111,9 @@ def scan(source: str | Path) -> RawSource:
     """Find the raw files under ``source`` and decide the splits; no file is decoded yet."""
     source = Path(source).expanduser()
     if not source.is_dir():
-        raise SourceError(f"--source {source} is not a folder: give the folder holding train/ and test/ of the "
-                          f"MS-RNN Germany PNGs, or your DWD RADOLAN RY files.")
+        said = (" is not a folder: give the folder holding train/ and test/ of the MS-RNN Germany PNGs, or your DWD "
+                "RADOLAN RY files.")  # (prepare_dataset reaches it from Python, data prepare from the command line)
+        raise with_cli_message(SourceError(f"source={str(source)!r}{said}"), f"--source {source}{said}")
     folders = {name: source / name for name in SPLIT_FOLDERS if (source / name).is_dir()}
     if folders:
         return _scan_split_folders(source, folders)
@@ -157,11 +160,10 @@ def _scan_by_year(source: Path) -> RawSource:
     if empty:
         years = ", ".join(f"{name} {min(y)}-{max(y)}" if len(y) > 1 else f"{name} {min(y)}"
                           for name, y in PAPER_YEARS.items())
-        raise SourceError(
-            f"{source}: no RY file falls in the {', '.join(empty)} years of the MS-RNN split ({years}); "
-            f"{outside} of {len(files)} files lie outside those years. To split other years, put the files "
-            "in train/, val/ and test/ folders under --source."
-        )
+        said = (f"{source}: no RY file falls in the {', '.join(empty)} years of the MS-RNN split ({years}); "
+                f"{outside} of {len(files)} files lie outside those years. To split other years, put the files "
+                "in train/, val/ and test/ folders under {}.")
+        raise with_cli_message(SourceError(said.replace("{}", "the source folder")), said.replace("{}", "--source"))
     skipped = {"outside the paper's years 2006-2017": outside} if outside else {}
     return RawSource("radolan", splits, "by year, as the MS-RNN code: train 2006-2014, val 2015, test 2016-2017",
                      {}, skipped)

@@ -367,3 +367,24 @@ def test_the_dataset_kit_passes(png_source: Path, tmp_path: Path) -> None:
 
     build(png_source, tmp_path / "store")
     check_dataset("germany", root=tmp_path / "store")
+
+
+def test_prepare_dataset_names_the_source_to_python_not_the_flag(tmp_path: Path) -> None:
+    """prepare_dataset("germany", source=...) told a Python caller about --source, a flag of data prepare it never
+    typed, where the source is a file, holds years outside the split or an unreadable PNG; it now names source= or
+    the source folder, and the CLI keeps --source."""
+    (tmp_path / "a.png").write_bytes(b"")
+    write_ry_series(tmp_path / "years", dt.datetime(2023, 5, 1), 2)
+    write_pngs(tmp_path / "pngs" / "train", numbered_frames(2))
+    write_pngs(tmp_path / "pngs" / "test", numbered_frames(2))
+    (tmp_path / "pngs" / "test" / "1.png").write_bytes(b"not a png")
+    cases = [(tmp_path / "a.png", f"source={str(tmp_path / 'a.png')!r} is not a folder",
+              f"--source {tmp_path / 'a.png'} is not a folder"),
+             (tmp_path / "years", "test/ folders under the source folder.", "test/ folders under --source."),
+             (tmp_path / "pngs", "remove it from the source folder.", "remove it from --source.")]
+    for source, words, flags in cases:
+        with pytest.raises(ValueError) as caught:
+            prepare_dataset("germany", source, tmp_path / "store")
+        assert words in str(caught.value) and "--" not in str(caught.value), str(caught.value)
+        assert flags in caught.value.cli_message, caught.value.cli_message
+    assert not (tmp_path / "store").exists()
