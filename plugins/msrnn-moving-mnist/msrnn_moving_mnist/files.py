@@ -19,6 +19,7 @@ import numpy as np
 
 from msrnn_zoo.data import default_root
 from msrnn_zoo.download import download_file
+from msrnn_zoo.validation import with_cli_message
 
 URL_ENV = "MSRNN_ZOO_MOVING_MNIST_URL"
 """Base URL holding the files under their own names: redirects every download to a mirror (or a test)."""
@@ -96,8 +97,9 @@ def locate(file: PublicFile, root: str | Path, download: bool = False) -> Path:
     except (NotADirectoryError, IsADirectoryError):  # the data root is a file, or a folder has the file's name:
         raise  # each says so itself; a mirror would not help
     except PermissionError as exc:  # (network errors come as plain OSError): the folder, not the mirror
-        raise PermissionError(f"Cannot save {file.name} in {folder} ({exc.strerror}); give a data root you can "
-                              "write to (--root, or $MSRNN_ZOO_DATA).") from exc
+        said = (f"Cannot save {file.name} in {folder} ({exc.strerror}); give a data root you can write to ({{}}, or "
+                "$MSRNN_ZOO_DATA).")  # (prepare_dataset and load_dataset reach it from Python, the CLI with --root)
+        raise with_cli_message(PermissionError(said.format("root=")), said.format("--root")) from exc
     except OSError as exc:
         raise OSError(
             f"{exc} Or set {URL_ENV} to the base URL of a mirror that serves {file.name}."

@@ -101,3 +101,6 @@ def test_a_data_root_that_cannot_hold_the_file_is_not_blamed_on_the_mirror(
                                               "data root you can write to") as info:
         files.locate(files.STANDARD_FILE, tmp_path / "root", download=True)
     assert files.URL_ENV not in str(info.value)
+    # a Python caller (prepare_dataset, load_dataset) was told --root, which it never typed; the CLI keeps --root
+    assert "(root=, or $MSRNN_ZOO_DATA)" in str(info.value) and "--" not in str(info.value), str(info.value)
+    assert "(--root, or $MSRNN_ZOO_DATA)" in info.value.cli_message, info.value.cli_message
