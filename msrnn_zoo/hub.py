@@ -568,8 +568,10 @@ class HubMixin:
             try:
                 with torch.device(device) if device else contextlib.nullcontext():
                     return from_config(config)
-            except ValueError as exc:  # an unknown cell, options it rejects: name the file (or repo) they came from
-                raise ValueError(f"{origin or config_path}: {exc}{note}{absent_note(data)}") from exc
+            except ValueError as exc:  # an unknown cell, options it rejects: name the file they came from (a repo's
+                # name is put before it below, with the weights' errors: put here too, it was said twice)
+                where = "" if origin else f"{config_path}: "
+                raise ValueError(f"{where}{exc}{note}{absent_note(data)}") from exc
 
         try:
             # the header alone, before the model is built: a config claiming sizes its weights do not have (a

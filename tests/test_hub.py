@@ -165,6 +165,18 @@ def test_a_cell_of_a_plugin_not_installed_names_the_distribution_its_config_reco
     assert "Unknown cell 'foolstm'" in str(exc.value) and "records that it was written" not in str(exc.value)
 
 
+def test_a_pulled_model_of_an_unknown_cell_names_its_repo_once(hub, tmp_path):
+    """The repo's name was put before the unknown cell's error twice ("'me/foo': 'me/foo': Unknown cell")."""
+    tiny().save_pretrained(tmp_path)
+    _edited_config(tmp_path, lambda c: c.update(cell="foolstm"),
+                   {"msrnn-zoo": msrnn_zoo.__version__, "msrnn-foolstm": "1.2"})
+    hub.state.put_files("me/foo", {name: (tmp_path / name).read_bytes()
+                                   for name in ("config.json", "model.safetensors")})
+    exc, _ = timed(msrnn_zoo.Forecaster.from_pretrained, "me/foo")
+    assert isinstance(exc, ValueError) and "Unknown cell 'foolstm'" in str(exc)
+    assert str(exc).count("me/foo") == 1 and "written with 'msrnn-foolstm' '1.2'" in str(exc)
+
+
 def test_a_config_without_versions_loads_as_before(tmp_path):
     model = tiny()
     model.save_pretrained(tmp_path)
