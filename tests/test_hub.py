@@ -177,6 +177,24 @@ def test_a_pulled_model_of_an_unknown_cell_names_its_repo_once(hub, tmp_path):
     assert str(exc).count("me/foo") == 1 and "written with 'msrnn-foolstm' '1.2'" in str(exc)
 
 
+def test_a_cell_that_reads_a_value_as_it_is_built_still_loads(tmp_path, monkeypatch):
+    """The check of a config against its weights' header builds the model on the meta device first; a cell that reads
+    a tensor's value in its __init__ cannot be built there, and a model of it that loaded before raised PyTorch's
+    "cannot be called on meta tensors" from from_pretrained."""
+    from msrnn_convlstm.cell import ConvLSTMCell
+
+    model = tiny()
+    model.save_pretrained(tmp_path)
+    built = ConvLSTMCell.__init__
+
+    def reading(self, *args, **kwargs):
+        built(self, *args, **kwargs)
+        self.scale = float(torch.ones(1).item())
+
+    monkeypatch.setattr(ConvLSTMCell, "__init__", reading)
+    assert torch.equal(forecast(msrnn_zoo.Forecaster.from_pretrained(tmp_path)), forecast(model))
+
+
 def test_a_config_without_versions_loads_as_before(tmp_path):
     model = tiny()
     model.save_pretrained(tmp_path)
